@@ -1,0 +1,68 @@
+#pragma once
+// The model configuration (config.json of a checkpoint) and the mixer pattern language.
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "core/json.h"
+
+namespace lt2 {
+
+// One layer's mixer. window = 0 for full attention and GDN.
+struct MixerSpec {
+  enum Kind { Full, Window, Gdn } kind = Full;
+  int64_t window = 0;
+  bool is_attention() const { return kind != Gdn; }
+  std::string str() const;  // "full", "window(128)", "gdn"
+};
+
+struct ModelConfig {
+  int64_t vocab_size = 256;
+  int64_t hidden_size = 128;        // d
+  int64_t num_hidden_layers = 4;    // N shared layers
+  int64_t num_loops = 4;            // T
+  int64_t intermediate_size = 384;  // SwiGLU hidden
+  std::vector<MixerSpec> layer_types;  // one per layer (resolved from `pattern`)
+  std::vector<int64_t> loop_windows;   // optional, one per loop: attention span per loop (0 = full)
+
+  // softmax attention
+  int64_t num_attention_heads = 4;
+  int64_t num_key_value_heads = 4;
+  int64_t head_dim = 32;
+  double rope_theta = 10000.0;
+  std::string output_gate = "channel";  // "channel" (d -> H*Dh), "head" (d -> H) or "none"
+
+  // Gated DeltaNet
+  int64_t gdn_num_heads = 2;     // key heads
+  int64_t gdn_num_v_heads = 2;   // value heads (GVA when > gdn_num_heads)
+  int64_t gdn_head_k_dim = 48;
+  int64_t gdn_head_v_dim = 96;   // expand_v * K
+  int64_t gdn_conv_size = 4;
+  bool gdn_chunked = true;       // chunked (C = 64) or token recurrence in training
+
+  // norms, loops, head
+  double rms_norm_eps = 1e-6;
+  bool sandwich_norm = false;       // Ouro: RMSNorm on mixer and FFN outputs
+  bool norm_between_loops = false;  // Ouro: final norm after every loop, replaces h, no rho
+  bool tie_word_embeddings = false;
+  double initializer_range = 0.02;
+  int64_t max_position_embeddings = 2048;  // context limit
+  std::string tokenizer = "bytes";
+
+  // Window of softmax-attention layer `layer` in loop `loop` (0 = full causal).
+  int64_t attention_window(int layer, int loop) const;
+  int count(MixerSpec::Kind k) const;
+
+  // Parse + validate; `ctx` names the source in errors (e.g. "runs/x/config.json").
+  static ModelConfig from_json(const json::Value& v, const std::string& ctx);
+  json::Value to_json() const;
+  void validate(const std::string& ctx) const;
+};
+
+// Pattern language (SPEC §5): "gdn" (every layer), an explicit list "gdn,gdn,full",
+// "interleave(full,gdn,1:4)" (one full per five layers, at every fifth position),
+// "bookend(full,gdn)" (full first and last, gdn between). Mixers: full, window(w), gdn.
+std::vector<MixerSpec> parse_pattern(const std::string& pattern, int64_t n_layers, const std::string& ctx);
+MixerSpec parse_mixer(const std::string& name, const std::string& ctx);
+
+}  // namespace lt2

@@ -1,0 +1,108 @@
+#include "model/looped_model.h"
+
+#include "ops/ops.h"
+
+namespace lt2 {
+
+LoopedModel::LoopedModel(const ModelConfig& cfg, DType dt)
+    : cfg_(cfg), dtype_(dt),
+      embed_("model.embed_tokens.weight", {cfg.vocab_size, cfg.hidden_size}, dt, Init::Normal, true),
+      norm_("model.norm.weight", {cfg.hidden_size}, dt, Init::Ones, false) {
+  cfg_.validate("model config");
+  params_.push_back(&embed_);
+  for (int l = 0; l < cfg_.num_hidden_layers; ++l) {
+    blocks_.push_back(std::make_unique<Block>(cfg_, l, dt));
+    blocks_.back()->collect(params_);
+  }
+  if (!cfg_.norm_between_loops) {
+    rho_ = Param("model.loop_residual", {cfg_.num_loops, cfg_.hidden_size}, dt, Init::Zeros, false);
+    params_.push_back(&rho_);
+  }
+  params_.push_back(&norm_);
+  if (!cfg_.tie_word_embeddings) {
+    head_ = Param("lm_head.weight", {cfg_.vocab_size, cfg_.hidden_size}, dt, Init::Normal, true);
+    params_.push_back(&head_);
+  }
+}
+
+Param* LoopedModel::find(const std::string& name) const {
+  for (Param* p : params_)
+    if (p->name == name) return p;
+  return nullptr;
+}
+
+void LoopedModel::init(uint64_t seed) { init_params(params_, seed, cfg_.initializer_range); }
+
+void LoopedModel::zero_grad() {
+  for (Param* p : params_) p->grad.zero();
+}
+
+int64_t LoopedModel::num_params(bool include_embeddings) const {
+  int64_t n = 0;
+  for (const Param* p : params_)
+    if (include_embeddings || (p != &embed_ && p != &head_)) n += p->value.numel();
+  return n;
+}
+
+Tensor LoopedModel::forward(const Tensor& ids, Ctx* ctx) const {
+  LT2_CHECK(ids.dtype() == DType::I32 && ids.ndim() == 2, "model input must be I32 token ids [B, L], got ",
+            dtype_name(ids.dtype()), " ", shape_str(ids.shape()));
+  const int64_t B = ids.dim(0), L = ids.dim(1), T = cfg_.num_loops, N = cfg_.num_hidden_layers;
+  LT2_CHECK(L <= cfg_.max_position_embeddings, "sequence length ", L, " exceeds the context limit ",
+            cfg_.max_position_embeddings, " (max_position_embeddings)");
+  if (ctx) {
+    *ctx = Ctx{};
+    ctx->ids = ids;
+    ctx->blocks.resize(T * N);
+  }
+  Tensor h = ops::embedding(ids, embed_.value);
+  for (int t = 0; t < T; ++t) {
+    Tensor x = h;
+    for (int l = 0; l < N; ++l) x = blocks_[l]->forward(x, t, ctx ? &ctx->blocks[t * N + l] : nullptr);
+    if (ctx) ctx->h_in.push_back(h);
+    if (cfg_.norm_between_loops) {
+      Tensor rstd;
+      Tensor hn = ops::rmsnorm(x, norm_.value, cfg_.rms_norm_eps, &rstd);
+      if (ctx) ctx->h_tilde.push_back(x), ctx->rstd_loop.push_back(rstd);
+      h = hn;
+    } else {
+      h = ops::add_scaled_channels(x, rho_.value.select(t), h);
+    }
+  }
+  Tensor xf = h;
+  if (!cfg_.norm_between_loops) {
+    Tensor rstd;
+    xf = ops::rmsnorm(h, norm_.value, cfg_.rms_norm_eps, &rstd);
+    if (ctx) ctx->rstd_final = rstd;
+  }
+  if (ctx) ctx->h_final = h, ctx->xf = xf;
+  return ops::linear(xf, head_weight()).reshape({B, L, cfg_.vocab_size});
+}
+
+void LoopedModel::backward(Ctx& c, const Tensor& dlogits) {
+  const int64_t T = cfg_.num_loops, N = cfg_.num_hidden_layers;
+  Tensor& dhead = cfg_.tie_word_embeddings ? embed_.grad : head_.grad;
+  Tensor dh = ops::linear_backward(c.xf, head_weight(), dlogits, dhead);
+  if (!cfg_.norm_between_loops) dh = ops::rmsnorm_backward(c.h_final, norm_.value, c.rstd_final, dh, norm_.grad);
+  for (int t = int(T) - 1; t >= 0; --t) {
+    Tensor dx;  // gradient w.r.t. the blocks' output h~ of this loop
+    if (cfg_.norm_between_loops) {
+      dx = ops::rmsnorm_backward(c.h_tilde[t], norm_.value, c.rstd_loop[t], dh, norm_.grad);
+      dh = Tensor();
+    } else {
+      // h = h~ + rho_t * h_prev: drho_t += sum_rows dh * h_prev; dh_prev = rho_t * dh (+ blocks' path)
+      Tensor drho = rho_.grad.select(t);
+      ops::add_scaled_channels_backward_rho(dh, c.h_in[t], drho);
+      Tensor dprev = Tensor::zeros(dh.shape(), dh.dtype());
+      dx = dh;
+      dh = ops::add_scaled_channels(dprev, rho_.value.select(t), dx);
+    }
+    for (int l = int(N) - 1; l >= 0; --l) dx = blocks_[l]->backward(c.blocks[t * N + l], dx);
+    if (dh.defined()) dh.add_(dx);
+    else dh = dx;
+  }
+  ops::embedding_backward(c.ids, dh, embed_.grad);
+  c = Ctx{};
+}
+
+}  // namespace lt2

@@ -1,0 +1,50 @@
+#pragma once
+// The looped model (SPEC §1): h(0) = Embed(x); T times: h~ = F_N..F_1(h), h = h~ + rho_t * h
+// (or h = Norm(h~) with norm_between_loops); logits = LMHead(RMSNorm(h(T))).
+// forward() with a context keeps one Block::Ctx per (loop, layer) call; backward() walks
+// them in reverse, accumulating the shared weights' gradients over every loop.
+#include <memory>
+#include <vector>
+
+#include "model/config.h"
+#include "nn/block.h"
+
+namespace lt2 {
+
+class LoopedModel {
+ public:
+  struct Ctx {
+    Tensor ids;
+    std::vector<Tensor> h_in;               // h(tau-1) per loop
+    std::vector<Tensor> h_tilde, rstd_loop;  // norm_between_loops: pre-norm state per loop
+    std::vector<Block::Ctx> blocks;          // [loop * N + layer]
+    Tensor h_final, rstd_final, xf;
+  };
+
+  LoopedModel(const ModelConfig& cfg, DType dt = DType::F32);
+  LoopedModel(const LoopedModel&) = delete;
+
+  const ModelConfig& config() const { return cfg_; }
+  DType dtype() const { return dtype_; }
+  // All parameters, in a fixed order (checkpoint order).
+  const ParamList& params() const { return params_; }
+  Param* find(const std::string& name) const;
+  void init(uint64_t seed);
+  void zero_grad();
+  int64_t num_params(bool include_embeddings = true) const;
+
+  // ids I32 [B, L] -> logits [B, L, V].
+  Tensor forward(const Tensor& ids, Ctx* ctx) const;
+  // dlogits [B, L, V]; accumulates every parameter's gradient and frees ctx.
+  void backward(Ctx& ctx, const Tensor& dlogits);
+
+ private:
+  ModelConfig cfg_;
+  DType dtype_;
+  Param embed_, rho_, norm_, head_;
+  std::vector<std::unique_ptr<Block>> blocks_;
+  ParamList params_;
+  const Tensor& head_weight() const { return cfg_.tie_word_embeddings ? embed_.value : head_.value; }
+};
+
+}  // namespace lt2

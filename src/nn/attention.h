@@ -1,0 +1,25 @@
+#pragma once
+// Softmax attention mixer (full or sliding window) with RoPE, GQA and the output gate
+// o = W_o [ Attn(q, k, v) * sigmoid(x W_g^T) ] (SPEC §2), W_g zero-initialised.
+#include "model/config.h"
+#include "nn/mixer.h"
+
+namespace lt2 {
+
+class AttentionMixer : public Mixer {
+ public:
+  AttentionMixer(const ModelConfig& cfg, int layer, const std::string& prefix, DType dt);
+  Tensor forward(const Tensor& x, int loop, std::unique_ptr<MixerCtx>* ctx) const override;
+  Tensor backward(MixerCtx& ctx, const Tensor& dy) override;
+  void collect(ParamList& out) override;
+
+ private:
+  struct Ctx;
+  int64_t H_, Hkv_, D_;
+  double theta_;
+  bool gated_;
+  std::vector<int64_t> window_per_loop_;  // 0 = full causal
+  Param q_, k_, v_, o_, g_;
+};
+
+}  // namespace lt2

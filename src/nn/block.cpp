@@ -1,0 +1,59 @@
+#include "nn/block.h"
+
+#include "ops/ops.h"
+
+namespace lt2 {
+
+static std::string layer_prefix(int layer) { return "model.layers." + std::to_string(layer); }
+
+Block::Block(const ModelConfig& c, int layer, DType dt)
+    : eps_(c.rms_norm_eps), sandwich_(c.sandwich_norm),
+      norm1_(layer_prefix(layer) + ".input_layernorm.weight", {c.hidden_size}, dt, Init::Ones, false),
+      norm3_(layer_prefix(layer) + ".post_attention_layernorm.weight", {c.hidden_size}, dt, Init::Ones, false),
+      mixer_(make_mixer(c, layer, layer_prefix(layer) + ".attn", dt)),
+      ffn_(layer_prefix(layer) + ".mlp", c.hidden_size, c.intermediate_size, dt) {
+  if (sandwich_) {  // Ouro's names: input_layernorm_2 on the mixer output, post_attention_layernorm_2 on the FFN's
+    norm2_ = Param(layer_prefix(layer) + ".input_layernorm_2.weight", {c.hidden_size}, dt, Init::Ones, false);
+    norm4_ = Param(layer_prefix(layer) + ".post_attention_layernorm_2.weight", {c.hidden_size}, dt, Init::Ones, false);
+  }
+}
+
+void Block::collect(ParamList& out) {
+  out.push_back(&norm1_);
+  mixer_->collect(out);
+  if (sandwich_) out.push_back(&norm2_);
+  out.push_back(&norm3_);
+  ffn_.collect(out);
+  if (sandwich_) out.push_back(&norm4_);
+}
+
+Tensor Block::forward(const Tensor& h, int loop, Ctx* ctx) const {
+  Tensor rstd1, rstd2, rstd3, rstd4;
+  Tensor xn1 = ops::rmsnorm(h, norm1_.value, eps_, &rstd1);
+  Tensor mix = mixer_->forward(xn1, loop, ctx ? &ctx->mixer : nullptr);
+  Tensor mix_out = sandwich_ ? ops::rmsnorm(mix, norm2_.value, eps_, &rstd2) : mix;
+  Tensor hmid = ops::add(h, mix_out);
+  Tensor xn3 = ops::rmsnorm(hmid, norm3_.value, eps_, &rstd3);
+  Tensor f = ffn_.forward(xn3, ctx ? &ctx->ffn : nullptr);
+  Tensor f_out = sandwich_ ? ops::rmsnorm(f, norm4_.value, eps_, &rstd4) : f;
+  if (ctx) {
+    ctx->h = h, ctx->rstd1 = rstd1, ctx->xn1 = xn1, ctx->mix = mix, ctx->rstd2 = rstd2;
+    ctx->hmid = hmid, ctx->rstd3 = rstd3, ctx->ffn_out = f, ctx->rstd4 = rstd4;
+  }
+  return ops::add(hmid, f_out);
+}
+
+Tensor Block::backward(Ctx& c, const Tensor& dout) {
+  Tensor df = sandwich_ ? ops::rmsnorm_backward(c.ffn_out, norm4_.value, c.rstd4, dout, norm4_.grad) : dout;
+  Tensor dxn3 = ffn_.backward(c.ffn, df);
+  Tensor dhmid = ops::rmsnorm_backward(c.hmid, norm3_.value, c.rstd3, dxn3, norm3_.grad);
+  dhmid.add_(dout);
+  Tensor dmix = sandwich_ ? ops::rmsnorm_backward(c.mix, norm2_.value, c.rstd2, dhmid, norm2_.grad) : dhmid;
+  Tensor dxn1 = mixer_->backward(*c.mixer, dmix);
+  Tensor dh = ops::rmsnorm_backward(c.h, norm1_.value, c.rstd1, dxn1, norm1_.grad);
+  dh.add_(dhmid);
+  c = Ctx{};
+  return dh;
+}
+
+}  // namespace lt2

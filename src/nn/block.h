@@ -1,0 +1,32 @@
+#pragma once
+// Pre-norm block: h' = h + [Norm](Mixer(RMSNorm(h))); F(h) = h' + [Norm](FFN(RMSNorm(h'))).
+// The bracketed "sandwich" norms exist only when the config asks for them (Ouro).
+#include <memory>
+
+#include "model/config.h"
+#include "nn/ffn.h"
+#include "nn/mixer.h"
+
+namespace lt2 {
+
+class Block {
+ public:
+  struct Ctx {
+    Tensor h, rstd1, xn1, mix, rstd2, hmid, rstd3, ffn_out, rstd4;
+    std::unique_ptr<MixerCtx> mixer;
+    SwiGluFfn::Ctx ffn;
+  };
+  Block(const ModelConfig& cfg, int layer, DType dt);
+  Tensor forward(const Tensor& h, int loop, Ctx* ctx) const;
+  Tensor backward(Ctx& ctx, const Tensor& dout);  // returns dh, frees ctx
+  void collect(ParamList& out);
+
+ private:
+  double eps_;
+  bool sandwich_;
+  Param norm1_, norm2_, norm3_, norm4_;
+  std::unique_ptr<Mixer> mixer_;
+  SwiGluFfn ffn_;
+};
+
+}  // namespace lt2

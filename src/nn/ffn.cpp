@@ -1,0 +1,30 @@
+#include "nn/ffn.h"
+
+#include "ops/ops.h"
+
+namespace lt2 {
+
+SwiGluFfn::SwiGluFfn(const std::string& p, int64_t d, int64_t hidden, DType dt)
+    : gate(p + ".gate_proj.weight", {hidden, d}, dt, Init::Normal, true),
+      up(p + ".up_proj.weight", {hidden, d}, dt, Init::Normal, true),
+      down(p + ".down_proj.weight", {d, hidden}, dt, Init::Normal, true) {}
+
+Tensor SwiGluFfn::forward(const Tensor& x, Ctx* ctx) const {
+  Tensor g = ops::linear(x, gate.value), u = ops::linear(x, up.value);
+  Tensor h = ops::swiglu(g, u);
+  Tensor y = ops::linear(h, down.value);
+  if (ctx) *ctx = {x, g, u, h};
+  return y;
+}
+
+Tensor SwiGluFfn::backward(Ctx& c, const Tensor& dy) {
+  Tensor dh = ops::linear_backward(c.h, down.value, dy, down.grad);
+  Tensor dg, du;
+  ops::swiglu_backward(c.g, c.u, dh, dg, du);
+  Tensor dx = ops::linear_backward(c.x, gate.value, dg, gate.grad);
+  dx.add_(ops::linear_backward(c.x, up.value, du, up.grad));
+  c = {};
+  return dx;
+}
+
+}  // namespace lt2

@@ -1,0 +1,18 @@
+#pragma once
+// SwiGLU feed-forward: down( silu(gate x) * up x ).
+#include "nn/param.h"
+
+namespace lt2 {
+
+class SwiGluFfn {
+ public:
+  struct Ctx { Tensor x, g, u, h; };
+  SwiGluFfn(const std::string& prefix, int64_t d, int64_t hidden, DType dt);
+  Tensor forward(const Tensor& x, Ctx* ctx) const;
+  Tensor backward(Ctx& ctx, const Tensor& dy);
+  void collect(ParamList& out) { out.insert(out.end(), {&gate, &up, &down}); }
+
+  Param gate, up, down;
+};
+
+}  // namespace lt2

@@ -1,0 +1,83 @@
+#include "nn/gdn.h"
+
+#include <cmath>
+
+#include "ops/ops.h"
+
+namespace lt2 {
+
+struct GdnMixer::Ctx : MixerCtx {
+  Tensor x, qp, kp, vp, qc, kc, q, k, v, a, b, beta, g, o, z;
+};
+
+GdnMixer::GdnMixer(const ModelConfig& c, const std::string& p, DType dt)
+    : H_(c.gdn_num_heads), HV_(c.gdn_num_v_heads), K_(c.gdn_head_k_dim), V_(c.gdn_head_v_dim), W_(c.gdn_conv_size),
+      eps_(c.rms_norm_eps), chunked_(c.gdn_chunked),
+      q_(p + ".q_proj.weight", {H_ * K_, c.hidden_size}, dt, Init::Normal, true),
+      k_(p + ".k_proj.weight", {H_ * K_, c.hidden_size}, dt, Init::Normal, true),
+      v_(p + ".v_proj.weight", {HV_ * V_, c.hidden_size}, dt, Init::Normal, true),
+      a_(p + ".a_proj.weight", {HV_, c.hidden_size}, dt, Init::Normal, true),
+      b_(p + ".b_proj.weight", {HV_, c.hidden_size}, dt, Init::Normal, true),
+      g_(p + ".g_proj.weight", {HV_ * V_, c.hidden_size}, dt, Init::Normal, true),
+      o_(p + ".o_proj.weight", {c.hidden_size, HV_ * V_}, dt, Init::Normal, true),
+      // Hugging Face / fla store depthwise conv weights as [C, 1, W].
+      q_conv_(p + ".q_conv1d.weight", {H_ * K_, 1, W_}, dt, Init::Normal, true),
+      k_conv_(p + ".k_conv1d.weight", {H_ * K_, 1, W_}, dt, Init::Normal, true),
+      v_conv_(p + ".v_conv1d.weight", {HV_ * V_, 1, W_}, dt, Init::Normal, true),
+      A_log_(p + ".A_log", {HV_}, dt, Init::ALog, false),
+      dt_bias_(p + ".dt_bias", {HV_}, dt, Init::DtBias, false),
+      o_norm_(p + ".o_norm.weight", {V_}, dt, Init::Ones, false) {}
+
+void GdnMixer::collect(ParamList& out) {
+  out.insert(out.end(), {&q_, &k_, &v_, &a_, &b_, &g_, &o_, &q_conv_, &k_conv_, &v_conv_, &A_log_, &dt_bias_, &o_norm_});
+}
+
+Tensor GdnMixer::forward(const Tensor& x, int, std::unique_ptr<MixerCtx>* ctx) const {
+  const int64_t B = x.dim(0), L = x.dim(1);
+  Tensor qp = ops::linear(x, q_.value), kp = ops::linear(x, k_.value), vp = ops::linear(x, v_.value);
+  Tensor qc = ops::conv_silu(qp, conv_w(q_conv_)).reshape({B, L, H_, K_});
+  Tensor kc = ops::conv_silu(kp, conv_w(k_conv_)).reshape({B, L, H_, K_});
+  Tensor v = ops::conv_silu(vp, conv_w(v_conv_)).reshape({B, L, HV_, V_});
+  Tensor q = ops::l2norm(qc, 1.0 / std::sqrt(double(K_))), k = ops::l2norm(kc, 1.0);
+  Tensor a = ops::linear(x, a_.value), b = ops::linear(x, b_.value), beta, g;
+  ops::gdn_gates(a, b, A_log_.value, dt_bias_.value, beta, g);
+  Tensor o = ops::gdn(q, k, v, beta, g, Tensor(), nullptr, chunked_);
+  Tensor z = ops::linear(x, g_.value).reshape({B, L, HV_, V_});
+  Tensor y = ops::linear(ops::gated_rmsnorm(o, z, o_norm_.value, eps_).reshape({B, L, HV_ * V_}), o_.value);
+  if (ctx) {
+    auto c = std::make_unique<Ctx>();
+    c->x = x, c->qp = qp, c->kp = kp, c->vp = vp, c->qc = qc, c->kc = kc, c->q = q, c->k = k, c->v = v;
+    c->a = a, c->b = b, c->beta = beta, c->g = g, c->o = o, c->z = z;
+    *ctx = std::move(c);
+  }
+  return y;
+}
+
+Tensor GdnMixer::backward(MixerCtx& base, const Tensor& dy) {
+  auto& c = static_cast<Ctx&>(base);
+  const int64_t B = c.x.dim(0), L = c.x.dim(1);
+  Tensor y = ops::gated_rmsnorm(c.o, c.z, o_norm_.value, eps_).reshape({B, L, HV_ * V_});  // recomputed: cheap
+  Tensor dyn = ops::linear_backward(y, o_.value, dy, o_.grad).reshape({B, L, HV_, V_});
+  Tensor d_o, dz;
+  ops::gated_rmsnorm_backward(c.o, c.z, o_norm_.value, eps_, dyn, d_o, dz, o_norm_.grad);
+  Tensor dx = ops::linear_backward(c.x, g_.value, dz.reshape({B, L, HV_ * V_}), g_.grad);
+  ops::GdnGrads gr = ops::gdn_backward(c.q, c.k, c.v, c.beta, c.g, Tensor(), d_o, Tensor(), chunked_);
+  Tensor da, db;
+  ops::gdn_gates_backward(c.a, c.b, A_log_.value, dt_bias_.value, gr.dbeta, gr.dg, da, db, A_log_.grad, dt_bias_.grad);
+  dx.add_(ops::linear_backward(c.x, a_.value, da, a_.grad));
+  dx.add_(ops::linear_backward(c.x, b_.value, db, b_.grad));
+  Tensor dqc = ops::l2norm_backward(c.qc, 1.0 / std::sqrt(double(K_)), gr.dq).reshape({B, L, H_ * K_});
+  Tensor dkc = ops::l2norm_backward(c.kc, 1.0, gr.dk).reshape({B, L, H_ * K_});
+  Tensor qcw = conv_w(q_conv_), kcw = conv_w(k_conv_), vcw = conv_w(v_conv_);
+  Tensor dqcw = q_conv_.grad.reshape(qcw.shape()), dkcw = k_conv_.grad.reshape(kcw.shape()),
+         dvcw = v_conv_.grad.reshape(vcw.shape());
+  Tensor dqp = ops::conv_silu_backward(c.qp, qcw, dqc, dqcw);
+  Tensor dkp = ops::conv_silu_backward(c.kp, kcw, dkc, dkcw);
+  Tensor dvp = ops::conv_silu_backward(c.vp, vcw, gr.dv.reshape({B, L, HV_ * V_}), dvcw);
+  dx.add_(ops::linear_backward(c.x, q_.value, dqp, q_.grad));
+  dx.add_(ops::linear_backward(c.x, k_.value, dkp, k_.grad));
+  dx.add_(ops::linear_backward(c.x, v_.value, dvp, v_.grad));
+  return dx;
+}
+
+}  // namespace lt2

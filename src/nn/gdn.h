@@ -1,0 +1,27 @@
+#pragma once
+// The Gated DeltaNet mixer layer (SPEC §3):
+//   q, k, v = silu(conv4(x W^T)); q, k L2-normalised per head, q scaled by 1/sqrt(K);
+//   beta = sigmoid(x W_b^T); g = -exp(A_log) softplus(x W_a^T + dt_bias);
+//   o = GDN core; y = W_o [ RMSNorm_V(o) * w_norm * silu(x W_g^T) ].
+#include "model/config.h"
+#include "nn/mixer.h"
+
+namespace lt2 {
+
+class GdnMixer : public Mixer {
+ public:
+  GdnMixer(const ModelConfig& cfg, const std::string& prefix, DType dt);
+  Tensor forward(const Tensor& x, int loop, std::unique_ptr<MixerCtx>* ctx) const override;
+  Tensor backward(MixerCtx& ctx, const Tensor& dy) override;
+  void collect(ParamList& out) override;
+
+ private:
+  struct Ctx;
+  int64_t H_, HV_, K_, V_, W_;
+  double eps_;
+  bool chunked_;
+  Param q_, k_, v_, a_, b_, g_, o_, q_conv_, k_conv_, v_conv_, A_log_, dt_bias_, o_norm_;
+  Tensor conv_w(const Param& p) const { return p.value.reshape({p.value.dim(0), W_}); }
+};
+
+}  // namespace lt2

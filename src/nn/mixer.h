@@ -1,0 +1,28 @@
+#pragma once
+// A sequence mixer (softmax attention, GDN, ...). forward() takes the block's normed
+// input [B, L, d]; when `ctx` is given it saves what backward() needs there.
+// backward() returns dx and accumulates its parameters' gradients.
+#include <memory>
+
+#include "nn/param.h"
+
+namespace lt2 {
+
+struct ModelConfig;
+
+struct MixerCtx {
+  virtual ~MixerCtx() = default;
+};
+
+class Mixer {
+ public:
+  virtual ~Mixer() = default;
+  virtual Tensor forward(const Tensor& x, int loop, std::unique_ptr<MixerCtx>* ctx) const = 0;
+  virtual Tensor backward(MixerCtx& ctx, const Tensor& dy) = 0;
+  virtual void collect(ParamList& out) = 0;
+};
+
+// Builds the mixer of layer `layer` (names under `prefix`, e.g. "model.layers.3.attn").
+std::unique_ptr<Mixer> make_mixer(const ModelConfig& cfg, int layer, const std::string& prefix, DType dt);
+
+}  // namespace lt2
