@@ -25,3 +25,9 @@ inline void check_cpu_real(const Tensor& t, const char* op, const char* what) {
 }
 
 }  // namespace lt2::cpu
+
+#include <omp.h>
+namespace lt2::cpu {
+inline int omp_threads() { return omp_get_num_threads(); }
+inline int omp_thread() { return omp_get_thread_num(); }
+}  // namespace lt2::cpu

@@ -1,0 +1,163 @@
+// lt2 train: the training loop with progress, metrics JSONL, validation and checkpoints.
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+
+#include "cli/args.h"
+#include "cli/commands.h"
+#include "cli/progress.h"
+#include "core/fs.h"
+#include "model/checkpoint.h"
+#include "model/presets.h"
+#include "text/corpus.h"
+#include "train/trainer.h"
+
+namespace lt2::cli {
+
+namespace {
+const std::vector<FlagSpec> kFlags = {
+    {"config", true, "preset (default, tiny, small-125m) or JSON file {\"model\": .., \"train\": ..}"},
+    {"data", true, "text file to train on (repeatable; default: the fortunes corpus)", true},
+    {"out", true, "run directory (default: runs/<config name>)"},
+    {"steps", true, "total optimizer steps (overrides the config; with --resume: extend the run)"},
+    {"seed", true, "seed for init and data order (overrides the config)"},
+    {"resume", true, "continue the run in this directory from its latest checkpoint"},
+    {"overwrite", false, "start afresh even if --out already holds a run (deletes it)"},
+    {"print-config", false, "print the resolved run config as JSON and exit"},
+};
+
+std::string stem(const std::string& path) { return std::filesystem::path(path).stem().string(); }
+
+void append_line(const std::string& path, const std::string& line) {
+  std::ofstream f(path, std::ios::app);
+  LT2_CHECK(f, "cannot open ", path, " for appending");
+  f << line << "\n";
+}
+}  // namespace
+
+int cmd_train(int argc, char** argv) {
+  Args a("lt2 train", kFlags, argc, argv, 2);
+  if (a.help()) {
+    std::printf("usage: lt2 train [flags]\n\nTrains a looped model and writes checkpoints "
+                "(config.json + model.safetensors + optimizer state) under the run directory.\n\n%s",
+                a.usage().c_str());
+    return 0;
+  }
+  LT2_CHECK(a.positionals().empty(), "lt2 train: unexpected argument '", a.positionals()[0], "'");
+  namespace stdfs = std::filesystem;
+
+  ModelConfig mcfg;
+  TrainConfig tcfg;
+  std::string run_dir, resume_ckpt;
+  if (a.has("resume")) {
+    LT2_CHECK(!a.has("config") && !a.has("data") && !a.has("out"),
+              "lt2 train: --resume takes the config, data and directory of the run it continues");
+    run_dir = a.str("resume");
+    resume_ckpt = resolve_checkpoint_dir(run_dir);
+    mcfg = load_model_config(resume_ckpt);
+    const std::string st = resume_ckpt + "/trainer_state.json";
+    const json::Value state = json::read_file(st);
+    LT2_CHECK(state.find("train"), st, ": missing field 'train'");
+    tcfg = TrainConfig::from_json(*state.find("train"), st + ": train");
+  } else {
+    const std::string name = a.str("config", "default");
+    const json::Value rc = load_run_config(name);
+    const std::string ctx = is_preset(name) ? "preset " + name : name;
+    LT2_CHECK(rc.is_object() && rc.find("model"), ctx, ": missing field 'model'");
+    for (const auto& [k, _] : rc.items())
+      LT2_CHECK(k == "model" || k == "train", ctx, ": unknown field '", k, "' (expected 'model' and 'train')");
+    mcfg = ModelConfig::from_json(*rc.find("model"), ctx + ": model");
+    if (rc.find("train")) tcfg = TrainConfig::from_json(*rc.find("train"), ctx + ": train");
+    run_dir = a.str("out", "runs/" + (is_preset(name) ? name : stem(name)));
+    if (a.has("data")) tcfg.data_files = a.all("data");
+  }
+  if (a.has("steps")) tcfg.steps = a.integer("steps", tcfg.steps);
+  if (a.has("seed")) tcfg.seed = uint64_t(a.integer("seed", 0));
+  tcfg.validate("lt2 train");
+
+  if (a.has("print-config")) {
+    json::Value rc = json::Value::object();
+    rc.set("model", mcfg.to_json());
+    rc.set("train", tcfg.to_json());
+    std::printf("%s\n", rc.dump(2).c_str());
+    return 0;
+  }
+  if (resume_ckpt.empty() && fs::exists(run_dir + "/latest")) {
+    LT2_CHECK(a.has("overwrite"), run_dir, " already holds a run: continue it with --resume ", run_dir,
+              ", pass --overwrite to replace it, or choose another --out");
+    stdfs::remove_all(run_dir);
+  }
+  fs::make_dirs(run_dir);
+
+  // data
+  const std::vector<std::string> files = tcfg.data_files.empty() ? default_corpus_files() : tcfg.data_files;
+  const TokenSplit data = split_and_tokenize(read_documents(files), tcfg.val_fraction, tcfg.seed);
+  std::fprintf(stderr, "data: %zu file(s), %lld train docs / %lld val docs, %zu / %zu tokens (bytes)\n", files.size(),
+               (long long)data.train_docs, (long long)data.val_docs, data.train.size(), data.val.size());
+
+  LoopedModel model(mcfg);
+  model.init(tcfg.seed);
+  Trainer trainer(model, tcfg, data.train, data.val);
+  if (!resume_ckpt.empty()) {
+    trainer.load(resume_ckpt);
+    std::fprintf(stderr, "resumed %s at step %lld\n", resume_ckpt.c_str(), (long long)trainer.steps_done());
+  }
+  std::string pattern;
+  for (const auto& m : mcfg.layer_types) pattern += (pattern.empty() ? "" : ",") + m.str();
+  std::fprintf(stderr, "model: %.2fM parameters, d=%lld, N=%lld layers [%s], T=%lld loops; run dir %s\n",
+               model.num_params() / 1e6, (long long)mcfg.hidden_size, (long long)mcfg.num_hidden_layers,
+               pattern.c_str(), (long long)mcfg.num_loops, run_dir.c_str());
+  {
+    json::Value rc = json::Value::object();
+    rc.set("model", mcfg.to_json());
+    rc.set("train", tcfg.to_json());
+    fs::write_file_atomic(run_dir + "/run_config.json", rc.dump(2) + "\n");
+  }
+
+  const std::string metrics = run_dir + "/metrics.jsonl";
+  auto log_val = [&](int64_t step) {
+    const double vl = trainer.evaluate();
+    json::Value m = json::Value::object();
+    m.set("step", step);
+    m.set("val_loss", vl);
+    m.set("val_ppl", std::exp(vl));
+    append_line(metrics, m.dump());
+    return vl;
+  };
+  if (trainer.steps_done() == 0) {
+    const double vl = log_val(0);
+    std::fprintf(stderr, "step 0: val loss %.4f (ppl %.2f)\n", vl, std::exp(vl));
+  }
+  Progress bar(tcfg.steps, trainer.steps_done());
+  int64_t tokens = 0;
+  for (int64_t s = trainer.steps_done() + 1; s <= tcfg.steps; ++s) {
+    const StepStats st = trainer.step();
+    tokens += st.tokens;
+    const double tps = tokens / std::max(bar.elapsed(), 1e-9);
+    json::Value m = json::Value::object();
+    m.set("step", s);
+    m.set("loss", st.loss);
+    m.set("lr", st.lr);
+    m.set("grad_norm", st.grad_norm);
+    m.set("tokens_per_s", tps);
+    append_line(metrics, m.dump());
+    char stats[160];
+    std::snprintf(stats, sizeof stats, "loss %.4f | lr %.2e | %.0f tok/s", st.loss, st.lr, tps);
+    const bool eval_now = (tcfg.eval_every > 0 && s % tcfg.eval_every == 0) || s == tcfg.steps;
+    const bool save_now = (tcfg.save_every > 0 && s % tcfg.save_every == 0) || s == tcfg.steps;
+    bar.update(s, stats, eval_now);
+    if (eval_now) {
+      const double vl = log_val(s);
+      std::fprintf(stderr, "step %lld: train loss %.4f, val loss %.4f (ppl %.2f)\n", (long long)s, st.loss, vl,
+                   std::exp(vl));
+    }
+    if (save_now) trainer.save(run_dir);
+  }
+  bar.finish();
+  std::fprintf(stderr, "done: %lld steps; checkpoint %s; metrics %s\n", (long long)trainer.steps_done(),
+               resolve_checkpoint_dir(run_dir).c_str(), metrics.c_str());
+  return 0;
+}
+
+}  // namespace lt2::cli

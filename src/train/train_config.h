@@ -1,0 +1,36 @@
+#pragma once
+// Hyper-parameters of a training run and where its data comes from.
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "core/json.h"
+
+namespace lt2 {
+
+struct TrainConfig {
+  int64_t batch_size = 16;
+  int64_t seq_len = 128;
+  int64_t steps = 300;
+  int64_t grad_accum = 1;      // micro-batches per optimizer step
+  double lr = 2e-3;            // peak learning rate
+  double min_lr_ratio = 0.1;   // cosine floor = lr * min_lr_ratio
+  int64_t warmup_steps = 30;
+  double weight_decay = 0.1;   // matrices only
+  double beta1 = 0.9, beta2 = 0.95, adam_eps = 1e-8;
+  double grad_clip = 1.0;      // global norm; 0 = off
+  uint64_t seed = 1234;
+  int64_t eval_every = 50;     // steps between validation losses; 0 = only at the end
+  int64_t eval_batches = 8;
+  int64_t save_every = 100;    // steps between checkpoints; the last step always saves
+  // data
+  std::vector<std::string> data_files;  // empty = the built-in default corpus (fortunes)
+  double val_fraction = 0.05;
+
+  double lr_at(int64_t step) const;  // step counts from 1
+  static TrainConfig from_json(const json::Value& v, const std::string& ctx);
+  json::Value to_json() const;
+  void validate(const std::string& ctx) const;
+};
+
+}  // namespace lt2

@@ -1,0 +1,145 @@
+#include "train/trainer.h"
+
+#include <cmath>
+#include <cstdlib>
+#include <filesystem>
+
+#include "core/fs.h"
+#include "core/safetensors.h"
+#include "model/checkpoint.h"
+#include "ops/ops.h"
+
+namespace lt2 {
+
+Trainer::Trainer(LoopedModel& model, const TrainConfig& cfg, const std::vector<int32_t>& train_tokens,
+                 const std::vector<int32_t>& val_tokens)
+    : model_(model), cfg_(cfg), train_(train_tokens, cfg.batch_size, cfg.seq_len, cfg.seed, "training"),
+      val_(val_tokens, cfg.batch_size, cfg.seq_len, cfg.seed, "validation") {
+  cfg_.validate("train config");
+  LT2_CHECK(cfg.seq_len <= model.config().max_position_embeddings, "seq_len ", cfg.seq_len,
+            " exceeds the model's context limit max_position_embeddings = ", model.config().max_position_embeddings);
+  for (const Param* p : model_.params()) {
+    m_.push_back(Tensor::zeros(p->value.shape(), p->value.dtype()));
+    v_.push_back(Tensor::zeros(p->value.shape(), p->value.dtype()));
+  }
+}
+
+double batch_loss(const LoopedModel& model, const Batch& b) {
+  Tensor logits = model.forward(b.ids, nullptr);
+  return ops::cross_entropy(logits.reshape({b.ids.numel(), logits.dim(2)}), b.targets.reshape({b.ids.numel()}),
+                            nullptr);
+}
+
+StepStats Trainer::step() {
+  StepStats st;
+  model_.zero_grad();
+  const int64_t V = model_.config().vocab_size;
+  for (int64_t micro = 0; micro < cfg_.grad_accum; ++micro) {
+    const Batch b = train_.train_batch(uint64_t(step_ * cfg_.grad_accum + micro));
+    LoopedModel::Ctx ctx;
+    Tensor logits = model_.forward(b.ids, &ctx);
+    Tensor dlogits;
+    const double loss = ops::cross_entropy(logits.reshape({b.ids.numel(), V}), b.targets.reshape({b.ids.numel()}),
+                                           &dlogits, 1.0 / double(cfg_.grad_accum));
+    LT2_CHECK(std::isfinite(loss), "training diverged: loss is ", loss, " at step ", step_ + 1);
+    model_.backward(ctx, dlogits.reshape(logits.shape()));
+    st.loss += loss / double(cfg_.grad_accum);
+    st.tokens += b.ids.numel();
+  }
+  double sq = 0;
+  for (const Param* p : model_.params()) sq += ops::sum_squares(p->grad);
+  st.grad_norm = std::sqrt(sq);
+  LT2_CHECK(std::isfinite(st.grad_norm), "training diverged: gradient norm is ", st.grad_norm, " at step ", step_ + 1);
+  if (cfg_.grad_clip > 0 && st.grad_norm > cfg_.grad_clip)
+    for (Param* p : model_.params()) ops::scale_(p->grad, cfg_.grad_clip / st.grad_norm);
+  ++step_;
+  st.lr = cfg_.lr_at(step_);
+  const auto& ps = model_.params();
+  for (size_t i = 0; i < ps.size(); ++i)
+    ops::adamw_step(ps[i]->value, ps[i]->grad, m_[i], v_[i],
+                    {st.lr, cfg_.beta1, cfg_.beta2, cfg_.adam_eps, ps[i]->decay ? cfg_.weight_decay : 0.0, step_});
+  return st;
+}
+
+double Trainer::evaluate() const {
+  const int64_t n = std::min(cfg_.eval_batches, val_.num_eval_batches());
+  double total = 0;
+  for (int64_t i = 0; i < n; ++i) total += batch_loss(model_, val_.eval_batch(i));
+  return total / double(n);
+}
+
+static std::string checkpoint_name(int64_t step) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "checkpoint-%06lld", static_cast<long long>(step));
+  return buf;
+}
+
+std::string Trainer::save(const std::string& run_dir) const {
+  namespace stdfs = std::filesystem;
+  const std::string name = checkpoint_name(step_), final_dir = run_dir + "/" + name, tmp = final_dir + ".tmp";
+  std::error_code ec;
+  stdfs::remove_all(tmp, ec);  // leftovers of an interrupted save
+  try {
+    save_model(tmp, model_);
+    if (const char* f = std::getenv("LT2_FAULT_INJECT"); f && std::string(f) == "checkpoint")
+      fail("fault injected: checkpoint write interrupted after model.safetensors (LT2_FAULT_INJECT)");
+    safetensors::TensorList opt;
+    const auto& ps = model_.params();
+    for (size_t i = 0; i < ps.size(); ++i) {
+      opt.emplace_back("exp_avg." + ps[i]->name, m_[i]);
+      opt.emplace_back("exp_avg_sq." + ps[i]->name, v_[i]);
+    }
+    safetensors::save(tmp + "/optimizer.safetensors", opt);
+    json::Value state = json::Value::object();
+    state.set("step", step_);
+    state.set("data_position", step_ * cfg_.grad_accum);  // micro-batches consumed
+    state.set("train", cfg_.to_json());
+    fs::write_file_atomic(tmp + "/trainer_state.json", state.dump(2) + "\n");
+  } catch (...) {
+    stdfs::remove_all(tmp, ec);  // the previous checkpoint and `latest` are untouched
+    throw;
+  }
+  stdfs::remove_all(final_dir, ec);
+  stdfs::rename(tmp, final_dir, ec);
+  LT2_CHECK(!ec, "cannot rename ", tmp, " to ", final_dir, ": ", ec.message());
+  const std::string previous = fs::exists(run_dir + "/latest") ? fs::read_file(run_dir + "/latest") : "";
+  fs::write_file_atomic(run_dir + "/latest", name + "\n");
+  // Keep the newest two checkpoints: the new one and the one before it.
+  for (const auto& e : stdfs::directory_iterator(run_dir)) {
+    const std::string n = e.path().filename().string();
+    if (e.is_directory() && n.rfind("checkpoint-", 0) == 0 && n != name && n + "\n" != previous &&
+        n.find(".tmp") == std::string::npos)
+      stdfs::remove_all(e.path(), ec);
+  }
+  return final_dir;
+}
+
+void Trainer::load(const std::string& path) {
+  const std::string dir = resolve_checkpoint_dir(path);
+  auto loaded = load_model(dir, model_.dtype());
+  LT2_CHECK(loaded->params().size() == model_.params().size(), dir, ": checkpoint has a different architecture");
+  for (size_t i = 0; i < model_.params().size(); ++i) {
+    Param* dst = model_.params()[i];
+    const Param* src = loaded->params()[i];
+    LT2_CHECK(dst->name == src->name && dst->value.shape() == src->value.shape(), dir,
+              ": checkpoint does not match the model (tensor '", src->name, "')");
+    dst->value = src->value;
+  }
+  const std::string opt_path = dir + "/optimizer.safetensors";
+  const safetensors::File opt = safetensors::load(opt_path);
+  for (size_t i = 0; i < model_.params().size(); ++i) {
+    const std::string& n = model_.params()[i]->name;
+    const Tensor& m = opt.get("exp_avg." + n);
+    const Tensor& v = opt.get("exp_avg_sq." + n);
+    LT2_CHECK(m.shape() == m_[i].shape() && v.shape() == v_[i].shape(), opt_path, ": moment shapes of '", n,
+              "' do not match the model");
+    m_[i] = m.to(m_[i].dtype());
+    v_[i] = v.to(v_[i].dtype());
+  }
+  const std::string st_path = dir + "/trainer_state.json";
+  const json::Value st = json::read_file(st_path);
+  step_ = json::get_int(st, "step", st_path);
+  LT2_CHECK(step_ >= 0, st_path, ": field 'step' must be >= 0");
+}
+
+}  // namespace lt2

@@ -1,0 +1,157 @@
+// The real CLI: a tiny end-to-end run, and bad input giving one clear message + non-zero exit.
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+
+#include "cli_util.h"
+#include "core/fs.h"
+
+using namespace lt2;
+using namespace lt2::test;
+namespace stdfs = std::filesystem;
+
+namespace {
+std::string g_dir, g_text, g_run;
+
+void write(const std::string& path, const std::string& s) { std::ofstream(path, std::ios::binary) << s; }
+
+// Expects failure: non-zero exit, exactly one "error:" line containing `phrase`, no crash.
+void expect_error(const std::string& args, const std::string& phrase) {
+  const RunResult r = run_lt2(args);
+  EXPECT_EQ(r.code, 1) << args << "\n" << r.out;
+  EXPECT_NE(r.out.find("error: "), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find(phrase), std::string::npos) << "expected '" << phrase << "' in:\n" << r.out;
+  size_t count = 0;
+  for (size_t p = r.out.find("error: "); p != std::string::npos; p = r.out.find("error: ", p + 1)) ++count;
+  EXPECT_EQ(count, 1u) << r.out;
+}
+
+// A copy of the trained checkpoint with its model.safetensors replaced by `bytes`.
+std::string corrupt_copy(const std::string& name, const std::string& bytes) {
+  const std::string d = g_dir + "/" + name;
+  stdfs::create_directories(d);
+  stdfs::copy_file(g_run + "/config.json", d + "/config.json", stdfs::copy_options::overwrite_existing);
+  write(d + "/model.safetensors", bytes);
+  return d;
+}
+}  // namespace
+
+class Cli : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    g_dir = (stdfs::temp_directory_path() / ("lt2_cli_" + std::to_string(getpid()))).string();
+    stdfs::remove_all(g_dir);
+    stdfs::create_directories(g_dir);
+    g_text = g_dir + "/text.txt";
+    std::string s;
+    for (int i = 0; i < 200; ++i) s += "A small text to train on, line " + std::to_string(i % 13) + ".\n\n";
+    write(g_text, s);
+    const RunResult r = run_lt2("train --config tiny --steps 4 --data " + g_text + " --out " + g_dir + "/run");
+    ASSERT_EQ(r.code, 0) << r.out;
+    g_run = g_dir + "/run/checkpoint-000004";
+  }
+  static void TearDownTestSuite() { stdfs::remove_all(g_dir); }
+};
+
+TEST_F(Cli, TrainWritesCheckpointMetricsAndResumes) {
+  for (const char* f : {"config.json", "model.safetensors", "optimizer.safetensors", "trainer_state.json"})
+    EXPECT_TRUE(fs::exists(g_run + "/" + f)) << f;
+  const std::string metrics = fs::read_file(g_dir + "/run/metrics.jsonl");
+  EXPECT_NE(metrics.find("\"val_loss\""), std::string::npos);
+  EXPECT_NE(metrics.find("\"tokens_per_s\""), std::string::npos);
+  // A second train into the same directory refuses to clobber it.
+  expect_error("train --config tiny --steps 4 --data " + g_text + " --out " + g_dir + "/run", "already holds a run");
+  // Resume extends the run to 6 steps.
+  stdfs::copy(g_dir + "/run", g_dir + "/run2", stdfs::copy_options::recursive);
+  const RunResult r = run_lt2("train --resume " + g_dir + "/run2 --steps 6");
+  ASSERT_EQ(r.code, 0) << r.out;
+  EXPECT_NE(r.out.find("resumed"), std::string::npos);
+  EXPECT_TRUE(fs::exists(g_dir + "/run2/checkpoint-000006/model.safetensors"));
+}
+
+TEST_F(Cli, EvalGenerateInfo) {
+  RunResult r = run_lt2("eval ppl --model " + g_dir + "/run --data " + g_text + " --seq-len 32 --max-batches 2");
+  ASSERT_EQ(r.code, 0) << r.out;
+  EXPECT_NE(r.out.find("\"ppl\""), std::string::npos) << r.out;
+  r = run_lt2("generate --model " + g_dir + "/run --prompt 'A small' --max-tokens 5 --temperature 0");
+  ASSERT_EQ(r.code, 0) << r.out;
+  EXPECT_EQ(r.out.rfind("A small", 0), 0u) << r.out;
+  r = run_lt2("info --config small-125m --context 8192");
+  ASSERT_EQ(r.code, 0) << r.out;
+  EXPECT_NE(r.out.find("parameters"), std::string::npos);
+  r = run_lt2("--help");
+  EXPECT_EQ(r.code, 0);
+  r = run_lt2("train --help");
+  EXPECT_EQ(r.code, 0);
+  EXPECT_NE(r.out.find("--resume"), std::string::npos);
+}
+
+TEST_F(Cli, BadFlagsAndCommands) {
+  expect_error("train --bogus 3", "unknown flag '--bogus'");
+  expect_error("train --steps abc", "expects an integer");
+  expect_error("generate --model " + g_dir + "/run --prompt x --temperature -1", "--temperature must be >= 0");
+  expect_error("generate --prompt x", "--model DIR is required");
+  const RunResult r = run_lt2("frobnicate");
+  EXPECT_EQ(r.code, 2);
+  EXPECT_NE(r.out.find("unknown command"), std::string::npos);
+}
+
+TEST_F(Cli, BadConfigs) {
+  const std::string c1 = g_dir + "/malformed.json";
+  write(c1, "{\"model\": {\"hidden_size\": 32,,}}");
+  expect_error("train --config " + c1, "malformed.json:1:");
+  const std::string c2 = g_dir + "/heads.json";
+  write(c2, R"({"model": {"pattern": "full", "num_attention_heads": 3, "num_key_value_heads": 2}})");
+  expect_error("train --config " + c2, "must be a multiple of num_key_value_heads");
+  const std::string c3 = g_dir + "/mixer.json";
+  write(c3, R"({"model": {"pattern": "gdn,foo", "num_hidden_layers": 2}})");
+  expect_error("train --config " + c3, "unknown mixer 'foo'");
+  const std::string c4 = g_dir + "/type.json";
+  write(c4, R"({"model": {"hidden_size": "big"}})");
+  expect_error("train --config " + c4, "hidden_size");
+  const std::string c5 = g_dir + "/field.json";
+  write(c5, R"({"model": {"hiden_size": 64}})");
+  expect_error("train --config " + c5, "unknown field 'hiden_size'");
+  expect_error("train --config " + g_dir + "/nope.json", "nope.json");
+  const std::string c6 = g_dir + "/window.json";
+  write(c6, R"J({"model": {"pattern": "window(0)"}})J");
+  expect_error("train --config " + c6, "window size must be an integer >= 1");
+}
+
+TEST_F(Cli, MissingData) {
+  expect_error("train --config tiny --data " + g_dir + "/missing.txt --out " + g_dir + "/r2", "missing.txt");
+  const std::string empty = g_dir + "/empty.txt";
+  write(empty, "");
+  expect_error("train --config tiny --data " + empty + " --out " + g_dir + "/r3", "empty");
+}
+
+TEST_F(Cli, CorruptCheckpoints) {
+  const std::string good = fs::read_file(g_run + "/model.safetensors");
+  const std::string eval = "eval ppl --data " + g_text + " --model ";
+  // truncated in the data, and in the header
+  expect_error(eval + corrupt_copy("trunc", good.substr(0, good.size() - 100)), "model.safetensors");
+  expect_error(eval + corrupt_copy("trunc_header", good.substr(0, 20)), "model.safetensors");
+  // header length larger than the file
+  std::string bad_len = good;
+  bad_len[6] = 0x7f;
+  expect_error(eval + corrupt_copy("badlen", bad_len), "header");
+  // unsupported dtype
+  std::string bad_dtype = good;
+  const size_t p = bad_dtype.find("\"F32\"");
+  ASSERT_NE(p, std::string::npos);
+  bad_dtype.replace(p, 5, "\"F16\"");
+  expect_error(eval + corrupt_copy("dtype", bad_dtype), "unsupported dtype 'F16'");
+  // offsets past the end: trailing bytes removed but header unchanged -> ranges exceed the buffer
+  expect_error(eval + corrupt_copy("offsets", good.substr(0, good.size() - 4)), "model.safetensors");
+  // config.json that does not match the tensors
+  const std::string d = corrupt_copy("mismatch", good);
+  std::string cfg = fs::read_file(d + "/config.json");
+  const size_t h = cfg.find("\"hidden_size\": 32");
+  ASSERT_NE(h, std::string::npos);
+  cfg.replace(h, 17, "\"hidden_size\": 48");
+  write(d + "/config.json", cfg);
+  expect_error(eval + d, "has shape");
+  // not a checkpoint at all
+  expect_error(eval + g_dir, "not a checkpoint");
+}
