@@ -1,0 +1,296 @@
+// Finite-difference gradient checks (float64) of single mixer layers, blocks and the whole
+// looped model: every parameter (all elements when small, a fixed random subset of 20 when
+// large) against LoopedModel::backward. Scalar loss = sum(logits * W) for a random W.
+#include <gtest/gtest-spi.h>
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <functional>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "gradcheck.h"
+#include "model/config.h"
+#include "model/looped_model.h"
+
+using namespace lt2;
+using namespace lt2::test;
+
+namespace {
+
+// ids are drawn from [0, kUsedVocab); the config's vocab is 256 because validate() requires
+// vocab_size >= 256 for the byte tokenizer, the only one in this version.
+constexpr int64_t kUsedVocab = 11;
+
+ModelConfig tiny_config(const std::string& pattern, int64_t n_layers, int64_t loops) {
+  ModelConfig c;
+  c.vocab_size = 256;
+  c.hidden_size = 8;
+  c.num_hidden_layers = n_layers;
+  c.num_loops = loops;
+  c.intermediate_size = 12;
+  c.num_attention_heads = 2;
+  c.num_key_value_heads = 1;  // GQA: both query heads share one kv head
+  c.head_dim = 4;
+  c.gdn_num_heads = 2;
+  c.gdn_num_v_heads = 4;  // grouped value heads (GVA), 2 value heads per key head
+  c.gdn_head_k_dim = 4;
+  c.gdn_head_v_dim = 6;  // K != V
+  c.gdn_conv_size = 4;
+  c.max_position_embeddings = 128;
+  c.layer_types = parse_pattern(pattern, n_layers, "test");
+  return c;
+}
+
+// Re-draws every parameter to O(1), non-zero values after init(): rho and the zero-initialised
+// attention output gate (g_proj) become random, norms move away from 1, GDN decays moderate.
+void randomize(LoopedModel& m, uint64_t seed) {
+  m.init(seed);
+  uint64_t k = 0;
+  for (Param* p : m.params()) {
+    ++k;
+    Tensor& v = p->value;
+    const Tensor r = randn(v.shape(), seed * 1000 + k), u = uniform(v.shape(), seed * 1000 + k, -1, 1);
+    const bool embed = p->name == "model.embed_tokens.weight";
+    for (int64_t i = 0; i < v.numel(); ++i) {
+      double x = 0;
+      switch (p->init) {
+        case Init::Normal: x = (embed ? 1.0 : 0.25) * r.item(i); break;
+        case Init::Zeros: x = 0.3 * r.item(i); break;  // rho, attention g_proj
+        case Init::Ones: x = 1.0 + 0.1 * r.item(i); break;
+        case Init::ALog: x = u.item(i); break;  // decay rate exp(A_log) in (0.37, 2.7)
+        case Init::DtBias: x = 0.5 * r.item(i); break;
+      }
+      v.set(i, x);
+    }
+  }
+}
+
+Tensor make_ids(int64_t B, int64_t L, uint64_t seed) {
+  Tensor ids = Tensor::empty({B, L}, DType::I32);
+  const CounterRng rng{seed, 3};
+  for (int64_t i = 0; i < ids.numel(); ++i) ids.set(i, std::min<int64_t>(kUsedVocab - 1, int64_t(rng.uniform(i) * kUsedVocab)));
+  return ids;
+}
+
+// All elements of small parameters; 20 deterministic random ones of large ones. For the
+// embedding table most picks come from the rows of the tokens in use (the input path).
+std::vector<int64_t> pick_elements(const Param& p, int64_t d, uint64_t seed) {
+  const int64_t n = p.value.numel();
+  std::vector<int64_t> out;
+  if (n <= 64) {
+    for (int64_t i = 0; i < n; ++i) out.push_back(i);
+    return out;
+  }
+  const CounterRng rng{seed, stream_id(p.name.c_str())};
+  std::set<int64_t> s;
+  const bool embed = p.name == "model.embed_tokens.weight";
+  for (uint64_t j = 0; s.size() < 20; ++j) {
+    const int64_t range = embed && s.size() < 16 ? kUsedVocab * d : n;
+    s.insert(std::min<int64_t>(range - 1, int64_t(rng.uniform(j) * range)));
+  }
+  return {s.begin(), s.end()};
+}
+
+constexpr double kEps = 3e-5, kRtol = 1e-5, kAtol = 1e-8;
+
+// Fourth-order central differences of loss w.r.t. the chosen elements of x vs `analytic`.
+// Fails on NaN or inf.
+// Returns the largest |analytic| seen (to detect paths that carry no gradient at all).
+double check_elements(const std::string& what, const std::function<double()>& loss, Tensor& x,
+                      const Tensor& analytic, const std::vector<int64_t>& idx) {
+  EXPECT_EQ(x.shape(), analytic.shape()) << what;
+  double max_ana = 0;
+  int reported = 0;
+  for (int64_t i : idx) {
+    const double x0 = x.item(i);
+    auto at = [&](double dx) {
+      x.set(i, x0 + dx);
+      return loss();
+    };
+    // Fourth-order central difference: truncation O(eps^4), so that the stiff configs
+    // (sandwich norms on small mixer outputs, three loops) are still resolved to ~1e-9.
+    const double d1 = at(kEps) - at(-kEps), d2 = at(2 * kEps) - at(-2 * kEps);
+    x.set(i, x0);
+    const double num = (8 * d1 - d2) / (12 * kEps), ana = analytic.item(i);
+    const double err = std::abs(num - ana);
+    const bool ok = std::isfinite(num) && std::isfinite(ana) &&
+                    err <= kAtol + kRtol * std::max(std::abs(num), std::abs(ana));
+    if (!ok && reported++ < 5) ADD_FAILURE() << what << "[" << i << "]: numeric " << num << " vs analytic " << ana;
+    max_ana = std::max(max_ana, std::abs(ana));
+  }
+  return max_ana;
+}
+
+// Gradient check of every parameter of a freshly randomised model of config `cfg`.
+void check_model_grads(const ModelConfig& cfg, int64_t B, int64_t L, uint64_t seed) {
+  cfg.validate("test config");
+  LoopedModel m(cfg, DType::F64);
+  randomize(m, seed);
+  const Tensor ids = make_ids(B, L, seed + 100);
+  const Tensor W = randn({B, L, cfg.vocab_size}, seed + 200);
+  m.zero_grad();
+  LoopedModel::Ctx ctx;
+  const Tensor logits = m.forward(ids, &ctx);
+  ASSERT_EQ(logits.shape(), (Shape{B, L, cfg.vocab_size}));
+  m.backward(ctx, W);
+  auto loss = [&] { return dot(m.forward(ids, nullptr), W); };
+  for (Param* p : m.params()) {
+    const Tensor ana = p->grad.clone();
+    const double max_ana = check_elements(p->name, loss, p->value, ana, pick_elements(*p, cfg.hidden_size, seed));
+    EXPECT_GT(max_ana, 1e-6) << p->name << ": no gradient on any checked element (path not exercised)";
+  }
+}
+
+// Every name that must be among the checked parameters of a config (guards against a
+// parameter silently missing from params()).
+void expect_has(const ModelConfig& cfg, const std::vector<std::string>& names) {
+  LoopedModel m(cfg, DType::F64);
+  for (const auto& n : names) EXPECT_NE(m.find(n), nullptr) << "missing parameter " << n;
+}
+
+}  // namespace
+
+TEST(ModelGrad, FullAttentionLayerGqaAllGateKinds) {
+  for (const char* gate : {"channel", "head", "none"}) {
+    SCOPED_TRACE(gate);
+    ModelConfig c = tiny_config("full", 1, 1);
+    c.output_gate = gate;
+    if (c.output_gate == "none") {
+      check_model_grads(c, 2, 6, 1);
+      continue;
+    }
+    expect_has(c, {"model.embed_tokens.weight", "model.layers.0.input_layernorm.weight",
+                   "model.layers.0.attn.q_proj.weight", "model.layers.0.attn.k_proj.weight",
+                   "model.layers.0.attn.v_proj.weight", "model.layers.0.attn.o_proj.weight",
+                   "model.layers.0.attn.g_proj.weight", "model.layers.0.post_attention_layernorm.weight",
+                   "model.layers.0.mlp.gate_proj.weight", "model.layers.0.mlp.up_proj.weight",
+                   "model.layers.0.mlp.down_proj.weight", "model.loop_residual", "model.norm.weight",
+                   "lm_head.weight"});
+    check_model_grads(c, 2, 6, 1);
+  }
+}
+
+TEST(ModelGrad, WindowAttentionLayerChannelAndHeadGate) {
+  for (const char* gate : {"channel", "head"}) {
+    SCOPED_TRACE(gate);
+    ModelConfig c = tiny_config("window(2)", 1, 1);
+    c.output_gate = gate;
+    check_model_grads(c, 2, 7, 2);
+  }
+}
+
+TEST(ModelGrad, GdnLayerGroupedValueHeadsRecurrentAndChunked) {
+  for (bool chunked : {false, true}) {
+    const char* gate = chunked ? "channel" : "head";  // the attention gate option must not disturb GDN
+    SCOPED_TRACE(std::string(gate) + (chunked ? " chunked" : " recurrent"));
+    ModelConfig c = tiny_config("gdn", 1, 1);
+    c.output_gate = gate;
+    c.gdn_chunked = chunked;
+    expect_has(c, {"model.layers.0.attn.q_proj.weight", "model.layers.0.attn.k_proj.weight",
+                   "model.layers.0.attn.v_proj.weight", "model.layers.0.attn.a_proj.weight",
+                   "model.layers.0.attn.b_proj.weight", "model.layers.0.attn.g_proj.weight",
+                   "model.layers.0.attn.o_proj.weight", "model.layers.0.attn.q_conv1d.weight",
+                   "model.layers.0.attn.k_conv1d.weight", "model.layers.0.attn.v_conv1d.weight",
+                   "model.layers.0.attn.A_log", "model.layers.0.attn.dt_bias",
+                   "model.layers.0.attn.o_norm.weight"});
+    check_model_grads(c, 2, 7, 3);
+  }
+}
+
+TEST(ModelGrad, GdnLayerChunkedAcrossChunkBoundary) {
+  // L = 70 > C = 64: the inter-chunk state and its backward scan are exercised.
+  ModelConfig c = tiny_config("gdn", 1, 1);
+  c.gdn_chunked = true;
+  check_model_grads(c, 1, 70, 4);
+}
+
+TEST(ModelGrad, SandwichNormBlocks) {
+  for (const char* pattern : {"full", "gdn"}) {
+    SCOPED_TRACE(pattern);
+    ModelConfig c = tiny_config(pattern, 1, 1);
+    c.sandwich_norm = true;
+    expect_has(c, {"model.layers.0.input_layernorm_2.weight", "model.layers.0.post_attention_layernorm_2.weight"});
+    check_model_grads(c, 2, 6, 5);
+  }
+}
+
+TEST(ModelGrad, LoopedHybridT1AndT3) {
+  for (int64_t T : {1, 3}) {
+    SCOPED_TRACE("gdn,window(3),full T=" + std::to_string(T));
+    ModelConfig c = tiny_config("gdn,window(3),full", 3, T);
+    c.gdn_chunked = false;
+    check_model_grads(c, 2, 7, 6);
+  }
+  for (int64_t T : {1, 3}) {
+    SCOPED_TRACE("interleave(full,gdn,1:1) T=" + std::to_string(T));
+    ModelConfig c = tiny_config("interleave(full,gdn,1:1)", 2, T);
+    ASSERT_EQ(c.layer_types[0].kind, MixerSpec::Gdn);
+    ASSERT_EQ(c.layer_types[1].kind, MixerSpec::Full);
+    c.gdn_chunked = true;
+    c.output_gate = "head";
+    check_model_grads(c, 2, 6, 7);
+  }
+}
+
+TEST(ModelGrad, LoopedNormBetweenLoopsWithSandwich) {
+  // The Ouro layout: sandwich norms, final norm after every loop replacing h, no rho.
+  ModelConfig c = tiny_config("interleave(full,gdn,1:1)", 2, 3);
+  c.norm_between_loops = true;
+  c.sandwich_norm = true;
+  {
+    LoopedModel m(c, DType::F64);
+    EXPECT_EQ(m.find("model.loop_residual"), nullptr);
+  }
+  check_model_grads(c, 2, 6, 8);
+}
+
+TEST(ModelGrad, LoopedTiedEmbeddings) {
+  ModelConfig c = tiny_config("gdn,window(3),full", 3, 2);
+  c.tie_word_embeddings = true;
+  {
+    LoopedModel m(c, DType::F64);
+    EXPECT_EQ(m.find("lm_head.weight"), nullptr);
+  }
+  // The tied table gets gradient from both the input and the head; the picks cover rows
+  // of tokens in use (both paths) and unused rows (head path only).
+  check_model_grads(c, 2, 6, 9);
+}
+
+TEST(ModelGrad, LoopedPerLoopWindowSchedule) {
+  ModelConfig c = tiny_config("full,gdn", 2, 3);
+  c.loop_windows = {0, 2, 3};
+  check_model_grads(c, 2, 7, 10);
+}
+
+TEST(ModelGrad, NaNNeverPasses) {
+  ModelConfig c = tiny_config("full", 1, 1);
+  LoopedModel m(c, DType::F64);
+  randomize(m, 11);
+  Param* q = m.find("model.layers.0.attn.q_proj.weight");
+  ASSERT_NE(q, nullptr);
+  q->value.set(3, std::nan(""));
+  const Tensor ids = make_ids(2, 5, 12);
+  const Tensor W = randn({2, 5, c.vocab_size}, 13);
+  LoopedModel::Ctx ctx;
+  const Tensor logits = m.forward(ids, &ctx);
+  int64_t nans = 0;
+  for (int64_t i = 0; i < logits.numel(); ++i) nans += std::isnan(logits.item(i));
+  EXPECT_EQ(nans, logits.numel()) << "a NaN in W_q reaches every query, hence every logit";
+  m.zero_grad();
+  m.backward(ctx, W);
+  Param* norm = m.find("model.norm.weight");
+  ASSERT_NE(norm, nullptr);
+  const Tensor ana = norm->grad.clone();
+  auto loss = [&] { return dot(m.forward(ids, nullptr), W); };
+  EXPECT_TRUE(std::isnan(loss()));
+  // Both the gradcheck.h comparison and this file's must reject a NaN gradient (one element:
+  // the first channel of the final norm, as a one-element view).
+  Tensor x0 = norm->value.reshape({c.hidden_size, 1}).select(0);
+  const Tensor a0 = ana.reshape({c.hidden_size, 1}).select(0);
+  EXPECT_TRUE(std::isnan(a0.item(0)));
+  EXPECT_NONFATAL_FAILURE(check_grad("norm", loss, x0, a0), "numeric nan");
+  EXPECT_NONFATAL_FAILURE(check_elements("norm", loss, x0, a0, {0}), "numeric nan");
+}
