@@ -1,6 +1,7 @@
 #pragma once
 // A progress bar for long work on stderr: redrawn in place on a terminal, one line per
 // update otherwise (logs and CI stay readable).
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <string>
@@ -16,6 +17,8 @@ class Progress {
   double elapsed() const { return std::chrono::duration<double>(clock::now() - t0_).count(); }
 
   void update(int64_t done, const std::string& stats, bool force_line = false) {
+    // Not a terminal: about 40 lines per run, plus the forced ones (logs stay short).
+    if (!tty_ && !force_line && done != total_ && done % std::max<int64_t>(1, total_ / 40) != 0) return;
     const double secs = elapsed();
     const double rate = (done - start_) / std::max(secs, 1e-9);
     const double eta = rate > 0 ? (total_ - done) / rate : 0;

@@ -1,5 +1,6 @@
 // Causal depthwise convolution (width W, no bias) followed by SiLU, as in GDN's short conv.
 // Loops run over channels innermost (contiguous in [B, L, C]) so they vectorise.
+#include <cstring>
 #include <vector>
 
 #include "cpu/common.h"
@@ -105,6 +106,34 @@ Tensor conv_silu_backward(const Tensor& x, const Tensor& w, const Tensor& dy, Te
         for (int64_t j = 0; j < W; ++j) dwp[c * W + j] += dwt[j * C + c];
   });
   return dx;
+}
+
+Tensor conv_silu_step(const Tensor& x, Tensor& cache, const Tensor& w) {
+  check_conv(x, w);
+  const int64_t B = x.dim(0), C = x.dim(2), W = w.dim(1);
+  LT2_CHECK(x.dim(1) == 1, "conv_silu_step: x must be [B, 1, C]");
+  check_shape(cache, {B, W - 1, C}, "conv_silu_step cache");
+  Tensor y = Tensor::empty(x.shape(), x.dtype());
+  dispatch_real(x.dtype(), [&](auto tag) {
+    using R = decltype(tag);
+    const R* xp = x.data<R>();
+    const R* wp = w.data<R>();
+    R* cp = cache.data<R>();
+    R* yp = y.data<R>();
+    for (int64_t b = 0; b < B; ++b) {
+      R* cb = cp + b * (W - 1) * C;
+      for (int64_t c = 0; c < C; ++c) {
+        R acc = wp[c * W + W - 1] * xp[b * C + c];
+        for (int64_t j = 0; j < W - 1; ++j) acc += wp[c * W + j] * cb[j * C + c];
+        yp[b * C + c] = silu(acc);
+      }
+      if (W > 1) {  // shift: drop the oldest row, append x
+        std::memmove(cb, cb + C, size_t((W - 2) * C) * sizeof(R));
+        std::memcpy(cb + (W - 2) * C, xp + b * C, size_t(C) * sizeof(R));
+      }
+    }
+  });
+  return y;
 }
 
 }  // namespace lt2::ops

@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <map>
 
+#include "core/error.h"
+
 namespace lt2 {
 
 int64_t count_params(const ModelConfig& c, bool emb) {
@@ -29,6 +31,8 @@ int64_t count_params(const ModelConfig& c, bool emb) {
 ModelCost model_cost(const ModelConfig& c, int64_t loops, int64_t context, int64_t train_L, double act_bytes) {
   ModelCost mc;
   mc.loops = loops > 0 ? loops : c.num_loops;
+  LT2_CHECK(c.loop_windows.empty() || mc.loops == c.num_loops, "loop_windows gives spans for T = ", c.num_loops,
+            " loops; cannot cost the model at T = ", mc.loops);
   mc.context = context;
   mc.params = count_params(c, true);
   mc.params_non_embedding = count_params(c, false);
@@ -49,7 +53,7 @@ ModelCost model_cost(const ModelConfig& c, int64_t loops, int64_t context, int64
       const double decode_keys = w > 0 ? std::min<double>(w, context) : double(context);
       k.mix_flops_train = 4 * H * D * train_keys;
       k.mix_flops_decode = 4 * H * D * decode_keys;
-      k.cache_bytes = 2 * Hkv * D * act_bytes * decode_keys;
+      k.cache_bytes = 2 * Hkv * D * act_bytes * decode_keys;  // loop 0's span; see the per-loop sum below
       k.cache_grows = w == 0;
     } else {
       const double HK = c.gdn_num_heads * c.gdn_head_k_dim, HV = c.gdn_num_v_heads;
@@ -71,9 +75,20 @@ ModelCost model_cost(const ModelConfig& c, int64_t loops, int64_t context, int64
     fwd_train += k.layers * (k.matmul_flops + k.mix_flops_train);
     fwd_mm += k.layers * k.matmul_flops;
     fwd_decode += k.layers * (k.matmul_flops + k.mix_flops_decode);
-    mc.cache_bytes += k.layers * k.cache_bytes * mc.loops;
     mc.mixers.push_back(k);
   }
+  // Caches per (loop, layer): a softmax layer's span may change by loop (loop_windows); a span
+  // of w keeps min(w, context) rows, 0 (full) keeps `context` rows.
+  for (int64_t t = 0; t < mc.loops; ++t)
+    for (size_t l = 0; l < c.layer_types.size(); ++l) {
+      if (!c.layer_types[l].is_attention()) {
+        mc.cache_bytes += by[c.layer_types[l].str()].cache_bytes;
+        continue;
+      }
+      const int64_t w = c.loop_windows.empty() ? c.layer_types[l].window : c.loop_windows[size_t(t)];
+      const int64_t rows = w > 0 ? std::min(w, context) : context;
+      mc.cache_bytes += 2.0 * c.num_key_value_heads * c.head_dim * act_bytes * double(rows);
+    }
   mc.train_flops_per_token = 3 * (mc.loops * fwd_train + head);
   mc.train_matmul_flops_per_token = 3 * (mc.loops * fwd_mm + head);
   mc.decode_flops_per_token = mc.loops * fwd_decode + head;

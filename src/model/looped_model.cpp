@@ -44,7 +44,17 @@ int64_t LoopedModel::num_params(bool include_embeddings) const {
   return n;
 }
 
-Tensor LoopedModel::forward(const Tensor& ids, Ctx* ctx) const {
+LoopedModel::Caches LoopedModel::make_caches(int64_t batch, int64_t context) const {
+  LT2_CHECK(batch >= 1 && context >= 1, "caches need batch >= 1 and context >= 1");
+  LT2_CHECK(context <= cfg_.max_position_embeddings, "context ", context, " exceeds the model's context limit ",
+            cfg_.max_position_embeddings, " (max_position_embeddings)");
+  Caches c;
+  for (int t = 0; t < cfg_.num_loops; ++t)
+    for (int l = 0; l < cfg_.num_hidden_layers; ++l) c.push_back(blocks_[l]->make_cache(t, batch, context));
+  return c;
+}
+
+Tensor LoopedModel::forward_impl(const Tensor& ids, Ctx* ctx, Caches* caches, const CacheRun* r) const {
   LT2_CHECK(ids.dtype() == DType::I32 && ids.ndim() == 2, "model input must be I32 token ids [B, L], got ",
             dtype_name(ids.dtype()), " ", shape_str(ids.shape()));
   const int64_t B = ids.dim(0), L = ids.dim(1), T = cfg_.num_loops, N = cfg_.num_hidden_layers;
@@ -58,7 +68,9 @@ Tensor LoopedModel::forward(const Tensor& ids, Ctx* ctx) const {
   Tensor h = ops::embedding(ids, embed_.value);
   for (int t = 0; t < T; ++t) {
     Tensor x = h;
-    for (int l = 0; l < N; ++l) x = blocks_[l]->forward(x, t, ctx ? &ctx->blocks[t * N + l] : nullptr);
+    for (int l = 0; l < N; ++l)
+      x = caches ? blocks_[l]->run(x, t, *(*caches)[t * N + l], *r)
+                 : blocks_[l]->forward(x, t, ctx ? &ctx->blocks[t * N + l] : nullptr);
     if (ctx) ctx->h_in.push_back(h);
     if (cfg_.norm_between_loops) {
       Tensor rstd;

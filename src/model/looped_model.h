@@ -34,11 +34,19 @@ class LoopedModel {
   int64_t num_params(bool include_embeddings = true) const;
 
   // ids I32 [B, L] -> logits [B, L, V].
-  Tensor forward(const Tensor& ids, Ctx* ctx) const;
+  Tensor forward(const Tensor& ids, Ctx* ctx) const { return forward_impl(ids, ctx, nullptr, nullptr); }
+  // Inference: one cache per (loop, layer), index loop * N + layer, for `batch` sequences of
+  // up to `context` tokens. run() is forward() through them: ids [1, L] prefills batch slot
+  // r.slot with a prompt; ids [B, 1] decodes one token per sequence at r.positions.
+  using Caches = std::vector<std::unique_ptr<LayerCache>>;
+  Caches make_caches(int64_t batch, int64_t context) const;
+  Tensor run(const Tensor& ids, Caches& caches, const CacheRun& r) const { return forward_impl(ids, nullptr, &caches, &r); }
+
   // dlogits [B, L, V]; accumulates every parameter's gradient and frees ctx.
   void backward(Ctx& ctx, const Tensor& dlogits);
 
  private:
+  Tensor forward_impl(const Tensor& ids, Ctx* ctx, Caches* caches, const CacheRun* r) const;
   ModelConfig cfg_;
   DType dtype_;
   Param embed_, rho_, norm_, head_;

@@ -1,6 +1,9 @@
 #include "nn/attention.h"
 
+#include <algorithm>
 #include <cmath>
+#include <cstring>
+#include <vector>
 
 #include "ops/ops.h"
 
@@ -36,12 +39,8 @@ Tensor AttentionMixer::forward(const Tensor& x, int loop, std::unique_ptr<MixerC
   Tensor v = ops::linear(x, v_.value).reshape({B, L, Hkv_, D_});
   Tensor lse;
   Tensor a = ops::attention(q, k, v, window, 1.0 / std::sqrt(double(D_)), &lse);
-  Tensor z, gated = a;
-  if (gated_) {
-    z = ops::linear(x, g_.value);
-    gated = ops::sigmoid_gate(a, z);
-  }
-  Tensor y = ops::linear(gated.reshape({B, L, H_ * D_}), o_.value);
+  Tensor z, gated;
+  Tensor y = output(x, a, &z, &gated);
   if (ctx) {
     auto c = std::make_unique<Ctx>();
     c->x = x, c->q = q, c->k = k, c->v = v, c->a = a, c->lse = lse, c->z = z, c->gated = gated;
@@ -49,6 +48,101 @@ Tensor AttentionMixer::forward(const Tensor& x, int loop, std::unique_ptr<MixerC
     *ctx = std::move(c);
   }
   return y;
+}
+
+Tensor AttentionMixer::output(const Tensor& x, const Tensor& a, Tensor* z, Tensor* gated) const {
+  Tensor g = a;
+  if (gated_) {
+    *z = ops::linear(x, g_.value);
+    g = ops::sigmoid_gate(a, *z);
+  }
+  *gated = g;
+  return ops::linear(g.reshape({x.dim(0), x.dim(1), H_ * D_}), o_.value);
+}
+
+std::unique_ptr<LayerCache> AttentionMixer::make_cache(int loop, int64_t batch, int64_t context) const {
+  auto c = std::make_unique<KvCache>();
+  const int64_t w = window_per_loop_.at(loop);
+  c->window = w > 0 && w < context ? w : 0;  // a window wider than the context is a full cache
+  const int64_t rows = c->window > 0 ? c->window : context;
+  c->k = Tensor::zeros({batch, rows, Hkv_, D_}, q_.value.dtype());
+  c->v = Tensor::zeros({batch, rows, Hkv_, D_}, q_.value.dtype());
+  return c;
+}
+
+// Copies row `src_row` of x [B?, L, Hkv, D] (batch `src_b`) into cache row `dst_row` of batch `dst_b`.
+static void put_row(Tensor& cache, int64_t dst_b, int64_t dst_row, const Tensor& x, int64_t src_b, int64_t src_row) {
+  const int64_t rowsz = cache.dim(2) * cache.dim(3), esz = int64_t(dtype_size(cache.dtype()));
+  std::memcpy(cache.bytes() + ((dst_b * cache.dim(1) + dst_row) * rowsz) * esz,
+              x.bytes() + ((src_b * x.dim(1) + src_row) * rowsz) * esz, size_t(rowsz * esz));
+}
+
+Tensor AttentionMixer::run(const Tensor& x, int loop, LayerCache& base, const CacheRun& r) const {
+  auto& c = static_cast<KvCache&>(base);
+  const int64_t B = x.dim(0), L = x.dim(1), window = window_per_loop_.at(loop);
+  Tensor q = ops::linear(x, q_.value).reshape({B, L, H_, D_});
+  Tensor k = ops::linear(x, k_.value).reshape({B, L, Hkv_, D_});
+  Tensor v = ops::linear(x, v_.value).reshape({B, L, Hkv_, D_});
+  Tensor a;
+  if (r.mode == CacheRun::Prefill) {
+    LT2_CHECK(B == 1, "attention prefill takes one prompt at a time");
+    LT2_CHECK(c.window > 0 || L <= c.rows(), "prompt of ", L, " tokens exceeds the cache's context limit ", c.rows());
+    q = ops::rope(q, theta_, 0);
+    k = ops::rope(k, theta_, 0);
+    for (int64_t p = c.window > 0 ? std::max<int64_t>(0, L - c.window) : 0; p < L; ++p) {
+      put_row(c.k, r.slot, c.row_of(p), k, 0, p);
+      put_row(c.v, r.slot, c.row_of(p), v, 0, p);
+    }
+    a = ops::attention(q, k, v, window, 1.0 / std::sqrt(double(D_)), nullptr);
+  } else {
+    const std::vector<int64_t>& pos = *r.positions;
+    LT2_CHECK(L == 1 && int64_t(pos.size()) == B, "attention decode takes one token per sequence");
+    for (int64_t b = 0; b < B; ++b) {
+      LT2_CHECK(c.window > 0 || pos[b] < c.rows(), "sequence ", b, " reached the context limit ", c.rows());
+      // RoPE at each sequence's own position.
+      Tensor qb = ops::rope(q.select(b).reshape({1, 1, H_, D_}), theta_, pos[b]);
+      Tensor kb = ops::rope(k.select(b).reshape({1, 1, Hkv_, D_}), theta_, pos[b]);
+      std::memcpy(q.select(b).bytes(), qb.bytes(), qb.nbytes());
+      put_row(c.k, b, c.row_of(pos[b]), kb, 0, 0);
+      put_row(c.v, b, c.row_of(pos[b]), v, b, 0);
+    }
+    a = decode_attention(q, c, pos, window);
+  }
+  Tensor z, gated;
+  return output(x, a, &z, &gated);
+}
+
+// One query per sequence against its cached keys lo..pos (window or full), softmax in double.
+Tensor AttentionMixer::decode_attention(const Tensor& q, const KvCache& c, const std::vector<int64_t>& pos,
+                                        int64_t window) const {
+  const int64_t B = q.dim(0), grp = H_ / Hkv_;
+  const double scale = 1.0 / std::sqrt(double(D_));
+  Tensor a = Tensor::zeros(q.shape(), q.dtype());
+  dispatch_real(q.dtype(), [&](auto tag) {
+    using R = decltype(tag);
+#pragma omp parallel for collapse(2)
+    for (int64_t b = 0; b < B; ++b)
+      for (int64_t h = 0; h < H_; ++h) {
+        const int64_t lo = window > 0 ? std::max<int64_t>(0, pos[b] - window + 1) : 0, hk = h / grp;
+        const R* qr = q.data<R>() + (b * H_ + h) * D_;
+        std::vector<double> p(size_t(pos[b] - lo + 1));
+        double m = -INFINITY, sum = 0;
+        for (int64_t s = lo; s <= pos[b]; ++s) {
+          const R* kr = c.k.data<R>() + ((b * c.rows() + c.row_of(s)) * Hkv_ + hk) * D_;
+          double acc = 0;
+          for (int64_t d = 0; d < D_; ++d) acc += double(qr[d]) * kr[d];
+          m = std::max(m, p[s - lo] = acc * scale);
+        }
+        for (double& x : p) sum += (x = std::exp(x - m));
+        R* ar = a.data<R>() + (b * H_ + h) * D_;
+        for (int64_t s = lo; s <= pos[b]; ++s) {
+          const R* vr = c.v.data<R>() + ((b * c.rows() + c.row_of(s)) * Hkv_ + hk) * D_;
+          const R w = R(p[s - lo] / sum);
+          for (int64_t d = 0; d < D_; ++d) ar[d] += w * vr[d];
+        }
+      }
+  });
+  return a;
 }
 
 Tensor AttentionMixer::backward(MixerCtx& base, const Tensor& dy) {

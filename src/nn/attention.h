@@ -12,9 +12,14 @@ class AttentionMixer : public Mixer {
   Tensor forward(const Tensor& x, int loop, std::unique_ptr<MixerCtx>* ctx) const override;
   Tensor backward(MixerCtx& ctx, const Tensor& dy) override;
   void collect(ParamList& out) override;
+  std::unique_ptr<LayerCache> make_cache(int loop, int64_t batch, int64_t context) const override;
+  Tensor run(const Tensor& x, int loop, LayerCache& cache, const CacheRun& r) const override;
 
  private:
   struct Ctx;
+  // o_proj( a * sigmoid(g_proj x) ); the gate pre-activation and gated output are returned for backward.
+  Tensor output(const Tensor& x, const Tensor& a, Tensor* z, Tensor* gated) const;
+  Tensor decode_attention(const Tensor& q, const KvCache& c, const std::vector<int64_t>& pos, int64_t window) const;
   int64_t H_, Hkv_, D_;
   double theta_;
   bool gated_;

@@ -27,10 +27,10 @@ void Block::collect(ParamList& out) {
   if (sandwich_) out.push_back(&norm4_);
 }
 
-Tensor Block::forward(const Tensor& h, int loop, Ctx* ctx) const {
+Tensor Block::forward_impl(const Tensor& h, int loop, Ctx* ctx, LayerCache* cache, const CacheRun* r) const {
   Tensor rstd1, rstd2, rstd3, rstd4;
   Tensor xn1 = ops::rmsnorm(h, norm1_.value, eps_, &rstd1);
-  Tensor mix = mixer_->forward(xn1, loop, ctx ? &ctx->mixer : nullptr);
+  Tensor mix = cache ? mixer_->run(xn1, loop, *cache, *r) : mixer_->forward(xn1, loop, ctx ? &ctx->mixer : nullptr);
   Tensor mix_out = sandwich_ ? ops::rmsnorm(mix, norm2_.value, eps_, &rstd2) : mix;
   Tensor hmid = ops::add(h, mix_out);
   Tensor xn3 = ops::rmsnorm(hmid, norm3_.value, eps_, &rstd3);

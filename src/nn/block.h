@@ -17,11 +17,19 @@ class Block {
     SwiGluFfn::Ctx ffn;
   };
   Block(const ModelConfig& cfg, int layer, DType dt);
-  Tensor forward(const Tensor& h, int loop, Ctx* ctx) const;
+  Tensor forward(const Tensor& h, int loop, Ctx* ctx) const { return forward_impl(h, loop, ctx, nullptr, nullptr); }
+  // Inference through the mixer's cache (see Mixer::run).
+  Tensor run(const Tensor& h, int loop, LayerCache& cache, const CacheRun& r) const {
+    return forward_impl(h, loop, nullptr, &cache, &r);
+  }
+  std::unique_ptr<LayerCache> make_cache(int loop, int64_t batch, int64_t context) const {
+    return mixer_->make_cache(loop, batch, context);
+  }
   Tensor backward(Ctx& ctx, const Tensor& dout);  // returns dh, frees ctx
   void collect(ParamList& out);
 
  private:
+  Tensor forward_impl(const Tensor& h, int loop, Ctx* ctx, LayerCache* cache, const CacheRun* r) const;
   double eps_;
   bool sandwich_;
   Param norm1_, norm2_, norm3_, norm4_;

@@ -1,6 +1,7 @@
 #include "nn/gdn.h"
 
 #include <cmath>
+#include <cstring>
 
 #include "ops/ops.h"
 
@@ -32,18 +33,31 @@ void GdnMixer::collect(ParamList& out) {
   out.insert(out.end(), {&q_, &k_, &v_, &a_, &b_, &g_, &o_, &q_conv_, &k_conv_, &v_conv_, &A_log_, &dt_bias_, &o_norm_});
 }
 
+void GdnMixer::activate(const Tensor& qc, const Tensor& kc, const Tensor& x, Tensor& q, Tensor& k, Tensor& a,
+                        Tensor& b, Tensor& beta, Tensor& g) const {
+  q = ops::l2norm(qc, 1.0 / std::sqrt(double(K_)));
+  k = ops::l2norm(kc, 1.0);
+  a = ops::linear(x, a_.value);
+  b = ops::linear(x, b_.value);
+  ops::gdn_gates(a, b, A_log_.value, dt_bias_.value, beta, g);
+}
+
+Tensor GdnMixer::output(const Tensor& x, const Tensor& o, Tensor* z) const {
+  const int64_t B = x.dim(0), L = x.dim(1);
+  *z = ops::linear(x, g_.value).reshape({B, L, HV_, V_});
+  return ops::linear(ops::gated_rmsnorm(o, *z, o_norm_.value, eps_).reshape({B, L, HV_ * V_}), o_.value);
+}
+
 Tensor GdnMixer::forward(const Tensor& x, int, std::unique_ptr<MixerCtx>* ctx) const {
   const int64_t B = x.dim(0), L = x.dim(1);
   Tensor qp = ops::linear(x, q_.value), kp = ops::linear(x, k_.value), vp = ops::linear(x, v_.value);
   Tensor qc = ops::conv_silu(qp, conv_w(q_conv_)).reshape({B, L, H_, K_});
   Tensor kc = ops::conv_silu(kp, conv_w(k_conv_)).reshape({B, L, H_, K_});
   Tensor v = ops::conv_silu(vp, conv_w(v_conv_)).reshape({B, L, HV_, V_});
-  Tensor q = ops::l2norm(qc, 1.0 / std::sqrt(double(K_))), k = ops::l2norm(kc, 1.0);
-  Tensor a = ops::linear(x, a_.value), b = ops::linear(x, b_.value), beta, g;
-  ops::gdn_gates(a, b, A_log_.value, dt_bias_.value, beta, g);
+  Tensor q, k, a, b, beta, g, z;
+  activate(qc, kc, x, q, k, a, b, beta, g);
   Tensor o = ops::gdn(q, k, v, beta, g, Tensor(), nullptr, chunked_);
-  Tensor z = ops::linear(x, g_.value).reshape({B, L, HV_, V_});
-  Tensor y = ops::linear(ops::gated_rmsnorm(o, z, o_norm_.value, eps_).reshape({B, L, HV_ * V_}), o_.value);
+  Tensor y = output(x, o, &z);
   if (ctx) {
     auto c = std::make_unique<Ctx>();
     c->x = x, c->qp = qp, c->kp = kp, c->vp = vp, c->qc = qc, c->kc = kc, c->q = q, c->k = k, c->v = v;
@@ -51,6 +65,63 @@ Tensor GdnMixer::forward(const Tensor& x, int, std::unique_ptr<MixerCtx>* ctx) c
     *ctx = std::move(c);
   }
   return y;
+}
+
+std::unique_ptr<LayerCache> GdnMixer::make_cache(int, int64_t batch, int64_t) const {
+  auto c = std::make_unique<GdnCache>();
+  const DType dt = q_.value.dtype();
+  c->state = Tensor::zeros({batch, HV_, K_, V_}, dt);
+  c->conv_q = Tensor::zeros({batch, W_ - 1, H_ * K_}, dt);
+  c->conv_k = Tensor::zeros({batch, W_ - 1, H_ * K_}, dt);
+  c->conv_v = Tensor::zeros({batch, W_ - 1, HV_ * V_}, dt);
+  return c;
+}
+
+// The last W-1 rows of a prompt's pre-conv input xp [1, L, C] (zeros before position 0)
+// into batch slot `slot` of a conv cache [B, W-1, C].
+static void keep_conv_tail(const Tensor& xp, Tensor& cache, int64_t slot) {
+  const int64_t L = xp.dim(1), C = xp.dim(2), rows = cache.dim(1), esz = int64_t(dtype_size(xp.dtype()));
+  std::byte* dst = cache.bytes() + slot * rows * C * esz;
+  std::memset(dst, 0, size_t(rows * C * esz));
+  for (int64_t r = 0; r < rows; ++r) {
+    const int64_t t = L - rows + r;
+    if (t >= 0) std::memcpy(dst + r * C * esz, xp.bytes() + t * C * esz, size_t(C * esz));
+  }
+}
+
+Tensor GdnMixer::run(const Tensor& x, int, LayerCache& base, const CacheRun& r) const {
+  auto& c = static_cast<GdnCache&>(base);
+  const int64_t B = x.dim(0), L = x.dim(1);
+  Tensor qp = ops::linear(x, q_.value), kp = ops::linear(x, k_.value), vp = ops::linear(x, v_.value);
+  Tensor qc, kc, v;
+  if (r.mode == CacheRun::Prefill) {
+    LT2_CHECK(B == 1, "GDN prefill takes one prompt at a time");
+    qc = ops::conv_silu(qp, conv_w(q_conv_));
+    kc = ops::conv_silu(kp, conv_w(k_conv_));
+    v = ops::conv_silu(vp, conv_w(v_conv_));
+    keep_conv_tail(qp, c.conv_q, r.slot);
+    keep_conv_tail(kp, c.conv_k, r.slot);
+    keep_conv_tail(vp, c.conv_v, r.slot);
+  } else {
+    LT2_CHECK(L == 1, "GDN decode takes one token per sequence");
+    qc = ops::conv_silu_step(qp, c.conv_q, conv_w(q_conv_));
+    kc = ops::conv_silu_step(kp, c.conv_k, conv_w(k_conv_));
+    v = ops::conv_silu_step(vp, c.conv_v, conv_w(v_conv_));
+  }
+  qc = qc.reshape({B, L, H_, K_});
+  kc = kc.reshape({B, L, H_, K_});
+  v = v.reshape({B, L, HV_, V_});
+  Tensor q, k, a, b, beta, g, z, hT;
+  activate(qc, kc, x, q, k, a, b, beta, g);
+  Tensor o;
+  if (r.mode == CacheRun::Prefill) {
+    o = ops::gdn(q, k, v, beta, g, Tensor(), &hT, chunked_);
+    std::memcpy(c.state.select(r.slot).bytes(), hT.bytes(), hT.nbytes());
+  } else {
+    o = ops::gdn(q, k, v, beta, g, c.state, &hT, /*chunked=*/false);  // one token: the recurrence
+    std::memcpy(c.state.bytes(), hT.bytes(), hT.nbytes());
+  }
+  return output(x, o, &z);
 }
 
 Tensor GdnMixer::backward(MixerCtx& base, const Tensor& dy) {

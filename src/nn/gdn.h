@@ -14,9 +14,16 @@ class GdnMixer : public Mixer {
   Tensor forward(const Tensor& x, int loop, std::unique_ptr<MixerCtx>* ctx) const override;
   Tensor backward(MixerCtx& ctx, const Tensor& dy) override;
   void collect(ParamList& out) override;
+  std::unique_ptr<LayerCache> make_cache(int loop, int64_t batch, int64_t context) const override;
+  Tensor run(const Tensor& x, int loop, LayerCache& cache, const CacheRun& r) const override;
 
  private:
   struct Ctx;
+  // The core's inputs from the convolved projections and the gate projections.
+  void activate(const Tensor& qc, const Tensor& kc, const Tensor& x, Tensor& q, Tensor& k, Tensor& a, Tensor& b,
+                Tensor& beta, Tensor& g) const;
+  // o_proj( RMSNorm(o) * w * silu(g_proj x) ); z = g_proj x.
+  Tensor output(const Tensor& x, const Tensor& o, Tensor* z) const;
   int64_t H_, HV_, K_, V_, W_;
   double eps_;
   bool chunked_;

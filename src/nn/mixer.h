@@ -4,6 +4,7 @@
 // backward() returns dx and accumulates its parameters' gradients.
 #include <memory>
 
+#include "nn/cache.h"
 #include "nn/param.h"
 
 namespace lt2 {
@@ -20,6 +21,12 @@ class Mixer {
   virtual Tensor forward(const Tensor& x, int loop, std::unique_ptr<MixerCtx>* ctx) const = 0;
   virtual Tensor backward(MixerCtx& ctx, const Tensor& dy) = 0;
   virtual void collect(ParamList& out) = 0;
+
+  // Inference. make_cache allocates this mixer's state for loop `loop`. run() is forward()
+  // that also reads / writes the cache: Prefill takes x [1, L, d] (a whole prompt, positions
+  // 0..L-1) into batch slot run.slot; Decode takes x [B, 1, d], one token per sequence.
+  virtual std::unique_ptr<LayerCache> make_cache(int loop, int64_t batch, int64_t context) const = 0;
+  virtual Tensor run(const Tensor& x, int loop, LayerCache& cache, const CacheRun& r) const = 0;
 };
 
 // Builds the mixer of layer `layer` (names under `prefix`, e.g. "model.layers.3.attn").

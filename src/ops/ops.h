@@ -67,6 +67,9 @@ void attention_backward(const Tensor& q, const Tensor& k, const Tensor& v, const
 // y[t, c] = silu( sum_j w[c, j] * x[t - (W-1) + j, c] ), zero padding before t = 0.
 Tensor conv_silu(const Tensor& x, const Tensor& w);
 Tensor conv_silu_backward(const Tensor& x, const Tensor& w, const Tensor& dy, Tensor& dw);
+// One decode step of conv_silu: x [B, 1, C] is the newest input, cache [B, W-1, C] the W-1
+// inputs before it (oldest first, zeros before the sequence start); the cache is shifted to end with x.
+Tensor conv_silu_step(const Tensor& x, Tensor& cache, const Tensor& w);
 // Gated DeltaNet core (SPEC §3) on activated inputs; see cpu/gdn.h for layouts.
 // q, k [B, L, H, K]; v [B, L, HV, V]; beta, g [B, L, HV]; h0 [B, HV, K, V] or undefined.
 // chunked = true uses the chunked (C = 64) form, false the token-by-token recurrence.
