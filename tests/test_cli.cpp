@@ -90,11 +90,35 @@ TEST_F(Cli, EvalGenerateInfo) {
 TEST_F(Cli, BadFlagsAndCommands) {
   expect_error("train --bogus 3", "unknown flag '--bogus'");
   expect_error("train --steps abc", "expects an integer");
-  expect_error("generate --model " + g_dir + "/run --prompt x --temperature -1", "--temperature must be >= 0");
+  expect_error("generate --model " + g_dir + "/run --prompt x --temperature -1", "temperature must be >= 0");
   expect_error("generate --prompt x", "--model DIR is required");
   const RunResult r = run_lt2("frobnicate");
   EXPECT_EQ(r.code, 2);
   EXPECT_NE(r.out.find("unknown command"), std::string::npos);
+}
+
+TEST_F(Cli, GenerateBatchStopsAndLimits) {
+  const std::string model = " --model " + g_dir + "/run --temperature 0 --max-tokens 12";
+  // A batch from a prompts file gives the same greedy text as each prompt alone.
+  const std::string pf = g_dir + "/prompts.txt";
+  write(pf, "A small\nline 1\n");
+  RunResult batch = run_lt2("generate" + model + " --prompts " + pf);
+  ASSERT_EQ(batch.code, 0) << batch.out;
+  for (const char* p : {"A small", "line 1"}) {
+    const RunResult one = run_lt2("generate" + model + " --prompt '" + p + "'");
+    ASSERT_EQ(one.code, 0) << one.out;
+    EXPECT_NE(batch.out.find(one.out.substr(0, one.out.size() - 1)), std::string::npos)
+        << "batch:\n" << batch.out << "\nalone:\n" << one.out;
+  }
+  // A stop string ends the text before it; use the first generated character as the stop.
+  const RunResult one = run_lt2("generate" + model + " --prompt 'A small'");
+  const std::string first(1, one.out[7]);
+  const RunResult stopped = run_lt2("generate" + model + " --prompt 'A small' --stop '" + first + "'");
+  ASSERT_EQ(stopped.code, 0) << stopped.out;
+  EXPECT_EQ(stopped.out, "A small\n");
+  expect_error("generate" + model + " --prompt x --top-p 0", "top-p must be in (0, 1]");
+  expect_error("generate --model " + g_dir + "/run --prompt x --max-tokens 1000", "exceeds the model's context limit");
+  expect_error("generate" + model + " --prompts " + g_dir + "/none.txt", "cannot open prompts file");
 }
 
 TEST_F(Cli, BadConfigs) {
