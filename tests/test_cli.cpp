@@ -121,6 +121,21 @@ TEST_F(Cli, GenerateBatchStopsAndLimits) {
   expect_error("generate" + model + " --prompts " + g_dir + "/none.txt", "cannot open prompts file");
 }
 
+TEST_F(Cli, BenchDecodeWritesCsvAndSvg) {
+  const std::string out = g_dir + "/dec";
+  const RunResult r = run_lt2("bench decode --config tiny --contexts 16,32 --loops 1,2 --steps 2 --window 8 --out " + out);
+  ASSERT_EQ(r.code, 0) << r.out;
+  const std::string csv = fs::read_file(out + ".csv");
+  int rows = 0;
+  for (char c : csv) rows += c == '\n';
+  EXPECT_EQ(rows, 1 + 4 * 2 * 2);  // header + mixers x loops x contexts
+  const std::string svg = fs::read_file(out + ".svg");
+  EXPECT_EQ(svg.rfind("<svg", 0), 0u);
+  EXPECT_NE(svg.find("GDN"), std::string::npos);
+  EXPECT_NE(svg.find("</svg>"), std::string::npos);
+  expect_error("bench decode --contexts 0,4", "--contexts expects");
+}
+
 TEST_F(Cli, BadConfigs) {
   const std::string c1 = g_dir + "/malformed.json";
   write(c1, "{\"model\": {\"hidden_size\": 32,,}}");

@@ -1,11 +1,16 @@
 // lt2 bench train: measured training throughput on this machine against its sgemm peak.
 #include <algorithm>
 #include <chrono>
+#include <filesystem>
 #include <cstdio>
 #include <vector>
 
 #include "cli/args.h"
 #include "cli/commands.h"
+#include "cli/progress.h"
+#include "core/fs.h"
+#include "infer/decode_bench.h"
+#include "report/chart.h"
 #include "core/rng.h"
 #include "cpu/blas.h"
 #include "model/info.h"
@@ -33,7 +38,10 @@ double sgemm_peak_gflops(int64_t n, int reps) {
 }
 }  // namespace
 
+static int bench_decode(int argc, char** argv);
+
 int cmd_bench(int argc, char** argv) {
+  if (argc >= 3 && std::string(argv[2]) == "decode") return bench_decode(argc, argv);
   Args a("lt2 bench train", {{"config", true, "preset or JSON run config (default: default)"},
                              {"steps", true, "timed steps (default 5)"},
                              {"warmup", true, "untimed steps first (default 1)"},
@@ -41,7 +49,8 @@ int cmd_bench(int argc, char** argv) {
                              {"seq-len", true, "sequence length (default: the config's)"}},
          argc, argv, 3);
   if (a.help() || argc < 3 || std::string(argv[2]) != "train") {
-    std::printf("usage: lt2 bench train [--config NAME|FILE] [flags]\n\n%s", a.usage().c_str());
+    std::printf("usage: lt2 bench train [--config NAME|FILE] [flags]\n       lt2 bench decode [flags]\n\n%s",
+                a.usage().c_str());
     return a.help() ? 0 : 2;
   }
   const ModelConfig mcfg = config_from_flags(a);
@@ -86,6 +95,113 @@ int cmd_bench(int argc, char** argv) {
   std::printf("sgemm peak        %.1f GFLOP/s (2048^3 fp32, best of 5)\n", peak);
   std::printf("matmul-only bound %.3f s at peak -> step runs at %.0f%% of it\n", mm_time_at_peak,
               100 * mm_time_at_peak / t);
+  return 0;
+}
+
+namespace {
+std::vector<int64_t> int_list(const std::string& s, const char* flag) {
+  std::vector<int64_t> out;
+  size_t start = 0;
+  while (start <= s.size()) {
+    const size_t end = std::min(s.find(',', start), s.size());
+    const std::string item = s.substr(start, end - start);
+    char* e = nullptr;
+    const long long v = std::strtoll(item.c_str(), &e, 10);
+    LT2_CHECK(!item.empty() && *e == '\0' && v >= 1, "--", flag, " expects comma-separated integers >= 1, got '", s, "'");
+    out.push_back(v);
+    start = end + 1;
+  }
+  return out;
+}
+}  // namespace
+
+// Figure 1 of the paper, measured: decode speed and cache memory against context and loops
+// for looped full attention, window, GDN and the Full+GDN hybrid at equal width and depth.
+static int bench_decode(int argc, char** argv) {
+  Args a("lt2 bench decode",
+         {{"config", true, "preset or JSON whose model sets width and depth (default: default)"},
+          {"contexts", true, "context lengths (default 256,1024,4096)"},
+          {"loops", true, "loop counts T (default 1,2,4,8)"},
+          {"batch", true, "sequences decoded together (default 1)"},
+          {"steps", true, "timed decode steps per point (default 16)"},
+          {"window", true, "span of the window model (default 256)"},
+          {"mixers", true, "which of full,window,gdn,hybrid (default all)"},
+          {"out", true, "CSV + SVG path prefix (default bench/decode)"}},
+         argc, argv, 3);
+  if (a.help()) {
+    std::printf("usage: lt2 bench decode [flags]\n\nWrites <out>.csv and <out>.svg.\n\n%s", a.usage().c_str());
+    return 0;
+  }
+  const ModelConfig base = config_from_flags(a);
+  const auto contexts = int_list(a.str("contexts", "256,1024,4096"), "contexts");
+  const auto loops = int_list(a.str("loops", "1,2,4,8"), "loops");
+  const int64_t batch = a.integer("batch", 1), steps = a.integer("steps", 16), window = a.integer("window", 256);
+  LT2_CHECK(batch >= 1 && steps >= 1 && window >= 1, "--batch, --steps and --window must be >= 1");
+  const std::string out = a.str("out", "bench/decode");
+  struct Variant { std::string name, pattern; };
+  const int64_t n = base.num_hidden_layers;
+  std::vector<Variant> all = {{"looped full", "full"},
+                              {"window(" + std::to_string(window) + ")", "window(" + std::to_string(window) + ")"},
+                              {"GDN", "gdn"},
+                              {"Full+GDN", n >= 5 ? "interleave(full,gdn,1:4)" : "interleave(full,gdn,1:" + std::to_string(std::max<int64_t>(1, n - 1)) + ")"}};
+  const std::string want = a.str("mixers", "full,window,gdn,hybrid");
+  std::vector<Variant> variants;
+  const char* keys[] = {"full", "window", "gdn", "hybrid"};
+  for (int i = 0; i < 4; ++i)
+    if (("," + want + ",").find(std::string(",") + keys[i] + ",") != std::string::npos) variants.push_back(all[i]);
+  LT2_CHECK(!variants.empty(), "--mixers: expected a comma list of full, window, gdn, hybrid; got '", want, "'");
+  const int64_t max_ctx = *std::max_element(contexts.begin(), contexts.end());
+
+  std::fprintf(stderr, "measuring this machine's sgemm peak and copy bandwidth...\n");
+  const MachineCeilings mc = measure_ceilings();
+  std::fprintf(stderr, "sgemm %.1f GFLOP/s, copy %.1f GB/s\n", mc.sgemm_gflops, mc.copy_gbps);
+  std::string csv = "mixer,loops,context,batch,prefill_tokens_per_s,decode_tokens_per_s,ms_per_step,cache_bytes,"
+                    "floor_ms,pct_of_floor\n";
+  std::vector<report::Series> tps_ctx, mem_ctx, tps_T, mem_T;
+  const int64_t T_ref = std::find(loops.begin(), loops.end(), 4) != loops.end() ? 4 : loops.back();
+  Progress bar(int64_t(variants.size() * loops.size() * contexts.size()), 0);
+  int64_t done = 0;
+  for (const auto& v : variants) {
+    report::Series a1{v.name, {}}, a2{v.name, {}}, a3{v.name, {}}, a4{v.name, {}};
+    for (int64_t T : loops)
+      for (int64_t ctx : contexts) {
+        ModelConfig cfg = base;
+        cfg.num_loops = T;
+        cfg.loop_windows.clear();
+        cfg.layer_types = parse_pattern(v.pattern, n, "bench");
+        cfg.max_position_embeddings = std::max(cfg.max_position_embeddings, max_ctx);
+        const DecodePoint p = measure_decode(cfg, batch, ctx, std::min(steps, ctx - 1), 1, mc);
+        char line[256];
+        std::snprintf(line, sizeof line, "%s,%lld,%lld,%lld,%.1f,%.2f,%.4f,%lld,%.4f,%.1f\n", v.name.c_str(),
+                      (long long)T, (long long)ctx, (long long)batch, p.prefill_tokens_per_s, p.decode_tokens_per_s,
+                      p.ms_per_step, (long long)p.cache_bytes, p.floor_ms, 100 * p.floor_ms / p.ms_per_step);
+        csv += line;
+        if (T == T_ref) a1.points.emplace_back(ctx, p.decode_tokens_per_s), a2.points.emplace_back(ctx, p.cache_bytes / 1048576.0);
+        if (ctx == max_ctx) a3.points.emplace_back(T, p.decode_tokens_per_s), a4.points.emplace_back(T, p.cache_bytes / 1048576.0);
+        char st[160];
+        std::snprintf(st, sizeof st, "%s T=%lld ctx=%lld: %.1f tok/s", v.name.c_str(), (long long)T, (long long)ctx,
+                      p.decode_tokens_per_s);
+        bar.update(++done, st);
+      }
+    tps_ctx.push_back(a1), mem_ctx.push_back(a2), tps_T.push_back(a3), mem_T.push_back(a4);
+  }
+  bar.finish();
+  const std::string Ts = std::to_string(T_ref), Cs = std::to_string(max_ctx);
+  std::vector<report::Chart> charts = {
+      {"decode speed vs context (T = " + Ts + ")", "context (tokens)", "tokens/s", true, true, tps_ctx},
+      {"cache memory vs context (T = " + Ts + ")", "context (tokens)", "MiB", true, true, mem_ctx},
+      {"decode speed vs loops (context " + Cs + ")", "loops T", "tokens/s", false, true, tps_T},
+      {"cache memory vs loops (context " + Cs + ")", "loops T", "MiB", false, true, mem_T}};
+  char title[256];
+  std::snprintf(title, sizeof title,
+                "lt2 decode, CPU fp32, d=%lld, N=%lld layers, batch %lld (measured; sgemm %.0f GFLOP/s, copy %.1f GB/s)",
+                (long long)base.hidden_size, (long long)n, (long long)batch, mc.sgemm_gflops, mc.copy_gbps);
+  const auto parent = std::filesystem::path(out).parent_path();
+  if (!parent.empty()) fs::make_dirs(parent.string());
+  fs::write_file_atomic(out + ".csv", csv);
+  fs::write_file_atomic(out + ".svg", report::svg_document(title, charts, 2, 560, 330));
+  std::printf("%s", csv.c_str());
+  std::fprintf(stderr, "wrote %s.csv and %s.svg\n", out.c_str(), out.c_str());
   return 0;
 }
 
