@@ -133,7 +133,55 @@ TEST_F(Cli, BenchDecodeWritesCsvAndSvg) {
   EXPECT_EQ(svg.rfind("<svg", 0), 0u);
   EXPECT_NE(svg.find("GDN"), std::string::npos);
   EXPECT_NE(svg.find("</svg>"), std::string::npos);
+  EXPECT_NE(svg.find("GB/s)</text>"), std::string::npos) << "the title must be complete";
+  size_t open = 0, close = 0;
+  for (size_t p = svg.find("<g "); p != std::string::npos; p = svg.find("<g ", p + 1)) ++open;
+  for (size_t p = svg.find("</g>"); p != std::string::npos; p = svg.find("</g>", p + 1)) ++close;
+  EXPECT_EQ(open, 4u);  // four charts
+  EXPECT_EQ(open, close);
   expect_error("bench decode --contexts 0,4", "--contexts expects");
+}
+
+TEST_F(Cli, ResumeAndOverwriteRules) {
+  // --resume wants the run directory, and keeps the run's seed.
+  expect_error("train --resume " + g_run, "not the checkpoint");
+  expect_error("train --resume " + g_dir + "/run --seed 5", "--resume takes the config, data, seed");
+  expect_error("train --resume " + g_dir + "/run", "has already run 4 of its 4 steps");
+  // Resuming twice from the same checkpoint leaves one metrics line per step.
+  stdfs::copy(g_dir + "/run", g_dir + "/run3", stdfs::copy_options::recursive);
+  ASSERT_EQ(run_lt2("train --resume " + g_dir + "/run3 --steps 6").code, 0);
+  const std::string m1 = fs::read_file(g_dir + "/run3/metrics.jsonl");
+  write(g_dir + "/run3/latest", "checkpoint-000004\n");  // as if the run had died after step 6, before saving
+  ASSERT_EQ(run_lt2("train --resume " + g_dir + "/run3 --steps 6").code, 0);
+  // The same steps again (only the measured tokens/s may differ).
+  auto steps_only = [](const std::string& text) {
+    std::string out;
+    for (size_t p = 0; p < text.size();) {
+      const size_t e = text.find('\n', p);
+      out += text.substr(p, std::min(text.find("tokens_per_s", p), e) - p) + "\n";
+      p = e + 1;
+    }
+    return out;
+  };
+  EXPECT_EQ(steps_only(fs::read_file(g_dir + "/run3/metrics.jsonl")), steps_only(m1));
+  // --overwrite replaces the run but not unrelated files in the directory.
+  write(g_dir + "/run3/notes.txt", "keep me");
+  ASSERT_EQ(run_lt2("train --config tiny --steps 2 --data " + g_text + " --out " + g_dir + "/run3 --overwrite").code, 0);
+  EXPECT_EQ(fs::read_file(g_dir + "/run3/notes.txt"), "keep me");
+  EXPECT_FALSE(fs::exists(g_dir + "/run3/checkpoint-000006"));
+  EXPECT_TRUE(fs::exists(g_dir + "/run3/checkpoint-000002/model.safetensors"));
+}
+
+TEST_F(Cli, EvalEdgeCases) {
+  const std::string tiny = g_dir + "/two.txt";
+  write(tiny, "ab");
+  expect_error("eval ppl --model " + g_dir + "/run --data " + tiny, "need at least 3 tokens");
+  expect_error("eval ppl --model " + g_dir + "/run --data " + g_text + " --max-batches 0", "must be >= 1");
+  const RunResult r = run_lt2("eval ppl --model " + g_dir + "/run --data " + g_text + " --seq-len 8 --max-batches 1");
+  EXPECT_EQ(r.code, 0) << r.out;
+  EXPECT_EQ(r.out.find("nan"), std::string::npos) << r.out;
+  EXPECT_EQ(run_lt2("eval --help").code, 0);
+  EXPECT_EQ(run_lt2("bench --help").code, 0);
 }
 
 TEST_F(Cli, BadConfigs) {
@@ -153,6 +201,12 @@ TEST_F(Cli, BadConfigs) {
   write(c5, R"({"model": {"hiden_size": 64}})");
   expect_error("train --config " + c5, "unknown field 'hiden_size'");
   expect_error("train --config " + g_dir + "/nope.json", "nope.json");
+  const std::string c7 = g_dir + "/ratio.json";
+  write(c7, R"J({"model": {"pattern": "interleave(full,gdn,1:x)"}})J");
+  expect_error("train --config " + c7, "ratio must look like 1:4");
+  const std::string c8 = g_dir + "/huge.json";
+  write(c8, R"({"model": {"vocab_size": 4611686018427387905, "hidden_size": 4}})");
+  expect_error("train --config " + c8, "too large");
   const std::string c6 = g_dir + "/window.json";
   write(c6, R"J({"model": {"pattern": "window(0)"}})J");
   expect_error("train --config " + c6, "window size must be an integer >= 1");

@@ -77,7 +77,7 @@ void check_decode_parity(const ModelConfig& cfg) {
   double worst = 0;
   for (int64_t b = 0; b < B; ++b) {
     const std::vector<int32_t> prompt(seqs[b].begin(), seqs[b].begin() + prompt_len[b]);
-    Tensor lg = s.prefill(b, prompt);
+    Tensor lg = s.prefill(b, prompt, /*all_positions=*/true);
     for (int64_t t = 0; t < prompt_len[b]; ++t)
       worst = std::max(worst, row_error(lg.data<float>() + t * V, reference[b].data<float>() + t * V, V));
   }
@@ -185,4 +185,17 @@ TEST(Decode, SamplerGreedyTopKTopP) {
   p.top_p = 0.3;  // token 1 alone holds > 30 % of the mass
   Sampler ps(p);
   for (int i = 0; i < 50; ++i) EXPECT_EQ(ps.sample(logits, 5, {}), 1);
+}
+
+TEST(Decode, PrefillReturnsTheLastRowByDefault) {
+  const ModelConfig cfg = small_config("gdn,full", 2, 2);
+  LoopedModel model(cfg);
+  randomise(model, 3);
+  const auto prompt = random_tokens(9, 4);
+  Session a(model, 1, 16), b(model, 1, 16);
+  const Tensor last = a.prefill(0, prompt);
+  const Tensor all = b.prefill(0, prompt, true);
+  ASSERT_EQ(last.shape(), (Shape{1, cfg.vocab_size}));
+  ASSERT_EQ(all.shape(), (Shape{9, cfg.vocab_size}));
+  for (int64_t v = 0; v < cfg.vocab_size; ++v) EXPECT_EQ(last.item(v), all.item(8 * cfg.vocab_size + v));
 }

@@ -25,17 +25,6 @@ namespace {
 using clk = std::chrono::steady_clock;
 double seconds_since(clk::time_point t) { return std::chrono::duration<double>(clk::now() - t).count(); }
 
-// Best sgemm GFLOP/s over `reps` n^3 products after a warm-up: the CPU's matmul ceiling.
-double sgemm_peak_gflops(int64_t n, int reps) {
-  std::vector<float> A(n * n, 0.5f), B(n * n, 0.25f), C(n * n);
-  std::vector<double> t;
-  for (int r = 0; r < reps + 1; ++r) {
-    auto t0 = clk::now();
-    cpu::gemm(false, true, n, n, n, 1.0f, A.data(), n, B.data(), n, 0.0f, C.data(), n);
-    if (r > 0) t.push_back(seconds_since(t0));  // first run is warm-up
-  }
-  return 2.0 * n * n * n / *std::min_element(t.begin(), t.end()) / 1e9;
-}
 }  // namespace
 
 static int bench_decode(int argc, char** argv);
@@ -48,11 +37,14 @@ int cmd_bench(int argc, char** argv) {
                              {"batch", true, "batch size (default: the config's)"},
                              {"seq-len", true, "sequence length (default: the config's)"}},
          argc, argv, 3);
-  if (a.help() || argc < 3 || std::string(argv[2]) != "train") {
+  const bool help = a.help() || (argc >= 3 && (std::string(argv[2]) == "--help" || std::string(argv[2]) == "-h"));
+  if (help || argc < 3 || std::string(argv[2]) != "train") {
     std::printf("usage: lt2 bench train [--config NAME|FILE] [flags]\n       lt2 bench decode [flags]\n\n%s",
                 a.usage().c_str());
-    return a.help() ? 0 : 2;
+    return help ? 0 : 2;
   }
+  LT2_CHECK(a.positionals().empty(), "lt2 bench train: unexpected argument '",
+            a.positionals().empty() ? "" : a.positionals()[0], "'");
   const ModelConfig mcfg = config_from_flags(a);
   const json::Value rc = load_run_config(a.str("config", "default"));
   TrainConfig tc = rc.find("train") ? TrainConfig::from_json(*rc.find("train"), "train") : TrainConfig{};
@@ -61,9 +53,12 @@ int cmd_bench(int argc, char** argv) {
   const int64_t steps = a.integer("steps", 5), warmup = a.integer("warmup", 1);
   LT2_CHECK(steps >= 1 && warmup >= 0, "--steps must be >= 1 and --warmup >= 0");
   tc.steps = steps + warmup;
+  tc.validate("lt2 bench train");
+  LT2_CHECK(tc.seq_len <= mcfg.max_position_embeddings, "--seq-len ", tc.seq_len, " exceeds the context limit ",
+            mcfg.max_position_embeddings);
 
-  std::fprintf(stderr, "measuring sgemm peak (2048^3, fp32)...\n");
-  const double peak = sgemm_peak_gflops(2048, 5);
+  std::fprintf(stderr, "measuring sgemm peak...\n");
+  const double peak = measure_ceilings().sgemm_gflops;
 
   // Random tokens: throughput does not depend on the text.
   std::vector<int32_t> tokens(size_t(tc.batch_size * tc.seq_len * 4 + 2));
@@ -92,7 +87,7 @@ int cmd_bench(int argc, char** argv) {
   std::printf("step time         %.3f s (median of %lld)\n", t, (long long)steps);
   std::printf("tokens/s          %.0f\n", tok / t);
   std::printf("achieved          %.1f GFLOP/s (model FLOPs incl. attention/GDN)\n", gflops);
-  std::printf("sgemm peak        %.1f GFLOP/s (2048^3 fp32, best of 5)\n", peak);
+  std::printf("sgemm peak        %.1f GFLOP/s (1536^3 fp32, best of 3)\n", peak);
   std::printf("matmul-only bound %.3f s at peak -> step runs at %.0f%% of it\n", mm_time_at_peak,
               100 * mm_time_at_peak / t);
   return 0;
@@ -128,6 +123,8 @@ static int bench_decode(int argc, char** argv) {
           {"mixers", true, "which of full,window,gdn,hybrid (default all)"},
           {"out", true, "CSV + SVG path prefix (default bench/decode)"}},
          argc, argv, 3);
+  LT2_CHECK(a.positionals().empty(), "lt2 bench decode: unexpected argument '",
+            a.positionals().empty() ? "" : a.positionals()[0], "'");
   if (a.help()) {
     std::printf("usage: lt2 bench decode [flags]\n\nWrites <out>.csv and <out>.svg.\n\n%s", a.usage().c_str());
     return 0;

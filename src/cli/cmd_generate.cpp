@@ -89,7 +89,7 @@ int cmd_generate(int argc, char** argv) {
   sc.seed = uint64_t(a.integer("seed", 0));
   sc.validate();
   const int64_t max_tokens = a.integer("max-tokens", 200), eos = a.integer("eos", -1);
-  LT2_CHECK(max_tokens >= 1, "--max-tokens must be >= 1");
+  LT2_CHECK(max_tokens >= 1 && max_tokens <= 1'000'000'000, "--max-tokens must be in [1, 1e9]");
   const std::vector<std::string> stops = a.all("stop");
   for (const auto& s : stops) LT2_CHECK(!s.empty(), "--stop must not be empty");
 
@@ -120,7 +120,7 @@ int cmd_generate(int argc, char** argv) {
     hist[b] = ByteTokenizer::encode(prompts[b]);
     prefill_tokens += int64_t(hist[b].size());
     const Tensor lg = session.prefill(b, hist[b]);
-    next[b] = sampler.sample(lg.data<float>() + (hist[b].size() - 1) * cfg.vocab_size, cfg.vocab_size, hist[b]);
+    next[b] = sampler.sample(lg.data<float>(), cfg.vocab_size, hist[b]);
   }
   const double prefill_s = std::chrono::duration<double>(clk::now() - t0).count();
   if (stream) std::printf("%s", prompts[0].c_str());

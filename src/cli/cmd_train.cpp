@@ -3,6 +3,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <sstream>
 
 #include "cli/args.h"
 #include "cli/commands.h"
@@ -29,6 +30,29 @@ const std::vector<FlagSpec> kFlags = {
 
 std::string stem(const std::string& path) { return std::filesystem::path(path).stem().string(); }
 
+// Deletes what `lt2 train` writes into a run directory, and nothing else that may live there.
+void remove_run(const std::string& dir) {
+  namespace stdfs = std::filesystem;
+  for (const auto& e : stdfs::directory_iterator(dir)) {
+    const std::string n = e.path().filename().string();
+    if (n.rfind("checkpoint-", 0) == 0 || n == "latest" || n == "metrics.jsonl" || n == "run_config.json")
+      stdfs::remove_all(e.path());
+  }
+}
+
+// Keeps the metrics lines up to `step` (a resumed run rewrites what came after its checkpoint).
+void truncate_metrics(const std::string& path, int64_t step) {
+  if (!fs::exists(path)) return;
+  std::string kept, line;
+  std::istringstream in(fs::read_file(path));
+  while (std::getline(in, line)) {
+    if (line.empty()) continue;
+    const json::Value v = json::Value::parse(line, path);
+    if (json::get_int(v, "step", path) <= step) kept += line + "\n";
+  }
+  fs::write_file_atomic(path, kept);
+}
+
 void append_line(const std::string& path, const std::string& line) {
   std::ofstream f(path, std::ios::app);
   LT2_CHECK(f, "cannot open ", path, " for appending");
@@ -51,9 +75,11 @@ int cmd_train(int argc, char** argv) {
   TrainConfig tcfg;
   std::string run_dir, resume_ckpt;
   if (a.has("resume")) {
-    LT2_CHECK(!a.has("config") && !a.has("data") && !a.has("out"),
-              "lt2 train: --resume takes the config, data and directory of the run it continues");
+    LT2_CHECK(!a.has("config") && !a.has("data") && !a.has("out") && !a.has("seed"),
+              "lt2 train: --resume takes the config, data, seed and directory of the run it continues");
     run_dir = a.str("resume");
+    LT2_CHECK(!fs::exists(run_dir + "/config.json"), "lt2 train: --resume takes a run directory (the one holding "
+              "'latest'), not the checkpoint ", run_dir);
     resume_ckpt = resolve_checkpoint_dir(run_dir);
     mcfg = load_model_config(resume_ckpt);
     const std::string st = resume_ckpt + "/trainer_state.json";
@@ -86,7 +112,7 @@ int cmd_train(int argc, char** argv) {
   if (resume_ckpt.empty() && fs::exists(run_dir + "/latest")) {
     LT2_CHECK(a.has("overwrite"), run_dir, " already holds a run: continue it with --resume ", run_dir,
               ", pass --overwrite to replace it, or choose another --out");
-    stdfs::remove_all(run_dir);
+    remove_run(run_dir);
   }
   fs::make_dirs(run_dir);
 
@@ -101,10 +127,15 @@ int cmd_train(int argc, char** argv) {
   Trainer trainer(model, tcfg, data.train, data.val);
   if (!resume_ckpt.empty()) {
     trainer.load(resume_ckpt);
+    LT2_CHECK(trainer.steps_done() < tcfg.steps, run_dir, " has already run ", trainer.steps_done(),
+              " of its ", tcfg.steps, " steps: pass --steps N > ", trainer.steps_done(), " to extend it");
     std::fprintf(stderr, "resumed %s at step %lld\n", resume_ckpt.c_str(), (long long)trainer.steps_done());
   }
   std::string pattern;
-  for (const auto& m : mcfg.layer_types) pattern += (pattern.empty() ? "" : ",") + m.str();
+  for (const auto& m : mcfg.layer_types) {
+    if (!pattern.empty()) pattern += ',';
+    pattern += m.str();
+  }
   std::fprintf(stderr, "model: %.2fM parameters, d=%lld, N=%lld layers [%s], T=%lld loops; run dir %s\n",
                model.num_params() / 1e6, (long long)mcfg.hidden_size, (long long)mcfg.num_hidden_layers,
                pattern.c_str(), (long long)mcfg.num_loops, run_dir.c_str());
@@ -116,6 +147,7 @@ int cmd_train(int argc, char** argv) {
   }
 
   const std::string metrics = run_dir + "/metrics.jsonl";
+  truncate_metrics(metrics, trainer.steps_done());  // a fresh run starts empty
   auto log_val = [&](int64_t step) {
     const double vl = trainer.evaluate();
     json::Value m = json::Value::object();

@@ -19,6 +19,7 @@ commands:
   generate   continue a prompt with a trained checkpoint
   info       parameters, FLOPs per token and cache bytes of a config for a given T and context
   bench      lt2 bench train: training tokens/s and GFLOP/s against this machine's sgemm peak
+             lt2 bench decode: decode / prefill speed and cache bytes vs context and T (CSV + SVG)
 
 Checkpoints are directories with config.json + model.safetensors (Hugging Face names).
 )";

@@ -40,7 +40,11 @@ int64_t shape_numel(const Shape& s) {
 }
 
 Tensor Tensor::empty(const Shape& shape, DType dtype) {
-  for (int64_t d : shape) LT2_CHECK(d >= 0, "negative dimension in shape ", shape_str(shape));
+  int64_t bytes = int64_t(dtype_size(dtype));
+  for (int64_t d : shape) {
+    LT2_CHECK(d >= 0, "negative dimension in shape ", shape_str(shape));
+    LT2_CHECK(!__builtin_mul_overflow(bytes, d, &bytes), "tensor of shape ", shape_str(shape), " is too large");
+  }
   Tensor t;
   t.shape_ = shape;
   t.dtype_ = dtype;

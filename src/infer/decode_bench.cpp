@@ -18,7 +18,7 @@ MachineCeilings measure_ceilings() {
   const int64_t n = 1536;
   std::vector<float> A(n * n, 0.5f), B(n * n, 0.25f), C(n * n);
   double best = 1e30;
-  for (int r = 0; r < 4; ++r) {
+  for (int r = 0; r < 4; ++r) {  // the first run warms up
     auto t = clk::now();
     cpu::gemm(false, true, n, n, n, 1.0f, A.data(), n, B.data(), n, 0.0f, C.data(), n);
     if (r) best = std::min(best, std::chrono::duration<double>(clk::now() - t).count());

@@ -18,7 +18,8 @@ void SamplerConfig::validate() const {
 
 int32_t Sampler::sample(const float* logits, int64_t vocab, const std::vector<int32_t>& history) {
   std::vector<std::pair<double, int32_t>> cand(static_cast<size_t>(vocab));
-  for (int32_t v = 0; v < vocab; ++v) cand[v] = {logits[v], v};
+  // Non-finite logits (a broken checkpoint) must not break the ordering the sort relies on.
+  for (int32_t v = 0; v < vocab; ++v) cand[v] = {std::isfinite(logits[v]) ? double(logits[v]) : -INFINITY, v};
   if (cfg_.repetition_penalty != 1.0) {
     const std::unordered_set<int32_t> seen(history.begin(), history.end());
     for (auto& [l, v] : cand)

@@ -14,16 +14,17 @@ int64_t Session::cache_bytes() const {
   return n;
 }
 
-Tensor Session::prefill(int64_t slot, const std::vector<int32_t>& prompt) {
+Tensor Session::prefill(int64_t slot, const std::vector<int32_t>& prompt, bool all_positions) {
   LT2_CHECK(slot >= 0 && slot < batch_, "prefill: sequence ", slot, " outside the batch of ", batch_);
   LT2_CHECK(!prompt.empty(), "prefill: empty prompt");
   LT2_CHECK(int64_t(prompt.size()) <= context_, "prompt of ", prompt.size(), " tokens is longer than the context limit ",
             context_);
   Tensor ids = Tensor::empty({1, int64_t(prompt.size())}, DType::I32);
   std::copy(prompt.begin(), prompt.end(), ids.data<int32_t>());
-  Tensor logits = model_.run(ids, caches_, {CacheRun::Prefill, slot, nullptr});
+  CacheRun r{CacheRun::Prefill, slot, nullptr, all_positions};
+  Tensor logits = model_.run(ids, caches_, r);
   lengths_[size_t(slot)] = int64_t(prompt.size());
-  return logits.reshape({int64_t(prompt.size()), model_.config().vocab_size});
+  return logits.reshape({logits.numel() / model_.config().vocab_size, model_.config().vocab_size});
 }
 
 Tensor Session::decode(const std::vector<int32_t>& tokens) {

@@ -12,9 +12,9 @@ class Session {
  public:
   Session(const LoopedModel& model, int64_t batch, int64_t context);
 
-  // Prefills sequence `slot` with a prompt (resets it); returns the logits of every prompt
-  // position [L, V] (the last row predicts the first new token).
-  Tensor prefill(int64_t slot, const std::vector<int32_t>& prompt);
+  // Prefills sequence `slot` with a prompt (resets it); returns the logits [1, V] of its last
+  // position (the prediction of the first new token), or of every position [L, V].
+  Tensor prefill(int64_t slot, const std::vector<int32_t>& prompt, bool all_positions = false);
   // Appends one token to every sequence; returns the logits [B, V] for the next ones.
   Tensor decode(const std::vector<int32_t>& tokens);
 

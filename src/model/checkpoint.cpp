@@ -15,11 +15,16 @@ void save_model(const std::string& dir, const LoopedModel& model) {
   fs::write_file_atomic(dir + "/config.json", model.config().to_json().dump(2) + "\n");
 }
 
+std::string read_latest(const std::string& run_dir) {
+  if (!fs::exists(run_dir + "/latest")) return "";
+  std::string name = fs::read_file(run_dir + "/latest");
+  while (!name.empty() && (name.back() == '\n' || name.back() == ' ')) name.pop_back();
+  return name;
+}
+
 std::string resolve_checkpoint_dir(const std::string& path) {
   if (fs::exists(path + "/config.json")) return path;
-  if (fs::exists(path + "/latest")) {
-    std::string name = fs::read_file(path + "/latest");
-    while (!name.empty() && (name.back() == '\n' || name.back() == ' ')) name.pop_back();
+  if (const std::string name = read_latest(path); !name.empty()) {
     const std::string dir = path + "/" + name;
     LT2_CHECK(fs::exists(dir + "/config.json"), path, "/latest names '", name, "' but ", dir,
               "/config.json does not exist");
@@ -33,24 +38,28 @@ ModelConfig load_model_config(const std::string& dir) {
   return ModelConfig::from_json(json::read_file(path), path);
 }
 
-std::unique_ptr<LoopedModel> load_model(const std::string& path, DType dt) {
-  const std::string dir = resolve_checkpoint_dir(path);
-  auto model = std::make_unique<LoopedModel>(load_model_config(dir), dt);
+void load_weights(LoopedModel& model, const std::string& dir) {
   const std::string st_path = dir + "/model.safetensors";
   const safetensors::File file = safetensors::load(st_path);
   std::set<std::string> used;
-  for (Param* p : model->params()) {
+  for (Param* p : model.params()) {
     const Tensor* t = file.find(p->name);
     LT2_CHECK(t, st_path, ": missing tensor '", p->name, "' (expected shape ", shape_str(p->value.shape()),
               ") — does config.json match this checkpoint?");
     LT2_CHECK(t->shape() == p->value.shape(), st_path, ": tensor '", p->name, "' has shape ", shape_str(t->shape()),
               " but config.json implies ", shape_str(p->value.shape()));
     LT2_CHECK(t->dtype() != DType::I32, st_path, ": tensor '", p->name, "' has integer dtype I32");
-    p->value = t->dtype() == dt ? t->clone() : t->to(dt);
+    p->value = t->to(model.dtype());
     used.insert(p->name);
   }
   for (const auto& [name, _] : file.tensors)
     LT2_CHECK(used.count(name), st_path, ": unexpected tensor '", name, "' that config.json does not describe");
+}
+
+std::unique_ptr<LoopedModel> load_model(const std::string& path, DType dt) {
+  const std::string dir = resolve_checkpoint_dir(path);
+  auto model = std::make_unique<LoopedModel>(load_model_config(dir), dt);
+  load_weights(*model, dir);
   return model;
 }
 

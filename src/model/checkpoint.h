@@ -7,8 +7,12 @@
 
 namespace lt2 {
 
-// Writes both files atomically (temp file, fsync, rename).
+// Writes both files, each atomically (temp file, fsync, rename). The pair is not atomic:
+// the trainer writes checkpoints into a fresh temporary directory and renames it into place.
 void save_model(const std::string& dir, const LoopedModel& model);
+// Copies the tensors of <dir>/model.safetensors into `model` after checking that every
+// parameter is present with its shape and that no unknown tensors remain.
+void load_weights(LoopedModel& model, const std::string& dir);
 // Reads and validates config.json, then model.safetensors: every parameter must be present
 // with the configured shape, and no unknown tensors may remain. Errors name the file and tensor.
 std::unique_ptr<LoopedModel> load_model(const std::string& dir, DType dt = DType::F32);
@@ -16,5 +20,7 @@ ModelConfig load_model_config(const std::string& dir);
 // A run directory holds checkpoints and a `latest` file naming the newest one; a checkpoint
 // directory holds config.json. Accepts either and returns the checkpoint directory.
 std::string resolve_checkpoint_dir(const std::string& path);
+// The checkpoint name in <run_dir>/latest (trimmed), or "" when there is none.
+std::string read_latest(const std::string& run_dir);
 
 }  // namespace lt2

@@ -60,8 +60,14 @@ std::vector<MixerSpec> parse_pattern(const std::string& pattern, int64_t n, cons
     LT2_CHECK(a.size() == 3, ctx, ": pattern '", p, "': expected interleave(A,B,a:b)");
     const auto ratio = split(a[2], ':');
     LT2_CHECK(ratio.size() == 2, ctx, ": pattern '", p, "': ratio must look like 1:4");
-    const int64_t ra = std::atoll(ratio[0].c_str()), rb = std::atoll(ratio[1].c_str());
-    LT2_CHECK(ra >= 1 && rb >= 0, ctx, ": pattern '", p, "': ratio must be positive integers");
+    auto count = [&](const std::string& t) {
+      char* end = nullptr;
+      const long long v = std::strtoll(t.c_str(), &end, 10);
+      LT2_CHECK(!t.empty() && *end == '\0' && v >= 0, ctx, ": pattern '", p, "': ratio must look like 1:4");
+      return int64_t(v);
+    };
+    const int64_t ra = count(ratio[0]), rb = count(ratio[1]);
+    LT2_CHECK(ra >= 1, ctx, ": pattern '", p, "': the first ratio term must be >= 1");
     const MixerSpec A = parse_mixer(a[0], ctx), B = parse_mixer(a[1], ctx);
     // a:b means a layers of A per (a+b), placed at the end of each group: 1:4 -> B B B B A.
     for (int64_t i = 0; i < n; ++i) out.push_back(i % (ra + rb) >= rb ? A : B);

@@ -28,6 +28,41 @@ int64_t count_params(const ModelConfig& c, bool emb) {
   return n;
 }
 
+namespace {
+// One layer's cost in one loop: `window` is the softmax span in that loop (0 = full).
+MixerCost layer_cost(const ModelConfig& c, const MixerSpec& m, int64_t window, int64_t context, int64_t train_L,
+                     double act_bytes) {
+  const double d = double(c.hidden_size);
+  MixerCost k;
+  k.mixer = m.str();
+  double weights = 3.0 * d * c.intermediate_size;  // the block's FFN rides along with its mixer
+  if (m.is_attention()) {
+    const double H = c.num_attention_heads, Hkv = c.num_key_value_heads, D = c.head_dim, w = double(window);
+    weights += d * H * D * 2 + d * Hkv * D * 2 + (c.output_gate == "channel" ? d * H * D : 0);
+    // QK^T and PV: 4 H D FLOPs per visible key. Training: a causal row sees (L+1)/2 keys on average.
+    const double train_keys = w > 0 ? std::min<double>(w, (train_L + 1) / 2.0) : (train_L + 1) / 2.0;
+    const double decode_keys = w > 0 ? std::min<double>(w, double(context)) : double(context);
+    k.mix_flops_train = 4 * H * D * train_keys;
+    k.mix_flops_decode = 4 * H * D * decode_keys;
+    k.cache_bytes = 2 * Hkv * D * act_bytes * decode_keys;  // a span of w keeps min(w, context) rows
+    k.cache_grows = w == 0;
+  } else {
+    const double HK = double(c.gdn_num_heads * c.gdn_head_k_dim), HV = double(c.gdn_num_v_heads);
+    const double K = double(c.gdn_head_k_dim), V = double(c.gdn_head_v_dim), C = 64;
+    weights += d * (2 * HK + 3 * HV * V + 2 * HV);
+    // Recurrent step per head: decay + S^T k + k u^T + S^T q  ~ 7 K V.
+    k.mix_flops_decode = HV * 7 * K * V;
+    // Chunked per head: intra-chunk K K^T, Q K^T, (C x C)(C x V) products and W, U
+    // (~ C (2K + 2V) per token), plus the state terms W S, q S, K^T Delta (~ 6 K V).
+    k.mix_flops_train = HV * (C * (2 * K + 2 * V) + 6 * K * V);
+    // fp32 state plus the conv cache of the last (W - 1) pre-conv q, k, v inputs.
+    k.cache_bytes = HV * K * V * 4.0 + double(c.gdn_conv_size - 1) * (2 * HK + HV * V) * act_bytes;
+  }
+  k.matmul_flops = 2 * weights;
+  return k;
+}
+}  // namespace
+
 ModelCost model_cost(const ModelConfig& c, int64_t loops, int64_t context, int64_t train_L, double act_bytes) {
   ModelCost mc;
   mc.loops = loops > 0 ? loops : c.num_loops;
@@ -36,62 +71,31 @@ ModelCost model_cost(const ModelConfig& c, int64_t loops, int64_t context, int64
   mc.context = context;
   mc.params = count_params(c, true);
   mc.params_non_embedding = count_params(c, false);
-  const int64_t d = c.hidden_size;
-  std::map<std::string, MixerCost> by;
-  for (size_t l = 0; l < c.layer_types.size(); ++l) {
-    const MixerSpec& m = c.layer_types[l];
-    MixerCost& k = by[m.str()];
-    k.mixer = m.str();
-    k.layers++;
-    double weights = 3.0 * d * c.intermediate_size;  // the block's FFN rides along with its mixer
-    if (m.is_attention()) {
-      const double H = c.num_attention_heads, Hkv = c.num_key_value_heads, D = c.head_dim;
-      weights += d * H * D * 2 + d * Hkv * D * 2 + (c.output_gate == "channel" ? d * H * D : 0);
-      // QK^T and PV: 4 H D FLOPs per visible key. Training: a causal row sees (L+1)/2 keys on average.
-      const double w = double(m.window);
-      const double train_keys = w > 0 ? std::min<double>(w, (train_L + 1) / 2.0) : (train_L + 1) / 2.0;
-      const double decode_keys = w > 0 ? std::min<double>(w, context) : double(context);
-      k.mix_flops_train = 4 * H * D * train_keys;
-      k.mix_flops_decode = 4 * H * D * decode_keys;
-      k.cache_bytes = 2 * Hkv * D * act_bytes * decode_keys;  // loop 0's span; see the per-loop sum below
-      k.cache_grows = w == 0;
-    } else {
-      const double HK = c.gdn_num_heads * c.gdn_head_k_dim, HV = c.gdn_num_v_heads;
-      const double K = c.gdn_head_k_dim, V = c.gdn_head_v_dim, C = 64;
-      weights += d * (2 * HK + 3 * HV * V + 2 * HV);
-      // Recurrent step per head: decay + S^T k + k u^T + S^T q  ~ 7 K V.
-      k.mix_flops_decode = HV * 7 * K * V;
-      // Chunked per head: intra-chunk K K^T, Q K^T, (C x C)(C x V) products and W, U
-      // (~ C (2K + 2V) per token), plus the state terms W S, q S, K^T Delta (~ 6 K V).
-      k.mix_flops_train = HV * (C * (2 * K + 2 * V) + 6 * K * V);
-      // fp32 state plus the conv cache of the last (W - 1) pre-conv q, k, v inputs.
-      k.cache_bytes = HV * K * V * 4.0 + (c.gdn_conv_size - 1) * (2 * HK + HV * V) * act_bytes;
+  // The table: one row per mixer kind of the stack, at the layer's own span.
+  std::map<std::string, size_t> row;
+  for (const MixerSpec& m : c.layer_types) {
+    if (!row.count(m.str())) {
+      row[m.str()] = mc.mixers.size();
+      mc.mixers.push_back(layer_cost(c, m, m.window, context, train_L, act_bytes));
     }
-    k.matmul_flops = 2 * weights;
+    mc.mixers[row[m.str()]].layers++;
   }
-  const double head = 2.0 * d * c.vocab_size;
+  // Totals: every (loop, layer) call at its span in that loop (loop_windows may change it).
   double fwd_train = 0, fwd_mm = 0, fwd_decode = 0;
-  for (auto& [_, k] : by) {
-    fwd_train += k.layers * (k.matmul_flops + k.mix_flops_train);
-    fwd_mm += k.layers * k.matmul_flops;
-    fwd_decode += k.layers * (k.matmul_flops + k.mix_flops_decode);
-    mc.mixers.push_back(k);
-  }
-  // Caches per (loop, layer): a softmax layer's span may change by loop (loop_windows); a span
-  // of w keeps min(w, context) rows, 0 (full) keeps `context` rows.
   for (int64_t t = 0; t < mc.loops; ++t)
     for (size_t l = 0; l < c.layer_types.size(); ++l) {
-      if (!c.layer_types[l].is_attention()) {
-        mc.cache_bytes += by[c.layer_types[l].str()].cache_bytes;
-        continue;
-      }
-      const int64_t w = c.loop_windows.empty() ? c.layer_types[l].window : c.loop_windows[size_t(t)];
-      const int64_t rows = w > 0 ? std::min(w, context) : context;
-      mc.cache_bytes += 2.0 * c.num_key_value_heads * c.head_dim * act_bytes * double(rows);
+      const MixerSpec& m = c.layer_types[l];
+      const int64_t w = m.is_attention() && !c.loop_windows.empty() ? c.loop_windows[size_t(t)] : m.window;
+      const MixerCost k = layer_cost(c, m, w, context, train_L, act_bytes);
+      fwd_train += k.matmul_flops + k.mix_flops_train;
+      fwd_mm += k.matmul_flops;
+      fwd_decode += k.matmul_flops + k.mix_flops_decode;
+      mc.cache_bytes += k.cache_bytes;
     }
-  mc.train_flops_per_token = 3 * (mc.loops * fwd_train + head);
-  mc.train_matmul_flops_per_token = 3 * (mc.loops * fwd_mm + head);
-  mc.decode_flops_per_token = mc.loops * fwd_decode + head;
+  const double head = 2.0 * double(c.hidden_size) * double(c.vocab_size);
+  mc.train_flops_per_token = 3 * (fwd_train + head);
+  mc.train_matmul_flops_per_token = 3 * (fwd_mm + head);
+  mc.decode_flops_per_token = fwd_decode + head;
   return mc;
 }
 

@@ -88,6 +88,9 @@ Tensor LoopedModel::forward_impl(const Tensor& ids, Ctx* ctx, Caches* caches, co
     if (ctx) ctx->rstd_final = rstd;
   }
   if (ctx) ctx->h_final = h, ctx->xf = xf;
+  if (r && r->mode == CacheRun::Prefill && !r->all_logits)  // a prompt needs only its last prediction
+    return ops::linear(xf.reshape({L, cfg_.hidden_size}).select(L - 1).reshape({1, 1, cfg_.hidden_size}).clone(),
+                       head_weight());
   return ops::linear(xf, head_weight()).reshape({B, L, cfg_.vocab_size});
 }
 

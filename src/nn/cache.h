@@ -39,6 +39,7 @@ struct CacheRun {
   enum Mode { Prefill, Decode } mode;
   int64_t slot = 0;                         // prefill: which sequence of the batch
   const std::vector<int64_t>* positions = nullptr;  // decode: position of each sequence's token
+  bool all_logits = false;  // prefill: LM head on every prompt position (else only the last)
 };
 
 }  // namespace lt2

@@ -133,10 +133,10 @@ std::string svg_document(const std::string& title, const std::vector<Chart>& cha
   char buf[256];
   std::snprintf(buf, sizeof buf,
                 "<svg xmlns='http://www.w3.org/2000/svg' width='%.0f' height='%.0f' font-family='sans-serif'>\n"
-                "<rect width='100%%' height='100%%' fill='white'/>\n"
-                "<text x='10' y='22' font-size='16' font-weight='bold'>%s</text>\n",
-                W * cols, H * rows + 30, esc(title).c_str());
+                "<rect width='100%%' height='100%%' fill='white'/>\n",
+                W * cols, H * rows + 30);
   std::string s = buf;
+  s += "<text x='10' y='22' font-size='16' font-weight='bold'>" + esc(title) + "</text>\n";
   for (size_t i = 0; i < charts.size(); ++i) {
     std::snprintf(buf, sizeof buf, "<g transform='translate(%.0f,%.0f)'>\n", W * double(i % cols),
                   30 + H * double(i / cols));

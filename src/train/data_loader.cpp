@@ -1,13 +1,15 @@
 #include "train/data_loader.h"
 
+#include <utility>
+
 #include "core/rng.h"
 
 namespace lt2 {
 
-DataLoader::DataLoader(const std::vector<int32_t>& tokens, int64_t batch, int64_t seq_len, uint64_t seed,
-                       const char* what)
-    : tokens_(tokens), B_(batch), L_(seq_len), seed_(seed) {
-  LT2_CHECK(int64_t(tokens.size()) > seq_len + 1, "the ", what, " split has ", tokens.size(),
+DataLoader::DataLoader(std::vector<int32_t> tokens, int64_t batch, int64_t seq_len, uint64_t seed, const char* what)
+    : tokens_(std::move(tokens)), B_(batch), L_(seq_len), seed_(seed) {
+  LT2_CHECK(batch >= 1 && seq_len >= 1, "data loader: batch and seq_len must be >= 1, got ", batch, " and ", seq_len);
+  LT2_CHECK(int64_t(tokens_.size()) > seq_len + 1, "the ", what, " split has ", tokens_.size(),
             " tokens, fewer than seq_len + 2 = ", seq_len + 2, ": use more text or a shorter seq_len");
 }
 

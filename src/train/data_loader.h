@@ -16,7 +16,8 @@ struct Batch {
 
 class DataLoader {
  public:
-  DataLoader(const std::vector<int32_t>& tokens, int64_t batch, int64_t seq_len, uint64_t seed, const char* what);
+  // Keeps its own copy of the tokens (a few MB for the corpora used here).
+  DataLoader(std::vector<int32_t> tokens, int64_t batch, int64_t seq_len, uint64_t seed, const char* what);
   // Random windows for micro-batch number `index` (= step * grad_accum + micro).
   Batch train_batch(uint64_t index) const;
   // Deterministic, non-overlapping windows for evaluation: batch i of the stream.
@@ -25,7 +26,7 @@ class DataLoader {
 
  private:
   Batch window_batch(const std::vector<int64_t>& starts) const;
-  const std::vector<int32_t>& tokens_;
+  std::vector<int32_t> tokens_;
   int64_t B_, L_;
   uint64_t seed_;
 };

@@ -11,10 +11,10 @@
 
 namespace lt2 {
 
-Trainer::Trainer(LoopedModel& model, const TrainConfig& cfg, const std::vector<int32_t>& train_tokens,
-                 const std::vector<int32_t>& val_tokens)
-    : model_(model), cfg_(cfg), train_(train_tokens, cfg.batch_size, cfg.seq_len, cfg.seed, "training"),
-      val_(val_tokens, cfg.batch_size, cfg.seq_len, cfg.seed, "validation") {
+Trainer::Trainer(LoopedModel& model, const TrainConfig& cfg, std::vector<int32_t> train_tokens,
+                 std::vector<int32_t> val_tokens)
+    : model_(model), cfg_(cfg), train_(std::move(train_tokens), cfg.batch_size, cfg.seq_len, cfg.seed, "training"),
+      val_(std::move(val_tokens), cfg.batch_size, cfg.seq_len, cfg.seed, "validation") {
   cfg_.validate("train config");
   LT2_CHECK(cfg.seq_len <= model.config().max_position_embeddings, "seq_len ", cfg.seq_len,
             " exceeds the model's context limit max_position_embeddings = ", model.config().max_position_embeddings);
@@ -61,12 +61,19 @@ StepStats Trainer::step() {
   return st;
 }
 
-double Trainer::evaluate() const {
-  const int64_t n = std::min(cfg_.eval_batches, val_.num_eval_batches());
+double mean_eval_loss(const LoopedModel& model, const DataLoader& data, int64_t batches,
+                      const std::function<void(int64_t, double)>& on_batch) {
+  const int64_t n = std::min(batches, data.num_eval_batches());
+  LT2_CHECK(n >= 1, "evaluation needs at least one batch");
   double total = 0;
-  for (int64_t i = 0; i < n; ++i) total += batch_loss(model_, val_.eval_batch(i));
+  for (int64_t i = 0; i < n; ++i) {
+    total += batch_loss(model, data.eval_batch(i));
+    if (on_batch) on_batch(i + 1, total / double(i + 1));
+  }
   return total / double(n);
 }
+
+double Trainer::evaluate() const { return mean_eval_loss(model_, val_, cfg_.eval_batches); }
 
 static std::string checkpoint_name(int64_t step) {
   char buf[32];
@@ -77,6 +84,7 @@ static std::string checkpoint_name(int64_t step) {
 std::string Trainer::save(const std::string& run_dir) const {
   namespace stdfs = std::filesystem;
   const std::string name = checkpoint_name(step_), final_dir = run_dir + "/" + name, tmp = final_dir + ".tmp";
+  if (read_latest(run_dir) == name && fs::exists(final_dir + "/trainer_state.json")) return final_dir;  // saved already
   std::error_code ec;
   stdfs::remove_all(tmp, ec);  // leftovers of an interrupted save
   try {
@@ -102,29 +110,24 @@ std::string Trainer::save(const std::string& run_dir) const {
   stdfs::remove_all(final_dir, ec);
   stdfs::rename(tmp, final_dir, ec);
   LT2_CHECK(!ec, "cannot rename ", tmp, " to ", final_dir, ": ", ec.message());
-  const std::string previous = fs::exists(run_dir + "/latest") ? fs::read_file(run_dir + "/latest") : "";
+  const std::string previous = read_latest(run_dir);
   fs::write_file_atomic(run_dir + "/latest", name + "\n");
-  // Keep the newest two checkpoints: the new one and the one before it.
+  // Keep the newest two checkpoints (the new one and the one before it); drop leftovers of
+  // interrupted saves.
+  std::vector<stdfs::path> stale;
   for (const auto& e : stdfs::directory_iterator(run_dir)) {
     const std::string n = e.path().filename().string();
-    if (e.is_directory() && n.rfind("checkpoint-", 0) == 0 && n != name && n + "\n" != previous &&
-        n.find(".tmp") == std::string::npos)
-      stdfs::remove_all(e.path(), ec);
+    if (e.is_directory() && n.rfind("checkpoint-", 0) == 0 && n != name && n != previous) stale.push_back(e.path());
   }
+  for (const auto& p : stale) stdfs::remove_all(p, ec);
   return final_dir;
 }
 
 void Trainer::load(const std::string& path) {
   const std::string dir = resolve_checkpoint_dir(path);
-  auto loaded = load_model(dir, model_.dtype());
-  LT2_CHECK(loaded->params().size() == model_.params().size(), dir, ": checkpoint has a different architecture");
-  for (size_t i = 0; i < model_.params().size(); ++i) {
-    Param* dst = model_.params()[i];
-    const Param* src = loaded->params()[i];
-    LT2_CHECK(dst->name == src->name && dst->value.shape() == src->value.shape(), dir,
-              ": checkpoint does not match the model (tensor '", src->name, "')");
-    dst->value = src->value;
-  }
+  const ModelConfig saved = load_model_config(dir);
+  LT2_CHECK(saved.to_json() == model_.config().to_json(), dir, "/config.json describes a different model than the one being trained");
+  load_weights(model_, dir);
   const std::string opt_path = dir + "/optimizer.safetensors";
   const safetensors::File opt = safetensors::load(opt_path);
   for (size_t i = 0; i < model_.params().size(); ++i) {

@@ -1,6 +1,7 @@
 #pragma once
 // One training run's state: model, AdamW moments, step counter. A step is
 // forward -> cross-entropy on the last loop's logits -> backward -> clip -> AdamW.
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -17,8 +18,8 @@ struct StepStats {
 
 class Trainer {
  public:
-  Trainer(LoopedModel& model, const TrainConfig& cfg, const std::vector<int32_t>& train_tokens,
-          const std::vector<int32_t>& val_tokens);
+  Trainer(LoopedModel& model, const TrainConfig& cfg, std::vector<int32_t> train_tokens,
+          std::vector<int32_t> val_tokens);
   StepStats step();          // one optimizer step (grad_accum micro-batches)
   double evaluate() const;   // mean validation loss over eval_batches windows
   int64_t steps_done() const { return step_; }
@@ -41,5 +42,8 @@ class Trainer {
 
 // Loss of the model on one batch (no gradients).
 double batch_loss(const LoopedModel& model, const Batch& b);
+// Mean loss over the first `batches` evaluation batches; `on_batch(i, running_mean)` reports progress.
+double mean_eval_loss(const LoopedModel& model, const DataLoader& data, int64_t batches,
+                      const std::function<void(int64_t, double)>& on_batch = {});
 
 }  // namespace lt2
