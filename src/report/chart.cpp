@@ -33,6 +33,7 @@ std::string num(double v) {
 struct Axis {
   double lo, hi;
   bool log;
+  double step = 1;  // linear axes: tick spacing
   double map(double v, double a, double b) const {
     const double t = log ? (std::log10(v) - std::log10(lo)) / (std::log10(hi) - std::log10(lo)) : (v - lo) / (hi - lo);
     return a + t * (b - a);
@@ -47,7 +48,7 @@ struct Axis {
       if (t.size() < 2) t = {lo, hi};
       return t;
     }
-    for (int i = 0; i <= 4; ++i) t.push_back(lo + (hi - lo) * i / 4);
+    for (double v = lo; v <= hi * (1 + 1e-9); v += step) t.push_back(v);
     return t;
   }
 };
@@ -61,12 +62,14 @@ Axis make_axis(std::vector<double> v, bool log) {
     lo = std::pow(10.0, std::floor(std::log10(lo)));
     hi = std::pow(10.0, std::ceil(std::log10(hi)));
     if (hi <= lo) hi = lo * 10;
-  } else {
-    lo = std::min(lo, 0.0);
-    if (hi <= lo) hi = lo + 1;
-    hi *= 1.05;
+    return {lo, hi, log};
   }
-  return {lo, hi, log};
+  // Linear: ticks at a "nice" spacing (1, 2 or 5 times a power of ten), about four of them.
+  lo = std::min(lo, 0.0);
+  if (hi <= lo) hi = lo + 1;
+  const double raw = (hi - lo) / 4, mag = std::pow(10.0, std::floor(std::log10(raw))), r = raw / mag;
+  const double step = (r <= 1 ? 1 : r <= 2 ? 2 : r <= 5 ? 5 : 10) * mag;
+  return {std::floor(lo / step) * step, std::ceil(hi / step) * step, false, step};
 }
 }  // namespace
 
