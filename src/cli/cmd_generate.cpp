@@ -153,9 +153,10 @@ int cmd_generate(int argc, char** argv) {
   }
   if (a.has("stats"))
     std::fprintf(stderr, "prefill %lld tokens in %.3f s (%.0f tok/s); decode %lld steps x %lld sequences in %.3f s "
-                 "(%.1f tok/s); caches %.2f MiB\n",
+                 "(%.1f tok/s); caches %lld bytes (%.2f MiB)\n",
                  (long long)prefill_tokens, prefill_s, prefill_tokens / std::max(prefill_s, 1e-9), (long long)steps,
-                 (long long)B, decode_s, steps * B / std::max(decode_s, 1e-9), session.cache_bytes() / 1048576.0);
+                 (long long)B, decode_s, steps * B / std::max(decode_s, 1e-9), (long long)session.cache_bytes(),
+                 session.cache_bytes() / 1048576.0);
   return 0;
 }
 
