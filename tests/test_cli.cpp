@@ -206,7 +206,7 @@ TEST_F(Cli, BadConfigs) {
   expect_error("train --config " + c7, "ratio must look like 1:4");
   const std::string c8 = g_dir + "/huge.json";
   write(c8, R"({"model": {"vocab_size": 4611686018427387905, "hidden_size": 4}})");
-  expect_error("train --config " + c8, "too large");
+  expect_error("train --config " + c8, "field 'vocab_size' must be <= 2147483647");
   const std::string c6 = g_dir + "/window.json";
   write(c6, R"J({"model": {"pattern": "window(0)"}})J");
   expect_error("train --config " + c6, "window size must be an integer >= 1");

@@ -197,5 +197,7 @@ TEST(Decode, PrefillReturnsTheLastRowByDefault) {
   const Tensor all = b.prefill(0, prompt, true);
   ASSERT_EQ(last.shape(), (Shape{1, cfg.vocab_size}));
   ASSERT_EQ(all.shape(), (Shape{9, cfg.vocab_size}));
-  for (int64_t v = 0; v < cfg.vocab_size; ++v) EXPECT_EQ(last.item(v), all.item(8 * cfg.vocab_size + v));
+  // The same maths; only the GEMM shape differs (1 row vs 9), which may change fp32 rounding.
+  for (int64_t v = 0; v < cfg.vocab_size; ++v)
+    EXPECT_NEAR(last.item(v), all.item(8 * cfg.vocab_size + v), 1e-5 * (1 + std::abs(all.item(8 * cfg.vocab_size + v))));
 }

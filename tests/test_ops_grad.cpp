@@ -203,4 +203,6 @@ TEST(Ops, BadShapesAreClearErrors) {
   }
   Tensor ids = Tensor::full({1}, 9, DType::I32), table = randn({4, 2}, 3);
   EXPECT_THROW(ops::embedding(ids, table), Error);
+  EXPECT_THROW(Tensor::empty({int64_t(1) << 40, int64_t(1) << 40}), Error);  // size overflows 64 bits
+  EXPECT_THROW(Tensor::empty({2, -1}), Error);
 }

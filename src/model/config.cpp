@@ -104,6 +104,20 @@ void ModelConfig::validate(const std::string& ctx) const {
   positive(num_loops, "num_loops");
   positive(intermediate_size, "intermediate_size");
   positive(max_position_embeddings, "max_position_embeddings");
+  // Token ids are I32, and no sane width, depth or loop count comes near these bounds:
+  // they keep every size product far from integer overflow.
+  auto at_most = [&](int64_t v, int64_t hi, const char* f) {
+    LT2_CHECK(v <= hi, ctx, ": field '", f, "' must be <= ", hi, ", got ", v);
+  };
+  at_most(vocab_size, (int64_t(1) << 31) - 1, "vocab_size");
+  at_most(hidden_size, 1 << 16, "hidden_size");
+  at_most(intermediate_size, 1 << 18, "intermediate_size");
+  at_most(num_hidden_layers, 1 << 10, "num_hidden_layers");
+  at_most(num_loops, 1 << 10, "num_loops");
+  at_most(max_position_embeddings, 1 << 24, "max_position_embeddings");
+  for (int64_t v : {num_attention_heads, num_key_value_heads, head_dim, gdn_num_heads, gdn_num_v_heads,
+                    gdn_head_v_dim, gdn_conv_size})
+    LT2_CHECK(v <= (1 << 12), ctx, ": head counts and head sizes must be <= 4096, got ", v);
   LT2_CHECK(int64_t(layer_types.size()) == num_hidden_layers, ctx, ": layer_types has ", layer_types.size(),
             " entries but num_hidden_layers is ", num_hidden_layers);
   if (count(MixerSpec::Full) + count(MixerSpec::Window) > 0) {
