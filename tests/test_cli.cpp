@@ -172,6 +172,26 @@ TEST_F(Cli, ResumeAndOverwriteRules) {
   EXPECT_TRUE(fs::exists(g_dir + "/run3/checkpoint-000002/model.safetensors"));
 }
 
+TEST_F(Cli, TaskTrainingAndEvalTask) {
+  const std::string cfg = g_dir + "/task.json";
+  write(cfg, R"({"model": {"hidden_size": 32, "num_hidden_layers": 2, "num_loops": 2, "intermediate_size": 64,
+                            "pattern": "gdn,full", "num_attention_heads": 2, "head_dim": 16, "gdn_num_heads": 2,
+                            "gdn_head_k_dim": 16, "gdn_head_v_dim": 32, "max_position_embeddings": 64},
+                  "train": {"batch_size": 4, "seq_len": 32, "steps": 3, "eval_every": 3, "eval_batches": 2,
+                            "task": {"name": "mqar", "vocab": 64, "num_pairs": 4}, "task_eval_rows": 16}})");
+  RunResult r = run_lt2("train --config " + cfg + " --out " + g_dir + "/task_run");
+  ASSERT_EQ(r.code, 0) << r.out;
+  EXPECT_NE(r.out.find("accuracy"), std::string::npos) << r.out;
+  r = run_lt2("eval task --model " + g_dir + "/task_run");
+  ASSERT_EQ(r.code, 0) << r.out;
+  EXPECT_NE(r.out.find("\"accuracy\""), std::string::npos) << r.out;
+  r = run_lt2("eval task --model " + g_dir + "/task_run --task '{\"name\": \"probe\", \"distance\": 4}'");
+  ASSERT_EQ(r.code, 0) << r.out;
+  expect_error("eval task --model " + g_dir + "/task_run --task '{\"name\": \"foo\"}'", "unknown task 'foo'");
+  expect_error("eval ppl --model " + g_dir + "/task_run", "was trained on a task");
+  expect_error("eval task --model " + g_dir + "/run", "was not trained on a task");
+}
+
 TEST_F(Cli, EvalEdgeCases) {
   const std::string tiny = g_dir + "/two.txt";
   write(tiny, "ab");

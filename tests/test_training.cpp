@@ -10,6 +10,7 @@
 #include "model/checkpoint.h"
 #include "model/presets.h"
 #include "text/tokenizer.h"
+#include "train/task_source.h"
 #include "train/trainer.h"
 
 using namespace lt2;
@@ -32,6 +33,9 @@ std::string temp_dir(const char* name) {
   stdfs::remove_all(d);
   return d;
 }
+std::shared_ptr<TextSource> text_source(const std::vector<int32_t>& tokens) {
+  return std::make_shared<TextSource>(tokens, tokens, tiny_train(1).seq_len, 1234);
+}
 bool same_bits(const Tensor& a, const Tensor& b) {
   return a.shape() == b.shape() && a.dtype() == b.dtype() && std::memcmp(a.bytes(), b.bytes(), a.nbytes()) == 0;
 }
@@ -41,10 +45,10 @@ TEST(Training, LossFallsOnFixedText) {
   const auto tokens = text_tokens();
   LoopedModel model(tiny_model());
   model.init(1);
-  Trainer tr(model, tiny_train(60), tokens, tokens);
-  const double before = tr.evaluate();
+  Trainer tr(model, tiny_train(60), text_source(tokens));
+  const double before = tr.evaluate().loss;
   for (int i = 0; i < 60; ++i) tr.step();
-  const double after = tr.evaluate();
+  const double after = tr.evaluate().loss;
   EXPECT_TRUE(std::isfinite(after));
   EXPECT_LT(after, before - 1.0) << "before " << before << " after " << after;
 }
@@ -56,20 +60,20 @@ TEST(Training, ResumeIsBitwiseIdentical) {
   straight.init(7);
   TrainConfig tc = tiny_train(n);
   tc.grad_accum = 2;  // the data position must account for micro-batches
-  Trainer t1(straight, tc, tokens, tokens);
+  Trainer t1(straight, tc, text_source(tokens));
   for (int i = 0; i < n; ++i) t1.step();
 
   const std::string dir = temp_dir("resume");
   {
     LoopedModel first(tiny_model());
     first.init(7);
-    Trainer t2(first, tc, tokens, tokens);
+    Trainer t2(first, tc, text_source(tokens));
     for (int i = 0; i < k; ++i) t2.step();
     t2.save(dir);
   }
   LoopedModel resumed(tiny_model());
   resumed.init(999);  // different init: everything must come from the checkpoint
-  Trainer t3(resumed, tc, tokens, tokens);
+  Trainer t3(resumed, tc, text_source(tokens));
   t3.load(dir);
   EXPECT_EQ(t3.steps_done(), k);
   for (int i = k; i < n; ++i) t3.step();
@@ -83,7 +87,7 @@ TEST(Training, InterruptedCheckpointKeepsThePreviousOne) {
   const std::string dir = temp_dir("interrupt");
   LoopedModel model(tiny_model());
   model.init(3);
-  Trainer tr(model, tiny_train(4), tokens, tokens);
+  Trainer tr(model, tiny_train(4), text_source(tokens));
   tr.step();
   const std::string good = tr.save(dir);
   std::vector<Tensor> saved;
@@ -132,4 +136,30 @@ TEST(Training, ScheduleWarmupCosineFloor) {
   EXPECT_DOUBLE_EQ(t.lr_at(10), 1.0);
   EXPECT_NEAR(t.lr_at(60), 0.55, 1e-12);  // half-way down the cosine
   EXPECT_NEAR(t.lr_at(110), 0.1, 1e-12);
+}
+
+TEST(Training, TaskRowsScoreOnlyAnswersAndLearn) {
+  TrainConfig tc = tiny_train(80);
+  tc.task = json::Value::parse(R"({"name": "mqar", "vocab": 64, "num_pairs": 4})", "test");
+  auto src = make_task_source(tc.task, tc.seq_len, tc.seed, 64, "test");
+  std::vector<int32_t> t(static_cast<size_t>(tc.seq_len)), g(t.size());
+  src->train_row(3, t.data(), g.data());
+  int scored = 0;
+  for (int32_t x : g) scored += x >= 0;
+  EXPECT_EQ(scored, 4);  // one answer per query, nothing else
+  src->eval_row(3, t.data(), g.data());
+  std::vector<int32_t> t2(t.size()), g2(t.size());
+  src->train_row(3, t2.data(), g2.data());
+  EXPECT_NE(t, t2) << "evaluation samples must be held out from training";
+  LoopedModel model(tiny_model());
+  model.init(2);
+  Trainer tr(model, tc, src);
+  const EvalStats before = tr.evaluate();
+  for (int i = 0; i < 80; ++i) tr.step();
+  const EvalStats after = tr.evaluate();
+  EXPECT_LT(after.loss, before.loss);
+  EXPECT_GE(after.accuracy, 0.0);
+  EXPECT_LE(after.accuracy, 1.0);
+  EXPECT_THROW(make_task_source(json::Value::parse(R"({"name": "nope"})", "t"), 32, 1, 8, "t"), Error);
+  EXPECT_THROW(make_task_source(json::Value::parse(R"({"name": "mqar", "pairs": 3})", "t"), 32, 1, 8, "t"), Error);
 }

@@ -66,7 +66,7 @@ int cmd_bench(int argc, char** argv) {
   for (size_t i = 0; i < tokens.size(); ++i) tokens[i] = int32_t(rng.bits(i) % uint64_t(mcfg.vocab_size));
   LoopedModel model(mcfg);
   model.init(tc.seed);
-  Trainer trainer(model, tc, tokens, tokens);
+  Trainer trainer(model, tc, std::make_shared<TextSource>(tokens, tokens, tc.seq_len, tc.seed));
   for (int64_t i = 0; i < warmup; ++i) trainer.step();
   std::vector<double> times;
   for (int64_t i = 0; i < steps; ++i) {

@@ -11,26 +11,78 @@
 #include "model/checkpoint.h"
 #include "text/corpus.h"
 #include "text/tokenizer.h"
+#include "train/task_source.h"
 #include "train/trainer.h"
 
 namespace lt2::cli {
 
+namespace {
+// The training config saved with a checkpoint (for its validation split or task).
+TrainConfig saved_train_config(const std::string& dir) {
+  const std::string st = dir + "/trainer_state.json";
+  LT2_CHECK(fs::exists(st), dir, " has no trainer_state.json (not written by lt2 train): pass the data explicitly");
+  const json::Value state = json::read_file(st);
+  LT2_CHECK(state.is_object() && state.find("train"), st, ": missing field 'train'");
+  return TrainConfig::from_json(*state.find("train"), st + ": train");
+}
+
+EvalStats run_eval(const LoopedModel& model, std::shared_ptr<const RowSource> src, int64_t batch, int64_t max_batches) {
+  const DataLoader loader(std::move(src), batch);
+  const int64_t n = std::min(loader.num_eval_batches(), max_batches);
+  Progress bar(n, 0);
+  const EvalStats ev = evaluate_model(model, loader, n, [&](int64_t i, double mean) {
+    char s[64];
+    std::snprintf(s, sizeof s, "loss %.4f", mean);
+    bar.update(i, s);
+  });
+  bar.finish();
+  return ev;
+}
+}  // namespace
+
 int cmd_eval(int argc, char** argv) {
-  Args a("lt2 eval ppl", {{"model", true, "checkpoint or run directory"},
-                          {"data", true, "text file(s) to score (repeatable; default: the run's validation split)", true},
-                          {"seq-len", true, "window length (default: the run's seq_len, else 256)"},
-                          {"batch", true, "windows per forward pass (default 8)"},
-                          {"max-batches", true, "stop after this many batches (default: all)"}},
+  Args a("lt2 eval", {{"model", true, "checkpoint or run directory"},
+                      {"data", true, "ppl: text file(s) to score (repeatable; default: the run's validation split)", true},
+                      {"task", true, "task: JSON like '{\"name\":\"mqar\",\"num_pairs\":16}' (default: the run's task)"},
+                      {"seq-len", true, "window / sample length (default: the run's seq_len, else 256)"},
+                      {"batch", true, "rows per forward pass (default 8)"},
+                      {"rows", true, "task: held-out samples to score (default: the run's task_eval_rows)"},
+                      {"max-batches", true, "ppl: stop after this many batches (default: all)"}},
          argc, argv, 3);
-  const bool help = a.help() || (argc >= 3 && (std::string(argv[2]) == "--help" || std::string(argv[2]) == "-h"));
-  if (help || argc < 3 || std::string(argv[2]) != "ppl") {
-    std::printf("usage: lt2 eval ppl --model DIR [--data FILE]... [flags]\n\n%s", a.usage().c_str());
+  const std::string sub = argc >= 3 ? argv[2] : "";
+  const bool help = a.help() || sub == "--help" || sub == "-h";
+  if (help || (sub != "ppl" && sub != "task")) {
+    std::printf("usage: lt2 eval ppl --model DIR [--data FILE]... [flags]\n"
+                "       lt2 eval task --model DIR [--task JSON] [flags]\n\n"
+                "ppl: perplexity and bits per byte on text. task: accuracy on held-out samples of a\n"
+                "synthetic task (mqar, swaps, probe, niah1), scored on the answer positions only.\n\n%s",
+                a.usage().c_str());
     return help ? 0 : 2;
   }
-  LT2_CHECK(a.positionals().empty(), "lt2 eval ppl: unexpected argument '", a.positionals().empty() ? "" : a.positionals()[0], "'");
-  LT2_CHECK(a.has("model"), "lt2 eval ppl: --model DIR is required");
+  LT2_CHECK(a.positionals().empty(), "lt2 eval: unexpected argument '", a.positionals().empty() ? "" : a.positionals()[0], "'");
+  LT2_CHECK(a.has("model"), "lt2 eval ", sub, ": --model DIR is required");
   const std::string dir = resolve_checkpoint_dir(a.str("model"));
   auto model = load_model(dir);
+  const int64_t batch = a.integer("batch", 8), max_batches = a.integer("max-batches", INT64_MAX);
+  LT2_CHECK(batch >= 1 && max_batches >= 1, "--batch and --max-batches must be >= 1");
+
+  if (sub == "task") {
+    TrainConfig tc;
+    if (!a.has("task") || !a.has("seq-len")) tc = saved_train_config(dir);
+    if (a.has("task")) tc.task = json::Value::parse(a.str("task"), "--task");
+    LT2_CHECK(!tc.task.is_null(), dir, " was not trained on a task: pass --task JSON");
+    tc.seq_len = a.integer("seq-len", tc.seq_len);
+    const int64_t rows = a.integer("rows", tc.task_eval_rows);
+    LT2_CHECK(rows >= 1, "--rows must be >= 1");
+    auto src = make_task_source(tc.task, tc.seq_len, tc.seed, rows, "--task");
+    LT2_CHECK(src->vocab_needed() <= model->config().vocab_size, "the task uses token ids up to ",
+              src->vocab_needed() - 1, " but the model's vocab_size is ", model->config().vocab_size);
+    const EvalStats ev = run_eval(*model, src, batch, (rows + batch - 1) / batch);
+    std::printf("{\"model\": \"%s\", \"task\": %s, \"samples\": %lld, \"loss\": %.6f, \"accuracy\": %.4f}\n",
+                dir.c_str(), tc.task.dump().c_str(), (long long)rows, ev.loss, ev.accuracy);
+    return 0;
+  }
+
   int64_t seq = 256;
   std::vector<int32_t> tokens;
   if (a.has("data")) {
@@ -39,30 +91,21 @@ int cmd_eval(int argc, char** argv) {
     LT2_CHECK(!text.empty(), "lt2 eval ppl: the --data files are empty");
     tokens = ByteTokenizer::encode(text);
   } else {
-    const std::string st = dir + "/trainer_state.json";
-    LT2_CHECK(fs::exists(st), dir, " has no trainer_state.json to find its validation split: pass --data FILE");
-    const json::Value state = json::read_file(st);
-    LT2_CHECK(state.is_object() && state.find("train"), st, ": missing field 'train'");
-    const TrainConfig tc = TrainConfig::from_json(*state.find("train"), st + ": train");
+    const TrainConfig tc = saved_train_config(dir);
+    LT2_CHECK(tc.task.is_null(), dir, " was trained on a task: use lt2 eval task, or pass --data FILE");
     const auto files = tc.data_files.empty() ? default_corpus_files() : tc.data_files;
     tokens = split_and_tokenize(read_documents(files), tc.val_fraction, tc.seed).val;
     seq = tc.seq_len;
   }
   LT2_CHECK(tokens.size() >= 3, "lt2 eval ppl: need at least 3 tokens of text, got ", tokens.size());
   seq = std::min({a.integer("seq-len", seq), model->config().max_position_embeddings, int64_t(tokens.size()) - 2});
-  const int64_t batch = a.integer("batch", 8), max_batches = a.integer("max-batches", INT64_MAX);
-  LT2_CHECK(seq >= 1 && batch >= 1 && max_batches >= 1, "--seq-len, --batch and --max-batches must be >= 1");
-  const DataLoader loader(std::move(tokens), batch, seq, 0, "evaluation");
-  const int64_t n = std::min(loader.num_eval_batches(), max_batches);
-  Progress bar(n, 0);
-  const double loss = mean_eval_loss(*model, loader, n, [&](int64_t i, double mean) {
-    char s[64];
-    std::snprintf(s, sizeof s, "loss %.4f", mean);
-    bar.update(i, s);
-  });
-  bar.finish();
+  LT2_CHECK(seq >= 1, "--seq-len must be >= 1");
+  std::vector<int32_t> unused_train = tokens;  // TextSource wants a training stream; eval reads only the other
+  auto src = std::make_shared<TextSource>(std::move(unused_train), std::move(tokens), seq, 0);
+  const EvalStats ev = run_eval(*model, src, batch, max_batches);
+  const int64_t windows = std::min(max_batches, DataLoader(src, batch).num_eval_batches()) * batch;
   std::printf("{\"model\": \"%s\", \"tokens\": %lld, \"loss\": %.6f, \"ppl\": %.4f, \"bits_per_byte\": %.4f}\n",
-              dir.c_str(), (long long)(n * batch * seq), loss, std::exp(loss), loss / std::log(2.0));
+              dir.c_str(), (long long)(windows * seq), ev.loss, std::exp(ev.loss), ev.loss / std::log(2.0));
   return 0;
 }
 

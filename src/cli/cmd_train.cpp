@@ -12,6 +12,7 @@
 #include "model/checkpoint.h"
 #include "model/presets.h"
 #include "text/corpus.h"
+#include "train/task_source.h"
 #include "train/trainer.h"
 
 namespace lt2::cli {
@@ -117,14 +118,13 @@ int cmd_train(int argc, char** argv) {
   fs::make_dirs(run_dir);
 
   // data
-  const std::vector<std::string> files = tcfg.data_files.empty() ? default_corpus_files() : tcfg.data_files;
-  const TokenSplit data = split_and_tokenize(read_documents(files), tcfg.val_fraction, tcfg.seed);
-  std::fprintf(stderr, "data: %zu file(s), %lld train docs / %lld val docs, %zu / %zu tokens (bytes)\n", files.size(),
-               (long long)data.train_docs, (long long)data.val_docs, data.train.size(), data.val.size());
+  std::string summary;
+  auto data = make_data_source(tcfg, &summary);
+  std::fprintf(stderr, "data: %s\n", summary.c_str());
 
   LoopedModel model(mcfg);
   model.init(tcfg.seed);
-  Trainer trainer(model, tcfg, data.train, data.val);
+  Trainer trainer(model, tcfg, data);
   if (!resume_ckpt.empty()) {
     trainer.load(resume_ckpt);
     LT2_CHECK(trainer.steps_done() < tcfg.steps, run_dir, " has already run ", trainer.steps_done(),
@@ -148,18 +148,22 @@ int cmd_train(int argc, char** argv) {
 
   const std::string metrics = run_dir + "/metrics.jsonl";
   truncate_metrics(metrics, trainer.steps_done());  // a fresh run starts empty
+  double last_acc = 0;  // accuracy of the last evaluation (the task's answers, or next-byte for text)
   auto log_val = [&](int64_t step) {
-    const double vl = trainer.evaluate();
+    const EvalStats ev = trainer.evaluate();
+    const double vl = ev.loss;
     json::Value m = json::Value::object();
     m.set("step", step);
     m.set("val_loss", vl);
     m.set("val_ppl", std::exp(vl));
+    m.set("val_accuracy", ev.accuracy);
+    last_acc = ev.accuracy;
     append_line(metrics, m.dump());
     return vl;
   };
   if (trainer.steps_done() == 0) {
     const double vl = log_val(0);
-    std::fprintf(stderr, "step 0: val loss %.4f (ppl %.2f)\n", vl, std::exp(vl));
+    std::fprintf(stderr, "step 0: val loss %.4f (ppl %.2f), accuracy %.3f\n", vl, std::exp(vl), last_acc);
   }
   Progress bar(tcfg.steps, trainer.steps_done());
   int64_t tokens = 0;
@@ -181,8 +185,8 @@ int cmd_train(int argc, char** argv) {
     bar.update(s, stats, eval_now);
     if (eval_now) {
       const double vl = log_val(s);
-      std::fprintf(stderr, "step %lld: train loss %.4f, val loss %.4f (ppl %.2f)\n", (long long)s, st.loss, vl,
-                   std::exp(vl));
+      std::fprintf(stderr, "step %lld: train loss %.4f, val loss %.4f (ppl %.2f), accuracy %.3f\n", (long long)s,
+                   st.loss, vl, std::exp(vl), last_acc);
     }
     if (save_now) trainer.save(run_dir);
   }

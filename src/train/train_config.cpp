@@ -31,13 +31,15 @@ void TrainConfig::validate(const std::string& ctx) const {
   LT2_CHECK(grad_clip >= 0, ctx, ": field 'grad_clip' must be >= 0 (0 = off)");
   LT2_CHECK(eval_every >= 0 && save_every >= 0, ctx, ": fields 'eval_every', 'save_every' must be >= 0");
   LT2_CHECK(val_fraction > 0 && val_fraction < 1, ctx, ": field 'val_fraction' must be in (0, 1)");
+  LT2_CHECK(task_eval_rows >= 1, ctx, ": field 'task_eval_rows' must be >= 1");
 }
 
 TrainConfig TrainConfig::from_json(const json::Value& v, const std::string& ctx) {
   LT2_CHECK(v.is_object(), ctx, ": expected a JSON object");
   static const char* known[] = {"batch_size", "seq_len",      "steps",      "grad_accum",  "lr",         "min_lr_ratio",
                                 "warmup_steps", "weight_decay", "beta1",    "beta2",       "adam_eps",   "grad_clip",
-                                "seed",       "eval_every",   "eval_batches", "save_every", "data_files", "val_fraction"};
+                                "seed",       "eval_every",   "eval_batches", "save_every", "data_files", "val_fraction",
+                                "task",       "task_eval_rows"};
   for (const auto& [key, _] : v.items())
     LT2_CHECK(std::find_if(std::begin(known), std::end(known), [&](const char* k) { return key == k; }) !=
                   std::end(known),
@@ -60,6 +62,11 @@ TrainConfig TrainConfig::from_json(const json::Value& v, const std::string& ctx)
   c.eval_batches = json::get_int(v, "eval_batches", ctx, c.eval_batches);
   c.save_every = json::get_int(v, "save_every", ctx, c.save_every);
   c.val_fraction = json::get_number(v, "val_fraction", ctx, c.val_fraction);
+  if (const json::Value* t = v.find("task"); t && !t->is_null()) {
+    LT2_CHECK(t->is_object(), ctx, ": field 'task': expected an object like {\"name\": \"mqar\"}");
+    c.task = *t;
+  }
+  c.task_eval_rows = json::get_int(v, "task_eval_rows", ctx, c.task_eval_rows);
   if (const json::Value* f = v.find("data_files")) {
     LT2_CHECK(f->is_array(), ctx, ": field 'data_files': expected an array of paths");
     for (const auto& e : f->elements()) {
@@ -93,6 +100,8 @@ json::Value TrainConfig::to_json() const {
   for (const auto& f : data_files) files.push_back(f);
   v.set("data_files", files);
   v.set("val_fraction", val_fraction);
+  if (!task.is_null()) v.set("task", task);
+  v.set("task_eval_rows", task_eval_rows);
   return v;
 }
 

@@ -26,6 +26,8 @@ struct TrainConfig {
   // data
   std::vector<std::string> data_files;  // empty = the built-in default corpus (fortunes)
   double val_fraction = 0.05;
+  json::Value task;                     // null = text; else a synthetic task (train/task_source.h)
+  int64_t task_eval_rows = 256;         // held-out task samples for evaluation
 
   double lr_at(int64_t step) const;  // step counts from 1
   static TrainConfig from_json(const json::Value& v, const std::string& ctx);

@@ -1,5 +1,6 @@
 #include "train/trainer.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstdlib>
 #include <filesystem>
@@ -11,11 +12,13 @@
 
 namespace lt2 {
 
-Trainer::Trainer(LoopedModel& model, const TrainConfig& cfg, std::vector<int32_t> train_tokens,
-                 std::vector<int32_t> val_tokens)
-    : model_(model), cfg_(cfg), train_(std::move(train_tokens), cfg.batch_size, cfg.seq_len, cfg.seed, "training"),
-      val_(std::move(val_tokens), cfg.batch_size, cfg.seq_len, cfg.seed, "validation") {
+Trainer::Trainer(LoopedModel& model, const TrainConfig& cfg, std::shared_ptr<const RowSource> data)
+    : model_(model), cfg_(cfg), data_(std::move(data), cfg.batch_size) {
   cfg_.validate("train config");
+  LT2_CHECK(data_.source().seq_len() == cfg.seq_len, "data rows have ", data_.source().seq_len(),
+            " tokens but seq_len is ", cfg.seq_len);
+  LT2_CHECK(data_.source().vocab_needed() <= model.config().vocab_size, "the data uses token ids up to ",
+            data_.source().vocab_needed() - 1, " but the model's vocab_size is ", model.config().vocab_size);
   LT2_CHECK(cfg.seq_len <= model.config().max_position_embeddings, "seq_len ", cfg.seq_len,
             " exceeds the model's context limit max_position_embeddings = ", model.config().max_position_embeddings);
   for (const Param* p : model_.params()) {
@@ -24,18 +27,12 @@ Trainer::Trainer(LoopedModel& model, const TrainConfig& cfg, std::vector<int32_t
   }
 }
 
-double batch_loss(const LoopedModel& model, const Batch& b) {
-  Tensor logits = model.forward(b.ids, nullptr);
-  return ops::cross_entropy(logits.reshape({b.ids.numel(), logits.dim(2)}), b.targets.reshape({b.ids.numel()}),
-                            nullptr);
-}
-
 StepStats Trainer::step() {
   StepStats st;
   model_.zero_grad();
   const int64_t V = model_.config().vocab_size;
   for (int64_t micro = 0; micro < cfg_.grad_accum; ++micro) {
-    const Batch b = train_.train_batch(uint64_t(step_ * cfg_.grad_accum + micro));
+    const Batch b = data_.train_batch(uint64_t(step_ * cfg_.grad_accum + micro));
     LoopedModel::Ctx ctx;
     Tensor logits = model_.forward(b.ids, &ctx);
     Tensor dlogits;
@@ -61,19 +58,30 @@ StepStats Trainer::step() {
   return st;
 }
 
-double mean_eval_loss(const LoopedModel& model, const DataLoader& data, int64_t batches,
-                      const std::function<void(int64_t, double)>& on_batch) {
-  const int64_t n = std::min(batches, data.num_eval_batches());
+EvalStats evaluate_model(const LoopedModel& model, const DataLoader& data, int64_t batches,
+                         const std::function<void(int64_t, double)>& on_batch) {
+  const int64_t n = std::min(batches, data.num_eval_batches()), V = model.config().vocab_size;
   LT2_CHECK(n >= 1, "evaluation needs at least one batch");
-  double total = 0;
+  double loss = 0;
+  int64_t correct = 0, scored = 0;
   for (int64_t i = 0; i < n; ++i) {
-    total += batch_loss(model, data.eval_batch(i));
-    if (on_batch) on_batch(i + 1, total / double(i + 1));
+    const Batch b = data.eval_batch(i);
+    Tensor logits = model.forward(b.ids, nullptr).reshape({b.ids.numel(), V});
+    if (logits.dtype() != DType::F32) logits = logits.to(DType::F32);
+    loss += ops::cross_entropy(logits, b.targets.reshape({b.ids.numel()}), nullptr);
+    const float* lp = logits.data<float>();
+    const int32_t* tg = b.targets.data<int32_t>();
+    for (int64_t r = 0; r < b.ids.numel(); ++r) {
+      if (tg[r] < 0) continue;
+      ++scored;
+      correct += std::max_element(lp + r * V, lp + (r + 1) * V) - (lp + r * V) == tg[r];
+    }
+    if (on_batch) on_batch(i + 1, loss / double(i + 1));
   }
-  return total / double(n);
+  return {loss / double(n), scored ? double(correct) / double(scored) : 0.0};
 }
 
-double Trainer::evaluate() const { return mean_eval_loss(model_, val_, cfg_.eval_batches); }
+EvalStats Trainer::evaluate() const { return evaluate_model(model_, data_, cfg_.eval_batches); }
 
 static std::string checkpoint_name(int64_t step) {
   char buf[32];

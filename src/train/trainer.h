@@ -11,6 +11,11 @@
 
 namespace lt2 {
 
+struct EvalStats {
+  double loss = 0;
+  double accuracy = 0;  // argmax == target over the scored positions
+};
+
 struct StepStats {
   double loss = 0, grad_norm = 0, lr = 0;
   int64_t tokens = 0;
@@ -18,10 +23,9 @@ struct StepStats {
 
 class Trainer {
  public:
-  Trainer(LoopedModel& model, const TrainConfig& cfg, std::vector<int32_t> train_tokens,
-          std::vector<int32_t> val_tokens);
-  StepStats step();          // one optimizer step (grad_accum micro-batches)
-  double evaluate() const;   // mean validation loss over eval_batches windows
+  Trainer(LoopedModel& model, const TrainConfig& cfg, std::shared_ptr<const RowSource> data);
+  StepStats step();            // one optimizer step (grad_accum micro-batches)
+  EvalStats evaluate() const;  // mean over eval_batches evaluation batches
   int64_t steps_done() const { return step_; }
   const TrainConfig& config() const { return cfg_; }
   void set_total_steps(int64_t steps) { cfg_.steps = steps; }
@@ -35,15 +39,14 @@ class Trainer {
  private:
   LoopedModel& model_;
   TrainConfig cfg_;
-  DataLoader train_, val_;
+  DataLoader data_;
   std::vector<Tensor> m_, v_;
   int64_t step_ = 0;
 };
 
-// Loss of the model on one batch (no gradients).
-double batch_loss(const LoopedModel& model, const Batch& b);
-// Mean loss over the first `batches` evaluation batches; `on_batch(i, running_mean)` reports progress.
-double mean_eval_loss(const LoopedModel& model, const DataLoader& data, int64_t batches,
-                      const std::function<void(int64_t, double)>& on_batch = {});
+// Mean loss and accuracy of the model over the first `batches` evaluation batches (no
+// gradients); `on_batch(i, running_mean_loss)` reports progress.
+EvalStats evaluate_model(const LoopedModel& model, const DataLoader& data, int64_t batches,
+                         const std::function<void(int64_t, double)>& on_batch = {});
 
 }  // namespace lt2

@@ -1,0 +1,116 @@
+#include "train/task_source.h"
+
+#include <algorithm>
+#include <functional>
+
+#include "core/rng.h"
+#include "tasks/mqar.h"
+#include "tasks/niah.h"
+#include "tasks/receptive_field.h"
+#include "tasks/swaps.h"
+#include "text/corpus.h"
+#include "train/train_config.h"
+
+namespace lt2 {
+
+namespace {
+using Generator = std::function<tasks::Sample(uint64_t seed, uint64_t index)>;
+
+class TaskSource : public RowSource {
+ public:
+  TaskSource(Generator gen, int64_t seq_len, int64_t vocab, uint64_t seed, int64_t eval_rows, std::string name)
+      : gen_(std::move(gen)), L_(seq_len), vocab_(vocab), seed_(seed),
+        eval_seed_(mix64(seed ^ stream_id("held-out task samples"))), eval_rows_(eval_rows), name_(std::move(name)) {
+    const tasks::Sample s = gen_(seed_, 0);  // settings are checked by the generator
+    LT2_CHECK(int64_t(s.tokens.size()) <= L_, name_, ": a sample has ", s.tokens.size(),
+              " tokens, more than seq_len = ", L_);
+  }
+  int64_t seq_len() const override { return L_; }
+  int64_t vocab_needed() const override { return vocab_; }
+  int64_t num_eval_rows() const override { return eval_rows_; }
+  void train_row(uint64_t i, int32_t* t, int32_t* g) const override { fill(gen_(seed_, i), t, g); }
+  void eval_row(int64_t i, int32_t* t, int32_t* g) const override { fill(gen_(eval_seed_, uint64_t(i)), t, g); }
+
+ private:
+  void fill(const tasks::Sample& s, int32_t* t, int32_t* g) const {
+    LT2_CHECK(int64_t(s.tokens.size()) <= L_, name_, ": a sample has ", s.tokens.size(), " tokens, more than seq_len");
+    std::fill(t, t + L_, 0);
+    std::fill(g, g + L_, -1);  // padding carries no loss
+    std::copy(s.tokens.begin(), s.tokens.end(), t);
+    std::copy(s.targets.begin(), s.targets.end(), g);
+  }
+  Generator gen_;
+  int64_t L_, vocab_;
+  uint64_t seed_, eval_seed_;
+  int64_t eval_rows_;
+  std::string name_;
+};
+
+void check_fields(const json::Value& spec, std::initializer_list<const char*> known, const std::string& ctx) {
+  for (const auto& [k, _] : spec.items())
+    LT2_CHECK(k == "name" || std::find_if(known.begin(), known.end(), [&](const char* f) { return k == f; }) != known.end(),
+              ctx, ": unknown task field '", k, "'");
+}
+}  // namespace
+
+std::shared_ptr<RowSource> make_task_source(const json::Value& spec, int64_t seq_len, uint64_t seed,
+                                            int64_t eval_rows, const std::string& ctx) {
+  LT2_CHECK(spec.is_object(), ctx, ": 'task' must be an object like {\"name\": \"mqar\", \"num_pairs\": 16}");
+  const std::string name = json::get_string(spec, "name", ctx);
+  if (name == "mqar") {
+    check_fields(spec, {"vocab", "num_pairs", "num_queries"}, ctx);
+    tasks::MqarSettings s;
+    s.vocab = json::get_int(spec, "vocab", ctx, 256);
+    s.num_pairs = json::get_int(spec, "num_pairs", ctx, s.num_pairs);
+    s.num_queries = json::get_int(spec, "num_queries", ctx, s.num_queries);
+    s.seq_len = seq_len;
+    return std::make_shared<TaskSource>([s](uint64_t sd, uint64_t i) { return tasks::mqar_sample(s, sd, i); }, seq_len,
+                                        s.vocab, seed, eval_rows, "mqar");
+  }
+  if (name == "swaps") {
+    check_fields(spec, {"num_slots", "num_swaps", "num_queries", "max_slots"}, ctx);
+    tasks::SwapsSettings s;
+    s.num_slots = json::get_int(spec, "num_slots", ctx, s.num_slots);
+    s.num_swaps = json::get_int(spec, "num_swaps", ctx, s.num_swaps);
+    s.num_queries = json::get_int(spec, "num_queries", ctx, s.num_queries);
+    s.max_slots = json::get_int(spec, "max_slots", ctx, s.max_slots);
+    return std::make_shared<TaskSource>([s](uint64_t sd, uint64_t i) { return tasks::swaps_sample(s, sd, i); }, seq_len,
+                                        tasks::swaps_vocab(s), seed, eval_rows, "swaps");
+  }
+  if (name == "probe") {
+    check_fields(spec, {"vocab", "distance"}, ctx);
+    tasks::ReceptiveFieldSettings s;
+    s.vocab = json::get_int(spec, "vocab", ctx, s.vocab);
+    s.distance = json::get_int(spec, "distance", ctx, s.distance);
+    s.seq_len = seq_len;
+    return std::make_shared<TaskSource>(
+        [s](uint64_t sd, uint64_t i) { return tasks::receptive_field_sample(s, sd, i); }, seq_len, s.vocab, seed,
+        eval_rows, "probe");
+  }
+  if (name == "niah1") {
+    check_fields(spec, {"depth"}, ctx);
+    tasks::NiahSettings s;
+    s.kind = tasks::NiahKind::Niah1;
+    s.context_len = seq_len;
+    s.depth = json::get_number(spec, "depth", ctx, s.depth);
+    return std::make_shared<TaskSource>(
+        [s](uint64_t sd, uint64_t i) { return tasks::niah_sample(s, "", sd, i).sample; }, seq_len, 256, seed,
+        eval_rows, "niah1");
+  }
+  fail(cat(ctx, ": unknown task '", name, "' (tasks: mqar, swaps, probe, niah1)"));
+}
+
+std::shared_ptr<RowSource> make_data_source(const TrainConfig& tc, std::string* summary) {
+  if (!tc.task.is_null()) {
+    if (summary) *summary = "task " + tc.task.dump() + ", " + std::to_string(tc.task_eval_rows) + " held-out samples";
+    return make_task_source(tc.task, tc.seq_len, tc.seed, tc.task_eval_rows, "train.task");
+  }
+  const std::vector<std::string> files = tc.data_files.empty() ? default_corpus_files() : tc.data_files;
+  TokenSplit split = split_and_tokenize(read_documents(files), tc.val_fraction, tc.seed);
+  if (summary)
+    *summary = cat(files.size(), " file(s), ", split.train_docs, " train docs / ", split.val_docs, " val docs, ",
+                   split.train.size(), " / ", split.val.size(), " tokens (bytes)");
+  return std::make_shared<TextSource>(std::move(split.train), std::move(split.val), tc.seq_len, tc.seed);
+}
+
+}  // namespace lt2

@@ -1,0 +1,22 @@
+#pragma once
+// Training and evaluation rows from a synthetic task (src/tasks), described in a run config
+// as "task": {"name": "mqar" | "swaps" | "probe" | "niah1", ...settings}.
+#include <memory>
+#include <string>
+
+#include "core/json.h"
+#include "train/data_loader.h"
+
+namespace lt2 {
+
+// seq_len: the training sequence length (samples are padded to it; longer ones are an error).
+// Evaluation rows use a seed disjoint from training's, so they are held-out samples.
+std::shared_ptr<RowSource> make_task_source(const json::Value& spec, int64_t seq_len, uint64_t seed,
+                                            int64_t eval_rows, const std::string& ctx);
+
+struct TrainConfig;
+// The rows a run trains and validates on: its task if it has one, else its text files (or
+// the default corpus) split by document. `summary` gets one line describing the data.
+std::shared_ptr<RowSource> make_data_source(const TrainConfig& tc, std::string* summary);
+
+}  // namespace lt2
