@@ -192,6 +192,18 @@ TEST_F(Cli, TaskTrainingAndEvalTask) {
   expect_error("eval task --model " + g_dir + "/run", "was not trained on a task");
 }
 
+TEST_F(Cli, DataCorpusFeedsTraining) {
+  const std::string out = g_dir + "/corpus";
+  RunResult r = run_lt2("data corpus --sources fortunes --extra " + g_text + " --out " + out);
+  ASSERT_EQ(r.code, 0) << r.out;
+  EXPECT_NE(r.out.find("train:"), std::string::npos) << r.out;
+  r = run_lt2("train --config tiny --steps 2 --data " + out + "/train.jsonl --out " + g_dir + "/corpus_run");
+  ASSERT_EQ(r.code, 0) << r.out;
+  write(g_dir + "/bad.jsonl", "{\"text\": \"ok\"}\n{\"txt\": 1}\n");
+  expect_error("train --config tiny --data " + g_dir + "/bad.jsonl --out " + g_dir + "/r4", "bad.jsonl:2");
+  expect_error("data corpus --sources fortunes,nope --out " + out, "nope");
+}
+
 TEST_F(Cli, EvalEdgeCases) {
   const std::string tiny = g_dir + "/two.txt";
   write(tiny, "ab");

@@ -7,4 +7,5 @@ int cmd_eval(int argc, char** argv);
 int cmd_info(int argc, char** argv);
 int cmd_bench(int argc, char** argv);
 int cmd_generate(int argc, char** argv);
+int cmd_data(int argc, char** argv);
 }  // namespace lt2::cli

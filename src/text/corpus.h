@@ -16,7 +16,8 @@ struct TokenSplit {
 std::vector<std::string> default_corpus_files();
 
 // Reads documents from text files: a line that is empty or exactly "%" ends a document
-// (fortune-file and paragraph style). Missing or empty files are errors naming the file.
+// (fortune-file and paragraph style); a .jsonl file (lt2 data corpus) gives one document per
+// line's "text". Missing or empty files and malformed lines are errors naming the file (and line).
 std::vector<std::string> read_documents(const std::vector<std::string>& files);
 
 // Shuffles documents with `seed`, puts `val_fraction` of them (at least one) in validation,
