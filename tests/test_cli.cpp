@@ -202,6 +202,17 @@ TEST_F(Cli, DataCorpusFeedsTraining) {
   write(g_dir + "/bad.jsonl", "{\"text\": \"ok\"}\n{\"txt\": 1}\n");
   expect_error("train --config tiny --data " + g_dir + "/bad.jsonl --out " + g_dir + "/r4", "bad.jsonl:2");
   expect_error("data corpus --sources fortunes,nope --out " + out, "nope");
+  // The shard path: corpus -> byte shards -> train -> evaluate on the shards' validation split.
+  r = run_lt2("data shards --corpus " + out + " --out " + g_dir + "/shards --tokens-per-shard 100000");
+  ASSERT_EQ(r.code, 0) << r.out;
+  EXPECT_TRUE(fs::exists(g_dir + "/shards/train/shard_00000.lt2shard")) << r.out;
+  r = run_lt2("train --config tiny --steps 2 --shards " + g_dir + "/shards --out " + g_dir + "/shard_run");
+  ASSERT_EQ(r.code, 0) << r.out;
+  EXPECT_NE(r.out.find("token shards"), std::string::npos) << r.out;
+  r = run_lt2("eval ppl --model " + g_dir + "/shard_run --max-batches 2");
+  ASSERT_EQ(r.code, 0) << r.out;
+  EXPECT_NE(r.out.find("\"ppl\""), std::string::npos) << r.out;
+  expect_error("train --config tiny --steps 2 --shards " + g_dir + "/nowhere --out " + g_dir + "/r5", "nowhere");
 }
 
 TEST_F(Cli, EvalEdgeCases) {

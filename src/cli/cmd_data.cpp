@@ -6,10 +6,30 @@
 #include "cli/commands.h"
 #include "text/corpus_build.h"
 #include "text/corpus_sources.h"
+#include "train/shard_source.h"
 
 namespace lt2::cli {
 
+static int data_shards(int argc, char** argv) {
+  Args a("lt2 data shards", {{"corpus", true, "directory from lt2 data corpus (train/val/test .jsonl)"},
+                             {"out", true, "output directory (default: <corpus>/shards-bytes)"},
+                             {"tokens-per-shard", true, "tokens per shard file (default 16777216)"}},
+         argc, argv, 3);
+  if (a.help()) {
+    std::printf("usage: lt2 data shards --corpus DIR [flags]\n\nByte-tokenizes a corpus into memory-mapped token "
+                "shards <out>/{train,val,test}/*.lt2shard; train with lt2 train --shards <out>.\n\n%s",
+                a.usage().c_str());
+    return 0;
+  }
+  LT2_CHECK(a.has("corpus"), "lt2 data shards: --corpus DIR is required");
+  const std::string out = a.str("out", a.str("corpus") + "/shards-bytes");
+  std::printf("%s", write_corpus_shards(a.str("corpus"), out, a.integer("tokens-per-shard", int64_t(1) << 24)).c_str());
+  std::printf("  written to %s\n", out.c_str());
+  return 0;
+}
+
 int cmd_data(int argc, char** argv) {
+  if (argc >= 3 && std::string(argv[2]) == "shards") return data_shards(argc, argv);
   Args a("lt2 data corpus",
          {{"sources", true, "comma list of fortunes, bible, brown, gcide, nlp-corpus (default: all)"},
           {"extra", true, "another text file: one document per blank-line-separated paragraph (repeatable)", true},
@@ -21,7 +41,7 @@ int cmd_data(int argc, char** argv) {
   const std::string sub = argc >= 3 ? argv[2] : "";
   const bool help = a.help() || sub == "--help" || sub == "-h";
   if (help || sub != "corpus") {
-    std::printf("usage: lt2 data corpus [flags]\n\nGathers documents from the corpus packages (scripts/setup installs "
+    std::printf("usage: lt2 data corpus [flags]\n       lt2 data shards --corpus DIR [flags]\n\nGathers documents from the corpus packages (scripts/setup installs "
                 "them), normalises and deduplicates them, splits them by document with a fixed seed and writes "
                 "<out>/{train,val,test}.jsonl and report.json.\n\n%s",
                 a.usage().c_str());

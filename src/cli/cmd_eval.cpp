@@ -83,25 +83,25 @@ int cmd_eval(int argc, char** argv) {
     return 0;
   }
 
-  int64_t seq = 256;
-  std::vector<int32_t> tokens;
+  std::shared_ptr<const RowSource> src;
+  int64_t seq = 0;
   if (a.has("data")) {
     std::string text;
     for (const auto& f : a.all("data")) text += fs::read_file(f);
     LT2_CHECK(!text.empty(), "lt2 eval ppl: the --data files are empty");
-    tokens = ByteTokenizer::encode(text);
-  } else {
-    const TrainConfig tc = saved_train_config(dir);
+    std::vector<int32_t> tokens = ByteTokenizer::encode(text);
+    LT2_CHECK(tokens.size() >= 3, "lt2 eval ppl: need at least 3 tokens of text, got ", tokens.size());
+    seq = std::min({a.integer("seq-len", 256), model->config().max_position_embeddings, int64_t(tokens.size()) - 2});
+    LT2_CHECK(seq >= 1, "--seq-len must be >= 1");
+    std::vector<int32_t> unused_train = tokens;  // TextSource wants a training stream; eval reads only the other
+    src = std::make_shared<TextSource>(std::move(unused_train), std::move(tokens), seq, 0);
+  } else {  // the run's own validation split (text or shards)
+    TrainConfig tc = saved_train_config(dir);
     LT2_CHECK(tc.task.is_null(), dir, " was trained on a task: use lt2 eval task, or pass --data FILE");
-    const auto files = tc.data_files.empty() ? default_corpus_files() : tc.data_files;
-    tokens = split_and_tokenize(read_documents(files), tc.val_fraction, tc.seed).val;
-    seq = tc.seq_len;
+    tc.seq_len = seq = std::min(a.integer("seq-len", tc.seq_len), model->config().max_position_embeddings);
+    LT2_CHECK(seq >= 1, "--seq-len must be >= 1");
+    src = make_data_source(tc, nullptr);
   }
-  LT2_CHECK(tokens.size() >= 3, "lt2 eval ppl: need at least 3 tokens of text, got ", tokens.size());
-  seq = std::min({a.integer("seq-len", seq), model->config().max_position_embeddings, int64_t(tokens.size()) - 2});
-  LT2_CHECK(seq >= 1, "--seq-len must be >= 1");
-  std::vector<int32_t> unused_train = tokens;  // TextSource wants a training stream; eval reads only the other
-  auto src = std::make_shared<TextSource>(std::move(unused_train), std::move(tokens), seq, 0);
   const EvalStats ev = run_eval(*model, src, batch, max_batches);
   const int64_t windows = std::min(max_batches, DataLoader(src, batch).num_eval_batches()) * batch;
   std::printf("{\"model\": \"%s\", \"tokens\": %lld, \"loss\": %.6f, \"ppl\": %.4f, \"bits_per_byte\": %.4f}\n",

@@ -20,7 +20,8 @@ namespace lt2::cli {
 namespace {
 const std::vector<FlagSpec> kFlags = {
     {"config", true, "preset (default, tiny, small-125m) or JSON file {\"model\": .., \"train\": ..}"},
-    {"data", true, "text file to train on (repeatable; default: the fortunes corpus)", true},
+    {"data", true, "text or .jsonl file to train on (repeatable; default: the fortunes corpus)", true},
+    {"shards", true, "token shards directory from lt2 data shards (instead of --data)"},
     {"out", true, "run directory (default: runs/<config name>)"},
     {"steps", true, "total optimizer steps (overrides the config; with --resume: extend the run)"},
     {"seed", true, "seed for init and data order (overrides the config)"},
@@ -76,7 +77,7 @@ int cmd_train(int argc, char** argv) {
   TrainConfig tcfg;
   std::string run_dir, resume_ckpt;
   if (a.has("resume")) {
-    LT2_CHECK(!a.has("config") && !a.has("data") && !a.has("out") && !a.has("seed"),
+    LT2_CHECK(!a.has("config") && !a.has("data") && !a.has("shards") && !a.has("out") && !a.has("seed"),
               "lt2 train: --resume takes the config, data, seed and directory of the run it continues");
     run_dir = a.str("resume");
     LT2_CHECK(!fs::exists(run_dir + "/config.json"), "lt2 train: --resume takes a run directory (the one holding "
@@ -98,6 +99,7 @@ int cmd_train(int argc, char** argv) {
     if (rc.find("train")) tcfg = TrainConfig::from_json(*rc.find("train"), ctx + ": train");
     run_dir = a.str("out", "runs/" + (is_preset(name) ? name : stem(name)));
     if (a.has("data")) tcfg.data_files = a.all("data");
+    if (a.has("shards")) tcfg.data_shards = a.str("shards");
   }
   if (a.has("steps")) tcfg.steps = a.integer("steps", tcfg.steps);
   if (a.has("seed")) tcfg.seed = uint64_t(a.integer("seed", 0));

@@ -9,6 +9,7 @@
 #include "tasks/receptive_field.h"
 #include "tasks/swaps.h"
 #include "text/corpus.h"
+#include "train/shard_source.h"
 #include "train/train_config.h"
 
 namespace lt2 {
@@ -104,6 +105,11 @@ std::shared_ptr<RowSource> make_data_source(const TrainConfig& tc, std::string* 
   if (!tc.task.is_null()) {
     if (summary) *summary = "task " + tc.task.dump() + ", " + std::to_string(tc.task_eval_rows) + " held-out samples";
     return make_task_source(tc.task, tc.seq_len, tc.seed, tc.task_eval_rows, "train.task");
+  }
+  if (!tc.data_shards.empty()) {
+    auto src = make_shard_source(tc.data_shards, tc.seq_len, tc.seed);
+    if (summary) *summary = "token shards in " + tc.data_shards;
+    return src;
   }
   const std::vector<std::string> files = tc.data_files.empty() ? default_corpus_files() : tc.data_files;
   TokenSplit split = split_and_tokenize(read_documents(files), tc.val_fraction, tc.seed);

@@ -15,8 +15,8 @@ std::shared_ptr<RowSource> make_task_source(const json::Value& spec, int64_t seq
                                             int64_t eval_rows, const std::string& ctx);
 
 struct TrainConfig;
-// The rows a run trains and validates on: its task if it has one, else its text files (or
-// the default corpus) split by document. `summary` gets one line describing the data.
+// The rows a run trains and validates on: its task if it has one, else its token shards,
+// else its text files (or the default corpus) split by document. `summary` gets one line.
 std::shared_ptr<RowSource> make_data_source(const TrainConfig& tc, std::string* summary);
 
 }  // namespace lt2

@@ -26,6 +26,7 @@ struct TrainConfig {
   // data
   std::vector<std::string> data_files;  // empty = the built-in default corpus (fortunes)
   double val_fraction = 0.05;
+  std::string data_shards;              // lt2 data shards output (train/ and val/); overrides data_files
   json::Value task;                     // null = text; else a synthetic task (train/task_source.h)
   int64_t task_eval_rows = 256;         // held-out task samples for evaluation
 
