@@ -213,6 +213,22 @@ TEST_F(Cli, DataCorpusFeedsTraining) {
   ASSERT_EQ(r.code, 0) << r.out;
   EXPECT_NE(r.out.find("\"ppl\""), std::string::npos) << r.out;
   expect_error("train --config tiny --steps 2 --shards " + g_dir + "/nowhere --out " + g_dir + "/r5", "nowhere");
+#ifdef LT2_HAVE_SENTENCEPIECE
+  r = run_lt2("data tokenizer --corpus " + out + " --vocab 400 --out " + g_dir + "/tok");
+  ASSERT_EQ(r.code, 0) << r.out;
+  EXPECT_TRUE(fs::exists(g_dir + "/tok.model")) << r.out;
+#endif
+  expect_error("data tokenizer --corpus " + g_dir + "/nothing", "nothing");
+}
+
+TEST_F(Cli, EvalNiahWritesTableAndHeatmap) {
+  const RunResult r = run_lt2("eval niah --model " + g_dir + "/run --kind 1 --contexts 200,250 --depths 0,1 --samples 1 --out " +
+                              g_dir + "/niah");
+  ASSERT_EQ(r.code, 0) << r.out;
+  for (const char* ext : {".md", ".svg", ".json"}) EXPECT_TRUE(fs::exists(g_dir + "/niah" + ext)) << ext;
+  EXPECT_EQ(fs::read_file(g_dir + "/niah.svg").rfind("<svg", 0), 0u);
+  expect_error("eval niah --model " + g_dir + "/run --kind 1 --contexts 4096", "exceeds the model's context limit");
+  expect_error("eval niah --model " + g_dir + "/run --kind 2 --contexts 250", "prose");
 }
 
 TEST_F(Cli, EvalEdgeCases) {

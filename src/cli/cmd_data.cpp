@@ -1,6 +1,7 @@
 // lt2 data corpus: assemble the default text corpus from packages, split by document.
 #include <algorithm>
 #include <cstdio>
+#include <string>
 
 #include "cli/args.h"
 #include "cli/commands.h"
@@ -29,6 +30,7 @@ static int data_shards(int argc, char** argv) {
 }
 
 int cmd_data(int argc, char** argv) {
+  if (argc >= 3 && std::string(argv[2]) == "tokenizer") return cmd_data_tokenizer(argc, argv);
   if (argc >= 3 && std::string(argv[2]) == "shards") return data_shards(argc, argv);
   Args a("lt2 data corpus",
          {{"sources", true, "comma list of fortunes, bible, brown, gcide, nlp-corpus (default: all)"},
@@ -41,7 +43,7 @@ int cmd_data(int argc, char** argv) {
   const std::string sub = argc >= 3 ? argv[2] : "";
   const bool help = a.help() || sub == "--help" || sub == "-h";
   if (help || sub != "corpus") {
-    std::printf("usage: lt2 data corpus [flags]\n       lt2 data shards --corpus DIR [flags]\n\nGathers documents from the corpus packages (scripts/setup installs "
+    std::printf("usage: lt2 data corpus [flags]\n       lt2 data shards --corpus DIR [flags]\n       lt2 data tokenizer --corpus DIR [flags]   (SentencePiece BPE)\n\nGathers documents from the corpus packages (scripts/setup installs "
                 "them), normalises and deduplicates them, splits them by document with a fixed seed and writes "
                 "<out>/{train,val,test}.jsonl and report.json.\n\n%s",
                 a.usage().c_str());

