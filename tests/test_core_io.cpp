@@ -17,6 +17,7 @@
 #include <string>
 #include <vector>
 
+#include "error_util.h"
 #include "core/fs.h"
 #include "core/json.h"
 #include "core/safetensors.h"
@@ -27,27 +28,11 @@ using lt2::Tensor;
 using lt2::json::Value;
 namespace st = lt2::safetensors;
 
+using lt2::test::contains;
+using lt2::test::error_of;
+
 namespace {
 
-// Runs fn, which must throw lt2::Error; returns the message ("" and a failure otherwise).
-template <class F>
-std::string error_of(F&& fn) {
-  try {
-    fn();
-  } catch (const lt2::Error& e) {
-    return e.what();
-  } catch (const std::exception& e) {
-    ADD_FAILURE() << "expected lt2::Error, got another exception: " << e.what();
-    return "";
-  }
-  ADD_FAILURE() << "expected lt2::Error, nothing was thrown";
-  return "";
-}
-
-::testing::AssertionResult contains(const std::string& text, const std::string& part) {
-  if (text.find(part) != std::string::npos) return ::testing::AssertionSuccess();
-  return ::testing::AssertionFailure() << "'" << text << "' does not contain '" << part << "'";
-}
 
 // A fresh directory per test, removed afterwards.
 struct Scratch {

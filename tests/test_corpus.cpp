@@ -8,11 +8,14 @@
 #include <set>
 #include <sstream>
 
+#include "error_util.h"
 #include "core/error.h"
 #include "core/fs.h"
 #include "core/json.h"
 #include "text/corpus_build.h"
 #include "text/corpus_sources.h"
+
+using lt2::test::error_of;
 
 namespace {
 
@@ -35,15 +38,6 @@ struct CorpusTempDir {
 };
 
 // The message of the lt2::Error that f throws ("" if none).
-template <class F>
-std::string error_of(F&& f) {
-  try {
-    f();
-  } catch (const lt2::Error& e) {
-    return e.what();
-  }
-  return "";
-}
 
 std::vector<Document> read_jsonl(const std::string& path) {
   std::vector<Document> docs;

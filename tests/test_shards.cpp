@@ -13,6 +13,7 @@
 #include <utility>
 #include <vector>
 
+#include "error_util.h"
 #include "core/error.h"
 #include "core/fs.h"
 #include "text/shards.h"
@@ -22,27 +23,11 @@ using lt2::Shard;
 using lt2::ShardDType;
 using lt2::ShardSet;
 
+using lt2::test::contains;
+using lt2::test::error_of;
+
 namespace {
 
-// Runs fn, which must throw lt2::Error; returns the message ("" and a failure otherwise).
-template <class F>
-std::string error_of(F&& fn) {
-  try {
-    fn();
-  } catch (const lt2::Error& e) {
-    return e.what();
-  } catch (const std::exception& e) {
-    ADD_FAILURE() << "expected lt2::Error, got another exception: " << e.what();
-    return "";
-  }
-  ADD_FAILURE() << "expected lt2::Error, nothing was thrown";
-  return "";
-}
-
-::testing::AssertionResult contains(const std::string& text, const std::string& part) {
-  if (text.find(part) != std::string::npos) return ::testing::AssertionSuccess();
-  return ::testing::AssertionFailure() << "'" << text << "' does not contain '" << part << "'";
-}
 
 ::testing::AssertionResult starts_with(const std::string& text, const std::string& prefix) {
   if (text.rfind(prefix, 0) == 0) return ::testing::AssertionSuccess();

@@ -8,12 +8,15 @@
 #include <string>
 #include <vector>
 
+#include "error_util.h"
 #include "core/error.h"
 #include "core/fs.h"
 #include "text/sp_tokenizer.h"
 #include "text/tokenizer.h"
 
 namespace sfs = std::filesystem;
+
+using lt2::test::error_of;
 
 namespace {
 
@@ -30,14 +33,6 @@ struct TokTempDir {
   }
 };
 
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const lt2::Error& e) {
-    return e.what();
-  }
-  return "";
-}
 
 // A few hundred generated sentences grouped into multi-line documents (fixed LCG: deterministic).
 std::vector<std::string> make_corpus() {

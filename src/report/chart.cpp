@@ -7,19 +7,21 @@
 
 namespace lt2::report {
 
-namespace {
-const char* kColors[] = {"#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf"};
-
-std::string esc(const std::string& s) {
+std::string xml_escape(const std::string& s) {
   std::string o;
   for (char c : s) {
     if (c == '<') o += "&lt;";
     else if (c == '>') o += "&gt;";
     else if (c == '&') o += "&amp;";
+    else if (c == '\'') o += "&apos;";
+    else if (c == '"') o += "&quot;";
     else o += c;
   }
   return o;
 }
+
+namespace {
+const char* kColors[] = {"#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf"};
 
 std::string num(double v) {
   char b[32];
@@ -87,8 +89,8 @@ std::string chart_group(const Chart& c, double W, double H) {
                 "<text x='%.1f' y='18' font-size='14' font-weight='bold'>%s</text>\n"
                 "<text x='%.1f' y='%.1f' font-size='12' text-anchor='middle'>%s</text>\n"
                 "<text transform='translate(14,%.1f) rotate(-90)' font-size='12' text-anchor='middle'>%s</text>\n",
-                x0, y1, x1 - x0, y0 - y1, x0, esc(c.title).c_str(), (x0 + x1) / 2, H - 8, esc(c.x_label).c_str(),
-                (y0 + y1) / 2, esc(c.y_label).c_str());
+                x0, y1, x1 - x0, y0 - y1, x0, xml_escape(c.title).c_str(), (x0 + x1) / 2, H - 8, xml_escape(c.x_label).c_str(),
+                (y0 + y1) / 2, xml_escape(c.y_label).c_str());
   g += buf;
   for (double t : ax.ticks()) {
     const double px = ax.map(t, x0, x1);
@@ -125,7 +127,7 @@ std::string chart_group(const Chart& c, double W, double H) {
                   "<line x1='%.1f' y1='%.1f' x2='%.1f' y2='%.1f' stroke='%s' stroke-width='3'/>"
                   "<text x='%.1f' y='%.1f' font-size='12'>%s</text>\n",
                   x1 + 10, y1 + 12 + 18.0 * i, x1 + 28, y1 + 12 + 18.0 * i, col, x1 + 33, y1 + 16 + 18.0 * i,
-                  esc(s.name).c_str());
+                  xml_escape(s.name).c_str());
     g += buf;
   }
   return g;
@@ -139,7 +141,7 @@ std::string svg_document(const std::string& title, const std::vector<Chart>& cha
                 "<rect width='100%%' height='100%%' fill='white'/>\n",
                 W * cols, H * rows + 30);
   std::string s = buf;
-  s += "<text x='10' y='22' font-size='16' font-weight='bold'>" + esc(title) + "</text>\n";
+  s += "<text x='10' y='22' font-size='16' font-weight='bold'>" + xml_escape(title) + "</text>\n";
   for (size_t i = 0; i < charts.size(); ++i) {
     std::snprintf(buf, sizeof buf, "<g transform='translate(%.0f,%.0f)'>\n", W * double(i % cols),
                   30 + H * double(i / cols));

@@ -17,6 +17,9 @@ struct Chart {
   std::vector<Series> series;
 };
 
+// Escapes text for SVG content and single- or double-quoted attributes.
+std::string xml_escape(const std::string& s);
+
 // One chart as an SVG group of the given size (for composing), or a whole document.
 std::string chart_group(const Chart& c, double width, double height);
 // Charts laid out in a grid with `cols` columns, each cell width x height, under a title.

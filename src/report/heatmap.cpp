@@ -1,5 +1,7 @@
 #include "report/heatmap.h"
 
+#include "report/chart.h"
+
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
@@ -9,19 +11,6 @@
 namespace lt2::report {
 
 namespace {
-// Escapes text for SVG content and single-quoted attributes (as chart.cpp does, plus quotes).
-std::string esc(const std::string& s) {
-  std::string o;
-  for (char c : s) {
-    if (c == '<') o += "&lt;";
-    else if (c == '>') o += "&gt;";
-    else if (c == '&') o += "&amp;";
-    else if (c == '\'') o += "&apos;";
-    else if (c == '"') o += "&quot;";
-    else o += c;
-  }
-  return o;
-}
 
 struct Rgb {
   double r, g, b;
@@ -62,8 +51,8 @@ std::string heatmap_svg(const std::string& title, const std::vector<std::string>
                 "<rect width='100%%' height='100%%' fill='white'/>\n",
                 W, H);
   std::string s = buf;
-  s += "<title>" + esc(title) + "</title>\n";
-  s += "<text x='10' y='22' font-size='16' font-weight='bold'>" + esc(title) + "</text>\n";
+  s += "<title>" + xml_escape(title) + "</title>\n";
+  s += "<text x='10' y='22' font-size='16' font-weight='bold'>" + xml_escape(title) + "</text>\n";
   for (size_t r = 0; r < R; ++r)
     for (size_t c = 0; c < C; ++c) {
       const double v = values[r * C + c];
@@ -84,19 +73,19 @@ std::string heatmap_svg(const std::string& title, const std::vector<std::string>
   for (size_t c = 0; c < C; ++c) {
     std::snprintf(buf, sizeof buf, "<text x='%.1f' y='%.1f' font-size='11' text-anchor='middle'>",
                   gx + cw * (double(c) + 0.5), gy + gh + 15);
-    s += buf + esc(col_labels[c]) + "</text>\n";
+    s += buf + xml_escape(col_labels[c]) + "</text>\n";
   }
   for (size_t r = 0; r < R; ++r) {
     std::snprintf(buf, sizeof buf, "<text x='%.1f' y='%.1f' font-size='11' text-anchor='end'>", gx - 6,
                   gy + ch * (double(r) + 0.5) + 4);
-    s += buf + esc(row_labels[r]) + "</text>\n";
+    s += buf + xml_escape(row_labels[r]) + "</text>\n";
   }
   std::snprintf(buf, sizeof buf, "<text x='%.1f' y='%.1f' font-size='12' text-anchor='middle'>", gx + gw / 2,
                 gy + gh + 36);
-  s += buf + esc(x_title) + "</text>\n";
+  s += buf + xml_escape(x_title) + "</text>\n";
   std::snprintf(buf, sizeof buf,
                 "<text transform='translate(16,%.1f) rotate(-90)' font-size='12' text-anchor='middle'>", gy + gh / 2);
-  s += buf + esc(y_title) + "</text>\n";
+  s += buf + xml_escape(y_title) + "</text>\n";
   // Legend: a vertical bar of 10 bands from 100% (top) to 0% (bottom), ticks at 0, 50, 100.
   const double lx = gx + gw + 24, lw = 16, lh = std::max(gh, 100.0), band = lh / 10;
   s += "<g class='legend'>\n";
