@@ -1,5 +1,6 @@
 #include "cli/args.h"
 
+#include <cerrno>
 #include <cmath>
 #include <cstdlib>
 
@@ -66,6 +67,44 @@ double Args::number(const std::string& name, double def) const {
   const double x = std::strtod(v.c_str(), &end);
   LT2_CHECK(!v.empty() && *end == '\0' && std::isfinite(x), "flag '--", name, "' expects a number, got '", v, "'");
   return x;
+}
+
+std::vector<std::string> Args::list(const std::string& name, const std::string& def) const {
+  const std::string s = str(name, def);
+  std::vector<std::string> out;
+  for (size_t start = 0;;) {
+    const size_t comma = s.find(',', start);
+    std::string item = s.substr(start, comma == std::string::npos ? std::string::npos : comma - start);
+    while (!item.empty() && item.front() == ' ') item.erase(0, 1);
+    while (!item.empty() && item.back() == ' ') item.pop_back();
+    LT2_CHECK(!item.empty(), "--", name, " expects a comma-separated list, got '", s, "'");
+    out.push_back(item);
+    if (comma == std::string::npos) return out;
+    start = comma + 1;
+  }
+}
+
+std::vector<int64_t> Args::int_list(const std::string& name, const std::string& def) const {
+  std::vector<int64_t> out;
+  for (const auto& item : list(name, def)) {
+    char* end = nullptr;
+    errno = 0;
+    const long long v = std::strtoll(item.c_str(), &end, 10);
+    LT2_CHECK(*end == '\0' && errno == 0 && v >= 1, "--", name, " expects integers >= 1, got '", item, "'");
+    out.push_back(v);
+  }
+  return out;
+}
+
+std::vector<double> Args::number_list(const std::string& name, const std::string& def) const {
+  std::vector<double> out;
+  for (const auto& item : list(name, def)) {
+    char* end = nullptr;
+    const double v = std::strtod(item.c_str(), &end);
+    LT2_CHECK(*end == '\0' && std::isfinite(v), "--", name, " expects numbers, got '", item, "'");
+    out.push_back(v);
+  }
+  return out;
 }
 
 std::string Args::usage() const {

@@ -22,6 +22,10 @@ class Args {
   std::vector<std::string> all(const std::string& name) const;
   int64_t integer(const std::string& name, int64_t def) const;
   double number(const std::string& name, double def) const;
+  // Comma-separated values ("256,1024"): items trimmed, none empty; int_list wants integers >= 1.
+  std::vector<std::string> list(const std::string& name, const std::string& def) const;
+  std::vector<int64_t> int_list(const std::string& name, const std::string& def) const;
+  std::vector<double> number_list(const std::string& name, const std::string& def) const;
   const std::vector<std::string>& positionals() const { return positionals_; }
   bool help() const { return help_; }
   std::string usage() const;

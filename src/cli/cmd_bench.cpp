@@ -93,22 +93,6 @@ int cmd_bench(int argc, char** argv) {
   return 0;
 }
 
-namespace {
-std::vector<int64_t> int_list(const std::string& s, const char* flag) {
-  std::vector<int64_t> out;
-  size_t start = 0;
-  while (start <= s.size()) {
-    const size_t end = std::min(s.find(',', start), s.size());
-    const std::string item = s.substr(start, end - start);
-    char* e = nullptr;
-    const long long v = std::strtoll(item.c_str(), &e, 10);
-    LT2_CHECK(!item.empty() && *e == '\0' && v >= 1, "--", flag, " expects comma-separated integers >= 1, got '", s, "'");
-    out.push_back(v);
-    start = end + 1;
-  }
-  return out;
-}
-}  // namespace
 
 // Figure 1 of the paper, measured: decode speed and cache memory against context and loops
 // for looped full attention, window, GDN and the Full+GDN hybrid at equal width and depth.
@@ -130,8 +114,8 @@ static int bench_decode(int argc, char** argv) {
     return 0;
   }
   const ModelConfig base = config_from_flags(a);
-  const auto contexts = int_list(a.str("contexts", "256,1024,4096"), "contexts");
-  const auto loops = int_list(a.str("loops", "1,2,4,8"), "loops");
+  const auto contexts = a.int_list("contexts", "256,1024,4096");
+  const auto loops = a.int_list("loops", "1,2,4,8");
   const int64_t batch = a.integer("batch", 1), steps = a.integer("steps", 16), window = a.integer("window", 256);
   LT2_CHECK(batch >= 1 && steps >= 1 && window >= 1, "--batch, --steps and --window must be >= 1");
   const std::string out = a.str("out", "bench/decode");

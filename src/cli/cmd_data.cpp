@@ -50,18 +50,9 @@ int cmd_data(int argc, char** argv) {
     return help ? 0 : 2;
   }
   LT2_CHECK(a.positionals().empty(), "lt2 data corpus: unexpected argument '", a.positionals()[0], "'");
-  std::vector<std::string> sources;
-  if (a.has("sources")) {
-    const std::string s = a.str("sources");
-    for (size_t p = 0; p <= s.size();) {
-      const size_t e = std::min(s.find(',', p), s.size());
-      LT2_CHECK(e > p, "--sources: empty name in '", s, "'");
-      sources.push_back(s.substr(p, e - p));
-      p = e + 1;
-    }
-  } else {
-    sources = corpus_source_names();
-  }
+  std::string all;
+  for (const auto& n : corpus_source_names()) all += (all.empty() ? "" : ",") + n;
+  const std::vector<std::string> sources = a.list("sources", all);
   const CorpusReport r = build_corpus(sources, a.all("extra"), a.str("out", "data/corpus"),
                                      a.number("val-fraction", 0.05), a.number("test-fraction", 0.05),
                                      uint64_t(a.integer("seed", 1234)));

@@ -22,45 +22,6 @@ int cmd_eval_niah(int argc, char** argv);
 namespace lt2::cli {
 
 namespace {
-std::vector<std::string> split_list(const std::string& s, const std::string& flag) {
-  std::vector<std::string> out;
-  size_t start = 0;
-  while (true) {
-    const size_t comma = s.find(',', start);
-    std::string item = s.substr(start, comma == std::string::npos ? std::string::npos : comma - start);
-    while (!item.empty() && item.front() == ' ') item.erase(0, 1);
-    while (!item.empty() && item.back() == ' ') item.pop_back();
-    LT2_CHECK(!item.empty(), "--", flag, " expects a comma-separated list, got '", s, "'");
-    out.push_back(item);
-    if (comma == std::string::npos) break;
-    start = comma + 1;
-  }
-  return out;
-}
-
-std::vector<int64_t> parse_ints(const std::string& s, const std::string& flag) {
-  std::vector<int64_t> out;
-  for (const auto& item : split_list(s, flag)) {
-    char* end = nullptr;
-    errno = 0;
-    const long long v = std::strtoll(item.c_str(), &end, 10);
-    LT2_CHECK(*end == '\0' && errno == 0 && v > 0, "--", flag, " expects positive integers, got '", item, "'");
-    out.push_back(v);
-  }
-  return out;
-}
-
-std::vector<double> parse_numbers(const std::string& s, const std::string& flag) {
-  std::vector<double> out;
-  for (const auto& item : split_list(s, flag)) {
-    char* end = nullptr;
-    const double v = std::strtod(item.c_str(), &end);
-    LT2_CHECK(*end == '\0' && std::isfinite(v), "--", flag, " expects numbers, got '", item, "'");
-    out.push_back(v);
-  }
-  return out;
-}
-
 std::string depth_label(double d) {
   char b[32];
   std::snprintf(b, sizeof b, "%.3f", d);
@@ -94,8 +55,8 @@ int cmd_eval_niah(int argc, char** argv) {
   LT2_CHECK(a.has("model"), "lt2 eval niah: --model DIR is required");
   LT2_CHECK(a.has("kind"), "lt2 eval niah: --kind 1|2|3 is required");
   const tasks::NiahKind kind = tasks::niah_kind_from_name(a.str("kind"));
-  const std::vector<int64_t> contexts = parse_ints(a.str("contexts", "256,512,1024"), "contexts");
-  const std::vector<double> depths = parse_numbers(a.str("depths", "0,0.25,0.5,0.75,1"), "depths");
+  const std::vector<int64_t> contexts = a.int_list("contexts", "256,512,1024");
+  const std::vector<double> depths = a.number_list("depths", "0,0.25,0.5,0.75,1");
   const int64_t samples = a.integer("samples", 4);
   const uint64_t seed = uint64_t(a.integer("seed", 0));
   std::string prose;
