@@ -213,6 +213,12 @@ TEST_F(Cli, DataCorpusFeedsTraining) {
   ASSERT_EQ(r.code, 0) << r.out;
   EXPECT_NE(r.out.find("\"ppl\""), std::string::npos) << r.out;
   expect_error("train --config tiny --steps 2 --shards " + g_dir + "/nowhere --out " + g_dir + "/r5", "nowhere");
+  expect_error("train --config tiny --data x --shards y --out " + g_dir + "/r6", "not both");
+  // A corpus without a test split still shards (the test split is optional).
+  ASSERT_EQ(run_lt2("data corpus --sources fortunes --test-fraction 0 --out " + g_dir + "/corpus0").code, 0);
+  r = run_lt2("data shards --corpus " + g_dir + "/corpus0 --out " + g_dir + "/shards0");
+  EXPECT_EQ(r.code, 0) << r.out;
+  EXPECT_FALSE(fs::exists(g_dir + "/shards0/test"));
 #ifdef LT2_HAVE_SENTENCEPIECE
   r = run_lt2("data tokenizer --corpus " + out + " --vocab 400 --out " + g_dir + "/tok");
   ASSERT_EQ(r.code, 0) << r.out;
@@ -232,9 +238,14 @@ TEST_F(Cli, EvalNiahWritesTableAndHeatmap) {
 }
 
 TEST_F(Cli, EvalEdgeCases) {
+  const std::string blank = g_dir + "/blank.txt";
+  write(blank, "\n\n\n");
+  expect_error("eval ppl --model " + g_dir + "/run --data " + blank, "no text");
   const std::string tiny = g_dir + "/two.txt";
-  write(tiny, "ab");
-  expect_error("eval ppl --model " + g_dir + "/run --data " + tiny, "need at least 3 tokens");
+  write(tiny, "ab");  // one document "ab": a window of 2 tokens is still scored
+  RunResult t = run_lt2("eval ppl --model " + g_dir + "/run --data " + tiny);
+  EXPECT_EQ(t.code, 0) << t.out;
+  EXPECT_NE(t.out.find("\"tokens\": 2,"), std::string::npos) << t.out;
   expect_error("eval ppl --model " + g_dir + "/run --data " + g_text + " --max-batches 0", "must be >= 1");
   const RunResult r = run_lt2("eval ppl --model " + g_dir + "/run --data " + g_text + " --seq-len 8 --max-batches 1");
   EXPECT_EQ(r.code, 0) << r.out;

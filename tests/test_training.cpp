@@ -162,4 +162,8 @@ TEST(Training, TaskRowsScoreOnlyAnswersAndLearn) {
   EXPECT_LE(after.accuracy, 1.0);
   EXPECT_THROW(make_task_source(json::Value::parse(R"({"name": "nope"})", "t"), 32, 1, 8, "t"), Error);
   EXPECT_THROW(make_task_source(json::Value::parse(R"({"name": "mqar", "pairs": 3})", "t"), 32, 1, 8, "t"), Error);
+  // Samples longer than seq_len, or absurd vocabularies, are refused before anything is built.
+  EXPECT_THROW(make_task_source(json::Value::parse(R"({"name": "swaps", "num_swaps": 1000000000000})", "t"), 32, 1, 8, "t"),
+               Error);
+  EXPECT_THROW(make_task_source(json::Value::parse(R"({"name": "mqar", "vocab": 3000000000})", "t"), 32, 1, 8, "t"), Error);
 }

@@ -88,9 +88,8 @@ int cmd_eval(int argc, char** argv) {
   std::shared_ptr<const RowSource> src;
   int64_t seq = 0;
   if (a.has("data")) {
-    std::string text;
-    for (const auto& f : a.all("data")) text += fs::read_file(f);
-    LT2_CHECK(!text.empty(), "lt2 eval ppl: the --data files are empty");
+    std::string text;  // documents as lt2 train reads them (.jsonl: the "text" of each line)
+    for (const auto& d : read_documents(a.all("data"))) text += d + "\n";
     std::vector<int32_t> tokens = ByteTokenizer::encode(text);
     LT2_CHECK(tokens.size() >= 3, "lt2 eval ppl: need at least 3 tokens of text, got ", tokens.size());
     seq = std::min({a.integer("seq-len", 256), model->config().max_position_embeddings, int64_t(tokens.size()) - 2});
@@ -105,7 +104,8 @@ int cmd_eval(int argc, char** argv) {
     src = make_data_source(tc, nullptr);
   }
   const EvalStats ev = run_eval(*model, src, batch, max_batches);
-  const int64_t windows = std::min(max_batches, DataLoader(src, batch).num_eval_batches()) * batch;
+  const int64_t rows = src->num_eval_rows();
+  const int64_t windows = max_batches >= (rows + batch - 1) / batch ? rows : max_batches * batch;
   std::printf("{\"model\": \"%s\", \"tokens\": %lld, \"loss\": %.6f, \"ppl\": %.4f, \"bits_per_byte\": %.4f}\n",
               dir.c_str(), (long long)(windows * seq), ev.loss, std::exp(ev.loss), ev.loss / std::log(2.0));
   return 0;

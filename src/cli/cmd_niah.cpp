@@ -21,16 +21,7 @@ int cmd_eval_niah(int argc, char** argv);
 
 namespace lt2::cli {
 
-namespace {
-std::string depth_label(double d) {
-  char b[32];
-  std::snprintf(b, sizeof b, "%.3f", d);
-  std::string s = b;
-  while (s.back() == '0') s.pop_back();
-  if (s.back() == '.') s.pop_back();
-  return s;
-}
-}  // namespace
+using eval::depth_label;
 
 int cmd_eval_niah(int argc, char** argv) {
   Args a("lt2 eval niah",

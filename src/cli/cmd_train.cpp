@@ -99,6 +99,7 @@ int cmd_train(int argc, char** argv) {
     if (rc.find("train")) tcfg = TrainConfig::from_json(*rc.find("train"), ctx + ": train");
     run_dir = a.str("out", "runs/" + (is_preset(name) ? name : stem(name)));
     if (a.has("data")) tcfg.data_files = a.all("data");
+    LT2_CHECK(!(a.has("data") && a.has("shards")), "lt2 train: give --data or --shards, not both");
     if (a.has("shards")) tcfg.data_shards = a.str("shards");
   }
   if (a.has("steps")) tcfg.steps = a.integer("steps", tcfg.steps);

@@ -12,6 +12,16 @@
 
 namespace lt2::eval {
 
+// "0.25" style depth labels: shortest of up to 3 decimals.
+std::string depth_label(double d) {
+  char b[32];
+  std::snprintf(b, sizeof b, "%.3f", d);
+  std::string s = b;
+  while (!s.empty() && s.back() == '0') s.pop_back();
+  if (!s.empty() && s.back() == '.') s.pop_back();
+  return s;
+}
+
 namespace {
 constexpr int64_t kCacheBudgetBytes = int64_t(2) << 30;  // caches of one batched Session
 
@@ -21,13 +31,6 @@ std::string fmt(const char* f, double v) {
   return b;
 }
 
-// "0.25" style depth labels: shortest of up to 3 decimals.
-std::string depth_label(double d) {
-  std::string s = fmt("%.3f", d);
-  while (!s.empty() && s.back() == '0') s.pop_back();
-  if (!s.empty() && s.back() == '.') s.pop_back();
-  return s;
-}
 
 int32_t argmax(const float* x, int64_t n) {
   int64_t best = 0;

@@ -76,6 +76,8 @@ NiahGrid evaluate_niah(const LoopedModel& model, tasks::NiahKind kind, const std
 // Markdown table: one row per context, one column per depth, accuracy in % per cell, plus
 // the mean of each row and an overall mean.
 std::string niah_table(const NiahGrid& g);
+// "0.25" style depth labels: shortest of up to 3 decimals.
+std::string depth_label(double d);
 
 // JSON document of the grid (kind, contexts, depths, cells with samples / correct / accuracy).
 std::string niah_json(const NiahGrid& g);

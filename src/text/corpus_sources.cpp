@@ -596,7 +596,8 @@ std::vector<Document> gcide_documents(const std::string& root_in) {
     if (word.starts_with("00-") || word.starts_with("00database")) continue;  // database metadata
     const uint64_t off = dictd_b64_decode(line.substr(t1 + 1, t2 - t1 - 1));
     const uint64_t len = dictd_b64_decode(line.substr(t2 + 1));
-    LT2_CHECK(off + len <= data.size(), index, ":", lineno, ": entry '", word, "' lies past the end of ", dict);
+    LT2_CHECK(off <= data.size() && len <= data.size() - off, index, ":", lineno, ": entry '", word,
+              "' lies past the end of ", dict);
     entries.emplace(std::make_pair(off, len), word);  // keeps the first headword
   }
   std::vector<Document> docs;

@@ -23,7 +23,7 @@ static void window(const std::vector<int32_t>& s, int64_t start, int64_t L, int3
 
 void TextSource::train_row(uint64_t i, int32_t* tokens, int32_t* targets) const {
   const CounterRng rng{seed_, stream_id("train-window")};
-  window(train_, int64_t(rng.bits(i) % uint64_t(train_.size() - L_ - 1)), L_, tokens, targets);
+  window(train_, int64_t(rng.bits(i) % uint64_t(train_.size() - L_)), L_, tokens, targets);  // starts 0 .. size-L-1
 }
 
 int64_t TextSource::num_eval_rows() const { return std::max<int64_t>(1, int64_t(val_.size() - 1) / L_); }
@@ -50,12 +50,12 @@ Batch DataLoader::train_batch(uint64_t index) const {
   });
 }
 
-int64_t DataLoader::num_eval_batches() const { return std::max<int64_t>(1, source_->num_eval_rows() / B_); }
+int64_t DataLoader::num_eval_batches() const { return (source_->num_eval_rows() + B_ - 1) / B_; }
 
-Batch DataLoader::eval_batch(int64_t i) const {
-  return make_batch(B_, source_->seq_len(), [&](int64_t r, int32_t* t, int32_t* g) {
-    source_->eval_row((i * B_ + r) % source_->num_eval_rows(), t, g);
-  });
+Batch DataLoader::eval_batch(int64_t i) const {  // the last batch holds the remaining rows only
+  const int64_t rows = std::min(B_, source_->num_eval_rows() - i * B_);
+  LT2_CHECK(rows >= 1, "evaluation batch ", i, " is past the end of the evaluation set");
+  return make_batch(rows, source_->seq_len(), [&](int64_t r, int32_t* t, int32_t* g) { source_->eval_row(i * B_ + r, t, g); });
 }
 
 }  // namespace lt2

@@ -48,7 +48,7 @@ class DataLoader {
  public:
   DataLoader(std::shared_ptr<const RowSource> source, int64_t batch);
   Batch train_batch(uint64_t index) const;
-  Batch eval_batch(int64_t i) const;  // rows i*B.. of the evaluation set (wrapping)
+  Batch eval_batch(int64_t i) const;  // rows i*B .. of the evaluation set, each scored once
   int64_t num_eval_batches() const;
   const RowSource& source() const { return *source_; }
 

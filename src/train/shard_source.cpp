@@ -7,6 +7,7 @@
 #include "core/error.h"
 #include "core/fs.h"
 #include "core/json.h"
+#include "text/corpus.h"
 #include "text/shards.h"
 #include "text/tokenizer.h"
 
@@ -19,6 +20,8 @@ class ShardSource : public RowSource {
       : train_(ShardSet::from_dir(dir + "/train", seed)), val_(ShardSet::from_dir(dir + "/val", seed)), L_(seq_len) {
     LT2_CHECK(train_.vocab_size() == val_.vocab_size(), dir, ": train and val shards have different vocab sizes");
     LT2_CHECK(val_.num_sequential_windows(L_) >= 1, dir, "/val: no window of ", L_ + 1, " tokens");
+    std::vector<int32_t> probe;
+    train_.sample_window(0, L_, probe);  // fails now, with the shard sizes, if no shard holds a window
   }
   int64_t seq_len() const override { return L_; }
   int64_t vocab_needed() const override { return train_.vocab_size(); }
@@ -51,27 +54,25 @@ std::shared_ptr<RowSource> make_shard_source(const std::string& dir, int64_t seq
 
 std::string write_corpus_shards(const std::string& corpus_dir, const std::string& out_dir, int64_t tokens_per_shard) {
   LT2_CHECK(tokens_per_shard >= 1, "tokens per shard must be >= 1");
+  // Tokenize every split before writing any shard, so a bad split leaves nothing half-written.
+  std::vector<std::pair<std::string, std::vector<int32_t>>> splits;
   std::ostringstream summary;
-  for (const char* split : {"train", "val", "test"}) {
+  for (const std::string split : {"train", "val", "test"}) {
     const std::string path = corpus_dir + "/" + split + ".jsonl";
-    if (!fs::exists(path) && std::string(split) == "test") continue;  // optional
-    const std::string text = fs::read_file(path);
+    const bool optional = split == "test";
+    if (optional && (!fs::exists(path) || fs::read_file(path).empty())) continue;
+    const std::vector<std::string> docs = read_documents({path});
     std::vector<int32_t> tokens;
-    std::istringstream lines(text);
-    std::string line;
-    int64_t docs = 0;
-    for (int n = 1; std::getline(lines, line); ++n) {
-      if (line.empty()) continue;
-      const std::string ctx = cat(path, ":", n);
-      const std::vector<int32_t> ids = ByteTokenizer::encode(json::get_string(json::Value::parse(line, ctx), "text", ctx) + "\n");
+    for (const std::string& d : docs) {
+      const std::vector<int32_t> ids = ByteTokenizer::encode(d + "\n");
       tokens.insert(tokens.end(), ids.begin(), ids.end());
-      ++docs;
     }
-    LT2_CHECK(!tokens.empty(), path, ": no documents");
-    write_shards(out_dir + "/" + split, tokens, ByteTokenizer::vocab_size, tokens_per_shard);
-    summary << "  " << split << ": " << docs << " documents, " << tokens.size() << " tokens, "
+    summary << "  " << split << ": " << docs.size() << " documents, " << tokens.size() << " tokens, "
             << (int64_t(tokens.size()) + tokens_per_shard - 1) / tokens_per_shard << " shard(s)\n";
+    splits.emplace_back(split, std::move(tokens));
   }
+  for (const auto& [split, tokens] : splits)
+    write_shards(out_dir + "/" + split, tokens, ByteTokenizer::vocab_size, tokens_per_shard);
   return summary.str();
 }
 

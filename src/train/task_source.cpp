@@ -58,6 +58,9 @@ std::shared_ptr<RowSource> make_task_source(const json::Value& spec, int64_t seq
                                             int64_t eval_rows, const std::string& ctx) {
   LT2_CHECK(spec.is_object(), ctx, ": 'task' must be an object like {\"name\": \"mqar\", \"num_pairs\": 16}");
   const std::string name = json::get_string(spec, "name", ctx);
+  // Token ids are I32 and generators use memory proportional to the vocabulary.
+  const int64_t vocab = json::get_int(spec, "vocab", ctx, 256);
+  LT2_CHECK(vocab >= 2 && vocab <= (1 << 24), ctx, ": task field 'vocab' must be in [2, 16777216], got ", vocab);
   if (name == "mqar") {
     check_fields(spec, {"vocab", "num_pairs", "num_queries"}, ctx);
     tasks::MqarSettings s;
@@ -75,6 +78,7 @@ std::shared_ptr<RowSource> make_task_source(const json::Value& spec, int64_t seq
     s.num_swaps = json::get_int(spec, "num_swaps", ctx, s.num_swaps);
     s.num_queries = json::get_int(spec, "num_queries", ctx, s.num_queries);
     s.max_slots = json::get_int(spec, "max_slots", ctx, s.max_slots);
+    s.seq_len = seq_len;  // the generator checks that the sample fits before building it
     return std::make_shared<TaskSource>([s](uint64_t sd, uint64_t i) { return tasks::swaps_sample(s, sd, i); }, seq_len,
                                         tasks::swaps_vocab(s), seed, eval_rows, "swaps");
   }

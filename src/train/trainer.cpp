@@ -62,23 +62,26 @@ EvalStats evaluate_model(const LoopedModel& model, const DataLoader& data, int64
                          const std::function<void(int64_t, double)>& on_batch) {
   const int64_t n = std::min(batches, data.num_eval_batches()), V = model.config().vocab_size;
   LT2_CHECK(n >= 1, "evaluation needs at least one batch");
-  double loss = 0;
+  double loss = 0;  // summed over scored positions, so a partial last batch weighs what it holds
   int64_t correct = 0, scored = 0;
   for (int64_t i = 0; i < n; ++i) {
     const Batch b = data.eval_batch(i);
     Tensor logits = model.forward(b.ids, nullptr).reshape({b.ids.numel(), V});
     if (logits.dtype() != DType::F32) logits = logits.to(DType::F32);
-    loss += ops::cross_entropy(logits, b.targets.reshape({b.ids.numel()}), nullptr);
     const float* lp = logits.data<float>();
     const int32_t* tg = b.targets.data<int32_t>();
+    int64_t batch_scored = 0;
     for (int64_t r = 0; r < b.ids.numel(); ++r) {
       if (tg[r] < 0) continue;
-      ++scored;
+      ++batch_scored;
       correct += std::max_element(lp + r * V, lp + (r + 1) * V) - (lp + r * V) == tg[r];
     }
-    if (on_batch) on_batch(i + 1, loss / double(i + 1));
+    loss += ops::cross_entropy(logits, b.targets.reshape({b.ids.numel()}), nullptr) * double(batch_scored);
+    scored += batch_scored;
+    if (on_batch) on_batch(i + 1, loss / double(std::max<int64_t>(1, scored)));
   }
-  return {loss / double(n), scored ? double(correct) / double(scored) : 0.0};
+  LT2_CHECK(scored > 0, "evaluation found no positions to score");
+  return {loss / double(scored), double(correct) / double(scored)};
 }
 
 EvalStats Trainer::evaluate() const { return evaluate_model(model_, data_, cfg_.eval_batches); }
