@@ -237,6 +237,18 @@ TEST_F(Cli, EvalNiahWritesTableAndHeatmap) {
   expect_error("eval niah --model " + g_dir + "/run --kind 2 --contexts 250", "prose");
 }
 
+TEST_F(Cli, EvalMultipleChoice) {
+  const std::string f = g_dir + "/mc.jsonl";
+  write(f, R"({"context": "A small text to train on,", "choices": ["line", "zebra"], "label": 0})" "\n"
+           R"({"context": "A small", "choices": ["text", "qqqq"], "label": 0})" "\n");
+  const RunResult r = run_lt2("eval mc --model " + g_dir + "/run --data " + f);
+  ASSERT_EQ(r.code, 0) << r.out;
+  EXPECT_NE(r.out.find("\"items\": 2"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("\"acc_norm\""), std::string::npos) << r.out;
+  write(g_dir + "/mc_bad.jsonl", R"({"context": "x", "choices": ["a"], "label": 0})" "\n");
+  expect_error("eval mc --model " + g_dir + "/run --data " + g_dir + "/mc_bad.jsonl", "mc_bad.jsonl:1");
+}
+
 TEST_F(Cli, EvalEdgeCases) {
   const std::string blank = g_dir + "/blank.txt";
   write(blank, "\n\n\n");

@@ -9,7 +9,9 @@
 
 #include "core/error.h"
 #include "core/json.h"
+#include "eval/loglik.h"
 #include "eval/niah_eval.h"
+#include "ops/ops.h"
 #include "model_util.h"
 #include "report/heatmap.h"
 #include "tasks/niah.h"
@@ -198,4 +200,38 @@ TEST(NiahEval, BadInputIsAnError) {
   EXPECT_THROW(eval::evaluate_niah(model, tasks::NiahKind::Niah1, {16}, {0.5}, 1, "", 0), Error);
   EXPECT_THROW(eval::evaluate_niah(model, tasks::NiahKind::Niah1, {256}, {0.5}, 0, "", 0), Error);
   EXPECT_THROW(eval::evaluate_niah(model, tasks::NiahKind::Niah1, {}, {0.5}, 1, "", 0), Error);
+}
+
+TEST(NiahEval, ContinuationLoglikMatchesCrossEntropyAndChainRule) {
+  lt2::ModelConfig c;
+  c.hidden_size = 16;
+  c.num_hidden_layers = 2;
+  c.num_loops = 2;
+  c.intermediate_size = 32;
+  c.num_attention_heads = 2;
+  c.num_key_value_heads = 2;
+  c.head_dim = 8;
+  c.gdn_num_heads = 2;
+  c.gdn_head_k_dim = 8;
+  c.gdn_head_v_dim = 8;
+  c.max_position_embeddings = 64;
+  c.layer_types = lt2::parse_pattern("gdn,full", 2, "test");
+  lt2::LoopedModel m(c);
+  m.init(5);
+  const std::vector<int32_t> ctx = {10, 20, 30, 40}, a = {50, 60}, b = {70};
+  // Against the cross-entropy of the full sequence at the continuation positions.
+  std::vector<int32_t> all = ctx;
+  all.insert(all.end(), a.begin(), a.end());
+  lt2::Tensor x = lt2::Tensor::empty({1, int64_t(all.size())}, lt2::DType::I32), t = lt2::Tensor::full({int64_t(all.size())}, -1, lt2::DType::I32);
+  std::copy(all.begin(), all.end(), x.data<int32_t>());
+  t.set(3, 50);  // position 3 predicts a[0], position 4 predicts a[1]
+  t.set(4, 60);
+  const double ce = lt2::ops::cross_entropy(m.forward(x, nullptr).reshape({int64_t(all.size()), c.vocab_size}), t, nullptr);
+  EXPECT_NEAR(lt2::eval::continuation_loglik(m, ctx, a), -2 * ce, 1e-4);
+  // Chain rule: log p(a b | ctx) = log p(a | ctx) + log p(b | ctx a).
+  std::vector<int32_t> ab = a;
+  ab.insert(ab.end(), b.begin(), b.end());
+  EXPECT_NEAR(lt2::eval::continuation_loglik(m, ctx, ab),
+              lt2::eval::continuation_loglik(m, ctx, a) + lt2::eval::continuation_loglik(m, all, b), 1e-4);
+  EXPECT_THROW(lt2::eval::continuation_loglik(m, {}, a), lt2::Error);
 }

@@ -167,3 +167,23 @@ TEST(Training, TaskRowsScoreOnlyAnswersAndLearn) {
                Error);
   EXPECT_THROW(make_task_source(json::Value::parse(R"({"name": "mqar", "vocab": 3000000000})", "t"), 32, 1, 8, "t"), Error);
 }
+
+TEST(Training, TasksMixIntoTextByWeight) {
+  TrainConfig tc = tiny_train(4);
+  tc.data_files = {std::string(LT2_SOURCE_DIR) + "/README.md"};
+  tc.mix = json::Value::parse(R"([{"task": {"name": "probe", "distance": 3}, "weight": 0.25}])", "test");
+  auto src = make_data_source(tc, nullptr);
+  // Probe rows have no loss on their first `distance` positions; text rows score every position.
+  int probe_rows = 0;
+  std::vector<int32_t> t(static_cast<size_t>(tc.seq_len)), g(t.size());
+  for (uint64_t i = 0; i < 400; ++i) {
+    src->train_row(i, t.data(), g.data());
+    probe_rows += g[0] == -1;
+  }
+  EXPECT_GT(probe_rows, 60);  // about 100 of 400 expected
+  EXPECT_LT(probe_rows, 140);
+  src->eval_row(0, t.data(), g.data());
+  EXPECT_NE(g[0], -1) << "evaluation rows come from the text";
+  tc.mix = json::Value::parse(R"([{"task": {"name": "probe"}, "weight": 1.5}])", "test");
+  EXPECT_THROW(make_data_source(tc, nullptr), Error);
+}

@@ -105,7 +105,58 @@ std::shared_ptr<RowSource> make_task_source(const json::Value& spec, int64_t seq
   fail(cat(ctx, ": unknown task '", name, "' (tasks: mqar, swaps, probe, niah1)"));
 }
 
+namespace {
+// Training rows drawn from the main source or, with the given weights, from tasks mixed in;
+// evaluation rows are the main source's. Row i's choice is a pure function of (seed, i).
+class MixSource : public RowSource {
+ public:
+  MixSource(std::shared_ptr<RowSource> main, std::vector<std::pair<std::shared_ptr<RowSource>, double>> mixed,
+            uint64_t seed)
+      : main_(std::move(main)), mixed_(std::move(mixed)), rng_{seed, stream_id("task-mix")} {}
+  int64_t seq_len() const override { return main_->seq_len(); }
+  int64_t vocab_needed() const override {
+    int64_t v = main_->vocab_needed();
+    for (const auto& [s, _] : mixed_) v = std::max(v, s->vocab_needed());
+    return v;
+  }
+  int64_t num_eval_rows() const override { return main_->num_eval_rows(); }
+  void train_row(uint64_t i, int32_t* t, int32_t* g) const override {
+    double u = rng_.uniform(i);
+    for (const auto& [s, w] : mixed_)
+      if ((u -= w) < 0) return s->train_row(i, t, g);
+    main_->train_row(i, t, g);
+  }
+  void eval_row(int64_t i, int32_t* t, int32_t* g) const override { main_->eval_row(i, t, g); }
+
+ private:
+  std::shared_ptr<RowSource> main_;
+  std::vector<std::pair<std::shared_ptr<RowSource>, double>> mixed_;
+  CounterRng rng_;
+};
+}  // namespace
+
+static std::shared_ptr<RowSource> main_source(const TrainConfig& tc, std::string* summary);
+
 std::shared_ptr<RowSource> make_data_source(const TrainConfig& tc, std::string* summary) {
+  auto main = main_source(tc, summary);
+  if (tc.mix.is_null() || tc.mix.elements().empty()) return main;
+  std::vector<std::pair<std::shared_ptr<RowSource>, double>> mixed;
+  double total = 0;
+  for (size_t k = 0; k < tc.mix.elements().size(); ++k) {
+    const json::Value& e = tc.mix.elements()[k];
+    const std::string ctx = cat("train.mix[", k, "]");
+    LT2_CHECK(e.is_object() && e.find("task"), ctx, ": expected {\"task\": {...}, \"weight\": w}");
+    const double w = json::get_number(e, "weight", ctx);
+    LT2_CHECK(w > 0 && w < 1, ctx, ": weight must be in (0, 1), got ", w);
+    total += w;
+    mixed.emplace_back(make_task_source(*e.find("task"), tc.seq_len, tc.seed + 1 + k, tc.task_eval_rows, ctx), w);
+    if (summary) *summary += cat(" + ", e.find("task")->dump(), " at ", w);
+  }
+  LT2_CHECK(total < 1, "train.mix: the weights add up to ", total, "; they must leave a share for the main data");
+  return std::make_shared<MixSource>(std::move(main), std::move(mixed), tc.seed);
+}
+
+static std::shared_ptr<RowSource> main_source(const TrainConfig& tc, std::string* summary) {
   if (!tc.task.is_null()) {
     if (summary) *summary = "task " + tc.task.dump() + ", " + std::to_string(tc.task_eval_rows) + " held-out samples";
     return make_task_source(tc.task, tc.seq_len, tc.seed, tc.task_eval_rows, "train.task");

@@ -39,7 +39,7 @@ TrainConfig TrainConfig::from_json(const json::Value& v, const std::string& ctx)
   static const char* known[] = {"batch_size", "seq_len",      "steps",      "grad_accum",  "lr",         "min_lr_ratio",
                                 "warmup_steps", "weight_decay", "beta1",    "beta2",       "adam_eps",   "grad_clip",
                                 "seed",       "eval_every",   "eval_batches", "save_every", "data_files", "val_fraction",
-                                "task",       "task_eval_rows", "data_shards"};
+                                "task",       "task_eval_rows", "data_shards", "mix"};
   for (const auto& [key, _] : v.items())
     LT2_CHECK(std::find_if(std::begin(known), std::end(known), [&](const char* k) { return key == k; }) !=
                   std::end(known),
@@ -68,6 +68,10 @@ TrainConfig TrainConfig::from_json(const json::Value& v, const std::string& ctx)
   }
   c.task_eval_rows = json::get_int(v, "task_eval_rows", ctx, c.task_eval_rows);
   c.data_shards = json::get_string(v, "data_shards", ctx, c.data_shards);
+  if (const json::Value* m = v.find("mix"); m && !m->is_null()) {
+    LT2_CHECK(m->is_array(), ctx, ": field 'mix': expected an array like [{\"task\": {\"name\": \"niah1\"}, \"weight\": 0.05}]");
+    c.mix = *m;
+  }
   if (const json::Value* f = v.find("data_files")) {
     LT2_CHECK(f->is_array(), ctx, ": field 'data_files': expected an array of paths");
     for (const auto& e : f->elements()) {
@@ -104,6 +108,7 @@ json::Value TrainConfig::to_json() const {
   if (!task.is_null()) v.set("task", task);
   v.set("task_eval_rows", task_eval_rows);
   if (!data_shards.empty()) v.set("data_shards", data_shards);
+  if (!mix.is_null()) v.set("mix", mix);
   return v;
 }
 

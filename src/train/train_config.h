@@ -29,6 +29,7 @@ struct TrainConfig {
   std::string data_shards;              // lt2 data shards output (train/ and val/); overrides data_files
   json::Value task;                     // null = text; else a synthetic task (train/task_source.h)
   int64_t task_eval_rows = 256;         // held-out task samples for evaluation
+  json::Value mix;                      // optional [{"task": {...}, "weight": w}, ...] mixed into training rows
 
   double lr_at(int64_t step) const;  // step counts from 1
   static TrainConfig from_json(const json::Value& v, const std::string& ctx);
