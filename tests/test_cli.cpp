@@ -249,6 +249,20 @@ TEST_F(Cli, EvalMultipleChoice) {
   expect_error("eval mc --model " + g_dir + "/run --data " + g_dir + "/mc_bad.jsonl", "mc_bad.jsonl:1");
 }
 
+TEST_F(Cli, EvalDiagWritesTableJsonAndChart) {
+  const RunResult r = run_lt2("eval diag --model " + g_dir + "/run --data " + g_text + " --seq-len 32 --batches 2");
+  ASSERT_EQ(r.code, 0) << r.out;
+  EXPECT_NE(r.out.find("first-token attention mass"), std::string::npos) << r.out;
+  for (const char* ext : {".md", ".json", ".svg"}) EXPECT_TRUE(fs::exists(g_dir + "/run/eval/diag" + ext)) << ext;
+  // The run's report embeds the diagnostics chart and table.
+  const RunResult rep = run_lt2("report " + g_dir + "/run");
+  ASSERT_EQ(rep.code, 0) << rep.out;
+  const std::string html = fs::read_file(g_dir + "/run/report.html");
+  EXPECT_NE(html.find("first-token attention mass"), std::string::npos);
+  EXPECT_EQ(html.find("<script"), std::string::npos);
+  expect_error("report " + g_dir + "/nowhere", "nowhere");
+}
+
 TEST_F(Cli, EvalEdgeCases) {
   const std::string blank = g_dir + "/blank.txt";
   write(blank, "\n\n\n");

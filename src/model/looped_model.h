@@ -29,6 +29,7 @@ class LoopedModel {
   // All parameters, in a fixed order (checkpoint order).
   const ParamList& params() const { return params_; }
   Param* find(const std::string& name) const;
+  const Block& block(int layer) const { return *blocks_.at(size_t(layer)); }
   void init(uint64_t seed);
   void zero_grad();
   int64_t num_params(bool include_embeddings = true) const;

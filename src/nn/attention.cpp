@@ -50,6 +50,24 @@ Tensor AttentionMixer::forward(const Tensor& x, int loop, std::unique_ptr<MixerC
   return y;
 }
 
+double AttentionMixer::first_token_mass(const MixerCtx& base) const {
+  const auto& c = static_cast<const Ctx&>(base);
+  const int64_t B = c.q.dim(0), L = c.q.dim(1), grp = H_ / Hkv_;
+  const double scale = 1.0 / std::sqrt(double(D_));
+  double total = 0;
+  int64_t n = 0;
+  for (int64_t b = 0; b < B; ++b)
+    for (int64_t h = 0; h < H_; ++h)
+      for (int64_t t = 0; t < L && (c.window == 0 || t < c.window); ++t) {  // queries that see key 0
+        double dot = 0;
+        for (int64_t d = 0; d < D_; ++d)
+          dot += c.q.item(((b * L + t) * H_ + h) * D_ + d) * c.k.item(((b * L) * Hkv_ + h / grp) * D_ + d);
+        total += std::exp(dot * scale - c.lse.item((b * H_ + h) * L + t));  // p(t -> 0) = exp(s_t0 - lse_t)
+        ++n;
+      }
+  return n ? total / double(n) : NAN;
+}
+
 Tensor AttentionMixer::output(const Tensor& x, const Tensor& a, Tensor* z, Tensor* gated) const {
   Tensor g = a;
   if (gated_) {

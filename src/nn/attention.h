@@ -12,6 +12,7 @@ class AttentionMixer : public Mixer {
   Tensor forward(const Tensor& x, int loop, std::unique_ptr<MixerCtx>* ctx) const override;
   Tensor backward(MixerCtx& ctx, const Tensor& dy) override;
   void collect(ParamList& out) override;
+  double first_token_mass(const MixerCtx& ctx) const override;
   std::unique_ptr<LayerCache> make_cache(int loop, int64_t batch, int64_t context) const override;
   Tensor run(const Tensor& x, int loop, LayerCache& cache, const CacheRun& r) const override;
 

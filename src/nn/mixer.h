@@ -2,6 +2,7 @@
 // A sequence mixer (softmax attention, GDN, ...). forward() takes the block's normed
 // input [B, L, d]; when `ctx` is given it saves what backward() needs there.
 // backward() returns dx and accumulates its parameters' gradients.
+#include <cmath>
 #include <memory>
 
 #include "nn/cache.h"
@@ -21,6 +22,9 @@ class Mixer {
   virtual Tensor forward(const Tensor& x, int loop, std::unique_ptr<MixerCtx>* ctx) const = 0;
   virtual Tensor backward(MixerCtx& ctx, const Tensor& dy) = 0;
   virtual void collect(ParamList& out) = 0;
+  // Diagnostics from a forward context: mean attention probability on the first token over
+  // every (batch, head, query) that can see it; NaN for mixers without softmax attention.
+  virtual double first_token_mass(const MixerCtx&) const { return NAN; }
 
   // Inference. make_cache allocates this mixer's state for loop `loop`. run() is forward()
   // that also reads / writes the cache: Prefill takes x [1, L, d] (a whole prompt, positions

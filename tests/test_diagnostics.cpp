@@ -1,0 +1,51 @@
+// The stability diagnostics measure what they claim, on cases with known answers.
+#include <gtest/gtest.h>
+
+#include <cmath>
+
+#include "model/diagnostics.h"
+#include "model_util.h"
+
+using namespace lt2;
+
+TEST(Diagnostics, UniformAttentionGivesHarmonicFirstTokenMass) {
+  ModelConfig c = test::tiny_config("full,gdn", 2, 3);
+  LoopedModel m(c);  // F32
+  m.init(1);
+  m.find("model.layers.0.attn.q_proj.weight")->value.zero();  // all scores 0: uniform attention
+  const int64_t L = 9;
+  Tensor ids = Tensor::empty({2, L}, DType::I32);
+  for (int64_t i = 0; i < ids.numel(); ++i) ids.set(i, (i * 7) % 11);
+  Diagnostics d;
+  accumulate_diagnostics(m, ids, d);
+  accumulate_diagnostics(m, ids, d);  // running means over identical batches stay the same
+  double expect = 0;
+  for (int64_t t = 0; t < L; ++t) expect += 1.0 / double(t + 1);  // query t puts 1/(t+1) on key 0
+  expect /= double(L);
+  ASSERT_EQ(d.loops, 3);
+  for (int64_t t = 0; t < 3; ++t) {
+    EXPECT_NEAR(d.get(t, 0).first_token_mass, expect, 1e-6) << "loop " << t;
+    EXPECT_TRUE(std::isnan(d.get(t, 1).first_token_mass)) << "GDN has no attention";
+    EXPECT_GT(d.get(t, 1).max_ffn_activation, 0.0);
+  }
+  // The residual stream entering loop 1, layer 1 is the embedding of the ids.
+  const Tensor& table = m.find("model.embed_tokens.weight")->value;
+  double ss = 0;
+  for (int64_t i = 0; i < ids.numel(); ++i)
+    for (int64_t j = 0; j < c.hidden_size; ++j) ss += std::pow(table.item(int64_t(ids.item(i)) * c.hidden_size + j), 2);
+  EXPECT_NEAR(d.get(0, 0).residual_rms, std::sqrt(ss / double(ids.numel() * c.hidden_size)), 1e-6);
+  EXPECT_EQ(d.batches, 2);
+  EXPECT_NE(diagnostics_table(d, c).find("| 3 | 2 | gdn |"), std::string::npos);
+}
+
+TEST(Diagnostics, WindowLimitsWhoSeesTheFirstToken) {
+  ModelConfig c = test::tiny_config("window(3)", 1, 1);
+  LoopedModel m(c);
+  m.init(2);
+  m.find("model.layers.0.attn.q_proj.weight")->value.zero();
+  Tensor ids = Tensor::full({1, 8}, 3, DType::I32);
+  Diagnostics d;
+  accumulate_diagnostics(m, ids, d);
+  // Only queries 0, 1, 2 see key 0, with uniform weights 1, 1/2, 1/3.
+  EXPECT_NEAR(d.get(0, 0).first_token_mass, (1.0 + 0.5 + 1.0 / 3) / 3, 1e-6);
+}
