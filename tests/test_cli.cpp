@@ -6,6 +6,7 @@
 
 #include "cli_util.h"
 #include "core/fs.h"
+#include "core/json.h"
 
 using namespace lt2;
 using namespace lt2::test;
@@ -261,6 +262,17 @@ TEST_F(Cli, EvalDiagWritesTableJsonAndChart) {
   EXPECT_NE(html.find("first-token attention mass"), std::string::npos);
   EXPECT_EQ(html.find("<script"), std::string::npos);
   expect_error("report " + g_dir + "/nowhere", "nowhere");
+}
+
+TEST_F(Cli, SwapsCurriculumRunsAndReports) {
+  // A tiny budget: the model will not pass, but the driver must train, evaluate and report.
+  const RunResult r = run_lt2("curriculum swaps --config tiny --stages 4,8 --budget 4 --eval-every 2 --eval-rows 8 --out " +
+                              g_dir + "/cur.json");
+  ASSERT_EQ(r.code, 0) << r.out;
+  const json::Value v = json::Value::parse(fs::read_file(g_dir + "/cur.json"), "cur.json");
+  EXPECT_GE(json::get_int(v, "total_steps", "cur"), 4);
+  EXPECT_EQ(json::get_int(*v.find("stages")->elements().data(), "n", "cur"), 4);
+  expect_error("curriculum swaps --config tiny --stages 8,4", "stages");
 }
 
 TEST_F(Cli, EvalEdgeCases) {

@@ -12,5 +12,6 @@ int cmd_eval_niah(int argc, char** argv);
 int cmd_eval_mc(int argc, char** argv);
 int cmd_eval_diag(int argc, char** argv);
 int cmd_report(int argc, char** argv);
+int cmd_curriculum(int argc, char** argv);
 int cmd_data_tokenizer(int argc, char** argv);
 }  // namespace lt2::cli

