@@ -224,6 +224,31 @@ TEST_F(Cli, DataCorpusFeedsTraining) {
   r = run_lt2("data tokenizer --corpus " + out + " --vocab 400 --out " + g_dir + "/tok");
   ASSERT_EQ(r.code, 0) << r.out;
   EXPECT_TRUE(fs::exists(g_dir + "/tok.model")) << r.out;
+  // A model that uses it: the checkpoint carries the tokenizer and every command reads text through it.
+  auto sp_config = [&](int vocab) {
+    const std::string f = g_dir + "/sp" + std::to_string(vocab) + ".json";
+    write(f, R"({"model": {"vocab_size": )" + std::to_string(vocab) + R"(, "hidden_size": 32, "num_hidden_layers": 2,
+      "num_loops": 2, "intermediate_size": 64, "pattern": "gdn,full", "num_attention_heads": 2, "head_dim": 16,
+      "gdn_num_heads": 2, "gdn_head_k_dim": 16, "gdn_head_v_dim": 32, "max_position_embeddings": 256,
+      "tokenizer": "sentencepiece:)" + g_dir + R"(/tok.model"},
+      "train": {"batch_size": 4, "seq_len": 32, "steps": 2, "eval_every": 2, "eval_batches": 1}})");
+    return f;
+  };
+  r = run_lt2("train --config " + sp_config(400) + " --data " + g_text + " --out " + g_dir + "/sp_run");
+  ASSERT_EQ(r.code, 0) << r.out;
+  const std::string ck = g_dir + "/sp_run/checkpoint-000002";
+  EXPECT_TRUE(fs::exists(ck + "/tokenizer.model"));
+  EXPECT_NE(fs::read_file(ck + "/config.json").find("\"sentencepiece:tokenizer.model\""), std::string::npos);
+  r = run_lt2("generate --model " + g_dir + "/sp_run --prompt 'A small' --max-tokens 8 --temperature 0");
+  ASSERT_EQ(r.code, 0) << r.out;
+  EXPECT_EQ(r.out.rfind("A small", 0), 0u) << r.out;
+  r = run_lt2("eval ppl --model " + g_dir + "/sp_run --data " + g_text + " --max-batches 1");
+  ASSERT_EQ(r.code, 0) << r.out;
+  EXPECT_NE(r.out.find("bits_per_token"), std::string::npos) << r.out;
+  r = run_lt2("train --resume " + g_dir + "/sp_run --steps 3");
+  ASSERT_EQ(r.code, 0) << r.out;
+  expect_error("train --config " + sp_config(300) + " --data " + g_text + " --out " + g_dir + "/sp_bad",
+               "tokenizer/model mismatch");
 #endif
   expect_error("data tokenizer --corpus " + g_dir + "/nothing", "nothing");
 }

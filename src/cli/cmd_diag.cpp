@@ -35,6 +35,7 @@ int cmd_eval_diag(int argc, char** argv) {
   LT2_CHECK(a.has("model"), "lt2 eval diag: --model DIR is required");
   const std::string dir = resolve_checkpoint_dir(a.str("model"));
   auto model = load_model(dir);
+  const auto tok = model_tokenizer(model->config(), dir);
   const ModelConfig& cfg = model->config();
   const int64_t batch = a.integer("batch", 4), batches = a.integer("batches", 4);
   LT2_CHECK(batch >= 1 && batches >= 1, "--batch and --batches must be >= 1");
@@ -42,10 +43,10 @@ int cmd_eval_diag(int argc, char** argv) {
   if (a.has("data")) {
     std::string text;
     for (const auto& d : read_documents(a.all("data"))) text += d + "\n";
-    std::vector<int32_t> tokens = ByteTokenizer::encode(text), copy = tokens;
+    std::vector<int32_t> tokens = tok->encode(text), copy = tokens;
     const int64_t seq = std::min({a.integer("seq-len", 256), cfg.max_position_embeddings, int64_t(tokens.size()) - 2});
     LT2_CHECK(seq >= 1, "lt2 eval diag: the text is too short");
-    src = std::make_shared<TextSource>(std::move(copy), std::move(tokens), seq, 0);
+    src = std::make_shared<TextSource>(std::move(copy), std::move(tokens), seq, 0, tok->vocab_size());
   } else {
     const std::string st = dir + "/trainer_state.json";
     LT2_CHECK(fs::exists(st), dir, " has no trainer_state.json: pass --data FILE");
@@ -53,7 +54,7 @@ int cmd_eval_diag(int argc, char** argv) {
     LT2_CHECK(state.is_object() && state.find("train"), st, ": missing field 'train'");
     TrainConfig tc = TrainConfig::from_json(*state.find("train"), st + ": train");
     tc.seq_len = std::min(a.integer("seq-len", tc.seq_len), cfg.max_position_embeddings);
-    src = make_data_source(tc, nullptr);
+    src = make_data_source(tc, nullptr, tok.get());
   }
   const DataLoader loader(src, batch);
   Diagnostics d;

@@ -69,6 +69,7 @@ int cmd_eval(int argc, char** argv) {
   LT2_CHECK(a.has("model"), "lt2 eval ", sub, ": --model DIR is required");
   const std::string dir = resolve_checkpoint_dir(a.str("model"));
   auto model = load_model(dir);
+  const auto tok = model_tokenizer(model->config(), dir);
   const int64_t batch = a.integer("batch", 8), max_batches = a.integer("max-batches", INT64_MAX);
   LT2_CHECK(batch >= 1 && max_batches >= 1, "--batch and --max-batches must be >= 1");
 
@@ -94,24 +95,27 @@ int cmd_eval(int argc, char** argv) {
   if (a.has("data")) {
     std::string text;  // documents as lt2 train reads them (.jsonl: the "text" of each line)
     for (const auto& d : read_documents(a.all("data"))) text += d + "\n";
-    std::vector<int32_t> tokens = ByteTokenizer::encode(text);
+    std::vector<int32_t> tokens = tok->encode(text);
     LT2_CHECK(tokens.size() >= 3, "lt2 eval ppl: need at least 3 tokens of text, got ", tokens.size());
     seq = std::min({a.integer("seq-len", 256), model->config().max_position_embeddings, int64_t(tokens.size()) - 2});
     LT2_CHECK(seq >= 1, "--seq-len must be >= 1");
     std::vector<int32_t> unused_train = tokens;  // TextSource wants a training stream; eval reads only the other
-    src = std::make_shared<TextSource>(std::move(unused_train), std::move(tokens), seq, 0);
+    src = std::make_shared<TextSource>(std::move(unused_train), std::move(tokens), seq, 0, tok->vocab_size());
   } else {  // the run's own validation split (text or shards)
     TrainConfig tc = saved_train_config(dir);
     LT2_CHECK(tc.task.is_null(), dir, " was trained on a task: use lt2 eval task, or pass --data FILE");
     tc.seq_len = seq = std::min(a.integer("seq-len", tc.seq_len), model->config().max_position_embeddings);
     LT2_CHECK(seq >= 1, "--seq-len must be >= 1");
-    src = make_data_source(tc, nullptr);
+    src = make_data_source(tc, nullptr, tok.get());
   }
   const EvalStats ev = run_eval(*model, src, batch, max_batches);
   const int64_t rows = src->num_eval_rows();
   const int64_t windows = max_batches >= (rows + batch - 1) / batch ? rows : max_batches * batch;
-  std::printf("{\"model\": \"%s\", \"tokens\": %lld, \"loss\": %.6f, \"ppl\": %.4f, \"bits_per_byte\": %.4f}\n",
-              dir.c_str(), (long long)(windows * seq), ev.loss, std::exp(ev.loss), ev.loss / std::log(2.0));
+  // Bits per byte equal bits per token only for the byte tokenizer.
+  std::printf("{\"model\": \"%s\", \"tokenizer\": \"%s\", \"tokens\": %lld, \"loss\": %.6f, \"ppl\": %.4f, "
+              "\"%s\": %.4f}\n",
+              dir.c_str(), tok->name().c_str(), (long long)(windows * seq), ev.loss, std::exp(ev.loss),
+              tok->name() == "bytes" ? "bits_per_byte" : "bits_per_token", ev.loss / std::log(2.0));
   return 0;
 }
 

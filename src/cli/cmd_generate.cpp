@@ -93,15 +93,19 @@ int cmd_generate(int argc, char** argv) {
   const std::vector<std::string> stops = a.all("stop");
   for (const auto& s : stops) LT2_CHECK(!s.empty(), "--stop must not be empty");
 
-  auto model = load_model(a.str("model"));
+  const std::string dir = resolve_checkpoint_dir(a.str("model"));
+  auto model = load_model(dir);
   const ModelConfig& cfg = model->config();
+  const auto tok = model_tokenizer(cfg, dir);
   LT2_CHECK(eos < cfg.vocab_size, "--eos ", eos, " is outside the vocabulary of ", cfg.vocab_size);
   const std::vector<std::string> prompts = a.has("prompt") ? std::vector<std::string>{a.str("prompt")}
                                                            : read_prompts(a.str("prompts"));
+  std::vector<std::vector<int32_t>> hist;
   size_t longest = 0;
   for (const auto& p : prompts) {
     LT2_CHECK(!p.empty(), "prompts must not be empty");
-    longest = std::max(longest, p.size());
+    hist.push_back(tok->encode(p));
+    longest = std::max(longest, hist.back().size());
   }
   LT2_CHECK(int64_t(longest) + max_tokens <= cfg.max_position_embeddings, "prompt (", longest,
             " tokens) + --max-tokens ", max_tokens, " exceeds the model's context limit of ",
@@ -111,13 +115,13 @@ int cmd_generate(int argc, char** argv) {
   Sampler sampler(sc);
   const bool stream = B == 1;
 
-  std::vector<std::vector<int32_t>> hist(static_cast<size_t>(B));
+  std::vector<std::vector<int32_t>> generated(static_cast<size_t>(B));
+  std::vector<std::string> decoded(static_cast<size_t>(B));  // text of `generated` released so far
   std::vector<Completion> out(static_cast<size_t>(B));
   std::vector<int32_t> next(static_cast<size_t>(B));
   auto t0 = clk::now();
   int64_t prefill_tokens = 0;
   for (int64_t b = 0; b < B; ++b) {
-    hist[b] = ByteTokenizer::encode(prompts[b]);
     prefill_tokens += int64_t(hist[b].size());
     const Tensor lg = session.prefill(b, hist[b]);
     next[b] = sampler.sample(lg.data<float>(), cfg.vocab_size, hist[b]);
@@ -135,7 +139,15 @@ int cmd_generate(int argc, char** argv) {
         continue;
       }
       hist[b].push_back(next[b]);
-      const std::string shown = out[b].add(char(next[b] & 0xff), stops);
+      generated[b].push_back(next[b]);
+      // Decode the whole continuation and pass on what it appends. A piece that does not yet
+      // form complete characters (byte fallback) changes the earlier text: wait for it.
+      const std::string text = tok->decode(generated[b]);
+      std::string shown;
+      if (text.compare(0, decoded[b].size(), decoded[b]) == 0) {
+        for (size_t k = decoded[b].size(); k < text.size() && !out[b].done; ++k) shown += out[b].add(text[k], stops);
+        decoded[b] = text;
+      }
       if (stream) std::fwrite(shown.data(), 1, shown.size(), stdout), std::fflush(stdout);
       all_done = all_done && out[b].done;
     }

@@ -25,15 +25,16 @@ int cmd_eval_mc(int argc, char** argv) {
   LT2_CHECK(a.has("model") && a.has("data"), "lt2 eval mc: --model DIR and --data FILE are required");
   const std::string dir = resolve_checkpoint_dir(a.str("model"));
   auto model = load_model(dir);
+  const auto tok = model_tokenizer(model->config(), dir);
   const std::vector<tasks::McItem> items = tasks::read_mc_jsonl(a.str("data"));
   tasks::McOptions opts;
   opts.delimiter = a.str("delimiter", " ");
   const tasks::McResult r = tasks::score_mc(
       items,
       [&](const std::string& context, const std::string& cont, int64_t* n) {
-        const auto c = ByteTokenizer::encode(cont);
+        const auto c = tok->encode(cont);
         if (n) *n = int64_t(c.size());
-        return eval::continuation_loglik(*model, ByteTokenizer::encode(context), c);
+        return eval::continuation_loglik(*model, tok->encode(context), c);
       },
       opts);
   std::printf("{\"model\": \"%s\", \"data\": \"%s\", \"items\": %lld, \"acc\": %.4f, \"acc_norm\": %.4f}\n",

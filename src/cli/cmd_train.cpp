@@ -121,13 +121,28 @@ int cmd_train(int argc, char** argv) {
   fs::make_dirs(run_dir);
 
   // data
+  // The tokenizer: a SentencePiece model named by the config (relative to the working directory)
+  // travels into every checkpoint as tokenizer.model, and the saved config points there.
+  std::string tokenizer_file;
+  std::unique_ptr<Tokenizer> tok;
+  if (!resume_ckpt.empty()) {
+    tok = model_tokenizer(mcfg, resume_ckpt);
+    if (mcfg.tokenizer != "bytes") tokenizer_file = resume_ckpt + "/tokenizer.model";
+  } else {
+    tok = model_tokenizer(mcfg, "");
+    if (mcfg.tokenizer != "bytes") {
+      tokenizer_file = mcfg.tokenizer.substr(std::string("sentencepiece:").size());
+      mcfg.tokenizer = "sentencepiece:tokenizer.model";
+    }
+  }
   std::string summary;
-  auto data = make_data_source(tcfg, &summary);
+  auto data = make_data_source(tcfg, &summary, tok.get());
   std::fprintf(stderr, "data: %s\n", summary.c_str());
 
   LoopedModel model(mcfg);
   model.init(tcfg.seed);
   Trainer trainer(model, tcfg, data);
+  trainer.set_tokenizer_file(tokenizer_file);
   if (!resume_ckpt.empty()) {
     trainer.load(resume_ckpt);
     LT2_CHECK(trainer.steps_done() < tcfg.steps, run_dir, " has already run ", trainer.steps_done(),

@@ -7,8 +7,15 @@
 
 namespace lt2 {
 
-void save_model(const std::string& dir, const LoopedModel& model) {
+std::unique_ptr<Tokenizer> model_tokenizer(const ModelConfig& cfg, const std::string& dir) {
+  auto tok = load_tokenizer(cfg.tokenizer, dir);
+  check_tokenizer_vocab(*tok, cfg.vocab_size, dir);
+  return tok;
+}
+
+void save_model(const std::string& dir, const LoopedModel& model, const std::string& tokenizer_file) {
   fs::make_dirs(dir);
+  if (!tokenizer_file.empty()) fs::write_file_atomic(dir + "/tokenizer.model", fs::read_file(tokenizer_file));
   safetensors::TensorList tensors;
   for (const Param* p : model.params()) tensors.emplace_back(p->name, p->value.dtype() == DType::F32 ? p->value : p->value.to(DType::F32));
   safetensors::save(dir + "/model.safetensors", tensors, {{"format", "pt"}, {"producer", "lt2"}});

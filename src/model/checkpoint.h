@@ -4,12 +4,14 @@
 #include <string>
 
 #include "model/looped_model.h"
+#include "text/tokenizer.h"
 
 namespace lt2 {
 
 // Writes both files, each atomically (temp file, fsync, rename). The pair is not atomic:
 // the trainer writes checkpoints into a fresh temporary directory and renames it into place.
-void save_model(const std::string& dir, const LoopedModel& model);
+// With a SentencePiece model, `tokenizer_file` is copied in as <dir>/tokenizer.model.
+void save_model(const std::string& dir, const LoopedModel& model, const std::string& tokenizer_file = "");
 // Copies the tensors of <dir>/model.safetensors into `model` after checking that every
 // parameter is present with its shape and that no unknown tensors remain.
 void load_weights(LoopedModel& model, const std::string& dir);
@@ -22,5 +24,8 @@ ModelConfig load_model_config(const std::string& dir);
 std::string resolve_checkpoint_dir(const std::string& path);
 // The checkpoint name in <run_dir>/latest (trimmed), or "" when there is none.
 std::string read_latest(const std::string& run_dir);
+// The tokenizer a checkpoint's config names (relative to its directory), checked against the
+// model's vocabulary.
+std::unique_ptr<Tokenizer> model_tokenizer(const ModelConfig& cfg, const std::string& dir);
 
 }  // namespace lt2

@@ -148,8 +148,8 @@ void ModelConfig::validate(const std::string& ctx) const {
   }
   LT2_CHECK(rms_norm_eps > 0, ctx, ": rms_norm_eps must be > 0");
   LT2_CHECK(initializer_range > 0, ctx, ": initializer_range must be > 0");
-  LT2_CHECK(tokenizer == "bytes", ctx, ": tokenizer must be \"bytes\" (the only one in this version), got \"",
-            tokenizer, "\"");
+  LT2_CHECK(tokenizer == "bytes" || (tokenizer.rfind("sentencepiece:", 0) == 0 && tokenizer.size() > 14), ctx,
+            ": tokenizer must be \"bytes\" or \"sentencepiece:<file.model>\", got \"", tokenizer, "\"");
   LT2_CHECK(tokenizer != "bytes" || vocab_size >= 256, ctx, ": the byte tokenizer needs vocab_size >= 256, got ",
             vocab_size);
 }

@@ -56,7 +56,9 @@ std::vector<std::string> read_documents(const std::vector<std::string>& files) {
   return docs;
 }
 
-TokenSplit split_and_tokenize(const std::vector<std::string>& docs, double val_fraction, uint64_t seed) {
+TokenSplit split_and_tokenize(const std::vector<std::string>& docs, double val_fraction, uint64_t seed,
+                              const Tokenizer* tok) {
+  auto encode = [&](const std::string& s) { return tok ? tok->encode(s) : ByteTokenizer::encode(s); };
   LT2_CHECK(val_fraction > 0 && val_fraction < 1, "val_fraction must be in (0, 1), got ", val_fraction);
   std::vector<size_t> order(docs.size());
   for (size_t i = 0; i < order.size(); ++i) order[i] = i;
@@ -70,12 +72,12 @@ TokenSplit split_and_tokenize(const std::vector<std::string>& docs, double val_f
   TokenSplit out;
   if (docs.size() >= 10) {
     const size_t n_val = std::max<size_t>(1, size_t(docs.size() * val_fraction));
-    out.val = ByteTokenizer::encode(join(0, n_val));
-    out.train = ByteTokenizer::encode(join(n_val, docs.size()));
+    out.val = encode(join(0, n_val));
+    out.train = encode(join(n_val, docs.size()));
     out.val_docs = n_val;
     out.train_docs = docs.size() - n_val;
   } else {
-    std::vector<int32_t> all = ByteTokenizer::encode(join(0, docs.size()));
+    std::vector<int32_t> all = encode(join(0, docs.size()));
     const size_t n_val = std::max<size_t>(1, size_t(all.size() * val_fraction));
     out.train.assign(all.begin(), all.end() - n_val);
     out.val.assign(all.end() - n_val, all.end());

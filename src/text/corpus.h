@@ -23,6 +23,9 @@ std::vector<std::string> read_documents(const std::vector<std::string>& files);
 // Shuffles documents with `seed`, puts `val_fraction` of them (at least one) in validation,
 // joins each split with blank lines and byte-tokenizes it. With fewer than 10 documents the
 // split falls back to the token stream's tail, so a single text file still gets a validation set.
-TokenSplit split_and_tokenize(const std::vector<std::string>& docs, double val_fraction, uint64_t seed);
+class Tokenizer;
+// `tok` null = bytes.
+TokenSplit split_and_tokenize(const std::vector<std::string>& docs, double val_fraction, uint64_t seed,
+                              const Tokenizer* tok = nullptr);
 
 }  // namespace lt2

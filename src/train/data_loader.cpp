@@ -7,8 +7,8 @@
 
 namespace lt2 {
 
-TextSource::TextSource(std::vector<int32_t> train, std::vector<int32_t> val, int64_t seq_len, uint64_t seed)
-    : train_(std::move(train)), val_(std::move(val)), L_(seq_len), seed_(seed) {
+TextSource::TextSource(std::vector<int32_t> train, std::vector<int32_t> val, int64_t seq_len, uint64_t seed, int64_t vocab)
+    : train_(std::move(train)), val_(std::move(val)), L_(seq_len), seed_(seed), vocab_(vocab) {
   LT2_CHECK(seq_len >= 1, "seq_len must be >= 1, got ", seq_len);
   LT2_CHECK(int64_t(train_.size()) > L_ + 1, "the training split has ", train_.size(),
             " tokens, fewer than seq_len + 2 = ", L_ + 2, ": use more text or a shorter seq_len");

@@ -30,9 +30,9 @@ class RowSource {
 // Text: random windows of a training token stream, consecutive windows of a validation one.
 class TextSource : public RowSource {
  public:
-  TextSource(std::vector<int32_t> train, std::vector<int32_t> val, int64_t seq_len, uint64_t seed);
+  TextSource(std::vector<int32_t> train, std::vector<int32_t> val, int64_t seq_len, uint64_t seed, int64_t vocab = 256);
   int64_t seq_len() const override { return L_; }
-  int64_t vocab_needed() const override { return 256; }
+  int64_t vocab_needed() const override { return vocab_; }
   int64_t num_eval_rows() const override;
   void train_row(uint64_t i, int32_t* tokens, int32_t* targets) const override;
   void eval_row(int64_t i, int32_t* tokens, int32_t* targets) const override;
@@ -41,6 +41,7 @@ class TextSource : public RowSource {
   std::vector<int32_t> train_, val_;
   int64_t L_;
   uint64_t seed_;
+  int64_t vocab_;
 };
 
 // Batches of B rows: training batch `index` holds rows index*B .. index*B + B-1.

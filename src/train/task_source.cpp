@@ -9,6 +9,7 @@
 #include "tasks/receptive_field.h"
 #include "tasks/swaps.h"
 #include "text/corpus.h"
+#include "text/tokenizer.h"
 #include "train/shard_source.h"
 #include "train/train_config.h"
 
@@ -135,10 +136,10 @@ class MixSource : public RowSource {
 };
 }  // namespace
 
-static std::shared_ptr<RowSource> main_source(const TrainConfig& tc, std::string* summary);
+static std::shared_ptr<RowSource> main_source(const TrainConfig& tc, std::string* summary, const Tokenizer* tok);
 
-std::shared_ptr<RowSource> make_data_source(const TrainConfig& tc, std::string* summary) {
-  auto main = main_source(tc, summary);
+std::shared_ptr<RowSource> make_data_source(const TrainConfig& tc, std::string* summary, const Tokenizer* tok) {
+  auto main = main_source(tc, summary, tok);
   if (tc.mix.is_null() || tc.mix.elements().empty()) return main;
   std::vector<std::pair<std::shared_ptr<RowSource>, double>> mixed;
   double total = 0;
@@ -156,22 +157,25 @@ std::shared_ptr<RowSource> make_data_source(const TrainConfig& tc, std::string* 
   return std::make_shared<MixSource>(std::move(main), std::move(mixed), tc.seed);
 }
 
-static std::shared_ptr<RowSource> main_source(const TrainConfig& tc, std::string* summary) {
+static std::shared_ptr<RowSource> main_source(const TrainConfig& tc, std::string* summary, const Tokenizer* tok) {
   if (!tc.task.is_null()) {
     if (summary) *summary = "task " + tc.task.dump() + ", " + std::to_string(tc.task_eval_rows) + " held-out samples";
     return make_task_source(tc.task, tc.seq_len, tc.seed, tc.task_eval_rows, "train.task");
   }
   if (!tc.data_shards.empty()) {
+    LT2_CHECK(!tok || tok->name() == "bytes", "token shards are byte-level, but the model uses the tokenizer ",
+              tok ? tok->name() : "", ": train on text (--data) instead");
     auto src = make_shard_source(tc.data_shards, tc.seq_len, tc.seed);
     if (summary) *summary = "token shards in " + tc.data_shards;
     return src;
   }
   const std::vector<std::string> files = tc.data_files.empty() ? default_corpus_files() : tc.data_files;
-  TokenSplit split = split_and_tokenize(read_documents(files), tc.val_fraction, tc.seed);
+  TokenSplit split = split_and_tokenize(read_documents(files), tc.val_fraction, tc.seed, tok);
   if (summary)
     *summary = cat(files.size(), " file(s), ", split.train_docs, " train docs / ", split.val_docs, " val docs, ",
-                   split.train.size(), " / ", split.val.size(), " tokens (bytes)");
-  return std::make_shared<TextSource>(std::move(split.train), std::move(split.val), tc.seq_len, tc.seed);
+                   split.train.size(), " / ", split.val.size(), " tokens (", tok ? tok->name() : "bytes", ")");
+  return std::make_shared<TextSource>(std::move(split.train), std::move(split.val), tc.seq_len, tc.seed,
+                                      tok ? tok->vocab_size() : 256);
 }
 
 }  // namespace lt2

@@ -17,6 +17,8 @@ std::shared_ptr<RowSource> make_task_source(const json::Value& spec, int64_t seq
 struct TrainConfig;
 // The rows a run trains and validates on: its task if it has one, else its token shards,
 // else its text files (or the default corpus) split by document. `summary` gets one line.
-std::shared_ptr<RowSource> make_data_source(const TrainConfig& tc, std::string* summary);
+class Tokenizer;
+// `tok` tokenizes text (null = bytes); token shards are byte-level.
+std::shared_ptr<RowSource> make_data_source(const TrainConfig& tc, std::string* summary, const Tokenizer* tok = nullptr);
 
 }  // namespace lt2

@@ -99,7 +99,7 @@ std::string Trainer::save(const std::string& run_dir) const {
   std::error_code ec;
   stdfs::remove_all(tmp, ec);  // leftovers of an interrupted save
   try {
-    save_model(tmp, model_);
+    save_model(tmp, model_, tokenizer_file_);
     if (const char* f = std::getenv("LT2_FAULT_INJECT"); f && std::string(f) == "checkpoint")
       fail("fault injected: checkpoint write interrupted after model.safetensors (LT2_FAULT_INJECT)");
     safetensors::TensorList opt;

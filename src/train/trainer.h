@@ -29,6 +29,8 @@ class Trainer {
   int64_t steps_done() const { return step_; }
   const TrainConfig& config() const { return cfg_; }
   void set_total_steps(int64_t steps) { cfg_.steps = steps; }
+  // A SentencePiece model file that every checkpoint carries as tokenizer.model.
+  void set_tokenizer_file(std::string path) { tokenizer_file_ = std::move(path); }
 
   // Checkpoint = config.json + model.safetensors + optimizer.safetensors + trainer_state.json,
   // written into <run_dir>/checkpoint-<step>.tmp, renamed into place, then `latest` is updated
@@ -42,6 +44,7 @@ class Trainer {
   DataLoader data_;
   std::vector<Tensor> m_, v_;
   int64_t step_ = 0;
+  std::string tokenizer_file_;
 };
 
 // Mean loss and accuracy of the model over the first `batches` evaluation batches (no
