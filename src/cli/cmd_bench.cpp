@@ -7,6 +7,7 @@
 
 #include "cli/args.h"
 #include "cli/commands.h"
+#include "cli/run_config.h"
 #include "cli/progress.h"
 #include "core/fs.h"
 #include "infer/decode_bench.h"
@@ -14,7 +15,6 @@
 #include "core/rng.h"
 #include "cpu/blas.h"
 #include "model/info.h"
-#include "model/presets.h"
 #include "train/trainer.h"
 
 namespace lt2::cli {
@@ -45,9 +45,9 @@ int cmd_bench(int argc, char** argv) {
   }
   LT2_CHECK(a.positionals().empty(), "lt2 bench train: unexpected argument '",
             a.positionals().empty() ? "" : a.positionals()[0], "'");
-  const ModelConfig mcfg = config_from_flags(a);
-  const json::Value rc = load_run_config(a.str("config", "default"));
-  TrainConfig tc = rc.find("train") ? TrainConfig::from_json(*rc.find("train"), "train") : TrainConfig{};
+  const RunConfig rc = load_run(a.str("config", "default"));
+  const ModelConfig& mcfg = rc.model;
+  TrainConfig tc = rc.train;
   tc.batch_size = a.integer("batch", tc.batch_size);
   tc.seq_len = a.integer("seq-len", tc.seq_len);
   const int64_t steps = a.integer("steps", 5), warmup = a.integer("warmup", 1);

@@ -5,8 +5,8 @@
 
 #include "cli/args.h"
 #include "cli/commands.h"
+#include "cli/run_config.h"
 #include "core/fs.h"
-#include "model/presets.h"
 #include "tasks/curriculum.h"
 #include "train/task_source.h"
 #include "train/trainer.h"
@@ -31,10 +31,9 @@ int cmd_curriculum(int argc, char** argv) {
     return a.help() || sub == "--help" ? 0 : 2;
   }
   const std::string name = a.str("config", "tiny");
-  const json::Value rc = load_run_config(name);
-  LT2_CHECK(rc.is_object() && rc.find("model"), name, ": missing field 'model'");
-  const ModelConfig mcfg = ModelConfig::from_json(*rc.find("model"), name + ": model");
-  TrainConfig base = rc.find("train") ? TrainConfig::from_json(*rc.find("train"), name + ": train") : TrainConfig{};
+  const RunConfig rc = load_run(name);
+  const ModelConfig& mcfg = rc.model;
+  const TrainConfig& base = rc.train;
   tasks::CurriculumOptions opts;
   opts.stages = a.int_list("stages", "8,16,32,64,128,256");
   opts.step_budget = a.integer("budget", opts.step_budget);

@@ -3,18 +3,15 @@
 
 #include "cli/args.h"
 #include "cli/commands.h"
+#include "cli/run_config.h"
 #include "model/checkpoint.h"
 #include "model/info.h"
-#include "model/presets.h"
 
 namespace lt2::cli {
 
 ModelConfig config_from_flags(const Args& a) {
   if (a.has("model")) return load_model_config(resolve_checkpoint_dir(a.str("model")));
-  const std::string name = a.str("config", "default");
-  const json::Value rc = load_run_config(name);
-  LT2_CHECK(rc.is_object() && rc.find("model"), name, ": missing field 'model'");
-  return ModelConfig::from_json(*rc.find("model"), name + ": model");
+  return load_run(a.str("config", "default")).model;
 }
 
 static std::string human_bytes(double b) {

@@ -8,6 +8,7 @@
 #include "cli/args.h"
 #include "cli/commands.h"
 #include "cli/progress.h"
+#include "cli/run_config.h"
 #include "core/fs.h"
 #include "model/checkpoint.h"
 #include "model/presets.h"
@@ -90,13 +91,9 @@ int cmd_train(int argc, char** argv) {
     tcfg = TrainConfig::from_json(*state.find("train"), st + ": train");
   } else {
     const std::string name = a.str("config", "default");
-    const json::Value rc = load_run_config(name);
-    const std::string ctx = is_preset(name) ? "preset " + name : name;
-    LT2_CHECK(rc.is_object() && rc.find("model"), ctx, ": missing field 'model'");
-    for (const auto& [k, _] : rc.items())
-      LT2_CHECK(k == "model" || k == "train", ctx, ": unknown field '", k, "' (expected 'model' and 'train')");
-    mcfg = ModelConfig::from_json(*rc.find("model"), ctx + ": model");
-    if (rc.find("train")) tcfg = TrainConfig::from_json(*rc.find("train"), ctx + ": train");
+    const RunConfig rc = load_run(name);
+    mcfg = rc.model;
+    tcfg = rc.train;
     run_dir = a.str("out", "runs/" + (is_preset(name) ? name : stem(name)));
     if (a.has("data")) tcfg.data_files = a.all("data");
     LT2_CHECK(!(a.has("data") && a.has("shards")), "lt2 train: give --data or --shards, not both");

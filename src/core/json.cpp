@@ -489,6 +489,15 @@ Value Value::parse(std::string_view text, const std::string& source) { return Pa
 
 Value read_file(const std::string& path) { return Value::parse(fs::read_file(path), path); }
 
+void check_known_fields(const Value& obj, std::initializer_list<std::string_view> known, const std::string& ctx,
+                        const char* what) {
+  for (const auto& [key, _] : obj.items()) {
+    bool ok = false;
+    for (std::string_view k : known) ok = ok || key == k;
+    LT2_CHECK(ok, ctx, ": unknown ", what, " '", key, "'");
+  }
+}
+
 // ---------------------------------------------------------------------------------------
 // Typed field readers
 

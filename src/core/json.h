@@ -4,6 +4,7 @@
 // parser rejects duplicate keys (a config with two "lr" entries is almost surely a typo).
 // Parse errors read "<source>:<line>:<col>: <what was expected>".
 #include <cstdint>
+#include <initializer_list>
 #include <string>
 #include <string_view>
 #include <type_traits>
@@ -112,5 +113,10 @@ bool get_bool(const Value& obj, const std::string& key, const std::string& ctx, 
 
 // Reads and parses a JSON file ("cannot open <path>: <strerror>" if it cannot be read).
 Value read_file(const std::string& path);
+
+// Rejects a member of `obj` whose key is not in `known` (a typo in a config must not be silently
+// ignored): "<ctx>: unknown <what> '<key>'".
+void check_known_fields(const Value& obj, std::initializer_list<std::string_view> known, const std::string& ctx,
+                        const char* what = "field");
 
 }  // namespace lt2::json

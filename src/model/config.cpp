@@ -156,16 +156,14 @@ void ModelConfig::validate(const std::string& ctx) const {
 
 ModelConfig ModelConfig::from_json(const json::Value& v, const std::string& ctx) {
   LT2_CHECK(v.is_object(), ctx, ": expected a JSON object");
-  static const char* known[] = {
-      "model_type", "architectures", "vocab_size", "hidden_size", "num_hidden_layers", "num_loops",
-      "intermediate_size", "layer_types", "pattern", "loop_windows", "num_attention_heads", "num_key_value_heads",
-      "head_dim", "rope_theta", "output_gate", "gdn_num_heads", "gdn_num_v_heads", "gdn_head_k_dim",
-      "gdn_head_v_dim", "gdn_conv_size", "gdn_chunked", "rms_norm_eps", "sandwich_norm", "norm_between_loops",
-      "tie_word_embeddings", "initializer_range", "max_position_embeddings", "tokenizer"};
-  for (const auto& [key, _] : v.items())
-    LT2_CHECK(std::find_if(std::begin(known), std::end(known), [&](const char* k) { return key == k; }) !=
-                  std::end(known),
-              ctx, ": unknown field '", key, "'");
+  json::check_known_fields(
+      v,
+      {"model_type", "architectures", "vocab_size", "hidden_size", "num_hidden_layers", "num_loops",
+       "intermediate_size", "layer_types", "pattern", "loop_windows", "num_attention_heads", "num_key_value_heads",
+       "head_dim", "rope_theta", "output_gate", "gdn_num_heads", "gdn_num_v_heads", "gdn_head_k_dim",
+       "gdn_head_v_dim", "gdn_conv_size", "gdn_chunked", "rms_norm_eps", "sandwich_norm", "norm_between_loops",
+       "tie_word_embeddings", "initializer_range", "max_position_embeddings", "tokenizer"},
+      ctx);
   ModelConfig c;
   c.vocab_size = json::get_int(v, "vocab_size", ctx, c.vocab_size);
   c.hidden_size = json::get_int(v, "hidden_size", ctx, c.hidden_size);

@@ -48,11 +48,7 @@ class TaskSource : public RowSource {
   std::string name_;
 };
 
-void check_fields(const json::Value& spec, std::initializer_list<const char*> known, const std::string& ctx) {
-  for (const auto& [k, _] : spec.items())
-    LT2_CHECK(k == "name" || std::find_if(known.begin(), known.end(), [&](const char* f) { return k == f; }) != known.end(),
-              ctx, ": unknown task field '", k, "'");
-}
+
 }  // namespace
 
 std::shared_ptr<RowSource> make_task_source(const json::Value& spec, int64_t seq_len, uint64_t seed,
@@ -63,7 +59,7 @@ std::shared_ptr<RowSource> make_task_source(const json::Value& spec, int64_t seq
   const int64_t vocab = json::get_int(spec, "vocab", ctx, 256);
   LT2_CHECK(vocab >= 2 && vocab <= (1 << 24), ctx, ": task field 'vocab' must be in [2, 16777216], got ", vocab);
   if (name == "mqar") {
-    check_fields(spec, {"vocab", "num_pairs", "num_queries"}, ctx);
+    json::check_known_fields(spec, {"name", "vocab", "num_pairs", "num_queries"}, ctx, "task field");
     tasks::MqarSettings s;
     s.vocab = json::get_int(spec, "vocab", ctx, 256);
     s.num_pairs = json::get_int(spec, "num_pairs", ctx, s.num_pairs);
@@ -73,7 +69,7 @@ std::shared_ptr<RowSource> make_task_source(const json::Value& spec, int64_t seq
                                         s.vocab, seed, eval_rows, "mqar");
   }
   if (name == "swaps") {
-    check_fields(spec, {"num_slots", "num_swaps", "num_queries", "max_slots"}, ctx);
+    json::check_known_fields(spec, {"name", "num_slots", "num_swaps", "num_queries", "max_slots"}, ctx, "task field");
     tasks::SwapsSettings s;
     s.num_slots = json::get_int(spec, "num_slots", ctx, s.num_slots);
     s.num_swaps = json::get_int(spec, "num_swaps", ctx, s.num_swaps);
@@ -84,7 +80,7 @@ std::shared_ptr<RowSource> make_task_source(const json::Value& spec, int64_t seq
                                         tasks::swaps_vocab(s), seed, eval_rows, "swaps");
   }
   if (name == "probe") {
-    check_fields(spec, {"vocab", "distance"}, ctx);
+    json::check_known_fields(spec, {"name", "vocab", "distance"}, ctx, "task field");
     tasks::ReceptiveFieldSettings s;
     s.vocab = json::get_int(spec, "vocab", ctx, s.vocab);
     s.distance = json::get_int(spec, "distance", ctx, s.distance);
@@ -94,7 +90,7 @@ std::shared_ptr<RowSource> make_task_source(const json::Value& spec, int64_t seq
         eval_rows, "probe");
   }
   if (name == "niah1") {
-    check_fields(spec, {"depth"}, ctx);
+    json::check_known_fields(spec, {"name", "depth"}, ctx, "task field");
     tasks::NiahSettings s;
     s.kind = tasks::NiahKind::Niah1;
     s.context_len = seq_len;

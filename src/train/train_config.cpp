@@ -36,14 +36,12 @@ void TrainConfig::validate(const std::string& ctx) const {
 
 TrainConfig TrainConfig::from_json(const json::Value& v, const std::string& ctx) {
   LT2_CHECK(v.is_object(), ctx, ": expected a JSON object");
-  static const char* known[] = {"batch_size", "seq_len",      "steps",      "grad_accum",  "lr",         "min_lr_ratio",
-                                "warmup_steps", "weight_decay", "beta1",    "beta2",       "adam_eps",   "grad_clip",
-                                "seed",       "eval_every",   "eval_batches", "save_every", "data_files", "val_fraction",
-                                "task",       "task_eval_rows", "data_shards", "mix"};
-  for (const auto& [key, _] : v.items())
-    LT2_CHECK(std::find_if(std::begin(known), std::end(known), [&](const char* k) { return key == k; }) !=
-                  std::end(known),
-              ctx, ": unknown field '", key, "'");
+  json::check_known_fields(
+      v,
+      {"batch_size", "seq_len", "steps", "grad_accum", "lr", "min_lr_ratio", "warmup_steps", "weight_decay", "beta1",
+       "beta2", "adam_eps", "grad_clip", "seed", "eval_every", "eval_batches", "save_every", "data_files",
+       "val_fraction", "task", "task_eval_rows", "data_shards", "mix"},
+      ctx);
   TrainConfig c;
   c.batch_size = json::get_int(v, "batch_size", ctx, c.batch_size);
   c.seq_len = json::get_int(v, "seq_len", ctx, c.seq_len);
