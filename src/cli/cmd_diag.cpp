@@ -15,6 +15,7 @@
 #include "text/tokenizer.h"
 #include "train/task_source.h"
 #include "train/train_config.h"
+#include "train/trainer.h"
 
 namespace lt2::cli {
 
@@ -41,18 +42,9 @@ int cmd_eval_diag(int argc, char** argv) {
   LT2_CHECK(batch >= 1 && batches >= 1, "--batch and --batches must be >= 1");
   std::shared_ptr<RowSource> src;
   if (a.has("data")) {
-    std::string text;
-    for (const auto& d : read_documents(a.all("data"))) text += d + "\n";
-    std::vector<int32_t> tokens = tok->encode(text), copy = tokens;
-    const int64_t seq = std::min({a.integer("seq-len", 256), cfg.max_position_embeddings, int64_t(tokens.size()) - 2});
-    LT2_CHECK(seq >= 1, "lt2 eval diag: the text is too short");
-    src = std::make_shared<TextSource>(std::move(copy), std::move(tokens), seq, 0, tok->vocab_size());
+    src = make_eval_text_source(a.all("data"), *tok, a.integer("seq-len", 256), cfg.max_position_embeddings);
   } else {
-    const std::string st = dir + "/trainer_state.json";
-    LT2_CHECK(fs::exists(st), dir, " has no trainer_state.json: pass --data FILE");
-    const json::Value state = json::read_file(st);
-    LT2_CHECK(state.is_object() && state.find("train"), st, ": missing field 'train'");
-    TrainConfig tc = TrainConfig::from_json(*state.find("train"), st + ": train");
+    TrainConfig tc = saved_train_config(dir);
     tc.seq_len = std::min(a.integer("seq-len", tc.seq_len), cfg.max_position_embeddings);
     src = make_data_source(tc, nullptr, tok.get());
   }

@@ -17,15 +17,6 @@
 namespace lt2::cli {
 
 namespace {
-// The training config saved with a checkpoint (for its validation split or task).
-TrainConfig saved_train_config(const std::string& dir) {
-  const std::string st = dir + "/trainer_state.json";
-  LT2_CHECK(fs::exists(st), dir, " has no trainer_state.json (not written by lt2 train): pass the data explicitly");
-  const json::Value state = json::read_file(st);
-  LT2_CHECK(state.is_object() && state.find("train"), st, ": missing field 'train'");
-  return TrainConfig::from_json(*state.find("train"), st + ": train");
-}
-
 EvalStats run_eval(const LoopedModel& model, std::shared_ptr<const RowSource> src, int64_t batch, int64_t max_batches) {
   const DataLoader loader(std::move(src), batch);
   const int64_t n = std::min(loader.num_eval_batches(), max_batches);
@@ -93,14 +84,8 @@ int cmd_eval(int argc, char** argv) {
   std::shared_ptr<const RowSource> src;
   int64_t seq = 0;
   if (a.has("data")) {
-    std::string text;  // documents as lt2 train reads them (.jsonl: the "text" of each line)
-    for (const auto& d : read_documents(a.all("data"))) text += d + "\n";
-    std::vector<int32_t> tokens = tok->encode(text);
-    LT2_CHECK(tokens.size() >= 3, "lt2 eval ppl: need at least 3 tokens of text, got ", tokens.size());
-    seq = std::min({a.integer("seq-len", 256), model->config().max_position_embeddings, int64_t(tokens.size()) - 2});
-    LT2_CHECK(seq >= 1, "--seq-len must be >= 1");
-    std::vector<int32_t> unused_train = tokens;  // TextSource wants a training stream; eval reads only the other
-    src = std::make_shared<TextSource>(std::move(unused_train), std::move(tokens), seq, 0, tok->vocab_size());
+    src = make_eval_text_source(a.all("data"), *tok, a.integer("seq-len", 256), model->config().max_position_embeddings);
+    seq = src->seq_len();
   } else {  // the run's own validation split (text or shards)
     TrainConfig tc = saved_train_config(dir);
     LT2_CHECK(tc.task.is_null(), dir, " was trained on a task: use lt2 eval task, or pass --data FILE");

@@ -85,10 +85,7 @@ int cmd_train(int argc, char** argv) {
               "'latest'), not the checkpoint ", run_dir);
     resume_ckpt = resolve_checkpoint_dir(run_dir);
     mcfg = load_model_config(resume_ckpt);
-    const std::string st = resume_ckpt + "/trainer_state.json";
-    const json::Value state = json::read_file(st);
-    LT2_CHECK(state.find("train"), st, ": missing field 'train'");
-    tcfg = TrainConfig::from_json(*state.find("train"), st + ": train");
+    tcfg = saved_train_config(resume_ckpt);
   } else {
     const std::string name = a.str("config", "default");
     const RunConfig rc = load_run(name);

@@ -153,6 +153,18 @@ std::shared_ptr<RowSource> make_data_source(const TrainConfig& tc, std::string* 
   return std::make_shared<MixSource>(std::move(main), std::move(mixed), tc.seed);
 }
 
+std::shared_ptr<RowSource> make_eval_text_source(const std::vector<std::string>& files, const Tokenizer& tok,
+                                                 int64_t seq_len, int64_t max_seq_len) {
+  std::string text;
+  for (const auto& d : read_documents(files)) text += d + "\n";
+  std::vector<int32_t> tokens = tok.encode(text);
+  LT2_CHECK(tokens.size() >= 3, "need at least 3 tokens of text, got ", tokens.size());
+  const int64_t seq = std::min({seq_len, max_seq_len, int64_t(tokens.size()) - 2});
+  LT2_CHECK(seq >= 1, "--seq-len must be >= 1");
+  std::vector<int32_t> unused_train = tokens;  // TextSource wants a training stream; evaluation reads the other
+  return std::make_shared<TextSource>(std::move(unused_train), std::move(tokens), seq, 0, tok.vocab_size());
+}
+
 static std::shared_ptr<RowSource> main_source(const TrainConfig& tc, std::string* summary, const Tokenizer* tok) {
   if (!tc.task.is_null()) {
     if (summary) *summary = "task " + tc.task.dump() + ", " + std::to_string(tc.task_eval_rows) + " held-out samples";

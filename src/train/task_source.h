@@ -21,4 +21,9 @@ class Tokenizer;
 // `tok` tokenizes text (null = bytes); token shards are byte-level.
 std::shared_ptr<RowSource> make_data_source(const TrainConfig& tc, std::string* summary, const Tokenizer* tok = nullptr);
 
+// Evaluation rows over whole text files (read as lt2 train reads them: .jsonl gives each line's
+// "text"), windows of min(seq_len, max_seq_len, what the text allows) tokens.
+std::shared_ptr<RowSource> make_eval_text_source(const std::vector<std::string>& files, const Tokenizer& tok,
+                                                 int64_t seq_len, int64_t max_seq_len);
+
 }  // namespace lt2

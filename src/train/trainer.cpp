@@ -84,6 +84,14 @@ EvalStats evaluate_model(const LoopedModel& model, const DataLoader& data, int64
   return {loss / double(scored), double(correct) / double(scored)};
 }
 
+TrainConfig saved_train_config(const std::string& dir) {
+  const std::string st = dir + "/trainer_state.json";
+  LT2_CHECK(fs::exists(st), dir, " has no trainer_state.json (not written by lt2 train): pass the data explicitly");
+  const json::Value state = json::read_file(st);
+  LT2_CHECK(state.is_object() && state.find("train"), st, ": missing field 'train'");
+  return TrainConfig::from_json(*state.find("train"), st + ": train");
+}
+
 EvalStats Trainer::evaluate() const { return evaluate_model(model_, data_, cfg_.eval_batches); }
 
 static std::string checkpoint_name(int64_t step) {

@@ -47,6 +47,9 @@ class Trainer {
   std::string tokenizer_file_;
 };
 
+// The training config saved with a checkpoint by Trainer::save (its data, task and schedule).
+TrainConfig saved_train_config(const std::string& checkpoint_dir);
+
 // Mean loss and accuracy of the model over the first `batches` evaluation batches (no
 // gradients); `on_batch(i, running_mean_loss)` reports progress.
 EvalStats evaluate_model(const LoopedModel& model, const DataLoader& data, int64_t batches,
