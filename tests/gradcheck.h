@@ -57,8 +57,10 @@ inline double check_grad(const std::string& what, const std::function<double()>&
 }
 
 // Relative L2 distance ||a - b|| / max(||b||, tiny); NaN anywhere gives +inf.
-inline double rel_l2(const Tensor& a, const Tensor& b) {
-  EXPECT_EQ(a.shape(), b.shape());
+inline double rel_l2(const Tensor& a_any, const Tensor& b_any) {
+  EXPECT_EQ(a_any.shape(), b_any.shape());
+  const Tensor a = a_any.on_cuda() ? a_any.to(Device::CPU) : a_any;  // one copy, not one per element
+  const Tensor b = b_any.on_cuda() ? b_any.to(Device::CPU) : b_any;
   double num = 0, den = 0;
   for (int64_t i = 0; i < a.numel(); ++i) {
     const double x = a.item(i), y = b.item(i);

@@ -1,11 +1,15 @@
 // lt2 bench train: measured training throughput on this machine against its sgemm peak.
 #include <algorithm>
+#include <array>
 #include <chrono>
 #include <filesystem>
 #include <cstdio>
 #include <vector>
 
 #include "cli/args.h"
+#include "cli/device_flag.h"
+#include "cuda/runtime.h"
+#include "ops/profile.h"
 #include "cli/commands.h"
 #include "cli/run_config.h"
 #include "cli/progress.h"
@@ -35,7 +39,9 @@ int cmd_bench(int argc, char** argv) {
                              {"steps", true, "timed steps (default 5)"},
                              {"warmup", true, "untimed steps first (default 1)"},
                              {"batch", true, "batch size (default: the config's)"},
-                             {"seq-len", true, "sequence length (default: the config's)"}},
+                             {"seq-len", true, "sequence length (default: the config's)"},
+                             {"no-profile", false, "skip the extra, synchronised step that measures the per-phase breakdown"},
+                             device_flag()},
          argc, argv, 3);
   const bool help = a.help() || (argc >= 3 && (std::string(argv[2]) == "--help" || std::string(argv[2]) == "-h"));
   if (help || argc < 3 || std::string(argv[2]) != "train") {
@@ -57,8 +63,10 @@ int cmd_bench(int argc, char** argv) {
   LT2_CHECK(tc.seq_len <= mcfg.max_position_embeddings, "--seq-len ", tc.seq_len, " exceeds the context limit ",
             mcfg.max_position_embeddings);
 
-  std::fprintf(stderr, "measuring sgemm peak...\n");
-  const double peak = measure_ceilings().sgemm_gflops;
+  const Device device = chosen_device(a);
+  std::fprintf(stderr, "measuring the %s peak...\n", device == Device::CUDA ? "bf16 GEMM" : "sgemm");
+  // GFLOP/s of the best GEMM this machine does: bf16 8192^3 on the GPU, fp32 1536^3 on the CPU.
+  const double peak = device == Device::CUDA ? cuda::measure_gemm_tflops() * 1e3 : measure_ceilings().sgemm_gflops;
 
   // Random tokens: throughput does not depend on the text.
   std::vector<int32_t> tokens(size_t(tc.batch_size * tc.seq_len * 4 + 2));
@@ -66,30 +74,66 @@ int cmd_bench(int argc, char** argv) {
   for (size_t i = 0; i < tokens.size(); ++i) tokens[i] = int32_t(rng.bits(i) % uint64_t(mcfg.vocab_size));
   LoopedModel model(mcfg);
   model.init(tc.seed);
+  place_model(model, device);
   Trainer trainer(model, tc, std::make_shared<TextSource>(tokens, tokens, tc.seq_len, tc.seed));
   for (int64_t i = 0; i < warmup; ++i) trainer.step();
+  cuda::synchronize();
+  cuda::reset_peak_memory();
   std::vector<double> times;
   for (int64_t i = 0; i < steps; ++i) {
     auto t0 = clk::now();
     trainer.step();
+    cuda::synchronize();  // the step's GPU work is done before the clock stops
     times.push_back(seconds_since(t0));
     std::fprintf(stderr, "step %lld: %.3f s\n", (long long)(i + 1), times.back());
   }
+  const double peak_gib = double(cuda::memory_stats().peak) / double(1 << 30);
   std::sort(times.begin(), times.end());
   const double t = times[times.size() / 2];
+  // One more step with every op synchronised and timed by phase (slower than the steps above).
+  std::array<double, ops::kPhases> phases{};
+  double profiled = 0;
+  if (!a.has("no-profile")) {
+    ops::reset_phase_seconds();
+    ops::set_profiling(true);
+    auto t0 = clk::now();
+    trainer.step();
+    cuda::synchronize();
+    profiled = seconds_since(t0);
+    ops::set_profiling(false);
+    phases = ops::phase_seconds();
+  }
   const ModelCost cost = model_cost(mcfg, 0, tc.seq_len, tc.seq_len, 4);
   const double tok = double(tc.batch_size * tc.seq_len);
   const double gflops = cost.train_flops_per_token * tok / t / 1e9;
   const double mm_time_at_peak = cost.train_matmul_flops_per_token * tok / (peak * 1e9);
-  std::printf("config            %s (%.2fM params, T=%lld), batch %lld x %lld tokens, fp32, CPU\n",
+  const bool gpu = device == Device::CUDA;
+  std::printf("config            %s (%.2fM params, T=%lld), batch %lld x %lld tokens, %s\n",
               a.str("config", "default").c_str(), model.num_params() / 1e6, (long long)mcfg.num_loops,
-              (long long)tc.batch_size, (long long)tc.seq_len);
-  std::printf("step time         %.3f s (median of %lld)\n", t, (long long)steps);
+              (long long)tc.batch_size, (long long)tc.seq_len, gpu ? "bf16 mixed precision" : "fp32");
+  std::printf("device            %s\n", device_label(device).c_str());
+  std::printf("step time         %.4f s (median of %lld)\n", t, (long long)steps);
   std::printf("tokens/s          %.0f\n", tok / t);
   std::printf("achieved          %.1f GFLOP/s (model FLOPs incl. attention/GDN)\n", gflops);
-  std::printf("sgemm peak        %.1f GFLOP/s (1536^3 fp32, best of 3)\n", peak);
-  std::printf("matmul-only bound %.3f s at peak -> step runs at %.0f%% of it\n", mm_time_at_peak,
+  if (gpu) {
+    std::printf("bf16 GEMM peak    %.1f TFLOP/s (8192^3, measured) -> MFU %.1f%%\n", peak / 1e3, 100 * gflops / peak);
+    std::printf("peak GPU memory   %.2f GiB (allocated by lt2's caching allocator)\n", peak_gib);
+  } else {
+    std::printf("sgemm peak        %.1f GFLOP/s (1536^3 fp32, best of 3)\n", peak);
+  }
+  std::printf("matmul-only bound %.4f s at peak -> step runs at %.0f%% of it\n", mm_time_at_peak,
               100 * mm_time_at_peak / t);
+  if (profiled > 0) {
+    std::printf("phases (one extra step, every op synchronised: %.4f s)\n", profiled);
+    double sum = 0;
+    for (int i = 0; i < ops::kPhases; ++i) {
+      sum += phases[i];
+      std::printf("  %-36s %8.2f ms  %5.1f%%\n", ops::phase_name(ops::Phase(i)), phases[i] * 1e3,
+                  100 * phases[i] / profiled);
+    }
+    std::printf("  %-36s %8.2f ms  %5.1f%%\n", "other (copies, casts, host)", (profiled - sum) * 1e3,
+                100 * (profiled - sum) / profiled);
+  }
   return 0;
 }
 
@@ -105,7 +149,8 @@ static int bench_decode(int argc, char** argv) {
           {"steps", true, "timed decode steps per point (default 16)"},
           {"window", true, "span of the window model (default 256)"},
           {"mixers", true, "which of full,window,gdn,hybrid (default all)"},
-          {"out", true, "CSV + SVG path prefix (default bench/decode)"}},
+          {"out", true, "CSV + SVG path prefix (default bench/decode)"},
+          device_flag()},
          argc, argv, 3);
   LT2_CHECK(a.positionals().empty(), "lt2 bench decode: unexpected argument '",
             a.positionals().empty() ? "" : a.positionals()[0], "'");
@@ -133,9 +178,11 @@ static int bench_decode(int argc, char** argv) {
   LT2_CHECK(!variants.empty(), "--mixers: expected a comma list of full, window, gdn, hybrid; got '", want, "'");
   const int64_t max_ctx = *std::max_element(contexts.begin(), contexts.end());
 
-  std::fprintf(stderr, "measuring this machine's sgemm peak and copy bandwidth...\n");
-  const MachineCeilings mc = measure_ceilings();
-  std::fprintf(stderr, "sgemm %.1f GFLOP/s, copy %.1f GB/s\n", mc.sgemm_gflops, mc.copy_gbps);
+  const Device device = chosen_device(a);
+  const bool gpu = device == Device::CUDA;
+  std::fprintf(stderr, "measuring the GEMM peak and copy bandwidth of %s...\n", device_label(device).c_str());
+  const MachineCeilings mc = measure_ceilings(device);
+  std::fprintf(stderr, "%s %.1f GFLOP/s, copy %.1f GB/s\n", gpu ? "bf16 GEMM" : "sgemm", mc.sgemm_gflops, mc.copy_gbps);
   std::string csv = "mixer,loops,context,batch,prefill_tokens_per_s,decode_tokens_per_s,ms_per_step,cache_bytes,"
                     "floor_ms,pct_of_floor\n";
   std::vector<report::Series> tps_ctx, mem_ctx, tps_T, mem_T;
@@ -151,7 +198,7 @@ static int bench_decode(int argc, char** argv) {
         cfg.loop_windows.clear();
         cfg.layer_types = parse_pattern(v.pattern, n, "bench");
         cfg.max_position_embeddings = std::max(cfg.max_position_embeddings, max_ctx);
-        const DecodePoint p = measure_decode(cfg, batch, ctx, std::min(steps, ctx - 1), 1, mc);
+        const DecodePoint p = measure_decode(cfg, batch, ctx, std::min(steps, ctx - 1), 1, mc, device);
         char line[256];
         std::snprintf(line, sizeof line, "%s,%lld,%lld,%lld,%.1f,%.2f,%.4f,%lld,%.4f,%.1f\n", v.name.c_str(),
                       (long long)T, (long long)ctx, (long long)batch, p.prefill_tokens_per_s, p.decode_tokens_per_s,
@@ -175,8 +222,9 @@ static int bench_decode(int argc, char** argv) {
       {"cache memory vs loops (context " + Cs + ")", "loops T", "MiB", false, true, mem_T}};
   char title[256];
   std::snprintf(title, sizeof title,
-                "lt2 decode, CPU fp32, d=%lld, N=%lld layers, batch %lld (measured; sgemm %.0f GFLOP/s, copy %.1f GB/s)",
-                (long long)base.hidden_size, (long long)n, (long long)batch, mc.sgemm_gflops, mc.copy_gbps);
+                "lt2 decode, %s, d=%lld, N=%lld layers, batch %lld (measured; GEMM %.0f GFLOP/s, copy %.1f GB/s)",
+                gpu ? ("bf16 on " + device_label(device)).c_str() : "CPU fp32", (long long)base.hidden_size,
+                (long long)n, (long long)batch, mc.sgemm_gflops, mc.copy_gbps);
   const auto parent = std::filesystem::path(out).parent_path();
   if (!parent.empty()) fs::make_dirs(parent.string());
   fs::write_file_atomic(out + ".csv", csv);

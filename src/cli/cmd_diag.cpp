@@ -6,6 +6,7 @@
 #include <filesystem>
 
 #include "cli/args.h"
+#include "cli/device_flag.h"
 #include "cli/commands.h"
 #include "core/fs.h"
 #include "model/checkpoint.h"
@@ -20,7 +21,8 @@
 namespace lt2::cli {
 
 int cmd_eval_diag(int argc, char** argv) {
-  Args a("lt2 eval diag", {{"model", true, "checkpoint or run directory"},
+  Args a("lt2 eval diag", {device_flag(),
+          {"model", true, "checkpoint or run directory"},
                            {"data", true, "text file(s) to run on (default: the run's validation rows)", true},
                            {"seq-len", true, "tokens per row (default: the run's seq_len, else 256)"},
                            {"batch", true, "rows per batch (default 4)"},
@@ -36,6 +38,7 @@ int cmd_eval_diag(int argc, char** argv) {
   LT2_CHECK(a.has("model"), "lt2 eval diag: --model DIR is required");
   const std::string dir = resolve_checkpoint_dir(a.str("model"));
   auto model = load_model(dir);
+  place_model(*model, chosen_device(a));
   const auto tok = model_tokenizer(model->config(), dir);
   const ModelConfig& cfg = model->config();
   const int64_t batch = a.integer("batch", 4), batches = a.integer("batches", 4);

@@ -5,6 +5,7 @@
 #include <cstdio>
 
 #include "cli/args.h"
+#include "cli/device_flag.h"
 #include "cli/commands.h"
 #include "cli/progress.h"
 #include "core/fs.h"
@@ -35,7 +36,8 @@ int cmd_eval(int argc, char** argv) {
   if (argc >= 3 && std::string(argv[2]) == "niah") return cmd_eval_niah(argc, argv);
   if (argc >= 3 && std::string(argv[2]) == "mc") return cmd_eval_mc(argc, argv);
   if (argc >= 3 && std::string(argv[2]) == "diag") return cmd_eval_diag(argc, argv);
-  Args a("lt2 eval", {{"model", true, "checkpoint or run directory"},
+  Args a("lt2 eval", {device_flag(),
+          {"model", true, "checkpoint or run directory"},
                       {"data", true, "ppl: text file(s) to score (repeatable; default: the run's validation split)", true},
                       {"task", true, "task: JSON like '{\"name\":\"mqar\",\"num_pairs\":16}' (default: the run's task)"},
                       {"seq-len", true, "window / sample length (default: the run's seq_len, else 256)"},
@@ -60,6 +62,7 @@ int cmd_eval(int argc, char** argv) {
   LT2_CHECK(a.has("model"), "lt2 eval ", sub, ": --model DIR is required");
   const std::string dir = resolve_checkpoint_dir(a.str("model"));
   auto model = load_model(dir);
+  place_model(*model, chosen_device(a));
   const auto tok = model_tokenizer(model->config(), dir);
   const int64_t batch = a.integer("batch", 8), max_batches = a.integer("max-batches", INT64_MAX);
   LT2_CHECK(batch >= 1 && max_batches >= 1, "--batch and --max-batches must be >= 1");

@@ -6,6 +6,7 @@
 #include <fstream>
 
 #include "cli/args.h"
+#include "cli/device_flag.h"
 #include "cli/commands.h"
 #include "infer/sampler.h"
 #include "infer/session.h"
@@ -62,7 +63,8 @@ std::vector<std::string> read_prompts(const std::string& path) {
 
 int cmd_generate(int argc, char** argv) {
   Args a("lt2 generate",
-         {{"model", true, "checkpoint or run directory"},
+         {device_flag(),
+          {"model", true, "checkpoint or run directory"},
           {"prompt", true, "text to continue"},
           {"prompts", true, "file with one prompt per line: generated as one batch"},
           {"max-tokens", true, "new tokens per prompt (default 200)"},
@@ -95,6 +97,7 @@ int cmd_generate(int argc, char** argv) {
 
   const std::string dir = resolve_checkpoint_dir(a.str("model"));
   auto model = load_model(dir);
+  place_model(*model, chosen_device(a));
   const ModelConfig& cfg = model->config();
   const auto tok = model_tokenizer(cfg, dir);
   LT2_CHECK(eos < cfg.vocab_size, "--eos ", eos, " is outside the vocabulary of ", cfg.vocab_size);

@@ -2,6 +2,7 @@
 #include <cstdio>
 
 #include "cli/args.h"
+#include "cli/device_flag.h"
 #include "cli/commands.h"
 #include "eval/loglik.h"
 #include "model/checkpoint.h"
@@ -11,7 +12,8 @@
 namespace lt2::cli {
 
 int cmd_eval_mc(int argc, char** argv) {
-  Args a("lt2 eval mc", {{"model", true, "checkpoint or run directory"},
+  Args a("lt2 eval mc", {device_flag(),
+          {"model", true, "checkpoint or run directory"},
                          {"data", true, "JSONL: {\"context\": str, \"choices\": [str, ...], \"label\": int} per line"},
                          {"delimiter", true, "text between context and choice (default one space)"}},
          argc, argv, 3);
@@ -25,6 +27,7 @@ int cmd_eval_mc(int argc, char** argv) {
   LT2_CHECK(a.has("model") && a.has("data"), "lt2 eval mc: --model DIR and --data FILE are required");
   const std::string dir = resolve_checkpoint_dir(a.str("model"));
   auto model = load_model(dir);
+  place_model(*model, chosen_device(a));
   const auto tok = model_tokenizer(model->config(), dir);
   const std::vector<tasks::McItem> items = tasks::read_mc_jsonl(a.str("data"));
   tasks::McOptions opts;

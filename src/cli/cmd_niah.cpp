@@ -12,6 +12,7 @@ int cmd_eval_niah(int argc, char** argv);
 #include <cstdlib>
 
 #include "cli/args.h"
+#include "cli/device_flag.h"
 #include "cli/progress.h"
 #include "core/error.h"
 #include "core/fs.h"
@@ -25,7 +26,8 @@ using eval::depth_label;
 
 int cmd_eval_niah(int argc, char** argv) {
   Args a("lt2 eval niah",
-         {{"model", true, "checkpoint or run directory"},
+         {device_flag(),
+          {"model", true, "checkpoint or run directory"},
           {"kind", true, "1 (filler haystack, number), 2 (prose, number) or 3 (prose, uuid)"},
           {"contexts", true, "context lengths in tokens, comma-separated (default 256,512,1024)"},
           {"depths", true, "needle depths in [0, 1], comma-separated (default 0,0.25,0.5,0.75,1)"},
@@ -60,6 +62,7 @@ int cmd_eval_niah(int argc, char** argv) {
   // Check the grid against the model before loading its weights.
   eval::validate_niah_grid(kind, contexts, depths, samples, prose, cfg.max_position_embeddings);
   auto model = load_model(dir);
+  place_model(*model, chosen_device(a));
 
   Progress bar(int64_t(contexts.size() * depths.size()), 0);
   int64_t n = 0, k = 0;

@@ -6,6 +6,7 @@
 #include <sstream>
 
 #include "cli/args.h"
+#include "cli/device_flag.h"
 #include "cli/commands.h"
 #include "cli/progress.h"
 #include "cli/run_config.h"
@@ -20,6 +21,7 @@ namespace lt2::cli {
 
 namespace {
 const std::vector<FlagSpec> kFlags = {
+    device_flag(),
     {"config", true, "preset (default, tiny, small-125m) or JSON file {\"model\": .., \"train\": ..}"},
     {"data", true, "text or .jsonl file to train on (repeatable; default: the fortunes corpus)", true},
     {"shards", true, "token shards directory from lt2 data shards (instead of --data)"},
@@ -135,6 +137,8 @@ int cmd_train(int argc, char** argv) {
 
   LoopedModel model(mcfg);
   model.init(tcfg.seed);
+  const Device device = chosen_device(a);
+  place_model(model, device);
   Trainer trainer(model, tcfg, data);
   trainer.set_tokenizer_file(tokenizer_file);
   if (!resume_ckpt.empty()) {
@@ -148,9 +152,9 @@ int cmd_train(int argc, char** argv) {
     if (!pattern.empty()) pattern += ',';
     pattern += m.str();
   }
-  std::fprintf(stderr, "model: %.2fM parameters, d=%lld, N=%lld layers [%s], T=%lld loops; run dir %s\n",
+  std::fprintf(stderr, "model: %.2fM parameters, d=%lld, N=%lld layers [%s], T=%lld loops on %s; run dir %s\n",
                model.num_params() / 1e6, (long long)mcfg.hidden_size, (long long)mcfg.num_hidden_layers,
-               pattern.c_str(), (long long)mcfg.num_loops, run_dir.c_str());
+               pattern.c_str(), (long long)mcfg.num_loops, device_label(device).c_str(), run_dir.c_str());
   {
     json::Value rc = json::Value::object();
     rc.set("model", mcfg.to_json());

@@ -3,6 +3,8 @@
 #include <cstring>
 #include <sstream>
 
+#include "cuda/runtime.h"
+
 namespace lt2 {
 
 size_t dtype_size(DType t) {
@@ -25,6 +27,8 @@ const char* dtype_name(DType t) {
   return "?";
 }
 
+const char* device_name(Device d) { return d == Device::CUDA ? "cuda" : "cpu"; }
+
 std::string shape_str(const Shape& s) {
   std::ostringstream os;
   os << '[';
@@ -39,7 +43,7 @@ int64_t shape_numel(const Shape& s) {
   return n;
 }
 
-Tensor Tensor::empty(const Shape& shape, DType dtype) {
+Tensor Tensor::empty(const Shape& shape, DType dtype, Device device) {
   int64_t bytes = int64_t(dtype_size(dtype));
   for (int64_t d : shape) {
     LT2_CHECK(d >= 0, "negative dimension in shape ", shape_str(shape));
@@ -48,21 +52,26 @@ Tensor Tensor::empty(const Shape& shape, DType dtype) {
   Tensor t;
   t.shape_ = shape;
   t.dtype_ = dtype;
+  t.device_ = device;
   size_t n = std::max<size_t>(1, shape_numel(shape) * dtype_size(dtype));
+  if (device == Device::CUDA) {
+    t.buf_ = std::shared_ptr<std::byte[]>(static_cast<std::byte*>(cuda::alloc(n)), [](std::byte* p) { cuda::release(p); });
+    return t;
+  }
   // 64-byte aligned for vector loads.
   t.buf_ = std::shared_ptr<std::byte[]>(static_cast<std::byte*>(::operator new[](n, std::align_val_t(64))),
                                         [](std::byte* p) { ::operator delete[](p, std::align_val_t(64)); });
   return t;
 }
 
-Tensor Tensor::zeros(const Shape& shape, DType dtype) {
-  Tensor t = empty(shape, dtype);
-  std::memset(t.bytes(), 0, t.nbytes());
+Tensor Tensor::zeros(const Shape& shape, DType dtype, Device device) {
+  Tensor t = empty(shape, dtype, device);
+  t.zero();
   return t;
 }
 
-Tensor Tensor::full(const Shape& shape, double value, DType dtype) {
-  Tensor t = empty(shape, dtype);
+Tensor Tensor::full(const Shape& shape, double value, DType dtype, Device device) {
+  Tensor t = empty(shape, dtype, device);
   t.fill(value);
   return t;
 }
@@ -82,20 +91,43 @@ Tensor Tensor::select(int64_t i) const {
   return t;
 }
 
-Tensor Tensor::clone() const { return to(dtype_); }
+Tensor Tensor::clone() const { return to(device_, dtype_); }
+Tensor Tensor::to(DType dtype) const { return to(device_, dtype); }
+Tensor Tensor::to(Device device) const { return to(device, dtype_); }
 
-Tensor Tensor::to(DType dtype) const {
-  Tensor t = empty(shape_, dtype);
-  if (dtype == dtype_) {
-    std::memcpy(t.bytes(), bytes(), nbytes());
-    return t;
-  }
-  const int64_t n = numel();
-  for (int64_t i = 0; i < n; ++i) t.set(i, item(i));
+Tensor Tensor::to(Device device, DType dtype) const {
+  Tensor t = empty(shape_, dtype, device);
+  t.copy_from(*this);
   return t;
 }
 
+void Tensor::copy_from(const Tensor& src) {
+  LT2_CHECK(src.shape_ == shape_, "copy: shape ", shape_str(src.shape_), " != ", shape_str(shape_));
+  if (src.dtype_ != dtype_) {
+    // Convert on the device that holds the source, then move (the GPU converts F32 <-> BF16 only).
+    const bool gpu_cast = (on_cuda() || src.on_cuda()) && dtype_ != DType::F64 && src.dtype_ != DType::F64 &&
+                          dtype_ != DType::I32 && src.dtype_ != DType::I32;
+    if (gpu_cast) {
+      Tensor s = src.to(Device::CUDA), d = on_cuda() ? *this : empty(shape_, dtype_, Device::CUDA);
+      cuda::cast(s.bytes(), int(s.dtype_), d.bytes(), int(dtype_), numel());
+      if (!on_cuda()) copy_from(d);
+      return;
+    }
+    Tensor s = src.to(Device::CPU);
+    Tensor d = on_cuda() ? empty(shape_, dtype_) : *this;
+    const int64_t n = numel();
+    for (int64_t i = 0; i < n; ++i) d.set(i, s.item(i));
+    if (on_cuda()) copy_from(d);
+    return;
+  }
+  if (on_cuda() && src.on_cuda()) cuda::copy_on_device(bytes(), src.bytes(), nbytes());
+  else if (on_cuda()) cuda::copy_to_device(bytes(), src.bytes(), nbytes());
+  else if (src.on_cuda()) cuda::copy_to_host(bytes(), src.bytes(), nbytes());
+  else std::memcpy(bytes(), src.bytes(), nbytes());
+}
+
 double Tensor::item(int64_t i) const {
+  if (on_cuda()) return select_element(i).to(Device::CPU).item(0);
   switch (dtype_) {
     case DType::F32: return data<float>()[i];
     case DType::F64: return data<double>()[i];
@@ -106,6 +138,10 @@ double Tensor::item(int64_t i) const {
 }
 
 void Tensor::set(int64_t i, double v) {
+  if (on_cuda()) {
+    select_element(i).copy_from(Tensor::full({1}, v, dtype_));
+    return;
+  }
   switch (dtype_) {
     case DType::F32: data<float>()[i] = static_cast<float>(v); break;
     case DType::F64: data<double>()[i] = v; break;
@@ -115,16 +151,36 @@ void Tensor::set(int64_t i, double v) {
 }
 
 void Tensor::fill(double v) {
+  if (on_cuda()) {
+    copy_from(Tensor::full(shape_, v, dtype_));
+    return;
+  }
   const int64_t n = numel();
   for (int64_t i = 0; i < n; ++i) set(i, v);
 }
 
-void Tensor::zero() { std::memset(bytes(), 0, nbytes()); }
+void Tensor::zero() {
+  if (on_cuda()) cuda::memset_zero(bytes(), nbytes());
+  else std::memset(bytes(), 0, nbytes());
+}
+
+Tensor Tensor::select_element(int64_t i) const {
+  LT2_CHECK(i >= 0 && i < numel(), "element ", i, " outside ", shape_str(shape_));
+  Tensor t = *this;
+  t.shape_ = {1};
+  t.offset_ += size_t(i) * dtype_size(dtype_);
+  return t;
+}
 
 void Tensor::add_(const Tensor& other) {
   LT2_CHECK(other.shape_ == shape_, "add_: shape ", shape_str(other.shape_), " != ", shape_str(shape_));
   check_same_dtype(*this, other, "add_");
+  LT2_CHECK(other.device_ == device_, "add_: tensors on different devices");
   const int64_t n = numel();
+  if (on_cuda()) {
+    cuda::add_inplace(bytes(), other.bytes(), int(dtype_), n);
+    return;
+  }
   dispatch_real(dtype_, [&](auto r_tag_) {
     using R = decltype(r_tag_);
     R* a = data<R>();

@@ -1,7 +1,8 @@
 #pragma once
-// A dense, contiguous, row-major tensor. Storage is shared between a tensor and its
-// reshaped views; copies are explicit (clone). Only the CPU device is executable in
-// this build; CUDA is declared so that configs and checkpoints can name it.
+// A dense, contiguous, row-major tensor on the CPU or the GPU. Storage is shared between a
+// tensor and its reshaped views; copies are explicit (clone, to). data<T>() of a CUDA
+// tensor is a device pointer; item/set/fill work on both (one copy each on CUDA: for tests
+// and setup, not for hot loops).
 #include <cstddef>
 #include <cstdint>
 #include <memory>
@@ -17,6 +18,7 @@ enum class Device { CPU, CUDA };
 
 size_t dtype_size(DType t);
 const char* dtype_name(DType t);  // safetensors spelling: F32, F64, BF16, I32
+const char* device_name(Device d);  // "cpu" or "cuda"
 
 using Shape = std::vector<int64_t>;
 std::string shape_str(const Shape& s);
@@ -25,9 +27,12 @@ int64_t shape_numel(const Shape& s);
 class Tensor {
  public:
   Tensor() = default;
-  static Tensor empty(const Shape& shape, DType dtype = DType::F32);
-  static Tensor zeros(const Shape& shape, DType dtype = DType::F32);
-  static Tensor full(const Shape& shape, double value, DType dtype = DType::F32);
+  static Tensor empty(const Shape& shape, DType dtype = DType::F32, Device device = Device::CPU);
+  static Tensor zeros(const Shape& shape, DType dtype = DType::F32, Device device = Device::CPU);
+  static Tensor full(const Shape& shape, double value, DType dtype = DType::F32, Device device = Device::CPU);
+  // Same shape, dtype and device as t.
+  static Tensor empty_like(const Tensor& t) { return empty(t.shape(), t.dtype(), t.device()); }
+  static Tensor zeros_like(const Tensor& t) { return zeros(t.shape(), t.dtype(), t.device()); }
 
   bool defined() const { return buf_ != nullptr; }
   const Shape& shape() const { return shape_; }
@@ -35,7 +40,8 @@ class Tensor {
   int ndim() const { return static_cast<int>(shape_.size()); }
   int64_t numel() const { return shape_numel(shape_); }
   DType dtype() const { return dtype_; }
-  Device device() const { return Device::CPU; }
+  Device device() const { return device_; }
+  bool on_cuda() const { return device_ == Device::CUDA; }
   size_t nbytes() const { return numel() * dtype_size(dtype_); }
 
   template <class T> T* data() { return reinterpret_cast<T*>(bytes()); }
@@ -47,9 +53,13 @@ class Tensor {
   Tensor reshape(const Shape& shape) const;
   // View of index i along dim 0 (same storage), e.g. row tau of rho [T, d].
   Tensor select(int64_t i) const;
-  // Deep copy, optionally converting dtype (F32 <-> F64 <-> BF16).
+  // Deep copy, optionally converting dtype (F32 <-> F64 <-> BF16) or moving to a device.
   Tensor clone() const;
   Tensor to(DType dtype) const;
+  Tensor to(Device device) const;
+  Tensor to(Device device, DType dtype) const;
+  // Copies src (same shape, any dtype, any device) into this tensor's storage.
+  void copy_from(const Tensor& src);
   // Element as double (any float dtype / I32), for tests and reductions.
   double item(int64_t i) const;
   void set(int64_t i, double v);
@@ -59,10 +69,12 @@ class Tensor {
   void add_(const Tensor& other);
 
  private:
+  Tensor select_element(int64_t i) const;  // [1] view of element i
   std::shared_ptr<std::byte[]> buf_;
   size_t offset_ = 0;
   Shape shape_;
   DType dtype_ = DType::F32;
+  Device device_ = Device::CPU;
 };
 
 // bf16 <-> f32 (round to nearest even).

@@ -1,9 +1,8 @@
 // SwiGLU, the sigmoid output gate, and GDN's beta / decay gates.
 #include "cpu/common.h"
-#include "ops/ops.h"
+#include "cpu/cpu_ops.h"
 
-namespace lt2::ops {
-using namespace lt2::cpu;
+namespace lt2::cpu {
 
 Tensor swiglu(const Tensor& g, const Tensor& u) {
   check_cpu_real(g, "swiglu", "gate");
@@ -152,4 +151,4 @@ void gdn_gates_backward(const Tensor& a, const Tensor& b, const Tensor& A_log, c
   });
 }
 
-}  // namespace lt2::ops
+}  // namespace lt2::cpu

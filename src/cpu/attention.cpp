@@ -10,10 +10,9 @@
 
 #include "cpu/blas.h"
 #include "cpu/common.h"
-#include "ops/ops.h"
+#include "cpu/cpu_ops.h"
 
-namespace lt2::ops {
-using namespace lt2::cpu;
+namespace lt2::cpu {
 
 namespace {
 constexpr int64_t kQueryBlock = 64;
@@ -145,4 +144,48 @@ void attention_backward(const Tensor& q, const Tensor& k, const Tensor& v, const
   });
 }
 
-}  // namespace lt2::ops
+// One query per sequence against its cached keys lo..pos; softmax in double.
+Tensor attention_decode(const Tensor& q, const Tensor& k_cache, const Tensor& v_cache, const Tensor& positions,
+                        int64_t window, bool ring, double scale) {
+  check_cpu_real(q, "attention_decode", "q");
+  check_same_dtype(q, k_cache, "attention_decode");
+  check_same_dtype(q, v_cache, "attention_decode");
+  const int64_t B = q.dim(0), H = q.dim(2), D = q.dim(3), rows = k_cache.dim(1), Hkv = k_cache.dim(2);
+  LT2_CHECK(q.ndim() == 4 && q.dim(1) == 1 && k_cache.shape() == v_cache.shape() && k_cache.dim(0) == B &&
+                k_cache.dim(3) == D && H % Hkv == 0,
+            "attention_decode: q ", shape_str(q.shape()), " does not match the cache ", shape_str(k_cache.shape()));
+  LT2_CHECK(positions.dtype() == DType::I32 && positions.numel() == B, "attention_decode: positions must be I32 [", B, "]");
+  const int32_t* pos = positions.data<int32_t>();
+  for (int64_t b = 0; b < B; ++b)
+    LT2_CHECK(pos[b] >= 0 && (ring || pos[b] < rows), "attention_decode: position ", pos[b], " outside the cache of ",
+              rows, " rows");
+  const int64_t grp = H / Hkv;
+  Tensor a = Tensor::zeros(q.shape(), q.dtype());
+  dispatch_real(q.dtype(), [&](auto tag) {
+    using R = decltype(tag);
+#pragma omp parallel for collapse(2)
+    for (int64_t b = 0; b < B; ++b)
+      for (int64_t h = 0; h < H; ++h) {
+        const int64_t p = pos[b], lo = window > 0 ? std::max<int64_t>(0, p - window + 1) : 0, hk = h / grp;
+        const R* qr = q.data<R>() + (b * H + h) * D;
+        std::vector<double> w(size_t(p - lo + 1));
+        double m = -INFINITY, sum = 0;
+        for (int64_t s = lo; s <= p; ++s) {
+          const R* kr = k_cache.data<R>() + ((b * rows + (ring ? s % rows : s)) * Hkv + hk) * D;
+          double acc = 0;
+          for (int64_t d = 0; d < D; ++d) acc += double(qr[d]) * kr[d];
+          m = std::max(m, w[size_t(s - lo)] = acc * scale);
+        }
+        for (double& x : w) sum += (x = std::exp(x - m));
+        R* ar = a.data<R>() + (b * H + h) * D;
+        for (int64_t s = lo; s <= p; ++s) {
+          const R* vr = v_cache.data<R>() + ((b * rows + (ring ? s % rows : s)) * Hkv + hk) * D;
+          const R wt = R(w[size_t(s - lo)] / sum);
+          for (int64_t d = 0; d < D; ++d) ar[d] += wt * vr[d];
+        }
+      }
+  });
+  return a;
+}
+
+}  // namespace lt2::cpu

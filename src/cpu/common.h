@@ -20,6 +20,7 @@ inline int64_t rows_of(const Tensor& t) { return t.ndim() == 0 ? 1 : t.numel() /
 
 inline void check_cpu_real(const Tensor& t, const char* op, const char* what) {
   LT2_CHECK(t.defined(), op, ": tensor '", what, "' is missing");
+  LT2_CHECK(!t.on_cuda(), op, ": tensor '", what, "' is on the GPU but the op runs on the CPU");
   LT2_CHECK(t.dtype() == DType::F32 || t.dtype() == DType::F64, op, ": tensor '", what,
             "' must be F32 or F64, got ", dtype_name(t.dtype()));
 }

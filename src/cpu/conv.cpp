@@ -4,10 +4,9 @@
 #include <vector>
 
 #include "cpu/common.h"
-#include "ops/ops.h"
+#include "cpu/cpu_ops.h"
 
-namespace lt2::ops {
-using namespace lt2::cpu;
+namespace lt2::cpu {
 
 namespace {
 void check_conv(const Tensor& x, const Tensor& w) {
@@ -136,4 +135,4 @@ Tensor conv_silu_step(const Tensor& x, Tensor& cache, const Tensor& w) {
   return y;
 }
 
-}  // namespace lt2::ops
+}  // namespace lt2::cpu

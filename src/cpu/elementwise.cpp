@@ -1,9 +1,8 @@
 // Small elementwise helpers for layers (residual adds, the loop's rho gate, norms of gradients).
 #include "cpu/common.h"
-#include "ops/ops.h"
+#include "cpu/cpu_ops.h"
 
-namespace lt2::ops {
-using namespace lt2::cpu;
+namespace lt2::cpu {
 
 Tensor add(const Tensor& a, const Tensor& b) {
   Tensor y = a.clone();
@@ -67,4 +66,4 @@ void scale_(Tensor& x, double s) {
   });
 }
 
-}  // namespace lt2::ops
+}  // namespace lt2::cpu

@@ -1,10 +1,9 @@
 // Tensor-level entry points of the GDN core: shape checks, then the kernels of cpu/gdn.h.
 #include "cpu/common.h"
 #include "cpu/gdn.h"
-#include "ops/ops.h"
+#include "cpu/cpu_ops.h"
 
-namespace lt2::ops {
-using namespace lt2::cpu;
+namespace lt2::cpu {
 
 namespace {
 GdnDims gdn_dims(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& beta, const Tensor& g,
@@ -67,4 +66,4 @@ GdnGrads gdn_backward(const Tensor& q, const Tensor& k, const Tensor& v, const T
   return gr;
 }
 
-}  // namespace lt2::ops
+}  // namespace lt2::cpu

@@ -1,10 +1,9 @@
 // Linear (y = x W^T through BLAS) and embedding lookup.
 #include "cpu/blas.h"
 #include "cpu/common.h"
-#include "ops/ops.h"
+#include "cpu/cpu_ops.h"
 
-namespace lt2::ops {
-using namespace lt2::cpu;
+namespace lt2::cpu {
 
 Tensor linear(const Tensor& x, const Tensor& w) {
   check_cpu_real(x, "linear", "x");
@@ -64,4 +63,4 @@ void embedding_backward(const Tensor& ids, const Tensor& dy, Tensor& dtable) {
   });
 }
 
-}  // namespace lt2::ops
+}  // namespace lt2::cpu

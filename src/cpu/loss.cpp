@@ -3,10 +3,9 @@
 #include <cmath>
 
 #include "cpu/common.h"
-#include "ops/ops.h"
+#include "cpu/cpu_ops.h"
 
-namespace lt2::ops {
-using namespace lt2::cpu;
+namespace lt2::cpu {
 
 double cross_entropy(const Tensor& logits, const Tensor& targets, Tensor* dlogits, double grad_scale) {
   check_cpu_real(logits, "cross_entropy", "logits");
@@ -46,4 +45,4 @@ double cross_entropy(const Tensor& logits, const Tensor& targets, Tensor* dlogit
   return total / count;
 }
 
-}  // namespace lt2::ops
+}  // namespace lt2::cpu

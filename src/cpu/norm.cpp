@@ -1,9 +1,8 @@
 // RMSNorm, per-head L2 norm, and GDN's gated RMSNorm. Row reductions accumulate in double.
 #include "cpu/common.h"
-#include "ops/ops.h"
+#include "cpu/cpu_ops.h"
 
-namespace lt2::ops {
-using namespace lt2::cpu;
+namespace lt2::cpu {
 
 Tensor rmsnorm(const Tensor& x, const Tensor& w, double eps, Tensor* rstd) {
   check_cpu_real(x, "rmsnorm", "x");
@@ -168,4 +167,4 @@ void gated_rmsnorm_backward(const Tensor& o, const Tensor& z, const Tensor& w, d
   });
 }
 
-}  // namespace lt2::ops
+}  // namespace lt2::cpu

@@ -2,10 +2,9 @@
 #include <cmath>
 
 #include "cpu/common.h"
-#include "ops/ops.h"
+#include "cpu/cpu_ops.h"
 
-namespace lt2::ops {
-using namespace lt2::cpu;
+namespace lt2::cpu {
 
 void adamw_step(Tensor& p, const Tensor& grad, Tensor& m, Tensor& v, const AdamWParams& hp) {
   check_cpu_real(p, "adamw", "param");
@@ -34,4 +33,4 @@ void adamw_step(Tensor& p, const Tensor& grad, Tensor& m, Tensor& v, const AdamW
   });
 }
 
-}  // namespace lt2::ops
+}  // namespace lt2::cpu

@@ -2,10 +2,9 @@
 #include <vector>
 
 #include "cpu/common.h"
-#include "ops/ops.h"
+#include "cpu/cpu_ops.h"
 
-namespace lt2::ops {
-using namespace lt2::cpu;
+namespace lt2::cpu {
 
 // sign = +1 rotates forward, -1 rotates back (the backward is the inverse rotation).
 static Tensor rotate(const Tensor& x, double theta, int64_t pos0, double sign) {
@@ -44,4 +43,4 @@ static Tensor rotate(const Tensor& x, double theta, int64_t pos0, double sign) {
 Tensor rope(const Tensor& x, double theta, int64_t pos0) { return rotate(x, theta, pos0, 1.0); }
 Tensor rope_backward(const Tensor& dy, double theta, int64_t pos0) { return rotate(dy, theta, pos0, -1.0); }
 
-}  // namespace lt2::ops
+}  // namespace lt2::cpu

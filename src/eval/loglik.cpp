@@ -16,8 +16,7 @@ double continuation_loglik(const LoopedModel& model, const std::vector<int32_t>&
   ids.insert(ids.end(), continuation.begin(), continuation.end());
   Tensor x = Tensor::empty({1, int64_t(ids.size())}, DType::I32);
   std::copy(ids.begin(), ids.end(), x.data<int32_t>());
-  Tensor logits = model.forward(x, nullptr);
-  if (logits.dtype() != DType::F32) logits = logits.to(DType::F32);
+  const Tensor logits = model.forward(x, nullptr).to(Device::CPU, DType::F32);
   const float* lp = logits.data<float>();
   double total = 0;
   for (size_t j = 0; j < continuation.size(); ++j) {

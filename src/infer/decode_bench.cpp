@@ -7,14 +7,16 @@
 
 #include "core/rng.h"
 #include "cpu/blas.h"
+#include "cuda/runtime.h"
 #include "infer/session.h"
 #include "model/info.h"
 
 namespace lt2 {
 
-MachineCeilings measure_ceilings() {
+MachineCeilings measure_ceilings(Device device) {
   using clk = std::chrono::steady_clock;
   MachineCeilings m;
+  if (device == Device::CUDA) return {cuda::measure_gemm_tflops() * 1e3, cuda::measure_copy_gbps()};
   const int64_t n = 1536;
   std::vector<float> A(n * n, 0.5f), B(n * n, 0.25f), C(n * n);
   double best = 1e30;
@@ -37,11 +39,12 @@ MachineCeilings measure_ceilings() {
 }
 
 DecodePoint measure_decode(const ModelConfig& cfg, int64_t batch, int64_t context, int64_t steps, uint64_t seed,
-                           const MachineCeilings& m) {
+                           const MachineCeilings& m, Device device) {
   using clk = std::chrono::steady_clock;
   LT2_CHECK(steps >= 1 && context > steps, "decode bench: context ", context, " must exceed the decode steps ", steps);
   LoopedModel model(cfg);
   model.init(seed);
+  if (device == Device::CUDA) model.to(Device::CUDA, DType::BF16);
   Session s(model, batch, context);
   const CounterRng rng{seed, stream_id("decode-bench")};
   const int64_t prompt_len = context - steps;
@@ -67,8 +70,9 @@ DecodePoint measure_decode(const ModelConfig& cfg, int64_t batch, int64_t contex
   p.ms_per_step = ms[ms.size() / 2];
   p.decode_tokens_per_s = double(batch) / (p.ms_per_step / 1e3);
   const ModelCost cost = model_cost(cfg, 0, context, context, 4);
-  const double weight_bytes = 4.0 * double(cost.params_non_embedding) * double(cfg.num_loops) +
-                              4.0 * double(cfg.vocab_size * cfg.hidden_size);
+  const double wb = device == Device::CUDA ? 2.0 : 4.0;  // bytes per weight as the step reads them
+  const double weight_bytes = wb * double(cost.params_non_embedding) * double(cfg.num_loops) +
+                              wb * double(cfg.vocab_size * cfg.hidden_size);
   const double bytes = weight_bytes + double(p.cache_bytes);
   p.floor_ms = 1e3 * std::max(bytes / (m.copy_gbps * 1e9), cost.decode_flops_per_token * batch / (m.sgemm_gflops * 1e9));
   return p;

@@ -4,6 +4,11 @@
 
 namespace lt2 {
 
+// Logits for the sampler: GPU logits come back as F32 on the host; CPU ones stay as they are.
+static Tensor on_host(const Tensor& logits) {
+  return logits.on_cuda() ? logits.to(Device::CPU, DType::F32) : logits;
+}
+
 Session::Session(const LoopedModel& model, int64_t batch, int64_t context)
     : model_(model), batch_(batch), context_(context), caches_(model.make_caches(batch, context)),
       lengths_(size_t(batch), 0) {}
@@ -24,7 +29,7 @@ Tensor Session::prefill(int64_t slot, const std::vector<int32_t>& prompt, bool a
   CacheRun r{CacheRun::Prefill, slot, nullptr, all_positions};
   Tensor logits = model_.run(ids, caches_, r);
   lengths_[size_t(slot)] = int64_t(prompt.size());
-  return logits.reshape({logits.numel() / model_.config().vocab_size, model_.config().vocab_size});
+  return on_host(logits.reshape({logits.numel() / model_.config().vocab_size, model_.config().vocab_size}));
 }
 
 Tensor Session::decode(const std::vector<int32_t>& tokens) {
@@ -38,7 +43,7 @@ Tensor Session::decode(const std::vector<int32_t>& tokens) {
   const std::vector<int64_t> positions = lengths_;  // the new token's position = tokens so far
   Tensor logits = model_.run(ids, caches_, {CacheRun::Decode, 0, &positions});
   for (auto& n : lengths_) ++n;
-  return logits.reshape({batch_, model_.config().vocab_size});
+  return on_host(logits.reshape({batch_, model_.config().vocab_size}));
 }
 
 }  // namespace lt2

@@ -12,6 +12,7 @@ class Session {
  public:
   Session(const LoopedModel& model, int64_t batch, int64_t context);
 
+  // Logits come back on the host (F32 from a GPU model).
   // Prefills sequence `slot` with a prompt (resets it); returns the logits [1, V] of its last
   // position (the prediction of the first new token), or of every position [L, V].
   Tensor prefill(int64_t slot, const std::vector<int32_t>& prompt, bool all_positions = false);

@@ -17,7 +17,7 @@ void save_model(const std::string& dir, const LoopedModel& model, const std::str
   fs::make_dirs(dir);
   if (!tokenizer_file.empty()) fs::write_file_atomic(dir + "/tokenizer.model", fs::read_file(tokenizer_file));
   safetensors::TensorList tensors;
-  for (const Param* p : model.params()) tensors.emplace_back(p->name, p->value.dtype() == DType::F32 ? p->value : p->value.to(DType::F32));
+  for (const Param* p : model.params()) tensors.emplace_back(p->name, p->value.to(Device::CPU, DType::F32));
   safetensors::save(dir + "/model.safetensors", tensors, {{"format", "pt"}, {"producer", "lt2"}});
   fs::write_file_atomic(dir + "/config.json", model.config().to_json().dump(2) + "\n");
 }
@@ -56,11 +56,12 @@ void load_weights(LoopedModel& model, const std::string& dir) {
     LT2_CHECK(t->shape() == p->value.shape(), st_path, ": tensor '", p->name, "' has shape ", shape_str(t->shape()),
               " but config.json implies ", shape_str(p->value.shape()));
     LT2_CHECK(t->dtype() != DType::I32, st_path, ": tensor '", p->name, "' has integer dtype I32");
-    p->value = t->to(model.dtype());
+    p->value.copy_from(*t);  // keeps the model's dtype and device
     used.insert(p->name);
   }
   for (const auto& [name, _] : file.tensors)
     LT2_CHECK(used.count(name), st_path, ": unexpected tensor '", name, "' that config.json does not describe");
+  model.refresh_compute();
 }
 
 std::unique_ptr<LoopedModel> load_model(const std::string& path, DType dt) {

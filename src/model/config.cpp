@@ -161,7 +161,7 @@ ModelConfig ModelConfig::from_json(const json::Value& v, const std::string& ctx)
       {"model_type", "architectures", "vocab_size", "hidden_size", "num_hidden_layers", "num_loops",
        "intermediate_size", "layer_types", "pattern", "loop_windows", "num_attention_heads", "num_key_value_heads",
        "head_dim", "rope_theta", "output_gate", "gdn_num_heads", "gdn_num_v_heads", "gdn_head_k_dim",
-       "gdn_head_v_dim", "gdn_conv_size", "gdn_chunked", "rms_norm_eps", "sandwich_norm", "norm_between_loops",
+       "gdn_head_v_dim", "gdn_conv_size", "gdn_chunked", "rms_norm_eps", "sandwich_norm", "norm_between_loops", "recompute_loops",
        "tie_word_embeddings", "initializer_range", "max_position_embeddings", "tokenizer"},
       ctx);
   ModelConfig c;
@@ -184,6 +184,7 @@ ModelConfig ModelConfig::from_json(const json::Value& v, const std::string& ctx)
   c.rms_norm_eps = json::get_number(v, "rms_norm_eps", ctx, c.rms_norm_eps);
   c.sandwich_norm = json::get_bool(v, "sandwich_norm", ctx, c.sandwich_norm);
   c.norm_between_loops = json::get_bool(v, "norm_between_loops", ctx, c.norm_between_loops);
+  c.recompute_loops = json::get_bool(v, "recompute_loops", ctx, c.recompute_loops);
   c.tie_word_embeddings = json::get_bool(v, "tie_word_embeddings", ctx, c.tie_word_embeddings);
   c.initializer_range = json::get_number(v, "initializer_range", ctx, c.initializer_range);
   c.max_position_embeddings = json::get_int(v, "max_position_embeddings", ctx, c.max_position_embeddings);
@@ -239,6 +240,7 @@ json::Value ModelConfig::to_json() const {
   v.set("rms_norm_eps", rms_norm_eps);
   v.set("sandwich_norm", sandwich_norm);
   v.set("norm_between_loops", norm_between_loops);
+  v.set("recompute_loops", recompute_loops);
   v.set("tie_word_embeddings", tie_word_embeddings);
   v.set("initializer_range", initializer_range);
   v.set("max_position_embeddings", max_position_embeddings);

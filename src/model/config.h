@@ -44,6 +44,9 @@ struct ModelConfig {
   double rms_norm_eps = 1e-6;
   bool sandwich_norm = false;       // Ouro: RMSNorm on mixer and FFN outputs
   bool norm_between_loops = false;  // Ouro: final norm after every loop, replaces h, no rho
+  // Training memory: keep only each loop's input and recompute the loop's activations in the
+  // backward (one extra forward of the blocks; activation memory / T). Same gradients.
+  bool recompute_loops = false;
   bool tie_word_embeddings = false;
   double initializer_range = 0.02;
   int64_t max_position_embeddings = 2048;  // context limit

@@ -5,7 +5,7 @@
 namespace lt2 {
 
 LoopedModel::LoopedModel(const ModelConfig& cfg, DType dt)
-    : cfg_(cfg), dtype_(dt),
+    : cfg_(cfg), dtype_(dt), compute_dtype_(dt),
       embed_("model.embed_tokens.weight", {cfg.vocab_size, cfg.hidden_size}, dt, Init::Normal, true),
       norm_("model.norm.weight", {cfg.hidden_size}, dt, Init::Ones, false) {
   cfg_.validate("model config");
@@ -31,7 +31,35 @@ Param* LoopedModel::find(const std::string& name) const {
   return nullptr;
 }
 
-void LoopedModel::init(uint64_t seed) { init_params(params_, seed, cfg_.initializer_range); }
+void LoopedModel::init(uint64_t seed) {
+  init_params(params_, seed, cfg_.initializer_range);
+  refresh_compute();
+}
+
+// Matrices are what the GEMMs (and the embedding lookup) read; norms, rho, A_log, dt_bias
+// and conv taps stay F32, which every CUDA kernel accepts.
+static bool has_compute_copy(const Param& p) { return p.value.ndim() == 2 && p.decay; }
+
+void LoopedModel::to(Device device, DType compute) {
+  LT2_CHECK(compute == dtype_ || (device == Device::CUDA && compute == DType::BF16 && dtype_ == DType::F32),
+            "unsupported precision: ", dtype_name(dtype_), " weights with ", dtype_name(compute), " compute on ",
+            device_name(device));
+  device_ = device;
+  compute_dtype_ = compute;
+  for (Param* p : params_) {
+    if (p->value.device() != device) p->value = p->value.to(device), p->grad = p->grad.to(device);
+    p->compute = Tensor();
+  }
+  refresh_compute();
+}
+
+void LoopedModel::refresh_compute() {
+  for (Param* p : params_) {
+    if (compute_dtype_ == dtype_ || !has_compute_copy(*p)) continue;
+    if (!p->compute.defined()) p->compute = Tensor::empty(p->value.shape(), compute_dtype_, device_);
+    p->compute.copy_from(p->value);
+  }
+}
 
 void LoopedModel::zero_grad() {
   for (Param* p : params_) p->grad.zero();
@@ -65,26 +93,29 @@ Tensor LoopedModel::forward_impl(const Tensor& ids, Ctx* ctx, Caches* caches, co
     ctx->ids = ids;
     ctx->blocks.resize(T * N);
   }
-  Tensor h = ops::embedding(ids, embed_.value);
+  if (ctx && ids.device() != device_) ctx->ids = ids.to(device_);
+  Tensor h = ops::embedding(ids.device() == device_ ? ids : ids.to(device_), embed_.w());
   for (int t = 0; t < T; ++t) {
     Tensor x = h;
+    // With recompute_loops the blocks keep no activations now; backward() reruns them.
+    const bool keep = ctx && !cfg_.recompute_loops;
     for (int l = 0; l < N; ++l)
       x = caches ? blocks_[l]->run(x, t, *(*caches)[t * N + l], *r)
-                 : blocks_[l]->forward(x, t, ctx ? &ctx->blocks[t * N + l] : nullptr);
+                 : blocks_[l]->forward(x, t, keep ? &ctx->blocks[t * N + l] : nullptr);
     if (ctx) ctx->h_in.push_back(h);
     if (cfg_.norm_between_loops) {
       Tensor rstd;
-      Tensor hn = ops::rmsnorm(x, norm_.value, cfg_.rms_norm_eps, &rstd);
+      Tensor hn = ops::rmsnorm(x, norm_.w(), cfg_.rms_norm_eps, &rstd);
       if (ctx) ctx->h_tilde.push_back(x), ctx->rstd_loop.push_back(rstd);
       h = hn;
     } else {
-      h = ops::add_scaled_channels(x, rho_.value.select(t), h);
+      h = ops::add_scaled_channels(x, rho_.w().select(t), h);
     }
   }
   Tensor xf = h;
   if (!cfg_.norm_between_loops) {
     Tensor rstd;
-    xf = ops::rmsnorm(h, norm_.value, cfg_.rms_norm_eps, &rstd);
+    xf = ops::rmsnorm(h, norm_.w(), cfg_.rms_norm_eps, &rstd);
     if (ctx) ctx->rstd_final = rstd;
   }
   if (ctx) ctx->h_final = h, ctx->xf = xf;
@@ -98,19 +129,23 @@ void LoopedModel::backward(Ctx& c, const Tensor& dlogits) {
   const int64_t T = cfg_.num_loops, N = cfg_.num_hidden_layers;
   Tensor& dhead = cfg_.tie_word_embeddings ? embed_.grad : head_.grad;
   Tensor dh = ops::linear_backward(c.xf, head_weight(), dlogits, dhead);
-  if (!cfg_.norm_between_loops) dh = ops::rmsnorm_backward(c.h_final, norm_.value, c.rstd_final, dh, norm_.grad);
+  if (!cfg_.norm_between_loops) dh = ops::rmsnorm_backward(c.h_final, norm_.w(), c.rstd_final, dh, norm_.grad);
   for (int t = int(T) - 1; t >= 0; --t) {
     Tensor dx;  // gradient w.r.t. the blocks' output h~ of this loop
     if (cfg_.norm_between_loops) {
-      dx = ops::rmsnorm_backward(c.h_tilde[t], norm_.value, c.rstd_loop[t], dh, norm_.grad);
+      dx = ops::rmsnorm_backward(c.h_tilde[t], norm_.w(), c.rstd_loop[t], dh, norm_.grad);
       dh = Tensor();
     } else {
       // h = h~ + rho_t * h_prev: drho_t += sum_rows dh * h_prev; dh_prev = rho_t * dh (+ blocks' path)
       Tensor drho = rho_.grad.select(t);
       ops::add_scaled_channels_backward_rho(dh, c.h_in[t], drho);
-      Tensor dprev = Tensor::zeros(dh.shape(), dh.dtype());
+      Tensor dprev = Tensor::zeros_like(dh);
       dx = dh;
-      dh = ops::add_scaled_channels(dprev, rho_.value.select(t), dx);
+      dh = ops::add_scaled_channels(dprev, rho_.w().select(t), dx);
+    }
+    if (cfg_.recompute_loops) {  // rerun this loop's blocks from its saved input, keeping activations
+      Tensor x = c.h_in[t];
+      for (int l = 0; l < N; ++l) x = blocks_[l]->forward(x, t, &c.blocks[t * N + l]);
     }
     for (int l = int(N) - 1; l >= 0; --l) dx = blocks_[l]->backward(c.blocks[t * N + l], dx);
     if (dh.defined()) dh.add_(dx);

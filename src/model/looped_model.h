@@ -25,7 +25,15 @@ class LoopedModel {
   LoopedModel(const LoopedModel&) = delete;
 
   const ModelConfig& config() const { return cfg_; }
-  DType dtype() const { return dtype_; }
+  DType dtype() const { return dtype_; }    // the master weights' dtype
+  Device device() const { return device_; }
+  // The activations' dtype: BF16 when the matrices have BF16 compute copies.
+  DType activation_dtype() const { return compute_dtype_; }
+  // Moves every parameter (master + gradient) to `device`. compute = BF16 gives the matrices
+  // (GEMM weights, embedding, head) BF16 copies that forward/backward use; refresh_compute()
+  // rewrites them after the masters change (optimizer step, checkpoint load).
+  void to(Device device, DType compute);
+  void refresh_compute();
   // All parameters, in a fixed order (checkpoint order).
   const ParamList& params() const { return params_; }
   Param* find(const std::string& name) const;
@@ -50,10 +58,12 @@ class LoopedModel {
   Tensor forward_impl(const Tensor& ids, Ctx* ctx, Caches* caches, const CacheRun* r) const;
   ModelConfig cfg_;
   DType dtype_;
+  Device device_ = Device::CPU;
+  DType compute_dtype_;
   Param embed_, rho_, norm_, head_;
   std::vector<std::unique_ptr<Block>> blocks_;
   ParamList params_;
-  const Tensor& head_weight() const { return cfg_.tie_word_embeddings ? embed_.value : head_.value; }
+  const Tensor& head_weight() const { return cfg_.tie_word_embeddings ? embed_.w() : head_.w(); }
 };
 
 }  // namespace lt2

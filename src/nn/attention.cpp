@@ -34,9 +34,9 @@ void AttentionMixer::collect(ParamList& out) {
 Tensor AttentionMixer::forward(const Tensor& x, int loop, std::unique_ptr<MixerCtx>* ctx) const {
   const int64_t B = x.dim(0), L = x.dim(1);
   const int64_t window = window_per_loop_.at(loop);
-  Tensor q = ops::rope(ops::linear(x, q_.value).reshape({B, L, H_, D_}), theta_, 0);
-  Tensor k = ops::rope(ops::linear(x, k_.value).reshape({B, L, Hkv_, D_}), theta_, 0);
-  Tensor v = ops::linear(x, v_.value).reshape({B, L, Hkv_, D_});
+  Tensor q = ops::rope(ops::linear(x, q_.w()).reshape({B, L, H_, D_}), theta_, 0);
+  Tensor k = ops::rope(ops::linear(x, k_.w()).reshape({B, L, Hkv_, D_}), theta_, 0);
+  Tensor v = ops::linear(x, v_.w()).reshape({B, L, Hkv_, D_});
   Tensor lse;
   Tensor a = ops::attention(q, k, v, window, 1.0 / std::sqrt(double(D_)), &lse);
   Tensor z, gated;
@@ -51,14 +51,16 @@ Tensor AttentionMixer::forward(const Tensor& x, int loop, std::unique_ptr<MixerC
 }
 
 double AttentionMixer::first_token_mass(const MixerCtx& base) const {
-  const auto& c = static_cast<const Ctx&>(base);
+  const auto& ctx = static_cast<const Ctx&>(base);
+  struct { Tensor q, k, lse; } c{ctx.q.to(Device::CPU), ctx.k.to(Device::CPU), ctx.lse.to(Device::CPU)};  // read per element
+  const int64_t window = ctx.window;
   const int64_t B = c.q.dim(0), L = c.q.dim(1), grp = H_ / Hkv_;
   const double scale = 1.0 / std::sqrt(double(D_));
   double total = 0;
   int64_t n = 0;
   for (int64_t b = 0; b < B; ++b)
     for (int64_t h = 0; h < H_; ++h)
-      for (int64_t t = 0; t < L && (c.window == 0 || t < c.window); ++t) {  // queries that see key 0
+      for (int64_t t = 0; t < L && (window == 0 || t < window); ++t) {  // queries that see key 0
         double dot = 0;
         for (int64_t d = 0; d < D_; ++d)
           dot += c.q.item(((b * L + t) * H_ + h) * D_ + d) * c.k.item(((b * L) * Hkv_ + h / grp) * D_ + d);
@@ -71,11 +73,11 @@ double AttentionMixer::first_token_mass(const MixerCtx& base) const {
 Tensor AttentionMixer::output(const Tensor& x, const Tensor& a, Tensor* z, Tensor* gated) const {
   Tensor g = a;
   if (gated_) {
-    *z = ops::linear(x, g_.value);
+    *z = ops::linear(x, g_.w());
     g = ops::sigmoid_gate(a, *z);
   }
   *gated = g;
-  return ops::linear(g.reshape({x.dim(0), x.dim(1), H_ * D_}), o_.value);
+  return ops::linear(g.reshape({x.dim(0), x.dim(1), H_ * D_}), o_.w());
 }
 
 std::unique_ptr<LayerCache> AttentionMixer::make_cache(int loop, int64_t batch, int64_t context) const {
@@ -83,24 +85,22 @@ std::unique_ptr<LayerCache> AttentionMixer::make_cache(int loop, int64_t batch, 
   const int64_t w = window_per_loop_.at(loop);
   c->window = w > 0 && w < context ? w : 0;  // a window wider than the context is a full cache
   const int64_t rows = c->window > 0 ? c->window : context;
-  c->k = Tensor::zeros({batch, rows, Hkv_, D_}, q_.value.dtype());
-  c->v = Tensor::zeros({batch, rows, Hkv_, D_}, q_.value.dtype());
+  c->k = Tensor::zeros({batch, rows, Hkv_, D_}, q_.w().dtype(), q_.value.device());
+  c->v = Tensor::zeros({batch, rows, Hkv_, D_}, q_.w().dtype(), q_.value.device());
   return c;
 }
 
-// Copies row `src_row` of x [B?, L, Hkv, D] (batch `src_b`) into cache row `dst_row` of batch `dst_b`.
+// Copies row `src_row` of x [B, L, Hkv, D] (batch `src_b`) into cache row `dst_row` of batch `dst_b`.
 static void put_row(Tensor& cache, int64_t dst_b, int64_t dst_row, const Tensor& x, int64_t src_b, int64_t src_row) {
-  const int64_t rowsz = cache.dim(2) * cache.dim(3), esz = int64_t(dtype_size(cache.dtype()));
-  std::memcpy(cache.bytes() + ((dst_b * cache.dim(1) + dst_row) * rowsz) * esz,
-              x.bytes() + ((src_b * x.dim(1) + src_row) * rowsz) * esz, size_t(rowsz * esz));
+  cache.select(dst_b).select(dst_row).copy_from(x.select(src_b).select(src_row));
 }
 
 Tensor AttentionMixer::run(const Tensor& x, int loop, LayerCache& base, const CacheRun& r) const {
   auto& c = static_cast<KvCache&>(base);
   const int64_t B = x.dim(0), L = x.dim(1), window = window_per_loop_.at(loop);
-  Tensor q = ops::linear(x, q_.value).reshape({B, L, H_, D_});
-  Tensor k = ops::linear(x, k_.value).reshape({B, L, Hkv_, D_});
-  Tensor v = ops::linear(x, v_.value).reshape({B, L, Hkv_, D_});
+  Tensor q = ops::linear(x, q_.w()).reshape({B, L, H_, D_});
+  Tensor k = ops::linear(x, k_.w()).reshape({B, L, Hkv_, D_});
+  Tensor v = ops::linear(x, v_.w()).reshape({B, L, Hkv_, D_});
   Tensor a;
   if (r.mode == CacheRun::Prefill) {
     LT2_CHECK(B == 1, "attention prefill takes one prompt at a time");
@@ -120,67 +120,36 @@ Tensor AttentionMixer::run(const Tensor& x, int loop, LayerCache& base, const Ca
       // RoPE at each sequence's own position.
       Tensor qb = ops::rope(q.select(b).reshape({1, 1, H_, D_}), theta_, pos[b]);
       Tensor kb = ops::rope(k.select(b).reshape({1, 1, Hkv_, D_}), theta_, pos[b]);
-      std::memcpy(q.select(b).bytes(), qb.bytes(), qb.nbytes());
+      q.select(b).copy_from(qb.reshape({1, H_, D_}));
       put_row(c.k, b, c.row_of(pos[b]), kb, 0, 0);
       put_row(c.v, b, c.row_of(pos[b]), v, b, 0);
     }
-    a = decode_attention(q, c, pos, window);
+    Tensor positions = Tensor::empty({B}, DType::I32);
+    for (int64_t b = 0; b < B; ++b) positions.set(b, double(pos[b]));
+    a = ops::attention_decode(q, c.k, c.v, positions.to(q.device()), window, c.window > 0, 1.0 / std::sqrt(double(D_)));
   }
   Tensor z, gated;
   return output(x, a, &z, &gated);
 }
 
-// One query per sequence against its cached keys lo..pos (window or full), softmax in double.
-Tensor AttentionMixer::decode_attention(const Tensor& q, const KvCache& c, const std::vector<int64_t>& pos,
-                                        int64_t window) const {
-  const int64_t B = q.dim(0), grp = H_ / Hkv_;
-  const double scale = 1.0 / std::sqrt(double(D_));
-  Tensor a = Tensor::zeros(q.shape(), q.dtype());
-  dispatch_real(q.dtype(), [&](auto tag) {
-    using R = decltype(tag);
-#pragma omp parallel for collapse(2)
-    for (int64_t b = 0; b < B; ++b)
-      for (int64_t h = 0; h < H_; ++h) {
-        const int64_t lo = window > 0 ? std::max<int64_t>(0, pos[b] - window + 1) : 0, hk = h / grp;
-        const R* qr = q.data<R>() + (b * H_ + h) * D_;
-        std::vector<double> p(size_t(pos[b] - lo + 1));
-        double m = -INFINITY, sum = 0;
-        for (int64_t s = lo; s <= pos[b]; ++s) {
-          const R* kr = c.k.data<R>() + ((b * c.rows() + c.row_of(s)) * Hkv_ + hk) * D_;
-          double acc = 0;
-          for (int64_t d = 0; d < D_; ++d) acc += double(qr[d]) * kr[d];
-          m = std::max(m, p[s - lo] = acc * scale);
-        }
-        for (double& x : p) sum += (x = std::exp(x - m));
-        R* ar = a.data<R>() + (b * H_ + h) * D_;
-        for (int64_t s = lo; s <= pos[b]; ++s) {
-          const R* vr = c.v.data<R>() + ((b * c.rows() + c.row_of(s)) * Hkv_ + hk) * D_;
-          const R w = R(p[s - lo] / sum);
-          for (int64_t d = 0; d < D_; ++d) ar[d] += w * vr[d];
-        }
-      }
-  });
-  return a;
-}
-
 Tensor AttentionMixer::backward(MixerCtx& base, const Tensor& dy) {
   auto& c = static_cast<Ctx&>(base);
   const int64_t B = c.x.dim(0), L = c.x.dim(1);
-  Tensor dgated = ops::linear_backward(c.gated.reshape({B, L, H_ * D_}), o_.value, dy, o_.grad).reshape(c.a.shape());
+  Tensor dgated = ops::linear_backward(c.gated.reshape({B, L, H_ * D_}), o_.w(), dy, o_.grad).reshape(c.a.shape());
   Tensor da = dgated, dx;
   if (gated_) {
     Tensor dz;
     ops::sigmoid_gate_backward(c.a, c.z, dgated, da, dz);
-    dx = ops::linear_backward(c.x, g_.value, dz, g_.grad);
+    dx = ops::linear_backward(c.x, g_.w(), dz, g_.grad);
   }
   Tensor dq, dk, dv;
   ops::attention_backward(c.q, c.k, c.v, c.a, c.lse, da, c.window, 1.0 / std::sqrt(double(D_)), dq, dk, dv);
   dq = ops::rope_backward(dq, theta_, 0).reshape({B, L, H_ * D_});
   dk = ops::rope_backward(dk, theta_, 0).reshape({B, L, Hkv_ * D_});
-  Tensor dxq = ops::linear_backward(c.x, q_.value, dq, q_.grad);
+  Tensor dxq = ops::linear_backward(c.x, q_.w(), dq, q_.grad);
   if (dx.defined()) dxq.add_(dx);
-  dxq.add_(ops::linear_backward(c.x, k_.value, dk, k_.grad));
-  dxq.add_(ops::linear_backward(c.x, v_.value, dv.reshape({B, L, Hkv_ * D_}), v_.grad));
+  dxq.add_(ops::linear_backward(c.x, k_.w(), dk, k_.grad));
+  dxq.add_(ops::linear_backward(c.x, v_.w(), dv.reshape({B, L, Hkv_ * D_}), v_.grad));
   return dxq;
 }
 

@@ -20,7 +20,6 @@ class AttentionMixer : public Mixer {
   struct Ctx;
   // o_proj( a * sigmoid(g_proj x) ); the gate pre-activation and gated output are returned for backward.
   Tensor output(const Tensor& x, const Tensor& a, Tensor* z, Tensor* gated) const;
-  Tensor decode_attention(const Tensor& q, const KvCache& c, const std::vector<int64_t>& pos, int64_t window) const;
   int64_t H_, Hkv_, D_;
   double theta_;
   bool gated_;

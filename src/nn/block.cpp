@@ -29,13 +29,13 @@ void Block::collect(ParamList& out) {
 
 Tensor Block::forward_impl(const Tensor& h, int loop, Ctx* ctx, LayerCache* cache, const CacheRun* r) const {
   Tensor rstd1, rstd2, rstd3, rstd4;
-  Tensor xn1 = ops::rmsnorm(h, norm1_.value, eps_, &rstd1);
+  Tensor xn1 = ops::rmsnorm(h, norm1_.w(), eps_, &rstd1);
   Tensor mix = cache ? mixer_->run(xn1, loop, *cache, *r) : mixer_->forward(xn1, loop, ctx ? &ctx->mixer : nullptr);
-  Tensor mix_out = sandwich_ ? ops::rmsnorm(mix, norm2_.value, eps_, &rstd2) : mix;
+  Tensor mix_out = sandwich_ ? ops::rmsnorm(mix, norm2_.w(), eps_, &rstd2) : mix;
   Tensor hmid = ops::add(h, mix_out);
-  Tensor xn3 = ops::rmsnorm(hmid, norm3_.value, eps_, &rstd3);
+  Tensor xn3 = ops::rmsnorm(hmid, norm3_.w(), eps_, &rstd3);
   Tensor f = ffn_.forward(xn3, ctx ? &ctx->ffn : nullptr);
-  Tensor f_out = sandwich_ ? ops::rmsnorm(f, norm4_.value, eps_, &rstd4) : f;
+  Tensor f_out = sandwich_ ? ops::rmsnorm(f, norm4_.w(), eps_, &rstd4) : f;
   if (ctx) {
     ctx->h = h, ctx->rstd1 = rstd1, ctx->xn1 = xn1, ctx->mix = mix, ctx->rstd2 = rstd2;
     ctx->hmid = hmid, ctx->rstd3 = rstd3, ctx->ffn_out = f, ctx->rstd4 = rstd4;
@@ -44,13 +44,13 @@ Tensor Block::forward_impl(const Tensor& h, int loop, Ctx* ctx, LayerCache* cach
 }
 
 Tensor Block::backward(Ctx& c, const Tensor& dout) {
-  Tensor df = sandwich_ ? ops::rmsnorm_backward(c.ffn_out, norm4_.value, c.rstd4, dout, norm4_.grad) : dout;
+  Tensor df = sandwich_ ? ops::rmsnorm_backward(c.ffn_out, norm4_.w(), c.rstd4, dout, norm4_.grad) : dout;
   Tensor dxn3 = ffn_.backward(c.ffn, df);
-  Tensor dhmid = ops::rmsnorm_backward(c.hmid, norm3_.value, c.rstd3, dxn3, norm3_.grad);
+  Tensor dhmid = ops::rmsnorm_backward(c.hmid, norm3_.w(), c.rstd3, dxn3, norm3_.grad);
   dhmid.add_(dout);
-  Tensor dmix = sandwich_ ? ops::rmsnorm_backward(c.mix, norm2_.value, c.rstd2, dhmid, norm2_.grad) : dhmid;
+  Tensor dmix = sandwich_ ? ops::rmsnorm_backward(c.mix, norm2_.w(), c.rstd2, dhmid, norm2_.grad) : dhmid;
   Tensor dxn1 = mixer_->backward(*c.mixer, dmix);
-  Tensor dh = ops::rmsnorm_backward(c.h, norm1_.value, c.rstd1, dxn1, norm1_.grad);
+  Tensor dh = ops::rmsnorm_backward(c.h, norm1_.w(), c.rstd1, dxn1, norm1_.grad);
   dh.add_(dhmid);
   c = Ctx{};
   return dh;

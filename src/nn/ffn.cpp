@@ -10,19 +10,19 @@ SwiGluFfn::SwiGluFfn(const std::string& p, int64_t d, int64_t hidden, DType dt)
       down(p + ".down_proj.weight", {d, hidden}, dt, Init::Normal, true) {}
 
 Tensor SwiGluFfn::forward(const Tensor& x, Ctx* ctx) const {
-  Tensor g = ops::linear(x, gate.value), u = ops::linear(x, up.value);
+  Tensor g = ops::linear(x, gate.w()), u = ops::linear(x, up.w());
   Tensor h = ops::swiglu(g, u);
-  Tensor y = ops::linear(h, down.value);
+  Tensor y = ops::linear(h, down.w());
   if (ctx) *ctx = {x, g, u, h};
   return y;
 }
 
 Tensor SwiGluFfn::backward(Ctx& c, const Tensor& dy) {
-  Tensor dh = ops::linear_backward(c.h, down.value, dy, down.grad);
+  Tensor dh = ops::linear_backward(c.h, down.w(), dy, down.grad);
   Tensor dg, du;
   ops::swiglu_backward(c.g, c.u, dh, dg, du);
-  Tensor dx = ops::linear_backward(c.x, gate.value, dg, gate.grad);
-  dx.add_(ops::linear_backward(c.x, up.value, du, up.grad));
+  Tensor dx = ops::linear_backward(c.x, gate.w(), dg, gate.grad);
+  dx.add_(ops::linear_backward(c.x, up.w(), du, up.grad));
   c = {};
   return dx;
 }

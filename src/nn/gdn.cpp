@@ -37,20 +37,20 @@ void GdnMixer::activate(const Tensor& qc, const Tensor& kc, const Tensor& x, Ten
                         Tensor& b, Tensor& beta, Tensor& g) const {
   q = ops::l2norm(qc, 1.0 / std::sqrt(double(K_)));
   k = ops::l2norm(kc, 1.0);
-  a = ops::linear(x, a_.value);
-  b = ops::linear(x, b_.value);
-  ops::gdn_gates(a, b, A_log_.value, dt_bias_.value, beta, g);
+  a = ops::linear(x, a_.w());
+  b = ops::linear(x, b_.w());
+  ops::gdn_gates(a, b, A_log_.w(), dt_bias_.w(), beta, g);
 }
 
 Tensor GdnMixer::output(const Tensor& x, const Tensor& o, Tensor* z) const {
   const int64_t B = x.dim(0), L = x.dim(1);
-  *z = ops::linear(x, g_.value).reshape({B, L, HV_, V_});
-  return ops::linear(ops::gated_rmsnorm(o, *z, o_norm_.value, eps_).reshape({B, L, HV_ * V_}), o_.value);
+  *z = ops::linear(x, g_.w()).reshape({B, L, HV_, V_});
+  return ops::linear(ops::gated_rmsnorm(o, *z, o_norm_.w(), eps_).reshape({B, L, HV_ * V_}), o_.w());
 }
 
 Tensor GdnMixer::forward(const Tensor& x, int, std::unique_ptr<MixerCtx>* ctx) const {
   const int64_t B = x.dim(0), L = x.dim(1);
-  Tensor qp = ops::linear(x, q_.value), kp = ops::linear(x, k_.value), vp = ops::linear(x, v_.value);
+  Tensor qp = ops::linear(x, q_.w()), kp = ops::linear(x, k_.w()), vp = ops::linear(x, v_.w());
   Tensor qc = ops::conv_silu(qp, conv_w(q_conv_)).reshape({B, L, H_, K_});
   Tensor kc = ops::conv_silu(kp, conv_w(k_conv_)).reshape({B, L, H_, K_});
   Tensor v = ops::conv_silu(vp, conv_w(v_conv_)).reshape({B, L, HV_, V_});
@@ -69,30 +69,32 @@ Tensor GdnMixer::forward(const Tensor& x, int, std::unique_ptr<MixerCtx>* ctx) c
 
 std::unique_ptr<LayerCache> GdnMixer::make_cache(int, int64_t batch, int64_t) const {
   auto c = std::make_unique<GdnCache>();
-  const DType dt = q_.value.dtype();
-  c->state = Tensor::zeros({batch, HV_, K_, V_}, dt);
-  c->conv_q = Tensor::zeros({batch, W_ - 1, H_ * K_}, dt);
-  c->conv_k = Tensor::zeros({batch, W_ - 1, H_ * K_}, dt);
-  c->conv_v = Tensor::zeros({batch, W_ - 1, HV_ * V_}, dt);
+  // Activations' dtype for the conv tails; the state stays in the master dtype (fp32 on the GPU).
+  const DType dt = q_.w().dtype();
+  const Device dev = q_.value.device();
+  c->state = Tensor::zeros({batch, HV_, K_, V_}, q_.value.dtype(), dev);
+  c->conv_q = Tensor::zeros({batch, W_ - 1, H_ * K_}, dt, dev);
+  c->conv_k = Tensor::zeros({batch, W_ - 1, H_ * K_}, dt, dev);
+  c->conv_v = Tensor::zeros({batch, W_ - 1, HV_ * V_}, dt, dev);
   return c;
 }
 
 // The last W-1 rows of a prompt's pre-conv input xp [1, L, C] (zeros before position 0)
 // into batch slot `slot` of a conv cache [B, W-1, C].
 static void keep_conv_tail(const Tensor& xp, Tensor& cache, int64_t slot) {
-  const int64_t L = xp.dim(1), C = xp.dim(2), rows = cache.dim(1), esz = int64_t(dtype_size(xp.dtype()));
-  std::byte* dst = cache.bytes() + slot * rows * C * esz;
-  std::memset(dst, 0, size_t(rows * C * esz));
+  const int64_t L = xp.dim(1), rows = cache.dim(1);
+  Tensor dst = cache.select(slot);
+  dst.zero();
   for (int64_t r = 0; r < rows; ++r) {
     const int64_t t = L - rows + r;
-    if (t >= 0) std::memcpy(dst + r * C * esz, xp.bytes() + t * C * esz, size_t(C * esz));
+    if (t >= 0) dst.select(r).copy_from(xp.select(0).select(t));
   }
 }
 
 Tensor GdnMixer::run(const Tensor& x, int, LayerCache& base, const CacheRun& r) const {
   auto& c = static_cast<GdnCache&>(base);
   const int64_t B = x.dim(0), L = x.dim(1);
-  Tensor qp = ops::linear(x, q_.value), kp = ops::linear(x, k_.value), vp = ops::linear(x, v_.value);
+  Tensor qp = ops::linear(x, q_.w()), kp = ops::linear(x, k_.w()), vp = ops::linear(x, v_.w());
   Tensor qc, kc, v;
   if (r.mode == CacheRun::Prefill) {
     LT2_CHECK(B == 1, "GDN prefill takes one prompt at a time");
@@ -116,10 +118,10 @@ Tensor GdnMixer::run(const Tensor& x, int, LayerCache& base, const CacheRun& r) 
   Tensor o;
   if (r.mode == CacheRun::Prefill) {
     o = ops::gdn(q, k, v, beta, g, Tensor(), &hT, chunked_);
-    std::memcpy(c.state.select(r.slot).bytes(), hT.bytes(), hT.nbytes());
+    c.state.select(r.slot).copy_from(hT.reshape({HV_, K_, V_}));
   } else {
     o = ops::gdn(q, k, v, beta, g, c.state, &hT, /*chunked=*/false);  // one token: the recurrence
-    std::memcpy(c.state.bytes(), hT.bytes(), hT.nbytes());
+    c.state.copy_from(hT);
   }
   return output(x, o, &z);
 }
@@ -127,16 +129,16 @@ Tensor GdnMixer::run(const Tensor& x, int, LayerCache& base, const CacheRun& r) 
 Tensor GdnMixer::backward(MixerCtx& base, const Tensor& dy) {
   auto& c = static_cast<Ctx&>(base);
   const int64_t B = c.x.dim(0), L = c.x.dim(1);
-  Tensor y = ops::gated_rmsnorm(c.o, c.z, o_norm_.value, eps_).reshape({B, L, HV_ * V_});  // recomputed: cheap
-  Tensor dyn = ops::linear_backward(y, o_.value, dy, o_.grad).reshape({B, L, HV_, V_});
+  Tensor y = ops::gated_rmsnorm(c.o, c.z, o_norm_.w(), eps_).reshape({B, L, HV_ * V_});  // recomputed: cheap
+  Tensor dyn = ops::linear_backward(y, o_.w(), dy, o_.grad).reshape({B, L, HV_, V_});
   Tensor d_o, dz;
-  ops::gated_rmsnorm_backward(c.o, c.z, o_norm_.value, eps_, dyn, d_o, dz, o_norm_.grad);
-  Tensor dx = ops::linear_backward(c.x, g_.value, dz.reshape({B, L, HV_ * V_}), g_.grad);
+  ops::gated_rmsnorm_backward(c.o, c.z, o_norm_.w(), eps_, dyn, d_o, dz, o_norm_.grad);
+  Tensor dx = ops::linear_backward(c.x, g_.w(), dz.reshape({B, L, HV_ * V_}), g_.grad);
   ops::GdnGrads gr = ops::gdn_backward(c.q, c.k, c.v, c.beta, c.g, Tensor(), d_o, Tensor(), chunked_);
   Tensor da, db;
-  ops::gdn_gates_backward(c.a, c.b, A_log_.value, dt_bias_.value, gr.dbeta, gr.dg, da, db, A_log_.grad, dt_bias_.grad);
-  dx.add_(ops::linear_backward(c.x, a_.value, da, a_.grad));
-  dx.add_(ops::linear_backward(c.x, b_.value, db, b_.grad));
+  ops::gdn_gates_backward(c.a, c.b, A_log_.w(), dt_bias_.w(), gr.dbeta, gr.dg, da, db, A_log_.grad, dt_bias_.grad);
+  dx.add_(ops::linear_backward(c.x, a_.w(), da, a_.grad));
+  dx.add_(ops::linear_backward(c.x, b_.w(), db, b_.grad));
   Tensor dqc = ops::l2norm_backward(c.qc, 1.0 / std::sqrt(double(K_)), gr.dq).reshape({B, L, H_ * K_});
   Tensor dkc = ops::l2norm_backward(c.kc, 1.0, gr.dk).reshape({B, L, H_ * K_});
   Tensor qcw = conv_w(q_conv_), kcw = conv_w(k_conv_), vcw = conv_w(v_conv_);
@@ -145,9 +147,9 @@ Tensor GdnMixer::backward(MixerCtx& base, const Tensor& dy) {
   Tensor dqp = ops::conv_silu_backward(c.qp, qcw, dqc, dqcw);
   Tensor dkp = ops::conv_silu_backward(c.kp, kcw, dkc, dkcw);
   Tensor dvp = ops::conv_silu_backward(c.vp, vcw, gr.dv.reshape({B, L, HV_ * V_}), dvcw);
-  dx.add_(ops::linear_backward(c.x, q_.value, dqp, q_.grad));
-  dx.add_(ops::linear_backward(c.x, k_.value, dkp, k_.grad));
-  dx.add_(ops::linear_backward(c.x, v_.value, dvp, v_.grad));
+  dx.add_(ops::linear_backward(c.x, q_.w(), dqp, q_.grad));
+  dx.add_(ops::linear_backward(c.x, k_.w(), dkp, k_.grad));
+  dx.add_(ops::linear_backward(c.x, v_.w(), dvp, v_.grad));
   return dx;
 }
 

@@ -13,14 +13,19 @@ enum class Init { Normal, Zeros, Ones, ALog, DtBias };
 
 struct Param {
   std::string name;
-  Tensor value;
-  Tensor grad;
+  Tensor value;    // the master copy (F32 for training; F64 in gradient checks)
+  Tensor grad;     // same dtype and device as value
+  Tensor compute;  // optional low-precision copy (BF16 on the GPU) that forward/backward read
+
   Init init = Init::Normal;
   bool decay = true;  // weight decay applies (matrices only: not norms, rho, A_log, dt_bias)
 
   Param() = default;
   Param(std::string n, const Shape& shape, DType dt, Init i, bool wd)
       : name(std::move(n)), value(Tensor::zeros(shape, dt)), grad(Tensor::zeros(shape, dt)), init(i), decay(wd) {}
+
+  // The tensor the ops read: the low-precision copy when there is one.
+  const Tensor& w() const { return compute.defined() ? compute : value; }
 };
 
 using ParamList = std::vector<Param*>;

@@ -22,8 +22,8 @@ Trainer::Trainer(LoopedModel& model, const TrainConfig& cfg, std::shared_ptr<con
   LT2_CHECK(cfg.seq_len <= model.config().max_position_embeddings, "seq_len ", cfg.seq_len,
             " exceeds the model's context limit max_position_embeddings = ", model.config().max_position_embeddings);
   for (const Param* p : model_.params()) {
-    m_.push_back(Tensor::zeros(p->value.shape(), p->value.dtype()));
-    v_.push_back(Tensor::zeros(p->value.shape(), p->value.dtype()));
+    m_.push_back(Tensor::zeros_like(p->value));
+    v_.push_back(Tensor::zeros_like(p->value));
   }
 }
 
@@ -36,8 +36,9 @@ StepStats Trainer::step() {
     LoopedModel::Ctx ctx;
     Tensor logits = model_.forward(b.ids, &ctx);
     Tensor dlogits;
-    const double loss = ops::cross_entropy(logits.reshape({b.ids.numel(), V}), b.targets.reshape({b.ids.numel()}),
-                                           &dlogits, 1.0 / double(cfg_.grad_accum));
+    const double loss = ops::cross_entropy(logits.reshape({b.ids.numel(), V}),
+                                           b.targets.reshape({b.ids.numel()}).to(model_.device()), &dlogits,
+                                           1.0 / double(cfg_.grad_accum));
     LT2_CHECK(std::isfinite(loss), "training diverged: loss is ", loss, " at step ", step_ + 1);
     model_.backward(ctx, dlogits.reshape(logits.shape()));
     st.loss += loss / double(cfg_.grad_accum);
@@ -55,6 +56,7 @@ StepStats Trainer::step() {
   for (size_t i = 0; i < ps.size(); ++i)
     ops::adamw_step(ps[i]->value, ps[i]->grad, m_[i], v_[i],
                     {st.lr, cfg_.beta1, cfg_.beta2, cfg_.adam_eps, ps[i]->decay ? cfg_.weight_decay : 0.0, step_});
+  model_.refresh_compute();
   return st;
 }
 
@@ -66,8 +68,7 @@ EvalStats evaluate_model(const LoopedModel& model, const DataLoader& data, int64
   int64_t correct = 0, scored = 0;
   for (int64_t i = 0; i < n; ++i) {
     const Batch b = data.eval_batch(i);
-    Tensor logits = model.forward(b.ids, nullptr).reshape({b.ids.numel(), V});
-    if (logits.dtype() != DType::F32) logits = logits.to(DType::F32);
+    Tensor logits = model.forward(b.ids, nullptr).reshape({b.ids.numel(), V}).to(Device::CPU, DType::F32);
     const float* lp = logits.data<float>();
     const int32_t* tg = b.targets.data<int32_t>();
     int64_t batch_scored = 0;
@@ -113,8 +114,8 @@ std::string Trainer::save(const std::string& run_dir) const {
     safetensors::TensorList opt;
     const auto& ps = model_.params();
     for (size_t i = 0; i < ps.size(); ++i) {
-      opt.emplace_back("exp_avg." + ps[i]->name, m_[i]);
-      opt.emplace_back("exp_avg_sq." + ps[i]->name, v_[i]);
+      opt.emplace_back("exp_avg." + ps[i]->name, m_[i].to(Device::CPU));
+      opt.emplace_back("exp_avg_sq." + ps[i]->name, v_[i].to(Device::CPU));
     }
     safetensors::save(tmp + "/optimizer.safetensors", opt);
     json::Value state = json::Value::object();
@@ -155,8 +156,8 @@ void Trainer::load(const std::string& path) {
     const Tensor& v = opt.get("exp_avg_sq." + n);
     LT2_CHECK(m.shape() == m_[i].shape() && v.shape() == v_[i].shape(), opt_path, ": moment shapes of '", n,
               "' do not match the model");
-    m_[i] = m.to(m_[i].dtype());
-    v_[i] = v.to(v_[i].dtype());
+    m_[i].copy_from(m);
+    v_[i].copy_from(v);
   }
   const std::string st_path = dir + "/trainer_state.json";
   const json::Value st = json::read_file(st_path);

@@ -1,0 +1,94 @@
+#pragma once
+// Shared pieces of the CUDA kernels: error checks, the stream, dtype dispatch and
+// float <-> storage conversions. Kernels store F32 or BF16 and compute in fp32.
+#include <cuda_bf16.h>
+#include <cuda_runtime.h>
+
+#include <cstdint>
+
+#include "core/error.h"
+#include "core/tensor.h"
+#include "cuda/runtime.h"
+
+namespace lt2::cuda {
+
+using bf16 = __nv_bfloat16;
+
+cudaStream_t stream();
+
+#define LT2_CUDA_CHECK(expr)                                                                      \
+  do {                                                                                            \
+    cudaError_t err_ = (expr);                                                                    \
+    if (err_ != cudaSuccess) ::lt2::fail(::lt2::cat("CUDA error in ", #expr, ": ", cudaGetErrorString(err_))); \
+  } while (0)
+
+// Call after each launch: reports a bad launch configuration at once (asynchronous
+// kernel faults surface at the next synchronize()).
+inline void check_launch(const char* kernel) {
+  cudaError_t err = cudaGetLastError();
+  if (err != cudaSuccess) fail(cat("CUDA kernel ", kernel, " failed to launch: ", cudaGetErrorString(err)));
+}
+
+inline int64_t blocks_for(int64_t n, int threads) { return (n + threads - 1) / threads; }
+
+// Loads and stores in fp32 whatever the storage type.
+__device__ __forceinline__ float ld(float x) { return x; }
+__device__ __forceinline__ float ld(bf16 x) { return __bfloat162float(x); }
+template <class T> __device__ __forceinline__ T st(float x);
+template <> __device__ __forceinline__ float st<float>(float x) { return x; }
+template <> __device__ __forceinline__ bf16 st<bf16>(float x) { return __float2bfloat16(x); }
+
+template <class T> constexpr DType dtype_of();
+template <> constexpr DType dtype_of<float>() { return DType::F32; }
+template <> constexpr DType dtype_of<bf16>() { return DType::BF16; }
+
+// Calls f(float{}) or f(bf16{}) by dtype; the GPU stores F32 or BF16 only.
+template <class F>
+void dispatch_float(DType dt, F&& f) {
+  if (dt == DType::F32) f(float{});
+  else if (dt == DType::BF16) f(bf16{});
+  else fail(cat("CUDA ops take F32 or BF16 tensors, got ", dtype_name(dt)));
+}
+
+// Every tensor an op touches must live on the GPU (a CPU tensor here is an engine bug).
+inline void expect_cuda(std::initializer_list<const Tensor*> ts, const char* op) {
+  for (const Tensor* t : ts)
+    if (t->defined() && t->device() != Device::CUDA) fail(cat(op, ": a CPU tensor was passed to the CUDA backend"));
+}
+inline void expect_f32(const Tensor& t, const char* op, const char* what) {
+  if (t.defined() && t.dtype() != DType::F32) fail(cat(op, ": ", what, " must be F32 on CUDA, got ", dtype_name(t.dtype())));
+}
+
+// Block-wide sum of one float per thread (blockDim.x a multiple of 32, at most 1024).
+__device__ __forceinline__ float warp_sum(float v) {
+  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+  return v;
+}
+__device__ __forceinline__ float block_sum(float v) {
+  __shared__ float part[32];
+  v = warp_sum(v);
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  __syncthreads();  // part[] may still be read by a previous call
+  if (lane == 0) part[warp] = v;
+  __syncthreads();
+  const int nw = (blockDim.x + 31) >> 5;
+  v = lane < nw ? part[lane] : 0.f;
+  return warp_sum(v);
+}
+__device__ __forceinline__ float warp_max(float v) {
+  for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
+  return v;
+}
+__device__ __forceinline__ float block_max(float v) {
+  __shared__ float part[32];
+  v = warp_max(v);
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  __syncthreads();
+  if (lane == 0) part[warp] = v;
+  __syncthreads();
+  const int nw = (blockDim.x + 31) >> 5;
+  v = lane < nw ? part[lane] : -INFINITY;
+  return warp_max(v);
+}
+
+}  // namespace lt2::cuda

@@ -1,0 +1,15 @@
+#pragma once
+// The CUDA backend of the op set (F32 or BF16 storage, fp32 arithmetic). Callers use
+// lt2::ops (ops/ops.h), which sends CUDA tensors here. Conventions beyond ops.h:
+// parameters may be F32 or the activations' dtype; parameter gradients, rstd / lse,
+// GDN beta, g and states are F32; outputs and input gradients take the activations' dtype.
+// Kernels run on cuda::stream() and never wait for the host, except the ops that return a
+// host number (cross_entropy, sum_squares).
+#include "core/tensor.h"
+#include "ops/op_types.h"
+
+namespace lt2::cuda {
+
+#include "ops/op_list.inc"
+
+}  // namespace lt2::cuda

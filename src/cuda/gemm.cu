@@ -1,0 +1,113 @@
+// cuBLASLt behind cuda::gemm: one handle, one workspace, and the heuristic's choice cached
+// per (shape, dtypes, alignment) so steady-state calls do no planning.
+#include <cublasLt.h>
+
+#include <map>
+#include <mutex>
+#include <tuple>
+
+#include "cuda/common.cuh"
+#include "cuda/gemm.h"
+
+namespace lt2::cuda {
+
+#define LT2_CUBLAS_CHECK(expr)                                                                   \
+  do {                                                                                           \
+    cublasStatus_t st_ = (expr);                                                                 \
+    if (st_ != CUBLAS_STATUS_SUCCESS) ::lt2::fail(::lt2::cat("cuBLASLt error ", int(st_), " in ", #expr)); \
+  } while (0)
+
+namespace {
+
+constexpr size_t kWorkspaceBytes = size_t(32) << 20;
+
+cudaDataType_t cuda_type(DType t) {
+  if (t == DType::F32) return CUDA_R_32F;
+  if (t == DType::BF16) return CUDA_R_16BF;
+  fail(cat("GPU GEMM takes F32 or BF16, got ", dtype_name(t)));
+}
+
+// Largest power of two (up to 256) dividing the address: cuBLASLt kernels assume the
+// preference's alignment, and views into a tensor can start anywhere.
+uint32_t alignment_of(const void* p) {
+  uint32_t a = 256;
+  while (a > 1 && reinterpret_cast<uintptr_t>(p) % a) a /= 2;
+  return a;
+}
+
+struct Plan {
+  cublasLtMatmulDesc_t op = nullptr;
+  cublasLtMatrixLayout_t a = nullptr, b = nullptr, c = nullptr;
+  cublasLtMatmulAlgo_t algo{};
+};
+
+using Key = std::tuple<bool, bool, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int, int, uint32_t, uint32_t,
+                       uint32_t, bool>;
+
+struct Lt {
+  cublasLtHandle_t handle = nullptr;
+  void* workspace = nullptr;
+  std::map<Key, Plan> plans;
+  std::mutex mu;
+  Lt() {
+    LT2_CUBLAS_CHECK(cublasLtCreate(&handle));
+    workspace = alloc(kWorkspaceBytes);
+  }
+};
+Lt& lt() {
+  static Lt* l = new Lt;  // lives for the process
+  return *l;
+}
+
+// Plans a column-major D[m, n] = alpha op(A) op(B) + beta C, with C = D.
+Plan make_plan(cublasLtHandle_t h, cublasOperation_t opa, cublasOperation_t opb, int64_t m, int64_t n, int64_t k,
+               int64_t lda, int64_t ldb, int64_t ldc, cudaDataType_t ab, cudaDataType_t ct, uint32_t align_a,
+               uint32_t align_b, uint32_t align_c, bool accumulate) {
+  Plan p;
+  LT2_CUBLAS_CHECK(cublasLtMatmulDescCreate(&p.op, CUBLAS_COMPUTE_32F, CUDA_R_32F));
+  LT2_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p.op, CUBLASLT_MATMUL_DESC_TRANSA, &opa, sizeof(opa)));
+  LT2_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p.op, CUBLASLT_MATMUL_DESC_TRANSB, &opb, sizeof(opb)));
+  // Stored shapes (column-major): op N keeps rows x cols, op T stores the transpose.
+  LT2_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&p.a, ab, opa == CUBLAS_OP_N ? m : k, opa == CUBLAS_OP_N ? k : m, lda));
+  LT2_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&p.b, ab, opb == CUBLAS_OP_N ? k : n, opb == CUBLAS_OP_N ? n : k, ldb));
+  LT2_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&p.c, ct, m, n, ldc));
+  cublasLtMatmulPreference_t pref;
+  LT2_CUBLAS_CHECK(cublasLtMatmulPreferenceCreate(&pref));
+  size_t ws = kWorkspaceBytes;
+  LT2_CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws, sizeof(ws)));
+  LT2_CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, &align_a, sizeof(align_a)));
+  LT2_CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, &align_b, sizeof(align_b)));
+  LT2_CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, &align_c, sizeof(align_c)));
+  LT2_CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, &align_c, sizeof(align_c)));
+  cublasLtMatmulHeuristicResult_t result{};
+  int found = 0;
+  LT2_CUBLAS_CHECK(cublasLtMatmulAlgoGetHeuristic(h, p.op, p.a, p.b, p.c, p.c, pref, 1, &result, &found));
+  cublasLtMatmulPreferenceDestroy(pref);
+  LT2_CHECK(found > 0, "cuBLASLt has no algorithm for a ", m, "x", n, "x", k, " GEMM", accumulate ? " (accumulating)" : "");
+  p.algo = result.algo;
+  return p;
+}
+
+}  // namespace
+
+void gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, const void* A, int64_t lda, const void* B,
+          int64_t ldb, DType ab_dtype, float beta, void* C, int64_t ldc, DType c_dtype) {
+  if (M == 0 || N == 0) return;
+  // Row-major C = op(A) op(B) is column-major C^T = op(B)^T op(A)^T: swap the operands.
+  const cublasOperation_t opa = tb ? CUBLAS_OP_T : CUBLAS_OP_N, opb = ta ? CUBLAS_OP_T : CUBLAS_OP_N;
+  const uint32_t align_a = alignment_of(B), align_b = alignment_of(A), align_c = alignment_of(C);
+  Lt& l = lt();
+  std::lock_guard<std::mutex> lock(l.mu);
+  const Key key{ta, tb, M, N, K, lda, ldb, ldc, int(ab_dtype), int(c_dtype), align_a, align_b, align_c, beta != 0};
+  auto it = l.plans.find(key);
+  if (it == l.plans.end())
+    it = l.plans.emplace(key, make_plan(l.handle, opa, opb, N, M, K, ldb, lda, ldc, cuda_type(ab_dtype),
+                                        cuda_type(c_dtype), align_a, align_b, align_c, beta != 0))
+             .first;
+  const Plan& p = it->second;
+  if (K == 0) fail("GPU GEMM with an empty inner dimension");
+  LT2_CUBLAS_CHECK(cublasLtMatmul(l.handle, p.op, &alpha, B, p.a, A, p.b, &beta, C, p.c, C, p.c, &p.algo, l.workspace,
+                                  kWorkspaceBytes, stream()));
+}
+
+}  // namespace lt2::cuda

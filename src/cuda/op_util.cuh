@@ -1,0 +1,103 @@
+#pragma once
+// Launch shapes and a deterministic per-channel reduction shared by the elementwise,
+// activation and norm kernels.
+#include <algorithm>
+
+#include "cuda/common.cuh"
+
+namespace lt2::cuda {
+
+// Grid-stride elementwise kernels: enough blocks to fill the GPU, capped so the grid stays small.
+constexpr int kEwThreads = 256;
+inline int ew_grid(int64_t n) { return int(std::clamp<int64_t>(blocks_for(n, kEwThreads), 1, 65535)); }
+
+// One block per row of width n: a multiple of 32 threads (block_sum needs whole warps),
+// at most 256 so short rows do not leave most threads idle.
+inline int row_threads(int64_t n) { return int(std::clamp<int64_t>((n + 31) / 32 * 32, 32, 256)); }
+
+// Activation functions in fp32, with the CPU reference's formulas (cpu/common.h).
+__device__ __forceinline__ float sigmoid_f(float x) { return 1.f / (1.f + expf(-x)); }
+__device__ __forceinline__ float silu_f(float x) { return x * sigmoid_f(x); }
+// d silu / dx = s (1 + x (1 - s)), s = sigmoid(x)
+__device__ __forceinline__ float silu_grad_f(float x) {
+  const float s = sigmoid_f(x);
+  return s * (1.f + x * (1.f - s));
+}
+// Same cut-over as the CPU: above 20, log1p(exp(x)) rounds to x.
+__device__ __forceinline__ float softplus_f(float x) { return x > 20.f ? x : log1pf(expf(x)); }
+
+// Rows of the last dimension: a tensor [.., n] viewed as [rows, n].
+inline int64_t rows_of(const Tensor& t) { return t.ndim() == 0 ? 1 : t.numel() / t.dim(-1); }
+
+#define LT2_GRID_STRIDE(i, n) \
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < (n); i += int64_t(gridDim.x) * blockDim.x)
+
+// Block-wide sum in double (for the host-visible totals: loss, sum of squares), same rules as block_sum.
+__device__ __forceinline__ double block_sum_double(double v) {
+  __shared__ double part[32];
+  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  __syncthreads();
+  if (lane == 0) part[warp] = v;
+  __syncthreads();
+  const int nw = (blockDim.x + 31) >> 5;
+  v = lane < nw ? part[lane] : 0.0;
+  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+  return v;
+}
+
+// ---- grad[c] += sum over rows r of f(r, c), bitwise reproducible ---------------------
+// Parameter gradients (norm weights, rho, GDN gate parameters) reduce over every row.
+// Atomics would make the sum order, hence the result, vary from run to run, so:
+// pass 1 gives each block a tile of 32 channels and a fixed chunk of rows and writes one
+// partial sum per (chunk, channel); pass 2 adds the chunks in order into the F32 gradient.
+// The chunking depends only on (rows, n), never on the hardware.
+constexpr int kColTile = 32, kRowLanes = 8;
+
+// F: a functor with `__device__ float operator()(int64_t r, int64_t c) const`.
+template <class F>
+__global__ void colsum_partial_kernel(F f, int64_t rows, int64_t n, int64_t rows_per_chunk, float* partial) {
+  __shared__ float tile[kRowLanes][kColTile];
+  const int64_t c = blockIdx.x * int64_t(kColTile) + threadIdx.x;
+  const int64_t r0 = blockIdx.y * rows_per_chunk, r1 = r0 + rows_per_chunk < rows ? r0 + rows_per_chunk : rows;
+  float acc = 0.f;
+  if (c < n)
+    for (int64_t r = r0 + threadIdx.y; r < r1; r += kRowLanes) acc += f(r, c);
+  tile[threadIdx.y][threadIdx.x] = acc;
+  __syncthreads();
+  if (threadIdx.y == 0 && c < n) {
+    float s = 0.f;
+    for (int k = 0; k < kRowLanes; ++k) s += tile[k][threadIdx.x];
+    partial[blockIdx.y * n + c] = s;
+  }
+}
+
+template <int = 0>  // a template so every .cu file may include this header
+__global__ void colsum_finish_kernel(const float* partial, int64_t chunks, int64_t n, float* grad) {
+  const int64_t c = blockIdx.x * int64_t(blockDim.x) + threadIdx.x;
+  if (c >= n) return;
+  float s = 0.f;
+  for (int64_t k = 0; k < chunks; ++k) s += partial[k * n + c];
+  grad[c] += s;
+}
+
+// grad: F32 [n] on the GPU, accumulated (+=).
+template <class F>
+void colsum_accumulate(const F& f, int64_t rows, int64_t n, Tensor& grad, const char* op) {
+  if (rows == 0 || n == 0) return;
+  const int64_t col_blocks = blocks_for(n, kColTile);
+  // About 1024 blocks in pass 1, with at least 64 rows per chunk so the partials stay small.
+  const int64_t max_chunks = std::max<int64_t>(1, blocks_for(rows, 64));
+  const int64_t want = std::clamp<int64_t>(1024 / col_blocks, 1, max_chunks);
+  const int64_t rows_per_chunk = (rows + want - 1) / want;
+  const int64_t chunks = (rows + rows_per_chunk - 1) / rows_per_chunk;  // <= 1024: fits grid.y
+  Tensor partial = Tensor::empty({chunks, n}, DType::F32, Device::CUDA);  // freed in stream order
+  colsum_partial_kernel<<<dim3(unsigned(col_blocks), unsigned(chunks)), dim3(kColTile, kRowLanes), 0, stream()>>>(
+      f, rows, n, rows_per_chunk, partial.data<float>());
+  check_launch(op);
+  colsum_finish_kernel<<<unsigned(blocks_for(n, 256)), 256, 0, stream()>>>(partial.data<float>(), chunks, n,
+                                                                          grad.data<float>());
+  check_launch(op);
+}
+
+}  // namespace lt2::cuda

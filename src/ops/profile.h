@@ -1,0 +1,18 @@
+#pragma once
+// Per-phase op timing for `lt2 bench train`. Off by default (a branch per op). When on,
+// every op waits for the device before and after itself, so the phase times are exact
+// while the profiled step runs slower than an unprofiled one.
+#include <array>
+
+namespace lt2::ops {
+
+enum class Phase { Gemm, Attention, Gdn, NormsElementwise, Loss, Optimizer, Count };
+constexpr int kPhases = int(Phase::Count);
+const char* phase_name(Phase p);
+
+void set_profiling(bool on);
+bool profiling();
+std::array<double, kPhases> phase_seconds();  // accumulated since the last reset
+void reset_phase_seconds();
+
+}  // namespace lt2::ops

@@ -1,0 +1,32 @@
+#pragma once
+// Helpers for the CUDA parity tests: each test builds random float64 inputs on the CPU,
+// rounds them to the dtype under test (so both sides see identical values), runs the
+// CPU reference in float64 and the CUDA op in that dtype, and compares by relative L2.
+#include <gtest/gtest.h>
+
+#include "../gradcheck.h"
+#include "core/tensor.h"
+#include "cuda/runtime.h"
+
+namespace lt2::test {
+
+// Tolerances of the issue: bf16 storage (fp32 arithmetic) and pure fp32 paths.
+inline double parity_tol(DType dt) { return dt == DType::BF16 ? 1e-2 : 1e-5; }
+
+#define LT2_REQUIRE_GPU() \
+  if (!::lt2::cuda::available()) GTEST_SKIP() << "no CUDA GPU on this machine"
+
+// x rounded to dtype dt, back in float64 on the CPU: the reference's input.
+inline Tensor rounded(const Tensor& x, DType dt) { return x.to(dt).to(DType::F64); }
+// x in dtype dt on the GPU (the same rounded values).
+inline Tensor on_gpu(const Tensor& x, DType dt) { return x.to(Device::CUDA, dt); }
+
+// Fails (with the measured distance) unless got (any device, any dtype) matches want.
+inline void expect_close(const Tensor& got, const Tensor& want, double tol, const std::string& what) {
+  ASSERT_TRUE(got.defined()) << what << ": output missing";
+  ASSERT_EQ(got.shape(), want.shape()) << what;
+  const double err = rel_l2(got.to(Device::CPU, DType::F64), want);
+  EXPECT_LE(err, tol) << what << ": relative L2 " << err;  // NaN/inf give +inf and fail
+}
+
+}  // namespace lt2::test

@@ -1,0 +1,386 @@
+// CUDA parity tests for the elementwise, activation, norm, RoPE, embedding, loss and
+// optimiser ops: each op runs on the GPU in F32 and BF16 storage and is compared with the
+// CPU reference run in float64 on the same (rounded) inputs. Parameter gradients start
+// from a random non-zero value on both sides, so the += accumulate contract is checked too.
+// Sizes are odd on purpose (rows 37, widths 96 / 130 / 600) to catch tail bugs.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <string>
+
+#include "cpu/cpu_ops.h"
+#include "cuda_util.h"
+#if LT2_HAVE_CUDA
+#include "cuda/cuda_ops.h"
+#else
+#include "ops/ops.h"  // no CUDA backend: the tests skip, this only keeps them linking
+#endif
+
+using namespace lt2;
+using namespace lt2::test;
+
+namespace {
+
+#if LT2_HAVE_CUDA
+namespace gpu = lt2::cuda;
+#else
+namespace gpu = lt2::ops;
+#endif
+
+const DType kDtypes[] = {DType::F32, DType::BF16};
+
+std::string name(const char* what, DType dt) { return cat(what, " (", dtype_name(dt), ")"); }
+
+// got must be a GPU tensor of dtype `dtype` close to want (F64 reference on the CPU).
+void expect_gpu(const Tensor& got, DType dtype, const Tensor& want, double tol, const std::string& what) {
+  ASSERT_TRUE(got.defined()) << what << ": output missing";
+  EXPECT_TRUE(got.on_cuda()) << what << ": not on the GPU";
+  EXPECT_EQ(got.dtype(), dtype) << what << ": dtype " << dtype_name(got.dtype());
+  expect_close(got, want, tol, what);
+}
+
+// A parameter gradient that already holds a value: F64 for the CPU, F32 for the GPU.
+struct ParamGrad {
+  Tensor cpu, gpu;
+  ParamGrad(const Shape& s, uint64_t seed) {
+    Tensor g0 = randn(s, seed, 0.5);
+    cpu = rounded(g0, DType::F32);
+    gpu = on_gpu(g0, DType::F32);
+  }
+};
+
+Tensor ids_tensor(const Shape& s, int64_t V, uint64_t seed) {
+  Tensor ids = Tensor::empty(s, DType::I32);
+  Tensor u = uniform({ids.numel()}, seed, 0.0, double(V));
+  for (int64_t i = 0; i < ids.numel(); ++i) ids.set(i, std::floor(u.item(i)));
+  return ids;
+}
+
+}  // namespace
+
+// ---- elementwise ------------------------------------------------------------------------
+
+TEST(CudaOps, Add) {
+  LT2_REQUIRE_GPU();
+  Tensor a = randn({37, 130}, 1), b = randn({37, 130}, 2);
+  for (DType dt : kDtypes) {
+    Tensor want = cpu::add(rounded(a, dt), rounded(b, dt));
+    expect_gpu(gpu::add(on_gpu(a, dt), on_gpu(b, dt)), dt, want, parity_tol(dt), name("add", dt));
+  }
+}
+
+TEST(CudaOps, AddScaledChannels) {
+  LT2_REQUIRE_GPU();
+  const int64_t n = 130;
+  Tensor a = randn({3, 37, n}, 1), b = randn({3, 37, n}, 2), rho = randn({n}, 3), dy = randn({3, 37, n}, 4);
+  for (DType dt : kDtypes) {
+    Tensor want = cpu::add_scaled_channels(rounded(a, dt), rounded(rho, DType::F32), rounded(b, dt));
+    Tensor got = gpu::add_scaled_channels(on_gpu(a, dt), on_gpu(rho, DType::F32), on_gpu(b, dt));
+    expect_gpu(got, dt, want, parity_tol(dt), name("add_scaled_channels", dt));
+    // rho in the activations' dtype is accepted too.
+    Tensor want_p = cpu::add_scaled_channels(rounded(a, dt), rounded(rho, dt), rounded(b, dt));
+    Tensor got_p = gpu::add_scaled_channels(on_gpu(a, dt), on_gpu(rho, dt), on_gpu(b, dt));
+    expect_gpu(got_p, dt, want_p, parity_tol(dt), name("add_scaled_channels rho in dtype", dt));
+
+    ParamGrad drho({n}, 5);
+    cpu::add_scaled_channels_backward_rho(rounded(dy, dt), rounded(b, dt), drho.cpu);
+    gpu::add_scaled_channels_backward_rho(on_gpu(dy, dt), on_gpu(b, dt), drho.gpu);
+    expect_gpu(drho.gpu, DType::F32, drho.cpu, parity_tol(dt), name("drho", dt));
+  }
+}
+
+TEST(CudaOps, AddScaledChannelsRhoManyRows) {
+  LT2_REQUIRE_GPU();
+  // Enough rows for several row chunks in the deterministic column sum.
+  const int64_t n = 96;
+  Tensor b = randn({2, 1000, n}, 1), dy = randn({2, 1000, n}, 2);
+  for (DType dt : kDtypes) {
+    ParamGrad drho({n}, 3);
+    cpu::add_scaled_channels_backward_rho(rounded(dy, dt), rounded(b, dt), drho.cpu);
+    Tensor g_dy = on_gpu(dy, dt), g_b = on_gpu(b, dt);
+    Tensor first = drho.gpu.clone();
+    gpu::add_scaled_channels_backward_rho(g_dy, g_b, drho.gpu);
+    expect_gpu(drho.gpu, DType::F32, drho.cpu, parity_tol(dt), name("drho many rows", dt));
+    // Bitwise reproducible: the same call on the same start value gives the same bits.
+    gpu::add_scaled_channels_backward_rho(g_dy, g_b, first);
+    Tensor x = drho.gpu.to(Device::CPU), y = first.to(Device::CPU);
+    for (int64_t i = 0; i < n; ++i) ASSERT_EQ(x.item(i), y.item(i)) << name("drho reproducible", dt) << " at " << i;
+  }
+}
+
+TEST(CudaOps, SumSquares) {
+  LT2_REQUIRE_GPU();
+  Tensor x = randn({37, 601}, 1, 3.0);
+  for (DType dt : kDtypes) {
+    const double want = cpu::sum_squares(rounded(x, dt));
+    const double got = gpu::sum_squares(on_gpu(x, dt));
+    EXPECT_NEAR(got, want, 1e-6 * want) << name("sum_squares", dt);
+  }
+  EXPECT_EQ(gpu::sum_squares(Tensor::empty({0}, DType::F32, Device::CUDA)), 0.0);
+}
+
+TEST(CudaOps, Scale) {
+  LT2_REQUIRE_GPU();
+  Tensor x = randn({37, 130}, 1);
+  for (DType dt : kDtypes) {
+    Tensor want = rounded(x, dt);
+    cpu::scale_(want, -0.37);
+    Tensor got = on_gpu(x, dt);
+    gpu::scale_(got, -0.37);
+    expect_gpu(got, dt, want, parity_tol(dt), name("scale_", dt));
+  }
+}
+
+// ---- activations and gates ----------------------------------------------------------------
+
+TEST(CudaOps, SwiGLU) {
+  LT2_REQUIRE_GPU();
+  Tensor g = randn({37, 130}, 1, 2.0), u = randn({37, 130}, 2), dh = randn({37, 130}, 3);
+  for (DType dt : kDtypes) {
+    expect_gpu(gpu::swiglu(on_gpu(g, dt), on_gpu(u, dt)), dt, cpu::swiglu(rounded(g, dt), rounded(u, dt)),
+               parity_tol(dt), name("swiglu", dt));
+    Tensor dg, du, dg_ref, du_ref;
+    cpu::swiglu_backward(rounded(g, dt), rounded(u, dt), rounded(dh, dt), dg_ref, du_ref);
+    gpu::swiglu_backward(on_gpu(g, dt), on_gpu(u, dt), on_gpu(dh, dt), dg, du);
+    expect_gpu(dg, dt, dg_ref, parity_tol(dt), name("swiglu dg", dt));
+    expect_gpu(du, dt, du_ref, parity_tol(dt), name("swiglu du", dt));
+  }
+}
+
+TEST(CudaOps, SigmoidGate) {
+  LT2_REQUIRE_GPU();
+  const int64_t B = 2, L = 19, H = 3;
+  for (int64_t D : {40, 96}) {
+    for (bool per_head : {false, true}) {
+      Tensor a = randn({B, L, H, D}, 1), dy = randn({B, L, H, D}, 2);
+      Tensor z = per_head ? randn({B, L, H}, 3, 2.0) : randn({B, L, H * D}, 3, 2.0);
+      for (DType dt : kDtypes) {
+        const std::string what = cat(per_head ? "per head" : "per channel", " D=", D);
+        expect_gpu(gpu::sigmoid_gate(on_gpu(a, dt), on_gpu(z, dt)), dt,
+                   cpu::sigmoid_gate(rounded(a, dt), rounded(z, dt)), parity_tol(dt),
+                   name(("sigmoid_gate " + what).c_str(), dt));
+        Tensor da, dz, da_ref, dz_ref;
+        cpu::sigmoid_gate_backward(rounded(a, dt), rounded(z, dt), rounded(dy, dt), da_ref, dz_ref);
+        gpu::sigmoid_gate_backward(on_gpu(a, dt), on_gpu(z, dt), on_gpu(dy, dt), da, dz);
+        expect_gpu(da, dt, da_ref, parity_tol(dt), name(("sigmoid_gate da " + what).c_str(), dt));
+        expect_gpu(dz, dt, dz_ref, parity_tol(dt), name(("sigmoid_gate dz " + what).c_str(), dt));
+      }
+    }
+  }
+}
+
+TEST(CudaOps, GdnGates) {
+  LT2_REQUIRE_GPU();
+  const int64_t HV = 6;
+  const Shape s = {3, 100, HV};  // 300 rows: several chunks in the parameter-gradient sums
+  Tensor a = randn(s, 1, 2.0), b = randn(s, 2, 2.0), dbeta = randn(s, 5), dg = randn(s, 6);
+  Tensor A_log = uniform({HV}, 3, -1.0, 1.5), dt_bias = randn({HV}, 4);
+  a.set(0, 25.0);  // exercises the softplus cut-over at 20
+  for (DType dt : kDtypes) {
+    Tensor beta_ref, g_ref, beta, g;
+    cpu::gdn_gates(rounded(a, dt), rounded(b, dt), rounded(A_log, DType::F32), rounded(dt_bias, DType::F32),
+                   beta_ref, g_ref);
+    gpu::gdn_gates(on_gpu(a, dt), on_gpu(b, dt), on_gpu(A_log, DType::F32), on_gpu(dt_bias, DType::F32), beta, g);
+    expect_gpu(beta, DType::F32, beta_ref, parity_tol(dt), name("gdn beta", dt));
+    expect_gpu(g, DType::F32, g_ref, parity_tol(dt), name("gdn g", dt));
+
+    Tensor da_ref, db_ref, da, db;
+    ParamGrad dA({HV}, 7), ddt({HV}, 8);
+    cpu::gdn_gates_backward(rounded(a, dt), rounded(b, dt), rounded(A_log, DType::F32), rounded(dt_bias, DType::F32),
+                            rounded(dbeta, DType::F32), rounded(dg, DType::F32), da_ref, db_ref, dA.cpu, ddt.cpu);
+    gpu::gdn_gates_backward(on_gpu(a, dt), on_gpu(b, dt), on_gpu(A_log, DType::F32), on_gpu(dt_bias, DType::F32),
+                            on_gpu(dbeta, DType::F32), on_gpu(dg, DType::F32), da, db, dA.gpu, ddt.gpu);
+    expect_gpu(da, dt, da_ref, parity_tol(dt), name("gdn da", dt));
+    expect_gpu(db, dt, db_ref, parity_tol(dt), name("gdn db", dt));
+    expect_gpu(dA.gpu, DType::F32, dA.cpu, parity_tol(dt), name("gdn dA_log", dt));
+    expect_gpu(ddt.gpu, DType::F32, ddt.cpu, parity_tol(dt), name("gdn ddt_bias", dt));
+  }
+}
+
+// ---- normalisation ----------------------------------------------------------------------
+
+TEST(CudaOps, RMSNorm) {
+  LT2_REQUIRE_GPU();
+  const double eps = 1e-6;
+  for (int64_t n : {96, 130, 600}) {
+    for (int64_t rows : {37, 300}) {
+      Tensor x = randn({rows, n}, 1, 2.0), w = randn({n}, 2, 0.5), dy = randn({rows, n}, 3);
+      for (DType dt : kDtypes) {
+        for (DType wt : {DType::F32, dt}) {  // weights in F32 or the activations' dtype
+          const std::string what = cat("rmsnorm n=", n, " rows=", rows, " w ", dtype_name(wt));
+          Tensor rstd_ref, rstd;
+          Tensor y_ref = cpu::rmsnorm(rounded(x, dt), rounded(w, wt), eps, &rstd_ref);
+          Tensor y = gpu::rmsnorm(on_gpu(x, dt), on_gpu(w, wt), eps, &rstd);
+          expect_gpu(y, dt, y_ref, parity_tol(dt), name(what.c_str(), dt));
+          expect_gpu(rstd, DType::F32, rstd_ref, parity_tol(dt), name((what + " rstd").c_str(), dt));
+          // Without rstd: same output.
+          expect_gpu(gpu::rmsnorm(on_gpu(x, dt), on_gpu(w, wt), eps, nullptr), dt, y_ref, parity_tol(dt),
+                     name((what + " no rstd").c_str(), dt));
+
+          ParamGrad dw({n}, 4);
+          Tensor dx_ref = cpu::rmsnorm_backward(rounded(x, dt), rounded(w, wt), rstd_ref, rounded(dy, dt), dw.cpu);
+          Tensor dx = gpu::rmsnorm_backward(on_gpu(x, dt), on_gpu(w, wt), rstd, on_gpu(dy, dt), dw.gpu);
+          expect_gpu(dx, dt, dx_ref, parity_tol(dt), name((what + " dx").c_str(), dt));
+          expect_gpu(dw.gpu, DType::F32, dw.cpu, parity_tol(dt), name((what + " dw").c_str(), dt));
+        }
+      }
+    }
+  }
+}
+
+TEST(CudaOps, L2Norm) {
+  LT2_REQUIRE_GPU();
+  const double scale = 0.7;
+  for (int64_t D : {64, 130}) {
+    Tensor x = randn({2, 37, 3, D}, 1), dy = randn({2, 37, 3, D}, 2);
+    for (DType dt : kDtypes) {
+      const std::string what = cat("l2norm D=", D);
+      expect_gpu(gpu::l2norm(on_gpu(x, dt), scale), dt, cpu::l2norm(rounded(x, dt), scale), parity_tol(dt),
+                 name(what.c_str(), dt));
+      Tensor dx_ref = cpu::l2norm_backward(rounded(x, dt), scale, rounded(dy, dt));
+      Tensor dx = gpu::l2norm_backward(on_gpu(x, dt), scale, on_gpu(dy, dt));
+      expect_gpu(dx, dt, dx_ref, parity_tol(dt), name((what + " dx").c_str(), dt));
+    }
+  }
+}
+
+TEST(CudaOps, GatedRMSNorm) {
+  LT2_REQUIRE_GPU();
+  const double eps = 1e-5;
+  for (int64_t D : {96, 130}) {
+    const Shape s = {2, 50, 3, D};  // 300 rows
+    Tensor o = randn(s, 1), z = randn(s, 2, 2.0), w = randn({D}, 3, 0.5), dy = randn(s, 4);
+    for (DType dt : kDtypes) {
+      const std::string what = cat("gated_rmsnorm D=", D);
+      expect_gpu(gpu::gated_rmsnorm(on_gpu(o, dt), on_gpu(z, dt), on_gpu(w, DType::F32), eps), dt,
+                 cpu::gated_rmsnorm(rounded(o, dt), rounded(z, dt), rounded(w, DType::F32), eps), parity_tol(dt),
+                 name(what.c_str(), dt));
+      ParamGrad dw({D}, 5);
+      Tensor do_ref, dz_ref, d_o, dz;
+      cpu::gated_rmsnorm_backward(rounded(o, dt), rounded(z, dt), rounded(w, DType::F32), eps, rounded(dy, dt),
+                                  do_ref, dz_ref, dw.cpu);
+      gpu::gated_rmsnorm_backward(on_gpu(o, dt), on_gpu(z, dt), on_gpu(w, DType::F32), eps, on_gpu(dy, dt), d_o, dz,
+                                  dw.gpu);
+      expect_gpu(d_o, dt, do_ref, parity_tol(dt), name((what + " do").c_str(), dt));
+      expect_gpu(dz, dt, dz_ref, parity_tol(dt), name((what + " dz").c_str(), dt));
+      expect_gpu(dw.gpu, DType::F32, dw.cpu, parity_tol(dt), name((what + " dw").c_str(), dt));
+    }
+  }
+}
+
+// ---- positional ---------------------------------------------------------------------------
+
+TEST(CudaOps, RoPE) {
+  LT2_REQUIRE_GPU();
+  const double theta = 10000.0;
+  Tensor x = randn({2, 37, 3, 64}, 1), dy = randn({2, 37, 3, 64}, 2);
+  for (int64_t pos0 : {0, 4093}) {  // a large offset checks the angles' precision
+    for (DType dt : kDtypes) {
+      const std::string what = cat("rope pos0=", pos0);
+      expect_gpu(gpu::rope(on_gpu(x, dt), theta, pos0), dt, cpu::rope(rounded(x, dt), theta, pos0), parity_tol(dt),
+                 name(what.c_str(), dt));
+      expect_gpu(gpu::rope_backward(on_gpu(dy, dt), theta, pos0), dt,
+                 cpu::rope_backward(rounded(dy, dt), theta, pos0), parity_tol(dt),
+                 name((what + " backward").c_str(), dt));
+    }
+  }
+}
+
+// ---- embedding ----------------------------------------------------------------------------
+
+TEST(CudaOps, Embedding) {
+  LT2_REQUIRE_GPU();
+  const int64_t V = 50, d = 130;
+  Tensor ids = ids_tensor({3, 37}, V, 1);  // 111 ids from 50 rows: many repeats
+  Tensor table = randn({V, d}, 2), dy = randn({3, 37, d}, 3);
+  Tensor g_ids = ids.to(Device::CUDA);
+  for (DType dt : kDtypes) {
+    Tensor want = cpu::embedding(ids, rounded(table, dt));
+    expect_gpu(gpu::embedding(g_ids, on_gpu(table, dt)), dt, want, parity_tol(dt), name("embedding", dt));
+    ParamGrad dtable({V, d}, 4);
+    cpu::embedding_backward(ids, rounded(dy, dt), dtable.cpu);
+    gpu::embedding_backward(g_ids, on_gpu(dy, dt), dtable.gpu);
+    expect_gpu(dtable.gpu, DType::F32, dtable.cpu, parity_tol(dt), name("embedding dtable", dt));
+  }
+}
+
+TEST(CudaOps, EmbeddingRejectsOutOfRangeIds) {
+  LT2_REQUIRE_GPU();
+  const int64_t V = 10;
+  Tensor table = on_gpu(randn({V, 8}, 1), DType::F32);
+  for (int bad : {-1, 10}) {
+    Tensor ids = ids_tensor({7}, V, 2);
+    ids.set(4, bad);
+    try {
+      gpu::embedding(ids.to(Device::CUDA), table);
+      ADD_FAILURE() << "id " << bad << " was accepted";
+    } catch (const Error& e) {
+      const std::string msg = e.what();
+      EXPECT_NE(msg.find(cat("token id ", bad, " at position 4 is outside the vocabulary [0, 10)")), std::string::npos)
+          << msg;
+    }
+  }
+}
+
+// ---- loss and optimiser -------------------------------------------------------------------
+
+TEST(CudaOps, CrossEntropy) {
+  LT2_REQUIRE_GPU();
+  const int64_t N = 37, V = 1003;
+  Tensor logits = randn({N, V}, 1, 3.0);
+  Tensor targets = ids_tensor({N}, V, 2);
+  for (int64_t i = 0; i < N; i += 5) targets.set(i, -1);  // ignored rows
+  Tensor g_targets = targets.to(Device::CUDA);
+  const double gs = 0.37;
+  for (DType dt : kDtypes) {
+    const double rel = dt == DType::BF16 ? 1e-2 : 1e-5;
+    Tensor dl_ref, dl;
+    const double want = cpu::cross_entropy(rounded(logits, dt), targets, &dl_ref, gs);
+    const double got = gpu::cross_entropy(on_gpu(logits, dt), g_targets, &dl, gs);
+    EXPECT_NEAR(got, want, rel * std::abs(want)) << name("cross_entropy loss", dt);
+    expect_gpu(dl, dt, dl_ref, parity_tol(dt), name("cross_entropy dlogits", dt));
+    // Ignored rows get a zero gradient.
+    Tensor dl_cpu = dl.to(Device::CPU);
+    for (int64_t j = 0; j < V; ++j) ASSERT_EQ(dl_cpu.item(j), 0.0) << name("ignored row 0", dt);
+    // Without dlogits: the same loss.
+    const double got2 = gpu::cross_entropy(on_gpu(logits, dt), g_targets, nullptr, gs);
+    EXPECT_NEAR(got2, want, rel * std::abs(want)) << name("cross_entropy loss without dlogits", dt);
+  }
+}
+
+TEST(CudaOps, CrossEntropyAllIgnoredAndBadTarget) {
+  LT2_REQUIRE_GPU();
+  const int64_t N = 5, V = 7;
+  Tensor logits = on_gpu(randn({N, V}, 1), DType::F32);
+  Tensor targets = Tensor::full({N}, -1, DType::I32);
+  Tensor dl;
+  EXPECT_EQ(gpu::cross_entropy(logits, targets.to(Device::CUDA), &dl, 2.0), 0.0);
+  expect_gpu(dl, DType::F32, Tensor::zeros({N, V}, DType::F64), 0.0, "all ignored dlogits");
+  EXPECT_EQ(gpu::sum_squares(dl), 0.0);
+
+  targets.set(3, double(V));
+  try {
+    gpu::cross_entropy(logits, targets.to(Device::CUDA), nullptr, 1.0);
+    ADD_FAILURE() << "target " << V << " was accepted";
+  } catch (const Error& e) {
+    const std::string msg = e.what();
+    EXPECT_NE(msg.find("cross_entropy: target 7 outside [-1, 7)"), std::string::npos) << msg;
+  }
+}
+
+TEST(CudaOps, AdamW) {
+  LT2_REQUIRE_GPU();
+  const Shape s = {37, 130};
+  Tensor p0 = randn(s, 1), m0 = randn(s, 2, 0.1), v0 = uniform(s, 3, 0.0, 0.05);
+  Tensor p = rounded(p0, DType::F32), m = rounded(m0, DType::F32), v = rounded(v0, DType::F32);
+  Tensor gp = on_gpu(p0, DType::F32), gm = on_gpu(m0, DType::F32), gv = on_gpu(v0, DType::F32);
+  for (int64_t step : {3, 4}) {
+    Tensor grad = randn(s, 10 + step);
+    const AdamWParams hp{1e-2, 0.9, 0.95, 1e-8, 0.1, step};
+    cpu::adamw_step(p, rounded(grad, DType::F32), m, v, hp);
+    gpu::adamw_step(gp, on_gpu(grad, DType::F32), gm, gv, hp);
+  }
+  expect_gpu(gp, DType::F32, p, 1e-6, "adamw p");
+  expect_gpu(gm, DType::F32, m, 1e-6, "adamw m");
+  expect_gpu(gv, DType::F32, v, 1e-6, "adamw v");
+}
