@@ -20,6 +20,7 @@
 
 #include "cuda/common.cuh"
 #include "cuda/cuda_ops.h"
+#include "cuda/flash_attention.h"
 
 namespace lt2::cuda {
 
@@ -451,7 +452,9 @@ Tensor attention(const Tensor& q, const Tensor& k, const Tensor& v, int64_t wind
   const AttnShape sh = attn_shape(q, k, v, window, scale, "attention");
   Tensor o = Tensor::empty(q.shape(), q.dtype(), Device::CUDA);
   Tensor l = lse ? Tensor::empty({sh.B, sh.H, sh.L}, DType::F32, Device::CUDA) : Tensor();
-  if (sh.B * sh.L * sh.H > 0) {
+  if (sh.B * sh.L * sh.H > 0 && flash_supported(q, k, v)) {
+    flash_forward(q, k, v, window, scale, o, lse ? &l : nullptr);  // BF16, D 64 / 128: tensor cores
+  } else if (sh.B * sh.L * sh.H > 0) {
     const size_t smem = sizeof(float) * size_t(kRows * pad4(sh.D) + kTile * lane_stride(sh.D) + kTile * pad4(sh.D));
     dispatch_float(q.dtype(), [&](auto tag) {
       using T = decltype(tag);
@@ -482,6 +485,10 @@ void attention_backward(const Tensor& q, const Tensor& k, const Tensor& v, const
   dk = Tensor::empty(k.shape(), k.dtype(), Device::CUDA);
   dv = Tensor::empty(v.shape(), v.dtype(), Device::CUDA);
   if (sh.B * sh.L * sh.H == 0) return;
+  if (flash_supported(q, k, v, &o, &dout)) {
+    flash_backward(q, k, v, o, lse, dout, window, scale, dq, dk, dv);
+    return;
+  }
   Tensor delta = Tensor::empty({sh.B, sh.H, sh.L}, DType::F32, Device::CUDA);
   const size_t smem_dq = sizeof(float) * size_t(2 * kRows * pad4(sh.D) + 2 * kTile * lane_stride(sh.D));
   const size_t smem_dkv = sizeof(float) * size_t(2 * kRows * pad4(sh.D) + 2 * kTile * lane_stride(sh.D) + 2 * kTile);

@@ -4,7 +4,10 @@
 //     S <- α_t S;   u = β_t (v_t − Sᵀ k_t);   S <- S + k_t uᵀ;   o_t = Sᵀ q_t
 //
 // The `chunked` flag selects between two forms of the same exact math on the CPU; here it is
-// ignored: both values run this kernel (a chunked tensor-core version is a later issue).
+// ignored: the op picks by size. Sequences of at least kMinChunkedL tokens go to the chunked
+// tensor-core kernels (cuda/gdn_chunked.cu) where they support the dtype and K; shorter ones
+// (decode steps) and the rest run the recurrence below. LT2_GDN_RECURRENT=1 forces the
+// recurrence (benchmarks compare the two with it).
 //
 // Parallel layout. Column c of the K×V state only ever mixes with itself: with s = S[:, c],
 //     s <- α s;  u_c = β (v_c − s·k);  s <- s + u_c k;  o_c = s·q,
@@ -30,10 +33,13 @@
 // Memory: scratch is O(B·HV·K·V·(L/kChunk + kChunk)) for the states plus
 // O(B·HV·tiles·L·K) for the dq / dk partials, all freed when the op returns.
 #include <algorithm>
+#include <cstdlib>
+#include <string>
 #include <type_traits>
 
 #include "cuda/common.cuh"
 #include "cuda/cuda_ops.h"
+#include "cuda/gdn_chunked.h"
 
 namespace lt2::cuda {
 
@@ -407,6 +413,15 @@ __global__ void gdn_reduce_gates_kernel(const float* part_db, const float* part_
   }
 }
 
+// One chunk: below that the chunked kernels' fixed cost (three launches, per-chunk setup)
+// buys nothing over the recurrence.
+constexpr int64_t kMinChunkedL = 64;
+
+bool recurrence_forced() {
+  const char* s = std::getenv("LT2_GDN_RECURRENT");
+  return s && *s && std::string(s) != "0";
+}
+
 GdnShape gdn_shape(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& beta, const Tensor& g,
                    const Tensor& h0, const char* op) {
   expect_cuda({&q, &k, &v, &beta, &g, &h0}, op);
@@ -430,6 +445,10 @@ GdnShape gdn_shape(const Tensor& q, const Tensor& k, const Tensor& v, const Tens
   expect_f32(h0, op, "h0");
   d.tiles = (d.V + kCols - 1) / kCols;
   return d;
+}
+
+bool use_chunked(const GdnShape& d, DType dt) {
+  return d.L >= kMinChunkedL && gdn_chunked_supported(dt, d.K, d.V) && !recurrence_forced();
 }
 
 // Calls f(std::integral_constant<int, E>) with E = rows per lane: K <= 64, 128 or 256.
@@ -460,6 +479,7 @@ Tensor gdn(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& beta
            Tensor* hT, bool chunked) {
   (void)chunked;
   const GdnShape d = gdn_shape(q, k, v, beta, g, h0, "gdn");
+  if (use_chunked(d, q.dtype())) return gdn_chunked_forward(q, k, v, beta, g, h0, hT);
   Tensor o = Tensor::empty({d.B, d.L, d.HV, d.V}, q.dtype(), Device::CUDA);
   Tensor h = hT ? Tensor::empty({d.B, d.HV, d.K, d.V}, DType::F32, Device::CUDA) : Tensor();
   dispatch_float(q.dtype(), [&](auto tag) {
@@ -484,6 +504,7 @@ GdnGrads gdn_backward(const Tensor& q, const Tensor& k, const Tensor& v, const T
   check_same_dtype(q, dout, "gdn dout");
   if (dhT.defined()) check_shape(dhT, {d.B, d.HV, d.K, d.V}, "gdn dhT");
   expect_f32(dhT, "gdn_backward", "dhT");
+  if (use_chunked(d, q.dtype())) return gdn_chunked_backward(q, k, v, beta, g, h0, dout, dhT);
   GdnGrads gr{Tensor::empty(q.shape(), q.dtype(), Device::CUDA),
               Tensor::empty(k.shape(), q.dtype(), Device::CUDA),
               Tensor::empty(v.shape(), q.dtype(), Device::CUDA),

@@ -1,0 +1,125 @@
+// lt2 bench attn: causal softmax attention on the GPU, forward and forward + backward, timed
+// with CUDA events (median of --reps after --warmup), with the achieved TFLOP/s.
+//
+// FLOPs count only the visible (query, key) pairs: the forward does two matrix products
+// (S = Q K^T, O = P V), 2 * 2 * D FLOPs per pair and head; the backward is counted as 2.5
+// forwards (dV, dP, dQ, dK, plus the recomputed S as half a product's worth), the usual
+// FlashAttention convention, so fwd+bwd = 3.5 forwards.
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <string>
+#include <vector>
+
+#include "cli/args.h"
+#include "cli/commands.h"
+#include "core/error.h"
+#include "core/rng.h"
+#include "cuda/runtime.h"
+#include "ops/ops.h"
+
+namespace lt2::cli {
+
+namespace {
+
+struct AttnShape {
+  int64_t B, L, H, Hkv, D;
+};
+
+// "BxLxHxD" (Hkv = H) or "BxLxHxHkvxD".
+AttnShape parse_shape(const std::string& s) {
+  std::vector<int64_t> v;
+  size_t pos = 0;
+  while (pos <= s.size()) {
+    const size_t x = s.find('x', pos);
+    const std::string item = s.substr(pos, x == std::string::npos ? std::string::npos : x - pos);
+    char* end = nullptr;
+    const long long n = std::strtoll(item.c_str(), &end, 10);
+    LT2_CHECK(!item.empty() && end && *end == '\0' && n >= 1, "--shapes: bad item '", s,
+              "' (expected BxLxHxD or BxLxHxHkvxD, all >= 1)");
+    v.push_back(n);
+    if (x == std::string::npos) break;
+    pos = x + 1;
+  }
+  LT2_CHECK(v.size() == 4 || v.size() == 5, "--shapes: '", s, "' needs 4 or 5 numbers (BxLxHxD or BxLxHxHkvxD)");
+  const AttnShape a = v.size() == 4 ? AttnShape{v[0], v[1], v[2], v[2], v[3]} : AttnShape{v[0], v[1], v[2], v[3], v[4]};
+  LT2_CHECK(a.H % a.Hkv == 0, "--shapes: '", s, "': H must be a multiple of Hkv");
+  return a;
+}
+
+// (query, key) pairs with key <= query and query - key < window (window 0: no limit).
+double visible_pairs(int64_t L, int64_t w) {
+  if (w <= 0 || w >= L) return double(L) * double(L + 1) / 2;
+  return double(w) * double(w + 1) / 2 + double(L - w) * double(w);
+}
+
+Tensor random_on_gpu(const Shape& shape, uint64_t seed, DType dt) {
+  Tensor t = Tensor::empty(shape, DType::F32);
+  const CounterRng rng{seed, 3};
+  float* p = t.data<float>();
+  for (int64_t i = 0; i < t.numel(); ++i) p[i] = float(rng.normal(uint64_t(i)));
+  return t.to(Device::CUDA, dt);
+}
+
+}  // namespace
+
+int bench_attn(int argc, char** argv) {
+  Args a("lt2 bench attn",
+         {{"shapes", true, "comma list of BxLxHxD or BxLxHxHkvxD (default 4x4096x16x128,8x2048x12x64)"},
+          {"window", true, "comma list of windows, 0 = full causal (default 0,512)"},
+          {"dtype", true, "bf16 (tensor-core path) or f32 (fp32 kernels) (default bf16)"},
+          {"warmup", true, "untimed runs first (default 3)"},
+          {"reps", true, "timed runs, the median is reported (default 10)"}},
+         argc, argv, 3);
+  if (a.help()) {
+    std::printf("usage: lt2 bench attn [flags]\n\nCausal attention forward and forward+backward on the GPU.\n\n%s",
+                a.usage().c_str());
+    return 0;
+  }
+  LT2_CHECK(a.positionals().empty(), "lt2 bench attn: unexpected argument '",
+            a.positionals().empty() ? "" : a.positionals()[0], "'");
+  LT2_CHECK(cuda::available(), "lt2 bench attn: needs a CUDA GPU (none found or built without CUDA)");
+  const int warmup = int(a.integer("warmup", 3)), reps = int(a.integer("reps", 10));
+  LT2_CHECK(warmup >= 0 && reps >= 1, "--warmup must be >= 0 and --reps >= 1");
+  const std::string dts = a.str("dtype", "bf16");
+  LT2_CHECK(dts == "bf16" || dts == "f32", "--dtype: expected bf16 or f32, got '", dts, "'");
+  const DType dt = dts == "bf16" ? DType::BF16 : DType::F32;
+  std::vector<AttnShape> shapes;
+  for (const auto& s : a.list("shapes", "4x4096x16x128,8x2048x12x64")) shapes.push_back(parse_shape(s));
+  std::vector<int64_t> windows;
+  for (const auto& s : a.list("window", "0,512")) {
+    char* end = nullptr;
+    const long long w = std::strtoll(s.c_str(), &end, 10);
+    LT2_CHECK(end && *end == '\0' && w >= 0, "--window: expected integers >= 0, got '", s, "'");
+    windows.push_back(w);
+  }
+
+  std::printf("device %s, %s, median of %d after %d warm-up runs\n", cuda::device_name(0).c_str(), dts.c_str(), reps,
+              warmup);
+  std::printf("%-24s %7s %10s %9s %12s %9s %10s\n", "shape (B L H/Hkv D)", "window", "fwd ms", "TFLOP/s",
+              "fwd+bwd ms", "TFLOP/s", "bwd ms");
+  for (const AttnShape& s : shapes) {
+    const Tensor q = random_on_gpu({s.B, s.L, s.H, s.D}, 1, dt), k = random_on_gpu({s.B, s.L, s.Hkv, s.D}, 2, dt);
+    const Tensor v = random_on_gpu({s.B, s.L, s.Hkv, s.D}, 3, dt), dout = random_on_gpu({s.B, s.L, s.H, s.D}, 4, dt);
+    const double scale = 1.0 / std::sqrt(double(s.D));
+    for (int64_t w : windows) {
+      Tensor lse, o, dq, dk, dv;
+      const double fwd_ms = cuda::time_ms([&] { o = ops::attention(q, k, v, w, scale, &lse); }, warmup, reps);
+      const double all_ms = cuda::time_ms(
+          [&] {
+            o = ops::attention(q, k, v, w, scale, &lse);
+            ops::attention_backward(q, k, v, o, lse, dout, w, scale, dq, dk, dv);
+          },
+          warmup, reps);
+      const double fwd_flops = 4.0 * double(s.B * s.H * s.D) * visible_pairs(s.L, w);
+      char name[64];
+      std::snprintf(name, sizeof name, "%lldx%lldx%lld/%lldx%lld", (long long)s.B, (long long)s.L, (long long)s.H,
+                    (long long)s.Hkv, (long long)s.D);
+      std::printf("%-24s %7lld %10.3f %9.1f %12.3f %9.1f %10.3f\n", name, (long long)w, fwd_ms,
+                  fwd_flops / (fwd_ms * 1e9), all_ms, 3.5 * fwd_flops / (all_ms * 1e9), all_ms - fwd_ms);
+    }
+  }
+  return 0;
+}
+
+}  // namespace lt2::cli

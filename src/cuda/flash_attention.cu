@@ -1,0 +1,734 @@
+// Tensor-core causal attention (BF16, head dim 64 / 128): the FlashAttention-2 algorithm on
+// mma.sync.m16n8k16 (bf16 inputs, fp32 accumulators), with K/V (or Q/dO) tiles streamed
+// through shared memory by cp.async, two stages deep.
+//
+// Forward: a block of 8 warps owns 128 queries of one (batch, head), each warp 16 of them;
+// it walks the 64-key tiles that hold a visible key (causal and window band only, so a window
+// costs O(L w)), keeping the online-softmax state (running max m, running sum l, the output
+// accumulator) in registers. Scores live in the exp2 domain (scaled by scale * log2 e) so that
+// every exponential is one ex2 instruction.
+//
+// Backward (no atomics, deterministic):
+//   delta = rowsum(dO * O)                                 one pass over O, dO
+//   dQ kernel:  block per 128 queries, walks key tiles:    dQ = scale * dS K
+//   dK/dV kernel: block per 128 keys, walks the query tiles of every query head of the KV group
+//                 in a fixed order:                        dV = P^T dO, dK = scale * dS^T Q
+// where P = exp(S * scale - lse) is recomputed from the forward's lse and
+// dS = P * (dO V^T - delta). Recomputing S and dP in both kernels costs two extra matrix
+// products but keeps every output owned by exactly one block.
+//
+// Fragment layouts (PTX ISA, mma.m16n8k16 with .bf16): lane = 4 g + t.
+//   A (16x16, row-major): a0 = A[g][2t..2t+1], a1 = A[g+8][2t..], a2 = A[g][2t+8..], a3 = A[g+8][2t+8..]
+//   B (16x8, k x n):       b0 = B[2t..2t+1][g], b1 = B[2t+8..2t+9][g]
+//   C (16x8, fp32):        c0, c1 = C[g][2t..2t+1], c2, c3 = C[g+8][2t..2t+1]
+// so the C fragments of two adjacent 8-column blocks, packed to bf16 pairs, are exactly the A
+// fragment of the 16-wide k-step that follows (P and dS never leave registers).
+// Shared-memory tiles are row-major with rows padded by 16 bytes: the 8 row addresses of an
+// ldmatrix phase then fall on 8 different 16-byte bank groups (no conflicts, no swizzle).
+#include "cuda/flash_attention.h"
+
+#include <algorithm>
+#include <cstdint>
+#include <cstdlib>
+#include <type_traits>
+
+#include "cuda/common.cuh"
+
+namespace lt2::cuda {
+
+namespace {
+
+constexpr int kThreads = 256;  // 8 warps in every tiled kernel
+constexpr int kPad = 8;        // bf16 elements of padding per shared-memory row (16 bytes)
+constexpr float kLog2e = 1.4426950408889634f;
+constexpr float kLn2 = 0.6931471805599453f;
+
+struct FlashParams {
+  const bf16* q;
+  const bf16* k;
+  const bf16* v;
+  const bf16* o;     // backward: the forward's output
+  const bf16* dout;  // backward: dL/dO
+  bf16* out;         // forward: O; dQ kernel: dQ
+  bf16* dk;
+  bf16* dv;
+  float* lse;          // forward: written when non-null
+  const float* lse_in; // backward
+  float* delta;        // backward: rowsum(dO * O), [B, H, L]
+  int L, H, Hkv, G;    // G = H / Hkv query heads per KV head
+  int window;          // 0: full causal (also used for windows >= L)
+  float scale;         // softmax scale
+  float scale_log2;    // scale * log2(e)
+};
+
+// ---- PTX wrappers ------------------------------------------------------------------------------
+
+__device__ __forceinline__ uint32_t smem_u32(const void* p) {
+  return static_cast<uint32_t>(__cvta_generic_to_shared(p));
+}
+
+// 16-byte global -> shared copy; with valid = false nothing is read and the 16 bytes are zeroed.
+__device__ __forceinline__ void cp_async16(void* dst, const void* src, bool valid) {
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(smem_u32(dst)), "l"(src),
+               "r"(valid ? 16 : 0)
+               : "memory");
+}
+__device__ __forceinline__ void cp_async4(void* dst, const void* src, bool valid) {
+  asm volatile("cp.async.ca.shared.global [%0], [%1], 4, %2;\n" ::"r"(smem_u32(dst)), "l"(src),
+               "r"(valid ? 4 : 0)
+               : "memory");
+}
+__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::: "memory"); }
+// Waits until at most N of this thread's committed groups are still in flight.
+template <int N>
+__device__ __forceinline__ void cp_async_wait() {
+  asm volatile("cp.async.wait_group %0;\n" ::"n"(N) : "memory");
+}
+
+// Four 8x8 bf16 matrices; lane i supplies the address of row i % 8 of matrix i / 8.
+__device__ __forceinline__ void ldsm_x4(uint32_t (&r)[4], uint32_t addr) {
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];\n"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+               : "r"(addr));
+}
+// The same, each matrix transposed on the way (a row-major [k][n] tile read as B fragments).
+__device__ __forceinline__ void ldsm_x4_t(uint32_t (&r)[4], uint32_t addr) {
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0, %1, %2, %3}, [%4];\n"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+               : "r"(addr));
+}
+
+// c += a * b for one 16x8x16 step (bf16 in, fp32 accumulate).
+__device__ __forceinline__ void mma(float (&c)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
+  asm(
+      "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, "
+      "{%0, %1, %2, %3};\n"
+      : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+
+__device__ __forceinline__ uint32_t pack_bf16(float lo, float hi) {
+  __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);  // .x (lo) in the low half
+  return *reinterpret_cast<uint32_t*>(&v);
+}
+
+// The A fragment of k-step kk built from fp32 C fragments of column blocks 2kk and 2kk+1.
+__device__ __forceinline__ void c_to_a(uint32_t (&a)[4], const float (&c0)[4], const float (&c1)[4]) {
+  a[0] = pack_bf16(c0[0], c0[1]);
+  a[1] = pack_bf16(c0[2], c0[3]);
+  a[2] = pack_bf16(c1[0], c1[1]);
+  a[3] = pack_bf16(c1[2], c1[3]);
+}
+
+// ---- shared-memory tiles -----------------------------------------------------------------------
+
+// Per-lane element offsets into a padded tile (row stride S) for the two ldmatrix.x4 patterns
+// over a 16x16 block:
+//  A pattern, matrices (rows 0-7 | 8-15) x (cols 0-7), then x (cols 8-15): an A fragment from a
+//    row-major [m][k] tile, or (with .trans) the B fragments of two 8-column blocks from a
+//    row-major [k][n] tile (regs 0, 1 = block n0; 2, 3 = block n0 + 8).
+//  B pattern, matrices (rows 0-7) x (cols 0-7 | 8-15), then rows 8-15: the B fragments of two
+//    8-column blocks from a row-major [n][k] tile (regs 0, 1 = rows 0-7; 2, 3 = rows 8-15).
+template <int S>
+__device__ __forceinline__ int lane_off_a(int lane) {
+  return ((lane & 7) + ((lane >> 3) & 1) * 8) * S + (lane >> 4) * 8;
+}
+template <int S>
+__device__ __forceinline__ int lane_off_b(int lane) {
+  return ((lane & 7) + (lane >> 4) * 8) * S + ((lane >> 3) & 1) * 8;
+}
+
+// Copies rows [row0, row0 + ROWS) of a bf16 matrix with row stride ld (elements D of each row)
+// into a padded shared tile. Rows at or past row_end are zero-filled: they must add nothing,
+// not even NaN from stale shared memory, to the products.
+template <int ROWS, int D>
+__device__ __forceinline__ void load_rows(bf16* dst, const bf16* src, int64_t ld, int row0, int row_end) {
+  constexpr int kChunks = D / 8, S = D + kPad;
+  static_assert(ROWS * kChunks % kThreads == 0, "every thread copies the same number of chunks");
+#pragma unroll
+  for (int j = 0; j < ROWS * kChunks / kThreads; ++j) {
+    const int i = threadIdx.x + j * kThreads, r = i / kChunks, c = (i % kChunks) * 8;
+    const bool ok = row0 + r < row_end;
+    cp_async16(dst + r * S + c, ok ? src + int64_t(row0 + r) * ld + c : src, ok);
+  }
+}
+template <int ROWS>
+__device__ __forceinline__ void load_floats(float* dst, const float* src, int row0, int row_end) {
+  for (int i = threadIdx.x; i < ROWS; i += kThreads) {
+    const bool ok = row0 + i < row_end;
+    cp_async4(dst + i, ok ? src + row0 + i : src, ok);
+  }
+}
+
+// Query t sees key s (window 0: full causal).
+__device__ __forceinline__ bool visible(int t, int s, int window) {
+  return s <= t && (window == 0 || t - s < window);
+}
+
+__device__ __forceinline__ float quad_max(float x) {
+  x = fmaxf(x, __shfl_xor_sync(0xffffffffu, x, 1));
+  return fmaxf(x, __shfl_xor_sync(0xffffffffu, x, 2));
+}
+__device__ __forceinline__ float quad_sum(float x) {
+  x += __shfl_xor_sync(0xffffffffu, x, 1);
+  return x + __shfl_xor_sync(0xffffffffu, x, 2);
+}
+
+// ---- forward -----------------------------------------------------------------------------------
+// Block (query tile, head, batch). Shared: Qs [128][S], Ks [2][64][S], Vs [2][64][S].
+constexpr int kFwdRows = 128, kFwdKeys = 64;
+
+template <int D>
+constexpr size_t fwd_smem() {
+  return sizeof(bf16) * size_t(kFwdRows + 4 * kFwdKeys) * (D + kPad);
+}
+
+template <int D, int MinBlocks>
+__global__ void __launch_bounds__(kThreads, MinBlocks) flash_fwd_kernel(const FlashParams p) {
+  constexpr int BM = kFwdRows, BN = kFwdKeys, S = D + kPad;
+  extern __shared__ __align__(16) unsigned char smem[];
+  bf16* Qs = reinterpret_cast<bf16*>(smem);
+  bf16* Ks = Qs + BM * S;
+  bf16* Vs = Ks + 2 * BN * S;
+  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, tq = lane & 3;
+  const int n_qt = (p.L + BM - 1) / BM;
+  const int t0 = (n_qt - 1 - int(blockIdx.x)) * BM;  // the longest rows (most key tiles) start first
+  const int h = blockIdx.y, b = blockIdx.z, hk = h / p.G;
+  const int64_t q_ld = int64_t(p.H) * D, kv_ld = int64_t(p.Hkv) * D;
+  const int64_t q_off = (int64_t(b) * p.L * p.H + h) * D;
+  const int64_t kv_off = (int64_t(b) * p.L * p.Hkv + hk) * D;
+  const bf16* kg = p.k + kv_off;
+  const bf16* vg = p.v + kv_off;
+  // Key tiles holding a key visible to some row of the block: from the first row's window
+  // start to the last row.
+  const int t_last = min(p.L, t0 + BM) - 1;
+  const int kt_begin = p.window > 0 ? max(0, t0 - p.window + 1) / BN : 0;
+  const int kt_end = t_last / BN + 1;
+
+  load_rows<BM, D>(Qs, p.q + q_off, q_ld, t0, p.L);
+  load_rows<BN, D>(Ks, kg, kv_ld, kt_begin * BN, p.L);
+  load_rows<BN, D>(Vs, vg, kv_ld, kt_begin * BN, p.L);
+  cp_async_commit();
+
+  const int wr0 = t0 + warp * 16;  // the warp's first query
+  const uint32_t q_base = smem_u32(Qs) + 2 * (warp * 16 * S + lane_off_a<S>(lane));
+  const int off_a = lane_off_a<S>(lane), off_b = lane_off_b<S>(lane);
+  uint32_t qf[D / 16][4];  // the warp's 16 x D query block as A fragments, loaded once
+  float acc[D / 8][4];
+#pragma unroll
+  for (int i = 0; i < D / 8; ++i) acc[i][0] = acc[i][1] = acc[i][2] = acc[i][3] = 0.f;
+  float m[2] = {-INFINITY, -INFINITY};  // running row max (exp2 domain), rows g and g + 8
+  float l[2] = {0.f, 0.f};              // this thread's part of the running row sum
+
+  for (int kt = kt_begin; kt < kt_end; ++kt) {
+    const int buf = (kt - kt_begin) & 1;
+    if (kt + 1 < kt_end) {  // prefetch the next tile into the other stage
+      load_rows<BN, D>(Ks + (buf ^ 1) * BN * S, kg, kv_ld, (kt + 1) * BN, p.L);
+      load_rows<BN, D>(Vs + (buf ^ 1) * BN * S, vg, kv_ld, (kt + 1) * BN, p.L);
+      cp_async_commit();
+      cp_async_wait<1>();
+    } else {
+      cp_async_wait<0>();
+    }
+    __syncthreads();
+    if (kt == kt_begin) {
+#pragma unroll
+      for (int kk = 0; kk < D / 16; ++kk) ldsm_x4(qf[kk], q_base + 2 * kk * 16);
+    }
+    const int s0 = kt * BN;
+    // Warp-uniform: no key of the tile is visible to the warp's rows (diagonal / window edge).
+    const bool skip = s0 > wr0 + 15 || (p.window > 0 && wr0 - (s0 + BN - 1) >= p.window);
+    if (!skip) {
+      const uint32_t k_base = smem_u32(Ks + buf * BN * S) + 2 * off_b;
+      const uint32_t v_base = smem_u32(Vs + buf * BN * S) + 2 * off_a;
+      float s[BN / 8][4];
+#pragma unroll
+      for (int i = 0; i < BN / 8; ++i) s[i][0] = s[i][1] = s[i][2] = s[i][3] = 0.f;
+#pragma unroll
+      for (int kk = 0; kk < D / 16; ++kk) {
+#pragma unroll
+        for (int nb = 0; nb < BN / 16; ++nb) {
+          uint32_t kf[4];
+          ldsm_x4(kf, k_base + 2 * (nb * 16 * S + kk * 16));
+          mma(s[2 * nb], qf[kk], kf[0], kf[1]);
+          mma(s[2 * nb + 1], qf[kk], kf[2], kf[3]);
+        }
+      }
+      // Only tiles crossing the diagonal or the window edge need the per-element test.
+      const bool need_mask = s0 + BN - 1 > wr0 || (p.window > 0 && wr0 + 15 - s0 >= p.window);
+      float mx[2] = {-INFINITY, -INFINITY};
+#pragma unroll
+      for (int nb = 0; nb < BN / 8; ++nb)
+#pragma unroll
+        for (int i = 0; i < 4; ++i) {
+          float x = s[nb][i] * p.scale_log2;
+          if (need_mask && !visible(wr0 + g + 8 * (i >> 1), s0 + nb * 8 + 2 * tq + (i & 1), p.window)) x = -INFINITY;
+          s[nb][i] = x;
+          mx[i >> 1] = fmaxf(mx[i >> 1], x);
+        }
+      float m_use[2], corr[2];
+#pragma unroll
+      for (int r = 0; r < 2; ++r) {
+        const float m_new = fmaxf(m[r], quad_max(mx[r]));
+        // A row with nothing visible so far keeps m = -inf; subtract 0 instead so that
+        // exp2(-inf - m) is 0, not NaN.
+        m_use[r] = m_new == -INFINITY ? 0.f : m_new;
+        corr[r] = exp2f(m[r] - m_use[r]);
+        m[r] = m_new;
+      }
+      float ls[2] = {0.f, 0.f};
+#pragma unroll
+      for (int nb = 0; nb < BN / 8; ++nb)
+#pragma unroll
+        for (int i = 0; i < 4; ++i) {
+          const float e = exp2f(s[nb][i] - m_use[i >> 1]);
+          s[nb][i] = e;
+          ls[i >> 1] += e;
+        }
+#pragma unroll
+      for (int r = 0; r < 2; ++r) l[r] = l[r] * corr[r] + ls[r];
+#pragma unroll
+      for (int i = 0; i < D / 8; ++i) {
+        acc[i][0] *= corr[0];
+        acc[i][1] *= corr[0];
+        acc[i][2] *= corr[1];
+        acc[i][3] *= corr[1];
+      }
+      // O += P V: P (bf16) straight from the score registers, V as transposed B fragments.
+#pragma unroll
+      for (int kk = 0; kk < BN / 16; ++kk) {
+        uint32_t pa[4];
+        c_to_a(pa, s[2 * kk], s[2 * kk + 1]);
+#pragma unroll
+        for (int nd = 0; nd < D / 16; ++nd) {
+          uint32_t vf[4];
+          ldsm_x4_t(vf, v_base + 2 * (kk * 16 * S + nd * 16));
+          mma(acc[2 * nd], pa, vf[0], vf[1]);
+          mma(acc[2 * nd + 1], pa, vf[2], vf[3]);
+        }
+      }
+    }
+    __syncthreads();  // every warp is done with this stage before it is refilled
+  }
+
+  const int64_t lse_off = (int64_t(b) * p.H + h) * p.L;
+#pragma unroll
+  for (int r = 0; r < 2; ++r) {
+    const int t = wr0 + g + 8 * r;
+    const float lsum = quad_sum(l[r]);  // all lanes take part in the shuffles
+    if (t >= p.L) continue;
+    const float inv = 1.f / lsum;  // lsum >= 1: every row sees its own key
+    bf16* orow = p.out + q_off + int64_t(t) * q_ld + 2 * tq;
+#pragma unroll
+    for (int i = 0; i < D / 8; ++i)
+      *reinterpret_cast<uint32_t*>(orow + i * 8) = pack_bf16(acc[i][2 * r] * inv, acc[i][2 * r + 1] * inv);
+    if (p.lse && tq == 0) p.lse[lse_off + t] = (m[r] + log2f(lsum)) * kLn2;
+  }
+}
+
+// ---- backward: delta ---------------------------------------------------------------------------
+// delta[b, h, t] = sum_d dO[b, t, h, d] O[b, t, h, d]; D / 8 threads per row, 16 bytes each.
+template <int D>
+__global__ void flash_delta_kernel(const FlashParams p, int64_t rows) {
+  constexpr int kLanes = D / 8;
+  const int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
+  const int64_t row = i / kLanes;  // (b * L + t) * H + h
+  const int c = int(i % kLanes) * 8;
+  float sum = 0.f;
+  if (row < rows) {
+    const uint4 ov = *reinterpret_cast<const uint4*>(p.o + row * D + c);
+    const uint4 gv = *reinterpret_cast<const uint4*>(p.dout + row * D + c);
+    const __nv_bfloat162* o2 = reinterpret_cast<const __nv_bfloat162*>(&ov);
+    const __nv_bfloat162* g2 = reinterpret_cast<const __nv_bfloat162*>(&gv);
+#pragma unroll
+    for (int j = 0; j < 4; ++j) {
+      const float2 a = __bfloat1622float2(o2[j]), d = __bfloat1622float2(g2[j]);
+      sum += a.x * d.x + a.y * d.y;
+    }
+  }
+#pragma unroll
+  for (int o = kLanes / 2; o > 0; o >>= 1) sum += __shfl_xor_sync(0xffffffffu, sum, o);
+  if (row < rows && c == 0) {
+    const int64_t h = row % p.H, t = (row / p.H) % p.L, b = row / (int64_t(p.H) * p.L);
+    p.delta[(b * p.H + h) * p.L + t] = sum;
+  }
+}
+
+// ---- backward: dQ ------------------------------------------------------------------------------
+// Block (query tile, head, batch), 8 warps x 16 queries, key tiles of BN (64 for D = 64; 32
+// for D = 128 to keep S, dP and the dQ accumulator in registers). Shared: Qs, dOs [128][S],
+// Ks, Vs [2][BN][S].
+constexpr int kDqRows = 128;
+template <int D>
+constexpr int dq_keys() {
+  return D == 128 ? 32 : 64;
+}
+template <int D>
+constexpr size_t dq_smem() {
+  return sizeof(bf16) * size_t(2 * kDqRows + 4 * dq_keys<D>()) * (D + kPad);
+}
+
+template <int D, int MinBlocks>
+__global__ void __launch_bounds__(kThreads, MinBlocks) flash_bwd_dq_kernel(const FlashParams p) {
+  constexpr int BM = kDqRows, BN = dq_keys<D>(), S = D + kPad;
+  extern __shared__ __align__(16) unsigned char smem[];
+  bf16* Qs = reinterpret_cast<bf16*>(smem);
+  bf16* dOs = Qs + BM * S;
+  bf16* Ks = dOs + BM * S;
+  bf16* Vs = Ks + 2 * BN * S;
+  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, tq = lane & 3;
+  const int n_qt = (p.L + BM - 1) / BM;
+  const int t0 = (n_qt - 1 - int(blockIdx.x)) * BM;
+  const int h = blockIdx.y, b = blockIdx.z, hk = h / p.G;
+  const int64_t q_ld = int64_t(p.H) * D, kv_ld = int64_t(p.Hkv) * D;
+  const int64_t q_off = (int64_t(b) * p.L * p.H + h) * D;
+  const int64_t kv_off = (int64_t(b) * p.L * p.Hkv + hk) * D;
+  const bf16* kg = p.k + kv_off;
+  const bf16* vg = p.v + kv_off;
+  const int t_last = min(p.L, t0 + BM) - 1;
+  const int kt_begin = p.window > 0 ? max(0, t0 - p.window + 1) / BN : 0;
+  const int kt_end = t_last / BN + 1;
+
+  load_rows<BM, D>(Qs, p.q + q_off, q_ld, t0, p.L);
+  load_rows<BM, D>(dOs, p.dout + q_off, q_ld, t0, p.L);
+  load_rows<BN, D>(Ks, kg, kv_ld, kt_begin * BN, p.L);
+  load_rows<BN, D>(Vs, vg, kv_ld, kt_begin * BN, p.L);
+  cp_async_commit();
+
+  const int wr0 = t0 + warp * 16;
+  const int64_t row_off = (int64_t(b) * p.H + h) * p.L;
+  float lse2[2], dl[2];  // rows g and g + 8: lse in the exp2 domain, delta
+#pragma unroll
+  for (int r = 0; r < 2; ++r) {
+    const int t = wr0 + g + 8 * r;
+    lse2[r] = t < p.L ? p.lse_in[row_off + t] * kLog2e : 0.f;
+    dl[r] = t < p.L ? p.delta[row_off + t] : 0.f;
+  }
+  const int off_a = lane_off_a<S>(lane), off_b = lane_off_b<S>(lane);
+  const uint32_t q_base = smem_u32(Qs) + 2 * (warp * 16 * S + off_a);
+  const uint32_t do_base = smem_u32(dOs) + 2 * (warp * 16 * S + off_a);
+  float acc[D / 8][4];
+#pragma unroll
+  for (int i = 0; i < D / 8; ++i) acc[i][0] = acc[i][1] = acc[i][2] = acc[i][3] = 0.f;
+
+  for (int kt = kt_begin; kt < kt_end; ++kt) {
+    const int buf = (kt - kt_begin) & 1;
+    if (kt + 1 < kt_end) {
+      load_rows<BN, D>(Ks + (buf ^ 1) * BN * S, kg, kv_ld, (kt + 1) * BN, p.L);
+      load_rows<BN, D>(Vs + (buf ^ 1) * BN * S, vg, kv_ld, (kt + 1) * BN, p.L);
+      cp_async_commit();
+      cp_async_wait<1>();
+    } else {
+      cp_async_wait<0>();
+    }
+    __syncthreads();
+    const int s0 = kt * BN;
+    const bool skip = s0 > wr0 + 15 || (p.window > 0 && wr0 - (s0 + BN - 1) >= p.window);
+    if (!skip) {
+      const uint32_t kb_base = smem_u32(Ks + buf * BN * S) + 2 * off_b;  // K as B of S = Q K^T
+      const uint32_t kt_base = smem_u32(Ks + buf * BN * S) + 2 * off_a;  // K as B of dQ = dS K
+      const uint32_t v_base = smem_u32(Vs + buf * BN * S) + 2 * off_b;
+      float s[BN / 8][4], dp[BN / 8][4];
+#pragma unroll
+      for (int i = 0; i < BN / 8; ++i)
+#pragma unroll
+        for (int j = 0; j < 4; ++j) s[i][j] = dp[i][j] = 0.f;
+#pragma unroll
+      for (int kk = 0; kk < D / 16; ++kk) {
+        uint32_t qa[4], da[4];
+        ldsm_x4(qa, q_base + 2 * kk * 16);
+        ldsm_x4(da, do_base + 2 * kk * 16);
+#pragma unroll
+        for (int nb = 0; nb < BN / 16; ++nb) {
+          uint32_t kf[4], vf[4];
+          ldsm_x4(kf, kb_base + 2 * (nb * 16 * S + kk * 16));
+          ldsm_x4(vf, v_base + 2 * (nb * 16 * S + kk * 16));
+          mma(s[2 * nb], qa, kf[0], kf[1]);
+          mma(s[2 * nb + 1], qa, kf[2], kf[3]);
+          mma(dp[2 * nb], da, vf[0], vf[1]);
+          mma(dp[2 * nb + 1], da, vf[2], vf[3]);
+        }
+      }
+      const bool need_mask = s0 + BN - 1 > wr0 || (p.window > 0 && wr0 + 15 - s0 >= p.window);
+#pragma unroll
+      for (int nb = 0; nb < BN / 8; ++nb)
+#pragma unroll
+        for (int i = 0; i < 4; ++i) {
+          const int r = i >> 1;
+          const bool vis = !need_mask || visible(wr0 + g + 8 * r, s0 + nb * 8 + 2 * tq + (i & 1), p.window);
+          const float pr = vis ? exp2f(s[nb][i] * p.scale_log2 - lse2[r]) : 0.f;
+          s[nb][i] = pr * (dp[nb][i] - dl[r]);  // dS (without the scale, applied at the end)
+        }
+#pragma unroll
+      for (int kk = 0; kk < BN / 16; ++kk) {
+        uint32_t sa[4];
+        c_to_a(sa, s[2 * kk], s[2 * kk + 1]);
+#pragma unroll
+        for (int nd = 0; nd < D / 16; ++nd) {
+          uint32_t kf[4];
+          ldsm_x4_t(kf, kt_base + 2 * (kk * 16 * S + nd * 16));
+          mma(acc[2 * nd], sa, kf[0], kf[1]);
+          mma(acc[2 * nd + 1], sa, kf[2], kf[3]);
+        }
+      }
+    }
+    __syncthreads();
+  }
+
+#pragma unroll
+  for (int r = 0; r < 2; ++r) {
+    const int t = wr0 + g + 8 * r;
+    if (t >= p.L) continue;
+    bf16* row = p.out + q_off + int64_t(t) * q_ld + 2 * tq;
+#pragma unroll
+    for (int i = 0; i < D / 8; ++i)
+      *reinterpret_cast<uint32_t*>(row + i * 8) = pack_bf16(acc[i][2 * r] * p.scale, acc[i][2 * r + 1] * p.scale);
+  }
+}
+
+// ---- backward: dK, dV --------------------------------------------------------------------------
+// Block (key tile of 128, KV head, batch), 8 warps x 16 keys; walks query tiles of BM (64 for
+// D = 64, 32 for D = 128: dK and dV accumulators take 2 x D / 2 registers) of each query head
+// of the group. The warp computes S^T = K Q^T and dP^T = V dO^T directly (keys as rows), so P^T
+// and dS^T are already A fragments for dV += P^T dO and dK += dS^T Q.
+// Shared: Ks, Vs [128][S]; Qs, dOs [2][BM][S]; lse, delta [2][BM] (fp32).
+constexpr int kDkvKeys = 128;
+template <int D>
+constexpr int dkv_rows() {
+  return D == 128 ? 32 : 64;
+}
+template <int D>
+constexpr size_t dkv_smem() {
+  return sizeof(bf16) * size_t(2 * kDkvKeys + 4 * dkv_rows<D>()) * (D + kPad) + sizeof(float) * 4 * dkv_rows<D>();
+}
+
+template <int D>
+__global__ void __launch_bounds__(kThreads) flash_bwd_dkv_kernel(const FlashParams p) {
+  constexpr int BN = kDkvKeys, BM = dkv_rows<D>(), S = D + kPad;
+  extern __shared__ __align__(16) unsigned char smem[];
+  bf16* Ks = reinterpret_cast<bf16*>(smem);
+  bf16* Vs = Ks + BN * S;
+  bf16* Qs = Vs + BN * S;      // [2][BM][S]
+  bf16* dOs = Qs + 2 * BM * S;  // [2][BM][S]
+  float* lse_s = reinterpret_cast<float*>(dOs + 2 * BM * S);  // [2][BM]
+  float* dl_s = lse_s + 2 * BM;                               // [2][BM]
+  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, tq = lane & 3;
+  const int s0 = blockIdx.x * BN;  // the first key tiles are seen by the most queries: they start first
+  const int hk = blockIdx.y, b = blockIdx.z;
+  const int64_t q_ld = int64_t(p.H) * D, kv_ld = int64_t(p.Hkv) * D;
+  const int64_t kv_off = (int64_t(b) * p.L * p.Hkv + hk) * D;
+  // Queries that can see a key of the tile: s0 <= t < (last key) + window.
+  const int s_last = min(p.L, s0 + BN) - 1;
+  const int q_end = p.window > 0 ? min(p.L, s_last + p.window) : p.L;
+  const int qt_begin = s0 / BM, n_qt = (q_end - 1) / BM + 1 - qt_begin;
+  const int n_iter = p.G * n_qt;  // (head of the group, query tile), heads outer
+
+  auto load_queries = [&](int it, int buf) {
+    const int h = hk * p.G + it / n_qt, qt0 = (qt_begin + it % n_qt) * BM;
+    const int64_t q_off = (int64_t(b) * p.L * p.H + h) * D, row_off = (int64_t(b) * p.H + h) * p.L;
+    load_rows<BM, D>(Qs + buf * BM * S, p.q + q_off, q_ld, qt0, p.L);
+    load_rows<BM, D>(dOs + buf * BM * S, p.dout + q_off, q_ld, qt0, p.L);
+    load_floats<BM>(lse_s + buf * BM, p.lse_in + row_off, qt0, p.L);
+    load_floats<BM>(dl_s + buf * BM, p.delta + row_off, qt0, p.L);
+  };
+  load_rows<BN, D>(Ks, p.k + kv_off, kv_ld, s0, p.L);
+  load_rows<BN, D>(Vs, p.v + kv_off, kv_ld, s0, p.L);
+  load_queries(0, 0);
+  cp_async_commit();
+
+  const int wk0 = s0 + warp * 16;  // the warp's first key
+  const int off_a = lane_off_a<S>(lane), off_b = lane_off_b<S>(lane);
+  const uint32_t k_base = smem_u32(Ks) + 2 * (warp * 16 * S + off_a);
+  const uint32_t v_base = smem_u32(Vs) + 2 * (warp * 16 * S + off_a);
+  float acc_k[D / 8][4], acc_v[D / 8][4];
+#pragma unroll
+  for (int i = 0; i < D / 8; ++i)
+#pragma unroll
+    for (int j = 0; j < 4; ++j) acc_k[i][j] = acc_v[i][j] = 0.f;
+
+  for (int it = 0; it < n_iter; ++it) {
+    const int buf = it & 1;
+    if (it + 1 < n_iter) {
+      load_queries(it + 1, buf ^ 1);
+      cp_async_commit();
+      cp_async_wait<1>();
+    } else {
+      cp_async_wait<0>();
+    }
+    __syncthreads();
+    const int qt0 = (qt_begin + it % n_qt) * BM;
+    // Warp-uniform: every query of the tile is before the warp's keys or past their window.
+    const bool skip = wk0 >= p.L || qt0 + BM - 1 < wk0 || (p.window > 0 && qt0 - (wk0 + 15) >= p.window);
+    if (!skip) {
+      const uint32_t qb_base = smem_u32(Qs + buf * BM * S) + 2 * off_b;  // Q as B of S^T = K Q^T
+      const uint32_t qt_base = smem_u32(Qs + buf * BM * S) + 2 * off_a;  // Q as B of dK += dS^T Q
+      const uint32_t gb_base = smem_u32(dOs + buf * BM * S) + 2 * off_b;
+      const uint32_t gt_base = smem_u32(dOs + buf * BM * S) + 2 * off_a;
+      const float* lse_t = lse_s + buf * BM;
+      const float* dl_t = dl_s + buf * BM;
+      float s[BM / 8][4], dp[BM / 8][4];
+#pragma unroll
+      for (int i = 0; i < BM / 8; ++i)
+#pragma unroll
+        for (int j = 0; j < 4; ++j) s[i][j] = dp[i][j] = 0.f;
+#pragma unroll
+      for (int kk = 0; kk < D / 16; ++kk) {
+        uint32_t ka[4], va[4];
+        ldsm_x4(ka, k_base + 2 * kk * 16);
+        ldsm_x4(va, v_base + 2 * kk * 16);
+#pragma unroll
+        for (int nb = 0; nb < BM / 16; ++nb) {
+          uint32_t qf[4], gf[4];
+          ldsm_x4(qf, qb_base + 2 * (nb * 16 * S + kk * 16));
+          ldsm_x4(gf, gb_base + 2 * (nb * 16 * S + kk * 16));
+          mma(s[2 * nb], ka, qf[0], qf[1]);
+          mma(s[2 * nb + 1], ka, qf[2], qf[3]);
+          mma(dp[2 * nb], va, gf[0], gf[1]);
+          mma(dp[2 * nb + 1], va, gf[2], gf[3]);
+        }
+      }
+      // Per-element test where the tile crosses the diagonal, the window edge or the end.
+      const bool need_mask =
+          qt0 + BM > p.L || wk0 + 15 > qt0 || (p.window > 0 && qt0 + BM - 1 - wk0 >= p.window);
+#pragma unroll
+      for (int nb = 0; nb < BM / 8; ++nb)
+#pragma unroll
+        for (int i = 0; i < 4; ++i) {
+          const int col = nb * 8 + 2 * tq + (i & 1), t = qt0 + col;
+          const bool vis = !need_mask || (t < p.L && visible(t, wk0 + g + 8 * (i >> 1), p.window));
+          const float pr = vis ? exp2f(s[nb][i] * p.scale_log2 - lse_t[col] * kLog2e) : 0.f;
+          s[nb][i] = pr;
+          dp[nb][i] = pr * (dp[nb][i] - dl_t[col]);  // dS^T (scale applied at the end)
+        }
+#pragma unroll
+      for (int kk = 0; kk < BM / 16; ++kk) {
+        uint32_t pa[4], sa[4];
+        c_to_a(pa, s[2 * kk], s[2 * kk + 1]);
+        c_to_a(sa, dp[2 * kk], dp[2 * kk + 1]);
+#pragma unroll
+        for (int nd = 0; nd < D / 16; ++nd) {
+          uint32_t gf[4], qf[4];
+          ldsm_x4_t(gf, gt_base + 2 * (kk * 16 * S + nd * 16));
+          mma(acc_v[2 * nd], pa, gf[0], gf[1]);
+          mma(acc_v[2 * nd + 1], pa, gf[2], gf[3]);
+          ldsm_x4_t(qf, qt_base + 2 * (kk * 16 * S + nd * 16));
+          mma(acc_k[2 * nd], sa, qf[0], qf[1]);
+          mma(acc_k[2 * nd + 1], sa, qf[2], qf[3]);
+        }
+      }
+    }
+    __syncthreads();
+  }
+
+#pragma unroll
+  for (int r = 0; r < 2; ++r) {
+    const int s = wk0 + g + 8 * r;
+    if (s >= p.L) continue;
+    const int64_t off = kv_off + int64_t(s) * kv_ld + 2 * tq;
+#pragma unroll
+    for (int i = 0; i < D / 8; ++i) {
+      *reinterpret_cast<uint32_t*>(p.dk + off + i * 8) =
+          pack_bf16(acc_k[i][2 * r] * p.scale, acc_k[i][2 * r + 1] * p.scale);
+      *reinterpret_cast<uint32_t*>(p.dv + off + i * 8) = pack_bf16(acc_v[i][2 * r], acc_v[i][2 * r + 1]);
+    }
+  }
+}
+
+// ---- host side ---------------------------------------------------------------------------------
+
+// Dynamic shared memory above the 48 KiB default needs an explicit opt-in per kernel.
+template <class K>
+void allow_smem(K kernel, size_t bytes) {
+  LT2_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(bytes)));
+}
+
+bool aligned16(const Tensor& t) { return reinterpret_cast<uintptr_t>(t.bytes()) % 16 == 0; }
+
+FlashParams make_params(const Tensor& q, const Tensor& k, const Tensor& v, int64_t window, double scale) {
+  FlashParams p{};
+  p.q = q.data<bf16>();
+  p.k = k.data<bf16>();
+  p.v = v.data<bf16>();
+  p.L = int(q.dim(1));
+  p.H = int(q.dim(2));
+  p.Hkv = int(k.dim(2));
+  p.G = p.H / p.Hkv;
+  // A window of L or more hides nothing: run it as full causal (and keep the int math small).
+  p.window = window <= 0 || window >= q.dim(1) ? 0 : int(window);
+  p.scale = float(scale);
+  p.scale_log2 = float(scale * 1.4426950408889634);
+  return p;
+}
+
+// TEMPORARY tuning knob (removed once measured): LT2_FLASH_MINB=2 caps fwd / dq registers
+// so that two blocks fit on an SM.
+bool tune_minb() {
+  static const bool on = [] {
+    const char* e = std::getenv("LT2_FLASH_MINB");
+    return e && std::atoi(e) == 2;
+  }();
+  return on;
+}
+
+template <class F>
+void with_head_dim(int64_t D, F&& f) {
+  if (D == 64) f(std::integral_constant<int, 64>{});
+  else f(std::integral_constant<int, 128>{});
+}
+
+}  // namespace
+
+bool flash_supported(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor* o, const Tensor* dout) {
+  if (q.dtype() != DType::BF16 || k.dtype() != DType::BF16 || v.dtype() != DType::BF16) return false;
+  if (q.ndim() != 4 || k.ndim() != 4 || v.ndim() != 4) return false;
+  const int64_t B = q.dim(0), L = q.dim(1), H = q.dim(2), D = q.dim(3);
+  if (D != 64 && D != 128) return false;
+  if (L < 1 || B < 1 || B > 65535 || H > 65535 || L > (int64_t(1) << 30)) return false;
+  return aligned16(q) && aligned16(k) && aligned16(v) && (!o || aligned16(*o)) && (!dout || aligned16(*dout));
+}
+
+void flash_forward(const Tensor& q, const Tensor& k, const Tensor& v, int64_t window, double scale, Tensor& o,
+                   Tensor* lse) {
+  FlashParams p = make_params(q, k, v, window, scale);
+  p.out = o.data<bf16>();
+  p.lse = lse ? lse->data<float>() : nullptr;
+  const dim3 grid(unsigned((p.L + kFwdRows - 1) / kFwdRows), unsigned(p.H), unsigned(q.dim(0)));
+  with_head_dim(q.dim(3), [&](auto d) {
+    constexpr int D = decltype(d)::value;
+    auto kernel = D == 64 && tune_minb() ? flash_fwd_kernel<D, D == 64 ? 2 : 1> : flash_fwd_kernel<D, 1>;
+    allow_smem(kernel, fwd_smem<D>());
+    kernel<<<grid, kThreads, fwd_smem<D>(), stream()>>>(p);
+  });
+  check_launch("flash attention forward");
+}
+
+void flash_backward(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& o, const Tensor& lse,
+                    const Tensor& dout, int64_t window, double scale, Tensor& dq, Tensor& dk, Tensor& dv) {
+  FlashParams p = make_params(q, k, v, window, scale);
+  const int64_t B = q.dim(0), D = q.dim(3);
+  Tensor delta = Tensor::empty({B, p.H, p.L}, DType::F32, Device::CUDA);
+  p.o = o.data<bf16>();
+  p.dout = dout.data<bf16>();
+  p.lse_in = lse.data<float>();
+  p.delta = delta.data<float>();
+  p.out = dq.data<bf16>();
+  p.dk = dk.data<bf16>();
+  p.dv = dv.data<bf16>();
+  with_head_dim(D, [&](auto d) {
+    constexpr int Dc = decltype(d)::value;
+    const int64_t rows = B * p.L * p.H, threads = rows * (Dc / 8);
+    flash_delta_kernel<Dc><<<unsigned((threads + kThreads - 1) / kThreads), kThreads, 0, stream()>>>(p, rows);
+    check_launch("flash attention backward delta");
+    auto dq_kernel = tune_minb() ? flash_bwd_dq_kernel<Dc, 2> : flash_bwd_dq_kernel<Dc, 1>;
+    allow_smem(dq_kernel, dq_smem<Dc>());
+    dq_kernel<<<dim3(unsigned((p.L + kDqRows - 1) / kDqRows), unsigned(p.H), unsigned(B)), kThreads,
+                              dq_smem<Dc>(), stream()>>>(p);
+    check_launch("flash attention backward dq");
+    allow_smem(flash_bwd_dkv_kernel<Dc>, dkv_smem<Dc>());
+    flash_bwd_dkv_kernel<Dc><<<dim3(unsigned((p.L + kDkvKeys - 1) / kDkvKeys), unsigned(p.Hkv), unsigned(B)),
+                               kThreads, dkv_smem<Dc>(), stream()>>>(p);
+    check_launch("flash attention backward dk dv");
+  });
+}
+
+}  // namespace lt2::cuda

@@ -1,0 +1,31 @@
+#pragma once
+// Tensor-core causal attention for BF16 activations with head dim 64 or 128 (FlashAttention-2
+// algorithm on mma.sync bf16 with fp32 accumulation). lt2::cuda::attention and
+// attention_backward (attention.cu) route here when flash_supported() says yes; every other
+// case keeps the fp32 SIMT kernels there.
+//
+// Same contract as the op (ops/op_list.inc): q [B, L, H, D]; k, v [B, L, Hkv, D] with Hkv | H;
+// window 0 = full causal, window w = query t sees keys t-w+1 .. t; lse [B, H, L] F32 is the
+// natural-log log-sum-exp of the scaled scores. Callers validate shapes and allocate outputs.
+#include <cstdint>
+
+#include "core/tensor.h"
+
+namespace lt2::cuda {
+
+// True for BF16 q, k, v with D in {64, 128}, L >= 1, grid-sized B and H, and 16-byte aligned
+// data (the kernels move rows with 16-byte copies); the backward also passes o and dout, which
+// must be aligned too.
+bool flash_supported(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor* o = nullptr,
+                     const Tensor* dout = nullptr);
+
+// o: BF16 like q (allocated); lse: F32 [B, H, L] (allocated) or nullptr (not written).
+void flash_forward(const Tensor& q, const Tensor& k, const Tensor& v, int64_t window, double scale, Tensor& o,
+                   Tensor* lse);
+
+// dq, dk, dv: BF16 like q, k, v (allocated; every element is written). lse from the forward.
+// Deterministic: no atomics; GQA sums over the query heads of a group in a fixed order.
+void flash_backward(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& o, const Tensor& lse,
+                    const Tensor& dout, int64_t window, double scale, Tensor& dq, Tensor& dk, Tensor& dv);
+
+}  // namespace lt2::cuda

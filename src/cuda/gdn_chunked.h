@@ -1,0 +1,23 @@
+#pragma once
+// Chunked (WY / UT form, C = 64) Gated DeltaNet core on the GPU's tensor cores; see the top of
+// gdn_chunked.cu for the algorithm and the kernels. Same contract as lt2::cuda::gdn /
+// gdn_backward (cuda_ops.h, cpu/gdn.h for layouts): q, k [B, L, H, K] and v [B, L, HV, V] in
+// F32 or BF16; beta, g [B, L, HV] F32; h0 / hT [B, HV, K, V] F32 (h0 may be undefined);
+// outputs in the activation dtype; dbeta, dg, dh0 F32. The caller checks shapes and dtypes
+// (cuda/gdn.cu does, then routes here when gdn_chunked_supported says yes).
+#include "core/tensor.h"
+#include "ops/op_types.h"
+
+namespace lt2::cuda {
+
+// True when these kernels take the problem: F32 or BF16 activations and K <= 256 (BF16) or
+// K <= 128 (F32: its fp32 staging does not fit in shared memory beyond that). Any L, any V.
+bool gdn_chunked_supported(DType dtype, int64_t K, int64_t V);
+
+// value_tile: value columns per scan block, 32 or 64; 0 chooses (env LT2_GDN_VT overrides).
+Tensor gdn_chunked_forward(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& beta, const Tensor& g,
+                           const Tensor& h0, Tensor* hT, int value_tile = 0);
+GdnGrads gdn_chunked_backward(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& beta, const Tensor& g,
+                              const Tensor& h0, const Tensor& dout, const Tensor& dhT, int value_tile = 0);
+
+}  // namespace lt2::cuda
