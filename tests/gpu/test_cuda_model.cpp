@@ -130,17 +130,23 @@ TEST(CudaModel, DecodeMatchesCpuForward) {
 #if LT2_HAVE_CUDA
 TEST(CudaModel, AttentionDecodeOp) {
   LT2_REQUIRE_GPU();
+  struct Case { int64_t rows, window; bool ring; int32_t pos[3]; };
+  // Short caches (one split), a ring, and a long cache cut into several splits, with and
+  // without a window, including splits that see no key.
+  const Case cases[] = {{50, 0, false, {0, 49, 7}}, {8, 8, true, {0, 20, 7}}, {1000, 0, false, {999, 300, 2}},
+                        {1000, 300, false, {999, 600, 5}}};
   for (DType dt : {DType::F32, DType::BF16})
-    for (bool ring : {false, true}) {
-      const int64_t B = 3, H = 4, Hkv = 2, D = 64, rows = ring ? 8 : 50, window = ring ? 8 : 0;
-      const Tensor q = rounded(randn({B, 1, H, D}, 1), dt), k = rounded(randn({B, rows, Hkv, D}, 2), dt),
-                   v = rounded(randn({B, rows, Hkv, D}, 3), dt);
+    for (const Case& c : cases) {
+      const int64_t B = 3, H = 4, Hkv = 2, D = 64;
+      const Tensor q = rounded(randn({B, 1, H, D}, 1), dt), k = rounded(randn({B, c.rows, Hkv, D}, 2), dt),
+                   v = rounded(randn({B, c.rows, Hkv, D}, 3), dt);
       Tensor pos = Tensor::empty({B}, DType::I32);
-      pos.set(0, 0), pos.set(1, ring ? 20 : 49), pos.set(2, 7);
-      const Tensor want = cpu::attention_decode(q, k, v, pos, window, ring, 0.125);
+      for (int64_t b = 0; b < B; ++b) pos.set(b, c.pos[b]);
+      const Tensor want = cpu::attention_decode(q, k, v, pos, c.window, c.ring, 0.125);
       const Tensor got = cuda::attention_decode(on_gpu(q, dt), on_gpu(k, dt), on_gpu(v, dt), pos.to(Device::CUDA),
-                                                window, ring, 0.125);
-      expect_close(got, want, parity_tol(dt), std::string("attention_decode ") + dtype_name(dt) + (ring ? " ring" : ""));
+                                                c.window, c.ring, 0.125);
+      expect_close(got, want, parity_tol(dt),
+                   cat("attention_decode ", dtype_name(dt), " rows ", c.rows, " window ", c.window, c.ring ? " ring" : ""));
     }
 }
 #endif
