@@ -193,6 +193,25 @@ TEST(Ops, AdamWMatchesClosedFormFirstStep) {
   }
 }
 
+// Clipping inside the update equals scaling the gradient first.
+TEST(Ops, AdamWClipsWithTheGivenNorm) {
+  const Tensor g = randn({7}, 2), norm_sq = Tensor::full({1}, 16.0, DType::F64);  // norm 4
+  Tensor p1 = randn({7}, 1), m1 = randn({7}, 3, 0.1), v1 = uniform({7}, 4, 0.0, 0.1);
+  Tensor p2 = p1.clone(), m2 = m1.clone(), v2 = v1.clone(), g2 = g.clone();
+  ops::adamw_step(p1, g, m1, v1, {0.1, 0.9, 0.95, 1e-8, 0.1, 3, 2.0, &norm_sq});
+  for (int64_t i = 0; i < 7; ++i) g2.set(i, g.item(i) * 0.5);  // max_norm 2 / norm 4
+  ops::adamw_step(p2, g2, m2, v2, {0.1, 0.9, 0.95, 1e-8, 0.1, 3});
+  for (int64_t i = 0; i < 7; ++i) {
+    EXPECT_NEAR(p1.item(i), p2.item(i), 1e-15);
+    EXPECT_NEAR(m1.item(i), m2.item(i), 1e-15);
+  }
+  Tensor p3 = randn({7}, 1), p4 = p3.clone(), m3 = Tensor::zeros({7}, DType::F64), v3 = m3.clone(), m4 = m3.clone(),
+         v4 = m3.clone();
+  ops::adamw_step(p3, g, m3, v3, {0.1, 0.9, 0.95, 1e-8, 0.1, 1, 10.0, &norm_sq});  // norm below max: untouched
+  ops::adamw_step(p4, g, m4, v4, {0.1, 0.9, 0.95, 1e-8, 0.1, 1});
+  for (int64_t i = 0; i < 7; ++i) EXPECT_EQ(p3.item(i), p4.item(i));
+}
+
 TEST(Ops, BadShapesAreClearErrors) {
   Tensor x = randn({2, 5}, 1), w = randn({4, 6}, 2);
   try {

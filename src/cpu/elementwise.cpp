@@ -57,13 +57,9 @@ double sum_squares(const Tensor& x) {
   return s;
 }
 
-void scale_(Tensor& x, double s) {
-  const int64_t n = x.numel();
-  dispatch_real(x.dtype(), [&](auto r_tag_) {
-    using R = decltype(r_tag_);
-    R* p = x.data<R>();
-    for (int64_t i = 0; i < n; ++i) p[i] *= R(s);
-  });
+void accumulate_sum_squares(const Tensor& x, Tensor& acc) {
+  check_cpu_real(acc, "accumulate_sum_squares", "acc");
+  acc.set(0, acc.item(0) + sum_squares(x));
 }
 
 }  // namespace lt2::cpu

@@ -45,4 +45,15 @@ double cross_entropy(const Tensor& logits, const Tensor& targets, Tensor* dlogit
   return total / count;
 }
 
+void cross_entropy_stats(const Tensor& logits, const Tensor& targets, Tensor* dlogits, double grad_scale,
+                         Tensor& stats) {
+  check_cpu_real(stats, "cross_entropy_stats", "stats");
+  const double mean = cross_entropy(logits, targets, dlogits, grad_scale);  // raises on a bad target
+  const int32_t* tg = targets.data<int32_t>();
+  const int64_t count = std::count_if(tg, tg + targets.numel(), [](int32_t t) { return t >= 0; });
+  stats.set(0, mean * double(count));
+  stats.set(1, double(count));
+  stats.set(2, double(targets.numel()));
+}
+
 }  // namespace lt2::cpu

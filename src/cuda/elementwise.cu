@@ -44,17 +44,12 @@ __global__ void sum_squares_partial_kernel(const T* x, int64_t n, double* partia
 }
 
 // Pass 2: one block adds the partials in a fixed order (same result on every run).
-__global__ void sum_partials_kernel(const double* partial, int64_t n, double* out) {
+// *out = the partials' sum in a fixed order, or *out += it (accumulate).
+__global__ void sum_partials_kernel(const double* partial, int64_t n, double* out, bool accumulate) {
   double acc = 0;
   for (int64_t i = threadIdx.x; i < n; i += blockDim.x) acc += partial[i];
   acc = block_sum_double(acc);
-  if (threadIdx.x == 0) *out = acc;
-}
-
-template <class T>
-__global__ void scale_kernel(T* x, float s, int64_t n) {
-  LT2_GRID_STRIDE(i, n)
-    x[i] = st<T>(ld(x[i]) * s);
+  if (threadIdx.x == 0) *out = accumulate ? *out + acc : acc;
 }
 
 }  // namespace
@@ -107,34 +102,35 @@ void add_scaled_channels_backward_rho(const Tensor& dy, const Tensor& b, Tensor&
   });
 }
 
-double sum_squares(const Tensor& x) {
-  expect_cuda({&x}, "sum_squares");
+// *out (= or +=) sum(x^2): per-block partials, then a fixed-order sum; nothing read back.
+static void sum_squares_into(const Tensor& x, double* out, bool accumulate) {
   const int64_t n = x.numel();
-  if (n == 0) return 0.0;
   const int blocks = std::min(ew_grid(n), 1024);  // depends on n only: reproducible
-  Tensor partial = Tensor::empty({blocks + 1}, DType::F64, Device::CUDA);  // [blocks] partials, then the total
+  Tensor partial = Tensor::empty({blocks}, DType::F64, Device::CUDA);
   double* pp = partial.data<double>();
   dispatch_float(x.dtype(), [&](auto t) {
     using T = decltype(t);
     sum_squares_partial_kernel<<<blocks, kEwThreads, 0, stream()>>>(x.data<T>(), n, pp);
   });
   check_launch("sum_squares");
-  sum_partials_kernel<<<1, 1024, 0, stream()>>>(pp, blocks, pp + blocks);
+  sum_partials_kernel<<<1, 1024, 0, stream()>>>(pp, blocks, out, accumulate);
   check_launch("sum_squares");
-  double total = 0;
-  copy_to_host(&total, pp + blocks, sizeof(double));  // the one synchronisation: the caller wants a number
-  return total;
 }
 
-void scale_(Tensor& x, double s) {
-  expect_cuda({&x}, "scale_");
-  const int64_t n = x.numel();
-  if (n == 0) return;
-  dispatch_float(x.dtype(), [&](auto t) {
-    using T = decltype(t);
-    scale_kernel<<<ew_grid(n), kEwThreads, 0, stream()>>>(x.data<T>(), float(s), n);
-  });
-  check_launch("scale_");
+double sum_squares(const Tensor& x) {
+  expect_cuda({&x}, "sum_squares");
+  if (x.numel() == 0) return 0.0;
+  Tensor total = Tensor::empty({1}, DType::F64, Device::CUDA);
+  sum_squares_into(x, total.data<double>(), false);
+  double host = 0;
+  copy_to_host(&host, total.data<double>(), sizeof(double));  // the one synchronisation: the caller wants a number
+  return host;
+}
+
+void accumulate_sum_squares(const Tensor& x, Tensor& acc) {
+  expect_cuda({&x, &acc}, "accumulate_sum_squares");
+  LT2_CHECK(acc.dtype() == DType::F64 && acc.numel() >= 1, "accumulate_sum_squares: acc must be F64");
+  if (x.numel() > 0) sum_squares_into(x, acc.data<double>(), true);
 }
 
 }  // namespace lt2::cuda

@@ -87,19 +87,24 @@ __global__ void ce_total_kernel(const float* row_loss, int64_t N, const int64_t*
 
 }  // namespace
 
-double cross_entropy(const Tensor& logits, const Tensor& targets, Tensor* dlogits, double grad_scale) {
-  expect_cuda({&logits, &targets}, "cross_entropy");
+void cross_entropy_stats(const Tensor& logits, const Tensor& targets, Tensor* dlogits, double grad_scale,
+                         Tensor& stats) {
+  expect_cuda({&logits, &targets, &stats}, "cross_entropy");
+  LT2_CHECK(stats.dtype() == DType::F64 && stats.numel() == 3, "cross_entropy_stats: stats must be F64 [3]");
   LT2_CHECK(logits.ndim() == 2, "cross_entropy: logits must be [N, V], got ", shape_str(logits.shape()));
   LT2_CHECK(targets.dtype() == DType::I32 && targets.numel() == logits.dim(0),
             "cross_entropy: targets must be I32 [", logits.dim(0), "]");
   const int64_t N = logits.dim(0), V = logits.dim(1);
   if (dlogits) *dlogits = Tensor::empty(logits.shape(), logits.dtype(), Device::CUDA);
-  if (N == 0) return 0.0;
+  if (N == 0) {
+    stats.zero();
+    return;
+  }
   LT2_CHECK(V > 0, "cross_entropy: empty vocabulary");
-  // Scratch: info (2 int64 in 8-byte slots), then the result (3 doubles); the row losses.
-  Tensor scratch = Tensor::empty({5}, DType::F64, Device::CUDA);
+  // Scratch: info (2 int64 in 8-byte slots); the row losses.
+  Tensor scratch = Tensor::empty({2}, DType::F64, Device::CUDA);
   int64_t* infop = reinterpret_cast<int64_t*>(scratch.data<double>());
-  double* outp = scratch.data<double>() + 2;
+  double* outp = stats.data<double>();
   Tensor row_loss = Tensor::empty({N}, DType::F32, Device::CUDA);
   const int32_t* tg = targets.data<int32_t>();
 
@@ -113,9 +118,15 @@ double cross_entropy(const Tensor& logits, const Tensor& targets, Tensor* dlogit
   check_launch("cross_entropy");
   ce_total_kernel<<<1, 1024, 0, stream()>>>(row_loss.data<float>(), N, infop, outp);
   check_launch("cross_entropy");
+}
 
+double cross_entropy(const Tensor& logits, const Tensor& targets, Tensor* dlogits, double grad_scale) {
+  Tensor stats = Tensor::empty({3}, DType::F64, Device::CUDA);
+  cross_entropy_stats(logits, targets, dlogits, grad_scale, stats);
+  const int64_t N = logits.dim(0), V = logits.dim(1);
+  if (N == 0) return 0.0;
   double out[3];
-  copy_to_host(out, outp, sizeof(out));  // the one synchronisation: the caller wants the loss
+  copy_to_host(out, stats.data<double>(), sizeof(out));  // the one synchronisation: the caller wants the loss
   const int64_t count = int64_t(out[1]), first_bad = int64_t(out[2]);
   if (first_bad < N)
     fail(cat("cross_entropy: target ", int64_t(targets.item(first_bad)), " outside [-1, ", V, ")"));

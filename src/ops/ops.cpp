@@ -121,6 +121,10 @@ GdnGrads gdn_backward(const Tensor& q, const Tensor& k, const Tensor& v, const T
 double cross_entropy(const Tensor& logits, const Tensor& targets, Tensor* dlogits, double grad_scale) {
   LT2_OP(Loss, logits, cross_entropy(logits, targets, dlogits, grad_scale));
 }
+void cross_entropy_stats(const Tensor& logits, const Tensor& targets, Tensor* dlogits, double grad_scale,
+                         Tensor& stats) {
+  LT2_OP(Loss, logits, cross_entropy_stats(logits, targets, dlogits, grad_scale, stats));
+}
 void adamw_step(Tensor& p, const Tensor& grad, Tensor& m, Tensor& v, const AdamWParams& hp) {
   LT2_OP(Optimizer, p, adamw_step(p, grad, m, v, hp));
 }
@@ -132,6 +136,6 @@ void add_scaled_channels_backward_rho(const Tensor& dy, const Tensor& b, Tensor&
   LT2_OP(NormsElementwise, dy, add_scaled_channels_backward_rho(dy, b, drho));
 }
 double sum_squares(const Tensor& x) { LT2_OP(Optimizer, x, sum_squares(x)); }
-void scale_(Tensor& x, double s) { LT2_OP(Optimizer, x, scale_(x, s)); }
+void accumulate_sum_squares(const Tensor& x, Tensor& acc) { LT2_OP(Optimizer, x, accumulate_sum_squares(x, acc)); }
 
 }  // namespace lt2::ops

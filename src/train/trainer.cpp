@@ -30,33 +30,44 @@ Trainer::Trainer(LoopedModel& model, const TrainConfig& cfg, std::shared_ptr<con
 StepStats Trainer::step() {
   StepStats st;
   model_.zero_grad();
-  const int64_t V = model_.config().vocab_size;
-  for (int64_t micro = 0; micro < cfg_.grad_accum; ++micro) {
-    const Batch b = data_.train_batch(uint64_t(step_ * cfg_.grad_accum + micro));
+  const int64_t V = model_.config().vocab_size, A = cfg_.grad_accum;
+  // The step's numbers stay on the model's device until one read at the end (on a GPU, the
+  // step's only host synchronisation): row i < A = micro-batch i's {loss sum, scored rows,
+  // first bad target row}; row A, element 0 = the squared gradient norm.
+  Tensor stats = Tensor::zeros({A + 1, 3}, DType::F64, model_.device());
+  std::vector<int64_t> rows(static_cast<size_t>(A));
+  for (int64_t micro = 0; micro < A; ++micro) {
+    const Batch b = data_.train_batch(uint64_t(step_ * A + micro));
     LoopedModel::Ctx ctx;
     Tensor logits = model_.forward(b.ids, &ctx);
-    Tensor dlogits;
-    const double loss = ops::cross_entropy(logits.reshape({b.ids.numel(), V}),
-                                           b.targets.reshape({b.ids.numel()}).to(model_.device()), &dlogits,
-                                           1.0 / double(cfg_.grad_accum));
-    LT2_CHECK(std::isfinite(loss), "training diverged: loss is ", loss, " at step ", step_ + 1);
+    Tensor dlogits, loss_stats = stats.select(micro);
+    ops::cross_entropy_stats(logits.reshape({b.ids.numel(), V}), b.targets.reshape({b.ids.numel()}).to(model_.device()),
+                             &dlogits, 1.0 / double(A), loss_stats);
     model_.backward(ctx, dlogits.reshape(logits.shape()));
-    st.loss += loss / double(cfg_.grad_accum);
+    rows[size_t(micro)] = b.ids.numel();
     st.tokens += b.ids.numel();
   }
-  double sq = 0;
-  for (const Param* p : model_.params()) sq += ops::sum_squares(p->grad);
-  st.grad_norm = std::sqrt(sq);
-  LT2_CHECK(std::isfinite(st.grad_norm), "training diverged: gradient norm is ", st.grad_norm, " at step ", step_ + 1);
-  if (cfg_.grad_clip > 0 && st.grad_norm > cfg_.grad_clip)
-    for (Param* p : model_.params()) ops::scale_(p->grad, cfg_.grad_clip / st.grad_norm);
+  Tensor norm_sq = stats.select(A);
+  for (const Param* p : model_.params()) ops::accumulate_sum_squares(p->grad, norm_sq);
   ++step_;
   st.lr = cfg_.lr_at(step_);
   const auto& ps = model_.params();
-  for (size_t i = 0; i < ps.size(); ++i)
+  for (size_t i = 0; i < ps.size(); ++i)  // clipping happens inside the update, from norm_sq
     ops::adamw_step(ps[i]->value, ps[i]->grad, m_[i], v_[i],
-                    {st.lr, cfg_.beta1, cfg_.beta2, cfg_.adam_eps, ps[i]->decay ? cfg_.weight_decay : 0.0, step_});
+                    {st.lr, cfg_.beta1, cfg_.beta2, cfg_.adam_eps, ps[i]->decay ? cfg_.weight_decay : 0.0, step_,
+                     cfg_.grad_clip, &norm_sq});
   model_.refresh_compute();
+
+  const Tensor host = stats.on_cuda() ? stats.to(Device::CPU) : stats;
+  for (int64_t micro = 0; micro < A; ++micro) {
+    const double sum = host.item(micro * 3), count = host.item(micro * 3 + 1);
+    LT2_CHECK(host.item(micro * 3 + 2) >= double(rows[size_t(micro)]), "training data: micro-batch ", micro,
+              " of step ", step_, " has a target id outside [0, ", V, ")");
+    st.loss += (count > 0 ? sum / count : 0.0) / double(A);
+  }
+  st.grad_norm = std::sqrt(host.item(A * 3));
+  LT2_CHECK(std::isfinite(st.loss), "training diverged: loss is ", st.loss, " at step ", step_);
+  LT2_CHECK(std::isfinite(st.grad_norm), "training diverged: gradient norm is ", st.grad_norm, " at step ", step_);
   return st;
 }
 

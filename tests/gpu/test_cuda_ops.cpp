@@ -119,15 +119,16 @@ TEST(CudaOps, SumSquares) {
   EXPECT_EQ(gpu::sum_squares(Tensor::empty({0}, DType::F32, Device::CUDA)), 0.0);
 }
 
-TEST(CudaOps, Scale) {
+TEST(CudaOps, AccumulateSumSquares) {
   LT2_REQUIRE_GPU();
-  Tensor x = randn({37, 130}, 1);
+  const Tensor x = randn({37, 130}, 1), y = randn({301}, 2);
   for (DType dt : kDtypes) {
-    Tensor want = rounded(x, dt);
-    cpu::scale_(want, -0.37);
-    Tensor got = on_gpu(x, dt);
-    gpu::scale_(got, -0.37);
-    expect_gpu(got, dt, want, parity_tol(dt), name("scale_", dt));
+    Tensor want = Tensor::full({1}, 0.5, DType::F64), got = Tensor::full({1}, 0.5, DType::F64, Device::CUDA);
+    for (const Tensor* t : {&x, &y}) {
+      cpu::accumulate_sum_squares(rounded(*t, dt), want);
+      gpu::accumulate_sum_squares(on_gpu(*t, dt), got);
+    }
+    EXPECT_NEAR(got.item(0), want.item(0), 1e-9 * want.item(0)) << dtype_name(dt);
   }
 }
 
@@ -374,11 +375,14 @@ TEST(CudaOps, AdamW) {
   Tensor p0 = randn(s, 1), m0 = randn(s, 2, 0.1), v0 = uniform(s, 3, 0.0, 0.05);
   Tensor p = rounded(p0, DType::F32), m = rounded(m0, DType::F32), v = rounded(v0, DType::F32);
   Tensor gp = on_gpu(p0, DType::F32), gm = on_gpu(m0, DType::F32), gv = on_gpu(v0, DType::F32);
+  // Step 4 clips: a squared norm of 100 against max_norm 1 scales the gradient by 0.1.
+  const Tensor norm_cpu = Tensor::full({1}, 100.0, DType::F64), norm_gpu = norm_cpu.to(Device::CUDA);
   for (int64_t step : {3, 4}) {
     Tensor grad = randn(s, 10 + step);
-    const AdamWParams hp{1e-2, 0.9, 0.95, 1e-8, 0.1, step};
-    cpu::adamw_step(p, rounded(grad, DType::F32), m, v, hp);
-    gpu::adamw_step(gp, on_gpu(grad, DType::F32), gm, gv, hp);
+    AdamWParams hc{1e-2, 0.9, 0.95, 1e-8, 0.1, step}, hg = hc;
+    if (step == 4) hc.max_norm = hg.max_norm = 1.0, hc.norm_sq = &norm_cpu, hg.norm_sq = &norm_gpu;
+    cpu::adamw_step(p, rounded(grad, DType::F32), m, v, hc);
+    gpu::adamw_step(gp, on_gpu(grad, DType::F32), gm, gv, hg);
   }
   expect_gpu(gp, DType::F32, p, 1e-6, "adamw p");
   expect_gpu(gm, DType::F32, m, 1e-6, "adamw m");
