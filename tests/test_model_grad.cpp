@@ -15,6 +15,7 @@
 #include "model_util.h"
 #include "model/config.h"
 #include "model/looped_model.h"
+#include "ops/ops.h"
 
 using namespace lt2;
 using namespace lt2::test;
@@ -277,5 +278,40 @@ TEST(ModelGrad, RecomputeLoopsGivesIdenticalGradients) {
     ASSERT_EQ(grads[0].size(), grads[1].size());
     for (size_t i = 0; i < grads[0].size(); ++i) ASSERT_EQ(grads[0][i], grads[1][i]) << "gradient element " << i;
     EXPECT_GT(std::abs(grads[0].front()) + std::abs(grads[0].back()), 0.0);
+  }
+}
+
+// The fused, chunked LM head + cross-entropy gives the loss and gradients of the plain path
+// (forward, cross_entropy over the whole logits, backward), for one chunk and for several
+// chunks with a short last one, ignored targets included.
+TEST(ModelGrad, ChunkedLossBackwardMatchesThePlainPath) {
+  const ModelConfig cfg = tiny_config("gdn,full", 2, 2);
+  const int64_t B = 2, L = 13, rows = B * L;
+  const Tensor ids = make_ids(B, L, 5);
+  Tensor targets = make_ids(1, rows, 6).reshape({rows});
+  targets.set(3, -1), targets.set(20, -1);
+  LoopedModel plain(cfg, DType::F64);
+  randomize(plain, 31);
+  plain.zero_grad();
+  LoopedModel::Ctx ctx;
+  const Tensor logits = plain.forward(ids, &ctx);
+  Tensor dlogits;
+  const double want = ops::cross_entropy(logits.reshape({rows, cfg.vocab_size}), targets, &dlogits, 0.5);
+  plain.backward(ctx, dlogits.reshape(logits.shape()));
+  for (int64_t chunk : {0, 8}) {  // 0: one chunk; 8: chunks of 8, 8, 8, 2
+    LoopedModel fused(cfg, DType::F64);
+    randomize(fused, 31);
+    fused.set_loss_chunk_rows(chunk);
+    fused.zero_grad();
+    const int64_t C = fused.loss_chunks(rows);
+    EXPECT_EQ(C, chunk ? 4 : 1);
+    Tensor stats = Tensor::zeros({C, 3}, DType::F64);
+    fused.loss_backward(ids, targets, 0.5, stats);
+    double sum = 0, count = 0;
+    for (int64_t c = 0; c < C; ++c) sum += stats.item(c * 3), count += stats.item(c * 3 + 1);
+    EXPECT_EQ(count, double(rows - 2));
+    EXPECT_NEAR(sum / count, want, 1e-12);
+    for (size_t i = 0; i < plain.params().size(); ++i)
+      EXPECT_LE(rel_l2(fused.params()[i]->grad, plain.params()[i]->grad), 1e-12) << plain.params()[i]->name;
   }
 }

@@ -91,6 +91,15 @@ Tensor Tensor::select(int64_t i) const {
   return t;
 }
 
+Tensor Tensor::narrow(int64_t start, int64_t len) const {
+  LT2_CHECK(ndim() >= 1 && start >= 0 && len >= 0 && start + len <= shape_[0], "narrow: rows [", start, ", ",
+            start + len, ") outside ", shape_str(shape_));
+  Tensor t = *this;
+  t.shape_[0] = len;
+  t.offset_ += size_t(start) * (shape_[0] ? nbytes() / size_t(shape_[0]) : 0);
+  return t;
+}
+
 Tensor Tensor::clone() const { return to(device_, dtype_); }
 Tensor Tensor::to(DType dtype) const { return to(device_, dtype); }
 Tensor Tensor::to(Device device) const { return to(device, dtype_); }

@@ -53,6 +53,8 @@ class Tensor {
   Tensor reshape(const Shape& shape) const;
   // View of index i along dim 0 (same storage), e.g. row tau of rho [T, d].
   Tensor select(int64_t i) const;
+  // View of rows [start, start + len) along dim 0 (same storage).
+  Tensor narrow(int64_t start, int64_t len) const;
   // Deep copy, optionally converting dtype (F32 <-> F64 <-> BF16) or moving to a device.
   Tensor clone() const;
   Tensor to(DType dtype) const;

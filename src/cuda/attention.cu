@@ -15,6 +15,8 @@
 // Only tiles that can hold a visible (causal / window) pair are visited, and no atomics are
 // used: dQ and dK/dV come from two kernels, each recomputing P from lse; the dK/dV kernel
 // loops over the query heads of its KV group, so GQA sums in a fixed order.
+// BF16 inputs with head dim 64 or 128 take the tensor-core kernels of flash_attention.cu
+// instead (flash_supported); F32 and other head dims stay here.
 #include <algorithm>
 #include <type_traits>
 

@@ -29,7 +29,6 @@
 
 #include <algorithm>
 #include <cstdint>
-#include <cstdlib>
 #include <type_traits>
 
 #include "cuda/common.cuh"
@@ -38,7 +37,7 @@ namespace lt2::cuda {
 
 namespace {
 
-constexpr int kThreads = 256;  // 8 warps: the dK/dV kernel, and the others with MI = 1
+constexpr int kThreads = 256;  // 8 warps in every tiled kernel
 constexpr int kPad = 8;        // bf16 elements of padding per shared-memory row (16 bytes)
 constexpr float kLog2e = 1.4426950408889634f;
 constexpr float kLn2 = 0.6931471805599453f;
@@ -175,20 +174,23 @@ __device__ __forceinline__ float quad_sum(float x) {
 }
 
 // ---- forward -----------------------------------------------------------------------------------
-// Block (query tile of 128, head, batch); each warp owns MI m16 row blocks (16 MI queries), so
-// 256 / MI threads. MI = 2 halves the shared-memory reads per product (every K / V fragment
-// serves two row blocks) at the cost of twice the accumulator registers.
-// Shared: Qs [128][S], Ks [2][64][S], Vs [2][64][S].
+// Block (query tile, head, batch). Shared: Qs [128][S], Ks [2][64][S], Vs [2][64][S].
 constexpr int kFwdRows = 128, kFwdKeys = 64;
 
 template <int D>
 constexpr size_t fwd_smem() {
   return sizeof(bf16) * size_t(kFwdRows + 4 * kFwdKeys) * (D + kPad);
 }
+// D = 64 runs two blocks per SM (128 registers with 40 bytes of spill; measured 8% faster than
+// one block on an H100); D = 128 needs ~210 registers for S, O and the Q fragments.
+template <int D>
+constexpr int fwd_min_blocks() {
+  return D == 64 ? 2 : 1;
+}
 
-template <int D, int MI, int MinBlocks>
-__global__ void __launch_bounds__(256 / MI, MinBlocks) flash_fwd_kernel(const FlashParams p) {
-  constexpr int BM = kFwdRows, BN = kFwdKeys, S = D + kPad, T = 256 / MI, WR = 16 * MI;
+template <int D, int MinBlocks>
+__global__ void __launch_bounds__(kThreads, MinBlocks) flash_fwd_kernel(const FlashParams p) {
+  constexpr int BM = kFwdRows, BN = kFwdKeys, S = D + kPad;
   extern __shared__ __align__(16) unsigned char smem[];
   bf16* Qs = reinterpret_cast<bf16*>(smem);
   bf16* Ks = Qs + BM * S;
@@ -208,136 +210,106 @@ __global__ void __launch_bounds__(256 / MI, MinBlocks) flash_fwd_kernel(const Fl
   const int kt_begin = p.window > 0 ? max(0, t0 - p.window + 1) / BN : 0;
   const int kt_end = t_last / BN + 1;
 
-  load_rows<BM, D, T>(Qs, p.q + q_off, q_ld, t0, p.L);
-  load_rows<BN, D, T>(Ks, kg, kv_ld, kt_begin * BN, p.L);
-  load_rows<BN, D, T>(Vs, vg, kv_ld, kt_begin * BN, p.L);
+  load_rows<BM, D>(Qs, p.q + q_off, q_ld, t0, p.L);
+  load_rows<BN, D>(Ks, kg, kv_ld, kt_begin * BN, p.L);
+  load_rows<BN, D>(Vs, vg, kv_ld, kt_begin * BN, p.L);
   cp_async_commit();
 
-  const int wr0 = t0 + warp * WR;  // the warp's first query
+  const int wr0 = t0 + warp * 16;  // the warp's first query
+  const uint32_t q_base = smem_u32(Qs) + 2 * (warp * 16 * S + lane_off_a<S>(lane));
   const int off_a = lane_off_a<S>(lane), off_b = lane_off_b<S>(lane);
-  const uint32_t q_base = smem_u32(Qs) + 2 * (warp * WR * S + off_a);
-  // With one row block per warp its Q fragments stay in registers; with two they would cost
-  // too many registers and are re-read from shared memory per tile.
-  uint32_t qf[MI == 1 ? D / 16 : 1][4];
-  float acc[MI][D / 8][4];
+  uint32_t qf[D / 16][4];  // the warp's 16 x D query block as A fragments, loaded once
+  float acc[D / 8][4];
 #pragma unroll
-  for (int mi = 0; mi < MI; ++mi)
-#pragma unroll
-    for (int i = 0; i < D / 8; ++i) acc[mi][i][0] = acc[mi][i][1] = acc[mi][i][2] = acc[mi][i][3] = 0.f;
-  float m[MI][2], l[MI][2];  // running row max (exp2 domain) and this thread's part of the row sum
-#pragma unroll
-  for (int mi = 0; mi < MI; ++mi) m[mi][0] = m[mi][1] = -INFINITY, l[mi][0] = l[mi][1] = 0.f;
+  for (int i = 0; i < D / 8; ++i) acc[i][0] = acc[i][1] = acc[i][2] = acc[i][3] = 0.f;
+  float m[2] = {-INFINITY, -INFINITY};  // running row max (exp2 domain), rows g and g + 8
+  float l[2] = {0.f, 0.f};              // this thread's part of the running row sum
 
   for (int kt = kt_begin; kt < kt_end; ++kt) {
     const int buf = (kt - kt_begin) & 1;
     if (kt + 1 < kt_end) {  // prefetch the next tile into the other stage
-      load_rows<BN, D, T>(Ks + (buf ^ 1) * BN * S, kg, kv_ld, (kt + 1) * BN, p.L);
-      load_rows<BN, D, T>(Vs + (buf ^ 1) * BN * S, vg, kv_ld, (kt + 1) * BN, p.L);
+      load_rows<BN, D>(Ks + (buf ^ 1) * BN * S, kg, kv_ld, (kt + 1) * BN, p.L);
+      load_rows<BN, D>(Vs + (buf ^ 1) * BN * S, vg, kv_ld, (kt + 1) * BN, p.L);
       cp_async_commit();
       cp_async_wait<1>();
     } else {
       cp_async_wait<0>();
     }
     __syncthreads();
-    if constexpr (MI == 1) {
-      if (kt == kt_begin) {
+    if (kt == kt_begin) {
 #pragma unroll
-        for (int kk = 0; kk < D / 16; ++kk) ldsm_x4(qf[kk], q_base + 2 * kk * 16);
-      }
+      for (int kk = 0; kk < D / 16; ++kk) ldsm_x4(qf[kk], q_base + 2 * kk * 16);
     }
     const int s0 = kt * BN;
     // Warp-uniform: no key of the tile is visible to the warp's rows (diagonal / window edge).
-    const bool skip = s0 > wr0 + WR - 1 || (p.window > 0 && wr0 - (s0 + BN - 1) >= p.window);
+    const bool skip = s0 > wr0 + 15 || (p.window > 0 && wr0 - (s0 + BN - 1) >= p.window);
     if (!skip) {
       const uint32_t k_base = smem_u32(Ks + buf * BN * S) + 2 * off_b;
       const uint32_t v_base = smem_u32(Vs + buf * BN * S) + 2 * off_a;
-      float s[MI][BN / 8][4];
+      float s[BN / 8][4];
 #pragma unroll
-      for (int mi = 0; mi < MI; ++mi)
-#pragma unroll
-        for (int i = 0; i < BN / 8; ++i) s[mi][i][0] = s[mi][i][1] = s[mi][i][2] = s[mi][i][3] = 0.f;
+      for (int i = 0; i < BN / 8; ++i) s[i][0] = s[i][1] = s[i][2] = s[i][3] = 0.f;
 #pragma unroll
       for (int kk = 0; kk < D / 16; ++kk) {
-        uint32_t qa[MI][4];
-#pragma unroll
-        for (int mi = 0; mi < MI; ++mi) {
-          if constexpr (MI == 1) {
-#pragma unroll
-            for (int j = 0; j < 4; ++j) qa[mi][j] = qf[kk][j];
-          } else {
-            ldsm_x4(qa[mi], q_base + 2 * (mi * 16 * S + kk * 16));
-          }
-        }
 #pragma unroll
         for (int nb = 0; nb < BN / 16; ++nb) {
           uint32_t kf[4];
           ldsm_x4(kf, k_base + 2 * (nb * 16 * S + kk * 16));
-#pragma unroll
-          for (int mi = 0; mi < MI; ++mi) {
-            mma(s[mi][2 * nb], qa[mi], kf[0], kf[1]);
-            mma(s[mi][2 * nb + 1], qa[mi], kf[2], kf[3]);
-          }
+          mma(s[2 * nb], qf[kk], kf[0], kf[1]);
+          mma(s[2 * nb + 1], qf[kk], kf[2], kf[3]);
         }
       }
+      // Only tiles crossing the diagonal or the window edge need the per-element test.
+      const bool need_mask = s0 + BN - 1 > wr0 || (p.window > 0 && wr0 + 15 - s0 >= p.window);
+      float mx[2] = {-INFINITY, -INFINITY};
 #pragma unroll
-      for (int mi = 0; mi < MI; ++mi) {
-        const int r0 = wr0 + 16 * mi;  // first row of this row block
-        // Only tiles crossing the diagonal or the window edge need the per-element test.
-        const bool need_mask = s0 + BN - 1 > r0 || (p.window > 0 && r0 + 15 - s0 >= p.window);
-        float mx[2] = {-INFINITY, -INFINITY};
+      for (int nb = 0; nb < BN / 8; ++nb)
 #pragma unroll
-        for (int nb = 0; nb < BN / 8; ++nb)
-#pragma unroll
-          for (int i = 0; i < 4; ++i) {
-            float x = s[mi][nb][i] * p.scale_log2;
-            if (need_mask && !visible(r0 + g + 8 * (i >> 1), s0 + nb * 8 + 2 * tq + (i & 1), p.window)) x = -INFINITY;
-            s[mi][nb][i] = x;
-            mx[i >> 1] = fmaxf(mx[i >> 1], x);
-          }
-        float m_use[2], corr[2];
-#pragma unroll
-        for (int r = 0; r < 2; ++r) {
-          const float m_new = fmaxf(m[mi][r], quad_max(mx[r]));
-          // A row with nothing visible so far keeps m = -inf; subtract 0 instead so that
-          // exp2(-inf - m) is 0, not NaN.
-          m_use[r] = m_new == -INFINITY ? 0.f : m_new;
-          corr[r] = exp2f(m[mi][r] - m_use[r]);
-          m[mi][r] = m_new;
+        for (int i = 0; i < 4; ++i) {
+          float x = s[nb][i] * p.scale_log2;
+          if (need_mask && !visible(wr0 + g + 8 * (i >> 1), s0 + nb * 8 + 2 * tq + (i & 1), p.window)) x = -INFINITY;
+          s[nb][i] = x;
+          mx[i >> 1] = fmaxf(mx[i >> 1], x);
         }
-        float ls[2] = {0.f, 0.f};
+      float m_use[2], corr[2];
 #pragma unroll
-        for (int nb = 0; nb < BN / 8; ++nb)
+      for (int r = 0; r < 2; ++r) {
+        const float m_new = fmaxf(m[r], quad_max(mx[r]));
+        // A row with nothing visible so far keeps m = -inf; subtract 0 instead so that
+        // exp2(-inf - m) is 0, not NaN.
+        m_use[r] = m_new == -INFINITY ? 0.f : m_new;
+        corr[r] = exp2f(m[r] - m_use[r]);
+        m[r] = m_new;
+      }
+      float ls[2] = {0.f, 0.f};
 #pragma unroll
-          for (int i = 0; i < 4; ++i) {
-            const float e = exp2f(s[mi][nb][i] - m_use[i >> 1]);
-            s[mi][nb][i] = e;
-            ls[i >> 1] += e;
-          }
+      for (int nb = 0; nb < BN / 8; ++nb)
 #pragma unroll
-        for (int r = 0; r < 2; ++r) l[mi][r] = l[mi][r] * corr[r] + ls[r];
-#pragma unroll
-        for (int i = 0; i < D / 8; ++i) {
-          acc[mi][i][0] *= corr[0];
-          acc[mi][i][1] *= corr[0];
-          acc[mi][i][2] *= corr[1];
-          acc[mi][i][3] *= corr[1];
+        for (int i = 0; i < 4; ++i) {
+          const float e = exp2f(s[nb][i] - m_use[i >> 1]);
+          s[nb][i] = e;
+          ls[i >> 1] += e;
         }
+#pragma unroll
+      for (int r = 0; r < 2; ++r) l[r] = l[r] * corr[r] + ls[r];
+#pragma unroll
+      for (int i = 0; i < D / 8; ++i) {
+        acc[i][0] *= corr[0];
+        acc[i][1] *= corr[0];
+        acc[i][2] *= corr[1];
+        acc[i][3] *= corr[1];
       }
       // O += P V: P (bf16) straight from the score registers, V as transposed B fragments.
 #pragma unroll
       for (int kk = 0; kk < BN / 16; ++kk) {
-        uint32_t pa[MI][4];
-#pragma unroll
-        for (int mi = 0; mi < MI; ++mi) c_to_a(pa[mi], s[mi][2 * kk], s[mi][2 * kk + 1]);
+        uint32_t pa[4];
+        c_to_a(pa, s[2 * kk], s[2 * kk + 1]);
 #pragma unroll
         for (int nd = 0; nd < D / 16; ++nd) {
           uint32_t vf[4];
           ldsm_x4_t(vf, v_base + 2 * (kk * 16 * S + nd * 16));
-#pragma unroll
-          for (int mi = 0; mi < MI; ++mi) {
-            mma(acc[mi][2 * nd], pa[mi], vf[0], vf[1]);
-            mma(acc[mi][2 * nd + 1], pa[mi], vf[2], vf[3]);
-          }
+          mma(acc[2 * nd], pa, vf[0], vf[1]);
+          mma(acc[2 * nd + 1], pa, vf[2], vf[3]);
         }
       }
     }
@@ -346,19 +318,17 @@ __global__ void __launch_bounds__(256 / MI, MinBlocks) flash_fwd_kernel(const Fl
 
   const int64_t lse_off = (int64_t(b) * p.H + h) * p.L;
 #pragma unroll
-  for (int mi = 0; mi < MI; ++mi)
+  for (int r = 0; r < 2; ++r) {
+    const int t = wr0 + g + 8 * r;
+    const float lsum = quad_sum(l[r]);  // all lanes take part in the shuffles
+    if (t >= p.L) continue;
+    const float inv = 1.f / lsum;  // lsum >= 1: every row sees its own key
+    bf16* orow = p.out + q_off + int64_t(t) * q_ld + 2 * tq;
 #pragma unroll
-    for (int r = 0; r < 2; ++r) {
-      const int t = wr0 + 16 * mi + g + 8 * r;
-      const float lsum = quad_sum(l[mi][r]);  // all lanes take part in the shuffles
-      if (t >= p.L) continue;
-      const float inv = 1.f / lsum;  // lsum >= 1: every row sees its own key
-      bf16* orow = p.out + q_off + int64_t(t) * q_ld + 2 * tq;
-#pragma unroll
-      for (int i = 0; i < D / 8; ++i)
-        *reinterpret_cast<uint32_t*>(orow + i * 8) = pack_bf16(acc[mi][i][2 * r] * inv, acc[mi][i][2 * r + 1] * inv);
-      if (p.lse && tq == 0) p.lse[lse_off + t] = (m[mi][r] + log2f(lsum)) * kLn2;
-    }
+    for (int i = 0; i < D / 8; ++i)
+      *reinterpret_cast<uint32_t*>(orow + i * 8) = pack_bf16(acc[i][2 * r] * inv, acc[i][2 * r + 1] * inv);
+    if (p.lse && tq == 0) p.lse[lse_off + t] = (m[r] + log2f(lsum)) * kLn2;
+  }
 }
 
 // ---- backward: delta ---------------------------------------------------------------------------
@@ -390,9 +360,10 @@ __global__ void flash_delta_kernel(const FlashParams p, int64_t rows) {
 }
 
 // ---- backward: dQ ------------------------------------------------------------------------------
-// Block (query tile of 128, head, batch), warps of MI m16 row blocks as in the forward; key
-// tiles of BN (64 for D = 64; 32 for D = 128 to keep S, dP and the dQ accumulator in
-// registers). Shared: Qs, dOs [128][S], Ks, Vs [2][BN][S].
+// Block (query tile, head, batch), 8 warps x 16 queries, key tiles of BN (64 for D = 64; 32
+// for D = 128 to keep S, dP and the dQ accumulator in registers). Launched with two blocks per
+// SM (128 registers; D = 128 spills 24 bytes, still measured faster than one block).
+// Shared: Qs, dOs [128][S], Ks, Vs [2][BN][S].
 constexpr int kDqRows = 128;
 template <int D>
 constexpr int dq_keys() {
@@ -403,9 +374,9 @@ constexpr size_t dq_smem() {
   return sizeof(bf16) * size_t(2 * kDqRows + 4 * dq_keys<D>()) * (D + kPad);
 }
 
-template <int D, int MI, int MinBlocks>
-__global__ void __launch_bounds__(256 / MI, MinBlocks) flash_bwd_dq_kernel(const FlashParams p) {
-  constexpr int BM = kDqRows, BN = dq_keys<D>(), S = D + kPad, T = 256 / MI, WR = 16 * MI;
+template <int D, int MinBlocks>
+__global__ void __launch_bounds__(kThreads, MinBlocks) flash_bwd_dq_kernel(const FlashParams p) {
+  constexpr int BM = kDqRows, BN = dq_keys<D>(), S = D + kPad;
   extern __shared__ __align__(16) unsigned char smem[];
   bf16* Qs = reinterpret_cast<bf16*>(smem);
   bf16* dOs = Qs + BM * S;
@@ -424,37 +395,33 @@ __global__ void __launch_bounds__(256 / MI, MinBlocks) flash_bwd_dq_kernel(const
   const int kt_begin = p.window > 0 ? max(0, t0 - p.window + 1) / BN : 0;
   const int kt_end = t_last / BN + 1;
 
-  load_rows<BM, D, T>(Qs, p.q + q_off, q_ld, t0, p.L);
-  load_rows<BM, D, T>(dOs, p.dout + q_off, q_ld, t0, p.L);
-  load_rows<BN, D, T>(Ks, kg, kv_ld, kt_begin * BN, p.L);
-  load_rows<BN, D, T>(Vs, vg, kv_ld, kt_begin * BN, p.L);
+  load_rows<BM, D>(Qs, p.q + q_off, q_ld, t0, p.L);
+  load_rows<BM, D>(dOs, p.dout + q_off, q_ld, t0, p.L);
+  load_rows<BN, D>(Ks, kg, kv_ld, kt_begin * BN, p.L);
+  load_rows<BN, D>(Vs, vg, kv_ld, kt_begin * BN, p.L);
   cp_async_commit();
 
-  const int wr0 = t0 + warp * WR;
+  const int wr0 = t0 + warp * 16;
   const int64_t row_off = (int64_t(b) * p.H + h) * p.L;
-  float lse2[MI][2], dl[MI][2];  // rows g and g + 8 of each row block: lse (exp2 domain), delta
+  float lse2[2], dl[2];  // rows g and g + 8: lse in the exp2 domain, delta
 #pragma unroll
-  for (int mi = 0; mi < MI; ++mi)
-#pragma unroll
-    for (int r = 0; r < 2; ++r) {
-      const int t = wr0 + 16 * mi + g + 8 * r;
-      lse2[mi][r] = t < p.L ? p.lse_in[row_off + t] * kLog2e : 0.f;
-      dl[mi][r] = t < p.L ? p.delta[row_off + t] : 0.f;
-    }
+  for (int r = 0; r < 2; ++r) {
+    const int t = wr0 + g + 8 * r;
+    lse2[r] = t < p.L ? p.lse_in[row_off + t] * kLog2e : 0.f;
+    dl[r] = t < p.L ? p.delta[row_off + t] : 0.f;
+  }
   const int off_a = lane_off_a<S>(lane), off_b = lane_off_b<S>(lane);
-  const uint32_t q_base = smem_u32(Qs) + 2 * (warp * WR * S + off_a);
-  const uint32_t do_base = smem_u32(dOs) + 2 * (warp * WR * S + off_a);
-  float acc[MI][D / 8][4];
+  const uint32_t q_base = smem_u32(Qs) + 2 * (warp * 16 * S + off_a);
+  const uint32_t do_base = smem_u32(dOs) + 2 * (warp * 16 * S + off_a);
+  float acc[D / 8][4];
 #pragma unroll
-  for (int mi = 0; mi < MI; ++mi)
-#pragma unroll
-    for (int i = 0; i < D / 8; ++i) acc[mi][i][0] = acc[mi][i][1] = acc[mi][i][2] = acc[mi][i][3] = 0.f;
+  for (int i = 0; i < D / 8; ++i) acc[i][0] = acc[i][1] = acc[i][2] = acc[i][3] = 0.f;
 
   for (int kt = kt_begin; kt < kt_end; ++kt) {
     const int buf = (kt - kt_begin) & 1;
     if (kt + 1 < kt_end) {
-      load_rows<BN, D, T>(Ks + (buf ^ 1) * BN * S, kg, kv_ld, (kt + 1) * BN, p.L);
-      load_rows<BN, D, T>(Vs + (buf ^ 1) * BN * S, vg, kv_ld, (kt + 1) * BN, p.L);
+      load_rows<BN, D>(Ks + (buf ^ 1) * BN * S, kg, kv_ld, (kt + 1) * BN, p.L);
+      load_rows<BN, D>(Vs + (buf ^ 1) * BN * S, vg, kv_ld, (kt + 1) * BN, p.L);
       cp_async_commit();
       cp_async_wait<1>();
     } else {
@@ -462,68 +429,52 @@ __global__ void __launch_bounds__(256 / MI, MinBlocks) flash_bwd_dq_kernel(const
     }
     __syncthreads();
     const int s0 = kt * BN;
-    const bool skip = s0 > wr0 + WR - 1 || (p.window > 0 && wr0 - (s0 + BN - 1) >= p.window);
+    const bool skip = s0 > wr0 + 15 || (p.window > 0 && wr0 - (s0 + BN - 1) >= p.window);
     if (!skip) {
       const uint32_t kb_base = smem_u32(Ks + buf * BN * S) + 2 * off_b;  // K as B of S = Q K^T
       const uint32_t kt_base = smem_u32(Ks + buf * BN * S) + 2 * off_a;  // K as B of dQ = dS K
       const uint32_t v_base = smem_u32(Vs + buf * BN * S) + 2 * off_b;
-      float s[MI][BN / 8][4], dp[MI][BN / 8][4];
+      float s[BN / 8][4], dp[BN / 8][4];
 #pragma unroll
-      for (int mi = 0; mi < MI; ++mi)
+      for (int i = 0; i < BN / 8; ++i)
 #pragma unroll
-        for (int i = 0; i < BN / 8; ++i)
-#pragma unroll
-          for (int j = 0; j < 4; ++j) s[mi][i][j] = dp[mi][i][j] = 0.f;
+        for (int j = 0; j < 4; ++j) s[i][j] = dp[i][j] = 0.f;
 #pragma unroll
       for (int kk = 0; kk < D / 16; ++kk) {
-        uint32_t qa[MI][4], da[MI][4];
-#pragma unroll
-        for (int mi = 0; mi < MI; ++mi) {
-          ldsm_x4(qa[mi], q_base + 2 * (mi * 16 * S + kk * 16));
-          ldsm_x4(da[mi], do_base + 2 * (mi * 16 * S + kk * 16));
-        }
+        uint32_t qa[4], da[4];
+        ldsm_x4(qa, q_base + 2 * kk * 16);
+        ldsm_x4(da, do_base + 2 * kk * 16);
 #pragma unroll
         for (int nb = 0; nb < BN / 16; ++nb) {
           uint32_t kf[4], vf[4];
           ldsm_x4(kf, kb_base + 2 * (nb * 16 * S + kk * 16));
           ldsm_x4(vf, v_base + 2 * (nb * 16 * S + kk * 16));
-#pragma unroll
-          for (int mi = 0; mi < MI; ++mi) {
-            mma(s[mi][2 * nb], qa[mi], kf[0], kf[1]);
-            mma(s[mi][2 * nb + 1], qa[mi], kf[2], kf[3]);
-            mma(dp[mi][2 * nb], da[mi], vf[0], vf[1]);
-            mma(dp[mi][2 * nb + 1], da[mi], vf[2], vf[3]);
-          }
+          mma(s[2 * nb], qa, kf[0], kf[1]);
+          mma(s[2 * nb + 1], qa, kf[2], kf[3]);
+          mma(dp[2 * nb], da, vf[0], vf[1]);
+          mma(dp[2 * nb + 1], da, vf[2], vf[3]);
         }
       }
+      const bool need_mask = s0 + BN - 1 > wr0 || (p.window > 0 && wr0 + 15 - s0 >= p.window);
 #pragma unroll
-      for (int mi = 0; mi < MI; ++mi) {
-        const int r0 = wr0 + 16 * mi;
-        const bool need_mask = s0 + BN - 1 > r0 || (p.window > 0 && r0 + 15 - s0 >= p.window);
+      for (int nb = 0; nb < BN / 8; ++nb)
 #pragma unroll
-        for (int nb = 0; nb < BN / 8; ++nb)
-#pragma unroll
-          for (int i = 0; i < 4; ++i) {
-            const int r = i >> 1;
-            const bool vis = !need_mask || visible(r0 + g + 8 * r, s0 + nb * 8 + 2 * tq + (i & 1), p.window);
-            const float pr = vis ? exp2f(s[mi][nb][i] * p.scale_log2 - lse2[mi][r]) : 0.f;
-            s[mi][nb][i] = pr * (dp[mi][nb][i] - dl[mi][r]);  // dS (the scale is applied at the end)
-          }
-      }
+        for (int i = 0; i < 4; ++i) {
+          const int r = i >> 1;
+          const bool vis = !need_mask || visible(wr0 + g + 8 * r, s0 + nb * 8 + 2 * tq + (i & 1), p.window);
+          const float pr = vis ? exp2f(s[nb][i] * p.scale_log2 - lse2[r]) : 0.f;
+          s[nb][i] = pr * (dp[nb][i] - dl[r]);  // dS (without the scale, applied at the end)
+        }
 #pragma unroll
       for (int kk = 0; kk < BN / 16; ++kk) {
-        uint32_t sa[MI][4];
-#pragma unroll
-        for (int mi = 0; mi < MI; ++mi) c_to_a(sa[mi], s[mi][2 * kk], s[mi][2 * kk + 1]);
+        uint32_t sa[4];
+        c_to_a(sa, s[2 * kk], s[2 * kk + 1]);
 #pragma unroll
         for (int nd = 0; nd < D / 16; ++nd) {
           uint32_t kf[4];
           ldsm_x4_t(kf, kt_base + 2 * (kk * 16 * S + nd * 16));
-#pragma unroll
-          for (int mi = 0; mi < MI; ++mi) {
-            mma(acc[mi][2 * nd], sa[mi], kf[0], kf[1]);
-            mma(acc[mi][2 * nd + 1], sa[mi], kf[2], kf[3]);
-          }
+          mma(acc[2 * nd], sa, kf[0], kf[1]);
+          mma(acc[2 * nd + 1], sa, kf[2], kf[3]);
         }
       }
     }
@@ -531,34 +482,36 @@ __global__ void __launch_bounds__(256 / MI, MinBlocks) flash_bwd_dq_kernel(const
   }
 
 #pragma unroll
-  for (int mi = 0; mi < MI; ++mi)
+  for (int r = 0; r < 2; ++r) {
+    const int t = wr0 + g + 8 * r;
+    if (t >= p.L) continue;
+    bf16* row = p.out + q_off + int64_t(t) * q_ld + 2 * tq;
 #pragma unroll
-    for (int r = 0; r < 2; ++r) {
-      const int t = wr0 + 16 * mi + g + 8 * r;
-      if (t >= p.L) continue;
-      bf16* row = p.out + q_off + int64_t(t) * q_ld + 2 * tq;
-#pragma unroll
-      for (int i = 0; i < D / 8; ++i)
-        *reinterpret_cast<uint32_t*>(row + i * 8) =
-            pack_bf16(acc[mi][i][2 * r] * p.scale, acc[mi][i][2 * r + 1] * p.scale);
-    }
+    for (int i = 0; i < D / 8; ++i)
+      *reinterpret_cast<uint32_t*>(row + i * 8) = pack_bf16(acc[i][2 * r] * p.scale, acc[i][2 * r + 1] * p.scale);
+  }
 }
 
 // ---- backward: dK, dV --------------------------------------------------------------------------
-// Block (key tile of 128, KV head, batch), 8 warps x 16 keys; walks query tiles of BM (64 for
-// D = 64, 32 for D = 128: dK and dV accumulators take 2 x D / 2 registers) of each query head
-// of the group. The warp computes S^T = K Q^T and dP^T = V dO^T directly (keys as rows), so P^T
+// Block (key tile of 128, KV head, batch), 8 warps x 16 keys; walks 32-query tiles (the dK and
+// dV accumulators already take 2 x D / 2 registers) of each query head of the group. The warp computes S^T = K Q^T and dP^T = V dO^T directly (keys as rows), so P^T
 // and dS^T are already A fragments for dV += P^T dO and dK += dS^T Q.
 // Shared: Ks, Vs [128][S]; Qs, dOs [2][BM][S]; lse, delta [2][BM] (fp32).
-constexpr int kDkvKeys = 128;
-template <int D, int BM>
+constexpr int kDkvKeys = 128, kDkvRows = 32;
+template <int D>
 constexpr size_t dkv_smem() {
-  return sizeof(bf16) * size_t(2 * kDkvKeys + 4 * BM) * (D + kPad) + sizeof(float) * 4 * BM;
+  return sizeof(bf16) * size_t(2 * kDkvKeys + 4 * kDkvRows) * (D + kPad) + sizeof(float) * 4 * kDkvRows;
+}
+// D = 64 fits in 128 registers without spills, so two blocks share an SM (measured on an H100:
+// 17% faster than one block on 64-query tiles); D = 128 needs ~240 registers.
+template <int D>
+constexpr int dkv_min_blocks() {
+  return D == 64 ? 2 : 1;
 }
 
-template <int D, int BM, int MinBlocks>
+template <int D, int MinBlocks>
 __global__ void __launch_bounds__(kThreads, MinBlocks) flash_bwd_dkv_kernel(const FlashParams p) {
-  constexpr int BN = kDkvKeys, S = D + kPad;
+  constexpr int BN = kDkvKeys, BM = kDkvRows, S = D + kPad;
   extern __shared__ __align__(16) unsigned char smem[];
   bf16* Ks = reinterpret_cast<bf16*>(smem);
   bf16* Vs = Ks + BN * S;
@@ -714,14 +667,6 @@ FlashParams make_params(const Tensor& q, const Tensor& k, const Tensor& v, int64
   return p;
 }
 
-// TEMPORARY tuning knobs (removed once measured): LT2_FLASH_MI=2 runs the forward and dQ
-// kernels with two row blocks per warp; LT2_FLASH_DKV=32 runs the D = 64 dK/dV kernel on
-// 32-query tiles with two blocks per SM.
-int tune(const char* name) {
-  const char* e = std::getenv(name);
-  return e ? std::atoi(e) : 0;
-}
-
 template <class F>
 void with_head_dim(int64_t D, F&& f) {
   if (D == 64) f(std::integral_constant<int, 64>{});
@@ -745,13 +690,11 @@ void flash_forward(const Tensor& q, const Tensor& k, const Tensor& v, int64_t wi
   p.out = o.data<bf16>();
   p.lse = lse ? lse->data<float>() : nullptr;
   const dim3 grid(unsigned((p.L + kFwdRows - 1) / kFwdRows), unsigned(p.H), unsigned(q.dim(0)));
-  const bool mi2 = tune("LT2_FLASH_MI") == 2;
   with_head_dim(q.dim(3), [&](auto d) {
     constexpr int D = decltype(d)::value;
-    // D = 64 fits two blocks per SM at 128 registers; D = 128 needs ~210 (one block).
-    auto kernel = mi2 ? flash_fwd_kernel<D, 2, 2> : flash_fwd_kernel<D, 1, D == 64 ? 2 : 1>;
+    auto kernel = flash_fwd_kernel<D, fwd_min_blocks<D>()>;
     allow_smem(kernel, fwd_smem<D>());
-    kernel<<<grid, mi2 ? 128 : 256, fwd_smem<D>(), stream()>>>(p);
+    kernel<<<grid, kThreads, fwd_smem<D>(), stream()>>>(p);
   });
   check_launch("flash attention forward");
 }
@@ -768,30 +711,20 @@ void flash_backward(const Tensor& q, const Tensor& k, const Tensor& v, const Ten
   p.out = dq.data<bf16>();
   p.dk = dk.data<bf16>();
   p.dv = dv.data<bf16>();
-  const bool mi2 = tune("LT2_FLASH_MI") == 2, dkv32 = tune("LT2_FLASH_DKV") == 32;
   with_head_dim(D, [&](auto d) {
     constexpr int Dc = decltype(d)::value;
     const int64_t rows = B * p.L * p.H, threads = rows * (Dc / 8);
     flash_delta_kernel<Dc><<<unsigned((threads + kThreads - 1) / kThreads), kThreads, 0, stream()>>>(p, rows);
     check_launch("flash attention backward delta");
-    auto dq_kernel = mi2 ? flash_bwd_dq_kernel<Dc, 2, 2> : flash_bwd_dq_kernel<Dc, 1, 2>;
+    auto dq_kernel = flash_bwd_dq_kernel<Dc, 2>;
     allow_smem(dq_kernel, dq_smem<Dc>());
-    dq_kernel<<<dim3(unsigned((p.L + kDqRows - 1) / kDqRows), unsigned(p.H), unsigned(B)), mi2 ? 128 : 256,
-                dq_smem<Dc>(), stream()>>>(p);
+    dq_kernel<<<dim3(unsigned((p.L + kDqRows - 1) / kDqRows), unsigned(p.H), unsigned(B)), kThreads, dq_smem<Dc>(),
+                stream()>>>(p);
     check_launch("flash attention backward dq");
-    const dim3 grid(unsigned((p.L + kDkvKeys - 1) / kDkvKeys), unsigned(p.Hkv), unsigned(B));
-    // dK, dV accumulators take 2 x D / 2 registers: D = 128 walks 32-query tiles.
-    auto launch_dkv = [&](auto bm, auto min_blocks) {
-      constexpr int BM = decltype(bm)::value, MB = decltype(min_blocks)::value;
-      allow_smem(flash_bwd_dkv_kernel<Dc, BM, MB>, dkv_smem<Dc, BM>());
-      flash_bwd_dkv_kernel<Dc, BM, MB><<<grid, kThreads, dkv_smem<Dc, BM>(), stream()>>>(p);
-    };
-    if constexpr (Dc == 64) {
-      if (dkv32) launch_dkv(std::integral_constant<int, 32>{}, std::integral_constant<int, 2>{});
-      else launch_dkv(std::integral_constant<int, 64>{}, std::integral_constant<int, 1>{});
-    } else {
-      launch_dkv(std::integral_constant<int, 32>{}, std::integral_constant<int, 1>{});
-    }
+    auto dkv_kernel = flash_bwd_dkv_kernel<Dc, dkv_min_blocks<Dc>()>;
+    allow_smem(dkv_kernel, dkv_smem<Dc>());
+    dkv_kernel<<<dim3(unsigned((p.L + kDkvKeys - 1) / kDkvKeys), unsigned(p.Hkv), unsigned(B)), kThreads,
+                 dkv_smem<Dc>(), stream()>>>(p);
     check_launch("flash attention backward dk dv");
   });
 }

@@ -18,6 +18,9 @@
 // Note that dS needs neither S nor Δ: the reverse scan over chunks is independent of the
 // forward one.
 //
+// Global loads go by cp.async, a whole tile in flight at once; the scan prefetches the next
+// chunk's inputs while it computes the current one (it is latency-bound, not bandwidth-bound).
+//
 // Kernels (each thread block 8 warps):
 //   prep  (chunk, hv, b), parallel: γ, K Kᵀ, L and A = (I + L)^{-1} by column-parallel forward
 //         substitution in fp32; writes A and γ per chunk (the only chunk-level scratch).
@@ -200,19 +203,31 @@ __device__ __forceinline__ void row_dot(const float (&acc)[NS][4], int m0, int n
 
 // ---- tiles between global and shared memory ----------------------------------------------------
 
+// cp.async: 16 bytes global -> shared without holding registers; src_bytes 0 writes zeros.
+__device__ __forceinline__ void cp_async16(void* dst, const void* src, bool valid) {
+  const unsigned d = static_cast<unsigned>(__cvta_generic_to_shared(dst));
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(d), "l"(src), "r"(valid ? 16 : 0) : "memory");
+}
+__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::: "memory"); }
+// Waits until at most N of this thread's committed groups are still in flight.
+template <int N>
+__device__ __forceinline__ void cp_async_wait() {
+  asm volatile("cp.async.wait_group %0;\n" ::"n"(N) : "memory");
+}
+
 // dst[r][c] (row stride LD) = src[r * stride + c] for r < nr, c < nc, zero elsewhere in R × W.
-// 16-byte accesses when the rows allow it.
+// Rows that allow it go by cp.async, all in flight at once (the caller commits and waits, then
+// synchronises the block); other shapes fall back to plain loads, complete on return.
 template <int R, int W, int LD, class T>
-__device__ __forceinline__ void load_tile(T* dst, const T* src, int64_t stride, int nr, int nc) {
+__device__ __forceinline__ void load_tile_async(T* dst, const T* src, int64_t stride, int nr, int nc) {
   constexpr int VEC = 16 / int(sizeof(T));
   static_assert(W % VEC == 0 && LD % VEC == 0, "tile rows must hold whole 16-byte vectors");
   const bool vec = nc % VEC == 0 && stride % VEC == 0 && (reinterpret_cast<uintptr_t>(src) & 15) == 0;
   if (vec) {
     for (int idx = threadIdx.x; idx < R * (W / VEC); idx += kThreads) {
       const int r = idx / (W / VEC), c = (idx % (W / VEC)) * VEC;
-      uint4 x = make_uint4(0u, 0u, 0u, 0u);
-      if (r < nr && c < nc) x = *reinterpret_cast<const uint4*>(src + r * stride + c);
-      *reinterpret_cast<uint4*>(dst + r * LD + c) = x;
+      const bool ok = r < nr && c < nc;
+      cp_async16(dst + r * LD + c, ok ? src + r * stride + c : src, ok);  // src itself is always a valid address
     }
   } else {
     for (int idx = threadIdx.x; idx < R * W; idx += kThreads) {
@@ -253,20 +268,25 @@ struct PrepLayout {
   static constexpr size_t bytes = GAM + 4 * kC;
 };
 
-// Scan blocks: the K×VT state (S or dS), q, k, a VT-column tile of v (or dout), A, M, one
+// Scan blocks: the K×VT state (S or dS), NBUF copies of the chunk inputs (q, k and a VT-column
+// tile of v or dout: with two, the next chunk's arrive while this one computes), A, M, one
 // 64×VT buffer (X then Δ, or dΔ then dX) and the per-row gate vectors.
 template <class T, int KP, int VT>
 struct ScanLayout {
   static constexpr int LDK = KP + row_pad<T>(), LDS = VT + 8, LDV = VT + 8;
   static constexpr size_t S = 0;
-  static constexpr size_t Q = S + 4 * size_t(KP) * LDS;
-  static constexpr size_t Kk = up16(Q + sizeof(T) * kC * LDK);
-  static constexpr size_t V = up16(Kk + sizeof(T) * kC * LDK);
-  static constexpr size_t A = up16(V + sizeof(T) * kC * LDV);
+  static constexpr size_t BUF = S + 4 * size_t(KP) * LDS;
+  static constexpr size_t BK = up16(sizeof(T) * kC * LDK);  // offsets inside one input buffer (q at 0)
+  static constexpr size_t BV = BK + up16(sizeof(T) * kC * LDK);
+  static constexpr size_t BUF_BYTES = BV + up16(sizeof(T) * kC * LDV);
+  static constexpr size_t bytes_with(int nbuf) { return BUF + nbuf * BUF_BYTES + 8 * kC * kLDA + 4 * kC * LDS + 16 * kC; }
+  static constexpr int NBUF = bytes_with(2) + 1024 <= kSmemLimit ? 2 : 1;
+  static constexpr size_t A = BUF + NBUF * BUF_BYTES;
   static constexpr size_t M = A + 4 * kC * kLDA;
   static constexpr size_t XD = M + 4 * kC * kLDA;
   static constexpr size_t VEC = XD + 4 * kC * LDS;  // β, γ, e, Γl
   static constexpr size_t bytes = VEC + 4 * 4 * kC;
+  static_assert(bytes == bytes_with(NBUF), "layout and size disagree");
 };
 
 // Grad blocks: q, k, A, M and the dM / dAu accumulators for the whole chunk; per value block the
@@ -326,12 +346,14 @@ __global__ void __launch_bounds__(kThreads) gdn_prep_kernel(const T* __restrict_
   const int64_t t0 = int64_t(c) * kC;
   const int n = int(min64(kC, d.L - t0));
 
-  load_tile<kC, KP, Lay::LDK>(ks, k + ((b * d.L + t0) * d.H + h) * d.K, d.H * d.K, n, int(d.K));
+  load_tile_async<kC, KP, Lay::LDK>(ks, k + ((b * d.L + t0) * d.H + h) * d.K, d.H * d.K, n, int(d.K));
+  cp_async_commit();
   if (tid < kC) {
     const int64_t off = (b * d.L + t0 + tid) * d.HV + hv;
     bet[tid] = tid < n ? beta[off] : 0.f;
     gam[tid] = tid < n ? g[off] : 0.f;
   }
+  cp_async_wait<0>();
   __syncthreads();
   if (tid == 0) {  // inclusive prefix sum, one fixed order for every kernel (they all read it back)
     float acc = 0.f;
@@ -356,10 +378,21 @@ __global__ void __launch_bounds__(kThreads) gdn_prep_kernel(const T* __restrict_
     // Column s of A solves (I + L) a = e_s: a[r] = δ_rs − Σ_{j<r} L[r,j] a[j], row by row.
     // Four lanes per column split the sum over j (j ≡ p mod 4) and add by shuffles; lane
     // p = r % 4 stores a[r], and only lane j % 4 ever reads a[j] back: no barrier needed.
+    // The sum runs in four independent partial sums so that its loads are in flight together
+    // (the 64 rows are a dependent chain; this loop is the kernel's critical path).
     const int s = tid >> 2, p = tid & 3;
     for (int r = 0; r < kC; ++r) {
-      float acc = 0.f;
-      for (int j = p; j < r; j += 4) acc += Lm[r * Lay::LDL + j] * Am[j * Lay::LDA + s];
+      const float* Lr = Lm + r * Lay::LDL;
+      float a0 = 0.f, a1 = 0.f, a2 = 0.f, a3 = 0.f;
+      int j = p;
+      for (; j + 12 < r; j += 16) {
+        a0 += Lr[j] * Am[j * Lay::LDA + s];
+        a1 += Lr[j + 4] * Am[(j + 4) * Lay::LDA + s];
+        a2 += Lr[j + 8] * Am[(j + 8) * Lay::LDA + s];
+        a3 += Lr[j + 12] * Am[(j + 12) * Lay::LDA + s];
+      }
+      for (; j < r; j += 4) a0 += Lr[j] * Am[j * Lay::LDA + s];
+      float acc = (a0 + a1) + (a2 + a3);
       acc += __shfl_xor_sync(kFull, acc, 1);
       acc += __shfl_xor_sync(kFull, acc, 2);
       if (p == (r & 3)) Am[r * Lay::LDA + s] = (r == s ? 1.f : 0.f) - acc;
@@ -394,32 +427,60 @@ struct ScanArgs {
   int first_role;  // role = first_role + blockIdx.x / tiles: 0 forward, 1 reverse
 };
 
-// Loads the chunk's k (and q), a value tile of src (v or dout), A and the gate vectors.
+// Chunk inputs are fetched ahead of use. q, k and the value tile (v or dout) of the next chunk
+// are issued at the top of a chunk into the other input buffer (NBUF = 2; with one buffer, the
+// current chunk's are issued there instead); A of the next chunk as soon as the current one's A
+// is last read; the gates into registers a chunk ahead. Everything of chunk c has landed after
+// the cp.async wait at the top of chunk c.
 template <class T, int KP, int VT>
-__device__ __forceinline__ void scan_load_chunk(const ScanArgs& a, int c, int64_t b, int64_t hv, int64_t col0,
-                                                int ncol, int n, bool want_q, const T* src, unsigned char* smem) {
+__device__ __forceinline__ void scan_issue_inputs(const ScanArgs& a, int c, int buf, int64_t b, int64_t hv,
+                                                  int64_t col0, int ncol, bool want_q, const T* src,
+                                                  unsigned char* smem) {
   using Lay = ScanLayout<T, KP, VT>;
   const GdnDims& d = a.d;
-  const int64_t h = hv / d.G, bhv = b * d.HV + hv, t0 = int64_t(c) * kC;
-  const T* q = static_cast<const T*>(a.q);
-  const T* k = static_cast<const T*>(a.k);
+  const int64_t h = hv / d.G, t0 = int64_t(c) * kC;
+  const int n = int(min64(kC, d.L - t0));
+  unsigned char* base = smem + Lay::BUF + buf * Lay::BUF_BYTES;
+  const int64_t qk_off = ((b * d.L + t0) * d.H + h) * d.K;
   if (want_q)
-    load_tile<kC, KP, Lay::LDK>(reinterpret_cast<T*>(smem + Lay::Q), q + ((b * d.L + t0) * d.H + h) * d.K, d.H * d.K,
-                                n, int(d.K));
-  load_tile<kC, KP, Lay::LDK>(reinterpret_cast<T*>(smem + Lay::Kk), k + ((b * d.L + t0) * d.H + h) * d.K, d.H * d.K, n,
-                              int(d.K));
-  load_tile<kC, VT, Lay::LDV>(reinterpret_cast<T*>(smem + Lay::V), src + ((b * d.L + t0) * d.HV + hv) * d.V + col0,
-                              d.HV * d.V, n, ncol);
-  load_tile<kC, kC, kLDA>(reinterpret_cast<float*>(smem + Lay::A), a.A + (bhv * d.NC + c) * (kC * kC), kC, kC, kC);
-  const int tid = threadIdx.x;
-  if (tid < kC) {
-    float* vec = reinterpret_cast<float*>(smem + Lay::VEC);
-    const float* gc = a.gam + (bhv * d.NC + c) * kC;
-    const float gr = gc[tid], glast = gc[kC - 1];
-    vec[tid] = tid < n ? a.beta[(b * d.L + t0 + tid) * d.HV + hv] : 0.f;  // β
-    vec[kC + tid] = gr;                                                  // γ
-    vec[2 * kC + tid] = expf(gr);                                        // e
-    vec[3 * kC + tid] = expf(glast - gr);                                // Γl
+    load_tile_async<kC, KP, Lay::LDK>(reinterpret_cast<T*>(base), static_cast<const T*>(a.q) + qk_off,
+                                      d.H * d.K, n, int(d.K));
+  load_tile_async<kC, KP, Lay::LDK>(reinterpret_cast<T*>(base + Lay::BK), static_cast<const T*>(a.k) + qk_off,
+                                    d.H * d.K, n, int(d.K));
+  load_tile_async<kC, VT, Lay::LDV>(reinterpret_cast<T*>(base + Lay::BV),
+                                    src + ((b * d.L + t0) * d.HV + hv) * d.V + col0, d.HV * d.V, n, ncol);
+}
+template <class T, int KP, int VT>
+__device__ __forceinline__ void scan_issue_A(const ScanArgs& a, int c, int64_t bhv, unsigned char* smem) {
+  using Lay = ScanLayout<T, KP, VT>;
+  load_tile_async<kC, kC, kLDA>(reinterpret_cast<float*>(smem + Lay::A), a.A + (bhv * a.d.NC + c) * (kC * kC), kC,
+                                kC, kC);
+}
+
+struct Gates {
+  float beta = 0.f, gam = 0.f, glast = 0.f;  // row threadIdx.x (< 64) of a chunk
+};
+__device__ __forceinline__ Gates fetch_gates(const ScanArgs& a, int c, int64_t b, int64_t hv) {
+  Gates gt;
+  const int r = threadIdx.x;
+  if (r < kC) {
+    const GdnDims& d = a.d;
+    const int64_t t0 = int64_t(c) * kC;
+    const float* gc = a.gam + ((b * d.HV + hv) * d.NC + c) * kC;
+    gt.gam = gc[r];
+    gt.glast = gc[kC - 1];
+    gt.beta = t0 + r < d.L ? a.beta[(b * d.L + t0 + r) * d.HV + hv] : 0.f;
+  }
+  return gt;
+}
+// vec = [β | γ | e | Γl], 64 each.
+__device__ __forceinline__ void put_gates(float* vec, const Gates& gt) {
+  const int r = threadIdx.x;
+  if (r < kC) {
+    vec[r] = gt.beta;
+    vec[kC + r] = gt.gam;
+    vec[2 * kC + r] = expf(gt.gam);
+    vec[3 * kC + r] = expf(gt.glast - gt.gam);
   }
 }
 
@@ -428,26 +489,29 @@ template <class T, int KP, int VT>
 __device__ __forceinline__ void scan_forward(const ScanArgs& a, int tile, unsigned char* smem) {
   using Lay = ScanLayout<T, KP, VT>;
   constexpr bool SPLIT = std::is_same<T, float>::value;
-  constexpr int NS = VT / 16, LDK = Lay::LDK, LDS = Lay::LDS, LDV = Lay::LDV;
+  constexpr int NS = VT / 16, LDK = Lay::LDK, LDS = Lay::LDS, LDV = Lay::LDV, NB = Lay::NBUF;
   float* S = reinterpret_cast<float*>(smem + Lay::S);
-  const T* qs = reinterpret_cast<const T*>(smem + Lay::Q);
-  const T* ks = reinterpret_cast<const T*>(smem + Lay::Kk);
-  const T* vs = reinterpret_cast<const T*>(smem + Lay::V);
   const float* Am = reinterpret_cast<const float*>(smem + Lay::A);
   float* Mm = reinterpret_cast<float*>(smem + Lay::M);
   float* XD = reinterpret_cast<float*>(smem + Lay::XD);
-  const float* bet = reinterpret_cast<const float*>(smem + Lay::VEC);
-  const float* gam = bet + kC;
-  const float* e = bet + 2 * kC;
-  const float* gl = bet + 3 * kC;
+  float* vec = reinterpret_cast<float*>(smem + Lay::VEC);
+  const float* bet = vec;
+  const float* gam = vec + kC;
+  const float* e = vec + 2 * kC;
+  const float* gl = vec + 3 * kC;
   const GdnDims& d = a.d;
   const int64_t hv = blockIdx.y, b = blockIdx.z, bhv = b * d.HV + hv;
-  const int tid = threadIdx.x, warp = tid >> 5;
+  const int tid = threadIdx.x, warp = tid >> 5, NC = int(d.NC);
   const int64_t col0 = int64_t(tile) * VT;
   const int ncol = int(min64(VT, d.V - col0));
+  const T* vsrc = static_cast<const T*>(a.v);
   T* o = static_cast<T*>(a.o);
   const bool want_o = o != nullptr;
 
+  scan_issue_inputs<T, KP, VT>(a, 0, 0, b, hv, col0, ncol, want_o, vsrc, smem);
+  scan_issue_A<T, KP, VT>(a, 0, bhv, smem);
+  cp_async_commit();
+  Gates gt = fetch_gates(a, 0, b, hv);
   for (int idx = tid; idx < KP * VT; idx += kThreads) {
     const int i = idx / VT, c = idx % VT;
     S[i * LDS + c] = (a.h0 && i < d.K && c < ncol) ? a.h0[(bhv * d.K + i) * d.V + col0 + c] : 0.f;
@@ -456,6 +520,9 @@ __device__ __forceinline__ void scan_forward(const ScanArgs& a, int tile, unsign
   const int m0 = 16 * (warp & 3), n0 = (warp >> 2) * (VT / 2), nM = 32 * (warp >> 2);
   const bool m_tile = (warp >> 2) == 0 || (warp & 3) >= 2;  // tiles strictly above the diagonal are never read
 
+  const T* qs = nullptr;  // this chunk's input buffer (the accessors read these pointers)
+  const T* ks = nullptr;
+  const T* vs = nullptr;
   auto Sb = [&](int i, int c) { return S[i * LDS + c]; };
   auto Ka = [&](int r, int i) { return ld(ks[r * LDK + i]); };
   auto Qa = [&](int r, int i) { return ld(qs[r * LDK + i]); };
@@ -465,12 +532,29 @@ __device__ __forceinline__ void scan_forward(const ScanArgs& a, int tile, unsign
   auto Ma = [&](int r, int s) { return Mm[r * kLDA + s]; };
   auto KglT = [&](int i, int r) { return ld(ks[r * LDK + i]) * gl[r]; };
 
-  for (int c = 0; c < d.NC; ++c) {
+  for (int c = 0; c < NC; ++c) {
     const int64_t t0 = int64_t(c) * kC;
     const int n = int(min64(kC, d.L - t0));
+    const int buf = NB == 2 ? (c & 1) : 0;
+    const bool next = c + 1 < NC;
+    const unsigned char* in = smem + Lay::BUF + buf * Lay::BUF_BYTES;
+    qs = reinterpret_cast<const T*>(in);
+    ks = reinterpret_cast<const T*>(in + Lay::BK);
+    vs = reinterpret_cast<const T*>(in + Lay::BV);
     __syncthreads();  // the previous chunk is done with every buffer
-    scan_load_chunk<T, KP, VT>(a, c, b, hv, col0, ncol, n, want_o, static_cast<const T*>(a.v), smem);
+    if (NB == 1 && c > 0) {
+      scan_issue_inputs<T, KP, VT>(a, c, 0, b, hv, col0, ncol, want_o, vsrc, smem);
+      cp_async_commit();
+    }
+    if (NB == 2 && next) {
+      scan_issue_inputs<T, KP, VT>(a, c + 1, buf ^ 1, b, hv, col0, ncol, want_o, vsrc, smem);
+      cp_async_commit();
+    }
+    put_gates(vec, gt);
+    if (next) gt = fetch_gates(a, c + 1, b, hv);
     if (a.ckS) store_tile_f32<KP, VT, LDS>(a.ckS + ((bhv * d.NC + c) * a.tiles + tile) * (KP * VT), S);
+    if (NB == 2 && next) cp_async_wait<1>();  // all but the next chunk's inputs
+    else cp_async_wait<0>();
     __syncthreads();
     // X = V − diag(e) K S;  P = diag(e) Q S (kept in registers for O);  M = tril(Q Kᵀ) ⊙ Γ.
     float accO[NS][4] = {};
@@ -494,7 +578,11 @@ __device__ __forceinline__ void scan_forward(const ScanArgs& a, int tile, unsign
     {  // Δ = Au X (Au is lower triangular: columns s < m0 + 16 only)
       float accD[NS][4] = {};
       warp_mma<SPLIT>(accD, Aua, XDb, m0, n0, 0, m0 + 16);
-      __syncthreads();  // every warp has read X
+      __syncthreads();  // every warp has read X and A
+      if (next) {
+        scan_issue_A<T, KP, VT>(a, c + 1, bhv, smem);
+        cp_async_commit();
+      }
       for_acc(accD, m0, n0, [&](int r, int cc, float& x) { XD[r * LDS + cc] = x; });
     }
     __syncthreads();
@@ -529,25 +617,28 @@ template <class T, int KP, int VT>
 __device__ __forceinline__ void scan_reverse(const ScanArgs& a, int tile, unsigned char* smem) {
   using Lay = ScanLayout<T, KP, VT>;
   constexpr bool SPLIT = std::is_same<T, float>::value;
-  constexpr int NS = VT / 16, LDK = Lay::LDK, LDS = Lay::LDS, LDV = Lay::LDV;
+  constexpr int NS = VT / 16, LDK = Lay::LDK, LDS = Lay::LDS, LDV = Lay::LDV, NB = Lay::NBUF;
   float* dS = reinterpret_cast<float*>(smem + Lay::S);
-  const T* qs = reinterpret_cast<const T*>(smem + Lay::Q);
-  const T* ks = reinterpret_cast<const T*>(smem + Lay::Kk);
-  const T* dos = reinterpret_cast<const T*>(smem + Lay::V);
   const float* Am = reinterpret_cast<const float*>(smem + Lay::A);
   float* Mm = reinterpret_cast<float*>(smem + Lay::M);
   float* XD = reinterpret_cast<float*>(smem + Lay::XD);
-  const float* bet = reinterpret_cast<const float*>(smem + Lay::VEC);
-  const float* gam = bet + kC;
-  const float* e = bet + 2 * kC;
-  const float* gl = bet + 3 * kC;
+  float* vec = reinterpret_cast<float*>(smem + Lay::VEC);
+  const float* bet = vec;
+  const float* gam = vec + kC;
+  const float* e = vec + 2 * kC;
+  const float* gl = vec + 3 * kC;
   const GdnDims& d = a.d;
   const int64_t hv = blockIdx.y, b = blockIdx.z, bhv = b * d.HV + hv;
-  const int tid = threadIdx.x, warp = tid >> 5;
+  const int tid = threadIdx.x, warp = tid >> 5, NC = int(d.NC);
   const int64_t col0 = int64_t(tile) * VT;
   const int ncol = int(min64(VT, d.V - col0));
+  const T* dosrc = static_cast<const T*>(a.dout);
   T* dv = static_cast<T*>(a.dv);
 
+  scan_issue_inputs<T, KP, VT>(a, NC - 1, 0, b, hv, col0, ncol, true, dosrc, smem);
+  scan_issue_A<T, KP, VT>(a, NC - 1, bhv, smem);
+  cp_async_commit();
+  Gates gt = fetch_gates(a, NC - 1, b, hv);
   for (int idx = tid; idx < KP * VT; idx += kThreads) {
     const int i = idx / VT, c = idx % VT;
     dS[i * LDS + c] = (a.dhT && i < d.K && c < ncol) ? a.dhT[(bhv * d.K + i) * d.V + col0 + c] : 0.f;
@@ -556,6 +647,9 @@ __device__ __forceinline__ void scan_reverse(const ScanArgs& a, int tile, unsign
   // Mᵀ is read at rows >= m0 of M only, which never touches the tiles strictly above the diagonal.
   const bool m_tile = (warp >> 2) == 0 || (warp & 3) >= 2;
 
+  const T* qs = nullptr;
+  const T* ks = nullptr;
+  const T* dos = nullptr;
   auto dSb = [&](int i, int c) { return dS[i * LDS + c]; };
   auto Ka = [&](int r, int i) { return ld(ks[r * LDK + i]); };
   auto Qa = [&](int r, int i) { return ld(qs[r * LDK + i]); };
@@ -567,12 +661,30 @@ __device__ __forceinline__ void scan_reverse(const ScanArgs& a, int tile, unsign
   auto QeT = [&](int i, int r) { return ld(qs[r * LDK + i]) * e[r]; };
   auto KeTn = [&](int i, int r) { return -ld(ks[r * LDK + i]) * e[r]; };
 
-  for (int c = int(d.NC) - 1; c >= 0; --c) {
+  for (int it = 0; it < NC; ++it) {
+    const int c = NC - 1 - it;
     const int64_t t0 = int64_t(c) * kC;
     const int n = int(min64(kC, d.L - t0));
+    const int buf = NB == 2 ? (it & 1) : 0;
+    const bool next = it + 1 < NC;  // the next chunk is c − 1
+    const unsigned char* in = smem + Lay::BUF + buf * Lay::BUF_BYTES;
+    qs = reinterpret_cast<const T*>(in);
+    ks = reinterpret_cast<const T*>(in + Lay::BK);
+    dos = reinterpret_cast<const T*>(in + Lay::BV);
     __syncthreads();
-    scan_load_chunk<T, KP, VT>(a, c, b, hv, col0, ncol, n, true, static_cast<const T*>(a.dout), smem);
+    if (NB == 1 && it > 0) {
+      scan_issue_inputs<T, KP, VT>(a, c, 0, b, hv, col0, ncol, true, dosrc, smem);
+      cp_async_commit();
+    }
+    if (NB == 2 && next) {
+      scan_issue_inputs<T, KP, VT>(a, c - 1, buf ^ 1, b, hv, col0, ncol, true, dosrc, smem);
+      cp_async_commit();
+    }
+    put_gates(vec, gt);
+    if (next) gt = fetch_gates(a, c - 1, b, hv);
     if (a.ckD) store_tile_f32<KP, VT, LDS>(a.ckD + ((bhv * d.NC + c) * a.tiles + tile) * (KP * VT), dS);
+    if (NB == 2 && next) cp_async_wait<1>();
+    else cp_async_wait<0>();
     __syncthreads();
     float accG[NS][4] = {};  // dΔ
     if (m_tile) {
@@ -591,7 +703,11 @@ __device__ __forceinline__ void scan_reverse(const ScanArgs& a, int tile, unsign
     {
       float accX[NS][4] = {};  // dX = Auᵀ dΔ
       warp_mma<SPLIT>(accX, AutA, XDb, m0, n0, m0, kC);
-      __syncthreads();  // every warp has read dΔ
+      __syncthreads();  // every warp has read dΔ and A
+      if (next) {
+        scan_issue_A<T, KP, VT>(a, c - 1, bhv, smem);
+        cp_async_commit();
+      }
       for_acc(accX, m0, n0, [&](int r, int cc, float& x) {
         XD[r * LDS + cc] = x;
         if (r < n && cc < ncol) dv[((b * d.L + t0 + r) * d.HV + hv) * d.V + col0 + cc] = st<T>(x);
@@ -617,11 +733,8 @@ __device__ __forceinline__ void scan_reverse(const ScanArgs& a, int tile, unsign
   }
 }
 
-// Two blocks per SM where the tiles are small enough (VT = 32 with K <= 128).
-template <int KP, int VT> constexpr int scan_min_blocks() { return (VT == 32 && KP <= 128) ? 2 : 1; }
-
 template <class T, int KP, int VT>
-__global__ void __launch_bounds__(kThreads, scan_min_blocks<KP, VT>()) gdn_scan_kernel(ScanArgs a) {
+__global__ void __launch_bounds__(kThreads, 1) gdn_scan_kernel(ScanArgs a) {
   extern __shared__ __align__(16) unsigned char smem[];
   const int role = a.first_role + int(blockIdx.x) / a.tiles, tile = int(blockIdx.x) % a.tiles;
   if (role == 0) scan_forward<T, KP, VT>(a, tile, smem);
@@ -702,9 +815,10 @@ __global__ void __launch_bounds__(kThreads, 1) gdn_grad_kernel(GradArgs a) {
   const T* v = static_cast<const T*>(a.v);
   const T* dout = static_cast<const T*>(a.dout);
 
-  load_tile<kC, KP, LDK>(qs, q + ((b * d.L + t0) * d.H + h) * d.K, d.H * d.K, n, int(d.K));
-  load_tile<kC, KP, LDK>(ks, k + ((b * d.L + t0) * d.H + h) * d.K, d.H * d.K, n, int(d.K));
-  load_tile<kC, kC, kLDA>(Am, a.A + (bhv * d.NC + c) * (kC * kC), kC, kC, kC);
+  load_tile_async<kC, KP, LDK>(qs, q + ((b * d.L + t0) * d.H + h) * d.K, d.H * d.K, n, int(d.K));
+  load_tile_async<kC, KP, LDK>(ks, k + ((b * d.L + t0) * d.H + h) * d.K, d.H * d.K, n, int(d.K));
+  load_tile_async<kC, kC, kLDA>(Am, a.A + (bhv * d.NC + c) * (kC * kC), kC, kC, kC);
+  cp_async_commit();
   for (int idx = tid; idx < kC * kLDA; idx += kThreads) {
     DM[idx] = 0.f;
     DAU[idx] = 0.f;
@@ -718,6 +832,7 @@ __global__ void __launch_bounds__(kThreads, 1) gdn_grad_kernel(GradArgs a) {
     gl[tid] = expf(glast - gr);
     cacc[tid] = sacc[tid] = tacc[tid] = 0.f;
   }
+  cp_async_wait<0>();
   __syncthreads();
 
   auto Ka = [&](int r, int i) { return ld(ks[r * LDK + i]); };
@@ -751,19 +866,24 @@ __global__ void __launch_bounds__(kThreads, 1) gdn_grad_kernel(GradArgs a) {
     const int tile = int(colb / a.vt), off = int(colb % a.vt);
     const int ncol = int(min64(VB, d.V - colb));
     __syncthreads();  // the previous block is done with every value-block buffer
-    {
-      const int64_t base = ((bhv * d.NC + c) * a.tiles + tile) * (int64_t(KP) * a.vt) + off;
-      for (int idx = tid; idx < KP * (VB / 4); idx += kThreads) {
-        const int i = idx / (VB / 4), cc = (idx % (VB / 4)) * 4;
-        const float4 s = *reinterpret_cast<const float4*>(a.ckS + base + int64_t(i) * a.vt + cc);
-        const float4 ds = *reinterpret_cast<const float4*>(a.ckD + base + int64_t(i) * a.vt + cc);
-        *reinterpret_cast<float4*>(Sb + i * LDB + cc) = s;
-        *reinterpret_cast<float4*>(dSb + i * LDB + cc) = ds;
-        dss += s.x * ds.x + s.y * ds.y + s.z * ds.z + s.w * ds.w;
-      }
+    // All of the block's loads in flight at once: the S and dS' blocks (ckpt rows of vt floats)
+    // and the v / dout columns.
+    const int64_t base = ((bhv * d.NC + c) * a.tiles + tile) * (int64_t(KP) * a.vt) + off;
+    for (int idx = tid; idx < KP * (VB / 4); idx += kThreads) {
+      const int i = idx / (VB / 4), cc = (idx % (VB / 4)) * 4;
+      cp_async16(Sb + i * LDB + cc, a.ckS + base + int64_t(i) * a.vt + cc, true);
+      cp_async16(dSb + i * LDB + cc, a.ckD + base + int64_t(i) * a.vt + cc, true);
     }
-    load_tile<kC, VB, LDV>(vbs, v + ((b * d.L + t0) * d.HV + hv) * d.V + colb, d.HV * d.V, n, ncol);
-    load_tile<kC, VB, LDV>(dos, dout + ((b * d.L + t0) * d.HV + hv) * d.V + colb, d.HV * d.V, n, ncol);
+    load_tile_async<kC, VB, LDV>(vbs, v + ((b * d.L + t0) * d.HV + hv) * d.V + colb, d.HV * d.V, n, ncol);
+    load_tile_async<kC, VB, LDV>(dos, dout + ((b * d.L + t0) * d.HV + hv) * d.V + colb, d.HV * d.V, n, ncol);
+    cp_async_commit();
+    cp_async_wait<0>();
+    for (int idx = tid; idx < KP * (VB / 4); idx += kThreads) {  // this thread's own copies: no barrier needed
+      const int i = idx / (VB / 4), cc = (idx % (VB / 4)) * 4;
+      const float4 s = *reinterpret_cast<const float4*>(Sb + i * LDB + cc);
+      const float4 ds = *reinterpret_cast<const float4*>(dSb + i * LDB + cc);
+      dss += s.x * ds.x + s.y * ds.y + s.z * ds.z + s.w * ds.w;
+    }
     __syncthreads();
     {  // K S, K dS', Q S
       float aKS[NS1][4] = {}, aKD[NS1][4] = {}, aQS[NS1][4] = {};
@@ -981,8 +1101,9 @@ GdnDims dims_of(const Tensor& q, const Tensor& v) {
   return d;
 }
 
-// Value columns per scan block. 32 lets two blocks share an SM (K <= 128) and doubles the blocks
-// of the sequential walk; 64 halves the repeated k-side work per column.
+// Value columns per scan block: 32 doubles the blocks of the sequential walk, 64 halves the
+// k-side work (q, k loads, M, K S) repeated per column. 64 was faster on an H100 at both target
+// shapes (lt2 bench gdn; LT2_GDN_VT or value_tile picks either).
 int choose_vt(int requested) {
   if (requested == 32 || requested == 64) return requested;
   LT2_CHECK(requested == 0, "gdn chunked: value tile must be 0 (auto), 32 or 64, got ", requested);
@@ -990,7 +1111,7 @@ int choose_vt(int requested) {
     const int x = std::atoi(s);
     if (x == 32 || x == 64) return x;
   }
-  return 32;
+  return 64;
 }
 
 template <class T, int KP>

@@ -1,5 +1,7 @@
 #include "model/looped_model.h"
 
+#include <algorithm>
+
 #include "ops/ops.h"
 
 namespace lt2 {
@@ -83,6 +85,15 @@ LoopedModel::Caches LoopedModel::make_caches(int64_t batch, int64_t context) con
 }
 
 Tensor LoopedModel::forward_impl(const Tensor& ids, Ctx* ctx, Caches* caches, const CacheRun* r) const {
+  const Tensor xf = trunk(ids, ctx, caches, r);
+  const int64_t B = ids.dim(0), L = ids.dim(1);
+  if (r && r->mode == CacheRun::Prefill && !r->all_logits)  // a prompt needs only its last prediction
+    return ops::linear(xf.reshape({L, cfg_.hidden_size}).select(L - 1).reshape({1, 1, cfg_.hidden_size}).clone(),
+                       head_weight());
+  return ops::linear(xf, head_weight()).reshape({B, L, cfg_.vocab_size});
+}
+
+Tensor LoopedModel::trunk(const Tensor& ids, Ctx* ctx, Caches* caches, const CacheRun* r) const {
   LT2_CHECK(ids.dtype() == DType::I32 && ids.ndim() == 2, "model input must be I32 token ids [B, L], got ",
             dtype_name(ids.dtype()), " ", shape_str(ids.shape()));
   const int64_t B = ids.dim(0), L = ids.dim(1), T = cfg_.num_loops, N = cfg_.num_hidden_layers;
@@ -119,16 +130,47 @@ Tensor LoopedModel::forward_impl(const Tensor& ids, Ctx* ctx, Caches* caches, co
     if (ctx) ctx->rstd_final = rstd;
   }
   if (ctx) ctx->h_final = h, ctx->xf = xf;
-  if (r && r->mode == CacheRun::Prefill && !r->all_logits)  // a prompt needs only its last prediction
-    return ops::linear(xf.reshape({L, cfg_.hidden_size}).select(L - 1).reshape({1, 1, cfg_.hidden_size}).clone(),
-                       head_weight());
-  return ops::linear(xf, head_weight()).reshape({B, L, cfg_.vocab_size});
+  return xf;
 }
 
 void LoopedModel::backward(Ctx& c, const Tensor& dlogits) {
-  const int64_t T = cfg_.num_loops, N = cfg_.num_hidden_layers;
   Tensor& dhead = cfg_.tie_word_embeddings ? embed_.grad : head_.grad;
-  Tensor dh = ops::linear_backward(c.xf, head_weight(), dlogits, dhead);
+  backward_trunk(c, ops::linear_backward(c.xf, head_weight(), dlogits, dhead));
+}
+
+// Rows per loss chunk: about 256 Mi logits entries, whatever the vocabulary.
+int64_t LoopedModel::loss_chunk_rows() const {
+  return loss_chunk_rows_ > 0 ? loss_chunk_rows_ : std::max<int64_t>(64, (int64_t(1) << 28) / cfg_.vocab_size);
+}
+int64_t LoopedModel::loss_chunks(int64_t rows) const { return (rows + loss_chunk_rows() - 1) / loss_chunk_rows(); }
+
+void LoopedModel::loss_backward(const Tensor& ids, const Tensor& targets, double grad_scale, Tensor& stats) {
+  LT2_CHECK(!targets.on_cuda() && targets.dtype() == DType::I32 && targets.numel() == ids.numel(),
+            "loss_backward: targets must be host I32 [", ids.numel(), "]");
+  const int64_t rows = ids.numel(), d = cfg_.hidden_size, chunk = loss_chunk_rows();
+  check_shape(stats, {loss_chunks(rows), 3}, "loss_backward stats");
+  const int32_t* tg = targets.data<int32_t>();
+  const int64_t scored = std::count_if(tg, tg + rows, [](int32_t t) { return t >= 0; });
+  Ctx ctx;
+  const Tensor xf = trunk(ids, &ctx, nullptr, nullptr).reshape({rows, d});
+  const Tensor targets_dev = targets.reshape({rows}).to(device_);
+  Tensor dxf = Tensor::empty_like(xf);
+  Tensor& dhead = cfg_.tie_word_embeddings ? embed_.grad : head_.grad;
+  for (int64_t c = 0, r0 = 0; r0 < rows; ++c, r0 += chunk) {
+    const int64_t n = std::min(chunk, rows - r0);
+    const int64_t chunk_scored = std::count_if(tg + r0, tg + r0 + n, [](int32_t t) { return t >= 0; });
+    const Tensor xc = xf.narrow(r0, n);
+    Tensor dlogits, chunk_stats = stats.select(c);
+    // cross_entropy_stats divides by the chunk's scored rows; the batch mean wants all of them.
+    const double scale = scored > 0 ? grad_scale * double(chunk_scored) / double(scored) : 0.0;
+    ops::cross_entropy_stats(ops::linear(xc, head_weight()), targets_dev.narrow(r0, n), &dlogits, scale, chunk_stats);
+    dxf.narrow(r0, n).copy_from(ops::linear_backward(xc, head_weight(), dlogits, dhead));
+  }
+  backward_trunk(ctx, dxf.reshape(xf.shape()).reshape({ids.dim(0), ids.dim(1), d}));
+}
+
+void LoopedModel::backward_trunk(Ctx& c, Tensor dh) {
+  const int64_t T = cfg_.num_loops, N = cfg_.num_hidden_layers;
   if (!cfg_.norm_between_loops) dh = ops::rmsnorm_backward(c.h_final, norm_.w(), c.rstd_final, dh, norm_.grad);
   for (int t = int(T) - 1; t >= 0; --t) {
     Tensor dx;  // gradient w.r.t. the blocks' output h~ of this loop

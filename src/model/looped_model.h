@@ -54,12 +54,27 @@ class LoopedModel {
   // dlogits [B, L, V]; accumulates every parameter's gradient and frees ctx.
   void backward(Ctx& ctx, const Tensor& dlogits);
 
+  // Training: forward, cross-entropy and backward with the LM head and the loss fused over
+  // chunks of rows, so the [B*L, V] logits never exist whole. targets I32 [B*L] on the host
+  // (-1 = ignored); dlogits are scaled by grad_scale / (scored rows of the whole batch).
+  // stats [loss_chunks(B*L), 3] on the model's device receives each chunk's
+  // {loss sum, scored rows, first bad row} (see ops::cross_entropy_stats). Accumulates gradients.
+  void loss_backward(const Tensor& ids, const Tensor& targets, double grad_scale, Tensor& stats);
+  int64_t loss_chunks(int64_t rows) const;
+  int64_t loss_chunk_rows() const;  // rows per chunk (the last one may be shorter)
+  void set_loss_chunk_rows(int64_t rows) { loss_chunk_rows_ = rows; }  // 0: about 256 Mi logits per chunk
+
  private:
   Tensor forward_impl(const Tensor& ids, Ctx* ctx, Caches* caches, const CacheRun* r) const;
+  // The trunk: embedding, T loops, final norm -> xf [B, L, d] (the LM head's input).
+  Tensor trunk(const Tensor& ids, Ctx* ctx, Caches* caches, const CacheRun* r) const;
+  // Backward from dxf (the gradient at the LM head's input).
+  void backward_trunk(Ctx& ctx, Tensor dh);
   ModelConfig cfg_;
   DType dtype_;
   Device device_ = Device::CPU;
   DType compute_dtype_;
+  int64_t loss_chunk_rows_ = 0;
   Param embed_, rho_, norm_, head_;
   std::vector<std::unique_ptr<Block>> blocks_;
   ParamList params_;

@@ -32,22 +32,19 @@ StepStats Trainer::step() {
   model_.zero_grad();
   const int64_t V = model_.config().vocab_size, A = cfg_.grad_accum;
   // The step's numbers stay on the model's device until one read at the end (on a GPU, the
-  // step's only host synchronisation): row i < A = micro-batch i's {loss sum, scored rows,
-  // first bad target row}; row A, element 0 = the squared gradient norm.
-  Tensor stats = Tensor::zeros({A + 1, 3}, DType::F64, model_.device());
-  std::vector<int64_t> rows(static_cast<size_t>(A));
+  // step's only host synchronisation): C rows per micro-batch, one per loss chunk, of
+  // {loss sum, scored rows, first bad target row}; the last row's element 0 = the squared
+  // gradient norm.
+  const int64_t rows = int64_t(cfg_.batch_size) * cfg_.seq_len, C = model_.loss_chunks(rows);
+  Tensor stats = Tensor::zeros({A * C + 1, 3}, DType::F64, model_.device());
   for (int64_t micro = 0; micro < A; ++micro) {
     const Batch b = data_.train_batch(uint64_t(step_ * A + micro));
-    LoopedModel::Ctx ctx;
-    Tensor logits = model_.forward(b.ids, &ctx);
-    Tensor dlogits, loss_stats = stats.select(micro);
-    ops::cross_entropy_stats(logits.reshape({b.ids.numel(), V}), b.targets.reshape({b.ids.numel()}).to(model_.device()),
-                             &dlogits, 1.0 / double(A), loss_stats);
-    model_.backward(ctx, dlogits.reshape(logits.shape()));
-    rows[size_t(micro)] = b.ids.numel();
-    st.tokens += b.ids.numel();
+    LT2_CHECK(b.ids.numel() == rows, "micro-batch of ", b.ids.numel(), " tokens, expected ", rows);
+    Tensor loss_stats = stats.narrow(micro * C, C);
+    model_.loss_backward(b.ids, b.targets.reshape({rows}), 1.0 / double(A), loss_stats);
+    st.tokens += rows;
   }
-  Tensor norm_sq = stats.select(A);
+  Tensor norm_sq = stats.select(A * C);
   for (const Param* p : model_.params()) ops::accumulate_sum_squares(p->grad, norm_sq);
   ++step_;
   st.lr = cfg_.lr_at(step_);
@@ -60,12 +57,17 @@ StepStats Trainer::step() {
 
   const Tensor host = stats.on_cuda() ? stats.to(Device::CPU) : stats;
   for (int64_t micro = 0; micro < A; ++micro) {
-    const double sum = host.item(micro * 3), count = host.item(micro * 3 + 1);
-    LT2_CHECK(host.item(micro * 3 + 2) >= double(rows[size_t(micro)]), "training data: micro-batch ", micro,
-              " of step ", step_, " has a target id outside [0, ", V, ")");
+    double sum = 0, count = 0;
+    for (int64_t c = 0; c < C; ++c) {
+      const int64_t row = (micro * C + c) * 3, chunk = model_.loss_chunk_rows();
+      const int64_t n = std::min(chunk, rows - c * chunk);  // the chunk's rows: "first bad row" when none is bad
+      sum += host.item(row), count += host.item(row + 1);
+      LT2_CHECK(host.item(row + 2) >= double(n), "training data: micro-batch ", micro, " of step ", step_,
+                " has a target id outside [0, ", V, ")");
+    }
     st.loss += (count > 0 ? sum / count : 0.0) / double(A);
   }
-  st.grad_norm = std::sqrt(host.item(A * 3));
+  st.grad_norm = std::sqrt(host.item(A * C * 3));
   LT2_CHECK(std::isfinite(st.loss), "training diverged: loss is ", st.loss, " at step ", step_);
   LT2_CHECK(std::isfinite(st.grad_norm), "training diverged: gradient norm is ", st.grad_norm, " at step ", step_);
   return st;
