@@ -118,4 +118,20 @@ std::string Args::usage() const {
   return s + "  --help                  show this help\n";
 }
 
+std::vector<int64_t> Args::dims(const std::string& item, const std::string& flag, const std::string& form) {
+  std::vector<int64_t> v;
+  size_t pos = 0;
+  while (true) {
+    const size_t x = item.find('x', pos);
+    const std::string part = item.substr(pos, x == std::string::npos ? std::string::npos : x - pos);
+    char* end = nullptr;
+    const long long n = std::strtoll(part.c_str(), &end, 10);
+    LT2_CHECK(!part.empty() && end && *end == '\0' && n >= 1, "--", flag, ": bad item '", item, "' (expected ", form,
+              ", all >= 1)");
+    v.push_back(n);
+    if (x == std::string::npos) return v;
+    pos = x + 1;
+  }
+}
+
 }  // namespace lt2::cli

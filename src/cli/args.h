@@ -27,6 +27,9 @@ class Args {
   std::vector<int64_t> int_list(const std::string& name, const std::string& def) const;
   std::vector<double> number_list(const std::string& name, const std::string& def) const;
   const std::vector<std::string>& positionals() const { return positionals_; }
+  // A shape such as "8x2048x6" from a list item: integers >= 1 separated by 'x'. `form` names
+  // the expected layout for the error message (e.g. "BxLxHxD").
+  static std::vector<int64_t> dims(const std::string& item, const std::string& flag, const std::string& form);
   bool help() const { return help_; }
   std::string usage() const;
 

@@ -33,10 +33,12 @@ double seconds_since(clk::time_point t) { return std::chrono::duration<double>(c
 
 static int bench_decode(int argc, char** argv);
 int bench_attn(int argc, char** argv);  // cmd_bench_attn.cpp
+int bench_gdn(int argc, char** argv);   // cmd_bench_gdn.cpp
 
 int cmd_bench(int argc, char** argv) {
   if (argc >= 3 && std::string(argv[2]) == "decode") return bench_decode(argc, argv);
   if (argc >= 3 && std::string(argv[2]) == "attn") return bench_attn(argc, argv);
+  if (argc >= 3 && std::string(argv[2]) == "gdn") return bench_gdn(argc, argv);
   Args a("lt2 bench train", {{"config", true, "preset or JSON run config (default: default)"},
                              {"steps", true, "timed steps (default 5)"},
                              {"warmup", true, "untimed steps first (default 1)"},
@@ -48,7 +50,8 @@ int cmd_bench(int argc, char** argv) {
   const bool help = a.help() || (argc >= 3 && (std::string(argv[2]) == "--help" || std::string(argv[2]) == "-h"));
   if (help || argc < 3 || std::string(argv[2]) != "train") {
     std::printf("usage: lt2 bench train [--config NAME|FILE] [flags]\n       lt2 bench decode [flags]\n"
-                "       lt2 bench attn [flags]   (GPU attention kernels)\n\n%s",
+                "       lt2 bench attn [flags]   (GPU attention kernels)\n"
+                "       lt2 bench gdn [flags]    (GPU Gated DeltaNet kernels)\n\n%s",
                 a.usage().c_str());
     return help ? 0 : 2;
   }

@@ -28,19 +28,7 @@ struct AttnShape {
 
 // "BxLxHxD" (Hkv = H) or "BxLxHxHkvxD".
 AttnShape parse_shape(const std::string& s) {
-  std::vector<int64_t> v;
-  size_t pos = 0;
-  while (pos <= s.size()) {
-    const size_t x = s.find('x', pos);
-    const std::string item = s.substr(pos, x == std::string::npos ? std::string::npos : x - pos);
-    char* end = nullptr;
-    const long long n = std::strtoll(item.c_str(), &end, 10);
-    LT2_CHECK(!item.empty() && end && *end == '\0' && n >= 1, "--shapes: bad item '", s,
-              "' (expected BxLxHxD or BxLxHxHkvxD, all >= 1)");
-    v.push_back(n);
-    if (x == std::string::npos) break;
-    pos = x + 1;
-  }
+  const std::vector<int64_t> v = Args::dims(s, "shapes", "BxLxHxD or BxLxHxHkvxD");
   LT2_CHECK(v.size() == 4 || v.size() == 5, "--shapes: '", s, "' needs 4 or 5 numbers (BxLxHxD or BxLxHxHkvxD)");
   const AttnShape a = v.size() == 4 ? AttnShape{v[0], v[1], v[2], v[2], v[3]} : AttnShape{v[0], v[1], v[2], v[3], v[4]};
   LT2_CHECK(a.H % a.Hkv == 0, "--shapes: '", s, "': H must be a multiple of Hkv");

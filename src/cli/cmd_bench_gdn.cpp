@@ -34,19 +34,7 @@ struct GdnBenchShape {
 
 // "BxLxHxKxV".
 GdnBenchShape parse_gdn_shape(const std::string& s) {
-  std::vector<int64_t> v;
-  size_t pos = 0;
-  while (pos <= s.size()) {
-    const size_t x = s.find('x', pos);
-    const std::string item = s.substr(pos, x == std::string::npos ? std::string::npos : x - pos);
-    char* end = nullptr;
-    const long long n = std::strtoll(item.c_str(), &end, 10);
-    LT2_CHECK(!item.empty() && end && *end == '\0' && n >= 1, "--shapes: bad item '", s,
-              "' (expected BxLxHxKxV, all >= 1)");
-    v.push_back(n);
-    if (x == std::string::npos) break;
-    pos = x + 1;
-  }
+  const std::vector<int64_t> v = Args::dims(s, "shapes", "BxLxHxKxV");
   LT2_CHECK(v.size() == 5, "--shapes: '", s, "' needs 5 numbers (BxLxHxKxV)");
   return {v[0], v[1], v[2], v[3], v[4]};
 }

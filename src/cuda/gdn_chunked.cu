@@ -18,8 +18,10 @@
 // Note that dS needs neither S nor Δ: the reverse scan over chunks is independent of the
 // forward one.
 //
-// Global loads go by cp.async, a whole tile in flight at once; the scan prefetches the next
-// chunk's inputs while it computes the current one (it is latency-bound, not bandwidth-bound).
+// Global loads go by cp.async, a whole tile in flight at once, and the scan prefetches the next
+// chunk's inputs while it computes the current one, so no phase waits on a round trip to memory.
+// (Measured on an H100, that gained only ~5 %: the scan's time goes elsewhere, most likely to
+// the per-element shared-memory fragment loads and the 8 warps per SM it runs with.)
 //
 // Kernels (each thread block 8 warps):
 //   prep  (chunk, hv, b), parallel: γ, K Kᵀ, L and A = (I + L)^{-1} by column-parallel forward

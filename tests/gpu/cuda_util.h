@@ -4,11 +4,30 @@
 // CPU reference in float64 and the CUDA op in that dtype, and compares by relative L2.
 #include <gtest/gtest.h>
 
+#include <string>
+
 #include "../gradcheck.h"
 #include "core/tensor.h"
+#include "cpu/cpu_ops.h"
 #include "cuda/runtime.h"
+#if LT2_HAVE_CUDA
+#include "cuda/cuda_ops.h"
+#else
+#include "ops/ops.h"
+#endif
 
 namespace lt2::test {
+
+// The backend under test. Without CUDA the tests skip; the alias only keeps them linking.
+#if LT2_HAVE_CUDA
+namespace gpu = lt2::cuda;
+#else
+namespace gpu = lt2::ops;
+#endif
+
+// Both storage dtypes of the GPU, and a case label such as "dq (BF16)".
+inline constexpr DType kDtypes[] = {DType::F32, DType::BF16};
+inline std::string name(const std::string& what, DType dt) { return cat(what, " (", dtype_name(dt), ")"); }
 
 // Tolerances of the issue: bf16 storage (fp32 arithmetic) and pure fp32 paths.
 inline double parity_tol(DType dt) { return dt == DType::BF16 ? 1e-2 : 1e-5; }

@@ -15,13 +15,9 @@
 #include <string>
 #include <vector>
 
-#include "cpu/cpu_ops.h"
 #include "cuda_util.h"
 #if LT2_HAVE_CUDA
-#include "cuda/cuda_ops.h"
 #include "cuda/flash_attention.h"
-#else
-#include "ops/ops.h"  // no CUDA backend: the tests skip, this only keeps them linking
 #endif
 
 using namespace lt2;
@@ -29,11 +25,6 @@ using namespace lt2::test;
 
 namespace {
 
-#if LT2_HAVE_CUDA
-namespace gpu = lt2::cuda;
-#else
-namespace gpu = lt2::ops;
-#endif
 
 struct FlashCase {
   int64_t B, L, H, Hkv, D, window;

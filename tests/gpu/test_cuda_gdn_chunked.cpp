@@ -13,10 +13,8 @@
 #include <string>
 #include <tuple>
 
-#include "cpu/cpu_ops.h"
 #include "cuda_util.h"
 #if LT2_HAVE_CUDA
-#include "cuda/cuda_ops.h"
 #include "cuda/gdn_chunked.h"
 #endif
 
@@ -150,8 +148,6 @@ void check(const Case& c, DType dt, uint64_t seed) {
                 tag.c_str(), vt, e_o, e_hT, e_dq, e_dk, e_dv, e_dh0, e_db, e_dg);
   }
 }
-
-const DType kDtypes[] = {DType::BF16, DType::F32};
 
 }  // namespace
 

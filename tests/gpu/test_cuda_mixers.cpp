@@ -9,28 +9,14 @@
 #include <cmath>
 #include <string>
 
-#include "cpu/cpu_ops.h"
 #include "cuda_util.h"
-#if LT2_HAVE_CUDA
-#include "cuda/cuda_ops.h"
-#else
-#include "ops/ops.h"  // no CUDA backend: the tests skip, this only keeps them linking
-#endif
 
 using namespace lt2;
 using namespace lt2::test;
 
 namespace {
 
-#if LT2_HAVE_CUDA
-namespace gpu = lt2::cuda;
-#else
-namespace gpu = lt2::ops;
-#endif
 
-const DType kDtypes[] = {DType::F32, DType::BF16};
-
-std::string name(const std::string& what, DType dt) { return cat(what, " (", dtype_name(dt), ")"); }
 
 // Where the exact answer is zero (attention with one visible key: dq = dk = 0), a relative
 // distance means nothing: the reference then holds only rounding residue (RMS below 1e-6,

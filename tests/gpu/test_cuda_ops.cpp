@@ -8,28 +8,14 @@
 #include <cmath>
 #include <string>
 
-#include "cpu/cpu_ops.h"
 #include "cuda_util.h"
-#if LT2_HAVE_CUDA
-#include "cuda/cuda_ops.h"
-#else
-#include "ops/ops.h"  // no CUDA backend: the tests skip, this only keeps them linking
-#endif
 
 using namespace lt2;
 using namespace lt2::test;
 
 namespace {
 
-#if LT2_HAVE_CUDA
-namespace gpu = lt2::cuda;
-#else
-namespace gpu = lt2::ops;
-#endif
 
-const DType kDtypes[] = {DType::F32, DType::BF16};
-
-std::string name(const char* what, DType dt) { return cat(what, " (", dtype_name(dt), ")"); }
 
 // got must be a GPU tensor of dtype `dtype` close to want (F64 reference on the CPU).
 void expect_gpu(const Tensor& got, DType dtype, const Tensor& want, double tol, const std::string& what) {
