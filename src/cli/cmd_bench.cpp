@@ -183,6 +183,7 @@ static int bench_decode(int argc, char** argv) {
     if (("," + want + ",").find(std::string(",") + keys[i] + ",") != std::string::npos) variants.push_back(all[i]);
   LT2_CHECK(!variants.empty(), "--mixers: expected a comma list of full, window, gdn, hybrid; got '", want, "'");
   const int64_t max_ctx = *std::max_element(contexts.begin(), contexts.end());
+  if (const auto parent = std::filesystem::path(out).parent_path(); !parent.empty()) fs::make_dirs(parent.string());
 
   const Device device = chosen_device(a);
   const bool gpu = device == Device::CUDA;
@@ -210,6 +211,7 @@ static int bench_decode(int argc, char** argv) {
                       (long long)T, (long long)ctx, (long long)batch, p.prefill_tokens_per_s, p.decode_tokens_per_s,
                       p.ms_per_step, (long long)p.cache_bytes, p.floor_ms, 100 * p.floor_ms / p.ms_per_step);
         csv += line;
+        fs::write_file_atomic(out + ".csv", csv);  // each point as soon as it is measured: long sweeps keep what ran
         if (T == T_ref) a1.points.emplace_back(ctx, p.decode_tokens_per_s), a2.points.emplace_back(ctx, p.cache_bytes / 1048576.0);
         if (ctx == max_ctx) a3.points.emplace_back(T, p.decode_tokens_per_s), a4.points.emplace_back(T, p.cache_bytes / 1048576.0);
         char st[160];
@@ -231,9 +233,6 @@ static int bench_decode(int argc, char** argv) {
                 "lt2 decode, %s, d=%lld, N=%lld layers, batch %lld (measured; GEMM %.0f GFLOP/s, copy %.1f GB/s)",
                 gpu ? ("bf16 on " + device_label(device)).c_str() : "CPU fp32", (long long)base.hidden_size,
                 (long long)n, (long long)batch, mc.sgemm_gflops, mc.copy_gbps);
-  const auto parent = std::filesystem::path(out).parent_path();
-  if (!parent.empty()) fs::make_dirs(parent.string());
-  fs::write_file_atomic(out + ".csv", csv);
   fs::write_file_atomic(out + ".svg", report::svg_document(title, charts, 2, 560, 330));
   std::printf("%s", csv.c_str());
   std::fprintf(stderr, "wrote %s.csv and %s.svg\n", out.c_str(), out.c_str());

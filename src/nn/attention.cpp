@@ -95,6 +95,17 @@ static void put_row(Tensor& cache, int64_t dst_b, int64_t dst_row, const Tensor&
   cache.select(dst_b).select(dst_row).copy_from(x.select(src_b).select(src_row));
 }
 
+// Copies positions [p0, L) of a prompt's x [1, L, Hkv, D] into batch slot `slot` of the cache,
+// as at most two contiguous blocks (a ring wraps once), not one copy per row.
+static void put_rows(Tensor& cache, const KvCache& c, int64_t slot, const Tensor& x, int64_t p0) {
+  const int64_t L = x.dim(1);
+  for (int64_t p = p0; p < L;) {
+    const int64_t row = c.row_of(p), n = std::min(L - p, c.rows() - row);
+    cache.select(slot).narrow(row, n).copy_from(x.select(0).narrow(p, n));
+    p += n;
+  }
+}
+
 Tensor AttentionMixer::run(const Tensor& x, int loop, LayerCache& base, const CacheRun& r) const {
   auto& c = static_cast<KvCache&>(base);
   const int64_t B = x.dim(0), L = x.dim(1), window = window_per_loop_.at(loop);
@@ -107,10 +118,9 @@ Tensor AttentionMixer::run(const Tensor& x, int loop, LayerCache& base, const Ca
     LT2_CHECK(c.window > 0 || L <= c.rows(), "prompt of ", L, " tokens exceeds the cache's context limit ", c.rows());
     q = ops::rope(q, theta_, 0);
     k = ops::rope(k, theta_, 0);
-    for (int64_t p = c.window > 0 ? std::max<int64_t>(0, L - c.window) : 0; p < L; ++p) {
-      put_row(c.k, r.slot, c.row_of(p), k, 0, p);
-      put_row(c.v, r.slot, c.row_of(p), v, 0, p);
-    }
+    const int64_t p0 = c.window > 0 ? std::max<int64_t>(0, L - c.window) : 0;  // a ring keeps the last w
+    put_rows(c.k, c, r.slot, k, p0);
+    put_rows(c.v, c, r.slot, v, p0);
     a = ops::attention(q, k, v, window, 1.0 / std::sqrt(double(D_)), nullptr);
   } else {
     const std::vector<int64_t>& pos = *r.positions;
