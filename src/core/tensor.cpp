@@ -117,12 +117,13 @@ void Tensor::copy_from(const Tensor& src) {
     const bool gpu_cast = (on_cuda() || src.on_cuda()) && dtype_ != DType::F64 && src.dtype_ != DType::F64 &&
                           dtype_ != DType::I32 && src.dtype_ != DType::I32;
     if (gpu_cast) {
-      Tensor s = src.to(Device::CUDA), d = on_cuda() ? *this : empty(shape_, dtype_, Device::CUDA);
+      const Tensor s = src.on_cuda() ? src : src.to(Device::CUDA);
+      Tensor d = on_cuda() ? *this : empty(shape_, dtype_, Device::CUDA);
       cuda::cast(s.bytes(), int(s.dtype_), d.bytes(), int(dtype_), numel());
       if (!on_cuda()) copy_from(d);
       return;
     }
-    Tensor s = src.to(Device::CPU);
+    const Tensor s = src.on_cuda() ? src.to(Device::CPU) : src;
     Tensor d = on_cuda() ? empty(shape_, dtype_) : *this;
     const int64_t n = numel();
     for (int64_t i = 0; i < n; ++i) d.set(i, s.item(i));
