@@ -16,15 +16,6 @@ using namespace lt2::test;
 namespace {
 
 
-
-// got must be a GPU tensor of dtype `dtype` close to want (F64 reference on the CPU).
-void expect_gpu(const Tensor& got, DType dtype, const Tensor& want, double tol, const std::string& what) {
-  ASSERT_TRUE(got.defined()) << what << ": output missing";
-  EXPECT_TRUE(got.on_cuda()) << what << ": not on the GPU";
-  EXPECT_EQ(got.dtype(), dtype) << what << ": dtype " << dtype_name(got.dtype());
-  expect_close(got, want, tol, what);
-}
-
 // A parameter gradient that already holds a value: F64 for the CPU, F32 for the GPU.
 struct ParamGrad {
   Tensor cpu, gpu;
