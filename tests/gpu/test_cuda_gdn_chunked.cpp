@@ -13,7 +13,7 @@
 #include <string>
 #include <tuple>
 
-#include "cuda_util.h"
+#include "gdn_cases.h"
 #if LT2_HAVE_CUDA
 #include "cuda/gdn_chunked.h"
 #endif
@@ -23,65 +23,6 @@ using namespace lt2::test;
 
 #if LT2_HAVE_CUDA
 namespace {
-
-enum class Decay { Normal, Strong, ZeroSteps };
-
-struct Case {
-  int64_t B, L, H, HV, K, V;
-  Decay decay;
-  bool with_h0, with_dhT;
-};
-
-struct Tols {
-  double o, hT, dqkv, dh0, dgates;
-};
-// The bounds: bf16 operands round only intermediates (TF32 products, fp32 state); the
-// F32 path (three TF32 products per step) must match the fp32 recurrence closely.
-Tols tols(DType dt) {
-  if (dt == DType::BF16) return {5e-3, 5e-3, 8e-3, 8e-3, 2e-2};
-  return {1e-4, 1e-4, 1e-4, 1e-4, 1e-4};
-}
-
-// Rows of the last dim scaled to L2 norm `scale` (F64, in place), as the GDN layer's q / k.
-void l2_normalise_rows(Tensor& x, double scale) {
-  const int64_t n = x.dim(-1), rows = x.numel() / n;
-  double* p = x.data<double>();
-  for (int64_t r = 0; r < rows; ++r) {
-    double ss = 0;
-    for (int64_t i = 0; i < n; ++i) ss += p[r * n + i] * p[r * n + i];
-    const double f = scale / std::sqrt(ss + 1e-6);
-    for (int64_t i = 0; i < n; ++i) p[r * n + i] *= f;
-  }
-}
-
-struct Inputs {
-  Tensor q, k, v, beta, g, h0, dout, dhT;  // F64 on the CPU
-};
-
-Inputs make_inputs(const Case& c, uint64_t seed) {
-  Inputs in;
-  in.q = randn({c.B, c.L, c.H, c.K}, seed);
-  in.k = randn({c.B, c.L, c.H, c.K}, seed + 1);
-  l2_normalise_rows(in.q, 1.0 / std::sqrt(double(c.K)));
-  l2_normalise_rows(in.k, 1.0);
-  in.v = randn({c.B, c.L, c.HV, c.V}, seed + 2);
-  in.beta = uniform({c.B, c.L, c.HV}, seed + 3, 0.02, 0.98);
-  in.g = randn({c.B, c.L, c.HV}, seed + 4, 1.5);
-  for (int64_t i = 0; i < in.g.numel(); ++i) {
-    const double x = in.g.item(i);
-    double gi = -std::min(5.0, x > 20 ? x : std::log1p(std::exp(x)));  // -softplus, the model's range
-    if (c.decay == Decay::Strong) gi = -3.0 - 2.0 * std::abs(std::tanh(x));  // alpha <= e^-3
-    if (c.decay == Decay::ZeroSteps && i % 3 == 0) gi = 0.0;                 // alpha = 1 exactly
-    in.g.set(i, gi);
-  }
-  if (c.with_h0) in.h0 = randn({c.B, c.HV, c.K, c.V}, seed + 5, 0.5);
-  in.dout = randn({c.B, c.L, c.HV, c.V}, seed + 6);
-  if (c.with_dhT) in.dhT = randn({c.B, c.HV, c.K, c.V}, seed + 7, 0.5);
-  return in;
-}
-
-Tensor ref_f32(const Tensor& t) { return t.defined() ? rounded(t, DType::F32) : Tensor(); }
-Tensor gpu_f32(const Tensor& t) { return t.defined() ? on_gpu(t, DType::F32) : Tensor(); }
 
 // Relative L2 distance of a GPU result to the reference; +inf when missing or misplaced.
 double distance(const Tensor& got, DType dtype, const Tensor& want, const std::string& what) {
@@ -95,21 +36,21 @@ double distance(const Tensor& got, DType dtype, const Tensor& want, const std::s
   return std::isfinite(e) ? e : INFINITY;
 }
 
-std::string tag_of(const Case& c, DType dt) {
+std::string tag_of(const GdnCase& c, DType dt) {
   const char* decay = c.decay == Decay::Normal ? "normal" : c.decay == Decay::Strong ? "strong" : "zero-steps";
   return cat("B", c.B, " L", c.L, " H", c.H, " HV", c.HV, " K", c.K, " V", c.V, " ", decay, c.with_h0 ? " h0" : "",
              c.with_dhT ? " dhT" : "", " ", dtype_name(dt));
 }
 
-void check(const Case& c, DType dt, uint64_t seed) {
+void check(const GdnCase& c, DType dt, uint64_t seed) {
   const std::string tag = tag_of(c, dt);
   SCOPED_TRACE(tag);
   if (!cuda::gdn_chunked_supported(dt, c.K, c.V)) {
     std::printf("[gdn-chunked] %s: not supported by the chunked kernels (the recurrence serves it)\n", tag.c_str());
     return;
   }
-  const Tols tol = tols(dt);
-  const Inputs in = make_inputs(c, seed);
+  const GdnTols tol = gdn_tols(dt);
+  const GdnInputs in = make_gdn_inputs(c, seed);
   const Tensor qr = rounded(in.q, dt), kr = rounded(in.k, dt), vr = rounded(in.v, dt);
   const Tensor qg = on_gpu(in.q, dt), kg = on_gpu(in.k, dt), vg = on_gpu(in.v, dt);
   const Tensor bg = gpu_f32(in.beta), gg = gpu_f32(in.g), h0g = gpu_f32(in.h0), dog = on_gpu(in.dout, dt),
@@ -178,8 +119,8 @@ TEST(CudaGdnChunked, LargeKeyDim) {
 // Same inputs, same bits: every reduction has a fixed order (no atomics).
 TEST(CudaGdnChunked, Deterministic) {
   LT2_REQUIRE_GPU();
-  const Case c{2, 300, 1, 2, 128, 128, Decay::Normal, true, true};
-  const Inputs in = make_inputs(c, 1300);
+  const GdnCase c{2, 300, 1, 2, 128, 128, Decay::Normal, true, true};
+  const GdnInputs in = make_gdn_inputs(c, 1300);
   const DType dt = DType::BF16;
   auto run = [&] {
     return cuda::gdn_chunked_backward(on_gpu(in.q, dt), on_gpu(in.k, dt), on_gpu(in.v, dt), gpu_f32(in.beta),
@@ -200,8 +141,8 @@ TEST(CudaGdnChunked, Deterministic) {
 // (LT2_GDN_RECURRENT=1, and always for short ones) agrees within the bf16 tolerances.
 TEST(CudaGdnChunked, RoutedThroughOps) {
   LT2_REQUIRE_GPU();
-  const Case c{1, 200, 2, 2, 128, 64, Decay::Normal, true, true};
-  const Inputs in = make_inputs(c, 1400);
+  const GdnCase c{1, 200, 2, 2, 128, 64, Decay::Normal, true, true};
+  const GdnInputs in = make_gdn_inputs(c, 1400);
   const DType dt = DType::BF16;
   const Tensor qg = on_gpu(in.q, dt), kg = on_gpu(in.k, dt), vg = on_gpu(in.v, dt);
   const Tensor bg = gpu_f32(in.beta), gg = gpu_f32(in.g), h0g = gpu_f32(in.h0);

@@ -9,7 +9,7 @@
 #include <cmath>
 #include <string>
 
-#include "cuda_util.h"
+#include "gdn_cases.h"
 
 using namespace lt2;
 using namespace lt2::test;
@@ -17,17 +17,6 @@ using namespace lt2::test;
 namespace {
 
 
-// Rows of the last dim scaled to L2 norm `scale` (F64, in place), as the GDN layer's q / k.
-void l2_normalise_rows(Tensor& x, double scale) {
-  const int64_t n = x.dim(-1), rows = x.numel() / n;
-  double* p = x.data<double>();
-  for (int64_t r = 0; r < rows; ++r) {
-    double ss = 0;
-    for (int64_t i = 0; i < n; ++i) ss += p[r * n + i] * p[r * n + i];
-    const double f = scale / std::sqrt(ss + 1e-6);
-    for (int64_t i = 0; i < n; ++i) p[r * n + i] *= f;
-  }
-}
 
 // ---- attention -------------------------------------------------------------------------------
 
@@ -66,48 +55,14 @@ void check_attention(const AttnCase& c, DType dt, uint64_t seed) {
 
 // ---- GDN -------------------------------------------------------------------------------------
 
-enum class Decay { Normal, Strong, ZeroSteps };
-
-struct GdnCase {
-  int64_t B, L, H, HV, K, V;
-  Decay decay;
-  bool with_h0, with_dhT;
-};
-
-struct GdnTols {
-  double o, hT, dqkv, dh0, dgates;
-};
-GdnTols gdn_tols(DType dt) {
-  if (dt == DType::BF16) return {5e-3, 5e-3, 8e-3, 8e-3, 2e-2};
-  return {1e-4, 1e-4, 1e-4, 1e-4, 1e-4};  // long fp32 recurrences
-}
-
 void check_gdn(const GdnCase& c, DType dt, uint64_t seed) {
   const std::string tag = cat("gdn B", c.B, " L", c.L, " H", c.H, " HV", c.HV, " K", c.K, " V", c.V, " decay ",
                               int(c.decay), c.with_h0 ? " h0" : "", c.with_dhT ? " dhT" : "");
   SCOPED_TRACE(name(tag, dt));
   const GdnTols tol = gdn_tols(dt);
-  // q, k L2-normalised before rounding (q also scaled by 1/sqrt(K)), as the layer feeds them.
-  Tensor q = randn({c.B, c.L, c.H, c.K}, seed), k = randn({c.B, c.L, c.H, c.K}, seed + 1);
-  l2_normalise_rows(q, 1.0 / std::sqrt(double(c.K)));
-  l2_normalise_rows(k, 1.0);
-  Tensor v = randn({c.B, c.L, c.HV, c.V}, seed + 2);
-  // Gates from the model's ranges: beta = sigmoid(.) in (0, 1); g = -softplus(.) in [-5, 0].
-  Tensor beta = uniform({c.B, c.L, c.HV}, seed + 3, 0.02, 0.98);
-  Tensor g = randn({c.B, c.L, c.HV}, seed + 4, 1.5);
-  for (int64_t i = 0; i < g.numel(); ++i) {
-    const double x = g.item(i);
-    double gi = -std::min(5.0, x > 20 ? x : std::log1p(std::exp(x)));
-    if (c.decay == Decay::Strong) gi = -3.0 - 2.0 * std::abs(std::tanh(x));  // alpha <= e^-3
-    if (c.decay == Decay::ZeroSteps && i % 3 == 0) gi = 0.0;                 // alpha = 1 exactly
-    g.set(i, gi);
-  }
-  Tensor h0 = c.with_h0 ? randn({c.B, c.HV, c.K, c.V}, seed + 5, 0.5) : Tensor();
-  Tensor dout = randn({c.B, c.L, c.HV, c.V}, seed + 6);
-  Tensor dhT = c.with_dhT ? randn({c.B, c.HV, c.K, c.V}, seed + 7, 0.5) : Tensor();
-
-  auto ref_f32 = [](const Tensor& t) { return t.defined() ? rounded(t, DType::F32) : Tensor(); };
-  auto gpu_f32 = [](const Tensor& t) { return t.defined() ? on_gpu(t, DType::F32) : Tensor(); };
+  const GdnInputs in = make_gdn_inputs(c, seed);
+  const Tensor &q = in.q, &k = in.k, &v = in.v, &beta = in.beta, &g = in.g, &h0 = in.h0, &dout = in.dout,
+               &dhT = in.dhT;
   const Tensor qr = rounded(q, dt), kr = rounded(k, dt), vr = rounded(v, dt);
   const Tensor qg = on_gpu(q, dt), kg = on_gpu(k, dt), vg = on_gpu(v, dt);
 
