@@ -96,7 +96,7 @@ Tensor LoopedModel::forward_impl(const Tensor& ids, Ctx* ctx, Caches* caches, co
 Tensor LoopedModel::trunk(const Tensor& ids, Ctx* ctx, Caches* caches, const CacheRun* r) const {
   LT2_CHECK(ids.dtype() == DType::I32 && ids.ndim() == 2, "model input must be I32 token ids [B, L], got ",
             dtype_name(ids.dtype()), " ", shape_str(ids.shape()));
-  const int64_t B = ids.dim(0), L = ids.dim(1), T = cfg_.num_loops, N = cfg_.num_hidden_layers;
+  const int64_t L = ids.dim(1), T = cfg_.num_loops, N = cfg_.num_hidden_layers;
   LT2_CHECK(L <= cfg_.max_position_embeddings, "sequence length ", L, " exceeds the context limit ",
             cfg_.max_position_embeddings, " (max_position_embeddings)");
   if (ctx) {
@@ -106,12 +106,19 @@ Tensor LoopedModel::trunk(const Tensor& ids, Ctx* ctx, Caches* caches, const Cac
   }
   if (ctx && ids.device() != device_) ctx->ids = ids.to(device_);
   Tensor h = ops::embedding(ids.device() == device_ ? ids : ids.to(device_), embed_.w());
+  // Decode: every attention layer of every loop reads the positions from the device; upload them once.
+  CacheRun run = r ? *r : CacheRun{};
+  if (r && r->mode == CacheRun::Decode && !run.position_ids.defined()) {
+    Tensor pos = Tensor::empty({int64_t(r->positions->size())}, DType::I32);
+    for (size_t b = 0; b < r->positions->size(); ++b) pos.data<int32_t>()[b] = int32_t((*r->positions)[b]);
+    run.position_ids = device_ == Device::CUDA ? pos.to(device_) : pos;
+  }
   for (int t = 0; t < T; ++t) {
     Tensor x = h;
     // With recompute_loops the blocks keep no activations now; backward() reruns them.
     const bool keep = ctx && !cfg_.recompute_loops;
     for (int l = 0; l < N; ++l)
-      x = caches ? blocks_[l]->run(x, t, *(*caches)[t * N + l], *r)
+      x = caches ? blocks_[l]->run(x, t, *(*caches)[t * N + l], run)
                  : blocks_[l]->forward(x, t, keep ? &ctx->blocks[t * N + l] : nullptr);
     if (ctx) ctx->h_in.push_back(h);
     if (cfg_.norm_between_loops) {

@@ -134,9 +134,7 @@ Tensor AttentionMixer::run(const Tensor& x, int loop, LayerCache& base, const Ca
       put_row(c.k, b, c.row_of(pos[b]), kb, 0, 0);
       put_row(c.v, b, c.row_of(pos[b]), v, b, 0);
     }
-    Tensor positions = Tensor::empty({B}, DType::I32);
-    for (int64_t b = 0; b < B; ++b) positions.set(b, double(pos[b]));
-    a = ops::attention_decode(q, c.k, c.v, positions.to(q.device()), window, c.window > 0, 1.0 / std::sqrt(double(D_)));
+    a = ops::attention_decode(q, c.k, c.v, r.position_ids, window, c.window > 0, 1.0 / std::sqrt(double(D_)));
   }
   Tensor z, gated;
   return output(x, a, &z, &gated);

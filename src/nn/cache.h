@@ -40,6 +40,7 @@ struct CacheRun {
   int64_t slot = 0;                         // prefill: which sequence of the batch
   const std::vector<int64_t>* positions = nullptr;  // decode: position of each sequence's token
   bool all_logits = false;  // prefill: LM head on every prompt position (else only the last)
+  Tensor position_ids{};  // decode: the positions as I32 [B] on the model's device (the model fills it once per step)
 };
 
 }  // namespace lt2
