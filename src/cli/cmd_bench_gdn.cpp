@@ -26,6 +26,7 @@
 
 namespace lt2::cli {
 
+#if LT2_HAVE_CUDA  // the helpers serve only the CUDA build
 namespace {
 
 struct GdnBenchShape {
@@ -72,6 +73,7 @@ Tensor random_gate(const Shape& shape, uint64_t seed, bool is_beta) {
 }
 
 }  // namespace
+#endif
 
 int bench_gdn(int argc, char** argv) {
   Args a("lt2 bench gdn",

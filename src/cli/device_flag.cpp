@@ -17,10 +17,11 @@ Device chosen_device(const Args& a) {
   const std::string d = a.str("device", def);
   if (d == "cpu") return Device::CPU;
   LT2_CHECK(d == "cuda", "--device must be cuda or cpu, got '", d, "'", a.has("device") ? "" : " (from LT2_DEVICE)");
-  LT2_CHECK(cuda::available(), "--device cuda: no CUDA GPU is available",
-            cuda::device_count() == 0 && cuda::device_name(0).find("without CUDA") != std::string::npos
-                ? " (this lt2 was built without CUDA)"
-                : "");
+#if LT2_HAVE_CUDA
+  LT2_CHECK(cuda::available(), "--device cuda: no CUDA GPU is available");
+#else
+  fail("--device cuda: this lt2 was built without CUDA (no nvcc was found at build time)");
+#endif
   return Device::CUDA;
 }
 

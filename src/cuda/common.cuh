@@ -38,10 +38,6 @@ template <class T> __device__ __forceinline__ T st(float x);
 template <> __device__ __forceinline__ float st<float>(float x) { return x; }
 template <> __device__ __forceinline__ bf16 st<bf16>(float x) { return __float2bfloat16(x); }
 
-template <class T> constexpr DType dtype_of();
-template <> constexpr DType dtype_of<float>() { return DType::F32; }
-template <> constexpr DType dtype_of<bf16>() { return DType::BF16; }
-
 // Calls f(float{}) or f(bf16{}) by dtype; the GPU stores F32 or BF16 only.
 template <class F>
 void dispatch_float(DType dt, F&& f) {

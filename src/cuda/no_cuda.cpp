@@ -13,7 +13,6 @@ void* alloc(size_t) { no_cuda(); }
 void release(void*) {}
 MemoryStats memory_stats() { return {}; }
 void reset_peak_memory() {}
-void empty_cache() {}
 void copy_to_device(void*, const void*, size_t) { no_cuda(); }
 void copy_to_host(void*, const void*, size_t) { no_cuda(); }
 void copy_on_device(void*, const void*, size_t) { no_cuda(); }

@@ -71,12 +71,11 @@ void* alloc(size_t bytes) {
   } else {
     stream();  // creates the stream (and checks for a GPU) before the first allocation
     cudaError_t err = cudaMalloc(&ptr, n);
-    if (err != cudaSuccess) {  // give the cache back and try once more
+    if (err != cudaSuccess) {  // give the cached blocks back to the driver and try once more
       (void)cudaGetLastError();
       for (auto& [sz, b] : p.free_blocks) {
-        cudaFree(b);
+        cudaFree(b);  // waits for the GPU, so no kernel still uses the block
         p.sizes.erase(b);
-        p.stats.reserved -= sz;
       }
       p.free_blocks.clear();
       err = cudaMalloc(&ptr, n);
@@ -84,7 +83,6 @@ void* alloc(size_t bytes) {
         fail(cat("out of GPU memory allocating ", bytes, " bytes (", p.stats.in_use, " bytes in use)"));
     }
     p.sizes[ptr] = n;
-    p.stats.reserved += n;
   }
   p.stats.in_use += n;
   p.stats.peak = std::max(p.stats.peak, p.stats.in_use);
@@ -107,17 +105,6 @@ MemoryStats memory_stats() {
 void reset_peak_memory() {
   std::lock_guard<std::mutex> lock(pool().mu);
   pool().stats.peak = pool().stats.in_use;
-}
-void empty_cache() {
-  synchronize();
-  Pool& p = pool();
-  std::lock_guard<std::mutex> lock(p.mu);
-  for (auto& [sz, b] : p.free_blocks) {
-    cudaFree(b);
-    p.sizes.erase(b);
-    p.stats.reserved -= sz;
-  }
-  p.free_blocks.clear();
 }
 
 // ---- copies -----------------------------------------------------------------------

@@ -17,10 +17,9 @@ bool available();    // device_count() > 0, cached
 // every kernel runs on one stream, so a block freed by the host is safe to hand out again.
 void* alloc(size_t bytes);
 void release(void* p);
-struct MemoryStats { size_t in_use = 0, peak = 0, reserved = 0; };
+struct MemoryStats { size_t in_use = 0, peak = 0; };
 MemoryStats memory_stats();
 void reset_peak_memory();
-void empty_cache();  // return the cached blocks to the driver
 
 // Copies on the stream; copies to the host wait for the stream.
 void copy_to_device(void* dst, const void* src, size_t bytes);

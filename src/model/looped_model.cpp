@@ -173,7 +173,7 @@ void LoopedModel::loss_backward(const Tensor& ids, const Tensor& targets, double
     ops::cross_entropy_stats(ops::linear(xc, head_weight()), targets_dev.narrow(r0, n), &dlogits, scale, chunk_stats);
     dxf.narrow(r0, n).copy_from(ops::linear_backward(xc, head_weight(), dlogits, dhead));
   }
-  backward_trunk(ctx, dxf.reshape(xf.shape()).reshape({ids.dim(0), ids.dim(1), d}));
+  backward_trunk(ctx, dxf.reshape({ids.dim(0), ids.dim(1), d}));
 }
 
 void LoopedModel::backward_trunk(Ctx& c, Tensor dh) {

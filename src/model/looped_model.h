@@ -27,8 +27,6 @@ class LoopedModel {
   const ModelConfig& config() const { return cfg_; }
   DType dtype() const { return dtype_; }    // the master weights' dtype
   Device device() const { return device_; }
-  // The activations' dtype: BF16 when the matrices have BF16 compute copies.
-  DType activation_dtype() const { return compute_dtype_; }
   // Moves every parameter (master + gradient) to `device`. compute = BF16 gives the matrices
   // (GEMM weights, embedding, head) BF16 copies that forward/backward use; refresh_compute()
   // rewrites them after the masters change (optimizer step, checkpoint load).

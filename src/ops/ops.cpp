@@ -51,7 +51,6 @@ const char* phase_name(Phase p) {
   return names[int(p)];
 }
 void set_profiling(bool on) { g_profiling = on; }
-bool profiling() { return g_profiling; }
 std::array<double, kPhases> phase_seconds() { return g_seconds; }
 void reset_phase_seconds() { g_seconds.fill(0); }
 

@@ -11,7 +11,6 @@ constexpr int kPhases = int(Phase::Count);
 const char* phase_name(Phase p);
 
 void set_profiling(bool on);
-bool profiling();
 std::array<double, kPhases> phase_seconds();  // accumulated since the last reset
 void reset_phase_seconds();
 
