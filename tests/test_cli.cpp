@@ -343,6 +343,15 @@ TEST_F(Cli, BadConfigs) {
   const std::string c6 = g_dir + "/window.json";
   write(c6, R"J({"model": {"pattern": "window(0)"}})J");
   expect_error("train --config " + c6, "window size must be an integer >= 1");
+  const std::string c9 = g_dir + "/dsa.json";
+  write(c9, R"J({"model": {"pattern": "dsa"}})J");
+  expect_error("train --config " + c9, "mixer 'dsa' needs its top-k: dsa(k)");
+  write(c9, R"J({"model": {"pattern": "dsa(0)"}})J");
+  expect_error("train --config " + c9, "top-k must be an integer >= 1");
+  write(c9, R"J({"model": {"pattern": "dsa(8)", "dsa_index_heads": 0}})J");
+  expect_error("train --config " + c9, "field 'dsa_index_heads' must be >= 1");
+  write(c9, R"J({"model": {"pattern": "dsa(8)"}, "train": {"dsa_warmup_steps": -1}})J");
+  expect_error("train --config " + c9, "dsa_warmup_steps");
 }
 
 TEST_F(Cli, MissingData) {

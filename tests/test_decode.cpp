@@ -101,7 +101,7 @@ void check_decode_parity(const ModelConfig& cfg) {
 TEST(Decode, ParityEveryMixerAndHybrid) {
   struct Case { const char* pattern; int64_t layers; };
   const Case cases[] = {{"full", 2}, {"window(5)", 2}, {"gdn", 2}, {"gdn,full", 2}, {"interleave(full,gdn,1:2)", 3},
-                        {"gdn,window(4),full", 3}};
+                        {"gdn,window(4),full", 3}, {"dsa(4)", 2}, {"interleave(dsa(6),gdn,1:2)", 3}};
   for (const Case& c : cases)
     for (int64_t T : {1, 2, 4}) {
       SCOPED_TRACE(std::string(c.pattern) + " T=" + std::to_string(T));

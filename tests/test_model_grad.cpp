@@ -131,6 +131,52 @@ TEST(ModelGrad, FullAttentionLayerGqaAllGateKinds) {
   }
 }
 
+// dsa(k) in a looped stack, sparse (stage 2) and dense (stage 1): every main weight against the
+// LM loss; the indexer's weights against the indexer loss alone (summed over loops), which
+// is all they learn from. The LM loss does not depend on the indexer except through the
+// top-k set (piecewise constant), so its weights must get no LM gradient.
+TEST(ModelGrad, DsaLayerLmAndIndexerGradients) {
+  ModelConfig c = tiny_config("full,dsa(3)", 2, 2);
+  c.dsa_index_heads = 2, c.dsa_index_head_dim = 3;
+  const int64_t B = 2, L = 7;
+  for (bool dense : {false, true}) {
+    SCOPED_TRACE(dense ? "dense stage" : "sparse stage");
+    LoopedModel m(c, DType::F64);
+    randomize(m, 3);
+    m.set_dsa_dense(dense);
+    const Tensor ids = make_ids(B, L, 103), W = randn({B, L, c.vocab_size}, 203);
+    auto run = [&](const Tensor& dlogits) {  // forward + backward; returns the LM loss
+      m.zero_grad();
+      LoopedModel::Ctx ctx;
+      const double lm = dot(m.forward(ids, &ctx), W);
+      m.backward(ctx, dlogits);
+      return lm;
+    };
+    run(W);
+    const double kl_terms = 2;  // one dsa layer, two loops
+    EXPECT_GT(m.take_indexer_kl(), 0);
+    EXPECT_TRUE(std::isnan(m.take_indexer_kl())) << "taking the loss resets it";
+    std::vector<Tensor> grads;
+    for (const Param* p : m.params()) grads.push_back(p->grad.clone());
+    auto lm_loss = [&] { return dot(m.forward(ids, nullptr), W); };
+    auto indexer_loss = [&] {
+      run(Tensor::zeros(W.shape(), DType::F64));
+      return m.take_indexer_kl() * kl_terms;
+    };
+    int indexer_params = 0;
+    for (size_t i = 0; i < m.params().size(); ++i) {
+      Param* p = m.params()[i];
+      const bool indexer = p->name.find(".indexer.") != std::string::npos;
+      indexer_params += indexer;
+      const double max_ana =
+          check_elements(p->name, indexer ? std::function<double()>(indexer_loss) : std::function<double()>(lm_loss),
+                         p->value, grads[i], pick_elements(*p, c.hidden_size, 3));
+      EXPECT_GT(max_ana, 1e-6) << p->name << ": no gradient on any checked element (path not exercised)";
+    }
+    EXPECT_EQ(indexer_params, 4);
+  }
+}
+
 TEST(ModelGrad, WindowAttentionLayerChannelAndHeadGate) {
   for (const char* gate : {"channel", "head"}) {
     SCOPED_TRACE(gate);
@@ -258,7 +304,7 @@ TEST(ModelGrad, NaNNeverPasses) {
 // norm-between-loops variants both).
 TEST(ModelGrad, RecomputeLoopsGivesIdenticalGradients) {
   for (bool norm_between : {false, true}) {
-    ModelConfig cfg = tiny_config("gdn,full,window(3)", 3, 3);
+    ModelConfig cfg = tiny_config("gdn,full,window(3),dsa(4)", 4, 3);
     cfg.norm_between_loops = norm_between;
     std::vector<std::vector<double>> grads;
     for (bool recompute : {false, true}) {

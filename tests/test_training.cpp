@@ -53,6 +53,42 @@ TEST(Training, LossFallsOnFixedText) {
   EXPECT_LT(after, before - 1.0) << "before " << before << " after " << after;
 }
 
+// GDN+DSA: stage 1 (dsa_warmup_steps) updates only the lightning indexers and lowers their
+// loss; stage 2 then trains everything on sparse attention. The indexer loss is reported.
+TEST(Training, DsaStageOneTrainsOnlyTheIndexer) {
+  const auto tokens = text_tokens();
+  ModelConfig mc = tiny_model();
+  mc.layer_types = parse_pattern("gdn,dsa(8)", mc.num_hidden_layers = 2, "test");
+  mc.dsa_index_heads = 2, mc.dsa_index_head_dim = 16;
+  LoopedModel model(mc);
+  model.init(1);
+  TrainConfig tc = tiny_train(40);
+  tc.dsa_warmup_steps = 30;
+  std::vector<Tensor> before;
+  for (const Param* p : model.params()) before.push_back(p->value.clone());
+  Trainer tr(model, tc, text_source(tokens));
+  std::vector<double> kl;
+  for (int i = 0; i < 30; ++i) {
+    const StepStats st = tr.step();
+    EXPECT_TRUE(st.dsa_dense);
+    ASSERT_TRUE(std::isfinite(st.indexer_kl));
+    kl.push_back(st.indexer_kl);
+  }
+  for (size_t i = 0; i < model.params().size(); ++i) {
+    const Param* p = model.params()[i];
+    const bool indexer = p->name.find(".indexer.") != std::string::npos;
+    EXPECT_EQ(same_bits(p->value, before[i]), !indexer) << p->name << (indexer ? " did not learn" : " was not frozen");
+  }
+  EXPECT_LT(kl.back(), 0.8 * kl.front()) << "stage 1 lowers the indexer loss: " << kl.front() << " -> " << kl.back();
+  const double loss_before = tr.evaluate().loss;  // (still dense: the last step set stage 1)
+  for (int i = 0; i < 10; ++i) {
+    const StepStats st = tr.step();
+    EXPECT_FALSE(st.dsa_dense);
+    EXPECT_TRUE(std::isfinite(st.indexer_kl) && std::isfinite(st.loss));
+  }
+  EXPECT_LT(tr.evaluate().loss, loss_before) << "stage 2 trains the model on sparse attention";
+}
+
 TEST(Training, ResumeIsBitwiseIdentical) {
   const auto tokens = text_tokens();
   const int64_t n = 6, k = 3;

@@ -76,6 +76,7 @@ int cmd_eval_diag(int argc, char** argv) {
       o.set("layer", l + 1);
       o.set("mixer", cfg.layer_types[size_t(l)].str());
       if (!std::isnan(g.first_token_mass)) o.set("first_token_mass", g.first_token_mass);
+      if (!std::isnan(g.topk_mass)) o.set("topk_mass", g.topk_mass);
       o.set("residual_rms", g.residual_rms);
       o.set("max_ffn_activation", g.max_ffn_activation);
       rows.push_back(o);

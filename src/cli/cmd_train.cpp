@@ -29,6 +29,9 @@ const std::vector<FlagSpec> kFlags = {
     {"steps", true, "total optimizer steps (overrides the config; with --resume: extend the run)"},
     {"seed", true, "seed for init and data order (overrides the config)"},
     {"resume", true, "continue the run in this directory from its latest checkpoint"},
+    {"init-from", true,
+     "start from a trained checkpoint's weights (same names and shapes); parameters it lacks keep their fresh "
+     "init, e.g. the indexer when a config turns full-attention layers into dsa(k)"},
     {"overwrite", false, "start afresh even if --out already holds a run (deletes it)"},
     {"print-config", false, "print the resolved run config as JSON and exit"},
 };
@@ -137,6 +140,15 @@ int cmd_train(int argc, char** argv) {
 
   LoopedModel model(mcfg);
   model.init(tcfg.seed);
+  if (a.has("init-from")) {
+    LT2_CHECK(resume_ckpt.empty(), "lt2 train: --init-from starts a new run; it cannot be combined with --resume");
+    const std::string from = resolve_checkpoint_dir(a.str("init-from"));
+    const std::vector<std::string> fresh = load_matching_weights(model, from);
+    std::string names;
+    for (const auto& n : fresh) names += (names.empty() ? "" : ", ") + n;
+    std::fprintf(stderr, "init: %zu of %zu tensors from %s%s%s\n", model.params().size() - fresh.size(),
+                 model.params().size(), from.c_str(), fresh.empty() ? "" : "; freshly initialised: ", names.c_str());
+  }
   const Device device = chosen_device(a);
   place_model(model, device);
   Trainer trainer(model, tcfg, data);
@@ -193,9 +205,13 @@ int cmd_train(int argc, char** argv) {
     m.set("lr", st.lr);
     m.set("grad_norm", st.grad_norm);
     m.set("tokens_per_s", tps);
+    if (!std::isnan(st.indexer_kl)) m.set("indexer_kl", st.indexer_kl), m.set("dsa_stage", st.dsa_dense ? 1 : 2);
     append_line(metrics, m.dump());
     char stats[160];
-    std::snprintf(stats, sizeof stats, "loss %.4f | lr %.2e | %.0f tok/s", st.loss, st.lr, tps);
+    const int n = std::snprintf(stats, sizeof stats, "loss %.4f | lr %.2e | %.0f tok/s", st.loss, st.lr, tps);
+    if (!std::isnan(st.indexer_kl))  // DSA: the indexer's loss and which stage the step was in
+      std::snprintf(stats + n, sizeof stats - size_t(n), " | indexer KL %.3f (stage %d)", st.indexer_kl,
+                    st.dsa_dense ? 1 : 2);
     const bool eval_now = (tcfg.eval_every > 0 && s % tcfg.eval_every == 0) || s == tcfg.steps;
     const bool save_now = (tcfg.save_every > 0 && s % tcfg.save_every == 0) || s == tcfg.steps;
     bar.update(s, stats, eval_now);

@@ -45,23 +45,36 @@ ModelConfig load_model_config(const std::string& dir) {
   return ModelConfig::from_json(json::read_file(path), path);
 }
 
-void load_weights(LoopedModel& model, const std::string& dir) {
+std::vector<std::string> load_matching_weights(LoopedModel& model, const std::string& dir) {
   const std::string st_path = dir + "/model.safetensors";
   const safetensors::File file = safetensors::load(st_path);
   std::set<std::string> used;
+  std::vector<std::string> absent;
   for (Param* p : model.params()) {
     const Tensor* t = file.find(p->name);
-    LT2_CHECK(t, st_path, ": missing tensor '", p->name, "' (expected shape ", shape_str(p->value.shape()),
-              ") — does config.json match this checkpoint?");
+    if (!t) {
+      absent.push_back(p->name);
+      continue;
+    }
     LT2_CHECK(t->shape() == p->value.shape(), st_path, ": tensor '", p->name, "' has shape ", shape_str(t->shape()),
-              " but config.json implies ", shape_str(p->value.shape()));
+              " but the model's config implies ", shape_str(p->value.shape()));
     LT2_CHECK(t->dtype() != DType::I32, st_path, ": tensor '", p->name, "' has integer dtype I32");
     p->value.copy_from(*t);  // keeps the model's dtype and device
     used.insert(p->name);
   }
   for (const auto& [name, _] : file.tensors)
-    LT2_CHECK(used.count(name), st_path, ": unexpected tensor '", name, "' that config.json does not describe");
+    LT2_CHECK(used.count(name), st_path, ": unexpected tensor '", name, "' that the model's config does not describe");
   model.refresh_compute();
+  return absent;
+}
+
+void load_weights(LoopedModel& model, const std::string& dir) {
+  const std::vector<std::string> absent = load_matching_weights(model, dir);
+  if (!absent.empty()) {
+    const Param* p = model.find(absent.front());
+    fail(cat(dir, "/model.safetensors: missing tensor '", p->name, "' (expected shape ", shape_str(p->value.shape()),
+             ") — does config.json match this checkpoint?"));
+  }
 }
 
 std::unique_ptr<LoopedModel> load_model(const std::string& path, DType dt) {

@@ -2,6 +2,7 @@
 // Model checkpoints: a directory with config.json + model.safetensors (Hugging Face names).
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "model/looped_model.h"
 #include "text/tokenizer.h"
@@ -15,6 +16,11 @@ void save_model(const std::string& dir, const LoopedModel& model, const std::str
 // Copies the tensors of <dir>/model.safetensors into `model` after checking that every
 // parameter is present with its shape and that no unknown tensors remain.
 void load_weights(LoopedModel& model, const std::string& dir);
+// Conversion: copies every tensor of <dir>/model.safetensors into the parameter of that name
+// (shapes must agree; a tensor the model lacks is an error) and returns the names of the
+// parameters the file does not have, which keep their current values (e.g. the indexer of a
+// dsa(k) layer that replaces a full-attention layer).
+std::vector<std::string> load_matching_weights(LoopedModel& model, const std::string& dir);
 // Reads and validates config.json, then model.safetensors: every parameter must be present
 // with the configured shape, and no unknown tensors may remain. Errors name the file and tensor.
 std::unique_ptr<LoopedModel> load_model(const std::string& dir, DType dt = DType::F32);

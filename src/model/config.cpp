@@ -11,6 +11,7 @@ std::string MixerSpec::str() const {
     case Full: return "full";
     case Window: return cat("window(", window, ")");
     case Gdn: return "gdn";
+    case Dsa: return cat("dsa(", topk, ")");
   }
   return "?";
 }
@@ -35,17 +36,23 @@ MixerSpec parse_mixer(const std::string& raw, const std::string& ctx) {
   const std::string name = trim(raw);
   if (name == "full") return {MixerSpec::Full, 0};
   if (name == "gdn") return {MixerSpec::Gdn, 0};
-  if (name.rfind("window(", 0) == 0 && name.back() == ')') {
-    const std::string num = name.substr(7, name.size() - 8);
+  // "fn(n)" with an integer n >= 1, e.g. window(128) or dsa(64).
+  auto int_arg = [&](const std::string& fn, const char* what) -> int64_t {
+    if (name.rfind(fn + "(", 0) != 0 || name.back() != ')') return 0;
+    const std::string num = name.substr(fn.size() + 1, name.size() - fn.size() - 2);
     char* end = nullptr;
-    const long long w = std::strtoll(num.c_str(), &end, 10);
-    LT2_CHECK(!num.empty() && *end == '\0' && w >= 1, ctx, ": mixer '", name, "': window size must be an integer >= 1");
-    return {MixerSpec::Window, w};
-  }
-  static const char* planned[] = {"dsa", "kda", "mamba2", "gla", "retnet", "hgrn2", "deltanet", "linear"};
+    const long long n = std::strtoll(num.c_str(), &end, 10);
+    LT2_CHECK(!num.empty() && *end == '\0' && n >= 1, ctx, ": mixer '", name, "': ", what, " must be an integer >= 1");
+    return n;
+  };
+  if (const int64_t w = int_arg("window", "window size")) return {MixerSpec::Window, w, 0};
+  if (const int64_t k = int_arg("dsa", "top-k")) return {MixerSpec::Dsa, 0, k};
+  LT2_CHECK(name != "dsa", ctx, ": mixer 'dsa' needs its top-k: dsa(k), e.g. dsa(64)");
+  static const char* planned[] = {"kda", "mamba2", "gla", "retnet", "hgrn2", "deltanet", "linear"};
   for (const char* p : planned)
-    LT2_CHECK(name != p, ctx, ": mixer '", name, "' is not available in this version (planned); use full, window(w) or gdn");
-  fail(cat(ctx, ": unknown mixer '", name, "' (expected full, window(w) or gdn)"));
+    LT2_CHECK(name != p, ctx, ": mixer '", name,
+              "' is not available in this version (planned); use full, window(w), gdn or dsa(k)");
+  fail(cat(ctx, ": unknown mixer '", name, "' (expected full, window(w), gdn or dsa(k))"));
 }
 
 std::vector<MixerSpec> parse_pattern(const std::string& pattern, int64_t n, const std::string& ctx) {
@@ -88,8 +95,10 @@ std::vector<MixerSpec> parse_pattern(const std::string& pattern, int64_t n, cons
 }
 
 int64_t ModelConfig::attention_window(int layer, int loop) const {
+  const MixerSpec& m = layer_types.at(layer);
+  if (m.kind == MixerSpec::Dsa || m.kind == MixerSpec::Gdn) return 0;
   if (!loop_windows.empty()) return loop_windows.at(loop);
-  return layer_types.at(layer).window;
+  return m.window;
 }
 
 int ModelConfig::count(MixerSpec::Kind k) const {
@@ -120,7 +129,7 @@ void ModelConfig::validate(const std::string& ctx) const {
     LT2_CHECK(v <= (1 << 12), ctx, ": head counts and head sizes must be <= 4096, got ", v);
   LT2_CHECK(int64_t(layer_types.size()) == num_hidden_layers, ctx, ": layer_types has ", layer_types.size(),
             " entries but num_hidden_layers is ", num_hidden_layers);
-  if (count(MixerSpec::Full) + count(MixerSpec::Window) > 0) {
+  if (count(MixerSpec::Full) + count(MixerSpec::Window) + count(MixerSpec::Dsa) > 0) {
     positive(num_attention_heads, "num_attention_heads");
     positive(num_key_value_heads, "num_key_value_heads");
     positive(head_dim, "head_dim");
@@ -128,6 +137,12 @@ void ModelConfig::validate(const std::string& ctx) const {
               ") must be a multiple of num_key_value_heads (", num_key_value_heads, ")");
     LT2_CHECK(head_dim % 2 == 0, ctx, ": head_dim must be even for RoPE, got ", head_dim);
     LT2_CHECK(rope_theta > 0, ctx, ": rope_theta must be > 0");
+  }
+  if (count(MixerSpec::Dsa) > 0) {
+    positive(dsa_index_heads, "dsa_index_heads");
+    positive(dsa_index_head_dim, "dsa_index_head_dim");
+    LT2_CHECK(dsa_index_heads <= 64 && dsa_index_head_dim <= 256, ctx,
+              ": dsa_index_heads must be <= 64 and dsa_index_head_dim <= 256");
   }
   LT2_CHECK(output_gate == "channel" || output_gate == "head" || output_gate == "none", ctx,
             ": output_gate must be \"channel\", \"head\" or \"none\", got \"", output_gate, "\"");
@@ -160,7 +175,7 @@ ModelConfig ModelConfig::from_json(const json::Value& v, const std::string& ctx)
       v,
       {"model_type", "architectures", "vocab_size", "hidden_size", "num_hidden_layers", "num_loops",
        "intermediate_size", "layer_types", "pattern", "loop_windows", "num_attention_heads", "num_key_value_heads",
-       "head_dim", "rope_theta", "output_gate", "gdn_num_heads", "gdn_num_v_heads", "gdn_head_k_dim",
+       "head_dim", "rope_theta", "output_gate", "dsa_index_heads", "dsa_index_head_dim", "gdn_num_heads", "gdn_num_v_heads", "gdn_head_k_dim",
        "gdn_head_v_dim", "gdn_conv_size", "gdn_chunked", "rms_norm_eps", "sandwich_norm", "norm_between_loops", "recompute_loops",
        "tie_word_embeddings", "initializer_range", "max_position_embeddings", "tokenizer"},
       ctx);
@@ -175,6 +190,8 @@ ModelConfig ModelConfig::from_json(const json::Value& v, const std::string& ctx)
   c.head_dim = json::get_int(v, "head_dim", ctx, c.head_dim);
   c.rope_theta = json::get_number(v, "rope_theta", ctx, c.rope_theta);
   c.output_gate = json::get_string(v, "output_gate", ctx, c.output_gate);
+  c.dsa_index_heads = json::get_int(v, "dsa_index_heads", ctx, c.dsa_index_heads);
+  c.dsa_index_head_dim = json::get_int(v, "dsa_index_head_dim", ctx, c.dsa_index_head_dim);
   c.gdn_num_heads = json::get_int(v, "gdn_num_heads", ctx, c.gdn_num_heads);
   c.gdn_num_v_heads = json::get_int(v, "gdn_num_v_heads", ctx, c.gdn_num_heads);
   c.gdn_head_k_dim = json::get_int(v, "gdn_head_k_dim", ctx, c.gdn_head_k_dim);
@@ -231,6 +248,10 @@ json::Value ModelConfig::to_json() const {
   v.set("head_dim", head_dim);
   v.set("rope_theta", rope_theta);
   v.set("output_gate", output_gate);
+  if (count(MixerSpec::Dsa) > 0) {
+    v.set("dsa_index_heads", dsa_index_heads);
+    v.set("dsa_index_head_dim", dsa_index_head_dim);
+  }
   v.set("gdn_num_heads", gdn_num_heads);
   v.set("gdn_num_v_heads", gdn_num_v_heads);
   v.set("gdn_head_k_dim", gdn_head_k_dim);

@@ -8,12 +8,13 @@
 
 namespace lt2 {
 
-// One layer's mixer. window = 0 for full attention and GDN.
+// One layer's mixer. window: the span of window(w) (0 otherwise); topk: the k of dsa(k).
 struct MixerSpec {
-  enum Kind { Full, Window, Gdn } kind = Full;
+  enum Kind { Full, Window, Gdn, Dsa } kind = Full;
   int64_t window = 0;
-  bool is_attention() const { return kind != Gdn; }
-  std::string str() const;  // "full", "window(128)", "gdn"
+  int64_t topk = 0;
+  bool is_attention() const { return kind != Gdn; }  // has q, k, v, o (and a KV cache)
+  std::string str() const;  // "full", "window(128)", "gdn", "dsa(64)"
 };
 
 struct ModelConfig {
@@ -31,6 +32,10 @@ struct ModelConfig {
   int64_t head_dim = 32;
   double rope_theta = 10000.0;
   std::string output_gate = "channel";  // "channel" (d -> H*Dh), "head" (d -> H) or "none"
+
+  // DeepSeek sparse attention's lightning indexer (SPEC §2): H_I heads of width d_I
+  int64_t dsa_index_heads = 4;
+  int64_t dsa_index_head_dim = 32;
 
   // Gated DeltaNet
   int64_t gdn_num_heads = 2;     // key heads
@@ -52,7 +57,8 @@ struct ModelConfig {
   int64_t max_position_embeddings = 2048;  // context limit
   std::string tokenizer = "bytes";
 
-  // Window of softmax-attention layer `layer` in loop `loop` (0 = full causal).
+  // Window of full / window attention layer `layer` in loop `loop` (0 = full causal);
+  // loop_windows does not apply to dsa layers (their span is chosen by the indexer).
   int64_t attention_window(int layer, int loop) const;
   int count(MixerSpec::Kind k) const;
 
@@ -64,7 +70,7 @@ struct ModelConfig {
 
 // Pattern language (SPEC §5): "gdn" (every layer), an explicit list "gdn,gdn,full",
 // "interleave(full,gdn,1:4)" (one full per five layers, at every fifth position),
-// "bookend(full,gdn)" (full first and last, gdn between). Mixers: full, window(w), gdn.
+// "bookend(full,gdn)" (full first and last, gdn between). Mixers: full, window(w), gdn, dsa(k).
 std::vector<MixerSpec> parse_pattern(const std::string& pattern, int64_t n_layers, const std::string& ctx);
 MixerSpec parse_mixer(const std::string& name, const std::string& ctx);
 

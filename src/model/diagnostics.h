@@ -1,7 +1,8 @@
 #pragma once
 // The paper's stability diagnostics per (loop, layer) call: mean attention mass on the first
 // token (the looped attention sink), RMS of the residual stream entering the call, and the
-// largest |activation| inside the SwiGLU FFN.
+// largest |activation| inside the SwiGLU FFN; for dsa(k) layers also the share of the dense
+// attention distribution that the indexer's top-k keys capture (how well the indexer works).
 #include <vector>
 
 #include "model/looped_model.h"
@@ -12,6 +13,7 @@ struct LayerDiag {
   double first_token_mass = 0;  // NaN for non-attention layers
   double residual_rms = 0;
   double max_ffn_activation = 0;
+  double topk_mass = 0;  // NaN for layers that are not dsa(k)
 };
 
 struct Diagnostics {

@@ -17,6 +17,9 @@ int64_t count_params(const ModelConfig& c, bool emb) {
       n += d * H * D * 2 + d * Hkv * D * 2;
       if (c.output_gate == "channel") n += d * H * D;
       if (c.output_gate == "head") n += d * H;
+      if (m.kind == MixerSpec::Dsa)  // indexer: q_proj, k_proj, k_norm, weights_proj
+        n += d * c.dsa_index_heads * c.dsa_index_head_dim + d * c.dsa_index_head_dim + c.dsa_index_head_dim +
+             d * c.dsa_index_heads;
     } else {
       const int64_t HK = c.gdn_num_heads * c.gdn_head_k_dim, HVV = c.gdn_num_v_heads * c.gdn_head_v_dim;
       n += d * (2 * HK + 3 * HVV + 2 * c.gdn_num_v_heads) + c.gdn_conv_size * (2 * HK + HVV) +
@@ -46,6 +49,15 @@ MixerCost layer_cost(const ModelConfig& c, const MixerSpec& m, int64_t window, i
     k.mix_flops_decode = 4 * H * D * decode_keys;
     k.cache_bytes = 2 * Hkv * D * act_bytes * decode_keys;  // a span of w keeps min(w, context) rows
     k.cache_grows = w == 0;
+    if (m.kind == MixerSpec::Dsa) {
+      // Attention over at most k keys; the indexer scores every visible key (2 H_I d_I FLOPs
+      // each) and the cache also holds one indexer key per token.
+      const double HI = double(c.dsa_index_heads), dI = double(c.dsa_index_head_dim), topk = double(m.topk);
+      weights += d * (HI * dI + dI + HI);
+      k.mix_flops_train = 4 * H * D * std::min(topk, train_keys) + 2 * HI * dI * train_keys;
+      k.mix_flops_decode = 4 * H * D * std::min(topk, decode_keys) + 2 * HI * dI * decode_keys;
+      k.cache_bytes += dI * act_bytes * decode_keys;
+    }
   } else {
     const double HK = double(c.gdn_num_heads * c.gdn_head_k_dim), HV = double(c.gdn_num_v_heads);
     const double K = double(c.gdn_head_k_dim), V = double(c.gdn_head_v_dim), C = 64;
@@ -85,7 +97,7 @@ ModelCost model_cost(const ModelConfig& c, int64_t loops, int64_t context, int64
   for (int64_t t = 0; t < mc.loops; ++t)
     for (size_t l = 0; l < c.layer_types.size(); ++l) {
       const MixerSpec& m = c.layer_types[l];
-      const int64_t w = m.is_attention() && !c.loop_windows.empty() ? c.loop_windows[size_t(t)] : m.window;
+      const int64_t w = c.loop_windows.empty() ? m.window : c.attention_window(int(l), int(t));
       const MixerCost k = layer_cost(c, m, w, context, train_L, act_bytes);
       fwd_train += k.matmul_flops + k.mix_flops_train;
       fwd_mm += k.matmul_flops;

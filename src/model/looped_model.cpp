@@ -204,4 +204,15 @@ void LoopedModel::backward_trunk(Ctx& c, Tensor dh) {
   c = Ctx{};
 }
 
+void LoopedModel::set_dsa_dense(bool dense) {
+  for (auto& b : blocks_) b->mixer().set_dsa_dense(dense);
+}
+
+double LoopedModel::take_indexer_kl() {
+  double sum = 0;
+  int64_t terms = 0;
+  for (auto& b : blocks_) b->mixer().take_indexer_kl(sum, terms);
+  return terms ? sum / double(terms) : NAN;
+}
+
 }  // namespace lt2

@@ -5,6 +5,8 @@
 #include <cstring>
 #include <vector>
 
+#include "cpu/cpu_ops.h"
+#include "cpu/dsa.h"
 #include "ops/ops.h"
 
 namespace lt2 {
@@ -12,11 +14,14 @@ namespace lt2 {
 struct AttentionMixer::Ctx : MixerCtx {
   Tensor x, q, k, v, a, lse, z, gated;
   int64_t window = 0;
+  // dsa: the key set (undefined in the dense stage: every key), I on it, the indexer's tensors.
+  Tensor idx, Isel;
+  DsaIndexer::Ctx indexer;
 };
 
 AttentionMixer::AttentionMixer(const ModelConfig& c, int layer, const std::string& p, DType dt)
     : H_(c.num_attention_heads), Hkv_(c.num_key_value_heads), D_(c.head_dim), theta_(c.rope_theta),
-      gated_(c.output_gate != "none"),
+      scale_(1.0 / std::sqrt(double(D_))), gated_(c.output_gate != "none"), topk_(c.layer_types.at(layer).topk),
       q_(p + ".q_proj.weight", {H_ * D_, c.hidden_size}, dt, Init::Normal, true),
       k_(p + ".k_proj.weight", {Hkv_ * D_, c.hidden_size}, dt, Init::Normal, true),
       v_(p + ".v_proj.weight", {Hkv_ * D_, c.hidden_size}, dt, Init::Normal, true),
@@ -24,11 +29,23 @@ AttentionMixer::AttentionMixer(const ModelConfig& c, int layer, const std::strin
   for (int t = 0; t < c.num_loops; ++t) window_per_loop_.push_back(c.attention_window(layer, t));
   if (gated_)
     g_ = Param(p + ".g_proj.weight", {c.output_gate == "head" ? H_ : H_ * D_, c.hidden_size}, dt, Init::Zeros, true);
+  if (c.layer_types.at(layer).kind == MixerSpec::Dsa) indexer_ = std::make_unique<DsaIndexer>(c, p, dt);
 }
 
 void AttentionMixer::collect(ParamList& out) {
   out.insert(out.end(), {&q_, &k_, &v_, &o_});
   if (gated_) out.push_back(&g_);
+  if (indexer_) indexer_->collect(out);
+}
+
+Tensor AttentionMixer::sparse(const Tensor& x, const Tensor& q, const Tensor& k, const Tensor& v, Ctx* ctx,
+                              Tensor* lse) const {
+  DsaIndexer::Ctx ic = indexer_->project(x);
+  Tensor Isel;
+  const Tensor idx = ops::dsa_topk(indexer_->scores(ic), topk_, &Isel);
+  Tensor a = ops::sparse_attention(q, k, v, idx, scale_, lse);
+  if (ctx) ctx->idx = idx, ctx->Isel = Isel, ctx->indexer = std::move(ic);
+  return a;
 }
 
 Tensor AttentionMixer::forward(const Tensor& x, int loop, std::unique_ptr<MixerCtx>* ctx) const {
@@ -37,12 +54,18 @@ Tensor AttentionMixer::forward(const Tensor& x, int loop, std::unique_ptr<MixerC
   Tensor q = ops::rope(ops::linear(x, q_.w()).reshape({B, L, H_, D_}), theta_, 0);
   Tensor k = ops::rope(ops::linear(x, k_.w()).reshape({B, L, Hkv_, D_}), theta_, 0);
   Tensor v = ops::linear(x, v_.w()).reshape({B, L, Hkv_, D_});
-  Tensor lse;
-  Tensor a = ops::attention(q, k, v, window, 1.0 / std::sqrt(double(D_)), &lse);
+  auto c = ctx ? std::make_unique<Ctx>() : nullptr;
+  Tensor lse, a;
+  if (indexer_ && !dsa_dense_) {
+    a = sparse(x, q, k, v, c.get(), &lse);
+  } else {
+    a = ops::attention(q, k, v, window, scale_, &lse);
+    // DSA stage 1: the indexer learns on every key (its scores on the dense causal set are I itself).
+    if (indexer_ && c) c->indexer = indexer_->project(x), c->Isel = indexer_->scores(c->indexer);
+  }
   Tensor z, gated;
   Tensor y = output(x, a, &z, &gated);
-  if (ctx) {
-    auto c = std::make_unique<Ctx>();
+  if (c) {
     c->x = x, c->q = q, c->k = k, c->v = v, c->a = a, c->lse = lse, c->z = z, c->gated = gated;
     c->window = window;
     *ctx = std::move(c);
@@ -52,22 +75,43 @@ Tensor AttentionMixer::forward(const Tensor& x, int loop, std::unique_ptr<MixerC
 
 double AttentionMixer::first_token_mass(const MixerCtx& base) const {
   const auto& ctx = static_cast<const Ctx&>(base);
-  struct { Tensor q, k, lse; } c{ctx.q.to(Device::CPU), ctx.k.to(Device::CPU), ctx.lse.to(Device::CPU)};  // read per element
+  struct { Tensor q, k, lse, idx; } c{ctx.q.to(Device::CPU), ctx.k.to(Device::CPU), ctx.lse.to(Device::CPU),
+                                      ctx.idx.defined() ? ctx.idx.to(Device::CPU) : Tensor()};  // read per element
   const int64_t window = ctx.window;
+  // A sparse row keeps key 0 iff its first slot holds it (slots are in increasing key order).
+  auto keeps_first = [&](int64_t b, int64_t t) { return !c.idx.defined() || c.idx.data<int32_t>()[(b * c.q.dim(1) + t) * c.idx.dim(2)] == 0; };
   const int64_t B = c.q.dim(0), L = c.q.dim(1), grp = H_ / Hkv_;
-  const double scale = 1.0 / std::sqrt(double(D_));
+  const double scale = scale_;
   double total = 0;
   int64_t n = 0;
   for (int64_t b = 0; b < B; ++b)
     for (int64_t h = 0; h < H_; ++h)
       for (int64_t t = 0; t < L && (window == 0 || t < window); ++t) {  // queries that see key 0
+        ++n;
+        if (!keeps_first(b, t)) continue;
         double dot = 0;
         for (int64_t d = 0; d < D_; ++d)
           dot += c.q.item(((b * L + t) * H_ + h) * D_ + d) * c.k.item(((b * L) * Hkv_ + h / grp) * D_ + d);
         total += std::exp(dot * scale - c.lse.item((b * H_ + h) * L + t));  // p(t -> 0) = exp(s_t0 - lse_t)
-        ++n;
       }
   return n ? total / double(n) : NAN;
+}
+
+double AttentionMixer::topk_mass(const MixerCtx& base) const {
+  const auto& ctx = static_cast<const Ctx&>(base);
+  if (!indexer_ || !ctx.Isel.defined()) return NAN;
+  // The dense distribution from the same q, k, and the key set the indexer picks (in the dense
+  // stage Isel is the full score matrix, so the set is chosen here).
+  const Tensor q = ctx.q.to(Device::CPU, DType::F32), k = ctx.k.to(Device::CPU, DType::F32);
+  const Tensor idx = ctx.idx.defined() ? ctx.idx.to(Device::CPU) : cpu::dsa_topk(ctx.Isel.to(Device::CPU, DType::F32), topk_, nullptr);
+  const Tensor p = cpu::dsa_attention_target(q, k, Tensor(), scale_);
+  const int64_t B = q.dim(0), L = q.dim(1), K = idx.dim(2);
+  const float* pp = p.data<float>();
+  const int32_t* ix = idx.data<int32_t>();
+  double total = 0;
+  for (int64_t r = 0; r < B * L; ++r)
+    for (int64_t i = 0; i < K && ix[r * K + i] >= 0; ++i) total += pp[r * L + ix[r * K + i]];
+  return total / double(B * L);
 }
 
 Tensor AttentionMixer::output(const Tensor& x, const Tensor& a, Tensor* z, Tensor* gated) const {
@@ -87,6 +131,7 @@ std::unique_ptr<LayerCache> AttentionMixer::make_cache(int loop, int64_t batch, 
   const int64_t rows = c->window > 0 ? c->window : context;
   c->k = Tensor::zeros({batch, rows, Hkv_, D_}, q_.w().dtype(), q_.value.device());
   c->v = Tensor::zeros({batch, rows, Hkv_, D_}, q_.w().dtype(), q_.value.device());
+  if (indexer_) c->kI = Tensor::zeros({batch, rows, indexer_->head_dim()}, q_.w().dtype(), q_.value.device());
   return c;
 }
 
@@ -121,10 +166,17 @@ Tensor AttentionMixer::run(const Tensor& x, int loop, LayerCache& base, const Ca
     const int64_t p0 = c.window > 0 ? std::max<int64_t>(0, L - c.window) : 0;  // a ring keeps the last w
     put_rows(c.k, c, r.slot, k, p0);
     put_rows(c.v, c, r.slot, v, p0);
-    a = ops::attention(q, k, v, window, 1.0 / std::sqrt(double(D_)), nullptr);
+    if (indexer_) {
+      Ctx keep;  // the indexer keys go to the cache too
+      a = sparse(x, q, k, v, &keep, nullptr);
+      put_rows(c.kI, c, r.slot, keep.indexer.kI, 0);
+    } else {
+      a = ops::attention(q, k, v, window, scale_, nullptr);
+    }
   } else {
     const std::vector<int64_t>& pos = *r.positions;
     LT2_CHECK(L == 1 && int64_t(pos.size()) == B, "attention decode takes one token per sequence");
+    const DsaIndexer::Ctx ic = indexer_ ? indexer_->project(x) : DsaIndexer::Ctx{};
     for (int64_t b = 0; b < B; ++b) {
       LT2_CHECK(c.window > 0 || pos[b] < c.rows(), "sequence ", b, " reached the context limit ", c.rows());
       // RoPE at each sequence's own position.
@@ -133,8 +185,10 @@ Tensor AttentionMixer::run(const Tensor& x, int loop, LayerCache& base, const Ca
       q.select(b).copy_from(qb.reshape({1, H_, D_}));
       put_row(c.k, b, c.row_of(pos[b]), kb, 0, 0);
       put_row(c.v, b, c.row_of(pos[b]), v, b, 0);
+      if (indexer_) put_row(c.kI, b, pos[b], ic.kI, b, 0);
     }
-    a = ops::attention_decode(q, c.k, c.v, r.position_ids, window, c.window > 0, 1.0 / std::sqrt(double(D_)));
+    a = indexer_ ? ops::dsa_decode(q, c.k, c.v, ic.qI, ic.w, c.kI, r.position_ids, topk_, indexer_->w_scale(), scale_)
+                 : ops::attention_decode(q, c.k, c.v, r.position_ids, window, c.window > 0, scale_);
   }
   Tensor z, gated;
   return output(x, a, &z, &gated);
@@ -151,7 +205,11 @@ Tensor AttentionMixer::backward(MixerCtx& base, const Tensor& dy) {
     dx = ops::linear_backward(c.x, g_.w(), dz, g_.grad);
   }
   Tensor dq, dk, dv;
-  ops::attention_backward(c.q, c.k, c.v, c.a, c.lse, da, c.window, 1.0 / std::sqrt(double(D_)), dq, dk, dv);
+  if (c.idx.defined())
+    ops::sparse_attention_backward(c.q, c.k, c.v, c.a, c.lse, c.idx, da, scale_, dq, dk, dv);
+  else
+    ops::attention_backward(c.q, c.k, c.v, c.a, c.lse, da, c.window, scale_, dq, dk, dv);
+  if (indexer_) indexer_->learn(c.x, c.indexer, c.Isel, c.idx, c.q, c.k, c.lse, scale_);
   dq = ops::rope_backward(dq, theta_, 0).reshape({B, L, H_ * D_});
   dk = ops::rope_backward(dk, theta_, 0).reshape({B, L, Hkv_ * D_});
   Tensor dxq = ops::linear_backward(c.x, q_.w(), dq, q_.grad);

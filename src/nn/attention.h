@@ -1,7 +1,10 @@
 #pragma once
-// Softmax attention mixer (full or sliding window) with RoPE, GQA and the output gate
-// o = W_o [ Attn(q, k, v) * sigmoid(x W_g^T) ] (SPEC §2), W_g zero-initialised.
+// Softmax attention mixer (full, sliding window or DeepSeek sparse attention) with RoPE, GQA
+// and the output gate o = W_o [ Attn(q, k, v) * sigmoid(x W_g^T) ] (SPEC §2), W_g
+// zero-initialised. dsa(k) adds a lightning indexer that picks each query's k keys; in its
+// dense stage (set_dsa_dense) the layer attends densely while the indexer learns.
 #include "model/config.h"
+#include "nn/dsa_indexer.h"
 #include "nn/mixer.h"
 
 namespace lt2 {
@@ -13,16 +16,26 @@ class AttentionMixer : public Mixer {
   Tensor backward(MixerCtx& ctx, const Tensor& dy) override;
   void collect(ParamList& out) override;
   double first_token_mass(const MixerCtx& ctx) const override;
+  double topk_mass(const MixerCtx& ctx) const override;
   std::unique_ptr<LayerCache> make_cache(int loop, int64_t batch, int64_t context) const override;
   Tensor run(const Tensor& x, int loop, LayerCache& cache, const CacheRun& r) const override;
+  void set_dsa_dense(bool dense) override { dsa_dense_ = dense; }
+  void take_indexer_kl(double& sum, int64_t& terms) override {
+    if (indexer_) indexer_->take_kl(sum, terms);
+  }
 
  private:
   struct Ctx;
+  // DSA's sparse attention: the indexer's top-k keys and the attention over them.
+  Tensor sparse(const Tensor& x, const Tensor& q, const Tensor& k, const Tensor& v, Ctx* ctx, Tensor* lse) const;
   // o_proj( a * sigmoid(g_proj x) ); the gate pre-activation and gated output are returned for backward.
   Tensor output(const Tensor& x, const Tensor& a, Tensor* z, Tensor* gated) const;
   int64_t H_, Hkv_, D_;
-  double theta_;
+  double theta_, scale_;
   bool gated_;
+  int64_t topk_ = 0;         // dsa(k): keys per query; 0 for full / window
+  bool dsa_dense_ = false;   // DSA stage 1: dense attention while the indexer learns
+  std::unique_ptr<DsaIndexer> indexer_;
   std::vector<int64_t> window_per_loop_;  // 0 = full causal
   Param q_, k_, v_, o_, g_;
 };

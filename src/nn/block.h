@@ -28,6 +28,8 @@ class Block {
   Tensor backward(Ctx& ctx, const Tensor& dout);  // returns dh, frees ctx
   void collect(ParamList& out);
   double first_token_mass(const Ctx& c) const { return mixer_->first_token_mass(*c.mixer); }
+  Mixer& mixer() { return *mixer_; }
+  const Mixer& mixer() const { return *mixer_; }
 
  private:
   Tensor forward_impl(const Tensor& h, int loop, Ctx* ctx, LayerCache* cache, const CacheRun* r) const;

@@ -16,12 +16,14 @@ struct LayerCache {
 
 // Softmax attention: post-RoPE keys and values. window = 0: one row per position up to the
 // context limit; window = w: a ring of w rows, position p at row p % w.
+// dsa(k) layers also keep every position's indexer key.
 struct KvCache : LayerCache {
   Tensor k, v;  // [B, rows, Hkv, D]
+  Tensor kI;    // dsa: [B, rows, dI]
   int64_t window = 0;
   int64_t rows() const { return k.dim(1); }
   int64_t row_of(int64_t pos) const { return window > 0 ? pos % window : pos; }
-  int64_t bytes() const override { return int64_t(k.nbytes() + v.nbytes()); }
+  int64_t bytes() const override { return int64_t(k.nbytes() + v.nbytes() + (kI.defined() ? kI.nbytes() : 0)); }
 };
 
 // Gated DeltaNet: the recurrent state and the last (W-1) pre-conv inputs of q, k and v.

@@ -25,6 +25,13 @@ class Mixer {
   // Diagnostics from a forward context: mean attention probability on the first token over
   // every (batch, head, query) that can see it; NaN for mixers without softmax attention.
   virtual double first_token_mass(const MixerCtx&) const { return NAN; }
+  // DSA only (NaN otherwise): the share of the dense attention distribution (averaged over
+  // heads) that falls on the indexer's top-k keys, mean over (batch, query).
+  virtual double topk_mass(const MixerCtx&) const { return NAN; }
+  // DSA only: stage 1 (dense attention, only the indexer learns) or stage 2 (sparse).
+  virtual void set_dsa_dense(bool) {}
+  // DSA only: adds the indexer losses since the last call and their count.
+  virtual void take_indexer_kl(double& /*sum*/, int64_t& /*terms*/) {}
 
   // Inference. make_cache allocates this mixer's state for loop `loop`. run() is forward()
   // that also reads / writes the cache: Prefill takes x [1, L, d] (a whole prompt, positions

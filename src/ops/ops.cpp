@@ -104,6 +104,29 @@ Tensor attention_decode(const Tensor& q, const Tensor& k_cache, const Tensor& v_
                         int64_t window, bool ring, double scale) {
   LT2_OP(Attention, q, attention_decode(q, k_cache, v_cache, positions, window, ring, scale));
 }
+Tensor dsa_indexer_scores(const Tensor& qI, const Tensor& kI, const Tensor& w, double w_scale) {
+  LT2_OP(Attention, qI, dsa_indexer_scores(qI, kI, w, w_scale));
+}
+void dsa_indexer_scores_backward(const Tensor& qI, const Tensor& kI, const Tensor& w, double w_scale, const Tensor& idx,
+                                 const Tensor& dIsel, Tensor& dqI, Tensor& dkI, Tensor& dw) {
+  LT2_OP(Attention, qI, dsa_indexer_scores_backward(qI, kI, w, w_scale, idx, dIsel, dqI, dkI, dw));
+}
+Tensor dsa_topk(const Tensor& I, int64_t k, Tensor* values) { LT2_OP(Attention, I, dsa_topk(I, k, values)); }
+Tensor sparse_attention(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& idx, double scale, Tensor* lse) {
+  LT2_OP(Attention, q, sparse_attention(q, k, v, idx, scale, lse));
+}
+void sparse_attention_backward(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& o, const Tensor& lse,
+                               const Tensor& idx, const Tensor& dout, double scale, Tensor& dq, Tensor& dk, Tensor& dv) {
+  LT2_OP(Attention, q, sparse_attention_backward(q, k, v, o, lse, idx, dout, scale, dq, dk, dv));
+}
+Tensor dsa_indexer_kl(const Tensor& Isel, const Tensor& q, const Tensor& k, const Tensor& lse, const Tensor& idx,
+                      double scale, Tensor& kl_sum) {
+  LT2_OP(Attention, q, dsa_indexer_kl(Isel, q, k, lse, idx, scale, kl_sum));
+}
+Tensor dsa_decode(const Tensor& q, const Tensor& k_cache, const Tensor& v_cache, const Tensor& qI, const Tensor& w,
+                  const Tensor& kI_cache, const Tensor& positions, int64_t topk, double w_scale, double scale) {
+  LT2_OP(Attention, q, dsa_decode(q, k_cache, v_cache, qI, w, kI_cache, positions, topk, w_scale, scale));
+}
 Tensor conv_silu(const Tensor& x, const Tensor& w) { LT2_OP(Gdn, x, conv_silu(x, w)); }
 Tensor conv_silu_backward(const Tensor& x, const Tensor& w, const Tensor& dy, Tensor& dw) {
   LT2_OP(Gdn, x, conv_silu_backward(x, w, dy, dw));
@@ -116,6 +139,9 @@ Tensor gdn(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& beta
 GdnGrads gdn_backward(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& beta, const Tensor& g,
                       const Tensor& h0, const Tensor& dout, const Tensor& dhT, bool chunked) {
   LT2_OP(Gdn, q, gdn_backward(q, k, v, beta, g, h0, dout, dhT, chunked));
+}
+Tensor gdn_step(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& beta, const Tensor& g, Tensor& state) {
+  LT2_OP(Gdn, q, gdn_step(q, k, v, beta, g, state));
 }
 double cross_entropy(const Tensor& logits, const Tensor& targets, Tensor* dlogits, double grad_scale) {
   LT2_OP(Loss, logits, cross_entropy(logits, targets, dlogits, grad_scale));

@@ -29,6 +29,7 @@ void TrainConfig::validate(const std::string& ctx) const {
   LT2_CHECK(beta1 >= 0 && beta1 < 1 && beta2 >= 0 && beta2 < 1, ctx, ": fields 'beta1', 'beta2' must be in [0, 1)");
   LT2_CHECK(adam_eps > 0, ctx, ": field 'adam_eps' must be > 0");
   LT2_CHECK(grad_clip >= 0, ctx, ": field 'grad_clip' must be >= 0 (0 = off)");
+  LT2_CHECK(dsa_warmup_steps >= 0, ctx, ": field 'dsa_warmup_steps' must be >= 0");
   LT2_CHECK(eval_every >= 0 && save_every >= 0, ctx, ": fields 'eval_every', 'save_every' must be >= 0");
   LT2_CHECK(val_fraction > 0 && val_fraction < 1, ctx, ": field 'val_fraction' must be in (0, 1)");
   LT2_CHECK(task_eval_rows >= 1, ctx, ": field 'task_eval_rows' must be >= 1");
@@ -39,7 +40,7 @@ TrainConfig TrainConfig::from_json(const json::Value& v, const std::string& ctx)
   json::check_known_fields(
       v,
       {"batch_size", "seq_len", "steps", "grad_accum", "lr", "min_lr_ratio", "warmup_steps", "weight_decay", "beta1",
-       "beta2", "adam_eps", "grad_clip", "seed", "eval_every", "eval_batches", "save_every", "data_files",
+       "beta2", "adam_eps", "grad_clip", "dsa_warmup_steps", "seed", "eval_every", "eval_batches", "save_every", "data_files",
        "val_fraction", "task", "task_eval_rows", "data_shards", "mix"},
       ctx);
   TrainConfig c;
@@ -55,6 +56,7 @@ TrainConfig TrainConfig::from_json(const json::Value& v, const std::string& ctx)
   c.beta2 = json::get_number(v, "beta2", ctx, c.beta2);
   c.adam_eps = json::get_number(v, "adam_eps", ctx, c.adam_eps);
   c.grad_clip = json::get_number(v, "grad_clip", ctx, c.grad_clip);
+  c.dsa_warmup_steps = json::get_int(v, "dsa_warmup_steps", ctx, c.dsa_warmup_steps);
   c.seed = uint64_t(json::get_int(v, "seed", ctx, int64_t(c.seed)));
   c.eval_every = json::get_int(v, "eval_every", ctx, c.eval_every);
   c.eval_batches = json::get_int(v, "eval_batches", ctx, c.eval_batches);
@@ -95,6 +97,7 @@ json::Value TrainConfig::to_json() const {
   v.set("beta2", beta2);
   v.set("adam_eps", adam_eps);
   v.set("grad_clip", grad_clip);
+  v.set("dsa_warmup_steps", dsa_warmup_steps);
   v.set("seed", int64_t(seed));
   v.set("eval_every", eval_every);
   v.set("eval_batches", eval_batches);

@@ -19,6 +19,9 @@ struct TrainConfig {
   double weight_decay = 0.1;   // matrices only
   double beta1 = 0.9, beta2 = 0.95, adam_eps = 1e-8;
   double grad_clip = 1.0;      // global norm; 0 = off
+  // DSA stage 1 (SPEC §2): the first dsa_warmup_steps steps attend densely and update only the
+  // lightning indexers (the rest of the model is frozen); sparse stage 2 follows.
+  int64_t dsa_warmup_steps = 0;
   uint64_t seed = 1234;
   int64_t eval_every = 50;     // steps between validation losses; 0 = only at the end
   int64_t eval_batches = 8;

@@ -8,6 +8,7 @@
 #include "core/fs.h"
 #include "core/safetensors.h"
 #include "model/checkpoint.h"
+#include "nn/dsa_indexer.h"
 #include "ops/ops.h"
 
 namespace lt2 {
@@ -29,6 +30,9 @@ Trainer::Trainer(LoopedModel& model, const TrainConfig& cfg, std::shared_ptr<con
 
 StepStats Trainer::step() {
   StepStats st;
+  const bool has_dsa = model_.config().count(MixerSpec::Dsa) > 0;
+  st.dsa_dense = has_dsa && step_ < cfg_.dsa_warmup_steps;
+  if (has_dsa) model_.set_dsa_dense(st.dsa_dense);
   model_.zero_grad();
   const int64_t V = model_.config().vocab_size, A = cfg_.grad_accum;
   // The step's numbers stay on the model's device until one read at the end (on a GPU, the
@@ -45,12 +49,16 @@ StepStats Trainer::step() {
     st.tokens += rows;
   }
   Tensor norm_sq = stats.select(A * C);
-  for (const Param* p : model_.params()) ops::accumulate_sum_squares(p->grad, norm_sq);
+  const auto& ps = model_.params();
+  // DSA stage 1 trains the indexers alone: the others are frozen (no update, not in the norm).
+  auto frozen = [&](const Param* p) { return st.dsa_dense && !is_dsa_indexer_param(p->name); };
+  for (const Param* p : ps)
+    if (!frozen(p)) ops::accumulate_sum_squares(p->grad, norm_sq);
   ++step_;
   st.lr = cfg_.lr_at(step_);
-  const auto& ps = model_.params();
   for (size_t i = 0; i < ps.size(); ++i)  // clipping happens inside the update, from norm_sq
-    ops::adamw_step(ps[i]->value, ps[i]->grad, m_[i], v_[i],
+    if (!frozen(ps[i]))
+      ops::adamw_step(ps[i]->value, ps[i]->grad, m_[i], v_[i],
                     {st.lr, cfg_.beta1, cfg_.beta2, cfg_.adam_eps, ps[i]->decay ? cfg_.weight_decay : 0.0, step_,
                      cfg_.grad_clip, &norm_sq});
   model_.refresh_compute();
@@ -68,6 +76,7 @@ StepStats Trainer::step() {
     st.loss += (count > 0 ? sum / count : 0.0) / double(A);
   }
   st.grad_norm = std::sqrt(host.item(A * C * 3));
+  if (has_dsa) st.indexer_kl = model_.take_indexer_kl();
   LT2_CHECK(std::isfinite(st.loss), "training diverged: loss is ", st.loss, " at step ", step_);
   LT2_CHECK(std::isfinite(st.grad_norm), "training diverged: gradient norm is ", st.grad_norm, " at step ", step_);
   return st;

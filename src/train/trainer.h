@@ -1,6 +1,7 @@
 #pragma once
 // One training run's state: model, AdamW moments, step counter. A step is
 // forward -> cross-entropy on the last loop's logits -> backward -> clip -> AdamW.
+#include <cmath>
 #include <functional>
 #include <string>
 #include <vector>
@@ -18,6 +19,8 @@ struct EvalStats {
 
 struct StepStats {
   double loss = 0, grad_norm = 0, lr = 0;
+  double indexer_kl = NAN;  // DSA models: mean indexer loss of the step
+  bool dsa_dense = false;   // the step was in DSA stage 1
   int64_t tokens = 0;
 };
 

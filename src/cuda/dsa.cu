@@ -1,0 +1,728 @@
+// DeepSeek sparse attention on the GPU (ops declared in ops/op_list.inc; the CPU reference is
+// cpu/dsa.cpp). Inputs F32 or BF16, fp32 math; the indexer scores, their values on a key set
+// and their gradients are F32 (top-k on rounded BF16 scores would be mostly ties).
+//
+// Every gradient that collects over queries (dk, dv of the sparse attention, dkI of the
+// indexer) is summed per key from a transposed index ("key lists": for each key the (query,
+// slot) pairs that kept it, in query order), not with atomics, so results are reproducible.
+#include <algorithm>
+
+#include "cuda/common.cuh"
+#include "cuda/cuda_ops.h"
+#include "cuda/op_util.cuh"
+
+namespace lt2::cuda {
+
+namespace {
+constexpr int kMaxD = 256;            // head sizes (attention D, indexer dI) up to 256
+constexpr int kPerLane = kMaxD / 32;  // per-lane register slots of one row
+constexpr int kWarps = 4;             // warps per block of the row-per-warp kernels
+constexpr int kMaxIndexerWidth = 1024;  // HI * dI of the indexer backward's per-warp accumulator
+
+// One row of width n (<= kMaxD) spread over the lanes: element d = lane + 32 j.
+template <class T> __device__ __forceinline__ void load_row(const T* p, int64_t n, float scale, float (&r)[kPerLane]) {
+  const int lane = threadIdx.x & 31;
+#pragma unroll
+  for (int j = 0; j < kPerLane; ++j) r[j] = lane + 32 * j < n ? ld(p[lane + 32 * j]) * scale : 0.f;
+}
+template <class T> __device__ __forceinline__ float dot_row(const float (&a)[kPerLane], const T* p, int64_t n) {
+  const int lane = threadIdx.x & 31;
+  float s = 0.f;
+#pragma unroll
+  for (int j = 0; j < kPerLane; ++j)
+    if (lane + 32 * j < n) s += a[j] * ld(p[lane + 32 * j]);
+  return warp_sum(s);
+}
+template <class T> __device__ __forceinline__ void store_row(T* p, int64_t n, const float (&r)[kPerLane], float scale) {
+  const int lane = threadIdx.x & 31;
+#pragma unroll
+  for (int j = 0; j < kPerLane; ++j)
+    if (lane + 32 * j < n) p[lane + 32 * j] = st<T>(r[j] * scale);
+}
+__device__ __forceinline__ int64_t warp_row() { return int64_t(blockIdx.x) * kWarps + (threadIdx.x >> 5); }
+unsigned warp_blocks(int64_t rows) { return unsigned((rows + kWarps - 1) / kWarps); }
+
+// ---- indexer scores: 64 x 64 (query, key) tiles, 4 x 4 outputs per thread ----------------
+constexpr int kTile = 64, kChunk = 32;
+template <class T>
+__global__ void indexer_scores_kernel(const T* qI, const T* kI, const T* w, int64_t L, int64_t HI, int64_t dI,
+                                      float w_scale, float* I) {
+  const int64_t b = blockIdx.z, t0 = int64_t(blockIdx.y) * kTile, s0 = int64_t(blockIdx.x) * kTile;
+  const int tx = threadIdx.x % 16, ty = threadIdx.x / 16;
+  float* out = I + b * L * L;
+  if (s0 > t0 + kTile - 1) {  // wholly above the diagonal
+    for (int e = threadIdx.x; e < kTile * kTile; e += blockDim.x) {
+      const int64_t t = t0 + e / kTile, s = s0 + e % kTile;
+      if (t < L && s < L) out[t * L + s] = -INFINITY;
+    }
+    return;
+  }
+  __shared__ float qs[kTile][kChunk + 1], ks[kTile][kChunk + 1];
+  float acc[4][4] = {};
+  for (int64_t j = 0; j < HI; ++j) {
+    float dot[4][4] = {};
+    for (int64_t c0 = 0; c0 < dI; c0 += kChunk) {
+      for (int e = threadIdx.x; e < kTile * kChunk; e += blockDim.x) {
+        const int r = e / kChunk, c = e % kChunk;
+        const int64_t t = t0 + r, s = s0 + r, cc = c0 + c;
+        qs[r][c] = t < L && cc < dI ? ld(qI[((b * L + t) * HI + j) * dI + cc]) : 0.f;
+        ks[r][c] = s < L && cc < dI ? ld(kI[(b * L + s) * dI + cc]) : 0.f;
+      }
+      __syncthreads();
+#pragma unroll 8
+      for (int c = 0; c < kChunk; ++c) {
+        float a[4], k4[4];
+#pragma unroll
+        for (int i = 0; i < 4; ++i) a[i] = qs[ty + 16 * i][c], k4[i] = ks[tx + 16 * i][c];
+#pragma unroll
+        for (int i = 0; i < 4; ++i)
+#pragma unroll
+          for (int jj = 0; jj < 4; ++jj) dot[i][jj] += a[i] * k4[jj];
+      }
+      __syncthreads();
+    }
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+      const int64_t t = t0 + ty + 16 * i;
+      const float wt = t < L ? ld(w[(b * L + t) * HI + j]) : 0.f;
+#pragma unroll
+      for (int jj = 0; jj < 4; ++jj) acc[i][jj] += wt * fmaxf(dot[i][jj], 0.f);
+    }
+  }
+#pragma unroll
+  for (int i = 0; i < 4; ++i)
+#pragma unroll
+    for (int jj = 0; jj < 4; ++jj) {
+      const int64_t t = t0 + ty + 16 * i, s = s0 + tx + 16 * jj;
+      if (t < L && s < L) out[t * L + s] = s <= t ? acc[i][jj] * w_scale : -INFINITY;
+    }
+}
+
+// ---- top-k: radix select per row -----------------------------------------------------------
+// A float's bits mapped so that unsigned order is numeric order; -0 counts as +0 (the CPU
+// compares them equal, so they must tie here too).
+__device__ __forceinline__ uint32_t order_key(float f) {
+  const uint32_t u = f == 0.f ? 0u : __float_as_uint(f);
+  return (u & 0x80000000u) ? ~u : (u | 0x80000000u);
+}
+
+// Exclusive prefix sum of one int per thread over the block (blockDim.x a multiple of 32);
+// *total receives the block's sum.
+__device__ int block_exclusive_scan(int v, int* total) {
+  __shared__ int warp_tot[32];
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nw = blockDim.x >> 5;
+  int inc = v;
+  for (int o = 1; o < 32; o <<= 1) {
+    const int n = __shfl_up_sync(0xffffffffu, inc, o);
+    if (lane >= o) inc += n;
+  }
+  __syncthreads();  // warp_tot may still be read by a previous call
+  if (lane == 31) warp_tot[warp] = inc;
+  __syncthreads();
+  int before = 0, sum = 0;
+  for (int w = 0; w < nw; ++w) {
+    if (w < warp) before += warp_tot[w];
+    sum += warp_tot[w];
+  }
+  *total = sum;
+  return before + inc - v;
+}
+
+constexpr int kTopkThreads = 256;
+// Row r = b * Lq + t of scores (stride ld) has n = pos + 1 candidates, pos = positions[b] when
+// given (decode) else t. Keeps the k best (equal scores: the later key), in increasing order.
+__global__ void topk_kernel(const float* I, int64_t ld, int64_t Lq, const int32_t* positions, int64_t k, int32_t* idx,
+                            float* values) {
+  const int64_t r = blockIdx.x, b = r / Lq, t = r % Lq;
+  const int64_t n = (positions ? positions[b] : t) + 1;
+  const float* row = I + r * ld;
+  int32_t* out = idx + r * k;
+  float* vout = values ? values + r * k : nullptr;
+  if (n <= k) {  // every key, then empty slots
+    for (int64_t i = threadIdx.x; i < k; i += blockDim.x) {
+      out[i] = i < n ? int32_t(i) : -1;
+      if (vout) vout[i] = i < n ? row[i] : 0.f;
+    }
+    return;
+  }
+  // The k-th largest key value, one byte at a time from the top; `remaining` is its rank
+  // among the candidates that share the prefix found so far.
+  __shared__ unsigned hist[256];
+  __shared__ int s_bin;
+  __shared__ long long s_remaining;
+  uint32_t prefix = 0, mask = 0;
+  int64_t remaining = k;
+  for (int shift = 24; shift >= 0; shift -= 8) {
+    for (int i = threadIdx.x; i < 256; i += blockDim.x) hist[i] = 0;
+    __syncthreads();
+    for (int64_t s = threadIdx.x; s < n; s += blockDim.x) {
+      const uint32_t u = order_key(row[s]);
+      if ((u & mask) == prefix) atomicAdd(&hist[(u >> shift) & 255u], 1u);
+    }
+    __syncthreads();
+    if (threadIdx.x == 0) {
+      int64_t above = 0;
+      int bin = 255;
+      while (bin > 0 && above + hist[bin] < remaining) above += hist[bin--];
+      s_bin = bin, s_remaining = remaining - above;
+    }
+    __syncthreads();
+    prefix |= uint32_t(s_bin) << shift, mask |= 255u << shift, remaining = s_remaining;
+  }
+  const int64_t equal = hist[prefix & 255u];  // candidates equal to the threshold; take the last `remaining`
+  int64_t eq_seen = 0, written = 0;
+  for (int64_t c0 = 0; c0 < n; c0 += blockDim.x) {
+    const int64_t s = c0 + threadIdx.x;
+    const uint32_t u = s < n ? order_key(row[s]) : 0u;
+    const bool eq = s < n && u == prefix;
+    int eq_chunk, sel_chunk;
+    const int64_t eq_rank = eq_seen + block_exclusive_scan(eq, &eq_chunk);
+    const bool sel = (s < n && u > prefix) || (eq && eq_rank >= equal - remaining);
+    const int slot = block_exclusive_scan(sel, &sel_chunk);
+    if (sel) {
+      out[written + slot] = int32_t(s);
+      if (vout) vout[written + slot] = row[s];
+    }
+    eq_seen += eq_chunk, written += sel_chunk;
+  }
+}
+
+void launch_topk(const float* I, int64_t ld, int64_t rows, int64_t Lq, const int32_t* positions, int64_t k,
+                 int32_t* idx, float* values) {
+  if (rows == 0) return;
+  topk_kernel<<<unsigned(rows), kTopkThreads, 0, stream()>>>(I, ld, Lq, positions, k, idx, values);
+  check_launch("dsa_topk");
+}
+
+// ---- sparse attention forward: one warp per (b, t, h) -------------------------------------
+struct SparseShape {
+  int64_t B, Lq, Lk, H, Hkv, D, K;  // queries [B, Lq, H, D]; keys [B, Lk, Hkv, D]; K slots per query
+  __host__ __device__ int64_t rows() const { return B * Lq * H; }
+  __host__ __device__ int64_t group() const { return H / Hkv; }
+};
+
+template <class T>
+__global__ void sparse_fwd_kernel(const T* q, const T* k, const T* v, const int32_t* idx, SparseShape sh, float scale,
+                                  T* o, float* lse) {
+  const int64_t row = warp_row();
+  if (row >= sh.rows()) return;
+  const int64_t h = row % sh.H, bt = row / sh.H, b = bt / sh.Lq, t = bt % sh.Lq, hk = h / sh.group();
+  float qv[kPerLane], acc[kPerLane] = {};
+  load_row(q + row * sh.D, sh.D, scale, qv);
+  float m = -INFINITY, l = 0.f;
+  const int32_t* sel = idx + bt * sh.K;
+  for (int64_t i = 0; i < sh.K && sel[i] >= 0; ++i) {
+    const int64_t off = ((b * sh.Lk + sel[i]) * sh.Hkv + hk) * sh.D;
+    const float s = dot_row(qv, k + off, sh.D), m_new = fmaxf(m, s), corr = expf(m - m_new), p = expf(s - m_new);
+    l = l * corr + p;
+    const int lane = threadIdx.x & 31;
+#pragma unroll
+    for (int j = 0; j < kPerLane; ++j)
+      acc[j] = acc[j] * corr + (lane + 32 * j < sh.D ? p * ld(v[off + lane + 32 * j]) : 0.f);
+    m = m_new;
+  }
+  store_row(o + row * sh.D, sh.D, acc, l > 0 ? 1.f / l : 0.f);
+  if (lse && (threadIdx.x & 31) == 0) lse[(b * sh.H + h) * sh.Lq + t] = l > 0 ? m + logf(l) : -INFINITY;
+}
+
+template <class T>
+void launch_sparse_fwd(const Tensor& q, const Tensor& k, const Tensor& v, const int32_t* idx, const SparseShape& sh,
+                       double scale, Tensor& o, float* lse) {
+  if (sh.rows() == 0) return;
+  sparse_fwd_kernel<T><<<warp_blocks(sh.rows()), 32 * kWarps, 0, stream()>>>(
+      q.data<T>(), k.data<T>(), v.data<T>(), idx, sh, float(scale), o.data<T>(), lse);
+  check_launch("sparse_attention");
+}
+
+// ---- key lists: the transposed index ------------------------------------------------------
+// For batch b and key s, entries[b * Lq * K + offsets[b * (Lk + 1) + s] ...] are the codes
+// t * K + i of the (query, slot) pairs that kept s, in increasing order.
+struct KeyLists {
+  Tensor offsets, entries;  // I32 [B, Lk + 1], I32 [B, Lq * K]
+};
+
+__global__ void count_keys_kernel(const int32_t* idx, SparseShape sh, int32_t* counts) {
+  LT2_GRID_STRIDE(e, sh.B * sh.Lq * sh.K) {
+    const int32_t s = idx[e];
+    if (s >= 0) atomicAdd(&counts[(e / (sh.Lq * sh.K)) * (sh.Lk + 1) + s + 1], 1);  // integer: order-free
+  }
+}
+// One block per batch: counts (shifted by one) -> exclusive offsets, in place.
+__global__ void scan_offsets_kernel(int32_t* offsets, int64_t n) {
+  int32_t* o = offsets + int64_t(blockIdx.x) * n;
+  int carry = 0;
+  for (int64_t c0 = 0; c0 < n; c0 += blockDim.x) {
+    const int64_t i = c0 + threadIdx.x;
+    const int v = i < n ? o[i] : 0;
+    int chunk;
+    const int before = block_exclusive_scan(v, &chunk);
+    if (i < n) o[i] = carry + before + v;  // inclusive: offsets[s + 1] = keys before s + 1
+    carry += chunk;
+  }
+}
+__global__ void fill_keys_kernel(const int32_t* idx, SparseShape sh, const int32_t* offsets, int32_t* cursor,
+                                 int32_t* entries) {
+  LT2_GRID_STRIDE(e, sh.B * sh.Lq * sh.K) {
+    const int32_t s = idx[e];
+    if (s < 0) continue;
+    const int64_t b = e / (sh.Lq * sh.K), local = e % (sh.Lq * sh.K);
+    const int64_t at = offsets[b * (sh.Lk + 1) + s] + atomicAdd(&cursor[b * sh.Lk + s], 1);
+    entries[b * sh.Lq * sh.K + at] = int32_t(local);
+  }
+}
+// One block per (b, key): bitonic sort of the key's list in shared memory (fills above come in
+// any order; sorting makes every later sum run in query order).
+__global__ void sort_keys_kernel(const int32_t* offsets, SparseShape sh, int32_t* entries) {
+  extern __shared__ int32_t buf[];
+  const int64_t b = blockIdx.x / sh.Lk, s = blockIdx.x % sh.Lk;
+  const int32_t lo = offsets[b * (sh.Lk + 1) + s], n = offsets[b * (sh.Lk + 1) + s + 1] - lo;
+  if (n <= 1) return;
+  int32_t* list = entries + b * sh.Lq * sh.K + lo;
+  int n2 = 1;
+  while (n2 < n) n2 <<= 1;
+  for (int i = threadIdx.x; i < n2; i += blockDim.x) buf[i] = i < n ? list[i] : INT32_MAX;
+  __syncthreads();
+  for (int size = 2; size <= n2; size <<= 1)
+    for (int stride = size >> 1; stride > 0; stride >>= 1) {
+      for (int i = threadIdx.x; i < n2; i += blockDim.x) {
+        const int j = i ^ stride;
+        if (j > i) {
+          const bool up = (i & size) == 0;
+          if ((buf[i] > buf[j]) == up) {
+            const int32_t x = buf[i];
+            buf[i] = buf[j], buf[j] = x;
+          }
+        }
+      }
+      __syncthreads();
+    }
+  for (int i = threadIdx.x; i < n; i += blockDim.x) list[i] = buf[i];
+}
+
+KeyLists key_lists(const Tensor& idx, const SparseShape& sh) {
+  LT2_CHECK(sh.Lq * sh.K < (int64_t(1) << 31), "DSA backward: L * k = ", sh.Lq * sh.K, " above 2^31");
+  LT2_CHECK(sh.Lq <= 32768, "DSA backward on the GPU supports L <= 32768, got ", sh.Lq);
+  KeyLists kl{Tensor::zeros({sh.B, sh.Lk + 1}, DType::I32, Device::CUDA),
+              Tensor::empty({sh.B, sh.Lq * sh.K}, DType::I32, Device::CUDA)};
+  Tensor cursor = Tensor::zeros({sh.B, sh.Lk}, DType::I32, Device::CUDA);
+  const int64_t n = sh.B * sh.Lq * sh.K;
+  const int grid = int(std::clamp<int64_t>(blocks_for(n, 256), 1, 65535));
+  count_keys_kernel<<<grid, 256, 0, stream()>>>(idx.data<int32_t>(), sh, kl.offsets.data<int32_t>());
+  scan_offsets_kernel<<<unsigned(sh.B), 1024, 0, stream()>>>(kl.offsets.data<int32_t>(), sh.Lk + 1);
+  fill_keys_kernel<<<grid, 256, 0, stream()>>>(idx.data<int32_t>(), sh, kl.offsets.data<int32_t>(),
+                                                cursor.data<int32_t>(), kl.entries.data<int32_t>());
+  // A key is kept at most once per query: a list holds at most Lq codes.
+  int pow2 = 1;
+  while (pow2 < sh.Lq) pow2 <<= 1;
+  const size_t smem = sizeof(int32_t) * size_t(pow2);
+  LT2_CUDA_CHECK(cudaFuncSetAttribute(sort_keys_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)));
+  sort_keys_kernel<<<unsigned(sh.B * sh.Lk), 512, smem, stream()>>>(kl.offsets.data<int32_t>(), sh,
+                                                                     kl.entries.data<int32_t>());
+  check_launch("dsa key lists");
+  return kl;
+}
+
+// ---- sparse attention backward -------------------------------------------------------------
+// delta[row] = dO . O (the softmax backward's row term).
+template <class T> __global__ void delta_kernel(const T* o, const T* dout, SparseShape sh, float* delta) {
+  const int64_t row = warp_row();
+  if (row >= sh.rows()) return;
+  float a[kPerLane];
+  load_row(o + row * sh.D, sh.D, 1.f, a);
+  const float d = dot_row(a, dout + row * sh.D, sh.D);
+  if ((threadIdx.x & 31) == 0) delta[row] = d;
+}
+
+// dq: one warp per (b, t, h) over its keys.
+template <class T>
+__global__ void sparse_dq_kernel(const T* q, const T* k, const T* v, const T* dout, const float* lse, const float* delta,
+                                 const int32_t* idx, SparseShape sh, float scale, T* dq) {
+  const int64_t row = warp_row();
+  if (row >= sh.rows()) return;
+  const int64_t h = row % sh.H, bt = row / sh.H, b = bt / sh.Lq, t = bt % sh.Lq, hk = h / sh.group();
+  float qv[kPerLane], g[kPerLane], acc[kPerLane] = {};
+  load_row(q + row * sh.D, sh.D, 1.f, qv);
+  load_row(dout + row * sh.D, sh.D, 1.f, g);
+  const float l = lse[(b * sh.H + h) * sh.Lq + t], dl = delta[row];
+  const int32_t* sel = idx + bt * sh.K;
+  const int lane = threadIdx.x & 31;
+  for (int64_t i = 0; i < sh.K && sel[i] >= 0; ++i) {
+    const int64_t off = ((b * sh.Lk + sel[i]) * sh.Hkv + hk) * sh.D;
+    const float p = expf(dot_row(qv, k + off, sh.D) * scale - l), ds = p * (dot_row(g, v + off, sh.D) - dl) * scale;
+#pragma unroll
+    for (int j = 0; j < kPerLane; ++j)
+      if (lane + 32 * j < sh.D) acc[j] += ds * ld(k[off + lane + 32 * j]);
+  }
+  store_row(dq + row * sh.D, sh.D, acc, 1.f);
+}
+
+// dk, dv: one warp per (b, key, kv head) over the (query, head) pairs that kept the key.
+template <class T>
+__global__ void sparse_dkdv_kernel(const T* q, const T* k, const T* v, const T* dout, const float* lse,
+                                   const float* delta, const int32_t* offsets, const int32_t* entries, SparseShape sh,
+                                   float scale, T* dk, T* dv) {
+  const int64_t row = warp_row();  // (b * Lk + s) * Hkv + hk
+  if (row >= sh.B * sh.Lk * sh.Hkv) return;
+  const int64_t hk = row % sh.Hkv, bs = row / sh.Hkv, b = bs / sh.Lk, s = bs % sh.Lk;
+  float kv[kPerLane], vv[kPerLane], dka[kPerLane] = {}, dva[kPerLane] = {};
+  load_row(k + row * sh.D, sh.D, 1.f, kv);
+  load_row(v + row * sh.D, sh.D, 1.f, vv);
+  const int32_t lo = offsets[b * (sh.Lk + 1) + s], hi = offsets[b * (sh.Lk + 1) + s + 1];
+  const int lane = threadIdx.x & 31;
+  for (int32_t e = lo; e < hi; ++e) {
+    const int64_t t = entries[b * sh.Lq * sh.K + e] / sh.K;
+    for (int64_t h = hk * sh.group(); h < (hk + 1) * sh.group(); ++h) {
+      const int64_t qrow = (b * sh.Lq + t) * sh.H + h;
+      const T *qr = q + qrow * sh.D, *gr = dout + qrow * sh.D;
+      const float p = expf(dot_row(kv, qr, sh.D) * scale - lse[(b * sh.H + h) * sh.Lq + t]);
+      const float ds = p * (dot_row(vv, gr, sh.D) - delta[qrow]) * scale;
+#pragma unroll
+      for (int j = 0; j < kPerLane; ++j)
+        if (lane + 32 * j < sh.D) dka[j] += ds * ld(qr[lane + 32 * j]), dva[j] += p * ld(gr[lane + 32 * j]);
+    }
+  }
+  store_row(dk + row * sh.D, sh.D, dka, 1.f);
+  store_row(dv + row * sh.D, sh.D, dva, 1.f);
+}
+
+// ---- the indexer's loss on a key set -----------------------------------------------------
+// A key set: an index [B, L, K] or, when idx is null, every key s <= t (slot i = key i, K = L).
+__device__ __forceinline__ int64_t set_size(const int32_t* idx, int64_t r, int64_t t, int64_t K) {
+  if (!idx) return t + 1;
+  int64_t n = 0;
+  while (n < K && idx[r * K + n] >= 0) ++n;
+  return n;
+}
+__device__ __forceinline__ int64_t set_key(const int32_t* idx, int64_t r, int64_t i, int64_t K) {
+  return idx ? idx[r * K + i] : i;
+}
+
+// One warp per (b, t): the target (mean over heads of exp(q.k * scale - lse)) is first written
+// into dI, then replaced by the gradient (softmax(Isel) - target / sum) / rows; row_kl[r]
+// receives the row's KL.
+template <class T>
+__global__ void indexer_kl_kernel(const float* Isel, const T* q, const T* k, const float* lse, const int32_t* idx,
+                                  SparseShape sh, float scale, float* dI, float* row_kl) {
+  const int64_t r = warp_row();
+  if (r >= sh.B * sh.Lq) return;
+  const int64_t b = r / sh.Lq, t = r % sh.Lq, n = set_size(idx, r, t, sh.K);
+  const int lane = threadIdx.x & 31;
+  float pz = 0.f, m = -INFINITY;
+  for (int64_t i = 0; i < n; ++i) {
+    const int64_t s = set_key(idx, r, i, sh.K);
+    float p = 0.f;
+    for (int64_t h = 0; h < sh.H; ++h) {
+      float qv[kPerLane];
+      load_row(q + ((b * sh.Lq + t) * sh.H + h) * sh.D, sh.D, 1.f, qv);
+      p += expf(dot_row(qv, k + ((b * sh.Lk + s) * sh.Hkv + h / sh.group()) * sh.D, sh.D) * scale -
+                lse[(b * sh.H + h) * sh.Lq + t]);
+    }
+    p /= float(sh.H);
+    if (lane == 0) dI[r * sh.K + i] = p;
+    pz += p, m = fmaxf(m, Isel[r * sh.K + i]);
+  }
+  __syncwarp();
+  float z = 0.f;
+  for (int64_t i = lane; i < n; i += 32) z += expf(Isel[r * sh.K + i] - m);
+  const float logz = m + logf(warp_sum(z)), inv_rows = 1.f / float(sh.B * sh.Lq);
+  float kl = 0.f;
+  for (int64_t i = lane; i < n; i += 32) {
+    const float target = pz > 0.f ? dI[r * sh.K + i] / pz : 0.f, logq = Isel[r * sh.K + i] - logz;
+    if (target > 0.f) kl += target * (logf(target) - logq);
+    dI[r * sh.K + i] = (expf(logq) - target) * inv_rows;
+  }
+  kl = warp_sum(kl);
+  if (lane == 0) row_kl[r] = kl;
+}
+
+// kl_sum[0] += mean of row_kl, summed in a fixed order by one block.
+__global__ void add_mean_kernel(const float* row_kl, int64_t n, float* kl_sum) {
+  double s = 0;
+  for (int64_t i = threadIdx.x; i < n; i += blockDim.x) s += row_kl[i];
+  s = block_sum_double(s);
+  if (threadIdx.x == 0) kl_sum[0] += float(s / double(n));
+}
+
+// ---- indexer scores backward ---------------------------------------------------------------
+// dqI, dw: one warp per query row over its set, dqI accumulated in the warp's shared slice.
+template <class T>
+__global__ void indexer_dq_kernel(const T* qI, const T* kI, const T* w, const int32_t* idx, const float* dIsel,
+                                  int64_t L, int64_t K, int64_t HI, int64_t dI, int64_t rows, float w_scale, T* dqI,
+                                  T* dw) {
+  __shared__ float dq_s[kWarps][kMaxIndexerWidth];
+  const int64_t r = warp_row();
+  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+  if (r >= rows) return;
+  const int64_t b = r / L, t = r % L, n = set_size(idx, r, t, K);
+  float* dq = dq_s[warp];
+  for (int64_t e = lane; e < HI * dI; e += 32) dq[e] = 0.f;
+  float dwa[2] = {0.f, 0.f};  // dw[j] for j = lane, lane + 32 (HI <= 64)
+  __syncwarp();
+  for (int64_t i = 0; i < n; ++i) {
+    const float gi = dIsel[r * K + i] * w_scale;
+    if (gi == 0.f) continue;
+    float kv[kPerLane];
+    load_row(kI + (b * L + set_key(idx, r, i, K)) * dI, dI, 1.f, kv);
+    for (int64_t j = 0; j < HI; ++j) {
+      const T* qr = qI + (r * HI + j) * dI;
+      const float s = dot_row(kv, qr, dI);
+      if (s <= 0.f) continue;  // ReLU: no gradient through a clipped score
+      if (lane == j % 32) dwa[j / 32] += gi * s;
+      const float gd = gi * ld(w[r * HI + j]);
+#pragma unroll
+      for (int c = 0; c < kPerLane; ++c)
+        if (lane + 32 * c < dI) dq[j * dI + lane + 32 * c] += gd * kv[c];
+    }
+  }
+  __syncwarp();
+  for (int64_t e = lane; e < HI * dI; e += 32) dqI[r * HI * dI + e] = st<T>(dq[e]);
+  for (int j = lane; j < HI; j += 32) dw[r * HI + j] = st<T>(dwa[j / 32]);
+}
+
+// dkI: one warp per key over the (query, slot) pairs that kept it: the key lists, or every
+// query t >= s (slot s) for the dense set.
+template <class T>
+__global__ void indexer_dk_kernel(const T* qI, const T* kI, const T* w, const float* dIsel, const int32_t* offsets,
+                                  const int32_t* entries, int64_t L, int64_t K, int64_t HI, int64_t dI, int64_t rows,
+                                  float w_scale, T* dkI) {
+  const int64_t r = warp_row();  // b * L + s
+  if (r >= rows) return;
+  const int64_t b = r / L, s = r % L;
+  const int lane = threadIdx.x & 31;
+  float kv[kPerLane], acc[kPerLane] = {};
+  load_row(kI + r * dI, dI, 1.f, kv);
+  const int64_t lo = offsets ? offsets[b * (L + 1) + s] : s, hi = offsets ? offsets[b * (L + 1) + s + 1] : L;
+  for (int64_t e = lo; e < hi; ++e) {
+    const int64_t code = offsets ? entries[b * L * K + e] : e * K + s;  // t * K + slot
+    const int64_t t = code / K, qrow = b * L + t;
+    const float gi = dIsel[qrow * K + code % K] * w_scale;
+    if (gi == 0.f) continue;
+    for (int64_t j = 0; j < HI; ++j) {
+      const T* qr = qI + (qrow * HI + j) * dI;
+      if (dot_row(kv, qr, dI) <= 0.f) continue;
+      const float gd = gi * ld(w[qrow * HI + j]);
+#pragma unroll
+      for (int c = 0; c < kPerLane; ++c)
+        if (lane + 32 * c < dI) acc[c] += gd * ld(qr[lane + 32 * c]);
+    }
+  }
+  store_row(dkI + r * dI, dI, acc, 1.f);
+}
+
+// ---- decode: the new token's scores over its cached indexer keys ----------------------------
+template <class T>
+__global__ void decode_scores_kernel(const T* qI, const T* w, const T* kI, const int32_t* positions, int64_t rows,
+                                     int64_t HI, int64_t dI, float w_scale, float* scores) {
+  extern __shared__ float qw[];  // qI row (HI * dI) then w (HI)
+  const int64_t b = blockIdx.y, s = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
+  for (int64_t e = threadIdx.x; e < HI * dI; e += blockDim.x) qw[e] = ld(qI[b * HI * dI + e]);
+  for (int64_t e = threadIdx.x; e < HI; e += blockDim.x) qw[HI * dI + e] = ld(w[b * HI + e]);
+  __syncthreads();
+  if (s >= rows) return;
+  float acc = -INFINITY;
+  if (s <= positions[b]) {
+    acc = 0.f;
+    const T* kr = kI + (b * rows + s) * dI;
+    for (int64_t j = 0; j < HI; ++j) {
+      float d = 0.f;
+      for (int64_t c = 0; c < dI; ++c) d += qw[j * dI + c] * ld(kr[c]);
+      acc += qw[HI * dI + j] * fmaxf(d, 0.f);
+    }
+    acc *= w_scale;
+  }
+  scores[b * rows + s] = acc;
+}
+
+// Shapes shared by the attention-side host functions.
+SparseShape sparse_shape(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& idx, const char* op) {
+  check_same_dtype(q, k, op);
+  check_same_dtype(q, v, op);
+  LT2_CHECK(q.ndim() == 4 && k.ndim() == 4 && k.shape() == v.shape() && k.dim(0) == q.dim(0) && k.dim(3) == q.dim(3) &&
+                q.dim(2) % k.dim(2) == 0,
+            op, ": q ", shape_str(q.shape()), ", k ", shape_str(k.shape()), ", v ", shape_str(v.shape()));
+  const SparseShape sh{q.dim(0), q.dim(1), k.dim(1), q.dim(2), k.dim(2), q.dim(3), idx.defined() ? idx.dim(2) : q.dim(1)};
+  LT2_CHECK(sh.D <= kMaxD, op, ": head size ", sh.D, " above ", kMaxD);
+  if (idx.defined())
+    LT2_CHECK(idx.dtype() == DType::I32 && idx.ndim() == 3 && idx.dim(0) == sh.B && idx.dim(1) == sh.Lq, op,
+              ": idx must be I32 [", sh.B, ", ", sh.Lq, ", k], got ", shape_str(idx.shape()));
+  return sh;
+}
+
+struct IndexerShape {
+  int64_t B, L, HI, dI;
+};
+IndexerShape indexer_shape(const Tensor& qI, const Tensor& kI, const Tensor& w, const char* op) {
+  check_same_dtype(qI, kI, op);
+  check_same_dtype(qI, w, op);
+  LT2_CHECK(qI.ndim() == 4, op, ": qI must be [B, L, HI, dI], got ", shape_str(qI.shape()));
+  const IndexerShape d{qI.dim(0), qI.dim(1), qI.dim(2), qI.dim(3)};
+  check_shape(kI, {d.B, d.L, d.dI}, op);
+  check_shape(w, {d.B, d.L, d.HI}, op);
+  LT2_CHECK(d.dI <= kMaxD, op, ": indexer head size ", d.dI, " above ", kMaxD);
+  return d;
+}
+}  // namespace
+
+Tensor dsa_indexer_scores(const Tensor& qI, const Tensor& kI, const Tensor& w, double w_scale) {
+  expect_cuda({&qI, &kI, &w}, "dsa_indexer_scores");
+  const IndexerShape d = indexer_shape(qI, kI, w, "dsa_indexer_scores");
+  Tensor I = Tensor::empty({d.B, d.L, d.L}, DType::F32, Device::CUDA);
+  if (I.numel() == 0) return I;
+  const unsigned tiles = unsigned((d.L + kTile - 1) / kTile);
+  dispatch_float(qI.dtype(), [&](auto tag) {
+    using T = decltype(tag);
+    indexer_scores_kernel<T><<<dim3(tiles, tiles, unsigned(d.B)), 256, 0, stream()>>>(
+        qI.data<T>(), kI.data<T>(), w.data<T>(), d.L, d.HI, d.dI, float(w_scale), I.data<float>());
+  });
+  check_launch("dsa_indexer_scores");
+  return I;
+}
+
+void dsa_indexer_scores_backward(const Tensor& qI, const Tensor& kI, const Tensor& w, double w_scale, const Tensor& idx,
+                                 const Tensor& dIsel, Tensor& dqI, Tensor& dkI, Tensor& dw) {
+  expect_cuda({&qI, &kI, &w, &idx, &dIsel}, "dsa_indexer_scores_backward");
+  const IndexerShape d = indexer_shape(qI, kI, w, "dsa_indexer_scores_backward");
+  LT2_CHECK(d.HI <= 64 && d.HI * d.dI <= kMaxIndexerWidth, "dsa_indexer_scores_backward: HI * dI = ", d.HI * d.dI,
+            " above ", kMaxIndexerWidth, " (or HI above 64)");
+  const int64_t K = idx.defined() ? idx.dim(2) : d.L;
+  expect_f32(dIsel, "dsa_indexer_scores_backward", "dIsel");
+  check_shape(dIsel, {d.B, d.L, K}, "dsa_indexer_scores_backward dIsel");
+  dqI = Tensor::empty(qI.shape(), qI.dtype(), Device::CUDA);
+  dkI = Tensor::empty(kI.shape(), kI.dtype(), Device::CUDA);
+  dw = Tensor::empty(w.shape(), w.dtype(), Device::CUDA);
+  const int64_t rows = d.B * d.L;
+  if (rows == 0) return;
+  KeyLists kl;
+  if (idx.defined()) kl = key_lists(idx, SparseShape{d.B, d.L, d.L, 1, 1, 1, K});
+  const int32_t* ix = idx.defined() ? idx.data<int32_t>() : nullptr;
+  dispatch_float(qI.dtype(), [&](auto tag) {
+    using T = decltype(tag);
+    indexer_dq_kernel<T><<<warp_blocks(rows), 32 * kWarps, 0, stream()>>>(
+        qI.data<T>(), kI.data<T>(), w.data<T>(), ix, dIsel.data<float>(), d.L, K, d.HI, d.dI, rows, float(w_scale),
+        dqI.data<T>(), dw.data<T>());
+    indexer_dk_kernel<T><<<warp_blocks(rows), 32 * kWarps, 0, stream()>>>(
+        qI.data<T>(), kI.data<T>(), w.data<T>(), dIsel.data<float>(), ix ? kl.offsets.data<int32_t>() : nullptr,
+        ix ? kl.entries.data<int32_t>() : nullptr, d.L, K, d.HI, d.dI, rows, float(w_scale), dkI.data<T>());
+  });
+  check_launch("dsa_indexer_scores_backward");
+}
+
+Tensor dsa_topk(const Tensor& I, int64_t k, Tensor* values) {
+  expect_cuda({&I}, "dsa_topk");
+  expect_f32(I, "dsa_topk", "I");
+  LT2_CHECK(I.ndim() == 3 && I.dim(1) == I.dim(2), "dsa_topk: I must be [B, L, L], got ", shape_str(I.shape()));
+  LT2_CHECK(k >= 1, "dsa_topk: k must be >= 1, got ", k);
+  const int64_t B = I.dim(0), L = I.dim(1);
+  Tensor idx = Tensor::empty({B, L, k}, DType::I32, Device::CUDA);
+  if (values) *values = Tensor::empty({B, L, k}, DType::F32, Device::CUDA);
+  launch_topk(I.data<float>(), L, B * L, L, nullptr, k, idx.data<int32_t>(), values ? values->data<float>() : nullptr);
+  return idx;
+}
+
+Tensor sparse_attention(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& idx, double scale,
+                        Tensor* lse) {
+  expect_cuda({&q, &k, &v, &idx}, "sparse_attention");
+  LT2_CHECK(idx.defined(), "sparse_attention: idx is missing");
+  const SparseShape sh = sparse_shape(q, k, v, idx, "sparse_attention");
+  LT2_CHECK(sh.Lk == sh.Lq, "sparse_attention: q and k lengths differ");
+  Tensor o = Tensor::empty(q.shape(), q.dtype(), Device::CUDA);
+  Tensor l = lse ? Tensor::empty({sh.B, sh.H, sh.Lq}, DType::F32, Device::CUDA) : Tensor();
+  dispatch_float(q.dtype(), [&](auto tag) {
+    launch_sparse_fwd<decltype(tag)>(q, k, v, idx.data<int32_t>(), sh, scale, o, lse ? l.data<float>() : nullptr);
+  });
+  if (lse) *lse = l;
+  return o;
+}
+
+void sparse_attention_backward(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& o, const Tensor& lse,
+                               const Tensor& idx, const Tensor& dout, double scale, Tensor& dq, Tensor& dk,
+                               Tensor& dv) {
+  expect_cuda({&q, &k, &v, &o, &lse, &idx, &dout}, "sparse_attention_backward");
+  LT2_CHECK(idx.defined(), "sparse_attention_backward: idx is missing");
+  const SparseShape sh = sparse_shape(q, k, v, idx, "sparse_attention_backward");
+  check_shape(o, q.shape(), "sparse_attention_backward o");
+  check_shape(dout, q.shape(), "sparse_attention_backward dout");
+  check_same_dtype(q, dout, "sparse_attention_backward");
+  expect_f32(lse, "sparse_attention_backward", "lse");
+  check_shape(lse, {sh.B, sh.H, sh.Lq}, "sparse_attention_backward lse");
+  dq = Tensor::empty(q.shape(), q.dtype(), Device::CUDA);
+  dk = Tensor::empty(k.shape(), k.dtype(), Device::CUDA);
+  dv = Tensor::empty(v.shape(), v.dtype(), Device::CUDA);
+  if (sh.rows() == 0) return;
+  const KeyLists kl = key_lists(idx, sh);
+  Tensor delta = Tensor::empty({sh.rows()}, DType::F32, Device::CUDA);
+  dispatch_float(q.dtype(), [&](auto tag) {
+    using T = decltype(tag);
+    delta_kernel<T><<<warp_blocks(sh.rows()), 32 * kWarps, 0, stream()>>>(o.data<T>(), dout.data<T>(), sh,
+                                                                             delta.data<float>());
+    sparse_dq_kernel<T><<<warp_blocks(sh.rows()), 32 * kWarps, 0, stream()>>>(
+        q.data<T>(), k.data<T>(), v.data<T>(), dout.data<T>(), lse.data<float>(), delta.data<float>(),
+        idx.data<int32_t>(), sh, float(scale), dq.data<T>());
+    sparse_dkdv_kernel<T><<<warp_blocks(sh.B * sh.Lk * sh.Hkv), 32 * kWarps, 0, stream()>>>(
+        q.data<T>(), k.data<T>(), v.data<T>(), dout.data<T>(), lse.data<float>(), delta.data<float>(),
+        kl.offsets.data<int32_t>(), kl.entries.data<int32_t>(), sh, float(scale), dk.data<T>(), dv.data<T>());
+  });
+  check_launch("sparse_attention_backward");
+}
+
+Tensor dsa_indexer_kl(const Tensor& Isel, const Tensor& q, const Tensor& k, const Tensor& lse, const Tensor& idx,
+                      double scale, Tensor& kl_sum) {
+  expect_cuda({&Isel, &q, &k, &lse, &idx, &kl_sum}, "dsa_indexer_kl");
+  const SparseShape sh = sparse_shape(q, k, k, idx, "dsa_indexer_kl");
+  expect_f32(Isel, "dsa_indexer_kl", "Isel");
+  expect_f32(lse, "dsa_indexer_kl", "lse");
+  expect_f32(kl_sum, "dsa_indexer_kl", "kl_sum");
+  check_shape(Isel, {sh.B, sh.Lq, sh.K}, "dsa_indexer_kl Isel");
+  check_shape(lse, {sh.B, sh.H, sh.Lq}, "dsa_indexer_kl lse");
+  LT2_CHECK(kl_sum.numel() >= 1, "dsa_indexer_kl: kl_sum must hold one element");
+  Tensor dI = Tensor::zeros(Isel.shape(), DType::F32, Device::CUDA);  // slots outside the set stay 0
+  const int64_t rows = sh.B * sh.Lq;
+  if (rows == 0) return dI;
+  Tensor row_kl = Tensor::empty({rows}, DType::F32, Device::CUDA);
+  dispatch_float(q.dtype(), [&](auto tag) {
+    using T = decltype(tag);
+    indexer_kl_kernel<T><<<warp_blocks(rows), 32 * kWarps, 0, stream()>>>(
+        Isel.data<float>(), q.data<T>(), k.data<T>(), lse.data<float>(), idx.defined() ? idx.data<int32_t>() : nullptr,
+        sh, float(scale), dI.data<float>(), row_kl.data<float>());
+  });
+  add_mean_kernel<<<1, 256, 0, stream()>>>(row_kl.data<float>(), rows, kl_sum.data<float>());
+  check_launch("dsa_indexer_kl");
+  return dI;
+}
+
+Tensor dsa_decode(const Tensor& q, const Tensor& k_cache, const Tensor& v_cache, const Tensor& qI, const Tensor& w,
+                  const Tensor& kI_cache, const Tensor& positions, int64_t topk, double w_scale, double scale) {
+  expect_cuda({&q, &k_cache, &v_cache, &qI, &w, &kI_cache, &positions}, "dsa_decode");
+  const SparseShape sh0 = sparse_shape(q, k_cache, v_cache, Tensor(), "dsa_decode");
+  LT2_CHECK(sh0.Lq == 1, "dsa_decode: q must be [B, 1, H, D], got ", shape_str(q.shape()));
+  check_same_dtype(qI, kI_cache, "dsa_decode");
+  check_same_dtype(qI, w, "dsa_decode");
+  LT2_CHECK(qI.ndim() == 4 && qI.dim(0) == sh0.B && qI.dim(1) == 1, "dsa_decode: qI must be [B, 1, HI, dI]");
+  const int64_t B = sh0.B, rows = sh0.Lk, HI = qI.dim(2), dI = qI.dim(3);
+  check_shape(w, {B, 1, HI}, "dsa_decode w");
+  check_shape(kI_cache, {B, rows, dI}, "dsa_decode kI_cache");
+  LT2_CHECK(positions.dtype() == DType::I32 && positions.numel() == B, "dsa_decode: positions must be I32 [", B, "]");
+  LT2_CHECK(topk >= 1, "dsa_decode: k must be >= 1");
+  Tensor o = Tensor::empty(q.shape(), q.dtype(), Device::CUDA);
+  if (B == 0) return o;
+  Tensor scores = Tensor::empty({B, rows}, DType::F32, Device::CUDA);
+  Tensor idx = Tensor::empty({B, 1, topk}, DType::I32, Device::CUDA);
+  const size_t smem = sizeof(float) * size_t(HI * dI + HI);
+  LT2_CHECK(smem <= 48 * 1024, "dsa_decode: indexer of ", HI, " x ", dI, " too wide");
+  dispatch_float(qI.dtype(), [&](auto tag) {
+    using T = decltype(tag);
+    decode_scores_kernel<T><<<dim3(unsigned((rows + 255) / 256), unsigned(B)), 256, smem, stream()>>>(
+        qI.data<T>(), w.data<T>(), kI_cache.data<T>(), positions.data<int32_t>(), rows, HI, dI, float(w_scale),
+        scores.data<float>());
+  });
+  check_launch("dsa_decode scores");
+  launch_topk(scores.data<float>(), rows, B, 1, positions.data<int32_t>(), topk, idx.data<int32_t>(), nullptr);
+  SparseShape sh = sh0;
+  sh.K = topk;
+  dispatch_float(q.dtype(), [&](auto tag) {
+    launch_sparse_fwd<decltype(tag)>(q, k_cache, v_cache, idx.data<int32_t>(), sh, scale, o, nullptr);
+  });
+  return o;
+}
+
+}  // namespace lt2::cuda
