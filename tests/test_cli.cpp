@@ -88,6 +88,41 @@ TEST_F(Cli, EvalGenerateInfo) {
   EXPECT_NE(r.out.find("--resume"), std::string::npos);
 }
 
+// Conversion of the trained full-attention model into a GDN+DSA one, then indexer stage 1.
+TEST_F(Cli, ConvertFullAttentionToDsaThenTrainTheIndexer) {
+  const std::string tiny = R"("vocab_size": 256, "hidden_size": 32, "num_hidden_layers": 2, "num_loops": 2,
+      "intermediate_size": 64, "num_attention_heads": 2, "num_key_value_heads": 1, "head_dim": 16,
+      "gdn_num_heads": 2, "gdn_head_k_dim": 16, "gdn_head_v_dim": 32, "max_position_embeddings": 256)";
+  const std::string cfg = g_dir + "/dsa.json";
+  write(cfg, R"J({"model": {"pattern": "gdn,dsa(8)", "dsa_index_heads": 2, "dsa_index_head_dim": 8, )J" + tiny +
+                 R"J(}, "train": {"batch_size": 4, "seq_len": 32, "steps": 3, "dsa_warmup_steps": 3, "eval_every": 3,
+                 "eval_batches": 1, "save_every": 3}})J");
+  const std::string conv = g_dir + "/converted";
+  RunResult r = run_lt2("convert --from " + g_dir + "/run --config " + cfg + " --out " + conv);
+  ASSERT_EQ(r.code, 0) << r.out;
+  EXPECT_NE(r.out.find("new (initialised): model.layers.1.attn.indexer.q_proj.weight"), std::string::npos) << r.out;
+  r = run_lt2("eval diag --model " + conv + " --data " + g_text + " --seq-len 32 --batches 1");
+  ASSERT_EQ(r.code, 0) << r.out;
+  EXPECT_NE(r.out.find("top-k share of dense attention"), std::string::npos) << r.out;
+  r = run_lt2("train --config " + cfg + " --init-from " + conv + " --data " + g_text + " --out " + g_dir + "/dsa_run");
+  ASSERT_EQ(r.code, 0) << r.out;
+  EXPECT_NE(r.out.find("init: 36 of 36 tensors"), std::string::npos) << r.out;
+  const std::string metrics = fs::read_file(g_dir + "/dsa_run/metrics.jsonl");
+  EXPECT_NE(metrics.find("\"indexer_kl\""), std::string::npos) << metrics;
+  EXPECT_NE(metrics.find("\"dsa_stage\":1"), std::string::npos) << metrics;
+  r = run_lt2("generate --model " + g_dir + "/dsa_run --prompt 'A small' --max-tokens 5 --temperature 0");
+  ASSERT_EQ(r.code, 0) << r.out;
+  // Bad conversions: the target exists, a shape that differs, a tensor the target lacks.
+  expect_error("convert --from " + g_dir + "/run --config " + cfg + " --out " + conv, "already exists");
+  const std::string wide = g_dir + "/wide.json";
+  write(wide, R"({"model": {"pattern": "gdn,full", "num_hidden_layers": 2, "hidden_size": 48}})");
+  expect_error("convert --from " + g_dir + "/run --config " + wide + " --out " + g_dir + "/c2", "has shape");
+  const std::string back = g_dir + "/back.json";
+  write(back, R"({"model": {"pattern": "gdn,full", )" + tiny + "}}");
+  expect_error("convert --from " + conv + " --config " + back + " --out " + g_dir + "/c3", "unexpected tensor");
+  expect_error("convert --from " + conv + " --out " + g_dir + "/c4", "--from, --config and --out are required");
+}
+
 TEST_F(Cli, BadFlagsAndCommands) {
   expect_error("train --bogus 3", "unknown flag '--bogus'");
   expect_error("train --steps abc", "expects an integer");

@@ -5,6 +5,7 @@ namespace lt2::cli {
 int cmd_train(int argc, char** argv);
 int cmd_eval(int argc, char** argv);
 int cmd_info(int argc, char** argv);
+int cmd_convert(int argc, char** argv);
 int cmd_bench(int argc, char** argv);
 int cmd_generate(int argc, char** argv);
 int cmd_data(int argc, char** argv);

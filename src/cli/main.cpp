@@ -21,6 +21,7 @@ commands:
   curriculum lt2 curriculum swaps: the state-tracking curriculum; reports the largest stage passed
   generate   continue a prompt with a trained checkpoint
   report     lt2 report RUN_DIR: one self-contained HTML page (config, curves, eval tables and charts)
+  convert    a checkpoint of another architecture from a trained one (e.g. full attention -> dsa(k))
   info       parameters, FLOPs per token and cache bytes of a config for a given T and context
   bench      lt2 bench train: training tokens/s and GFLOP/s against this machine's sgemm peak
              lt2 bench decode: decode / prefill speed and cache bytes vs context and T (CSV + SVG)
@@ -43,6 +44,7 @@ int main(int argc, char** argv) {
     if (cmd == "train") return lt2::cli::cmd_train(argc, argv);
     if (cmd == "eval") return lt2::cli::cmd_eval(argc, argv);
     if (cmd == "info") return lt2::cli::cmd_info(argc, argv);
+    if (cmd == "convert") return lt2::cli::cmd_convert(argc, argv);
     if (cmd == "bench") return lt2::cli::cmd_bench(argc, argv);
     if (cmd == "generate") return lt2::cli::cmd_generate(argc, argv);
     if (cmd == "data") return lt2::cli::cmd_data(argc, argv);
