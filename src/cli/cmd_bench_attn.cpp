@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "cli/args.h"
+#include "cli/bench_dsa.h"
 #include "cli/commands.h"
 #include "core/error.h"
 #include "core/rng.h"
@@ -53,14 +54,20 @@ Tensor random_on_gpu(const Shape& shape, uint64_t seed, DType dt) {
 
 int bench_attn(int argc, char** argv) {
   Args a("lt2 bench attn",
-         {{"shapes", true, "comma list of BxLxHxD or BxLxHxHkvxD (default 4x4096x16x128,8x2048x12x64)"},
+         {{"shapes", true, "comma list of BxLxHxD or BxLxHxHkvxD (default 4x4096x16x128,8x2048x12x64,1x16384x16x128)"},
           {"window", true, "comma list of windows, 0 = full causal (default 0,512)"},
+          {"dsa", true, "comma list of top-k values for DeepSeek sparse attention rows, 0 = none (default 512)"},
+          {"index-heads", true, "DSA lightning-indexer heads H_I (default 4)"},
+          {"index-dim", true, "DSA lightning-indexer head width d_I (default 32)"},
           {"dtype", true, "bf16 (tensor-core path) or f32 (fp32 kernels) (default bf16)"},
           {"warmup", true, "untimed runs first (default 3)"},
           {"reps", true, "timed runs, the median is reported (default 10)"}},
          argc, argv, 3);
   if (a.help()) {
-    std::printf("usage: lt2 bench attn [flags]\n\nCausal attention forward and forward+backward on the GPU.\n\n%s",
+    std::printf("usage: lt2 bench attn [flags]\n\nCausal attention forward and forward+backward on the GPU: full, "
+                "sliding window and DeepSeek sparse attention (DSA rows time the indexer scores, top-k and sparse "
+                "attention, and in the backward also the indexer's KL loss and gradient; TFLOP/s counts the attention "
+                "pairs only).\n\n%s",
                 a.usage().c_str());
     return 0;
   }
@@ -73,7 +80,7 @@ int bench_attn(int argc, char** argv) {
   LT2_CHECK(dts == "bf16" || dts == "f32", "--dtype: expected bf16 or f32, got '", dts, "'");
   const DType dt = dts == "bf16" ? DType::BF16 : DType::F32;
   std::vector<AttnShape> shapes;
-  for (const auto& s : a.list("shapes", "4x4096x16x128,8x2048x12x64")) shapes.push_back(parse_shape(s));
+  for (const auto& s : a.list("shapes", "4x4096x16x128,8x2048x12x64,1x16384x16x128")) shapes.push_back(parse_shape(s));
   std::vector<int64_t> windows;
   for (const auto& s : a.list("window", "0,512")) {
     char* end = nullptr;
@@ -81,6 +88,16 @@ int bench_attn(int argc, char** argv) {
     LT2_CHECK(end && *end == '\0' && w >= 0, "--window: expected integers >= 0, got '", s, "'");
     windows.push_back(w);
   }
+
+  std::vector<int64_t> dsa_k;
+  for (const auto& s : a.list("dsa", "512")) {
+    char* end = nullptr;
+    const long long k = std::strtoll(s.c_str(), &end, 10);
+    LT2_CHECK(end && *end == '\0' && k >= 0, "--dsa: expected integers >= 0, got '", s, "'");
+    if (k > 0) dsa_k.push_back(k);
+  }
+  const int64_t HI = a.integer("index-heads", 4), dI = a.integer("index-dim", 32);
+  LT2_CHECK(HI >= 1 && dI >= 1, "--index-heads and --index-dim must be >= 1");
 
   std::printf("device %s, %s, median of %d after %d warm-up runs\n", cuda::device_name(0).c_str(), dts.c_str(), reps,
               warmup);
@@ -105,6 +122,18 @@ int bench_attn(int argc, char** argv) {
                     (long long)s.Hkv, (long long)s.D);
       std::printf("%-24s %7lld %10.3f %9.1f %12.3f %9.1f %10.3f\n", name, (long long)w, fwd_ms,
                   fwd_flops / (fwd_ms * 1e9), all_ms, 3.5 * fwd_flops / (all_ms * 1e9), all_ms - fwd_ms);
+    }
+    for (int64_t k : dsa_k) {
+      const DsaTimes t = time_dsa({s.B, s.L, s.H, s.Hkv, s.D, k, HI, dI}, dt, warmup, reps);
+      // Pairs: query t attends to min(k, t + 1) keys.
+      const double pairs = k >= s.L ? visible_pairs(s.L, 0) : double(k) * double(k + 1) / 2 + double(s.L - k) * double(k);
+      const double fwd_flops = 4.0 * double(s.B * s.H * s.D) * pairs;
+      char name[64], label[32];
+      std::snprintf(name, sizeof name, "%lldx%lldx%lld/%lldx%lld", (long long)s.B, (long long)s.L, (long long)s.H,
+                    (long long)s.Hkv, (long long)s.D);
+      std::snprintf(label, sizeof label, "dsa(%lld)", (long long)k);
+      std::printf("%-24s %7s %10.3f %9.1f %12.3f %9.1f %10.3f\n", name, label, t.fwd_ms, fwd_flops / (t.fwd_ms * 1e9),
+                  t.all_ms, 3.5 * fwd_flops / (t.all_ms * 1e9), t.all_ms - t.fwd_ms);
     }
   }
   return 0;

@@ -1,0 +1,46 @@
+#include "cli/bench_dsa.h"
+
+#include <cmath>
+
+#include "core/rng.h"
+#include "cuda/runtime.h"
+#include "ops/ops.h"
+
+namespace lt2::cli {
+
+namespace {
+Tensor normal_on_gpu(const Shape& shape, uint64_t seed, DType dt) {
+  Tensor t = Tensor::empty(shape, DType::F32);
+  const CounterRng rng{seed, 7};
+  float* p = t.data<float>();
+  for (int64_t i = 0; i < t.numel(); ++i) p[i] = float(rng.normal(uint64_t(i)));
+  return t.to(Device::CUDA, dt);
+}
+}  // namespace
+
+DsaTimes time_dsa(const DsaBenchShape& s, DType dt, int warmup, int reps) {
+  const Tensor q = normal_on_gpu({s.B, s.L, s.H, s.D}, 11, dt), k = normal_on_gpu({s.B, s.L, s.Hkv, s.D}, 12, dt);
+  const Tensor v = normal_on_gpu({s.B, s.L, s.Hkv, s.D}, 13, dt), dout = normal_on_gpu({s.B, s.L, s.H, s.D}, 14, dt);
+  const Tensor qI = normal_on_gpu({s.B, s.L, s.HI, s.dI}, 15, dt), kI = normal_on_gpu({s.B, s.L, s.dI}, 16, dt);
+  const Tensor w = normal_on_gpu({s.B, s.L, s.HI}, 17, dt);
+  const double scale = 1.0 / std::sqrt(double(s.D)), ws = 1.0 / std::sqrt(double(s.HI));
+  Tensor idx, Isel, o, lse, dq, dk, dv, dqI, dkI, dw;
+  Tensor kl = Tensor::zeros({1}, DType::F32, Device::CUDA);
+  auto forward = [&] {
+    idx = ops::dsa_topk(ops::dsa_indexer_scores(qI, kI, w, ws), s.k, &Isel);
+    o = ops::sparse_attention(q, k, v, idx, scale, &lse);
+  };
+  DsaTimes t;
+  t.fwd_ms = cuda::time_ms(forward, warmup, reps);
+  t.all_ms = cuda::time_ms(
+      [&] {
+        forward();
+        ops::sparse_attention_backward(q, k, v, o, lse, idx, dout, scale, dq, dk, dv);
+        const Tensor dI = ops::dsa_indexer_kl(Isel, q, k, lse, idx, scale, kl);
+        ops::dsa_indexer_scores_backward(qI, kI, w, ws, idx, dI, dqI, dkI, dw);
+      },
+      warmup, reps);
+  return t;
+}
+
+}  // namespace lt2::cli

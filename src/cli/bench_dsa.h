@@ -1,0 +1,21 @@
+#pragma once
+// Timing of DeepSeek sparse attention for `lt2 bench attn` (GPU): the whole DSA layer core —
+// lightning-indexer scores, top-k, sparse attention — forward, and forward + backward (sparse
+// attention backward, the indexer's KL loss and its scores' backward). Projections excluded,
+// as for full attention.
+#include <cstdint>
+
+#include "core/tensor.h"
+
+namespace lt2::cli {
+
+struct DsaBenchShape {
+  int64_t B, L, H, Hkv, D;  // attention
+  int64_t k, HI, dI;        // top-k, indexer heads and width
+};
+struct DsaTimes {
+  double fwd_ms, all_ms;
+};
+DsaTimes time_dsa(const DsaBenchShape& s, DType dt, int warmup, int reps);
+
+}  // namespace lt2::cli
