@@ -8,6 +8,14 @@
 // Au X and M Δ (2·C²·V each). Per token that is 6·K·V + 4·C·(K + V). Forward + backward counts
 // three forwards (the usual training convention). The recurrence's rows use the same count, so
 // the TFLOP/s columns compare times directly.
+//
+// --decode times the decode step instead: ops::gdn_step (cuda/gdn_step.cu) on a batch of
+// sequences, whose cost is reading and writing the fp32 state [B, H, K, V] once. It reports
+// GB/s of state read + written against the card's measured device-to-device copy bandwidth,
+// and, for comparison, the path it replaced (the L = 1 recurrence writing a new state, then a
+// copy back). Each timed run steps through enough separate states (>= 256 MiB together) that
+// no state is still in the L2 cache when its turn comes, as in a real model's many layers.
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
@@ -72,6 +80,66 @@ Tensor random_gate(const Shape& shape, uint64_t seed, bool is_beta) {
   return t.to(Device::CUDA, DType::F32);
 }
 
+// "HxKxV" (value heads = key heads = H).
+struct DecodeShape {
+  int64_t H, K, V;
+};
+DecodeShape parse_decode_shape(const std::string& s) {
+  const std::vector<int64_t> v = Args::dims(s, "decode-shapes", "HxKxV");
+  LT2_CHECK(v.size() == 3, "--decode-shapes: '", s, "' needs 3 numbers (HxKxV)");
+  return {v[0], v[1], v[2]};
+}
+
+void bench_decode(const Args& a, DType dt, const std::string& dts, int warmup, int reps) {
+  const int64_t B = a.integer("batch", 64);
+  LT2_CHECK(B >= 1, "--batch must be >= 1");
+  const double copy_gbps = cuda::measure_copy_gbps();
+  std::printf("device %s, decode step, batch %lld, q/k/v %s, state fp32; median of %d after %d warm-up runs;\n"
+              "measured device-to-device copy: %.0f GB/s (read + write)\n",
+              cuda::device_name(0).c_str(), (long long)B, dts.c_str(), reps, warmup, copy_gbps);
+  std::printf("%-14s %-22s %7s %10s %9s %8s %8s\n", "HxKxV", "path", "states", "state MiB", "us/step", "GB/s",
+              "% copy");
+  for (const auto& item : a.list("decode-shapes", "6x128x256,16x128x128")) {
+    const DecodeShape s = parse_decode_shape(item);
+    const Tensor q = random_rows({B, 1, s.H, s.K}, 11, 1.0 / std::sqrt(double(s.K)), dt);
+    const Tensor k = random_rows({B, 1, s.H, s.K}, 12, 1.0, dt);
+    const Tensor v = random_rows({B, 1, s.H, s.V}, 13, 0.0, dt);
+    const Tensor beta = random_gate({B, 1, s.H}, 14, true), g = random_gate({B, 1, s.H}, 15, false);
+    const Tensor h0 = random_rows({B, s.H, s.K, s.V}, 16, 0.0, DType::F32);
+    const double state_bytes = double(h0.nbytes());
+    const int64_t n_states = std::clamp<int64_t>(int64_t(std::ceil(256.0 * (1 << 20) / state_bytes)), 2, 64);
+    std::vector<Tensor> states;
+    for (int64_t i = 0; i < n_states; ++i) states.push_back(h0.clone());
+    auto report = [&](const char* path, double ms_per_step) {
+      const double gbps = 2.0 * state_bytes / (ms_per_step * 1e-3) / 1e9;
+      std::printf("%-14s %-22s %7lld %10.1f %9.1f %8.0f %7.1f%%\n", item.c_str(), path, (long long)n_states,
+                  state_bytes / (1 << 20), ms_per_step * 1e3, gbps, 100.0 * gbps / copy_gbps);
+      std::fflush(stdout);
+    };
+    Tensor o;
+    const double step_ms = cuda::time_ms(
+        [&] {
+          for (Tensor& st : states) o = ops::gdn_step(q, k, v, beta, g, st);
+        },
+        warmup, reps);
+    report("gdn_step (in place)", step_ms / double(n_states));
+    if (!a.has("no-recurrent")) {
+      const double old_ms = cuda::time_ms(
+          [&] {
+            for (Tensor& st : states) {
+              Tensor hT;
+              o = ops::gdn(q, k, v, beta, g, st, &hT, /*chunked=*/false);
+              st.copy_from(hT);
+            }
+          },
+          warmup, reps);
+      report("gdn L=1 + state copy", old_ms / double(n_states));
+    }
+  }
+  std::printf("GB/s counts the state read once and written once (2 x state bytes per step) for both rows;\n"
+              "the second row actually moves the state four times (read, write hT, copy back).\n");
+}
+
 }  // namespace
 #endif
 
@@ -82,11 +150,22 @@ int bench_gdn(int argc, char** argv) {
           {"value-tile", true, "comma list of scan value tiles: 0 = auto, 32, 64 (default 0,32,64)"},
           {"no-recurrent", false, "skip timing the token-by-token recurrence"},
           {"warmup", true, "untimed runs first (default 2)"},
-          {"reps", true, "timed runs, the median is reported (default 10)"}},
+          {"reps", true, "timed runs, the median is reported (default 10)"},
+          {"decode", false,
+           "time the decode step (gdn_step: one token per sequence, fp32 state updated in place) instead"},
+          {"batch", true, "--decode: sequences per step (default 64)"},
+          {"decode-shapes", true, "--decode: comma list of HxKxV, value heads = H (default 6x128x256,16x128x128)"}},
          argc, argv, 3);
   if (a.help()) {
-    std::printf("usage: lt2 bench gdn [flags]\n\nGated DeltaNet core forward and forward+backward on the GPU.\n\n%s",
-                a.usage().c_str());
+    std::printf(
+        "usage: lt2 bench gdn [flags]\n\nGated DeltaNet core forward and forward+backward on the GPU.\n\n"
+        "With --decode: the decode step instead, for --batch sequences and each of --decode-shapes. The step\n"
+        "reads and writes the fp32 state [batch, H, K, V] once, so it is bandwidth-bound; the table gives\n"
+        "microseconds per step (median of --reps after --warmup, CUDA events; each run steps through several\n"
+        "states, >= 256 MiB together, so none is served from L2), GB/s of state read + written, and that as a\n"
+        "percentage of the card's measured device-to-device copy bandwidth. A second row times the path the\n"
+        "step replaced (L = 1 recurrence to a new state, then a copy back) unless --no-recurrent.\n\n%s",
+        a.usage().c_str());
     return 0;
   }
   LT2_CHECK(a.positionals().empty(), "lt2 bench gdn: unexpected argument '",
@@ -98,6 +177,10 @@ int bench_gdn(int argc, char** argv) {
   const std::string dts = a.str("dtype", "bf16");
   LT2_CHECK(dts == "bf16" || dts == "f32", "--dtype: expected bf16 or f32, got '", dts, "'");
   const DType dt = dts == "bf16" ? DType::BF16 : DType::F32;
+  if (a.has("decode")) {
+    bench_decode(a, dt, dts, warmup, reps);
+    return 0;
+  }
   std::vector<int> tiles;
   for (const auto& s : a.list("value-tile", "0,32,64")) {
     LT2_CHECK(s == "0" || s == "32" || s == "64", "--value-tile: expected 0, 32 or 64, got '", s, "'");

@@ -120,8 +120,7 @@ Tensor GdnMixer::run(const Tensor& x, int, LayerCache& base, const CacheRun& r) 
     o = ops::gdn(q, k, v, beta, g, Tensor(), &hT, chunked_);
     c.state.select(r.slot).copy_from(hT.reshape({HV_, K_, V_}));
   } else {
-    o = ops::gdn(q, k, v, beta, g, c.state, &hT, /*chunked=*/false);  // one token: the recurrence
-    c.state.copy_from(hT);
+    o = ops::gdn_step(q, k, v, beta, g, c.state);  // one token; the state is updated in place
   }
   return output(x, o, &z);
 }
