@@ -164,7 +164,8 @@ TEST_F(Cli, BenchDecodeWritesCsvAndSvg) {
   const std::string csv = fs::read_file(out + ".csv");
   int rows = 0;
   for (char c : csv) rows += c == '\n';
-  EXPECT_EQ(rows, 1 + 4 * 2 * 2);  // header + mixers x loops x contexts
+  EXPECT_EQ(rows, 1 + 5 * 2 * 2);  // header + mixers x loops x contexts
+  EXPECT_NE(csv.find("GDN+DSA,"), std::string::npos);
   const std::string svg = fs::read_file(out + ".svg");
   EXPECT_EQ(svg.rfind("<svg", 0), 0u);
   EXPECT_NE(svg.find("GDN"), std::string::npos);

@@ -154,7 +154,8 @@ static int bench_decode(int argc, char** argv) {
           {"batch", true, "sequences decoded together (default 1)"},
           {"steps", true, "timed decode steps per point (default 16)"},
           {"window", true, "span of the window model (default 256)"},
-          {"mixers", true, "which of full,window,gdn,hybrid (default all)"},
+          {"topk", true, "k of the GDN+DSA model's dsa(k) layers (default 64)"},
+          {"mixers", true, "which of full,window,gdn,hybrid,dsa (default all; dsa = the GDN+DSA hybrid)"},
           {"out", true, "CSV + SVG path prefix (default bench/decode)"},
           device_flag()},
          argc, argv, 3);
@@ -168,20 +169,25 @@ static int bench_decode(int argc, char** argv) {
   const auto contexts = a.int_list("contexts", "256,1024,4096");
   const auto loops = a.int_list("loops", "1,2,4,8");
   const int64_t batch = a.integer("batch", 1), steps = a.integer("steps", 16), window = a.integer("window", 256);
-  LT2_CHECK(batch >= 1 && steps >= 1 && window >= 1, "--batch, --steps and --window must be >= 1");
+  const int64_t topk = a.integer("topk", 64);
+  LT2_CHECK(batch >= 1 && steps >= 1 && window >= 1 && topk >= 1, "--batch, --steps, --window and --topk must be >= 1");
   const std::string out = a.str("out", "bench/decode");
   struct Variant { std::string name, pattern; };
   const int64_t n = base.num_hidden_layers;
   std::vector<Variant> all = {{"looped full", "full"},
                               {"window(" + std::to_string(window) + ")", "window(" + std::to_string(window) + ")"},
                               {"GDN", "gdn"},
-                              {"Full+GDN", n >= 5 ? "interleave(full,gdn,1:4)" : "interleave(full,gdn,1:" + std::to_string(std::max<int64_t>(1, n - 1)) + ")"}};
-  const std::string want = a.str("mixers", "full,window,gdn,hybrid");
+                              {"Full+GDN", ""}, {"GDN+DSA", ""}};
+  // The hybrids: one softmax layer per five (per n when the stack is shorter), like the paper's.
+  const std::string ratio = n >= 5 ? "1:4" : "1:" + std::to_string(std::max<int64_t>(1, n - 1));
+  all[3].pattern = "interleave(full,gdn," + ratio + ")";
+  all[4].pattern = "interleave(dsa(" + std::to_string(topk) + "),gdn," + ratio + ")";
+  const std::string want = a.str("mixers", "full,window,gdn,hybrid,dsa");
   std::vector<Variant> variants;
-  const char* keys[] = {"full", "window", "gdn", "hybrid"};
-  for (int i = 0; i < 4; ++i)
+  const char* keys[] = {"full", "window", "gdn", "hybrid", "dsa"};
+  for (int i = 0; i < 5; ++i)
     if (("," + want + ",").find(std::string(",") + keys[i] + ",") != std::string::npos) variants.push_back(all[i]);
-  LT2_CHECK(!variants.empty(), "--mixers: expected a comma list of full, window, gdn, hybrid; got '", want, "'");
+  LT2_CHECK(!variants.empty(), "--mixers: expected a comma list of full, window, gdn, hybrid, dsa; got '", want, "'");
   const int64_t max_ctx = *std::max_element(contexts.begin(), contexts.end());
   if (const auto parent = std::filesystem::path(out).parent_path(); !parent.empty()) fs::make_dirs(parent.string());
 
