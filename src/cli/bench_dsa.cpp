@@ -40,6 +40,18 @@ DsaTimes time_dsa(const DsaBenchShape& s, DType dt, int warmup, int reps) {
         ops::dsa_indexer_scores_backward(qI, kI, w, ws, idx, dI, dqI, dkI, dw);
       },
       warmup, reps);
+  // Where the time goes: each op alone on the inputs the step above left.
+  Tensor I, dI;
+  t.parts.emplace_back("scores", cuda::time_ms([&] { I = ops::dsa_indexer_scores(qI, kI, w, ws); }, warmup, reps));
+  t.parts.emplace_back("top-k", cuda::time_ms([&] { idx = ops::dsa_topk(I, s.k, &Isel); }, warmup, reps));
+  t.parts.emplace_back("attention", cuda::time_ms([&] { o = ops::sparse_attention(q, k, v, idx, scale, &lse); },
+                                                  warmup, reps));
+  t.parts.emplace_back("attention bwd", cuda::time_ms(
+      [&] { ops::sparse_attention_backward(q, k, v, o, lse, idx, dout, scale, dq, dk, dv); }, warmup, reps));
+  t.parts.emplace_back("KL", cuda::time_ms([&] { dI = ops::dsa_indexer_kl(Isel, q, k, lse, idx, scale, kl); },
+                                           warmup, reps));
+  t.parts.emplace_back("indexer bwd", cuda::time_ms(
+      [&] { ops::dsa_indexer_scores_backward(qI, kI, w, ws, idx, dI, dqI, dkI, dw); }, warmup, reps));
   return t;
 }
 

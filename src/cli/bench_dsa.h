@@ -4,6 +4,9 @@
 // attention backward, the indexer's KL loss and its scores' backward). Projections excluded,
 // as for full attention.
 #include <cstdint>
+#include <string>
+#include <utility>
+#include <vector>
 
 #include "core/tensor.h"
 
@@ -15,6 +18,7 @@ struct DsaBenchShape {
 };
 struct DsaTimes {
   double fwd_ms, all_ms;
+  std::vector<std::pair<std::string, double>> parts;  // each op alone, ms
 };
 DsaTimes time_dsa(const DsaBenchShape& s, DType dt, int warmup, int reps);
 

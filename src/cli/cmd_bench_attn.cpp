@@ -134,6 +134,9 @@ int bench_attn(int argc, char** argv) {
       std::snprintf(label, sizeof label, "dsa(%lld)", (long long)k);
       std::printf("%-24s %7s %10.3f %9.1f %12.3f %9.1f %10.3f\n", name, label, t.fwd_ms, fwd_flops / (t.fwd_ms * 1e9),
                   t.all_ms, 3.5 * fwd_flops / (t.all_ms * 1e9), t.all_ms - t.fwd_ms);
+      std::string parts = "    each op alone (ms):";
+      for (const auto& [what, ms] : t.parts) parts += cat(" ", what, " ", ms, ";");
+      std::printf("%s\n", parts.c_str());
     }
   }
   return 0;

@@ -15,32 +15,56 @@ namespace lt2::cuda {
 
 namespace {
 constexpr int kMaxD = 256;            // head sizes (attention D, indexer dI) up to 256
-constexpr int kPerLane = kMaxD / 32;  // per-lane register slots of one row
 constexpr int kWarps = 4;             // warps per block of the row-per-warp kernels
 constexpr int kMaxIndexerWidth = 1024;  // HI * dI of the indexer backward's per-warp accumulator
 
-// One row of width n (<= kMaxD) spread over the lanes: element d = lane + 32 j.
-template <class T> __device__ __forceinline__ void load_row(const T* p, int64_t n, float scale, float (&r)[kPerLane]) {
-  const int lane = threadIdx.x & 31;
+// Rows of width n <= 32 * NPL spread over a warp's lanes: element d = lane + 32 j, j < NPL.
+// The kernels below take NPL as a template parameter (1, 2, 4 or 8 by the row width) so the
+// per-lane arrays live in registers, and they walk keys C at a time: all C rows' loads are
+// issued before any is used, which keeps C loads in flight per lane instead of one (the
+// gathers of sparse attention are latency-bound otherwise).
+__device__ __forceinline__ int lane_id() { return threadIdx.x & 31; }
+template <int NPL, class T>
+__device__ __forceinline__ void load_row(const T* p, int64_t n, float scale, float (&r)[NPL]) {
 #pragma unroll
-  for (int j = 0; j < kPerLane; ++j) r[j] = lane + 32 * j < n ? ld(p[lane + 32 * j]) * scale : 0.f;
+  for (int j = 0; j < NPL; ++j) r[j] = lane_id() + 32 * j < n ? ld(p[lane_id() + 32 * j]) * scale : 0.f;
 }
-template <class T> __device__ __forceinline__ float dot_row(const float (&a)[kPerLane], const T* p, int64_t n) {
-  const int lane = threadIdx.x & 31;
+template <int NPL> __device__ __forceinline__ float dot_lanes(const float (&a)[NPL], const float (&b)[NPL]) {
   float s = 0.f;
 #pragma unroll
-  for (int j = 0; j < kPerLane; ++j)
-    if (lane + 32 * j < n) s += a[j] * ld(p[lane + 32 * j]);
+  for (int j = 0; j < NPL; ++j) s += a[j] * b[j];
   return warp_sum(s);
 }
-template <class T> __device__ __forceinline__ void store_row(T* p, int64_t n, const float (&r)[kPerLane], float scale) {
-  const int lane = threadIdx.x & 31;
+template <int NPL, class T>
+__device__ __forceinline__ void store_row(T* p, int64_t n, const float (&r)[NPL], float scale) {
 #pragma unroll
-  for (int j = 0; j < kPerLane; ++j)
-    if (lane + 32 * j < n) p[lane + 32 * j] = st<T>(r[j] * scale);
+  for (int j = 0; j < NPL; ++j)
+    if (lane_id() + 32 * j < n) p[lane_id() + 32 * j] = st<T>(r[j] * scale);
 }
+// Keys per step of the gather loops: 8, or 4 for the widest rows (register budget).
+template <int NPL> constexpr int chunk_of() { return NPL >= 8 ? 4 : 8; }
+
+// Calls f(std::integral_constant<int, NPL>) with NPL = ceil(n / 32) rounded up to 1, 2, 4, 8.
+template <class F> void with_npl(int64_t n, F&& f) {
+  if (n <= 32) f(std::integral_constant<int, 1>{});
+  else if (n <= 64) f(std::integral_constant<int, 2>{});
+  else if (n <= 128) f(std::integral_constant<int, 4>{});
+  else f(std::integral_constant<int, 8>{});
+}
+
 __device__ __forceinline__ int64_t warp_row() { return int64_t(blockIdx.x) * kWarps + (threadIdx.x >> 5); }
 unsigned warp_blocks(int64_t rows) { return unsigned((rows + kWarps - 1) / kWarps); }
+
+// Used slots of an index row (keys first, then -1), counted 32 at a time by the warp.
+__device__ __forceinline__ int64_t count_slots(const int32_t* sel, int64_t K) {
+  int64_t n = 0;
+  for (int64_t i0 = 0; i0 < K; i0 += 32) {
+    const unsigned full = __ballot_sync(0xffffffffu, i0 + lane_id() < K && sel[i0 + lane_id()] >= 0);
+    n += __popc(full);
+    if (full != 0xffffffffu) break;
+  }
+  return n;
+}
 
 // ---- indexer scores: 64 x 64 (query, key) tiles, 4 x 4 outputs per thread ----------------
 constexpr int kTile = 64, kChunk = 32;
@@ -201,36 +225,59 @@ struct SparseShape {
   __host__ __device__ int64_t group() const { return H / Hkv; }
 };
 
-template <class T>
+template <class T, int NPL>
 __global__ void sparse_fwd_kernel(const T* q, const T* k, const T* v, const int32_t* idx, SparseShape sh, float scale,
                                   T* o, float* lse) {
+  constexpr int C = chunk_of<NPL>();
   const int64_t row = warp_row();
   if (row >= sh.rows()) return;
   const int64_t h = row % sh.H, bt = row / sh.H, b = bt / sh.Lq, t = bt % sh.Lq, hk = h / sh.group();
-  float qv[kPerLane], acc[kPerLane] = {};
-  load_row(q + row * sh.D, sh.D, scale, qv);
+  float qv[NPL], acc[NPL] = {};
+  load_row<NPL>(q + row * sh.D, sh.D, scale, qv);
   float m = -INFINITY, l = 0.f;
   const int32_t* sel = idx + bt * sh.K;
-  for (int64_t i = 0; i < sh.K && sel[i] >= 0; ++i) {
-    const int64_t off = ((b * sh.Lk + sel[i]) * sh.Hkv + hk) * sh.D;
-    const float s = dot_row(qv, k + off, sh.D), m_new = fmaxf(m, s), corr = expf(m - m_new), p = expf(s - m_new);
-    l = l * corr + p;
-    const int lane = threadIdx.x & 31;
+  const int64_t n = count_slots(sel, sh.K);
+  for (int64_t i0 = 0; i0 < n; i0 += C) {
+    int64_t off[C];
+    float kr[C][NPL], vr[C][NPL], s[C];
 #pragma unroll
-    for (int j = 0; j < kPerLane; ++j)
-      acc[j] = acc[j] * corr + (lane + 32 * j < sh.D ? p * ld(v[off + lane + 32 * j]) : 0.f);
+    for (int c = 0; c < C; ++c) off[c] = i0 + c < n ? ((b * sh.Lk + sel[i0 + c]) * sh.Hkv + hk) * sh.D : -1;
+#pragma unroll
+    for (int c = 0; c < C; ++c) {
+      load_row<NPL>(k + max(off[c], int64_t(0)), off[c] >= 0 ? sh.D : 0, 1.f, kr[c]);
+      load_row<NPL>(v + max(off[c], int64_t(0)), off[c] >= 0 ? sh.D : 0, 1.f, vr[c]);
+    }
+    float mc = -INFINITY;
+#pragma unroll
+    for (int c = 0; c < C; ++c) {
+      s[c] = dot_lanes(qv, kr[c]);
+      if (off[c] >= 0) mc = fmaxf(mc, s[c]);
+    }
+    const float m_new = fmaxf(m, mc), corr = expf(m - m_new);
+    l *= corr;
+#pragma unroll
+    for (int j = 0; j < NPL; ++j) acc[j] *= corr;
+#pragma unroll
+    for (int c = 0; c < C; ++c) {
+      const float p = off[c] >= 0 ? expf(s[c] - m_new) : 0.f;
+      l += p;
+#pragma unroll
+      for (int j = 0; j < NPL; ++j) acc[j] += p * vr[c][j];
+    }
     m = m_new;
   }
-  store_row(o + row * sh.D, sh.D, acc, l > 0 ? 1.f / l : 0.f);
-  if (lse && (threadIdx.x & 31) == 0) lse[(b * sh.H + h) * sh.Lq + t] = l > 0 ? m + logf(l) : -INFINITY;
+  store_row<NPL>(o + row * sh.D, sh.D, acc, l > 0 ? 1.f / l : 0.f);
+  if (lse && lane_id() == 0) lse[(b * sh.H + h) * sh.Lq + t] = l > 0 ? m + logf(l) : -INFINITY;
 }
 
 template <class T>
 void launch_sparse_fwd(const Tensor& q, const Tensor& k, const Tensor& v, const int32_t* idx, const SparseShape& sh,
                        double scale, Tensor& o, float* lse) {
   if (sh.rows() == 0) return;
-  sparse_fwd_kernel<T><<<warp_blocks(sh.rows()), 32 * kWarps, 0, stream()>>>(
-      q.data<T>(), k.data<T>(), v.data<T>(), idx, sh, float(scale), o.data<T>(), lse);
+  with_npl(sh.D, [&](auto npl) {
+    sparse_fwd_kernel<T, decltype(npl)::value><<<warp_blocks(sh.rows()), 32 * kWarps, 0, stream()>>>(
+        q.data<T>(), k.data<T>(), v.data<T>(), idx, sh, float(scale), o.data<T>(), lse);
+  });
   check_launch("sparse_attention");
 }
 
@@ -324,74 +371,96 @@ KeyLists key_lists(const Tensor& idx, const SparseShape& sh) {
 
 // ---- sparse attention backward -------------------------------------------------------------
 // delta[row] = dO . O (the softmax backward's row term).
-template <class T> __global__ void delta_kernel(const T* o, const T* dout, SparseShape sh, float* delta) {
+template <class T, int NPL> __global__ void delta_kernel(const T* o, const T* dout, SparseShape sh, float* delta) {
   const int64_t row = warp_row();
   if (row >= sh.rows()) return;
-  float a[kPerLane];
-  load_row(o + row * sh.D, sh.D, 1.f, a);
-  const float d = dot_row(a, dout + row * sh.D, sh.D);
-  if ((threadIdx.x & 31) == 0) delta[row] = d;
+  float a[NPL], g[NPL];
+  load_row<NPL>(o + row * sh.D, sh.D, 1.f, a);
+  load_row<NPL>(dout + row * sh.D, sh.D, 1.f, g);
+  const float d = dot_lanes(a, g);
+  if (lane_id() == 0) delta[row] = d;
 }
 
-// dq: one warp per (b, t, h) over its keys.
-template <class T>
+// dq: one warp per (b, t, h) over its keys, C keys at a time.
+template <class T, int NPL>
 __global__ void sparse_dq_kernel(const T* q, const T* k, const T* v, const T* dout, const float* lse, const float* delta,
                                  const int32_t* idx, SparseShape sh, float scale, T* dq) {
+  constexpr int C = chunk_of<NPL>();
   const int64_t row = warp_row();
   if (row >= sh.rows()) return;
   const int64_t h = row % sh.H, bt = row / sh.H, b = bt / sh.Lq, t = bt % sh.Lq, hk = h / sh.group();
-  float qv[kPerLane], g[kPerLane], acc[kPerLane] = {};
-  load_row(q + row * sh.D, sh.D, 1.f, qv);
-  load_row(dout + row * sh.D, sh.D, 1.f, g);
+  float qv[NPL], g[NPL], acc[NPL] = {};
+  load_row<NPL>(q + row * sh.D, sh.D, 1.f, qv);
+  load_row<NPL>(dout + row * sh.D, sh.D, 1.f, g);
   const float l = lse[(b * sh.H + h) * sh.Lq + t], dl = delta[row];
   const int32_t* sel = idx + bt * sh.K;
-  const int lane = threadIdx.x & 31;
-  for (int64_t i = 0; i < sh.K && sel[i] >= 0; ++i) {
-    const int64_t off = ((b * sh.Lk + sel[i]) * sh.Hkv + hk) * sh.D;
-    const float p = expf(dot_row(qv, k + off, sh.D) * scale - l), ds = p * (dot_row(g, v + off, sh.D) - dl) * scale;
+  const int64_t n = count_slots(sel, sh.K);
+  for (int64_t i0 = 0; i0 < n; i0 += C) {
+    int64_t off[C];
+    float kr[C][NPL], vr[C][NPL];
 #pragma unroll
-    for (int j = 0; j < kPerLane; ++j)
-      if (lane + 32 * j < sh.D) acc[j] += ds * ld(k[off + lane + 32 * j]);
+    for (int c = 0; c < C; ++c) off[c] = i0 + c < n ? ((b * sh.Lk + sel[i0 + c]) * sh.Hkv + hk) * sh.D : -1;
+#pragma unroll
+    for (int c = 0; c < C; ++c) {
+      load_row<NPL>(k + max(off[c], int64_t(0)), off[c] >= 0 ? sh.D : 0, 1.f, kr[c]);
+      load_row<NPL>(v + max(off[c], int64_t(0)), off[c] >= 0 ? sh.D : 0, 1.f, vr[c]);
+    }
+#pragma unroll
+    for (int c = 0; c < C; ++c) {
+      const float p = off[c] >= 0 ? expf(dot_lanes(qv, kr[c]) * scale - l) : 0.f;
+      const float ds = p * (dot_lanes(g, vr[c]) - dl) * scale;
+#pragma unroll
+      for (int j = 0; j < NPL; ++j) acc[j] += ds * kr[c][j];
+    }
   }
-  store_row(dq + row * sh.D, sh.D, acc, 1.f);
+  store_row<NPL>(dq + row * sh.D, sh.D, acc, 1.f);
 }
 
-// dk, dv: one warp per (b, key, kv head) over the (query, head) pairs that kept the key.
-template <class T>
+// dk, dv: one warp per (b, key, kv head) over the (query, head) pairs that kept the key, C
+// queries at a time.
+template <class T, int NPL>
 __global__ void sparse_dkdv_kernel(const T* q, const T* k, const T* v, const T* dout, const float* lse,
                                    const float* delta, const int32_t* offsets, const int32_t* entries, SparseShape sh,
                                    float scale, T* dk, T* dv) {
+  constexpr int C = chunk_of<NPL>();
   const int64_t row = warp_row();  // (b * Lk + s) * Hkv + hk
   if (row >= sh.B * sh.Lk * sh.Hkv) return;
   const int64_t hk = row % sh.Hkv, bs = row / sh.Hkv, b = bs / sh.Lk, s = bs % sh.Lk;
-  float kv[kPerLane], vv[kPerLane], dka[kPerLane] = {}, dva[kPerLane] = {};
-  load_row(k + row * sh.D, sh.D, 1.f, kv);
-  load_row(v + row * sh.D, sh.D, 1.f, vv);
+  float kv[NPL], vv[NPL], dka[NPL] = {}, dva[NPL] = {};
+  load_row<NPL>(k + row * sh.D, sh.D, 1.f, kv);
+  load_row<NPL>(v + row * sh.D, sh.D, 1.f, vv);
   const int32_t lo = offsets[b * (sh.Lk + 1) + s], hi = offsets[b * (sh.Lk + 1) + s + 1];
-  const int lane = threadIdx.x & 31;
-  for (int32_t e = lo; e < hi; ++e) {
-    const int64_t t = entries[b * sh.Lq * sh.K + e] / sh.K;
+  const int32_t* list = entries + b * sh.Lq * sh.K;
+  for (int32_t e0 = lo; e0 < hi; e0 += C)
     for (int64_t h = hk * sh.group(); h < (hk + 1) * sh.group(); ++h) {
-      const int64_t qrow = (b * sh.Lq + t) * sh.H + h;
-      const T *qr = q + qrow * sh.D, *gr = dout + qrow * sh.D;
-      const float p = expf(dot_row(kv, qr, sh.D) * scale - lse[(b * sh.H + h) * sh.Lq + t]);
-      const float ds = p * (dot_row(vv, gr, sh.D) - delta[qrow]) * scale;
+      int64_t t[C];
+      float qr[C][NPL], gr[C][NPL];
 #pragma unroll
-      for (int j = 0; j < kPerLane; ++j)
-        if (lane + 32 * j < sh.D) dka[j] += ds * ld(qr[lane + 32 * j]), dva[j] += p * ld(gr[lane + 32 * j]);
+      for (int c = 0; c < C; ++c) t[c] = e0 + c < hi ? list[e0 + c] / sh.K : -1;
+#pragma unroll
+      for (int c = 0; c < C; ++c) {
+        const int64_t qrow = (b * sh.Lq + max(t[c], int64_t(0))) * sh.H + h;
+        load_row<NPL>(q + qrow * sh.D, t[c] >= 0 ? sh.D : 0, 1.f, qr[c]);
+        load_row<NPL>(dout + qrow * sh.D, t[c] >= 0 ? sh.D : 0, 1.f, gr[c]);
+      }
+#pragma unroll
+      for (int c = 0; c < C; ++c) {
+        if (t[c] < 0) continue;
+        const int64_t qrow = (b * sh.Lq + t[c]) * sh.H + h;
+        const float p = expf(dot_lanes(kv, qr[c]) * scale - lse[(b * sh.H + h) * sh.Lq + t[c]]);
+        const float ds = p * (dot_lanes(vv, gr[c]) - delta[qrow]) * scale;
+#pragma unroll
+        for (int j = 0; j < NPL; ++j) dka[j] += ds * qr[c][j], dva[j] += p * gr[c][j];
+      }
     }
-  }
-  store_row(dk + row * sh.D, sh.D, dka, 1.f);
-  store_row(dv + row * sh.D, sh.D, dva, 1.f);
+  store_row<NPL>(dk + row * sh.D, sh.D, dka, 1.f);
+  store_row<NPL>(dv + row * sh.D, sh.D, dva, 1.f);
 }
 
 // ---- the indexer's loss on a key set -----------------------------------------------------
 // A key set: an index [B, L, K] or, when idx is null, every key s <= t (slot i = key i, K = L).
 __device__ __forceinline__ int64_t set_size(const int32_t* idx, int64_t r, int64_t t, int64_t K) {
-  if (!idx) return t + 1;
-  int64_t n = 0;
-  while (n < K && idx[r * K + n] >= 0) ++n;
-  return n;
+  return idx ? count_slots(idx + r * K, K) : t + 1;
 }
 __device__ __forceinline__ int64_t set_key(const int32_t* idx, int64_t r, int64_t i, int64_t K) {
   return idx ? idx[r * K + i] : i;
@@ -400,26 +469,36 @@ __device__ __forceinline__ int64_t set_key(const int32_t* idx, int64_t r, int64_
 // One warp per (b, t): the target (mean over heads of exp(q.k * scale - lse)) is first written
 // into dI, then replaced by the gradient (softmax(Isel) - target / sum) / rows; row_kl[r]
 // receives the row's KL.
-template <class T>
+template <class T, int NPL>
 __global__ void indexer_kl_kernel(const float* Isel, const T* q, const T* k, const float* lse, const int32_t* idx,
                                   SparseShape sh, float scale, float* dI, float* row_kl) {
+  constexpr int C = chunk_of<NPL>();
   const int64_t r = warp_row();
   if (r >= sh.B * sh.Lq) return;
   const int64_t b = r / sh.Lq, t = r % sh.Lq, n = set_size(idx, r, t, sh.K);
-  const int lane = threadIdx.x & 31;
+  const int lane = lane_id();
   float pz = 0.f, m = -INFINITY;
-  for (int64_t i = 0; i < n; ++i) {
-    const int64_t s = set_key(idx, r, i, sh.K);
-    float p = 0.f;
+  for (int64_t i0 = 0; i0 < n; i0 += C) {
+    float p[C] = {};
     for (int64_t h = 0; h < sh.H; ++h) {
-      float qv[kPerLane];
-      load_row(q + ((b * sh.Lq + t) * sh.H + h) * sh.D, sh.D, 1.f, qv);
-      p += expf(dot_row(qv, k + ((b * sh.Lk + s) * sh.Hkv + h / sh.group()) * sh.D, sh.D) * scale -
-                lse[(b * sh.H + h) * sh.Lq + t]);
+      float qv[NPL], kr[C][NPL];
+      load_row<NPL>(q + ((b * sh.Lq + t) * sh.H + h) * sh.D, sh.D, scale, qv);
+#pragma unroll
+      for (int c = 0; c < C; ++c) {
+        const int64_t s = i0 + c < n ? set_key(idx, r, i0 + c, sh.K) : 0;
+        load_row<NPL>(k + ((b * sh.Lk + s) * sh.Hkv + h / sh.group()) * sh.D, i0 + c < n ? sh.D : 0, 1.f, kr[c]);
+      }
+      const float l = lse[(b * sh.H + h) * sh.Lq + t];
+#pragma unroll
+      for (int c = 0; c < C; ++c) p[c] += expf(dot_lanes(qv, kr[c]) - l);
     }
-    p /= float(sh.H);
-    if (lane == 0) dI[r * sh.K + i] = p;
-    pz += p, m = fmaxf(m, Isel[r * sh.K + i]);
+#pragma unroll
+    for (int c = 0; c < C; ++c)
+      if (i0 + c < n) {
+        p[c] /= float(sh.H);
+        if (lane == 0) dI[r * sh.K + i0 + c] = p[c];
+        pz += p[c], m = fmaxf(m, Isel[r * sh.K + i0 + c]);
+      }
   }
   __syncwarp();
   float z = 0.f;
@@ -444,34 +523,43 @@ __global__ void add_mean_kernel(const float* row_kl, int64_t n, float* kl_sum) {
 }
 
 // ---- indexer scores backward ---------------------------------------------------------------
-// dqI, dw: one warp per query row over its set, dqI accumulated in the warp's shared slice.
-template <class T>
+// dqI, dw: one warp per query row over its set, C keys at a time; dqI accumulates in the
+// warp's shared slice (each lane owns its columns).
+template <class T, int NPL>
 __global__ void indexer_dq_kernel(const T* qI, const T* kI, const T* w, const int32_t* idx, const float* dIsel,
                                   int64_t L, int64_t K, int64_t HI, int64_t dI, int64_t rows, float w_scale, T* dqI,
                                   T* dw) {
+  constexpr int C = chunk_of<NPL>();
   __shared__ float dq_s[kWarps][kMaxIndexerWidth];
   const int64_t r = warp_row();
-  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+  const int warp = threadIdx.x >> 5, lane = lane_id();
   if (r >= rows) return;
   const int64_t b = r / L, t = r % L, n = set_size(idx, r, t, K);
   float* dq = dq_s[warp];
   for (int64_t e = lane; e < HI * dI; e += 32) dq[e] = 0.f;
   float dwa[2] = {0.f, 0.f};  // dw[j] for j = lane, lane + 32 (HI <= 64)
   __syncwarp();
-  for (int64_t i = 0; i < n; ++i) {
-    const float gi = dIsel[r * K + i] * w_scale;
-    if (gi == 0.f) continue;
-    float kv[kPerLane];
-    load_row(kI + (b * L + set_key(idx, r, i, K)) * dI, dI, 1.f, kv);
-    for (int64_t j = 0; j < HI; ++j) {
-      const T* qr = qI + (r * HI + j) * dI;
-      const float s = dot_row(kv, qr, dI);
-      if (s <= 0.f) continue;  // ReLU: no gradient through a clipped score
-      if (lane == j % 32) dwa[j / 32] += gi * s;
-      const float gd = gi * ld(w[r * HI + j]);
+  for (int64_t i0 = 0; i0 < n; i0 += C) {
+    float kr[C][NPL], gi[C];
 #pragma unroll
-      for (int c = 0; c < kPerLane; ++c)
-        if (lane + 32 * c < dI) dq[j * dI + lane + 32 * c] += gd * kv[c];
+    for (int c = 0; c < C; ++c) {
+      const bool ok = i0 + c < n;
+      gi[c] = ok ? dIsel[r * K + i0 + c] * w_scale : 0.f;
+      load_row<NPL>(kI + (b * L + (ok ? set_key(idx, r, i0 + c, K) : 0)) * dI, gi[c] != 0.f ? dI : 0, 1.f, kr[c]);
+    }
+    for (int64_t j = 0; j < HI; ++j) {
+      float qv[NPL];
+      load_row<NPL>(qI + (r * HI + j) * dI, dI, 1.f, qv);
+      const float wj = ld(w[r * HI + j]);
+#pragma unroll
+      for (int c = 0; c < C; ++c) {
+        const float s = dot_lanes(qv, kr[c]);
+        if (gi[c] == 0.f || s <= 0.f) continue;  // ReLU: no gradient through a clipped score
+        if (lane == j % 32) dwa[j / 32] += gi[c] * s;
+#pragma unroll
+        for (int e = 0; e < NPL; ++e)
+          if (lane + 32 * e < dI) dq[j * dI + lane + 32 * e] += gi[c] * wj * kr[c][e];
+      }
     }
   }
   __syncwarp();
@@ -479,34 +567,44 @@ __global__ void indexer_dq_kernel(const T* qI, const T* kI, const T* w, const in
   for (int j = lane; j < HI; j += 32) dw[r * HI + j] = st<T>(dwa[j / 32]);
 }
 
-// dkI: one warp per key over the (query, slot) pairs that kept it: the key lists, or every
-// query t >= s (slot s) for the dense set.
-template <class T>
+// dkI: one warp per key over the (query, slot) pairs that kept it, C at a time: the key
+// lists, or every query t >= s (slot s) for the dense set.
+template <class T, int NPL>
 __global__ void indexer_dk_kernel(const T* qI, const T* kI, const T* w, const float* dIsel, const int32_t* offsets,
                                   const int32_t* entries, int64_t L, int64_t K, int64_t HI, int64_t dI, int64_t rows,
                                   float w_scale, T* dkI) {
+  constexpr int C = chunk_of<NPL>();
   const int64_t r = warp_row();  // b * L + s
   if (r >= rows) return;
   const int64_t b = r / L, s = r % L;
-  const int lane = threadIdx.x & 31;
-  float kv[kPerLane], acc[kPerLane] = {};
-  load_row(kI + r * dI, dI, 1.f, kv);
+  float kv[NPL], acc[NPL] = {};
+  load_row<NPL>(kI + r * dI, dI, 1.f, kv);
   const int64_t lo = offsets ? offsets[b * (L + 1) + s] : s, hi = offsets ? offsets[b * (L + 1) + s + 1] : L;
-  for (int64_t e = lo; e < hi; ++e) {
-    const int64_t code = offsets ? entries[b * L * K + e] : e * K + s;  // t * K + slot
-    const int64_t t = code / K, qrow = b * L + t;
-    const float gi = dIsel[qrow * K + code % K] * w_scale;
-    if (gi == 0.f) continue;
-    for (int64_t j = 0; j < HI; ++j) {
-      const T* qr = qI + (qrow * HI + j) * dI;
-      if (dot_row(kv, qr, dI) <= 0.f) continue;
-      const float gd = gi * ld(w[qrow * HI + j]);
+  for (int64_t e0 = lo; e0 < hi; e0 += C) {
+    int64_t qrow[C];
+    float gi[C];
 #pragma unroll
-      for (int c = 0; c < kPerLane; ++c)
-        if (lane + 32 * c < dI) acc[c] += gd * ld(qr[lane + 32 * c]);
+    for (int c = 0; c < C; ++c) {
+      const int64_t e = e0 + c;
+      const int64_t code = e >= hi ? -1 : offsets ? entries[b * L * K + e] : e * K + s;  // t * K + slot
+      qrow[c] = code < 0 ? -1 : b * L + code / K;
+      gi[c] = code < 0 ? 0.f : dIsel[qrow[c] * K + code % K] * w_scale;
+    }
+    for (int64_t j = 0; j < HI; ++j) {
+      float qr[C][NPL];
+#pragma unroll
+      for (int c = 0; c < C; ++c)
+        load_row<NPL>(qI + (max(qrow[c], int64_t(0)) * HI + j) * dI, gi[c] != 0.f ? dI : 0, 1.f, qr[c]);
+#pragma unroll
+      for (int c = 0; c < C; ++c) {
+        if (gi[c] == 0.f || dot_lanes(kv, qr[c]) <= 0.f) continue;
+        const float gd = gi[c] * ld(w[qrow[c] * HI + j]);
+#pragma unroll
+        for (int e = 0; e < NPL; ++e) acc[e] += gd * qr[c][e];
+      }
     }
   }
-  store_row(dkI + r * dI, dI, acc, 1.f);
+  store_row<NPL>(dkI + r * dI, dI, acc, 1.f);
 }
 
 // ---- decode: the new token's scores over its cached indexer keys ----------------------------
@@ -597,12 +695,15 @@ void dsa_indexer_scores_backward(const Tensor& qI, const Tensor& kI, const Tenso
   const int32_t* ix = idx.defined() ? idx.data<int32_t>() : nullptr;
   dispatch_float(qI.dtype(), [&](auto tag) {
     using T = decltype(tag);
-    indexer_dq_kernel<T><<<warp_blocks(rows), 32 * kWarps, 0, stream()>>>(
-        qI.data<T>(), kI.data<T>(), w.data<T>(), ix, dIsel.data<float>(), d.L, K, d.HI, d.dI, rows, float(w_scale),
-        dqI.data<T>(), dw.data<T>());
-    indexer_dk_kernel<T><<<warp_blocks(rows), 32 * kWarps, 0, stream()>>>(
-        qI.data<T>(), kI.data<T>(), w.data<T>(), dIsel.data<float>(), ix ? kl.offsets.data<int32_t>() : nullptr,
-        ix ? kl.entries.data<int32_t>() : nullptr, d.L, K, d.HI, d.dI, rows, float(w_scale), dkI.data<T>());
+    with_npl(d.dI, [&](auto npl) {
+      constexpr int NPL = decltype(npl)::value;
+      indexer_dq_kernel<T, NPL><<<warp_blocks(rows), 32 * kWarps, 0, stream()>>>(
+          qI.data<T>(), kI.data<T>(), w.data<T>(), ix, dIsel.data<float>(), d.L, K, d.HI, d.dI, rows, float(w_scale),
+          dqI.data<T>(), dw.data<T>());
+      indexer_dk_kernel<T, NPL><<<warp_blocks(rows), 32 * kWarps, 0, stream()>>>(
+          qI.data<T>(), kI.data<T>(), w.data<T>(), dIsel.data<float>(), ix ? kl.offsets.data<int32_t>() : nullptr,
+          ix ? kl.entries.data<int32_t>() : nullptr, d.L, K, d.HI, d.dI, rows, float(w_scale), dkI.data<T>());
+    });
   });
   check_launch("dsa_indexer_scores_backward");
 }
@@ -653,14 +754,17 @@ void sparse_attention_backward(const Tensor& q, const Tensor& k, const Tensor& v
   Tensor delta = Tensor::empty({sh.rows()}, DType::F32, Device::CUDA);
   dispatch_float(q.dtype(), [&](auto tag) {
     using T = decltype(tag);
-    delta_kernel<T><<<warp_blocks(sh.rows()), 32 * kWarps, 0, stream()>>>(o.data<T>(), dout.data<T>(), sh,
-                                                                             delta.data<float>());
-    sparse_dq_kernel<T><<<warp_blocks(sh.rows()), 32 * kWarps, 0, stream()>>>(
-        q.data<T>(), k.data<T>(), v.data<T>(), dout.data<T>(), lse.data<float>(), delta.data<float>(),
-        idx.data<int32_t>(), sh, float(scale), dq.data<T>());
-    sparse_dkdv_kernel<T><<<warp_blocks(sh.B * sh.Lk * sh.Hkv), 32 * kWarps, 0, stream()>>>(
-        q.data<T>(), k.data<T>(), v.data<T>(), dout.data<T>(), lse.data<float>(), delta.data<float>(),
-        kl.offsets.data<int32_t>(), kl.entries.data<int32_t>(), sh, float(scale), dk.data<T>(), dv.data<T>());
+    with_npl(sh.D, [&](auto npl) {
+      constexpr int NPL = decltype(npl)::value;
+      delta_kernel<T, NPL><<<warp_blocks(sh.rows()), 32 * kWarps, 0, stream()>>>(o.data<T>(), dout.data<T>(), sh,
+                                                                                   delta.data<float>());
+      sparse_dq_kernel<T, NPL><<<warp_blocks(sh.rows()), 32 * kWarps, 0, stream()>>>(
+          q.data<T>(), k.data<T>(), v.data<T>(), dout.data<T>(), lse.data<float>(), delta.data<float>(),
+          idx.data<int32_t>(), sh, float(scale), dq.data<T>());
+      sparse_dkdv_kernel<T, NPL><<<warp_blocks(sh.B * sh.Lk * sh.Hkv), 32 * kWarps, 0, stream()>>>(
+          q.data<T>(), k.data<T>(), v.data<T>(), dout.data<T>(), lse.data<float>(), delta.data<float>(),
+          kl.offsets.data<int32_t>(), kl.entries.data<int32_t>(), sh, float(scale), dk.data<T>(), dv.data<T>());
+    });
   });
   check_launch("sparse_attention_backward");
 }
@@ -681,9 +785,11 @@ Tensor dsa_indexer_kl(const Tensor& Isel, const Tensor& q, const Tensor& k, cons
   Tensor row_kl = Tensor::empty({rows}, DType::F32, Device::CUDA);
   dispatch_float(q.dtype(), [&](auto tag) {
     using T = decltype(tag);
-    indexer_kl_kernel<T><<<warp_blocks(rows), 32 * kWarps, 0, stream()>>>(
-        Isel.data<float>(), q.data<T>(), k.data<T>(), lse.data<float>(), idx.defined() ? idx.data<int32_t>() : nullptr,
-        sh, float(scale), dI.data<float>(), row_kl.data<float>());
+    with_npl(sh.D, [&](auto npl) {
+      indexer_kl_kernel<T, decltype(npl)::value><<<warp_blocks(rows), 32 * kWarps, 0, stream()>>>(
+          Isel.data<float>(), q.data<T>(), k.data<T>(), lse.data<float>(),
+          idx.defined() ? idx.data<int32_t>() : nullptr, sh, float(scale), dI.data<float>(), row_kl.data<float>());
+    });
   });
   add_mean_kernel<<<1, 256, 0, stream()>>>(row_kl.data<float>(), rows, kl_sum.data<float>());
   check_launch("dsa_indexer_kl");
