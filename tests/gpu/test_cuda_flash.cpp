@@ -11,6 +11,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <limits>
 #include <string>
 #include <vector>
@@ -133,6 +134,30 @@ TEST(CudaFlash, LongSequences) {
   for (int64_t D : {64, 128})
     for (auto [H, Hkv] : {std::pair<int64_t, int64_t>{4, 2}, {8, 1}})
       for (int64_t w : {0, 1, 16, 100}) check_flash({1, 1000, H, Hkv, D, w}, seed += 10);
+}
+
+TEST(CudaFlash, TileMultiples) {
+  LT2_REQUIRE_GPU();
+  // Lengths and windows equal to whole tiles (64 keys, 64 / 128 rows): the band and skip
+  // tests at exact tile edges, where an off-by-one drops or adds a whole tile.
+  uint64_t seed = 4000;
+  for (int64_t D : {64, 128})
+    for (int64_t L : {128, 256})
+      for (int64_t w : {0, 64, 128}) check_flash({2, L, 4, 2, D, w}, seed += 10);
+}
+
+TEST(CudaFlash, MmaSyncKernels) {
+  LT2_REQUIRE_GPU();
+  // On an H100 the wgmma kernels run by default; LT2_FLASH_MMA=1 takes the mma.sync kernels
+  // that other GPUs run, so they stay tested here too.
+  setenv("LT2_FLASH_MMA", "1", 1);
+  uint64_t seed = 5000;
+  for (int64_t D : {64, 128})
+    for (int64_t w : {0, 100}) {
+      check_flash({2, 130, 4, 2, D, w}, seed += 10);
+      check_flash({1, 300, 8, 1, D, w}, seed += 10);
+    }
+  unsetenv("LT2_FLASH_MMA");
 }
 
 TEST(CudaFlash, PeakySoftmax) {
