@@ -225,6 +225,21 @@ struct SparseShape {
   __host__ __device__ int64_t group() const { return H / Hkv; }
 };
 
+// The K and V rows (kv head hk) of slots i0 .. i0 + C - 1 of an index row, all loads issued
+// together; slots at or past n are zeros with valid[c] = false.
+template <int C, int NPL, class T>
+__device__ __forceinline__ void load_kv_chunk(const T* k, const T* v, const int32_t* sel, int64_t i0, int64_t n,
+                                              int64_t b, int64_t hk, const SparseShape& sh, bool (&valid)[C],
+                                              float (&kr)[C][NPL], float (&vr)[C][NPL]) {
+#pragma unroll
+  for (int c = 0; c < C; ++c) {
+    valid[c] = i0 + c < n;
+    const int64_t off = valid[c] ? ((b * sh.Lk + sel[i0 + c]) * sh.Hkv + hk) * sh.D : 0;
+    load_row<NPL>(k + off, valid[c] ? sh.D : 0, 1.f, kr[c]);
+    load_row<NPL>(v + off, valid[c] ? sh.D : 0, 1.f, vr[c]);
+  }
+}
+
 template <class T, int NPL>
 __global__ void sparse_fwd_kernel(const T* q, const T* k, const T* v, const int32_t* idx, SparseShape sh, float scale,
                                   T* o, float* lse) {
@@ -238,20 +253,14 @@ __global__ void sparse_fwd_kernel(const T* q, const T* k, const T* v, const int3
   const int32_t* sel = idx + bt * sh.K;
   const int64_t n = count_slots(sel, sh.K);
   for (int64_t i0 = 0; i0 < n; i0 += C) {
-    int64_t off[C];
+    bool valid[C];
     float kr[C][NPL], vr[C][NPL], s[C];
-#pragma unroll
-    for (int c = 0; c < C; ++c) off[c] = i0 + c < n ? ((b * sh.Lk + sel[i0 + c]) * sh.Hkv + hk) * sh.D : -1;
-#pragma unroll
-    for (int c = 0; c < C; ++c) {
-      load_row<NPL>(k + max(off[c], int64_t(0)), off[c] >= 0 ? sh.D : 0, 1.f, kr[c]);
-      load_row<NPL>(v + max(off[c], int64_t(0)), off[c] >= 0 ? sh.D : 0, 1.f, vr[c]);
-    }
+    load_kv_chunk(k, v, sel, i0, n, b, hk, sh, valid, kr, vr);
     float mc = -INFINITY;
 #pragma unroll
     for (int c = 0; c < C; ++c) {
       s[c] = dot_lanes(qv, kr[c]);
-      if (off[c] >= 0) mc = fmaxf(mc, s[c]);
+      if (valid[c]) mc = fmaxf(mc, s[c]);
     }
     const float m_new = fmaxf(m, mc), corr = expf(m - m_new);
     l *= corr;
@@ -259,7 +268,7 @@ __global__ void sparse_fwd_kernel(const T* q, const T* k, const T* v, const int3
     for (int j = 0; j < NPL; ++j) acc[j] *= corr;
 #pragma unroll
     for (int c = 0; c < C; ++c) {
-      const float p = off[c] >= 0 ? expf(s[c] - m_new) : 0.f;
+      const float p = valid[c] ? expf(s[c] - m_new) : 0.f;
       l += p;
 #pragma unroll
       for (int j = 0; j < NPL; ++j) acc[j] += p * vr[c][j];
@@ -396,18 +405,12 @@ __global__ void sparse_dq_kernel(const T* q, const T* k, const T* v, const T* do
   const int32_t* sel = idx + bt * sh.K;
   const int64_t n = count_slots(sel, sh.K);
   for (int64_t i0 = 0; i0 < n; i0 += C) {
-    int64_t off[C];
+    bool valid[C];
     float kr[C][NPL], vr[C][NPL];
-#pragma unroll
-    for (int c = 0; c < C; ++c) off[c] = i0 + c < n ? ((b * sh.Lk + sel[i0 + c]) * sh.Hkv + hk) * sh.D : -1;
-#pragma unroll
-    for (int c = 0; c < C; ++c) {
-      load_row<NPL>(k + max(off[c], int64_t(0)), off[c] >= 0 ? sh.D : 0, 1.f, kr[c]);
-      load_row<NPL>(v + max(off[c], int64_t(0)), off[c] >= 0 ? sh.D : 0, 1.f, vr[c]);
-    }
+    load_kv_chunk(k, v, sel, i0, n, b, hk, sh, valid, kr, vr);
 #pragma unroll
     for (int c = 0; c < C; ++c) {
-      const float p = off[c] >= 0 ? expf(dot_lanes(qv, kr[c]) * scale - l) : 0.f;
+      const float p = valid[c] ? expf(dot_lanes(qv, kr[c]) * scale - l) : 0.f;
       const float ds = p * (dot_lanes(g, vr[c]) - dl) * scale;
 #pragma unroll
       for (int j = 0; j < NPL; ++j) acc[j] += ds * kr[c][j];
