@@ -61,12 +61,13 @@ class LoopedModel {
   int64_t loss_chunks(int64_t rows) const;
   int64_t loss_chunk_rows() const;  // rows per chunk (the last one may be shorter)
 
+  void set_loss_chunk_rows(int64_t rows) { loss_chunk_rows_ = rows; }  // 0: about 256 Mi logits per chunk
+
   // DSA layers (SPEC §2): stage 1 (dense attention; the trainer then updates only the
   // indexers) or stage 2 (sparse, the default).
   void set_dsa_dense(bool dense);
   // Mean indexer loss over every DSA (layer, loop) backward since the last call; NaN if none.
   double take_indexer_kl();
-  void set_loss_chunk_rows(int64_t rows) { loss_chunk_rows_ = rows; }  // 0: about 256 Mi logits per chunk
 
  private:
   Tensor forward_impl(const Tensor& ids, Ctx* ctx, Caches* caches, const CacheRun* r) const;

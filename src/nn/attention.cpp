@@ -79,9 +79,10 @@ double AttentionMixer::first_token_mass(const MixerCtx& base) const {
                                       ctx.idx.defined() ? ctx.idx.to(Device::CPU) : Tensor()};  // read per element
   const int64_t window = ctx.window;
   // A sparse row keeps key 0 iff its first slot holds it (slots are in increasing key order).
-  auto keeps_first = [&](int64_t b, int64_t t) { return !c.idx.defined() || c.idx.data<int32_t>()[(b * c.q.dim(1) + t) * c.idx.dim(2)] == 0; };
+  auto keeps_first = [&](int64_t b, int64_t t) {
+    return !c.idx.defined() || c.idx.data<int32_t>()[(b * c.q.dim(1) + t) * c.idx.dim(2)] == 0;
+  };
   const int64_t B = c.q.dim(0), L = c.q.dim(1), grp = H_ / Hkv_;
-  const double scale = scale_;
   double total = 0;
   int64_t n = 0;
   for (int64_t b = 0; b < B; ++b)
@@ -92,7 +93,7 @@ double AttentionMixer::first_token_mass(const MixerCtx& base) const {
         double dot = 0;
         for (int64_t d = 0; d < D_; ++d)
           dot += c.q.item(((b * L + t) * H_ + h) * D_ + d) * c.k.item(((b * L) * Hkv_ + h / grp) * D_ + d);
-        total += std::exp(dot * scale - c.lse.item((b * H_ + h) * L + t));  // p(t -> 0) = exp(s_t0 - lse_t)
+        total += std::exp(dot * scale_ - c.lse.item((b * H_ + h) * L + t));  // p(t -> 0) = exp(s_t0 - lse_t)
       }
   return n ? total / double(n) : NAN;
 }
@@ -103,7 +104,8 @@ double AttentionMixer::topk_mass(const MixerCtx& base) const {
   // The dense distribution from the same q, k, and the key set the indexer picks (in the dense
   // stage Isel is the full score matrix, so the set is chosen here).
   const Tensor q = ctx.q.to(Device::CPU, DType::F32), k = ctx.k.to(Device::CPU, DType::F32);
-  const Tensor idx = ctx.idx.defined() ? ctx.idx.to(Device::CPU) : cpu::dsa_topk(ctx.Isel.to(Device::CPU, DType::F32), topk_, nullptr);
+  const Tensor idx = ctx.idx.defined() ? ctx.idx.to(Device::CPU)
+                                       : cpu::dsa_topk(ctx.Isel.to(Device::CPU, DType::F32), topk_, nullptr);
   const Tensor p = cpu::dsa_attention_target(q, k, Tensor(), scale_);
   const int64_t B = q.dim(0), L = q.dim(1), K = idx.dim(2);
   const float* pp = p.data<float>();
