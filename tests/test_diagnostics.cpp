@@ -49,3 +49,51 @@ TEST(Diagnostics, WindowLimitsWhoSeesTheFirstToken) {
   // Only queries 0, 1, 2 see key 0, with uniform weights 1, 1/2, 1/3.
   EXPECT_NEAR(d.get(0, 0).first_token_mass, (1.0 + 0.5 + 1.0 / 3) / 3, 1e-6);
 }
+
+// With recompute_loops the training forward keeps no block activations; the diagnostics ask
+// for them and get the same numbers as without it.
+TEST(Diagnostics, SameWithRecomputeLoops) {
+  Tensor ids = Tensor::empty({2, 7}, DType::I32);
+  for (int64_t i = 0; i < ids.numel(); ++i) ids.set(i, (i * 5) % 13);
+  std::vector<double> mass;
+  for (bool recompute : {false, true}) {
+    ModelConfig c = test::tiny_config("full,gdn", 2, 2);
+    c.recompute_loops = recompute;
+    LoopedModel m(c);
+    m.init(3);
+    Diagnostics d;
+    accumulate_diagnostics(m, ids, d);
+    mass.push_back(d.get(1, 0).first_token_mass);
+    EXPECT_GT(d.get(1, 1).max_ffn_activation, 0.0);
+  }
+  EXPECT_EQ(mass[0], mass[1]);
+}
+
+// DSA: the share of dense attention on the top-k keys. Uniform attention (q = 0) puts 1/(t+1)
+// on each key, so with k = 2 query t's share is min(2, t+1)/(t+1); with k >= L it is 1.
+TEST(Diagnostics, DsaTopKShareOfDenseAttention) {
+  const int64_t L = 6;
+  Tensor ids = Tensor::empty({1, L}, DType::I32);
+  for (int64_t i = 0; i < L; ++i) ids.set(i, 3 + i);
+  for (int64_t k : {int64_t(2), L}) {
+    ModelConfig c = test::tiny_config("dsa(" + std::to_string(k) + ")", 1, 1);
+    LoopedModel m(c);
+    m.init(4);
+    m.find("model.layers.0.attn.q_proj.weight")->value.zero();
+    for (bool dense : {false, true}) {  // the sparse forward's own set, or the one picked from I
+      m.set_dsa_dense(dense);
+      Diagnostics d;
+      accumulate_diagnostics(m, ids, d);
+      double expect = 0;
+      for (int64_t t = 0; t < L; ++t) expect += double(std::min(k, t + 1)) / double(t + 1) / double(L);
+      EXPECT_NEAR(d.get(0, 0).topk_mass, expect, 1e-6) << "k " << k << (dense ? " dense" : " sparse");
+    }
+  }
+  ModelConfig c = test::tiny_config("full", 1, 1);
+  LoopedModel m(c);
+  m.init(4);
+  Diagnostics d;
+  accumulate_diagnostics(m, ids, d);
+  EXPECT_TRUE(std::isnan(d.get(0, 0).topk_mass)) << "only dsa layers have a top-k share";
+  EXPECT_EQ(diagnostics_table(d, c).find("top-k"), std::string::npos);
+}

@@ -14,6 +14,7 @@ void accumulate_diagnostics(const LoopedModel& model, const Tensor& ids, Diagnos
     d.at.assign(size_t(d.loops * d.layers), {});
   }
   LoopedModel::Ctx ctx;
+  ctx.keep_activations = true;
   model.forward(ids, &ctx);  // the training context holds every (loop, layer) call's tensors
   const double n = double(d.batches);
   for (int64_t i = 0; i < d.loops * d.layers; ++i) {

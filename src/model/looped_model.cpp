@@ -99,8 +99,10 @@ Tensor LoopedModel::trunk(const Tensor& ids, Ctx* ctx, Caches* caches, const Cac
   const int64_t L = ids.dim(1), T = cfg_.num_loops, N = cfg_.num_hidden_layers;
   LT2_CHECK(L <= cfg_.max_position_embeddings, "sequence length ", L, " exceeds the context limit ",
             cfg_.max_position_embeddings, " (max_position_embeddings)");
+  const bool keep_all = ctx && ctx->keep_activations;
   if (ctx) {
     *ctx = Ctx{};
+    ctx->keep_activations = keep_all;
     ctx->ids = ids;
     ctx->blocks.resize(T * N);
   }
@@ -115,8 +117,8 @@ Tensor LoopedModel::trunk(const Tensor& ids, Ctx* ctx, Caches* caches, const Cac
   }
   for (int t = 0; t < T; ++t) {
     Tensor x = h;
-    // With recompute_loops the blocks keep no activations now; backward() reruns them.
-    const bool keep = ctx && !cfg_.recompute_loops;
+    // With recompute_loops the blocks keep no activations now (unless asked to); backward() reruns them.
+    const bool keep = ctx && (!cfg_.recompute_loops || keep_all);
     for (int l = 0; l < N; ++l)
       x = caches ? blocks_[l]->run(x, t, *(*caches)[t * N + l], run)
                  : blocks_[l]->forward(x, t, keep ? &ctx->blocks[t * N + l] : nullptr);

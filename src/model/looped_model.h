@@ -19,6 +19,9 @@ class LoopedModel {
     std::vector<Tensor> h_tilde, rstd_loop;  // norm_between_loops: pre-norm state per loop
     std::vector<Block::Ctx> blocks;          // [loop * N + layer]
     Tensor h_final, rstd_final, xf;
+    // Set before forward(): keep every block's activations even with recompute_loops
+    // (diagnostics read them; training does not need them).
+    bool keep_activations = false;
   };
 
   LoopedModel(const ModelConfig& cfg, DType dt = DType::F32);
