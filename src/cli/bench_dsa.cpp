@@ -2,21 +2,11 @@
 
 #include <cmath>
 
-#include "core/rng.h"
+#include "cli/bench_inputs.h"
 #include "cuda/runtime.h"
 #include "ops/ops.h"
 
 namespace lt2::cli {
-
-namespace {
-Tensor normal_on_gpu(const Shape& shape, uint64_t seed, DType dt) {
-  Tensor t = Tensor::empty(shape, DType::F32);
-  const CounterRng rng{seed, 7};
-  float* p = t.data<float>();
-  for (int64_t i = 0; i < t.numel(); ++i) p[i] = float(rng.normal(uint64_t(i)));
-  return t.to(Device::CUDA, dt);
-}
-}  // namespace
 
 DsaTimes time_dsa(const DsaBenchShape& s, DType dt, int warmup, int reps) {
   const Tensor q = normal_on_gpu({s.B, s.L, s.H, s.D}, 11, dt), k = normal_on_gpu({s.B, s.L, s.Hkv, s.D}, 12, dt);

@@ -13,9 +13,9 @@
 
 #include "cli/args.h"
 #include "cli/bench_dsa.h"
+#include "cli/bench_inputs.h"
 #include "cli/commands.h"
 #include "core/error.h"
-#include "core/rng.h"
 #include "cuda/runtime.h"
 #include "ops/ops.h"
 
@@ -40,14 +40,6 @@ AttnShape parse_shape(const std::string& s) {
 double visible_pairs(int64_t L, int64_t w) {
   if (w <= 0 || w >= L) return double(L) * double(L + 1) / 2;
   return double(w) * double(w + 1) / 2 + double(L - w) * double(w);
-}
-
-Tensor random_on_gpu(const Shape& shape, uint64_t seed, DType dt) {
-  Tensor t = Tensor::empty(shape, DType::F32);
-  const CounterRng rng{seed, 3};
-  float* p = t.data<float>();
-  for (int64_t i = 0; i < t.numel(); ++i) p[i] = float(rng.normal(uint64_t(i)));
-  return t.to(Device::CUDA, dt);
 }
 
 }  // namespace
@@ -104,8 +96,8 @@ int bench_attn(int argc, char** argv) {
   std::printf("%-24s %7s %10s %9s %12s %9s %10s\n", "shape (B L H/Hkv D)", "window", "fwd ms", "TFLOP/s",
               "fwd+bwd ms", "TFLOP/s", "bwd ms");
   for (const AttnShape& s : shapes) {
-    const Tensor q = random_on_gpu({s.B, s.L, s.H, s.D}, 1, dt), k = random_on_gpu({s.B, s.L, s.Hkv, s.D}, 2, dt);
-    const Tensor v = random_on_gpu({s.B, s.L, s.Hkv, s.D}, 3, dt), dout = random_on_gpu({s.B, s.L, s.H, s.D}, 4, dt);
+    const Tensor q = normal_on_gpu({s.B, s.L, s.H, s.D}, 1, dt), k = normal_on_gpu({s.B, s.L, s.Hkv, s.D}, 2, dt);
+    const Tensor v = normal_on_gpu({s.B, s.L, s.Hkv, s.D}, 3, dt), dout = normal_on_gpu({s.B, s.L, s.H, s.D}, 4, dt);
     const double scale = 1.0 / std::sqrt(double(s.D));
     for (int64_t w : windows) {
       Tensor lse, o, dq, dk, dv;
