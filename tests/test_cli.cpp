@@ -112,6 +112,11 @@ TEST_F(Cli, ConvertFullAttentionToDsaThenTrainTheIndexer) {
   EXPECT_NE(metrics.find("\"dsa_stage\":1"), std::string::npos) << metrics;
   r = run_lt2("generate --model " + g_dir + "/dsa_run --prompt 'A small' --max-tokens 5 --temperature 0");
   ASSERT_EQ(r.code, 0) << r.out;
+  // --out with a trailing slash names the directory itself (replacing it with --overwrite).
+  r = run_lt2("convert --from " + g_dir + "/run --config " + cfg + " --out " + conv + "/ --overwrite");
+  ASSERT_EQ(r.code, 0) << r.out;
+  EXPECT_TRUE(fs::exists(conv + "/model.safetensors"));
+  EXPECT_FALSE(fs::exists(conv + ".tmp") || fs::exists(conv + ".old") || fs::exists(conv + "/.tmp"));
   // Bad conversions: the target exists, a shape that differs, a tensor the target lacks.
   expect_error("convert --from " + g_dir + "/run --config " + cfg + " --out " + conv, "already exists");
   const std::string wide = g_dir + "/wide.json";

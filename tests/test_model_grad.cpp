@@ -177,6 +177,31 @@ TEST(ModelGrad, DsaLayerLmAndIndexerGradients) {
   }
 }
 
+// A training step of A micro-batches scales each one's gradients by 1/A: the indexer's too.
+TEST(ModelGrad, DsaIndexerGradientFollowsTheMicroBatchScale) {
+  const ModelConfig c = tiny_config("gdn,dsa(3)", 2, 2);
+  LoopedModel m(c, DType::F64);
+  randomize(m, 5);
+  const Tensor ids = make_ids(2, 7, 11), targets = make_ids(1, 14, 12).reshape({14});
+  std::vector<std::vector<double>> grads;
+  for (double scale : {1.0, 0.25}) {
+    m.zero_grad();
+    Tensor stats = Tensor::zeros({m.loss_chunks(14), 3}, DType::F64);
+    m.loss_backward(ids, targets, scale, stats);
+    std::vector<double> g;
+    for (const Param* p : m.params())
+      for (int64_t i = 0; i < p->grad.numel(); ++i) g.push_back(p->grad.item(i));
+    grads.push_back(g);
+  }
+  int indexer_elements = 0;
+  for (size_t i = 0, j = 0; i < m.params().size(); ++i)
+    for (int64_t e = 0; e < m.params()[i]->grad.numel(); ++e, ++j) {
+      indexer_elements += m.params()[i]->name.find(".indexer.") != std::string::npos;
+      ASSERT_NEAR(grads[1][j], 0.25 * grads[0][j], 1e-12 * (1 + std::abs(grads[0][j]))) << m.params()[i]->name;
+    }
+  EXPECT_GT(indexer_elements, 0);
+}
+
 TEST(ModelGrad, WindowAttentionLayerChannelAndHeadGate) {
   for (const char* gate : {"channel", "head"}) {
     SCOPED_TRACE(gate);

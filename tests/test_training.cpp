@@ -80,7 +80,7 @@ TEST(Training, DsaStageOneTrainsOnlyTheIndexer) {
     EXPECT_EQ(same_bits(p->value, before[i]), !indexer) << p->name << (indexer ? " did not learn" : " was not frozen");
   }
   EXPECT_LT(kl.back(), 0.8 * kl.front()) << "stage 1 lowers the indexer loss: " << kl.front() << " -> " << kl.back();
-  const double loss_before = tr.evaluate().loss;  // (still dense: the last step set stage 1)
+  const double loss_before = tr.evaluate().loss;  // sparse: evaluation never runs the dense stage
   for (int i = 0; i < 10; ++i) {
     const StepStats st = tr.step();
     EXPECT_FALSE(st.dsa_dense);

@@ -30,7 +30,11 @@ int cmd_convert(int argc, char** argv) {
     return 0;
   }
   LT2_CHECK(a.has("from") && a.has("config") && a.has("out"), "lt2 convert: --from, --config and --out are required");
-  const std::string from = resolve_checkpoint_dir(a.str("from")), out = a.str("out");
+  namespace stdfs = std::filesystem;
+  stdfs::path out_path = stdfs::path(a.str("out")).lexically_normal();
+  if (!out_path.has_filename()) out_path = out_path.parent_path();  // "dir/" names dir
+  const std::string from = resolve_checkpoint_dir(a.str("from")), out = out_path.string();
+  LT2_CHECK(!out.empty() && out != "." && out != "..", "lt2 convert: --out must name a new directory");
   ModelConfig cfg = load_run(a.str("config")).model;
   LT2_CHECK(!fs::exists(out) || a.has("overwrite"), out, " already exists: pass --overwrite to replace it");
   std::string tokenizer_file;  // a SentencePiece model travels with the weights
@@ -42,13 +46,15 @@ int cmd_convert(int argc, char** argv) {
   LoopedModel model(cfg);
   model.init(uint64_t(a.integer("seed", 1234)));
   const std::vector<std::string> fresh = load_matching_weights(model, from);
-  // Written next to the target and renamed into place: an interrupted run leaves no half checkpoint.
-  namespace stdfs = std::filesystem;
-  const std::string tmp = out + ".tmp";
+  // Written next to the target and renamed into place; a replaced checkpoint is moved aside
+  // first and deleted last, so an interrupted run leaves the old or the new one, never half.
+  const std::string tmp = out + ".tmp", old = out + ".old";
   stdfs::remove_all(tmp);
   save_model(tmp, model, tokenizer_file);
-  stdfs::remove_all(out);
+  stdfs::remove_all(old);
+  if (stdfs::exists(out)) stdfs::rename(out, old);
   stdfs::rename(tmp, out);
+  stdfs::remove_all(old);
   std::printf("wrote %s: %zu of %zu tensors from %s\n", out.c_str(), model.params().size() - fresh.size(),
               model.params().size(), from.c_str());
   for (const auto& n : fresh) std::printf("  new (initialised): %s\n", n.c_str());

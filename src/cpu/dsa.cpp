@@ -147,6 +147,7 @@ void dsa_indexer_scores_backward(const Tensor& qI, const Tensor& kI, const Tenso
                                  const Tensor& dIsel, Tensor& dqI, Tensor& dkI, Tensor& dw) {
   const IndexerDims d = indexer_dims(qI, kI, w);
   const KeySet keys(idx, d.B, d.L, "dsa_indexer_scores_backward");
+  check_same_dtype(qI, dIsel, "dsa_indexer_scores_backward");
   check_shape(dIsel, {d.B, d.L, keys.slots()}, "dsa_indexer_scores_backward dIsel");
   dqI = Tensor::zeros(qI.shape(), qI.dtype());
   dkI = Tensor::zeros(kI.shape(), kI.dtype());
@@ -230,6 +231,7 @@ void sparse_attention_backward(const Tensor& q, const Tensor& k, const Tensor& v
   const KeySet keys(idx, d.B, d.L, "sparse_attention_backward");
   check_shape(o, q.shape(), "sparse_attention_backward o");
   check_shape(dout, q.shape(), "sparse_attention_backward dout");
+  for (const Tensor* t : {&o, &dout, &lse}) check_same_dtype(q, *t, "sparse_attention_backward");
   check_shape(lse, {d.B, d.H, d.L}, "sparse_attention_backward lse");
   dq = Tensor::zeros(q.shape(), q.dtype());
   dk = Tensor::zeros(k.shape(), k.dtype());
@@ -291,6 +293,8 @@ Tensor dsa_indexer_kl(const Tensor& Isel, const Tensor& q, const Tensor& k, cons
   const KeySet keys(idx, d.B, d.L, "dsa_indexer_kl");
   check_shape(Isel, {d.B, d.L, keys.slots()}, "dsa_indexer_kl Isel");
   check_shape(lse, {d.B, d.H, d.L}, "dsa_indexer_kl lse");
+  check_same_dtype(q, Isel, "dsa_indexer_kl");
+  check_same_dtype(q, lse, "dsa_indexer_kl");
   check_cpu_real(kl_sum, "dsa_indexer_kl", "kl_sum");
   LT2_CHECK(kl_sum.numel() >= 1, "dsa_indexer_kl: kl_sum must hold one element");
   Tensor dI = Tensor::zeros(Isel.shape(), Isel.dtype());

@@ -175,7 +175,10 @@ void LoopedModel::loss_backward(const Tensor& ids, const Tensor& targets, double
     ops::cross_entropy_stats(ops::linear(xc, head_weight()), targets_dev.narrow(r0, n), &dlogits, scale, chunk_stats);
     dxf.narrow(r0, n).copy_from(ops::linear_backward(xc, head_weight(), dlogits, dhead));
   }
+  // The indexers learn from their own loss, averaged over the step's micro-batches like the LM loss.
+  for (auto& b : blocks_) b->mixer().set_indexer_grad_scale(grad_scale);
   backward_trunk(ctx, dxf.reshape({ids.dim(0), ids.dim(1), d}));
+  for (auto& b : blocks_) b->mixer().set_indexer_grad_scale(1.0);
 }
 
 void LoopedModel::backward_trunk(Ctx& c, Tensor dh) {

@@ -20,6 +20,9 @@ class AttentionMixer : public Mixer {
   std::unique_ptr<LayerCache> make_cache(int loop, int64_t batch, int64_t context) const override;
   Tensor run(const Tensor& x, int loop, LayerCache& cache, const CacheRun& r) const override;
   void set_dsa_dense(bool dense) override { dsa_dense_ = dense; }
+  void set_indexer_grad_scale(double s) override {
+    if (indexer_) indexer_->set_grad_scale(s);
+  }
   void take_indexer_kl(double& sum, int64_t& terms) override {
     if (indexer_) indexer_->take_kl(sum, terms);
   }

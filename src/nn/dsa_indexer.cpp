@@ -38,7 +38,9 @@ void DsaIndexer::learn(const Tensor& x, const Ctx& c, const Tensor& Isel, const 
   const Tensor dIsel = ops::dsa_indexer_kl(Isel, q, k, lse, idx, attn_scale, kl_sum_);
   ++kl_terms_;
   Tensor dqI, dkI, dw;
-  ops::dsa_indexer_scores_backward(c.qI, c.kI, c.w, w_scale_, idx, dIsel, dqI, dkI, dw);
+  // The scores' backward is linear in w_scale * dIsel, so passing w_scale * grad_scale scales
+  // every indexer gradient by grad_scale without another pass over dIsel.
+  ops::dsa_indexer_scores_backward(c.qI, c.kI, c.w, w_scale_ * grad_scale_, idx, dIsel, dqI, dkI, dw);
   // The input gradients are dropped: the indexer's input is detached (SPEC §2).
   const int64_t B = x.dim(0), L = x.dim(1);
   ops::linear_backward(x, q_.w(), dqI.reshape({B, L, HI_ * dI_}), q_.grad);

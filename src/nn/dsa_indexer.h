@@ -29,13 +29,16 @@ class DsaIndexer {
              const Tensor& lse, double attn_scale);
   // Sum of the losses since the last call and how many there were (reads the GPU once).
   void take_kl(double& sum, int64_t& terms);
+  // Scale of the gradients learn() accumulates: a training step of A micro-batches uses 1/A,
+  // like the LM loss, so the indexer's gradient is that of the step's mean KL.
+  void set_grad_scale(double s) { grad_scale_ = s; }
   int64_t heads() const { return HI_; }
   int64_t head_dim() const { return dI_; }
   double w_scale() const { return w_scale_; }
 
  private:
   int64_t HI_, dI_;
-  double eps_, w_scale_;
+  double eps_, w_scale_, grad_scale_ = 1.0;
   Param q_, k_, k_norm_, w_;
   Tensor kl_sum_;  // [1] in the master weights' dtype, on their device
   int64_t kl_terms_ = 0;

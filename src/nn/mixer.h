@@ -30,6 +30,8 @@ class Mixer {
   virtual double topk_mass(const MixerCtx&) const { return NAN; }
   // DSA only: stage 1 (dense attention, only the indexer learns) or stage 2 (sparse).
   virtual void set_dsa_dense(bool) {}
+  // DSA only: the scale of the indexer's gradients (see DsaIndexer::set_grad_scale).
+  virtual void set_indexer_grad_scale(double) {}
   // DSA only: adds the indexer losses since the last call and their count.
   virtual void take_indexer_kl(double& /*sum*/, int64_t& /*terms*/) {}
 

@@ -36,7 +36,7 @@ StepStats Trainer::step() {
   model_.zero_grad();
   const int64_t V = model_.config().vocab_size, A = cfg_.grad_accum;
   // The step's numbers stay on the model's device until one read at the end (on a GPU, the
-  // step's only host synchronisation): C rows per micro-batch, one per loss chunk, of
+  // step's only host synchronisation, plus one per DSA layer for the indexer loss): C rows per micro-batch, one per loss chunk, of
   // {loss sum, scored rows, first bad target row}; the last row's element 0 = the squared
   // gradient norm.
   const int64_t rows = int64_t(cfg_.batch_size) * cfg_.seq_len, C = model_.loss_chunks(rows);
@@ -62,6 +62,7 @@ StepStats Trainer::step() {
                     {st.lr, cfg_.beta1, cfg_.beta2, cfg_.adam_eps, ps[i]->decay ? cfg_.weight_decay : 0.0, step_,
                      cfg_.grad_clip, &norm_sq});
   model_.refresh_compute();
+  if (has_dsa) model_.set_dsa_dense(false);  // evaluation, checkpoints and inference attend sparsely
 
   const Tensor host = stats.on_cuda() ? stats.to(Device::CPU) : stats;
   for (int64_t micro = 0; micro < A; ++micro) {
