@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "error_util.h"
+#include "gdn_inputs.h"
 #include "gradcheck.h"
 #include "ops/ops.h"
 
@@ -18,42 +19,6 @@ using namespace lt2;
 using namespace lt2::test;
 
 namespace {
-
-struct StepCase {
-  int64_t B, L, H, HV, K, V;
-};
-
-struct Walk {
-  Tensor q, k, v, beta, g, h0;  // F64 [B, L, ...]; h0 [B, HV, K, V]
-};
-
-// Rows of the last dim scaled to L2 norm `scale`, as the layer feeds q (1/sqrt(K)) and k (1).
-void normalise_rows(Tensor& x, double scale) {
-  const int64_t n = x.dim(-1), rows = x.numel() / n;
-  double* p = x.data<double>();
-  for (int64_t r = 0; r < rows; ++r) {
-    double ss = 0;
-    for (int64_t i = 0; i < n; ++i) ss += p[r * n + i] * p[r * n + i];
-    for (int64_t i = 0; i < n; ++i) p[r * n + i] *= scale / std::sqrt(ss + 1e-6);
-  }
-}
-
-Walk make_walk(const StepCase& c, uint64_t seed) {
-  Walk w;
-  w.q = randn({c.B, c.L, c.H, c.K}, seed);
-  w.k = randn({c.B, c.L, c.H, c.K}, seed + 1);
-  normalise_rows(w.q, 1.0 / std::sqrt(double(c.K)));
-  normalise_rows(w.k, 1.0);
-  w.v = randn({c.B, c.L, c.HV, c.V}, seed + 2);
-  w.beta = uniform({c.B, c.L, c.HV}, seed + 3, 0.02, 0.98);
-  w.g = randn({c.B, c.L, c.HV}, seed + 4);
-  for (int64_t i = 0; i < w.g.numel(); ++i) {
-    const double x = w.g.item(i);
-    w.g.set(i, i % 5 == 0 ? 0.0 : -std::log1p(std::exp(x)));  // -softplus; every 5th alpha = 1 exactly
-  }
-  w.h0 = randn({c.B, c.HV, c.K, c.V}, seed + 5, 0.5);
-  return w;
-}
 
 // Token t of x [B, L, ...] as [B, 1, ...].
 Tensor token(const Tensor& x, int64_t t) {
@@ -70,8 +35,8 @@ Tensor token(const Tensor& x, int64_t t) {
 }  // namespace
 
 TEST(GdnStep, MatchesRecurrenceStepByStepF64) {
-  const StepCase c{2, 6, 2, 6, 7, 9};
-  const Walk w = make_walk(c, 101);
+  const GdnCase c{2, 6, 2, 6, 7, 9, Decay::ZeroSteps, true, false};
+  const GdnInputs w = make_gdn_inputs(c, 101);
   Tensor state = w.h0.clone(), h_ref = w.h0.clone();
   const std::byte* state_mem = state.bytes();
   double worst_o = 0, worst_h = 0;
@@ -111,8 +76,8 @@ TEST(GdnStep, MatchesRecurrenceStepByStepF64) {
 }
 
 TEST(GdnStep, F32MatchesF64Recurrence) {
-  const StepCase c{3, 4, 1, 2, 16, 12};
-  const Walk w = make_walk(c, 202);
+  const GdnCase c{3, 4, 1, 2, 16, 12, Decay::ZeroSteps, true, false};
+  const GdnInputs w = make_gdn_inputs(c, 202);
   auto f32 = [](const Tensor& x) { return x.to(DType::F32); };
   auto r64 = [](const Tensor& x) { return x.to(DType::F32).to(DType::F64); };  // the same rounded values
   Tensor state = f32(w.h0), h_ref = r64(w.h0);
@@ -135,14 +100,12 @@ TEST(GdnStep, F32MatchesF64Recurrence) {
 }
 
 TEST(GdnStep, RejectsBadInputs) {
-  const StepCase c{2, 1, 2, 4, 8, 8};
-  const Walk w = make_walk(c, 303);
+  const GdnInputs w = make_gdn_inputs({2, 1, 2, 4, 8, 8, Decay::ZeroSteps, true, false}, 303);
   Tensor wrong_state = Tensor::zeros({2, 4, 8, 9}, DType::F64);
   EXPECT_TRUE(contains(error_of([&] { ops::gdn_step(w.q, w.k, w.v, w.beta, w.g, wrong_state); }), "state"));
   Tensor f32_state = w.h0.to(DType::F32);
   EXPECT_TRUE(contains(error_of([&] { ops::gdn_step(w.q, w.k, w.v, w.beta, w.g, f32_state); }), "dtype"));
-  const StepCase two{2, 2, 2, 4, 8, 8};
-  const Walk w2 = make_walk(two, 304);
+  const GdnInputs w2 = make_gdn_inputs({2, 2, 2, 4, 8, 8, Decay::ZeroSteps, true, false}, 304);
   Tensor state = w2.h0.clone();
   EXPECT_TRUE(contains(error_of([&] { ops::gdn_step(w2.q, w2.k, w2.v, w2.beta, w2.g, state); }), "[B, 1"));
 }

@@ -117,27 +117,27 @@ TEST(CudaModel, DsaLossAndGradientsF32) {
 TEST(CudaModel, DecodeMatchesCpuForward) {
   LT2_REQUIRE_GPU();
   for (const char* pattern : {"gdn,full,window(6)", "gdn,dsa(6),full"})
-  for (DType compute : {DType::F32, DType::BF16}) {
-    if (std::string(pattern).find("dsa") != std::string::npos && compute == DType::BF16) continue;  // see above
-    const ModelConfig cfg = parity_config(pattern);
-    LoopedModel ref(cfg, DType::F32), gpu(cfg, DType::F32);
-    randomize(ref, 3);
-    randomize(gpu, 3);
-    gpu.to(Device::CUDA, compute);
-    const int64_t L = 30;
-    const Tensor ids = random_ids(1, L, cfg.vocab_size, 4);
-    const Tensor want = ref.forward(ids, nullptr).reshape({L, cfg.vocab_size});
-    Session s(gpu, 1, 64);
-    std::vector<int32_t> prompt(ids.data<int32_t>(), ids.data<int32_t>() + 12);
-    std::vector<Tensor> rows = {s.prefill(0, prompt)};
-    for (int64_t t = 12; t < L; ++t) rows.push_back(s.decode({ids.data<int32_t>()[t]}));
-    for (size_t i = 0; i < rows.size(); ++i) {
-      const Tensor w = want.select(int64_t(11 + i)).reshape({1, cfg.vocab_size}).to(DType::F64);
-      const double err = rel_l2(rows[i].to(DType::F64), w);
-      // bf16: 3-11 % measured on an H100 (same rounding amplification as the gradients above).
-      EXPECT_LE(err, compute == DType::F32 ? 1e-4 : 0.2) << dtype_name(compute) << " position " << 11 + i;
+    for (DType compute : {DType::F32, DType::BF16}) {
+      if (std::string(pattern).find("dsa") != std::string::npos && compute == DType::BF16) continue;  // see above
+      const ModelConfig cfg = parity_config(pattern);
+      LoopedModel ref(cfg, DType::F32), gpu(cfg, DType::F32);
+      randomize(ref, 3);
+      randomize(gpu, 3);
+      gpu.to(Device::CUDA, compute);
+      const int64_t L = 30;
+      const Tensor ids = random_ids(1, L, cfg.vocab_size, 4);
+      const Tensor want = ref.forward(ids, nullptr).reshape({L, cfg.vocab_size});
+      Session s(gpu, 1, 64);
+      std::vector<int32_t> prompt(ids.data<int32_t>(), ids.data<int32_t>() + 12);
+      std::vector<Tensor> rows = {s.prefill(0, prompt)};
+      for (int64_t t = 12; t < L; ++t) rows.push_back(s.decode({ids.data<int32_t>()[t]}));
+      for (size_t i = 0; i < rows.size(); ++i) {
+        const Tensor w = want.select(int64_t(11 + i)).reshape({1, cfg.vocab_size}).to(DType::F64);
+        const double err = rel_l2(rows[i].to(DType::F64), w);
+        // bf16: 3-11 % measured on an H100 (same rounding amplification as the gradients above).
+        EXPECT_LE(err, compute == DType::F32 ? 1e-4 : 0.2) << dtype_name(compute) << " position " << 11 + i;
+      }
     }
-  }
 }
 
 #if LT2_HAVE_CUDA
