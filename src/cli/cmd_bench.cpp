@@ -98,6 +98,7 @@ int cmd_bench(int argc, char** argv) {
   const double t = times[times.size() / 2];
   // One more step with every op synchronised and timed by phase (slower than the steps above).
   std::array<double, ops::kPhases> phases{};
+  std::vector<ops::OpTime> op_times;
   double profiled = 0;
   if (!a.has("no-profile")) {
     ops::reset_phase_seconds();
@@ -108,6 +109,7 @@ int cmd_bench(int argc, char** argv) {
     profiled = seconds_since(t0);
     ops::set_profiling(false);
     phases = ops::phase_seconds();
+    op_times = ops::op_times();
   }
   const ModelCost cost = model_cost(mcfg, 0, tc.seq_len, tc.seq_len, 4);
   const double tok = double(tc.batch_size * tc.seq_len);
@@ -139,6 +141,13 @@ int cmd_bench(int argc, char** argv) {
     }
     std::printf("  %-36s %8.2f ms  %5.1f%%\n", "other (copies, casts, host)", (profiled - sum) * 1e3,
                 100 * (profiled - sum) / profiled);
+    const size_t shown = std::min<size_t>(op_times.size(), 16);
+    std::printf("largest ops (same step)\n");
+    for (size_t i = 0; i < shown; ++i) {
+      const ops::OpTime& op = op_times[i];
+      std::printf("  %-36s %8.2f ms  %5.1f%%  %5ld calls\n", op.name.c_str(), op.seconds * 1e3,
+                  100 * op.seconds / profiled, op.calls);
+    }
   }
   return 0;
 }

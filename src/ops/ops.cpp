@@ -1,7 +1,9 @@
 // The op set's front: each call goes to the backend that holds its first tensor argument.
 #include "ops/ops.h"
 
+#include <algorithm>
 #include <chrono>
+#include <map>
 
 #include "cpu/cpu_ops.h"
 #include "cuda/runtime.h"
@@ -15,7 +17,7 @@
 
 // One op call: time it under its phase (when profiling) and run it where `t` lives.
 #define LT2_OP(phase, t, call)                 \
-  PhaseTimer phase_timer_(Phase::phase, t); \
+  PhaseTimer phase_timer_(Phase::phase, t, __func__); \
   return LT2_ON(t, call)
 
 namespace lt2::ops {
@@ -23,11 +25,12 @@ namespace lt2::ops {
 namespace {
 bool g_profiling = false;
 std::array<double, kPhases> g_seconds{};
+std::map<std::string, OpTime> g_ops;
 
 // Adds the op's wall time (device work included) to its phase while profiling is on.
 class PhaseTimer {
  public:
-  PhaseTimer(Phase p, const Tensor& t) : phase_(p), cuda_(t.on_cuda()) {
+  PhaseTimer(Phase p, const Tensor& t, const char* name) : phase_(p), cuda_(t.on_cuda()), name_(name) {
     if (!g_profiling) return;
     if (cuda_) cuda::synchronize();
     t0_ = std::chrono::steady_clock::now();
@@ -35,12 +38,17 @@ class PhaseTimer {
   ~PhaseTimer() {
     if (!g_profiling) return;
     if (cuda_) cuda::synchronize();
-    g_seconds[int(phase_)] += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0_).count();
+    const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0_).count();
+    g_seconds[int(phase_)] += s;
+    OpTime& op = g_ops.try_emplace(name_, OpTime{name_, 0, 0}).first->second;
+    op.seconds += s;
+    op.calls += 1;
   }
 
  private:
   Phase phase_;
   bool cuda_;
+  const char* name_;
   std::chrono::steady_clock::time_point t0_;
 };
 }  // namespace
@@ -52,7 +60,16 @@ const char* phase_name(Phase p) {
 }
 void set_profiling(bool on) { g_profiling = on; }
 std::array<double, kPhases> phase_seconds() { return g_seconds; }
-void reset_phase_seconds() { g_seconds.fill(0); }
+void reset_phase_seconds() {
+  g_seconds.fill(0);
+  g_ops.clear();
+}
+std::vector<OpTime> op_times() {
+  std::vector<OpTime> out;
+  for (const auto& [name, op] : g_ops) out.push_back(op);
+  std::sort(out.begin(), out.end(), [](const OpTime& a, const OpTime& b) { return a.seconds > b.seconds; });
+  return out;
+}
 
 Tensor linear(const Tensor& x, const Tensor& w) { LT2_OP(Gemm, x, linear(x, w)); }
 Tensor linear_backward(const Tensor& x, const Tensor& w, const Tensor& dy, Tensor& dw) {
