@@ -1,10 +1,12 @@
 // Causal depthwise convolution (width W, no bias) followed by SiLU, as in GDN's short conv,
-// and its decode step. Every output element is independent: one thread per (row, channel),
-// channels innermost so a warp reads 32 consecutive channels of a row. W is tiny (4), so
-// each thread simply re-reads its W inputs.
-// The weight may be F32 or the activations' dtype; its gradient is F32 and accumulated
-// (+=) through op_util's deterministic column sum (partials per row chunk, fixed-order
-// reduce, no atomics).
+// and its decode step.
+// Training kernels tile each sequence into runs of kConvRows rows; a thread owns VEC adjacent
+// channels of one run and walks it in order with the last W inputs in registers, so every
+// input is read once (plus a W-1 row halo) by wide loads, and a warp covers consecutive
+// channels of a row. The backward walks its run in reverse, computing dpre = dy silu'(pre) once
+// per row and keeping the last W of them for dx, and sums dw over its run in registers.
+// The weight may be F32 or the activations' dtype; its gradient is F32 and accumulated (+=)
+// from the runs' partial sums through op_util's deterministic column sum (no atomics).
 #include "cuda/common.cuh"
 #include "cuda/cuda_ops.h"
 #include "cuda/op_util.cuh"
@@ -13,8 +15,11 @@ namespace lt2::cuda {
 
 namespace {
 
-// Bound on the conv width: the per-thread loops unroll to it (GDN uses W = 4).
+// Bound on the conv width (GDN uses W = 4; widths up to 4 take the register-lean kernels).
 constexpr int kMaxConvWidth = 16;
+// Rows per run and threads per block of the training kernels.
+constexpr int kConvRows = 32;
+constexpr int kConvThreads = 128;
 
 void check_conv(const Tensor& x, const Tensor& w, const char* op) {
   expect_cuda({&x, &w}, op);
@@ -35,68 +40,161 @@ void dispatch_conv(DType xt, DType wt, F&& f) {
   });
 }
 
-// Pre-activation of element idx = (b*L + t)*C + c:  sum_j w[c, j] x[b, t-(W-1)+j, c], zero before t = 0.
-template <class T, class TW>
-__device__ __forceinline__ float conv_pre(const T* x, const TW* w, int64_t idx, int64_t t, int64_t c, int64_t C,
-                                          int W) {
-  float acc = 0.f;
+// The run a thread owns: channels [c0, c0 + VEC) of rows [t0, t1) of sequence b.
+struct ConvRun {
+  int64_t base, c0, t0, t1;  // base: offset of (b, t = 0, c0)
+  int64_t run;               // index of the run (b, row tile), for dw partials
+  bool active;
+  __device__ ConvRun(int64_t L, int64_t C, int vec) {
+    const int64_t tiles = (L + kConvRows - 1) / kConvRows;
+    run = blockIdx.x;
+    const int64_t b = run / tiles;
+    t0 = (run % tiles) * kConvRows;
+    t1 = t0 + kConvRows < L ? t0 + kConvRows : L;
+    c0 = (int64_t(blockIdx.y) * blockDim.x + threadIdx.x) * vec;
+    active = c0 < C;
+    base = b * L * C + c0;
+  }
+};
+
+// Loads x[t, c0 ..] (zeros before the sequence start) into v.
+template <int VEC, class T>
+__device__ __forceinline__ void load_row(const T* x, int64_t base, int64_t t, int64_t C, float (&v)[VEC]) {
+  if (t >= 0) {
+    ld_vec<VEC>(x + base + t * C, v);
+  } else {
 #pragma unroll
-  for (int j = 0; j < kMaxConvWidth; ++j) {
-    if (j >= W) break;
-    const int64_t back = (W - 1) - j;  // how many rows before t
-    if (t >= back) acc += ld(w[c * W + j]) * ld(x[idx - back * C]);
-  }
-  return acc;
-}
-
-template <class T, class TW>
-__global__ void conv_silu_kernel(const T* x, const TW* w, T* y, int64_t n, int64_t L, int64_t C, int W) {
-  LT2_GRID_STRIDE(idx, n) {
-    const int64_t c = idx % C, t = (idx / C) % L;
-    y[idx] = st<T>(silu_f(conv_pre(x, w, idx, t, c, C, W)));
+    for (int i = 0; i < VEC; ++i) v[i] = 0.f;
   }
 }
 
-// dpre = dy * silu'(pre), kept in fp32 for the dx and dw passes.
-template <class T, class TW>
-__global__ void conv_dpre_kernel(const T* x, const TW* w, const T* dy, float* dpre, int64_t n, int64_t L,
-                                 int64_t C, int W) {
-  LT2_GRID_STRIDE(idx, n) {
-    const int64_t c = idx % C, t = (idx / C) % L;
-    dpre[idx] = ld(dy[idx]) * silu_grad_f(conv_pre(x, w, idx, t, c, C, W));
-  }
-}
-
-// dx[b, s, c] = sum_j w[c, j] dpre[b, s + (W-1) - j, c] over the rows that exist (< L).
-// Each element is gathered by one thread, so there are no write conflicts.
-template <class T, class TW>
-__global__ void conv_dx_kernel(const float* dpre, const TW* w, T* dx, int64_t n, int64_t L, int64_t C, int W) {
-  LT2_GRID_STRIDE(idx, n) {
-    const int64_t c = idx % C, s = (idx / C) % L;
-    float acc = 0.f;
+// WMAX: compile-time bound on W (the register arrays' size); W itself is a runtime argument.
+template <class T, class TW, int VEC, int WMAX>
+__global__ void __launch_bounds__(kConvThreads) conv_silu_kernel(const T* x, const TW* w, T* y, int64_t L, int64_t C,
+                                                                  int W) {
+  const ConvRun r(L, C, VEC);
+  if (!r.active) return;
+  // back[f] = x[t - f] and wrev[f] = w[W-1-f], the tap that reads it (indices known at compile time).
+  float wrev[WMAX][VEC], back[WMAX][VEC];
 #pragma unroll
-    for (int j = 0; j < kMaxConvWidth; ++j) {
-      if (j >= W) break;
-      const int64_t fwd = (W - 1) - j;  // the output row s + fwd read x[s] through tap j
-      if (s + fwd < L) acc += ld(w[c * W + j]) * dpre[idx + fwd * C];
+  for (int f = 0; f < WMAX; ++f)
+#pragma unroll
+    for (int i = 0; i < VEC; ++i) wrev[f][i] = f < W ? ld(w[(r.c0 + i) * W + W - 1 - f]) : 0.f;
+#pragma unroll
+  for (int f = 1; f < WMAX; ++f)
+    if (f < W) load_row<VEC>(x, r.base, r.t0 - f, C, back[f]);
+#pragma unroll 4  // several rows' loads in flight per thread
+  for (int64_t t = r.t0; t < r.t1; ++t) {
+    ld_vec<VEC>(x + r.base + t * C, back[0]);
+    float out[VEC];
+#pragma unroll
+    for (int i = 0; i < VEC; ++i) {
+      float acc = 0.f;
+#pragma unroll
+      for (int f = 0; f < WMAX; ++f)
+        if (f < W) acc += wrev[f][i] * back[f][i];
+      out[i] = silu_f(acc);
     }
-    dx[idx] = st<T>(acc);
+    st_vec<VEC>(y + r.base + t * C, out);
+#pragma unroll
+    for (int f = WMAX - 1; f > 0; --f)
+      if (f < W)
+#pragma unroll
+        for (int i = 0; i < VEC; ++i) back[f][i] = back[f - 1][i];
   }
 }
 
-// dw[c, j] = sum over rows r = (b, t) of dpre[r, c] x[b, t-(W-1)+j, c]. As a column sum over
-// the flattened index cc = c*W + j, which is exactly dw's [C, W] layout.
-template <class T>
-struct ConvDw {
-  const float* dpre;
-  const T* x;
-  int64_t L, C;
-  int W;
-  __device__ float operator()(int64_t r, int64_t cc) const {
-    const int64_t c = cc / W, back = (W - 1) - cc % W, t = r % L;
-    if (t < back) return 0.f;
-    return dpre[r * C + c] * ld(x[(r - back) * C + c]);
+// Walks the run backwards from the last row whose dpre some dx of the run needs (t1 + W - 2).
+// dx[s] = sum_j w[j] dpre[s + (W-1) - j]; dw[c, j] partial = sum over the run's rows t of
+// dpre[t] x[t - (W-1) + j], written to partial[run, c * W + j].
+template <class T, class TW, int VEC, int WMAX>
+__global__ void __launch_bounds__(kConvThreads) conv_silu_backward_kernel(const T* x, const TW* w, const T* dy, T* dx,
+                                                                           float* partial, int64_t L, int64_t C,
+                                                                           int W) {
+  const ConvRun r(L, C, VEC);
+  if (!r.active) return;
+  // dp[f] = dpre[t + f]; wrev[f] = w[W-1-f] (the tap through which x[t] reaches dpre[t + f])
+  float wr[WMAX][VEC], wrev[WMAX][VEC], win[WMAX][VEC], dp[WMAX][VEC], dw[WMAX][VEC];
+#pragma unroll
+  for (int j = 0; j < WMAX; ++j)
+#pragma unroll
+    for (int i = 0; i < VEC; ++i) {
+      wr[j][i] = j < W ? ld(w[(r.c0 + i) * W + j]) : 0.f;
+      wrev[j][i] = j < W ? ld(w[(r.c0 + i) * W + W - 1 - j]) : 0.f;
+      dp[j][i] = 0.f;
+      dw[j][i] = 0.f;
+    }
+  const int64_t t_hi = (r.t1 + W - 1 < L ? r.t1 + W - 1 : L) - 1;
+#pragma unroll
+  for (int j = 0; j < WMAX; ++j)
+    if (j < W) load_row<VEC>(x, r.base, t_hi - (W - 1) + j, C, win[j]);
+#pragma unroll 4
+  for (int64_t t = t_hi; t >= r.t0; --t) {
+    float g[VEC];
+    ld_vec<VEC>(dy + r.base + t * C, g);
+#pragma unroll
+    for (int f = WMAX - 1; f > 0; --f)
+      if (f < W)
+#pragma unroll
+        for (int i = 0; i < VEC; ++i) dp[f][i] = dp[f - 1][i];
+#pragma unroll
+    for (int i = 0; i < VEC; ++i) {
+      float pre = 0.f;
+#pragma unroll
+      for (int j = 0; j < WMAX; ++j)
+        if (j < W) pre += wr[j][i] * win[j][i];
+      dp[0][i] = g[i] * silu_grad_f(pre);
+    }
+    if (t < r.t1) {
+      float out[VEC];
+#pragma unroll
+      for (int i = 0; i < VEC; ++i) {
+        float acc = 0.f;
+#pragma unroll
+        for (int f = 0; f < WMAX; ++f)
+          if (f < W) acc += wrev[f][i] * dp[f][i];
+        out[i] = acc;
+#pragma unroll
+        for (int j = 0; j < WMAX; ++j)
+          if (j < W) dw[j][i] += dp[0][i] * win[j][i];
+      }
+      st_vec<VEC>(dx + r.base + t * C, out);
+    }
+    // Slide the input window one row back: win[j] = x[t - 1 - (W-1) + j].
+#pragma unroll
+    for (int j = WMAX - 1; j > 0; --j)
+      if (j < W)
+#pragma unroll
+        for (int i = 0; i < VEC; ++i) win[j][i] = win[j - 1][i];
+    load_row<VEC>(x, r.base, t - W, C, win[0]);
   }
+  float* pr = partial + r.run * C * W;
+#pragma unroll
+  for (int i = 0; i < VEC; ++i)
+#pragma unroll
+    for (int j = 0; j < WMAX; ++j)
+      if (j < W) pr[(r.c0 + i) * W + j] = dw[j][i];
+}
+
+// Calls launch(VEC, WMAX) as integral constants: 4 channels per thread when the rows allow
+// 4-wide accesses and W <= 4; wider convolutions take one channel per thread, which keeps
+// their register arrays out of local memory.
+template <class F>
+void with_shape(bool vec4, int W, F&& launch) {
+  if (W > 4) launch(std::integral_constant<int, 1>{}, std::integral_constant<int, kMaxConvWidth>{});
+  else if (vec4) launch(std::integral_constant<int, 4>{}, std::integral_constant<int, 4>{});
+  else launch(std::integral_constant<int, 1>{}, std::integral_constant<int, 4>{});
+}
+
+dim3 conv_grid(int64_t B, int64_t L, int64_t C, int vec) {
+  return dim3(unsigned(B * ((L + kConvRows - 1) / kConvRows)), unsigned(blocks_for(blocks_for(C, vec), kConvThreads)));
+}
+
+// dw[c*W + j] += sum over runs of partial[run, c*W + j], in a fixed order.
+struct ConvDwPartial {
+  const float* partial;
+  int64_t n;
+  __device__ float operator()(int64_t r, int64_t c) const { return partial[r * n + c]; }
 };
 
 // One decode step per (b, c): y = silu(w[c, W-1] x + sum_{j<W-1} w[c, j] cache[j]), then the
@@ -121,14 +219,18 @@ __global__ void conv_step_kernel(const T* x, TC* cache, const TW* w, T* y, int64
 
 Tensor conv_silu(const Tensor& x, const Tensor& w) {
   check_conv(x, w, "conv_silu");
-  const int64_t L = x.dim(1), C = x.dim(2), n = x.numel();
+  const int64_t B = x.dim(0), L = x.dim(1), C = x.dim(2);
   const int W = int(w.dim(1));
   Tensor y = Tensor::empty_like(x);
-  if (n == 0) return y;
+  if (x.numel() == 0) return y;
+  const bool vec4 = vec_aligned(4, C, dtype_size(x.dtype()), {x.bytes(), y.bytes()});
   dispatch_conv(x.dtype(), w.dtype(), [&](auto x_tag, auto w_tag) {
     using T = decltype(x_tag);
     using TW = decltype(w_tag);
-    conv_silu_kernel<<<ew_grid(n), kEwThreads, 0, stream()>>>(x.data<T>(), w.data<TW>(), y.data<T>(), n, L, C, W);
+    with_shape(vec4, W, [&](auto vec, auto wmax) {
+      conv_silu_kernel<T, TW, vec(), wmax()><<<conv_grid(B, L, C, vec()), kConvThreads, 0, stream()>>>(
+          x.data<T>(), w.data<TW>(), y.data<T>(), L, C, W);
+    });
   });
   check_launch("conv_silu");
   return y;
@@ -141,23 +243,23 @@ Tensor conv_silu_backward(const Tensor& x, const Tensor& w, const Tensor& dy, Te
   check_same_dtype(x, dy, "conv_silu_backward dy");
   check_shape(dw, w.shape(), "conv_silu_backward dw");
   expect_f32(dw, "conv_silu_backward", "dw");
-  const int64_t L = x.dim(1), C = x.dim(2), n = x.numel();
+  const int64_t B = x.dim(0), L = x.dim(1), C = x.dim(2);
   const int W = int(w.dim(1));
   Tensor dx = Tensor::empty_like(x);
-  if (n == 0) return dx;
-  Tensor dpre = Tensor::empty(x.shape(), DType::F32, Device::CUDA);
+  if (x.numel() == 0) return dx;
+  const int64_t runs = B * ((L + kConvRows - 1) / kConvRows);
+  Tensor partial = Tensor::empty({runs, C * W}, DType::F32, Device::CUDA);
+  const bool vec4 = vec_aligned(4, C, dtype_size(x.dtype()), {x.bytes(), dy.bytes(), dx.bytes()});
   dispatch_conv(x.dtype(), w.dtype(), [&](auto x_tag, auto w_tag) {
     using T = decltype(x_tag);
     using TW = decltype(w_tag);
-    conv_dpre_kernel<<<ew_grid(n), kEwThreads, 0, stream()>>>(x.data<T>(), w.data<TW>(), dy.data<T>(),
-                                                               dpre.data<float>(), n, L, C, W);
-    check_launch("conv_silu_backward dpre");
-    conv_dx_kernel<<<ew_grid(n), kEwThreads, 0, stream()>>>(dpre.data<float>(), w.data<TW>(), dx.data<T>(), n, L,
-                                                             C, W);
-    check_launch("conv_silu_backward dx");
-    colsum_accumulate(ConvDw<T>{dpre.data<float>(), x.data<T>(), L, C, W}, x.dim(0) * L, C * W, dw,
-                      "conv_silu_backward dw");
+    with_shape(vec4, W, [&](auto vec, auto wmax) {
+      conv_silu_backward_kernel<T, TW, vec(), wmax()><<<conv_grid(B, L, C, vec()), kConvThreads, 0, stream()>>>(
+          x.data<T>(), w.data<TW>(), dy.data<T>(), dx.data<T>(), partial.data<float>(), L, C, W);
+    });
   });
+  check_launch("conv_silu_backward");
+  colsum_accumulate(ConvDwPartial{partial.data<float>(), C * W}, runs, C * W, dw, "conv_silu_backward dw");
   return dx;
 }
 

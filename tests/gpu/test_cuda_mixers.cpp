@@ -120,32 +120,44 @@ TEST(CudaMixers, AttentionSingleToken) {
   }
 }
 
-TEST(CudaMixers, ConvSilu) {
-  LT2_REQUIRE_GPU();
-  const int64_t B = 2, L = 37, C = 70, W = 4;
+static void check_conv_silu(int64_t B, int64_t L, int64_t C, int64_t W, DType dt, DType wdt) {
   Tensor x = randn({B, L, C}, 70), w = randn({C, W}, 71, 0.5), gy = randn({B, L, C}, 72);
   Tensor dw0 = randn({C, W}, 73, 0.5);
-  for (DType dt : kDtypes)
-    for (DType wdt : {DType::F32, dt}) {  // the weight may be F32 or the activations' dtype
-      SCOPED_TRACE(cat("conv x ", dtype_name(dt), " w ", dtype_name(wdt)));
-      const double tol = parity_tol(dt);
-      const Tensor xr = rounded(x, dt), wr = rounded(w, wdt), gyr = rounded(gy, dt);
-      expect_gpu(gpu::conv_silu(on_gpu(x, dt), on_gpu(w, wdt)), dt, cpu::conv_silu(xr, wr), tol, name("y", dt));
+  const double tol = parity_tol(dt);
+  const Tensor xr = rounded(x, dt), wr = rounded(w, wdt), gyr = rounded(gy, dt);
+  expect_gpu(gpu::conv_silu(on_gpu(x, dt), on_gpu(w, wdt)), dt, cpu::conv_silu(xr, wr), tol, name("y", dt));
 
-      Tensor dw_ref = rounded(dw0, DType::F32), dw = on_gpu(dw0, DType::F32);
-      const Tensor dx_ref = cpu::conv_silu_backward(xr, wr, gyr, dw_ref);
-      const Tensor dx = gpu::conv_silu_backward(on_gpu(x, dt), on_gpu(w, wdt), on_gpu(gy, dt), dw);
-      expect_gpu(dx, dt, dx_ref, tol, name("dx", dt));
-      expect_gpu(dw, DType::F32, dw_ref, tol, name("dw (accumulated)", dt));
-      // The increment alone, so that the pre-filled value cannot hide an error.
-      Tensor inc = dw.to(Device::CPU, DType::F64), inc_ref = dw_ref.clone();
-      const Tensor base = rounded(dw0, DType::F32);
-      for (int64_t i = 0; i < inc.numel(); ++i) {
-        inc.set(i, inc.item(i) - base.item(i));
-        inc_ref.set(i, inc_ref.item(i) - base.item(i));
+  Tensor dw_ref = rounded(dw0, DType::F32), dw = on_gpu(dw0, DType::F32);
+  const Tensor dx_ref = cpu::conv_silu_backward(xr, wr, gyr, dw_ref);
+  const Tensor dx = gpu::conv_silu_backward(on_gpu(x, dt), on_gpu(w, wdt), on_gpu(gy, dt), dw);
+  expect_gpu(dx, dt, dx_ref, tol, name("dx", dt));
+  expect_gpu(dw, DType::F32, dw_ref, tol, name("dw (accumulated)", dt));
+  // The increment alone, so that the pre-filled value cannot hide an error.
+  Tensor inc = dw.to(Device::CPU, DType::F64), inc_ref = dw_ref.clone();
+  const Tensor base = rounded(dw0, DType::F32);
+  for (int64_t i = 0; i < inc.numel(); ++i) {
+    inc.set(i, inc.item(i) - base.item(i));
+    inc_ref.set(i, inc_ref.item(i) - base.item(i));
+  }
+  expect_close(inc, inc_ref, tol, name("dw increment", dt));
+}
+
+// The kernels tile each sequence into runs of 32 rows and take 4 channels per thread when
+// C allows it: the shapes cover one and several runs, ragged last runs, the 1-channel path
+// (C = 70), widths 1 and 6 (the wide kernel) and sequences shorter than the width.
+TEST(CudaMixers, ConvSilu) {
+  LT2_REQUIRE_GPU();
+  struct Shape4 {
+    int64_t B, L, C, W;
+  };
+  for (const Shape4 s : {Shape4{2, 37, 70, 4}, Shape4{2, 75, 64, 4}, Shape4{1, 40, 8, 6}, Shape4{2, 3, 12, 4},
+                         Shape4{1, 33, 16, 1}})
+    for (DType dt : kDtypes)
+      for (DType wdt : {DType::F32, dt}) {  // the weight may be F32 or the activations' dtype
+        SCOPED_TRACE(cat("conv B", s.B, " L", s.L, " C", s.C, " W", s.W, " x ", dtype_name(dt), " w ",
+                         dtype_name(wdt)));
+        check_conv_silu(s.B, s.L, s.C, s.W, dt, wdt);
       }
-      expect_close(inc, inc_ref, tol, name("dw increment", dt));
-    }
 }
 
 TEST(CudaMixers, ConvSiluStepMatchesFullConv) {
