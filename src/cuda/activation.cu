@@ -7,37 +7,84 @@ namespace lt2::cuda {
 
 namespace {
 
-// ---- SwiGLU ----------------------------------------------------------------------------
+// ---- SwiGLU (ew_map functors: elements [i, i + V)) -------------------------------------------
 template <class T>
-__global__ void swiglu_kernel(const T* g, const T* u, T* h, int64_t n) {
-  LT2_GRID_STRIDE(i, n) h[i] = st<T>(silu_f(ld(g[i])) * ld(u[i]));
-}
+struct Swiglu {
+  const T *g, *u;
+  T* h;
+  template <int V>
+  __device__ void apply(int64_t i) const {
+    float gv[V], uv[V];
+    ld_vec<V>(g + i, gv);
+    ld_vec<V>(u + i, uv);
+#pragma unroll
+    for (int k = 0; k < V; ++k) gv[k] = silu_f(gv[k]) * uv[k];
+    st_vec<V>(h + i, gv);
+  }
+};
 
 template <class T>
-__global__ void swiglu_backward_kernel(const T* g, const T* u, const T* dh, T* dg, T* du, int64_t n) {
-  LT2_GRID_STRIDE(i, n) {
-    const float x = ld(g[i]), d = ld(dh[i]);
-    dg[i] = st<T>(d * ld(u[i]) * silu_grad_f(x));
-    du[i] = st<T>(d * silu_f(x));
+struct SwigluBackward {
+  const T *g, *u, *dh;
+  T *dg, *du;
+  template <int V>
+  __device__ void apply(int64_t i) const {
+    float gv[V], uv[V], dv[V];
+    ld_vec<V>(g + i, gv);
+    ld_vec<V>(u + i, uv);
+    ld_vec<V>(dh + i, dv);
+#pragma unroll
+    for (int k = 0; k < V; ++k) {
+      uv[k] = dv[k] * uv[k] * silu_grad_f(gv[k]);  // dg
+      dv[k] = dv[k] * silu_f(gv[k]);              // du
+    }
+    st_vec<V>(dg + i, uv);
+    st_vec<V>(du + i, dv);
   }
-}
+};
 
 // ---- sigmoid output gate -----------------------------------------------------------------
-// y[i] = a[i] * sigmoid(z[i / grp]); grp = 1 (per channel) or D (per head).
+// Per head: y[i] = a[i] * sigmoid(z[i / grp]), grp = D.
 template <class T>
-__global__ void sigmoid_gate_kernel(const T* a, const T* z, T* y, int64_t n, int64_t grp) {
+__global__ void sigmoid_gate_head_kernel(const T* a, const T* z, T* y, int64_t n, int64_t grp) {
   LT2_GRID_STRIDE(i, n) y[i] = st<T>(ld(a[i]) * sigmoid_f(ld(z[i / grp])));
 }
 
-// Per channel: every element is independent.
+// Per channel every element is independent (ew_map functors).
 template <class T>
-__global__ void sigmoid_gate_backward_channel_kernel(const T* a, const T* z, const T* dy, T* da, T* dz, int64_t n) {
-  LT2_GRID_STRIDE(i, n) {
-    const float s = sigmoid_f(ld(z[i])), g = ld(dy[i]);
-    da[i] = st<T>(g * s);
-    dz[i] = st<T>(g * ld(a[i]) * s * (1.f - s));
+struct SigmoidGateChannel {
+  const T *a, *z;
+  T* y;
+  template <int V>
+  __device__ void apply(int64_t i) const {
+    float av[V], zv[V];
+    ld_vec<V>(a + i, av);
+    ld_vec<V>(z + i, zv);
+#pragma unroll
+    for (int k = 0; k < V; ++k) av[k] *= sigmoid_f(zv[k]);
+    st_vec<V>(y + i, av);
   }
-}
+};
+template <class T>
+struct SigmoidGateChannelBackward {
+  const T *a, *z, *dy;
+  T *da, *dz;
+  template <int V>
+  __device__ void apply(int64_t i) const {
+    float av[V], zv[V], gv[V];
+    ld_vec<V>(a + i, av);
+    ld_vec<V>(z + i, zv);
+    ld_vec<V>(dy + i, gv);
+#pragma unroll
+    for (int k = 0; k < V; ++k) {
+      const float s = sigmoid_f(zv[k]);
+      zv[k] = gv[k] * av[k] * s * (1.f - s);  // dz
+      gv[k] *= s;                             // da
+    }
+    st_vec<V>(da + i, gv);
+    st_vec<V>(dz + i, zv);
+  }
+};
 
 // Per head: dz[j] sums over the head's grp channels, one warp per gate value.
 template <class T>
@@ -132,9 +179,8 @@ Tensor swiglu(const Tensor& g, const Tensor& u) {
   if (n == 0) return h;
   dispatch_float(g.dtype(), [&](auto t) {
     using T = decltype(t);
-    swiglu_kernel<<<ew_grid(n), kEwThreads, 0, stream()>>>(g.data<T>(), u.data<T>(), h.data<T>(), n);
+    ew_map<T>(n, {g.bytes(), u.bytes(), h.bytes()}, Swiglu<T>{g.data<T>(), u.data<T>(), h.data<T>()}, "swiglu");
   });
-  check_launch("swiglu");
   return h;
 }
 
@@ -150,10 +196,9 @@ void swiglu_backward(const Tensor& g, const Tensor& u, const Tensor& dh, Tensor&
   if (n == 0) return;
   dispatch_float(g.dtype(), [&](auto t) {
     using T = decltype(t);
-    swiglu_backward_kernel<<<ew_grid(n), kEwThreads, 0, stream()>>>(g.data<T>(), u.data<T>(), dh.data<T>(),
-                                                                    dg.data<T>(), du.data<T>(), n);
+    ew_map<T>(n, {g.bytes(), u.bytes(), dh.bytes(), dg.bytes(), du.bytes()},
+              SwigluBackward<T>{g.data<T>(), u.data<T>(), dh.data<T>(), dg.data<T>(), du.data<T>()}, "swiglu_backward");
   });
-  check_launch("swiglu_backward");
 }
 
 Tensor sigmoid_gate(const Tensor& a, const Tensor& z) {
@@ -163,9 +208,15 @@ Tensor sigmoid_gate(const Tensor& a, const Tensor& z) {
   if (n == 0) return y;
   dispatch_float(a.dtype(), [&](auto t) {
     using T = decltype(t);
-    sigmoid_gate_kernel<<<ew_grid(n), kEwThreads, 0, stream()>>>(a.data<T>(), z.data<T>(), y.data<T>(), n, grp);
+    if (grp == 1) {
+      ew_map<T>(n, {a.bytes(), z.bytes(), y.bytes()}, SigmoidGateChannel<T>{a.data<T>(), z.data<T>(), y.data<T>()},
+                "sigmoid_gate");
+    } else {
+      sigmoid_gate_head_kernel<<<ew_grid(n), kEwThreads, 0, stream()>>>(a.data<T>(), z.data<T>(), y.data<T>(), n,
+                                                                        grp);
+      check_launch("sigmoid_gate");
+    }
   });
-  check_launch("sigmoid_gate");
   return y;
 }
 
@@ -180,8 +231,9 @@ void sigmoid_gate_backward(const Tensor& a, const Tensor& z, const Tensor& dy, T
   dispatch_float(a.dtype(), [&](auto t) {
     using T = decltype(t);
     if (grp == 1) {
-      sigmoid_gate_backward_channel_kernel<<<ew_grid(n), kEwThreads, 0, stream()>>>(
-          a.data<T>(), z.data<T>(), dy.data<T>(), da.data<T>(), dz.data<T>(), n);
+      ew_map<T>(n, {a.bytes(), z.bytes(), dy.bytes(), da.bytes(), dz.bytes()},
+                SigmoidGateChannelBackward<T>{a.data<T>(), z.data<T>(), dy.data<T>(), da.data<T>(), dz.data<T>()},
+                "sigmoid_gate_backward");
     } else {
       const int warps = kEwThreads / 32;
       sigmoid_gate_backward_head_kernel<<<unsigned(blocks_for(nz, warps)), kEwThreads, 0, stream()>>>(

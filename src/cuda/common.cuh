@@ -38,6 +38,36 @@ template <class T> __device__ __forceinline__ T st(float x);
 template <> __device__ __forceinline__ float st<float>(float x) { return x; }
 template <> __device__ __forceinline__ bf16 st<bf16>(float x) { return __float2bfloat16(x); }
 
+// VEC consecutive elements moved as one 8- or 16-byte access, converted to / from fp32. The
+// caller checks alignment first (vec_aligned).
+template <class T, int VEC>
+struct alignas(sizeof(T) * VEC) Pack {
+  T v[VEC];
+};
+template <int VEC, class T>
+__device__ __forceinline__ void ld_vec(const T* p, float (&out)[VEC]) {
+  const Pack<T, VEC> pk = *reinterpret_cast<const Pack<T, VEC>*>(p);
+#pragma unroll
+  for (int i = 0; i < VEC; ++i) out[i] = ld(pk.v[i]);
+}
+template <int VEC, class T>
+__device__ __forceinline__ void st_vec(T* p, const float (&in)[VEC]) {
+  Pack<T, VEC> pk;
+#pragma unroll
+  for (int i = 0; i < VEC; ++i) pk.v[i] = st<T>(in[i]);
+  *reinterpret_cast<Pack<T, VEC>*>(p) = pk;
+}
+// Whether every address is a multiple of `bytes`.
+inline bool aligned_to(size_t bytes, std::initializer_list<const void*> ptrs) {
+  for (const void* p : ptrs)
+    if (reinterpret_cast<uintptr_t>(p) % bytes != 0) return false;
+  return true;
+}
+// Whether rows of n elements of elem_bytes at these addresses allow VEC-wide access.
+inline bool vec_aligned(int vec, int64_t n, size_t elem_bytes, std::initializer_list<const void*> ptrs) {
+  return n % vec == 0 && aligned_to(vec * elem_bytes, ptrs);
+}
+
 // Calls f(float{}) or f(bf16{}) by dtype; the GPU stores F32 or BF16 only.
 template <class F>
 void dispatch_float(DType dt, F&& f) {

@@ -8,12 +8,6 @@ namespace lt2::cuda {
 
 namespace {
 
-template <class T>
-__global__ void add_kernel(const T* a, const T* b, T* y, int64_t n) {
-  LT2_GRID_STRIDE(i, n)
-    y[i] = st<T>(ld(a[i]) + ld(b[i]));
-}
-
 // y[r, c] = a[r, c] + rho[c] * b[r, c]
 template <class T, class P>
 __global__ void add_scaled_channels_kernel(const T* a, const P* rho, const T* b, T* y, int64_t total, int64_t n) {
@@ -63,9 +57,8 @@ Tensor add(const Tensor& a, const Tensor& b) {
   if (n == 0) return y;
   dispatch_float(a.dtype(), [&](auto t) {
     using T = decltype(t);
-    add_kernel<<<ew_grid(n), kEwThreads, 0, stream()>>>(a.data<T>(), b.data<T>(), y.data<T>(), n);
+    ew_map<T>(n, {a.bytes(), b.bytes(), y.bytes()}, Add<T>{a.data<T>(), b.data<T>(), y.data<T>()}, "add");
   });
-  check_launch("add");
   return y;
 }
 

@@ -1,5 +1,6 @@
-// RMSNorm, per-head L2 norm and GDN's gated RMSNorm on the GPU: one block per row, the
-// row's statistics reduced in fp32 with block_sum; weight gradients by colsum_accumulate.
+// RMSNorm, per-head L2 norm and GDN's gated RMSNorm on the GPU: one warp per row (rows are
+// short: the model width, a head), 16-byte accesses when the rows allow them, the row's
+// statistics reduced in fp32 by warp shuffles; weight gradients by colsum_accumulate.
 #include "cuda/common.cuh"
 #include "cuda/cuda_ops.h"
 #include "cuda/op_util.cuh"
@@ -8,36 +9,87 @@ namespace lt2::cuda {
 
 namespace {
 
-// sum over the row of f(c), by the whole block.
-template <class F>
-__device__ __forceinline__ float row_sum(int64_t n, F f) {
-  float acc = 0.f;
-  for (int64_t c = threadIdx.x; c < n; c += blockDim.x) acc += f(c);
-  return block_sum(acc);
+constexpr int kRowsPerBlock = 8;  // warps per block, one row each
+
+// The row this warp handles (-1 past the end) and the lane's first column; a lane then
+// walks columns c, c + 32 VEC, ... in VEC-wide pieces.
+struct WarpRow {
+  int64_t r;
+  int64_t c0;
+  __device__ WarpRow(int64_t rows, int vec) {
+    r = int64_t(blockIdx.x) * kRowsPerBlock + threadIdx.x / 32;
+    if (r >= rows) r = -1;
+    c0 = int64_t(threadIdx.x % 32) * vec;
+  }
+};
+#define LT2_ROW_COLUMNS(c, wr, n) for (int64_t c = (wr).c0; c < (n); c += 32 * VEC)
+
+// Calls launch(VEC, grid): VEC = 16 bytes of T when every row of n elements at these
+// addresses (activations of T, weights of P) allows it, else 1.
+template <class T, class P, class F>
+void launch_rows(int64_t rows, int64_t n, std::initializer_list<const void*> acts, const void* weight, F&& launch) {
+  constexpr int kWide = 16 / sizeof(T);
+  const dim3 grid(unsigned(blocks_for(rows, kRowsPerBlock)));
+  const bool wide = vec_aligned(kWide, n, sizeof(T), acts) && (!weight || vec_aligned(kWide, n, sizeof(P), {weight}));
+  if (wide) launch(std::integral_constant<int, kWide>{}, grid);
+  else launch(std::integral_constant<int, 1>{}, grid);
 }
 
 // ---- RMSNorm ---------------------------------------------------------------------------
 // y = x * inv * w, inv = 1 / sqrt(mean(x^2) + eps); rstd (F32 [rows]) may be null.
-template <class T, class P>
-__global__ void rmsnorm_kernel(const T* x, const P* w, T* y, float* rstd, int64_t n, float eps) {
-  const int64_t base = blockIdx.x * n;
-  const T* xr = x + base;
-  const float ss = row_sum(n, [&](int64_t c) { const float v = ld(xr[c]); return v * v; });
-  const float inv = 1.f / sqrtf(ss / float(n) + eps);
-  for (int64_t c = threadIdx.x; c < n; c += blockDim.x) y[base + c] = st<T>(ld(xr[c]) * inv * ld(w[c]));
-  if (rstd && threadIdx.x == 0) rstd[blockIdx.x] = inv;
+template <class T, class P, int VEC>
+__global__ void __launch_bounds__(32 * kRowsPerBlock) rmsnorm_kernel(const T* x, const P* w, T* y, float* rstd,
+                                                                    int64_t rows, int64_t n, float eps) {
+  const WarpRow wr(rows, VEC);
+  if (wr.r < 0) return;
+  const T* xr = x + wr.r * n;
+  float ss = 0.f;
+  LT2_ROW_COLUMNS(c, wr, n) {
+    float v[VEC];
+    ld_vec<VEC>(xr + c, v);
+#pragma unroll
+    for (int i = 0; i < VEC; ++i) ss += v[i] * v[i];
+  }
+  const float inv = 1.f / sqrtf(warp_sum(ss) / float(n) + eps);
+  LT2_ROW_COLUMNS(c, wr, n) {
+    float v[VEC], wv[VEC];
+    ld_vec<VEC>(xr + c, v);
+    ld_vec<VEC>(w + c, wv);
+#pragma unroll
+    for (int i = 0; i < VEC; ++i) v[i] *= inv * wv[i];
+    st_vec<VEC>(y + wr.r * n + c, v);
+  }
+  if (rstd && wr.c0 == 0) rstd[wr.r] = inv;
 }
 
 // dx = inv (dy w - x k), k = inv^2 mean(dy w x)
-template <class T, class P>
-__global__ void rmsnorm_backward_kernel(const T* x, const P* w, const float* rstd, const T* dy, T* dx, int64_t n) {
-  const int64_t base = blockIdx.x * n;
-  const T* xr = x + base;
-  const T* gr = dy + base;
-  const float dot = row_sum(n, [&](int64_t c) { return ld(gr[c]) * ld(w[c]) * ld(xr[c]); });
-  const float inv = rstd[blockIdx.x], k = dot / float(n) * inv * inv;
-  for (int64_t c = threadIdx.x; c < n; c += blockDim.x)
-    dx[base + c] = st<T>(inv * (ld(gr[c]) * ld(w[c]) - ld(xr[c]) * k));
+template <class T, class P, int VEC>
+__global__ void __launch_bounds__(32 * kRowsPerBlock) rmsnorm_backward_kernel(const T* x, const P* w,
+                                                                             const float* rstd, const T* dy, T* dx,
+                                                                             int64_t rows, int64_t n) {
+  const WarpRow wr(rows, VEC);
+  if (wr.r < 0) return;
+  const T* xr = x + wr.r * n;
+  const T* gr = dy + wr.r * n;
+  float dot = 0.f;
+  LT2_ROW_COLUMNS(c, wr, n) {
+    float xv[VEC], gv[VEC], wv[VEC];
+    ld_vec<VEC>(xr + c, xv);
+    ld_vec<VEC>(gr + c, gv);
+    ld_vec<VEC>(w + c, wv);
+#pragma unroll
+    for (int i = 0; i < VEC; ++i) dot += gv[i] * wv[i] * xv[i];
+  }
+  const float inv = rstd[wr.r], k = warp_sum(dot) / float(n) * inv * inv;
+  LT2_ROW_COLUMNS(c, wr, n) {
+    float xv[VEC], gv[VEC], wv[VEC];
+    ld_vec<VEC>(xr + c, xv);
+    ld_vec<VEC>(gr + c, gv);
+    ld_vec<VEC>(w + c, wv);
+#pragma unroll
+    for (int i = 0; i < VEC; ++i) xv[i] = inv * (gv[i] * wv[i] - xv[i] * k);
+    st_vec<VEC>(dx + wr.r * n + c, xv);
+  }
 }
 
 // dw[c] += sum_r dy x rstd
@@ -53,59 +105,120 @@ struct RmsnormDw {
 // ---- L2 norm ----------------------------------------------------------------------------
 constexpr float kL2Eps = 1e-6f;
 
-template <class T>
-__global__ void l2norm_kernel(const T* x, T* y, int64_t n, float scale) {
-  const int64_t base = blockIdx.x * n;
-  const T* xr = x + base;
-  const float ss = row_sum(n, [&](int64_t c) { const float v = ld(xr[c]); return v * v; });
-  const float f = scale / sqrtf(ss + kL2Eps);
-  for (int64_t c = threadIdx.x; c < n; c += blockDim.x) y[base + c] = st<T>(ld(xr[c]) * f);
+template <class T, int VEC>
+__global__ void __launch_bounds__(32 * kRowsPerBlock) l2norm_kernel(const T* x, T* y, int64_t rows, int64_t n,
+                                                                   float scale) {
+  const WarpRow wr(rows, VEC);
+  if (wr.r < 0) return;
+  const T* xr = x + wr.r * n;
+  float ss = 0.f;
+  LT2_ROW_COLUMNS(c, wr, n) {
+    float v[VEC];
+    ld_vec<VEC>(xr + c, v);
+#pragma unroll
+    for (int i = 0; i < VEC; ++i) ss += v[i] * v[i];
+  }
+  const float f = scale / sqrtf(warp_sum(ss) + kL2Eps);
+  LT2_ROW_COLUMNS(c, wr, n) {
+    float v[VEC];
+    ld_vec<VEC>(xr + c, v);
+#pragma unroll
+    for (int i = 0; i < VEC; ++i) v[i] *= f;
+    st_vec<VEC>(y + wr.r * n + c, v);
+  }
 }
 
 // y = s x / nrm  =>  dx = s (g / nrm - x (g.x) / nrm^3)
-template <class T>
-__global__ void l2norm_backward_kernel(const T* x, const T* dy, T* dx, int64_t n, float scale) {
-  const int64_t base = blockIdx.x * n;
-  const T* xr = x + base;
-  const T* gr = dy + base;
-  const float ss = row_sum(n, [&](int64_t c) { const float v = ld(xr[c]); return v * v; });
-  const float dot = row_sum(n, [&](int64_t c) { return ld(gr[c]) * ld(xr[c]); });
-  const float nrm = sqrtf(ss + kL2Eps);
-  const float a = scale / nrm, b = scale * dot / (nrm * nrm * nrm);
-  for (int64_t c = threadIdx.x; c < n; c += blockDim.x) dx[base + c] = st<T>(ld(gr[c]) * a - ld(xr[c]) * b);
+template <class T, int VEC>
+__global__ void __launch_bounds__(32 * kRowsPerBlock) l2norm_backward_kernel(const T* x, const T* dy, T* dx,
+                                                                            int64_t rows, int64_t n, float scale) {
+  const WarpRow wr(rows, VEC);
+  if (wr.r < 0) return;
+  const T* xr = x + wr.r * n;
+  const T* gr = dy + wr.r * n;
+  float ss = 0.f, dot = 0.f;
+  LT2_ROW_COLUMNS(c, wr, n) {
+    float xv[VEC], gv[VEC];
+    ld_vec<VEC>(xr + c, xv);
+    ld_vec<VEC>(gr + c, gv);
+#pragma unroll
+    for (int i = 0; i < VEC; ++i) ss += xv[i] * xv[i], dot += gv[i] * xv[i];
+  }
+  const float nrm = sqrtf(warp_sum(ss) + kL2Eps);
+  const float a = scale / nrm, b = scale * warp_sum(dot) / (nrm * nrm * nrm);
+  LT2_ROW_COLUMNS(c, wr, n) {
+    float xv[VEC], gv[VEC];
+    ld_vec<VEC>(xr + c, xv);
+    ld_vec<VEC>(gr + c, gv);
+#pragma unroll
+    for (int i = 0; i < VEC; ++i) xv[i] = gv[i] * a - xv[i] * b;
+    st_vec<VEC>(dx + wr.r * n + c, xv);
+  }
 }
 
 // ---- gated RMSNorm ------------------------------------------------------------------------
 // y = o * inv * w * silu(z)
-template <class T, class P>
-__global__ void gated_rmsnorm_kernel(const T* o, const T* z, const P* w, T* y, int64_t n, float eps) {
-  const int64_t base = blockIdx.x * n;
-  const T* orow = o + base;
-  const float ss = row_sum(n, [&](int64_t c) { const float v = ld(orow[c]); return v * v; });
-  const float inv = 1.f / sqrtf(ss / float(n) + eps);
-  for (int64_t c = threadIdx.x; c < n; c += blockDim.x)
-    y[base + c] = st<T>(ld(orow[c]) * inv * ld(w[c]) * silu_f(ld(z[base + c])));
+template <class T, class P, int VEC>
+__global__ void __launch_bounds__(32 * kRowsPerBlock) gated_rmsnorm_kernel(const T* o, const T* z, const P* w, T* y,
+                                                                          int64_t rows, int64_t n, float eps) {
+  const WarpRow wr(rows, VEC);
+  if (wr.r < 0) return;
+  const int64_t base = wr.r * n;
+  float ss = 0.f;
+  LT2_ROW_COLUMNS(c, wr, n) {
+    float v[VEC];
+    ld_vec<VEC>(o + base + c, v);
+#pragma unroll
+    for (int i = 0; i < VEC; ++i) ss += v[i] * v[i];
+  }
+  const float inv = 1.f / sqrtf(warp_sum(ss) / float(n) + eps);
+  LT2_ROW_COLUMNS(c, wr, n) {
+    float ov[VEC], zv[VEC], wv[VEC];
+    ld_vec<VEC>(o + base + c, ov);
+    ld_vec<VEC>(z + base + c, zv);
+    ld_vec<VEC>(w + c, wv);
+#pragma unroll
+    for (int i = 0; i < VEC; ++i) ov[i] *= inv * wv[i] * silu_f(zv[i]);
+    st_vec<VEC>(y + base + c, ov);
+  }
 }
 
 // With dn = dy w silu(z): do = inv (dn - o k), k = inv^2 mean(dn o); dz = dy o inv w silu'(z).
 // The row's inv goes to inv_out for the dw reduction.
-template <class T, class P>
-__global__ void gated_rmsnorm_backward_kernel(const T* o, const T* z, const P* w, const T* dy, T* do_, T* dz,
-                                              float* inv_out, int64_t n, float eps) {
-  const int64_t base = blockIdx.x * n;
-  const T* orow = o + base;
-  const T* zr = z + base;
-  const T* gr = dy + base;
-  const float ss = row_sum(n, [&](int64_t c) { const float v = ld(orow[c]); return v * v; });
-  const float inv = 1.f / sqrtf(ss / float(n) + eps);
-  const float dot = row_sum(n, [&](int64_t c) { return ld(gr[c]) * ld(w[c]) * silu_f(ld(zr[c])) * ld(orow[c]); });
-  const float k = dot / float(n) * inv * inv;
-  for (int64_t c = threadIdx.x; c < n; c += blockDim.x) {
-    const float g = ld(gr[c]), ov = ld(orow[c]), zv = ld(zr[c]), wv = ld(w[c]);
-    do_[base + c] = st<T>(inv * (g * wv * silu_f(zv) - ov * k));
-    dz[base + c] = st<T>(g * ov * inv * wv * silu_grad_f(zv));
+template <class T, class P, int VEC>
+__global__ void __launch_bounds__(32 * kRowsPerBlock) gated_rmsnorm_backward_kernel(
+    const T* o, const T* z, const P* w, const T* dy, T* do_, T* dz, float* inv_out, int64_t rows, int64_t n,
+    float eps) {
+  const WarpRow wr(rows, VEC);
+  if (wr.r < 0) return;
+  const int64_t base = wr.r * n;
+  float ss = 0.f, dot = 0.f;
+  LT2_ROW_COLUMNS(c, wr, n) {
+    float ov[VEC], zv[VEC], wv[VEC], gv[VEC];
+    ld_vec<VEC>(o + base + c, ov);
+    ld_vec<VEC>(z + base + c, zv);
+    ld_vec<VEC>(w + c, wv);
+    ld_vec<VEC>(dy + base + c, gv);
+#pragma unroll
+    for (int i = 0; i < VEC; ++i) ss += ov[i] * ov[i], dot += gv[i] * wv[i] * silu_f(zv[i]) * ov[i];
   }
-  if (threadIdx.x == 0) inv_out[blockIdx.x] = inv;
+  const float inv = 1.f / sqrtf(warp_sum(ss) / float(n) + eps);
+  const float k = warp_sum(dot) / float(n) * inv * inv;
+  LT2_ROW_COLUMNS(c, wr, n) {
+    float ov[VEC], zv[VEC], wv[VEC], gv[VEC], dov[VEC], dzv[VEC];
+    ld_vec<VEC>(o + base + c, ov);
+    ld_vec<VEC>(z + base + c, zv);
+    ld_vec<VEC>(w + c, wv);
+    ld_vec<VEC>(dy + base + c, gv);
+#pragma unroll
+    for (int i = 0; i < VEC; ++i) {
+      dov[i] = inv * (gv[i] * wv[i] * silu_f(zv[i]) - ov[i] * k);
+      dzv[i] = gv[i] * ov[i] * inv * wv[i] * silu_grad_f(zv[i]);
+    }
+    st_vec<VEC>(do_ + base + c, dov);
+    st_vec<VEC>(dz + base + c, dzv);
+  }
+  if (wr.c0 == 0) inv_out[wr.r] = inv;
 }
 
 // dw[c] += sum_r dy o inv silu(z)
@@ -135,8 +248,10 @@ Tensor rmsnorm(const Tensor& x, const Tensor& w, double eps, Tensor* rstd) {
       dispatch_float(w.dtype(), [&](auto p) {
         using T = decltype(t);
         using P = decltype(p);
-        rmsnorm_kernel<<<unsigned(rows), row_threads(n), 0, stream()>>>(
-            x.data<T>(), w.data<P>(), y.data<T>(), rstd ? rs.data<float>() : nullptr, n, float(eps));
+        launch_rows<T, P>(rows, n, {x.bytes(), y.bytes()}, w.bytes(), [&](auto vec, dim3 grid) {
+          rmsnorm_kernel<T, P, vec()><<<grid, 32 * kRowsPerBlock, 0, stream()>>>(
+              x.data<T>(), w.data<P>(), y.data<T>(), rstd ? rs.data<float>() : nullptr, rows, n, float(eps));
+        });
       });
     });
     check_launch("rmsnorm");
@@ -161,8 +276,10 @@ Tensor rmsnorm_backward(const Tensor& x, const Tensor& w, const Tensor& rstd, co
     dispatch_float(w.dtype(), [&](auto p) {
       using T = decltype(t);
       using P = decltype(p);
-      rmsnorm_backward_kernel<<<unsigned(rows), row_threads(n), 0, stream()>>>(
-          x.data<T>(), w.data<P>(), rstd.data<float>(), dy.data<T>(), dx.data<T>(), n);
+      launch_rows<T, P>(rows, n, {x.bytes(), dy.bytes(), dx.bytes()}, w.bytes(), [&](auto vec, dim3 grid) {
+        rmsnorm_backward_kernel<T, P, vec()><<<grid, 32 * kRowsPerBlock, 0, stream()>>>(
+            x.data<T>(), w.data<P>(), rstd.data<float>(), dy.data<T>(), dx.data<T>(), rows, n);
+      });
     });
     check_launch("rmsnorm_backward");
     using T = decltype(t);
@@ -179,7 +296,10 @@ Tensor l2norm(const Tensor& x, double scale) {
   if (rows == 0 || n == 0) return y;
   dispatch_float(x.dtype(), [&](auto t) {
     using T = decltype(t);
-    l2norm_kernel<<<unsigned(rows), row_threads(n), 0, stream()>>>(x.data<T>(), y.data<T>(), n, float(scale));
+    launch_rows<T, T>(rows, n, {x.bytes(), y.bytes()}, nullptr, [&](auto vec, dim3 grid) {
+      l2norm_kernel<T, vec()><<<grid, 32 * kRowsPerBlock, 0, stream()>>>(x.data<T>(), y.data<T>(), rows, n,
+                                                                          float(scale));
+    });
   });
   check_launch("l2norm");
   return y;
@@ -194,8 +314,10 @@ Tensor l2norm_backward(const Tensor& x, double scale, const Tensor& dy) {
   if (rows == 0 || n == 0) return dx;
   dispatch_float(x.dtype(), [&](auto t) {
     using T = decltype(t);
-    l2norm_backward_kernel<<<unsigned(rows), row_threads(n), 0, stream()>>>(x.data<T>(), dy.data<T>(),
-                                                                           dx.data<T>(), n, float(scale));
+    launch_rows<T, T>(rows, n, {x.bytes(), dy.bytes(), dx.bytes()}, nullptr, [&](auto vec, dim3 grid) {
+      l2norm_backward_kernel<T, vec()><<<grid, 32 * kRowsPerBlock, 0, stream()>>>(x.data<T>(), dy.data<T>(),
+                                                                                   dx.data<T>(), rows, n, float(scale));
+    });
   });
   check_launch("l2norm_backward");
   return dx;
@@ -213,8 +335,10 @@ Tensor gated_rmsnorm(const Tensor& o, const Tensor& z, const Tensor& w, double e
     dispatch_float(w.dtype(), [&](auto p) {
       using T = decltype(t);
       using P = decltype(p);
-      gated_rmsnorm_kernel<<<unsigned(rows), row_threads(n), 0, stream()>>>(o.data<T>(), z.data<T>(), w.data<P>(),
-                                                                           y.data<T>(), n, float(eps));
+      launch_rows<T, P>(rows, n, {o.bytes(), z.bytes(), y.bytes()}, w.bytes(), [&](auto vec, dim3 grid) {
+        gated_rmsnorm_kernel<T, P, vec()><<<grid, 32 * kRowsPerBlock, 0, stream()>>>(
+            o.data<T>(), z.data<T>(), w.data<P>(), y.data<T>(), rows, n, float(eps));
+      });
     });
   });
   check_launch("gated_rmsnorm");
@@ -240,9 +364,12 @@ void gated_rmsnorm_backward(const Tensor& o, const Tensor& z, const Tensor& w, d
     dispatch_float(w.dtype(), [&](auto p) {
       using T = decltype(t);
       using P = decltype(p);
-      gated_rmsnorm_backward_kernel<<<unsigned(rows), row_threads(n), 0, stream()>>>(
-          o.data<T>(), z.data<T>(), w.data<P>(), dy.data<T>(), do_.data<T>(), dz.data<T>(), inv.data<float>(), n,
-          float(eps));
+      launch_rows<T, P>(rows, n, {o.bytes(), z.bytes(), dy.bytes(), do_.bytes(), dz.bytes()}, w.bytes(),
+                        [&](auto vec, dim3 grid) {
+                          gated_rmsnorm_backward_kernel<T, P, vec()><<<grid, 32 * kRowsPerBlock, 0, stream()>>>(
+                              o.data<T>(), z.data<T>(), w.data<P>(), dy.data<T>(), do_.data<T>(), dz.data<T>(),
+                              inv.data<float>(), rows, n, float(eps));
+                        });
     });
     check_launch("gated_rmsnorm_backward");
     using T = decltype(t);

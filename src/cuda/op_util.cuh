@@ -32,6 +32,53 @@ inline int64_t rows_of(const Tensor& t) { return t.ndim() == 0 ? 1 : t.numel() /
 #define LT2_GRID_STRIDE(i, n) \
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < (n); i += int64_t(gridDim.x) * blockDim.x)
 
+// ---- vectorised elementwise maps -------------------------------------------------------
+// f.template apply<V>(i) handles elements [i, i + V) of flat arrays. The bulk goes 16 bytes
+// of T at a time when every address allows it; the last n % V elements go one by one.
+template <int VEC, class F>
+__global__ void __launch_bounds__(kEwThreads) ew_map_kernel(F f, int64_t n) {
+  const int64_t nv = n / VEC;
+  LT2_GRID_STRIDE(j, nv) f.template apply<VEC>(j * VEC);
+  if (blockIdx.x == 0 && threadIdx.x < n - nv * VEC) f.template apply<1>(nv * VEC + threadIdx.x);
+}
+template <class T, class F>
+void ew_map(int64_t n, std::initializer_list<const void*> ptrs, const F& f, const char* op) {
+  if (n == 0) return;
+  constexpr int kWide = 16 / sizeof(T);
+  if (aligned_to(16, ptrs)) ew_map_kernel<kWide><<<ew_grid(std::max<int64_t>(1, n / kWide)), kEwThreads, 0, stream()>>>(f, n);
+  else ew_map_kernel<1><<<ew_grid(n), kEwThreads, 0, stream()>>>(f, n);
+  check_launch(op);
+}
+
+// y = a + b (y may be a: each element is read before it is written).
+template <class T>
+struct Add {
+  const T *a, *b;
+  T* y;
+  template <int V>
+  __device__ void apply(int64_t i) const {
+    float av[V], bv[V];
+    ld_vec<V>(a + i, av);
+    ld_vec<V>(b + i, bv);
+#pragma unroll
+    for (int k = 0; k < V; ++k) av[k] += bv[k];
+    st_vec<V>(y + i, av);
+  }
+};
+
+// dst = src converted (the vector width follows the wider type: ew_map<wider>).
+template <class S, class D>
+struct Cast {
+  const S* src;
+  D* dst;
+  template <int V>
+  __device__ void apply(int64_t i) const {
+    float v[V];
+    ld_vec<V>(src + i, v);
+    st_vec<V>(dst + i, v);
+  }
+};
+
 // Block-wide sum in double (for the host-visible totals: loss, sum of squares), same rules as block_sum.
 __device__ __forceinline__ double block_sum_double(double v) {
   __shared__ double part[32];

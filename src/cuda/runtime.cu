@@ -1,9 +1,11 @@
 // Device queries, the stream, the caching allocator and Tensor's copy / cast / add kernels.
 #include <map>
+#include <type_traits>
 #include <mutex>
 #include <vector>
 
 #include "cuda/common.cuh"
+#include "cuda/op_util.cuh"
 
 namespace lt2::cuda {
 
@@ -126,39 +128,24 @@ void synchronize() {
 }
 
 // ---- cast and add -----------------------------------------------------------------
-namespace {
-template <class S, class D>
-__global__ void cast_kernel(const S* src, D* dst, int64_t n) {
-  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x)
-    dst[i] = st<D>(ld(src[i]));
-}
-template <class T>
-__global__ void add_kernel(T* a, const T* b, int64_t n) {
-  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x)
-    a[i] = st<T>(ld(a[i]) + ld(b[i]));
-}
-int grid_for(int64_t n) { return int(std::min<int64_t>(blocks_for(n, 256), 65535)); }
-}  // namespace
-
 void cast(const void* src, int src_dtype, void* dst, int dst_dtype, int64_t n) {
   if (n == 0) return;
   dispatch_float(DType(src_dtype), [&](auto s) {
     dispatch_float(DType(dst_dtype), [&](auto d) {
       using S = decltype(s);
       using D = decltype(d);
-      cast_kernel<<<grid_for(n), 256, 0, stream()>>>(static_cast<const S*>(src), static_cast<D*>(dst), n);
+      using Wide = std::conditional_t<(sizeof(S) > sizeof(D)), S, D>;
+      ew_map<Wide>(n, {src, dst}, Cast<S, D>{static_cast<const S*>(src), static_cast<D*>(dst)}, "cast");
     });
   });
-  check_launch("cast");
 }
 
 void add_inplace(void* a, const void* b, int dtype, int64_t n) {
   if (n == 0) return;
   dispatch_float(DType(dtype), [&](auto t) {
     using T = decltype(t);
-    add_kernel<<<grid_for(n), 256, 0, stream()>>>(static_cast<T*>(a), static_cast<const T*>(b), n);
+    ew_map<T>(n, {a, b}, Add<T>{static_cast<const T*>(a), static_cast<const T*>(b), static_cast<T*>(a)}, "add_");
   });
-  check_launch("add");
 }
 
 }  // namespace lt2::cuda

@@ -46,6 +46,26 @@ TEST(CudaOps, Add) {
   }
 }
 
+// The elementwise kernels move 16 bytes at a time when every address allows it and one
+// element at a time otherwise: views that start one row of 130 into a tensor are misaligned
+// for both dtypes, and 37 * 130 elements leave a tail after the 16-byte pieces.
+TEST(CudaOps, ElementwiseOnMisalignedViews) {
+  LT2_REQUIRE_GPU();
+  Tensor a = randn({38, 130}, 1), b = randn({38, 130}, 2);
+  for (DType dt : kDtypes) {
+    const Tensor ar = rounded(a, dt).narrow(1, 37), br = rounded(b, dt).narrow(1, 37);
+    const Tensor ag = on_gpu(a, dt).narrow(1, 37), bg = on_gpu(b, dt).narrow(1, 37);
+    expect_gpu(gpu::add(ag, bg), dt, cpu::add(ar, br), parity_tol(dt), name("add (misaligned)", dt));
+    expect_gpu(gpu::swiglu(ag, bg), dt, cpu::swiglu(ar, br), parity_tol(dt), name("swiglu (misaligned)", dt));
+    Tensor sum = on_gpu(a, dt).narrow(1, 37);
+    sum.add_(bg);  // in place
+    expect_gpu(sum, dt, cpu::add(ar, br), parity_tol(dt), name("add_ (misaligned)", dt));
+    for (DType to : kDtypes)  // casts through both alignments
+      for (const Tensor& src : {ag, on_gpu(a, dt).narrow(0, 37)})
+        expect_gpu(src.to(to), to, rounded(src.to(Device::CPU, DType::F64), to), 0.0, name("cast", to));
+  }
+}
+
 TEST(CudaOps, AddScaledChannels) {
   LT2_REQUIRE_GPU();
   const int64_t n = 130;
