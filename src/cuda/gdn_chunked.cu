@@ -1270,4 +1270,91 @@ GdnGrads gdn_chunked_backward(const Tensor& q, const Tensor& k, const Tensor& v,
   return gr;
 }
 
+// ---- variable-length batches -------------------------------------------------------------------
+
+namespace {
+
+// Tokens [t0, t0 + len) of a packed [1, T, ...] tensor as a [1, len, ...] view (same storage).
+Tensor packed_rows(const Tensor& x, int64_t t0, int64_t len) {
+  const Shape rest(x.shape().begin() + 1, x.shape().end());
+  Shape s = rest;
+  s[0] = len;
+  s.insert(s.begin(), 1);
+  return x.reshape(rest).narrow(t0, len).reshape(s);
+}
+// Entry n of a per-sequence [N, ...] tensor as a [1, ...] view; undefined stays undefined.
+Tensor seq_entry(const Tensor& x, int64_t n) { return x.defined() ? x.narrow(n, 1) : Tensor(); }
+
+void check_varlen(const Tensor& q, const std::vector<int64_t>& cu, std::initializer_list<const Tensor*> states) {
+  LT2_CHECK(q.ndim() == 4 && q.dim(0) == 1, "gdn chunked varlen: packed inputs need batch 1, got ", shape_str(q.shape()));
+  LT2_CHECK(cu.size() >= 2 && cu.front() == 0 && cu.back() == q.dim(1), "gdn chunked varlen: cu_seqlens must run from 0 to ",
+            q.dim(1), " (", cu.size(), " offsets)");
+  for (size_t i = 1; i < cu.size(); ++i) LT2_CHECK(cu[i] >= cu[i - 1], "gdn chunked varlen: cu_seqlens decreases at ", i);
+  for (const Tensor* t : states)
+    LT2_CHECK(!t->defined() || t->dim(0) == int64_t(cu.size()) - 1, "gdn chunked varlen: per-sequence state ",
+              shape_str(t->shape()), " for ", cu.size() - 1, " sequences");
+}
+
+// dst = src, or zero where src is undefined (an empty sequence hands its state on unchanged).
+void copy_or_zero(Tensor dst, const Tensor& src) {
+  if (src.defined()) dst.copy_from(src);
+  else dst.zero();
+}
+
+}  // namespace
+
+Tensor gdn_chunked_forward_varlen(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& beta,
+                                  const Tensor& g, const Tensor& h0, Tensor* hT,
+                                  const std::vector<int64_t>& cu_seqlens, int value_tile) {
+  check_varlen(q, cu_seqlens, {&h0});
+  const int64_t N = int64_t(cu_seqlens.size()) - 1, HV = v.dim(2), K = q.dim(3), V = v.dim(3);
+  Tensor o = Tensor::empty(v.shape(), q.dtype(), Device::CUDA);
+  Tensor h = hT ? Tensor::empty({N, HV, K, V}, DType::F32, Device::CUDA) : Tensor();
+  for (int64_t n = 0; n < N; ++n) {
+    const int64_t t0 = cu_seqlens[size_t(n)], len = cu_seqlens[size_t(n) + 1] - t0;
+    if (len == 0) {
+      if (hT) copy_or_zero(h.narrow(n, 1), seq_entry(h0, n));
+      continue;
+    }
+    Tensor hn;
+    const Tensor on = gdn_chunked_forward(packed_rows(q, t0, len), packed_rows(k, t0, len), packed_rows(v, t0, len),
+                                          packed_rows(beta, t0, len), packed_rows(g, t0, len), seq_entry(h0, n),
+                                          hT ? &hn : nullptr, value_tile);
+    packed_rows(o, t0, len).copy_from(on);
+    if (hT) h.narrow(n, 1).copy_from(hn);
+  }
+  if (hT) *hT = h;
+  return o;
+}
+
+GdnGrads gdn_chunked_backward_varlen(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& beta,
+                                     const Tensor& g, const Tensor& h0, const Tensor& dout, const Tensor& dhT,
+                                     const std::vector<int64_t>& cu_seqlens, int value_tile) {
+  check_varlen(q, cu_seqlens, {&h0, &dhT});
+  const int64_t N = int64_t(cu_seqlens.size()) - 1;
+  GdnGrads gr{Tensor::empty(q.shape(), q.dtype(), Device::CUDA),
+              Tensor::empty(k.shape(), q.dtype(), Device::CUDA),
+              Tensor::empty(v.shape(), q.dtype(), Device::CUDA),
+              Tensor::empty(beta.shape(), DType::F32, Device::CUDA),
+              Tensor::empty(g.shape(), DType::F32, Device::CUDA),
+              h0.defined() ? Tensor::empty(h0.shape(), DType::F32, Device::CUDA) : Tensor()};
+  for (int64_t n = 0; n < N; ++n) {
+    const int64_t t0 = cu_seqlens[size_t(n)], len = cu_seqlens[size_t(n) + 1] - t0;
+    if (len == 0) {
+      if (h0.defined()) copy_or_zero(gr.dh0.narrow(n, 1), seq_entry(dhT, n));
+      continue;
+    }
+    const GdnGrads gn = gdn_chunked_backward(
+        packed_rows(q, t0, len), packed_rows(k, t0, len), packed_rows(v, t0, len), packed_rows(beta, t0, len),
+        packed_rows(g, t0, len), seq_entry(h0, n), packed_rows(dout, t0, len), seq_entry(dhT, n), value_tile);
+    packed_rows(gr.dq, t0, len).copy_from(gn.dq);
+    packed_rows(gr.dk, t0, len).copy_from(gn.dk);
+    packed_rows(gr.dv, t0, len).copy_from(gn.dv);
+    packed_rows(gr.dbeta, t0, len).copy_from(gn.dbeta);
+    packed_rows(gr.dg, t0, len).copy_from(gn.dg);
+    if (h0.defined()) gr.dh0.narrow(n, 1).copy_from(gn.dh0);
+  }
+  return gr;
+}
+
 }  // namespace lt2::cuda

@@ -5,6 +5,9 @@
 // F32 or BF16; beta, g [B, L, HV] F32; h0 / hT [B, HV, K, V] F32 (h0 may be undefined);
 // outputs in the activation dtype; dbeta, dg, dh0 F32. The caller checks shapes and dtypes
 // (cuda/gdn.cu does, then routes here when gdn_chunked_supported says yes).
+#include <cstdint>
+#include <vector>
+
 #include "core/tensor.h"
 #include "ops/op_types.h"
 
@@ -19,5 +22,19 @@ Tensor gdn_chunked_forward(const Tensor& q, const Tensor& k, const Tensor& v, co
                            const Tensor& h0, Tensor* hT, int value_tile = 0);
 GdnGrads gdn_chunked_backward(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& beta, const Tensor& g,
                               const Tensor& h0, const Tensor& dout, const Tensor& dhT, int value_tile = 0);
+
+// Variable-length batch: N sequences packed along L of a batch of one. q, k [1, T, H, K],
+// v / dout [1, T, HV, V], beta, g [1, T, HV]; cu_seqlens (host) holds N + 1 offsets, 0 = cu[0]
+// <= cu[1] <= ... <= cu[N] = T, sequence n being tokens [cu[n], cu[n+1]). The state restarts at
+// each sequence's first token from h0[n] (zero where h0 is undefined); h0, hT, dhT, dh0 are
+// [N, HV, K, V] F32, hT[n] / dhT[n] the state after / its gradient at the sequence's last token
+// (an empty sequence passes its state through). Each sequence runs the kernels above on views
+// of the packed tensors, one after another; results are the same as separate calls.
+Tensor gdn_chunked_forward_varlen(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& beta,
+                                  const Tensor& g, const Tensor& h0, Tensor* hT,
+                                  const std::vector<int64_t>& cu_seqlens, int value_tile = 0);
+GdnGrads gdn_chunked_backward_varlen(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& beta,
+                                     const Tensor& g, const Tensor& h0, const Tensor& dout, const Tensor& dhT,
+                                     const std::vector<int64_t>& cu_seqlens, int value_tile = 0);
 
 }  // namespace lt2::cuda

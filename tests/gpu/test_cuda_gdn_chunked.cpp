@@ -12,6 +12,7 @@
 #include <cstdlib>
 #include <string>
 #include <tuple>
+#include <vector>
 
 #include "gdn_cases.h"
 #if LT2_HAVE_CUDA
@@ -135,6 +136,85 @@ TEST(CudaGdnChunked, Deterministic) {
     for (int64_t i = 0; i < u.numel(); ++i) diff += u.item(i) != w.item(i);
     EXPECT_EQ(diff, 0) << what << " differs between two runs";
   }
+}
+
+// Tokens [t0, t0 + len) of a packed [1, T, ...] tensor as a [1, len, ...] view.
+static Tensor packed_rows(const Tensor& x, int64_t t0, int64_t len) {
+  const Shape rest(x.shape().begin() + 1, x.shape().end());
+  Shape s = rest;
+  s[0] = len;
+  s.insert(s.begin(), 1);
+  return x.reshape(rest).narrow(t0, len).reshape(s);
+}
+
+// Variable-length batch (cu_seqlens): every packed sequence, an empty one included, must match
+// the float64 recurrence run on it alone from its own initial state, within the bounds.
+static void check_varlen(DType dt, int64_t K, int64_t V) {
+  SCOPED_TRACE(cat("varlen K", K, " V", V, " ", dtype_name(dt)));
+  const std::vector<int64_t> cu{0, 70, 70, 200, 201, 206};  // lengths 70, 0, 130, 1 and 5
+  const int64_t N = int64_t(cu.size()) - 1;
+  const GdnCase c{1, cu.back(), 1, 2, K, V, Decay::Normal, false, false};  // grouped value heads
+  const GdnInputs in = make_gdn_inputs(c, 1500);
+  const Tensor h0 = randn({N, c.HV, c.K, c.V}, 1510, 0.5), dhT = randn({N, c.HV, c.K, c.V}, 1511, 0.5);
+  Tensor hT;
+  const Tensor qg = on_gpu(in.q, dt), kg = on_gpu(in.k, dt), vg = on_gpu(in.v, dt), bg = gpu_f32(in.beta),
+               gg = gpu_f32(in.g);
+  const Tensor o = cuda::gdn_chunked_forward_varlen(qg, kg, vg, bg, gg, gpu_f32(h0), &hT, cu);
+  const GdnGrads gr = cuda::gdn_chunked_backward_varlen(qg, kg, vg, bg, gg, gpu_f32(h0), on_gpu(in.dout, dt),
+                                                        gpu_f32(dhT), cu);
+
+  const Tensor qr = rounded(in.q, dt), kr = rounded(in.k, dt), vr = rounded(in.v, dt), dor = rounded(in.dout, dt);
+  const Tensor br = ref_f32(in.beta), gr32 = ref_f32(in.g), h0r = ref_f32(h0), dhTr = ref_f32(dhT);
+  auto zeros = [](const Shape& s) {
+    Tensor t = Tensor::empty(s, DType::F64);
+    t.zero();
+    return t;
+  };
+  Tensor o_ref = zeros(in.v.shape()), hT_ref = zeros(h0.shape()), dh0_ref = zeros(h0.shape());
+  GdnGrads ref{zeros(in.q.shape()), zeros(in.k.shape()), zeros(in.v.shape()), zeros(in.beta.shape()),
+               zeros(in.g.shape()), Tensor()};
+  for (int64_t n = 0; n < N; ++n) {
+    const int64_t t0 = cu[size_t(n)], len = cu[size_t(n) + 1] - t0;
+    if (len == 0) {  // the state passes through
+      hT_ref.narrow(n, 1).copy_from(h0r.narrow(n, 1));
+      dh0_ref.narrow(n, 1).copy_from(dhTr.narrow(n, 1));
+      continue;
+    }
+    auto rows = [&](const Tensor& x) { return packed_rows(x, t0, len); };
+    Tensor hTn;
+    packed_rows(o_ref, t0, len)
+        .copy_from(cpu::gdn(rows(qr), rows(kr), rows(vr), rows(br), rows(gr32), h0r.narrow(n, 1), &hTn, false));
+    hT_ref.narrow(n, 1).copy_from(hTn);
+    const GdnGrads gn = cpu::gdn_backward(rows(qr), rows(kr), rows(vr), rows(br), rows(gr32), h0r.narrow(n, 1),
+                                          rows(dor), dhTr.narrow(n, 1), false);
+    packed_rows(ref.dq, t0, len).copy_from(gn.dq);
+    packed_rows(ref.dk, t0, len).copy_from(gn.dk);
+    packed_rows(ref.dv, t0, len).copy_from(gn.dv);
+    packed_rows(ref.dbeta, t0, len).copy_from(gn.dbeta);
+    packed_rows(ref.dg, t0, len).copy_from(gn.dg);
+    dh0_ref.narrow(n, 1).copy_from(gn.dh0);
+  }
+  const GdnTols tol = gdn_tols(dt);
+  const double e_o = distance(o, dt, o_ref, "o"), e_hT = distance(hT, DType::F32, hT_ref, "hT");
+  const double e_dq = distance(gr.dq, dt, ref.dq, "dq"), e_dk = distance(gr.dk, dt, ref.dk, "dk");
+  const double e_dv = distance(gr.dv, dt, ref.dv, "dv"), e_dh0 = distance(gr.dh0, DType::F32, dh0_ref, "dh0");
+  const double e_db = distance(gr.dbeta, DType::F32, ref.dbeta, "dbeta"), e_dg = distance(gr.dg, DType::F32, ref.dg, "dg");
+  EXPECT_LE(e_o, tol.o) << "o";
+  EXPECT_LE(e_hT, tol.hT) << "hT";
+  EXPECT_LE(e_dq, tol.dqkv) << "dq";
+  EXPECT_LE(e_dk, tol.dqkv) << "dk";
+  EXPECT_LE(e_dv, tol.dqkv) << "dv";
+  EXPECT_LE(e_dh0, tol.dh0) << "dh0";
+  EXPECT_LE(e_db, tol.dgates) << "dbeta";
+  EXPECT_LE(e_dg, tol.dgates) << "dg";
+  std::printf("[gdn-chunked] varlen K%d V%d %s: o %.2e hT %.2e dq %.2e dk %.2e dv %.2e dh0 %.2e dbeta %.2e dg %.2e\n",
+              int(K), int(V), dtype_name(dt), e_o, e_hT, e_dq, e_dk, e_dv, e_dh0, e_db, e_dg);
+}
+
+TEST(CudaGdnChunked, VarlenPacked) {
+  LT2_REQUIRE_GPU();
+  for (DType dt : kDtypes) check_varlen(dt, 64, 64);
+  check_varlen(DType::BF16, 128, 256);
 }
 
 // lt2::cuda::gdn / gdn_backward take the chunked path for long sequences; the recurrence
