@@ -36,6 +36,25 @@ TEST(OpsGrad, RMSNorm) {
   check_grad("dw", loss, w, dw);
 }
 
+// add_rmsnorm's sum feeds both the norm and the residual path (gs): the backward is
+// rmsnorm_backward with that path's gradient added, for both addends.
+TEST(OpsGrad, AddRMSNormAndResidualBackward) {
+  Tensor a = randn({3, 8}, 1), b = randn({3, 8}, 4), w = randn({8}, 2), gy = randn({3, 8}, 3), gs = randn({3, 8}, 5);
+  Tensor sum, rstd, dw = Tensor::zeros({8}, DType::F64);
+  const Tensor y = ops::add_rmsnorm(a, b, w, 1e-6, sum, &rstd);
+  EXPECT_EQ(rel_l2(sum, ops::add(a, b)), 0.0);
+  EXPECT_LE(rel_l2(y, ops::rmsnorm(ops::add(a, b), w, 1e-6, nullptr)), 1e-15);
+  const Tensor dsum = ops::rmsnorm_backward(sum, w, rstd, gy, dw, gs);
+  auto loss = [&] {
+    Tensor s;
+    const Tensor out = ops::add_rmsnorm(a, b, w, 1e-6, s, nullptr);
+    return dot(out, gy) + dot(s, gs);
+  };
+  check_grad("da", loss, a, dsum);
+  check_grad("db", loss, b, dsum);
+  check_grad("dw", loss, w, dw);
+}
+
 TEST(OpsGrad, L2Norm) {
   Tensor x = randn({4, 2, 6}, 1), gy = randn({4, 2, 6}, 3);
   Tensor dx = ops::l2norm_backward(x, 0.4, gy);

@@ -31,9 +31,14 @@ Tensor rmsnorm(const Tensor& x, const Tensor& w, double eps, Tensor* rstd) {
   return y;
 }
 
-Tensor rmsnorm_backward(const Tensor& x, const Tensor& w, const Tensor& rstd, const Tensor& dy, Tensor& dw) {
+Tensor rmsnorm_backward(const Tensor& x, const Tensor& w, const Tensor& rstd, const Tensor& dy, Tensor& dw,
+                        const Tensor& dresidual) {
   const int64_t n = x.dim(-1), rows = rows_of(x);
-  Tensor dx = Tensor::empty(x.shape(), x.dtype());
+  if (dresidual.defined()) {
+    check_shape(dresidual, x.shape(), "rmsnorm_backward dresidual");
+    check_same_dtype(x, dresidual, "rmsnorm_backward dresidual");
+  }
+  Tensor dx = dresidual.defined() ? dresidual.clone() : Tensor::zeros(x.shape(), x.dtype());
   dispatch_real(x.dtype(), [&](auto r_tag_) {
     using R = decltype(r_tag_);
     const R* xp = x.data<R>();
@@ -42,7 +47,7 @@ Tensor rmsnorm_backward(const Tensor& x, const Tensor& w, const Tensor& rstd, co
     const R* g = dy.data<R>();
     R* dxp = dx.data<R>();
     R* dwp = dw.data<R>();
-    // dx = r (gw - x r^2 mean(gw x)), gw = dy * w
+    // dx (+)= r (gw - x r^2 mean(gw x)), gw = dy * w
 #pragma omp parallel for
     for (int64_t r = 0; r < rows; ++r) {
       const R* xr = xp + r * n;
@@ -50,7 +55,7 @@ Tensor rmsnorm_backward(const Tensor& x, const Tensor& w, const Tensor& rstd, co
       double dot = 0;
       for (int64_t c = 0; c < n; ++c) dot += double(gr[c]) * wp[c] * xr[c];
       const R inv = rp[r], k = R(dot / n) * inv * inv;
-      for (int64_t c = 0; c < n; ++c) dxp[r * n + c] = inv * (gr[c] * wp[c] - xr[c] * k);
+      for (int64_t c = 0; c < n; ++c) dxp[r * n + c] += inv * (gr[c] * wp[c] - xr[c] * k);
     }
     // dw[c] = sum_r dy x r  (columns split across threads: no races)
 #pragma omp parallel for
@@ -61,6 +66,13 @@ Tensor rmsnorm_backward(const Tensor& x, const Tensor& w, const Tensor& rstd, co
     }
   });
   return dx;
+}
+
+Tensor add_rmsnorm(const Tensor& a, const Tensor& b, const Tensor& w, double eps, Tensor& sum, Tensor* rstd) {
+  check_shape(b, a.shape(), "add_rmsnorm b");
+  check_same_dtype(a, b, "add_rmsnorm");
+  sum = add(a, b);
+  return rmsnorm(sum, w, eps, rstd);
 }
 
 Tensor l2norm(const Tensor& x, double scale) {

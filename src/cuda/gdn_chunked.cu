@@ -25,7 +25,8 @@
 //
 // Kernels (each thread block 8 warps):
 //   prep  (chunk, hv, b), parallel: γ, K Kᵀ, L and A = (I + L)^{-1} by column-parallel forward
-//         substitution in fp32; writes A and γ per chunk (the only chunk-level scratch).
+//         substitution in fp32 (a blocked tensor-core inverse in the BF16 modes); writes A and γ
+//         per chunk (the only chunk-level scratch).
 //   scan  (value tile of VT columns, hv, b): walks the chunks in order keeping the K×VT fp32
 //         state in shared memory; per chunk X, Δ, O and the state update. In the backward op the
 //         same launch also holds the reverse scan blocks (dS, dv, dh0): the two are independent,
@@ -37,16 +38,35 @@
 // the group in a fixed order. No atomics anywhere: every reduction has a fixed order, so results
 // are bitwise reproducible.
 //
-// Precision. Matrix products use mma.sync m16n8k8 with TF32 operands and fp32 accumulation;
+// Precision (TF32 mode; the BF16 modes below). Matrix products use mma.sync m16n8k8 with TF32
+// operands and fp32 accumulation;
 // states, gate sums, A and every intermediate are kept in fp32 (bf16 inputs are exact in TF32,
 // so only intermediates are rounded, to 11 significant bits). F32 inputs use three TF32 products
 // per step (a = a_big + a_small; a·b ≈ a_s b_b + a_b b_s + a_b b_b), which gives fp32 accuracy.
 // Operands are read from shared memory through small accessor lambdas, so transposes, row
 // scalings (e, Γl, β) and the X = V − eKS difference are applied on the fly without extra copies.
+//
+// BF16 modes (K <= 128 with BF16 activations; LT2_GDN_MMA = bf16x2 (the default), bf16 or
+// tf32): mma.sync m16n8k16 on BF16 operands, the raw q / k / v / dout tiles (exact in BF16) fed
+// by ldmatrix; fp32 operands (states, A, Δ, dΔ, ...) split into hi + lo BF16 halves (bf16x2,
+// ~16 bits, so raw × fp32 costs two mma and fp32 × fp32 three) or rounded to BF16 once (bf16);
+// fp32 accumulation and fp32 states as before. With them come: A by a blocked inverse on the
+// tensor cores in TF32x3 (the scalar solve made prep bound by its shared-memory loads), two scan
+// blocks per SM at VT = 32, and in bf16 mode BF16 checkpoints with the grad kernel prefetching the
+// next value block. K in (128, 256] keeps the TF32 path; F32 activations the TF32x3 one.
+// Measured on an H100 (bench/gpu/gdn_bf16x2_h100.txt): bf16x2 passes every parity test at the
+// output-rounding floor (o, dq, dk, dv ≈ 1.7e-3; hT, dh0, dβ, dg <= 1.5e-5, where TF32 gives
+// 1e-4 to 4e-4) and takes fwd+bwd from 3.66 / 5.19 ms (TF32) to 3.07–3.13 / 4.04–4.15 ms at the
+// two issue shapes; bf16 passes too (2.45–2.48 / 3.29–3.37 ms) but with hT up to 3.6e-3 against
+// the 5e-3 bound, so it stays opt-in.
 #include "cuda/gdn_chunked.h"
 
 #include <algorithm>
 #include <cstdlib>
+#include <cstdio>
+#include <string>
+#include <utility>
+#include <vector>
 #include <type_traits>
 
 #include "cuda/common.cuh"
@@ -61,7 +81,18 @@ constexpr int kThreads = 32 * kWarps;
 constexpr size_t kSmemLimit = 232448;  // 227 KiB: the opt-in shared memory of one block on sm_90
 constexpr unsigned kFull = 0xffffffffu;
 
-// ---- tensor-core primitive --------------------------------------------------------------------
+// ---- tensor-core primitives --------------------------------------------------------------------
+//
+// Precision modes (template argument P of every kernel):
+//   kTF32    m16n8k8 TF32, operands rounded to TF32 (11 bits)       - BF16 activations, old path
+//   kTF32x3  three TF32 products per step (~22 bits)                - F32 activations
+//   kBF16    m16n8k16 BF16, every operand rounded to BF16 (8 bits)
+//   kBF16x2  m16n8k16 BF16; fp32 operands split into hi + lo BF16 (~16 bits), raw BF16 tiles
+//            (q, k, v, dout as stored) used as they are, so a raw × raw product costs one mma,
+//            raw × fp32 two and fp32 × fp32 three.
+// Raw tiles are read by ldmatrix (one instruction per 8×8 block instead of one load per element);
+// every other operand is an accessor lambda read per element and packed in pairs.
+enum : int { kTF32 = 0, kTF32x3 = 1, kBF16 = 2, kBF16x2 = 3 };
 
 __device__ __forceinline__ uint32_t to_tf32(float x) {
   uint32_t r;
@@ -85,6 +116,15 @@ __device__ __forceinline__ void mma_tf32(float (&d)[4], const uint32_t (&a)[4], 
       : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
       : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
 }
+// d += a b for one 16×8×16 step, BF16 operands (PTX m16n8k16 .bf16; each register holds two
+// elements, the lower index in the low half): a0 (g, 2t..2t+1), a1 (g+8, 2t..), a2 (g, 2t+8..),
+// a3 (g+8, 2t+8..);  b0 (2t..2t+1, g), b1 (2t+8..2t+9, g);  d as for m16n8k8.
+__device__ __forceinline__ void mma_bf16(float (&d)[4], const uint32_t (&a)[4], const uint32_t (&b)[2]) {
+  asm("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, "
+      "{%0, %1, %2, %3};\n"
+      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
+}
 
 template <bool SPLIT>
 __device__ __forceinline__ void mma_step(float (&d)[4], const uint32_t (&a)[4], const uint32_t (&as)[4],
@@ -100,71 +140,191 @@ __device__ __forceinline__ int64_t min64(int64_t a, int64_t b) { return a < b ? 
 __device__ __forceinline__ int lane_g() { return (threadIdx.x & 31) >> 2; }
 __device__ __forceinline__ int lane_t() { return threadIdx.x & 3; }
 
-template <bool SPLIT, class FA>
+// BF16 pair (x0 in the low half), round to nearest.
+__device__ __forceinline__ uint32_t pack_bf16(float x0, float x1) {
+  uint32_t r;
+  asm("cvt.rn.bf16x2.f32 %0, %1, %2;" : "=r"(r) : "f"(x1), "f"(x0));
+  return r;
+}
+// hi = (x0, x1) in BF16; with SPLIT, lo = the remainders in BF16 (x ≈ hi + lo to ~16 bits).
+template <bool SPLIT>
+__device__ __forceinline__ void split_bf16(float x0, float x1, uint32_t& hi, uint32_t& lo) {
+  hi = pack_bf16(x0, x1);
+  if constexpr (SPLIT) lo = pack_bf16(x0 - __uint_as_float(hi << 16), x1 - __uint_as_float(hi & 0xffff0000u));
+  else lo = 0u;
+}
+
+__device__ __forceinline__ void ldsm_x4(uint32_t (&r)[4], const void* p) {
+  const unsigned a = static_cast<unsigned>(__cvta_generic_to_shared(p));
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];\n"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+               : "r"(a));
+}
+__device__ __forceinline__ void ldsm_x2(uint32_t (&r)[2], const void* p) {
+  const unsigned a = static_cast<unsigned>(__cvta_generic_to_shared(p));
+  asm volatile("ldmatrix.sync.aligned.m8n8.x2.shared.b16 {%0, %1}, [%2];\n" : "=r"(r[0]), "=r"(r[1]) : "r"(a));
+}
+__device__ __forceinline__ void ldsm_x2_t(uint32_t (&r)[2], const void* p) {
+  const unsigned a = static_cast<unsigned>(__cvta_generic_to_shared(p));
+  asm volatile("ldmatrix.sync.aligned.m8n8.x2.trans.shared.b16 {%0, %1}, [%2];\n" : "=r"(r[0]), "=r"(r[1]) : "r"(a));
+}
+
+// Raw tiles in shared memory (rows 16-byte aligned, columns read in blocks of 8): the inputs as
+// stored, so exact in BF16. As accessors they read one element; in the BF16 modes whole
+// fragments come by ldmatrix.
+//   RowTile  op(r, c) = p[r·s + c]: an A operand (r = row, c = k) or, with .trans, a B operand (r = k)
+//   ColTile  op(k, n) = p[n·s + k]: a B operand stored n-major (Kᵀ as the right factor)
+template <class T>
+struct RowTile {
+  static constexpr bool raw = std::is_same<T, bf16>::value;  // F32 tiles are split like any fp32 operand
+  const T* p;
+  int s;
+  __device__ __forceinline__ float operator()(int r, int c) const { return ld(p[r * s + c]); }
+};
+template <class T>
+struct ColTile {
+  static constexpr bool raw = std::is_same<T, bf16>::value;
+  const T* p;
+  int s;
+  __device__ __forceinline__ float operator()(int k, int n) const { return ld(p[n * s + k]); }
+};
+template <class F, class = void>
+struct is_raw : std::false_type {};
+template <class F>
+struct is_raw<F, std::void_t<decltype(F::raw)>> : std::integral_constant<bool, F::raw> {};
+template <class F>
+struct is_row_tile : std::false_type {};  // BF16 tiles only: ldmatrix moves 16-bit elements
+template <>
+struct is_row_tile<RowTile<bf16>> : std::true_type {};
+template <class F>
+struct is_col_tile : std::false_type {};
+template <>
+struct is_col_tile<ColTile<bf16>> : std::true_type {};
+
+// Checkpoint element type of mode P: in kBF16 every product rounds S and dS' to BF16 anyway,
+// so the checkpoints are stored so (half the bytes between the scan and the grad kernel).
+template <int P>
+using ckpt_t = std::conditional_t<P == kBF16, bf16, float>;
+
+template <int P>
+constexpr int kstep() {
+  return P >= kBF16 ? 16 : 8;
+}
+
+// A fragment (rows m0.., k..k+KSTEP) and, in the split modes, its small part.
+template <int P, class FA>
 __device__ __forceinline__ void load_a(const FA& A, int m0, int k, uint32_t (&a)[4], uint32_t (&as)[4]) {
   const int g = lane_g(), t = lane_t();
-  split_tf32<SPLIT>(A(m0 + g, k + t), a[0], as[0]);
-  split_tf32<SPLIT>(A(m0 + g + 8, k + t), a[1], as[1]);
-  split_tf32<SPLIT>(A(m0 + g, k + t + 4), a[2], as[2]);
-  split_tf32<SPLIT>(A(m0 + g + 8, k + t + 4), a[3], as[3]);
+  if constexpr (P >= kBF16) {
+    if constexpr (is_row_tile<FA>::value) {  // matrices (rows +0/+8) × (k +0/+8), lane l gives row l % 16
+      const int l = threadIdx.x & 31;
+      ldsm_x4(a, A.p + (m0 + (l & 15)) * A.s + k + 8 * (l >> 4));
+      as[0] = as[1] = as[2] = as[3] = 0u;
+    } else {
+      constexpr bool S = P == kBF16x2 && !is_raw<FA>::value;
+      split_bf16<S>(A(m0 + g, k + 2 * t), A(m0 + g, k + 2 * t + 1), a[0], as[0]);
+      split_bf16<S>(A(m0 + g + 8, k + 2 * t), A(m0 + g + 8, k + 2 * t + 1), a[1], as[1]);
+      split_bf16<S>(A(m0 + g, k + 2 * t + 8), A(m0 + g, k + 2 * t + 9), a[2], as[2]);
+      split_bf16<S>(A(m0 + g + 8, k + 2 * t + 8), A(m0 + g + 8, k + 2 * t + 9), a[3], as[3]);
+    }
+  } else {
+    constexpr bool S = P == kTF32x3;
+    split_tf32<S>(A(m0 + g, k + t), a[0], as[0]);
+    split_tf32<S>(A(m0 + g + 8, k + t), a[1], as[1]);
+    split_tf32<S>(A(m0 + g, k + t + 4), a[2], as[2]);
+    split_tf32<S>(A(m0 + g + 8, k + t + 4), a[3], as[3]);
+  }
 }
-template <bool SPLIT, class FB>
+template <int P, class FB>
 __device__ __forceinline__ void load_b(const FB& B, int k, int n, uint32_t (&b)[2], uint32_t (&bs)[2]) {
   const int g = lane_g(), t = lane_t();
-  split_tf32<SPLIT>(B(k + t, n + g), b[0], bs[0]);
-  split_tf32<SPLIT>(B(k + t + 4, n + g), b[1], bs[1]);
+  if constexpr (P >= kBF16) {
+    const int l = threadIdx.x & 31;
+    if constexpr (is_col_tile<FB>::value) {  // n-major: rows n + l % 8, k blocks +0/+8
+      ldsm_x2(b, B.p + (n + (l & 7)) * B.s + k + 8 * ((l >> 3) & 1));
+      bs[0] = bs[1] = 0u;
+    } else if constexpr (is_row_tile<FB>::value) {  // k-major, transposed on the way: rows k + l % 16
+      ldsm_x2_t(b, B.p + (k + (l & 15)) * B.s + n);
+      bs[0] = bs[1] = 0u;
+    } else {
+      constexpr bool S = P == kBF16x2 && !is_raw<FB>::value;
+      split_bf16<S>(B(k + 2 * t, n + g), B(k + 2 * t + 1, n + g), b[0], bs[0]);
+      split_bf16<S>(B(k + 2 * t + 8, n + g), B(k + 2 * t + 9, n + g), b[1], bs[1]);
+    }
+  } else {
+    constexpr bool S = P == kTF32x3;
+    split_tf32<S>(B(k + t, n + g), b[0], bs[0]);
+    split_tf32<S>(B(k + t + 4, n + g), b[1], bs[1]);
+  }
+}
+// One k step of d += a b in mode P; SA / SB: whether a / b carry a small part.
+template <int P, bool SA, bool SB>
+__device__ __forceinline__ void mma_p(float (&d)[4], const uint32_t (&a)[4], const uint32_t (&as)[4],
+                                      const uint32_t (&b)[2], const uint32_t (&bs)[2]) {
+  if constexpr (P >= kBF16) {
+    if constexpr (P == kBF16x2 && SA) mma_bf16(d, as, b);  // small terms first
+    if constexpr (P == kBF16x2 && SB) mma_bf16(d, a, bs);
+    mma_bf16(d, a, b);
+  } else {
+    mma_step<P == kTF32x3>(d, a, as, b, bs);
+  }
+}
+template <class F>
+constexpr bool has_small() {
+  return !is_raw<F>::value;
 }
 
 // One warp: acc[j] (the 16×8 tile at rows m0.., columns n0 + 8j..) += Σ_{k0<=k<k1} A(row, k) B(k, col).
-// A(i, k) and B(k, j) are accessors (lambdas reading shared memory); k0, k1 multiples of 8.
-template <bool SPLIT, int NS, class FA, class FB>
+// A(i, k) and B(k, j) are accessors (lambdas reading shared memory, or raw tiles); k0, k1
+// multiples of 16.
+template <int P, int NS, class FA, class FB>
 __device__ __forceinline__ void warp_mma(float (&acc)[NS][4], const FA& A, const FB& B, int m0, int n0, int k0,
                                          int k1) {
 #pragma unroll 2
-  for (int k = k0; k < k1; k += 8) {
+  for (int k = k0; k < k1; k += kstep<P>()) {
     uint32_t a[4], as[4];
-    load_a<SPLIT>(A, m0, k, a, as);
+    load_a<P>(A, m0, k, a, as);
 #pragma unroll
     for (int j = 0; j < NS; ++j) {
       uint32_t b[2], bs[2];
-      load_b<SPLIT>(B, k, n0 + 8 * j, b, bs);
-      mma_step<SPLIT>(acc[j], a, as, b, bs);
+      load_b<P>(B, k, n0 + 8 * j, b, bs);
+      mma_p<P, has_small<FA>(), has_small<FB>()>(acc[j], a, as, b, bs);
     }
   }
 }
 // Two products sharing B (its fragments are read once): acc1 += A1 B, acc2 += A2 B.
-template <bool SPLIT, int NS, class FA1, class FA2, class FB>
+template <int P, int NS, class FA1, class FA2, class FB>
 __device__ __forceinline__ void warp_mma_2a(float (&acc1)[NS][4], float (&acc2)[NS][4], const FA1& A1, const FA2& A2,
                                             const FB& B, int m0, int n0, int k0, int k1) {
 #pragma unroll 2
-  for (int k = k0; k < k1; k += 8) {
+  for (int k = k0; k < k1; k += kstep<P>()) {
     uint32_t a1[4], as1[4], a2[4], as2[4];
-    load_a<SPLIT>(A1, m0, k, a1, as1);
-    load_a<SPLIT>(A2, m0, k, a2, as2);
+    load_a<P>(A1, m0, k, a1, as1);
+    load_a<P>(A2, m0, k, a2, as2);
 #pragma unroll
     for (int j = 0; j < NS; ++j) {
       uint32_t b[2], bs[2];
-      load_b<SPLIT>(B, k, n0 + 8 * j, b, bs);
-      mma_step<SPLIT>(acc1[j], a1, as1, b, bs);
-      mma_step<SPLIT>(acc2[j], a2, as2, b, bs);
+      load_b<P>(B, k, n0 + 8 * j, b, bs);
+      mma_p<P, has_small<FA1>(), has_small<FB>()>(acc1[j], a1, as1, b, bs);
+      mma_p<P, has_small<FA2>(), has_small<FB>()>(acc2[j], a2, as2, b, bs);
     }
   }
 }
 // Two products sharing A: acc1 += A B1, acc2 += A B2.
-template <bool SPLIT, int NS, class FA, class FB1, class FB2>
+template <int P, int NS, class FA, class FB1, class FB2>
 __device__ __forceinline__ void warp_mma_2b(float (&acc1)[NS][4], float (&acc2)[NS][4], const FA& A, const FB1& B1,
                                             const FB2& B2, int m0, int n0, int k0, int k1) {
 #pragma unroll 2
-  for (int k = k0; k < k1; k += 8) {
+  for (int k = k0; k < k1; k += kstep<P>()) {
     uint32_t a[4], as[4];
-    load_a<SPLIT>(A, m0, k, a, as);
+    load_a<P>(A, m0, k, a, as);
 #pragma unroll
     for (int j = 0; j < NS; ++j) {
       uint32_t b[2], bs[2];
-      load_b<SPLIT>(B1, k, n0 + 8 * j, b, bs);
-      mma_step<SPLIT>(acc1[j], a, as, b, bs);
-      load_b<SPLIT>(B2, k, n0 + 8 * j, b, bs);
-      mma_step<SPLIT>(acc2[j], a, as, b, bs);
+      load_b<P>(B1, k, n0 + 8 * j, b, bs);
+      mma_p<P, has_small<FA>(), has_small<FB1>()>(acc1[j], a, as, b, bs);
+      load_b<P>(B2, k, n0 + 8 * j, b, bs);
+      mma_p<P, has_small<FA>(), has_small<FB2>()>(acc2[j], a, as, b, bs);
     }
   }
 }
@@ -239,12 +399,17 @@ __device__ __forceinline__ void load_tile_async(T* dst, const T* src, int64_t st
   }
 }
 
-// dst (R × W, contiguous) = src (row stride LD), fp32.
-template <int R, int W, int LD>
-__device__ __forceinline__ void store_tile_f32(float* dst, const float* src) {
+// dst (R × W, contiguous, fp32 or BF16) = src (fp32, row stride LD).
+template <class CK, int R, int W, int LD>
+__device__ __forceinline__ void store_tile(CK* dst, const float* src) {
   for (int idx = threadIdx.x; idx < R * (W / 4); idx += kThreads) {
     const int r = idx / (W / 4), c = (idx % (W / 4)) * 4;
-    *reinterpret_cast<float4*>(dst + r * W + c) = *reinterpret_cast<const float4*>(src + r * LD + c);
+    const float4 x = *reinterpret_cast<const float4*>(src + r * LD + c);
+    if constexpr (std::is_same<CK, float>::value) {
+      *reinterpret_cast<float4*>(dst + r * W + c) = x;
+    } else {
+      *reinterpret_cast<uint2*>(dst + r * W + c) = make_uint2(pack_bf16(x.x, x.y), pack_bf16(x.z, x.w));
+    }
   }
 }
 
@@ -273,7 +438,7 @@ struct PrepLayout {
 // Scan blocks: the K×VT state (S or dS), NBUF copies of the chunk inputs (q, k and a VT-column
 // tile of v or dout: with two, the next chunk's arrive while this one computes), A, M, one
 // 64×VT buffer (X then Δ, or dΔ then dX) and the per-row gate vectors.
-template <class T, int KP, int VT>
+template <class T, int KP, int VT, int P>
 struct ScanLayout {
   static constexpr int LDK = KP + row_pad<T>(), LDS = VT + 8, LDV = VT + 8;
   static constexpr size_t S = 0;
@@ -282,7 +447,12 @@ struct ScanLayout {
   static constexpr size_t BV = BK + up16(sizeof(T) * kC * LDK);
   static constexpr size_t BUF_BYTES = BV + up16(sizeof(T) * kC * LDV);
   static constexpr size_t bytes_with(int nbuf) { return BUF + nbuf * BUF_BYTES + 8 * kC * kLDA + 4 * kC * LDS + 16 * kC; }
-  static constexpr int NBUF = bytes_with(2) + 1024 <= kSmemLimit ? 2 : 1;
+  // VT = 32 runs two blocks per SM where one input buffer lets two fit (228 KiB per SM, 1 KiB
+  // of it reserved per block): the walk is latency-bound, and a second block hides more of it
+  // than the prefetch does.
+  // (The BF16 modes only: the TF32 ones keep the layout their parity was measured with.)
+  static constexpr int MINB = P >= kBF16 && VT == 32 && 2 * (bytes_with(1) + 1024) <= 233472 ? 2 : 1;
+  static constexpr int NBUF = MINB == 1 && bytes_with(2) + 1024 <= kSmemLimit ? 2 : 1;
   static constexpr size_t A = BUF + NBUF * BUF_BYTES;
   static constexpr size_t M = A + 4 * kC * kLDA;
   static constexpr size_t XD = M + 4 * kC * kLDA;
@@ -294,7 +464,7 @@ struct ScanLayout {
 // Grad blocks: q, k, A, M and the dM / dAu accumulators for the whole chunk; per value block the
 // S / dS' blocks (KP×VB), e·KS, dΔ, Δ, dX (64×VB fp32) and v / dout (64×VB); the tail reuses the
 // value-block region for Aᵀ dA, K Kᵀ and dKK + dKKᵀ.
-template <class T, int KP, int VB>
+template <class T, int KP, int VB, int P>
 struct GradLayout {
   static constexpr int LDK = KP + row_pad<T>(), LDB = VB + 8, LDV = VB + 8;
   static constexpr size_t Q = 0;
@@ -315,28 +485,33 @@ struct GradLayout {
   static constexpr size_t KK = TM + 4 * kC * kLDA;
   static constexpr size_t DS = KK + 4 * kC * kLDA;
   static constexpr size_t R_TAIL = DS + 4 * kC * kLDA;
-  static constexpr size_t VB_ = R_VALUES > R_TAIL ? R_VALUES : R_TAIL;  // v block
-  static constexpr size_t DOB = up16(VB_ + sizeof(T) * kC * LDV);
-  static constexpr size_t VEC = up16(DOB + sizeof(T) * kC * LDV);  // 9 vectors of 64
+  // v / dout blocks: two copies of each with BF16 activations, for the prefetch of the next value
+  // block in kBF16 mode (its S / dS' copies fit in the fp32-sized SB / DSB regions).
+  static constexpr int NVBUF = P == kBF16 && sizeof(T) == 2 ? 2 : 1;
+  static constexpr size_t VTILE = up16(sizeof(T) * kC * LDV);
+  static constexpr size_t VB_ = R_VALUES > R_TAIL ? R_VALUES : R_TAIL;  // v block (buffer j at + 2j·VTILE)
+  static constexpr size_t DOB = VB_ + VTILE;                            // dout block
+  static constexpr size_t VEC = DOB + (2 * NVBUF - 1) * VTILE;       // 9 vectors of 64
   static constexpr size_t PART = VEC + 4 * 9 * kC;                  // 3 × 2 × 64 row partials
   static constexpr size_t bytes = PART + 4 * 6 * kC;
 };
 
-template <class T, int KP> constexpr int grad_vb() { return GradLayout<T, KP, 32>::bytes <= kSmemLimit ? 32 : 16; }
+template <class T, int KP, int P> constexpr int grad_vb() {
+  return GradLayout<T, KP, 32, P>::bytes <= kSmemLimit ? 32 : 16;
+}
 // Whether every kernel of this (dtype, padded K) fits in shared memory (the smallest tiles).
 template <class T, int KP> constexpr bool config_fits() {
-  return GradLayout<T, KP, 16>::bytes + 256 <= kSmemLimit && ScanLayout<T, KP, 64>::bytes <= kSmemLimit &&
+  return GradLayout<T, KP, 16, kTF32>::bytes + 256 <= kSmemLimit && ScanLayout<T, KP, 64, kTF32>::bytes <= kSmemLimit &&
          PrepLayout<T, KP>::bytes <= kSmemLimit;
 }
 
 // ---- prep: γ and A = (I + L)^{-1} per chunk ------------------------------------------------------
 
-template <class T, int KP>
+template <class T, int KP, int P>
 __global__ void __launch_bounds__(kThreads) gdn_prep_kernel(const T* __restrict__ k, const float* __restrict__ beta,
                                                             const float* __restrict__ g, GdnDims d,
                                                             float* __restrict__ A_out, float* __restrict__ gam_out) {
   using Lay = PrepLayout<T, KP>;
-  constexpr bool SPLIT = std::is_same<T, float>::value;
   extern __shared__ __align__(16) unsigned char smem[];
   T* ks = reinterpret_cast<T*>(smem + Lay::K);
   float* Lm = reinterpret_cast<float*>(smem + Lay::L);
@@ -350,6 +525,8 @@ __global__ void __launch_bounds__(kThreads) gdn_prep_kernel(const T* __restrict_
 
   load_tile_async<kC, KP, Lay::LDK>(ks, k + ((b * d.L + t0) * d.H + h) * d.K, d.H * d.K, n, int(d.K));
   cp_async_commit();
+  if (P >= kBF16)  // the blocked inverse writes only the lower blocks; those above the diagonal stay 0
+    for (int idx = tid; idx < kC * Lay::LDA; idx += kThreads) Am[idx] = 0.f;
   if (tid < kC) {
     const int64_t off = (b * d.L + t0 + tid) * d.HV + hv;
     bet[tid] = tid < n ? beta[off] : 0.f;
@@ -368,39 +545,102 @@ __global__ void __launch_bounds__(kThreads) gdn_prep_kernel(const T* __restrict_
   {  // L[r,s] = β_r (k_r·k_s) Γ[r,s] for s < r, else 0
     const int m0 = 16 * (warp & 3), n0 = 32 * (warp >> 2);
     float acc[4][4] = {};
-    auto Ka = [&](int r, int i) { return ld(ks[r * Lay::LDK + i]); };
-    auto Kt = [&](int i, int s) { return ld(ks[s * Lay::LDK + i]); };
-    warp_mma<SPLIT>(acc, Ka, Kt, m0, n0, 0, KP);
+    const RowTile<T> Ka{ks, Lay::LDK};
+    const ColTile<T> Kt{ks, Lay::LDK};
+    warp_mma<P>(acc, Ka, Kt, m0, n0, 0, KP);
     for_acc(acc, m0, n0, [&](int r, int s, float& x) {
       Lm[r * Lay::LDL + s] = s < r ? bet[r] * x * expf(gam[r] - gam[s]) : 0.f;
     });
   }
   __syncthreads();
-  {
-    // Column s of A solves (I + L) a = e_s: a[r] = δ_rs − Σ_{j<r} L[r,j] a[j], row by row.
-    // Four lanes per column split the sum over j (j ≡ p mod 4) and add by shuffles; lane
-    // p = r % 4 stores a[r], and only lane j % 4 ever reads a[j] back: no barrier needed.
-    // The sum runs in four independent partial sums so that its loads are in flight together
-    // (the 64 rows are a dependent chain; this loop is the kernel's critical path).
-    const int s = tid >> 2, p = tid & 3;
-    for (int r = 0; r < kC; ++r) {
-      const float* Lr = Lm + r * Lay::LDL;
-      float a0 = 0.f, a1 = 0.f, a2 = 0.f, a3 = 0.f;
-      int j = p;
-      for (; j + 12 < r; j += 16) {
-        a0 += Lr[j] * Am[j * Lay::LDA + s];
-        a1 += Lr[j + 4] * Am[(j + 4) * Lay::LDA + s];
-        a2 += Lr[j + 8] * Am[(j + 8) * Lay::LDA + s];
-        a3 += Lr[j + 12] * Am[(j + 12) * Lay::LDA + s];
+  if constexpr (P >= kBF16) {
+    // A = (I + L)^{-1}, blocked: the four 16×16 diagonal blocks by forward substitution in
+    // registers, then two levels of block merges on the tensor cores,
+    //   [[A11, 0], [L21, A22]]^{-1} = [[A11^{-1}, 0], [−A22^{-1} L21 A11^{-1}, A22^{-1}]],
+    // first for the 16-row pairs (0,1) and (2,3), then for the two 32-row halves. (A scalar
+    // column-by-column solve of all 64 rows made this kernel bound by its ~8000 shared-memory
+    // loads per chunk.) The products T = L21 A11^{-1} go to the unused upper triangle of L.
+    // Three TF32 products per step keep A at fp32 accuracy whatever the activation dtype.
+    if (tid < kC) {  // phase 1: block b, column s; 16 rows in registers (Am's zero-fill is above)
+      const int base = 16 * (tid >> 4), s = tid & 15;
+      float a[16];
+#pragma unroll
+      for (int r = 0; r < 16; ++r) {
+        const float* Lr = Lm + (base + r) * Lay::LDL + base;
+        float acc = r == s ? 1.f : 0.f;
+#pragma unroll
+        for (int j = 0; j < r; ++j) acc -= Lr[j] * a[j];
+        a[r] = acc;
       }
-      for (; j < r; j += 4) a0 += Lr[j] * Am[j * Lay::LDA + s];
-      float acc = (a0 + a1) + (a2 + a3);
-      acc += __shfl_xor_sync(kFull, acc, 1);
-      acc += __shfl_xor_sync(kFull, acc, 2);
-      if (p == (r & 3)) Am[r * Lay::LDA + s] = (r == s ? 1.f : 0.f) - acc;
+#pragma unroll
+      for (int r = 0; r < 16; ++r) Am[(base + r) * Lay::LDA + base + s] = a[r];
     }
+    __syncthreads();
+    {  // level 1: warps 0–3, pair q = warp / 2 (rows lo = 32q, hi = lo + 16), 8 columns each
+      const int lo = 32 * (warp >> 1), hi = lo + 16, n0 = 8 * (warp & 1);
+      if (warp < 4) {
+        auto L21 = [&](int r, int k) { return Lm[(hi + r) * Lay::LDL + lo + k]; };
+        auto A11 = [&](int k, int n) { return Am[(lo + k) * Lay::LDA + lo + n]; };
+        float acc[1][4] = {};
+        warp_mma<kTF32x3>(acc, L21, A11, 0, n0, 0, 16);
+        for_acc(acc, 0, n0, [&](int r, int n, float& x) { Lm[(lo + r) * Lay::LDL + hi + n] = x; });
+      }
+      __syncthreads();
+      if (warp < 4) {
+        auto A22 = [&](int r, int k) { return Am[(hi + r) * Lay::LDA + hi + k]; };
+        auto Tb = [&](int k, int n) { return Lm[(lo + k) * Lay::LDL + hi + n]; };
+        float acc[1][4] = {};
+        warp_mma<kTF32x3>(acc, A22, Tb, 0, n0, 0, 16);
+        for_acc(acc, 0, n0, [&](int r, int n, float& x) { Am[(hi + r) * Lay::LDA + lo + n] = -x; });
+      }
+      __syncthreads();
+    }
+    {  // level 2: rows 32..63 against columns 0..31; warp = one 16×8 tile of the 32×32 block
+      const int m0 = 16 * (warp & 1), n0 = 8 * (warp >> 1);
+      {
+        auto L21 = [&](int r, int k) { return Lm[(32 + r) * Lay::LDL + k]; };
+        auto A11 = [&](int k, int n) { return Am[k * Lay::LDA + n]; };
+        float acc[1][4] = {};
+        warp_mma<kTF32x3>(acc, L21, A11, m0, n0, 0, 32);
+        for_acc(acc, m0, n0, [&](int r, int n, float& x) { Lm[r * Lay::LDL + 32 + n] = x; });
+      }
+      __syncthreads();
+      {
+        auto A22 = [&](int r, int k) { return Am[(32 + r) * Lay::LDA + 32 + k]; };
+        auto Tb = [&](int k, int n) { return Lm[k * Lay::LDL + 32 + n]; };
+        float acc[1][4] = {};
+        warp_mma<kTF32x3>(acc, A22, Tb, m0, n0, 0, 32);
+        for_acc(acc, m0, n0, [&](int r, int n, float& x) { Am[(32 + r) * Lay::LDA + n] = -x; });
+      }
+    }
+    __syncthreads();
+  } else {
+    {
+      // Column s of A solves (I + L) a = e_s: a[r] = δ_rs − Σ_{j<r} L[r,j] a[j], row by row.
+      // Four lanes per column split the sum over j (j ≡ p mod 4) and add by shuffles; lane
+      // p = r % 4 stores a[r], and only lane j % 4 ever reads a[j] back: no barrier needed.
+      // The sum runs in four independent partial sums so that its loads are in flight together
+      // (the 64 rows are a dependent chain; this loop is the kernel's critical path).
+      const int s = tid >> 2, p = tid & 3;
+      for (int r = 0; r < kC; ++r) {
+        const float* Lr = Lm + r * Lay::LDL;
+        float a0 = 0.f, a1 = 0.f, a2 = 0.f, a3 = 0.f;
+        int j = p;
+        for (; j + 12 < r; j += 16) {
+          a0 += Lr[j] * Am[j * Lay::LDA + s];
+          a1 += Lr[j + 4] * Am[(j + 4) * Lay::LDA + s];
+          a2 += Lr[j + 8] * Am[(j + 8) * Lay::LDA + s];
+          a3 += Lr[j + 12] * Am[(j + 12) * Lay::LDA + s];
+        }
+        for (; j < r; j += 4) a0 += Lr[j] * Am[j * Lay::LDA + s];
+        float acc = (a0 + a1) + (a2 + a3);
+        acc += __shfl_xor_sync(kFull, acc, 1);
+        acc += __shfl_xor_sync(kFull, acc, 2);
+        if (p == (r & 3)) Am[r * Lay::LDA + s] = (r == s ? 1.f : 0.f) - acc;
+      }
+    }
+    __syncthreads();
   }
-  __syncthreads();
   float* Ao = A_out + (bhv * d.NC + c) * (kC * kC);
   for (int idx = tid; idx < kC * kC; idx += kThreads) Ao[idx] = Am[(idx / kC) * Lay::LDA + idx % kC];
   if (tid < kC) gam_out[(bhv * d.NC + c) * kC + tid] = gam[tid];
@@ -420,10 +660,10 @@ struct ScanArgs {
   const float* dhT;  // null: zero
   void* o;           // forward role outputs, each may be null
   float* hT;
-  float* ckS;
+  void* ckS;  // ckpt_t<P>
   void* dv;  // reverse role outputs
   float* dh0;
-  float* ckD;
+  void* ckD;
   GdnDims d;
   int tiles;       // value tiles of VT columns
   int first_role;  // role = first_role + blockIdx.x / tiles: 0 forward, 1 reverse
@@ -434,11 +674,11 @@ struct ScanArgs {
 // current chunk's are issued there instead); A of the next chunk as soon as the current one's A
 // is last read; the gates into registers a chunk ahead. Everything of chunk c has landed after
 // the cp.async wait at the top of chunk c.
-template <class T, int KP, int VT>
+template <class T, int KP, int VT, int P>
 __device__ __forceinline__ void scan_issue_inputs(const ScanArgs& a, int c, int buf, int64_t b, int64_t hv,
                                                   int64_t col0, int ncol, bool want_q, const T* src,
                                                   unsigned char* smem) {
-  using Lay = ScanLayout<T, KP, VT>;
+  using Lay = ScanLayout<T, KP, VT, P>;
   const GdnDims& d = a.d;
   const int64_t h = hv / d.G, t0 = int64_t(c) * kC;
   const int n = int(min64(kC, d.L - t0));
@@ -452,9 +692,9 @@ __device__ __forceinline__ void scan_issue_inputs(const ScanArgs& a, int c, int 
   load_tile_async<kC, VT, Lay::LDV>(reinterpret_cast<T*>(base + Lay::BV),
                                     src + ((b * d.L + t0) * d.HV + hv) * d.V + col0, d.HV * d.V, n, ncol);
 }
-template <class T, int KP, int VT>
+template <class T, int KP, int VT, int P>
 __device__ __forceinline__ void scan_issue_A(const ScanArgs& a, int c, int64_t bhv, unsigned char* smem) {
-  using Lay = ScanLayout<T, KP, VT>;
+  using Lay = ScanLayout<T, KP, VT, P>;
   load_tile_async<kC, kC, kLDA>(reinterpret_cast<float*>(smem + Lay::A), a.A + (bhv * a.d.NC + c) * (kC * kC), kC,
                                 kC, kC);
 }
@@ -487,10 +727,9 @@ __device__ __forceinline__ void put_gates(float* vec, const Gates& gt) {
 }
 
 // Forward walk for value columns [col0, col0 + VT): S ← h0; per chunk X, Δ, O, S ← S'.
-template <class T, int KP, int VT>
+template <class T, int KP, int VT, int P>
 __device__ __forceinline__ void scan_forward(const ScanArgs& a, int tile, unsigned char* smem) {
-  using Lay = ScanLayout<T, KP, VT>;
-  constexpr bool SPLIT = std::is_same<T, float>::value;
+  using Lay = ScanLayout<T, KP, VT, P>;
   constexpr int NS = VT / 16, LDK = Lay::LDK, LDS = Lay::LDS, LDV = Lay::LDV, NB = Lay::NBUF;
   float* S = reinterpret_cast<float*>(smem + Lay::S);
   const float* Am = reinterpret_cast<const float*>(smem + Lay::A);
@@ -510,8 +749,8 @@ __device__ __forceinline__ void scan_forward(const ScanArgs& a, int tile, unsign
   T* o = static_cast<T*>(a.o);
   const bool want_o = o != nullptr;
 
-  scan_issue_inputs<T, KP, VT>(a, 0, 0, b, hv, col0, ncol, want_o, vsrc, smem);
-  scan_issue_A<T, KP, VT>(a, 0, bhv, smem);
+  scan_issue_inputs<T, KP, VT, P>(a, 0, 0, b, hv, col0, ncol, want_o, vsrc, smem);
+  scan_issue_A<T, KP, VT, P>(a, 0, bhv, smem);
   cp_async_commit();
   Gates gt = fetch_gates(a, 0, b, hv);
   for (int idx = tid; idx < KP * VT; idx += kThreads) {
@@ -526,9 +765,6 @@ __device__ __forceinline__ void scan_forward(const ScanArgs& a, int tile, unsign
   const T* ks = nullptr;
   const T* vs = nullptr;
   auto Sb = [&](int i, int c) { return S[i * LDS + c]; };
-  auto Ka = [&](int r, int i) { return ld(ks[r * LDK + i]); };
-  auto Qa = [&](int r, int i) { return ld(qs[r * LDK + i]); };
-  auto Kt = [&](int i, int s) { return ld(ks[s * LDK + i]); };
   auto XDb = [&](int s, int c) { return XD[s * LDS + c]; };
   auto Aua = [&](int r, int s) { return Am[r * kLDA + s] * bet[s]; };
   auto Ma = [&](int r, int s) { return Mm[r * kLDA + s]; };
@@ -543,18 +779,22 @@ __device__ __forceinline__ void scan_forward(const ScanArgs& a, int tile, unsign
     qs = reinterpret_cast<const T*>(in);
     ks = reinterpret_cast<const T*>(in + Lay::BK);
     vs = reinterpret_cast<const T*>(in + Lay::BV);
+    const RowTile<T> Ka{ks, LDK}, Qa{qs, LDK};
+    const ColTile<T> Kt{ks, LDK};
     __syncthreads();  // the previous chunk is done with every buffer
     if (NB == 1 && c > 0) {
-      scan_issue_inputs<T, KP, VT>(a, c, 0, b, hv, col0, ncol, want_o, vsrc, smem);
+      scan_issue_inputs<T, KP, VT, P>(a, c, 0, b, hv, col0, ncol, want_o, vsrc, smem);
       cp_async_commit();
     }
     if (NB == 2 && next) {
-      scan_issue_inputs<T, KP, VT>(a, c + 1, buf ^ 1, b, hv, col0, ncol, want_o, vsrc, smem);
+      scan_issue_inputs<T, KP, VT, P>(a, c + 1, buf ^ 1, b, hv, col0, ncol, want_o, vsrc, smem);
       cp_async_commit();
     }
     put_gates(vec, gt);
     if (next) gt = fetch_gates(a, c + 1, b, hv);
-    if (a.ckS) store_tile_f32<KP, VT, LDS>(a.ckS + ((bhv * d.NC + c) * a.tiles + tile) * (KP * VT), S);
+    if (a.ckS)
+      store_tile<ckpt_t<P>, KP, VT, LDS>(
+          static_cast<ckpt_t<P>*>(a.ckS) + ((bhv * d.NC + c) * a.tiles + tile) * (KP * VT), S);
     if (NB == 2 && next) cp_async_wait<1>();  // all but the next chunk's inputs
     else cp_async_wait<0>();
     __syncthreads();
@@ -562,15 +802,15 @@ __device__ __forceinline__ void scan_forward(const ScanArgs& a, int tile, unsign
     float accO[NS][4] = {};
     {
       float accK[NS][4] = {};
-      if (want_o) warp_mma_2a<SPLIT>(accK, accO, Ka, Qa, Sb, m0, n0, 0, KP);
-      else warp_mma<SPLIT>(accK, Ka, Sb, m0, n0, 0, KP);
+      if (want_o) warp_mma_2a<P>(accK, accO, Ka, Qa, Sb, m0, n0, 0, KP);
+      else warp_mma<P>(accK, Ka, Sb, m0, n0, 0, KP);
       for_acc(accK, m0, n0, [&](int r, int cc, float& x) { XD[r * LDS + cc] = ld(vs[r * LDV + cc]) - e[r] * x; });
     }
     if (want_o) {
       for_acc(accO, m0, n0, [&](int r, int, float& x) { x *= e[r]; });
       if (m_tile) {
         float accM[4][4] = {};
-        warp_mma<SPLIT>(accM, Qa, Kt, m0, nM, 0, KP);
+        warp_mma<P>(accM, Qa, Kt, m0, nM, 0, KP);
         for_acc(accM, m0, nM, [&](int r, int s, float& x) {
           Mm[r * kLDA + s] = s <= r ? x * expf(gam[r] - gam[s]) : 0.f;
         });
@@ -579,17 +819,17 @@ __device__ __forceinline__ void scan_forward(const ScanArgs& a, int tile, unsign
     __syncthreads();
     {  // Δ = Au X (Au is lower triangular: columns s < m0 + 16 only)
       float accD[NS][4] = {};
-      warp_mma<SPLIT>(accD, Aua, XDb, m0, n0, 0, m0 + 16);
+      warp_mma<P>(accD, Aua, XDb, m0, n0, 0, m0 + 16);
       __syncthreads();  // every warp has read X and A
       if (next) {
-        scan_issue_A<T, KP, VT>(a, c + 1, bhv, smem);
+        scan_issue_A<T, KP, VT, P>(a, c + 1, bhv, smem);
         cp_async_commit();
       }
       for_acc(accD, m0, n0, [&](int r, int cc, float& x) { XD[r * LDS + cc] = x; });
     }
     __syncthreads();
     if (want_o) {  // O = P + M Δ
-      warp_mma<SPLIT>(accO, Ma, XDb, m0, n0, 0, m0 + 16);
+      warp_mma<P>(accO, Ma, XDb, m0, n0, 0, m0 + 16);
       for_acc(accO, m0, n0, [&](int r, int cc, float& x) {
         if (r < n && cc < ncol) o[((b * d.L + t0 + r) * d.HV + hv) * d.V + col0 + cc] = st<T>(x);
       });
@@ -600,7 +840,7 @@ __device__ __forceinline__ void scan_forward(const ScanArgs& a, int tile, unsign
       const int mS = 16 * (tt >> 1), nS = (tt & 1) * (VT / 2);
       float acc[NS][4];
       for_acc(acc, mS, nS, [&](int i, int cc, float& x) { x = el * S[i * LDS + cc]; });
-      warp_mma<SPLIT>(acc, KglT, XDb, mS, nS, 0, kC);
+      warp_mma<P>(acc, KglT, XDb, mS, nS, 0, kC);
       for_acc(acc, mS, nS, [&](int i, int cc, float& x) { S[i * LDS + cc] = x; });
     }
   }
@@ -615,10 +855,9 @@ __device__ __forceinline__ void scan_forward(const ScanArgs& a, int tile, unsign
 
 // Reverse walk for value columns [col0, col0 + VT): dS ← dhT; per chunk (last first) dΔ, dX = dv,
 // dS ← e_{C−1} dS + Qᵀ diag(e) dO − Kᵀ diag(e) dX. Needs no forward state.
-template <class T, int KP, int VT>
+template <class T, int KP, int VT, int P>
 __device__ __forceinline__ void scan_reverse(const ScanArgs& a, int tile, unsigned char* smem) {
-  using Lay = ScanLayout<T, KP, VT>;
-  constexpr bool SPLIT = std::is_same<T, float>::value;
+  using Lay = ScanLayout<T, KP, VT, P>;
   constexpr int NS = VT / 16, LDK = Lay::LDK, LDS = Lay::LDS, LDV = Lay::LDV, NB = Lay::NBUF;
   float* dS = reinterpret_cast<float*>(smem + Lay::S);
   const float* Am = reinterpret_cast<const float*>(smem + Lay::A);
@@ -637,8 +876,8 @@ __device__ __forceinline__ void scan_reverse(const ScanArgs& a, int tile, unsign
   const T* dosrc = static_cast<const T*>(a.dout);
   T* dv = static_cast<T*>(a.dv);
 
-  scan_issue_inputs<T, KP, VT>(a, NC - 1, 0, b, hv, col0, ncol, true, dosrc, smem);
-  scan_issue_A<T, KP, VT>(a, NC - 1, bhv, smem);
+  scan_issue_inputs<T, KP, VT, P>(a, NC - 1, 0, b, hv, col0, ncol, true, dosrc, smem);
+  scan_issue_A<T, KP, VT, P>(a, NC - 1, bhv, smem);
   cp_async_commit();
   Gates gt = fetch_gates(a, NC - 1, b, hv);
   for (int idx = tid; idx < KP * VT; idx += kThreads) {
@@ -653,11 +892,7 @@ __device__ __forceinline__ void scan_reverse(const ScanArgs& a, int tile, unsign
   const T* ks = nullptr;
   const T* dos = nullptr;
   auto dSb = [&](int i, int c) { return dS[i * LDS + c]; };
-  auto Ka = [&](int r, int i) { return ld(ks[r * LDK + i]); };
-  auto Qa = [&](int r, int i) { return ld(qs[r * LDK + i]); };
-  auto Kt = [&](int i, int s) { return ld(ks[s * LDK + i]); };
   auto MtA = [&](int r, int s) { return Mm[s * kLDA + r]; };
-  auto dOb = [&](int s, int c) { return ld(dos[s * LDV + c]); };
   auto XDb = [&](int s, int c) { return XD[s * LDS + c]; };
   auto AutA = [&](int r, int s) { return Am[s * kLDA + r] * bet[r]; };
   auto QeT = [&](int i, int r) { return ld(qs[r * LDK + i]) * e[r]; };
@@ -673,41 +908,45 @@ __device__ __forceinline__ void scan_reverse(const ScanArgs& a, int tile, unsign
     qs = reinterpret_cast<const T*>(in);
     ks = reinterpret_cast<const T*>(in + Lay::BK);
     dos = reinterpret_cast<const T*>(in + Lay::BV);
+    const RowTile<T> Ka{ks, LDK}, Qa{qs, LDK}, dOb{dos, LDV};  // dOb: a B operand (k = row)
+    const ColTile<T> Kt{ks, LDK};
     __syncthreads();
     if (NB == 1 && it > 0) {
-      scan_issue_inputs<T, KP, VT>(a, c, 0, b, hv, col0, ncol, true, dosrc, smem);
+      scan_issue_inputs<T, KP, VT, P>(a, c, 0, b, hv, col0, ncol, true, dosrc, smem);
       cp_async_commit();
     }
     if (NB == 2 && next) {
-      scan_issue_inputs<T, KP, VT>(a, c - 1, buf ^ 1, b, hv, col0, ncol, true, dosrc, smem);
+      scan_issue_inputs<T, KP, VT, P>(a, c - 1, buf ^ 1, b, hv, col0, ncol, true, dosrc, smem);
       cp_async_commit();
     }
     put_gates(vec, gt);
     if (next) gt = fetch_gates(a, c - 1, b, hv);
-    if (a.ckD) store_tile_f32<KP, VT, LDS>(a.ckD + ((bhv * d.NC + c) * a.tiles + tile) * (KP * VT), dS);
+    if (a.ckD)
+      store_tile<ckpt_t<P>, KP, VT, LDS>(
+          static_cast<ckpt_t<P>*>(a.ckD) + ((bhv * d.NC + c) * a.tiles + tile) * (KP * VT), dS);
     if (NB == 2 && next) cp_async_wait<1>();
     else cp_async_wait<0>();
     __syncthreads();
     float accG[NS][4] = {};  // dΔ
     if (m_tile) {
       float accM[4][4] = {};
-      warp_mma<SPLIT>(accM, Qa, Kt, m0, nM, 0, KP);
+      warp_mma<P>(accM, Qa, Kt, m0, nM, 0, KP);
       for_acc(accM, m0, nM, [&](int r, int s, float& x) {
         Mm[r * kLDA + s] = s <= r ? x * expf(gam[r] - gam[s]) : 0.f;
       });
     }
-    warp_mma<SPLIT>(accG, Ka, dSb, m0, n0, 0, KP);
+    warp_mma<P>(accG, Ka, dSb, m0, n0, 0, KP);
     for_acc(accG, m0, n0, [&](int r, int, float& x) { x *= gl[r]; });
     __syncthreads();
-    warp_mma<SPLIT>(accG, MtA, dOb, m0, n0, m0, kC);  // Mᵀ is upper triangular: rows s >= m0
+    warp_mma<P>(accG, MtA, dOb, m0, n0, m0, kC);  // Mᵀ is upper triangular: rows s >= m0
     for_acc(accG, m0, n0, [&](int r, int cc, float& x) { XD[r * LDS + cc] = x; });
     __syncthreads();
     {
       float accX[NS][4] = {};  // dX = Auᵀ dΔ
-      warp_mma<SPLIT>(accX, AutA, XDb, m0, n0, m0, kC);
+      warp_mma<P>(accX, AutA, XDb, m0, n0, m0, kC);
       __syncthreads();  // every warp has read dΔ and A
       if (next) {
-        scan_issue_A<T, KP, VT>(a, c - 1, bhv, smem);
+        scan_issue_A<T, KP, VT, P>(a, c - 1, bhv, smem);
         cp_async_commit();
       }
       for_acc(accX, m0, n0, [&](int r, int cc, float& x) {
@@ -721,8 +960,8 @@ __device__ __forceinline__ void scan_reverse(const ScanArgs& a, int tile, unsign
       const int mS = 16 * (tt >> 1), nS = (tt & 1) * (VT / 2);
       float acc[NS][4];
       for_acc(acc, mS, nS, [&](int i, int cc, float& x) { x = el * dS[i * LDS + cc]; });
-      warp_mma<SPLIT>(acc, QeT, dOb, mS, nS, 0, kC);
-      warp_mma<SPLIT>(acc, KeTn, XDb, mS, nS, 0, kC);
+      warp_mma<P>(acc, QeT, dOb, mS, nS, 0, kC);
+      warp_mma<P>(acc, KeTn, XDb, mS, nS, 0, kC);
       for_acc(acc, mS, nS, [&](int i, int cc, float& x) { dS[i * LDS + cc] = x; });
     }
   }
@@ -735,12 +974,12 @@ __device__ __forceinline__ void scan_reverse(const ScanArgs& a, int tile, unsign
   }
 }
 
-template <class T, int KP, int VT>
-__global__ void __launch_bounds__(kThreads, 1) gdn_scan_kernel(ScanArgs a) {
+template <class T, int KP, int VT, int P>
+__global__ void __launch_bounds__(kThreads, ScanLayout<T, KP, VT, P>::MINB) gdn_scan_kernel(ScanArgs a) {
   extern __shared__ __align__(16) unsigned char smem[];
   const int role = a.first_role + int(blockIdx.x) / a.tiles, tile = int(blockIdx.x) % a.tiles;
-  if (role == 0) scan_forward<T, KP, VT>(a, tile, smem);
-  else scan_reverse<T, KP, VT>(a, tile, smem);
+  if (role == 0) scan_forward<T, KP, VT, P>(a, tile, smem);
+  else scan_reverse<T, KP, VT, P>(a, tile, smem);
 }
 
 // ---- grad: per chunk, everything that sums over the value columns --------------------------------
@@ -753,8 +992,8 @@ struct GradArgs {
   const float* beta;
   const float* A;
   const float* gam;
-  const float* ckS;  // S entering each chunk, [B·HV][NC][tiles][KP][vt]
-  const float* ckD;  // dS' leaving each chunk, same layout
+  const void* ckS;  // S entering each chunk, [B·HV][NC][tiles][KP][vt], ckpt_t<P>
+  const void* ckD;  // dS' leaving each chunk, same layout
   void* dq;          // [B, L, H, K] in the activation dtype (G == 1)
   void* dk;
   float* dq_part;  // [B, HV, L, K] fp32 per value head (G > 1)
@@ -765,10 +1004,9 @@ struct GradArgs {
   int tiles, vt;
 };
 
-template <class T, int KP, int VB>
+template <class T, int KP, int VB, int P>
 __global__ void __launch_bounds__(kThreads, 1) gdn_grad_kernel(GradArgs a) {
-  using Lay = GradLayout<T, KP, VB>;
-  constexpr bool SPLIT = std::is_same<T, float>::value;
+  using Lay = GradLayout<T, KP, VB, P>;
   // dq / dk columns per block: K = 256 is split over two blocks (the accumulators live in
   // registers); both redo the chunk's 64×64 work and only the first writes dβ, dg.
   constexpr int KO = KP < 128 ? KP : 128, KSPLIT = KP / KO;
@@ -781,8 +1019,11 @@ __global__ void __launch_bounds__(kThreads, 1) gdn_grad_kernel(GradArgs a) {
   float* Mm = reinterpret_cast<float*>(smem + Lay::M);
   float* DM = reinterpret_cast<float*>(smem + Lay::DM);
   float* DAU = reinterpret_cast<float*>(smem + Lay::DAU);
-  float* Sb = reinterpret_cast<float*>(smem + Lay::SB);
-  float* dSb = reinterpret_cast<float*>(smem + Lay::DSB);
+  using CK = ckpt_t<P>;  // the S / dS' blocks keep the checkpoints' type (the layout has room for fp32)
+  CK* Sb = reinterpret_cast<CK*>(smem + Lay::SB);
+  CK* dSb = reinterpret_cast<CK*>(smem + Lay::DSB);
+  const CK* ckS = static_cast<const CK*>(a.ckS);
+  const CK* ckD = static_cast<const CK*>(a.ckD);
   float* Eks = reinterpret_cast<float*>(smem + Lay::EKS);  // e·(K S)
   float* Gd = reinterpret_cast<float*>(smem + Lay::GD);    // Γl·(K dS'), then dΔ
   float* Dl = reinterpret_cast<float*>(smem + Lay::DL);    // Δ
@@ -837,9 +1078,8 @@ __global__ void __launch_bounds__(kThreads, 1) gdn_grad_kernel(GradArgs a) {
   cp_async_wait<0>();
   __syncthreads();
 
-  auto Ka = [&](int r, int i) { return ld(ks[r * LDK + i]); };
-  auto Qa = [&](int r, int i) { return ld(qs[r * LDK + i]); };
-  auto Kt = [&](int i, int s) { return ld(ks[s * LDK + i]); };
+  const RowTile<T> Ka{ks, LDK}, Qa{qs, LDK};
+  const ColTile<T> Kt{ks, LDK};
   const int m0 = 16 * (warp & 3);      // this warp's 16 rows of every 64-row product
   const int nM = 32 * half;            // its columns of the 64 × 64 ones
   const int n1 = half * (VB / 2);      // of the 64 × VB ones
@@ -847,50 +1087,83 @@ __global__ void __launch_bounds__(kThreads, 1) gdn_grad_kernel(GradArgs a) {
   const bool lower_tile = half == 0 || (warp & 3) >= 2;
   {  // M = tril(Q Kᵀ) ⊙ Γ, all of it (zeros above the diagonal)
     float accM[4][4] = {};
-    warp_mma<SPLIT>(accM, Qa, Kt, m0, nM, 0, KP);
+    warp_mma<P>(accM, Qa, Kt, m0, nM, 0, KP);
     for_acc(accM, m0, nM, [&](int r, int s, float& x) { Mm[r * kLDA + s] = s <= r ? x * expf(gam[r] - gam[s]) : 0.f; });
   }
 
   float accQ[NSO][4] = {}, accK[NSO][4] = {};
   float dss = 0.f;  // this thread's share of <dS', S>
-  auto Sbb = [&](int i, int cc) { return Sb[i * LDB + cc]; };
-  auto dSbb = [&](int i, int cc) { return dSb[i * LDB + cc]; };
+
   auto Xb = [&](int s, int cc) { return ld(vbs[s * LDV + cc]) - Eks[s * LDB + cc]; };
   auto Aua = [&](int r, int s) { return Am[r * kLDA + s] * bet[s]; };
   auto AutA = [&](int r, int s) { return Am[s * kLDA + r] * bet[r]; };
   auto MtA = [&](int r, int s) { return Mm[s * kLDA + r]; };
-  auto dOb = [&](int s, int cc) { return ld(dos[s * LDV + cc]); };
   auto Gdb = [&](int s, int cc) { return Gd[s * LDB + cc]; };
 
   const int nvb = int((d.V + VB - 1) / VB);
-  for (int vb = 0; vb < nvb; ++vb) {
-    const int64_t colb = int64_t(vb) * VB;
+  // kBF16: the next value block's S / dS' / v / dout are fetched while this one computes (two
+  // buffers); otherwise one buffer, loaded at the top of each value block.
+  constexpr bool PREFETCH = std::is_same<CK, bf16>::value && Lay::NVBUF == 2;
+  CK* const Sb0 = Sb;
+  CK* const dSb0 = dSb;
+  T* const vbs0 = vbs;
+  T* const dos0 = dos;
+  constexpr int CV = 16 / int(sizeof(CK));  // elements per 16-byte copy
+  auto issue = [&](int vbi, int buf) {      // all of one value block's loads, in flight at once
+    const int64_t colb = int64_t(vbi) * VB;
     const int tile = int(colb / a.vt), off = int(colb % a.vt);
     const int ncol = int(min64(VB, d.V - colb));
-    __syncthreads();  // the previous block is done with every value-block buffer
-    // All of the block's loads in flight at once: the S and dS' blocks (ckpt rows of vt floats)
-    // and the v / dout columns.
     const int64_t base = ((bhv * d.NC + c) * a.tiles + tile) * (int64_t(KP) * a.vt) + off;
-    for (int idx = tid; idx < KP * (VB / 4); idx += kThreads) {
-      const int i = idx / (VB / 4), cc = (idx % (VB / 4)) * 4;
-      cp_async16(Sb + i * LDB + cc, a.ckS + base + int64_t(i) * a.vt + cc, true);
-      cp_async16(dSb + i * LDB + cc, a.ckD + base + int64_t(i) * a.vt + cc, true);
+    CK* sd = Sb0 + buf * KP * LDB;
+    CK* dsd = dSb0 + buf * KP * LDB;
+    for (int idx = tid; idx < KP * (VB / CV); idx += kThreads) {
+      const int i = idx / (VB / CV), cc = (idx % (VB / CV)) * CV;
+      cp_async16(sd + i * LDB + cc, ckS + base + int64_t(i) * a.vt + cc, true);
+      cp_async16(dsd + i * LDB + cc, ckD + base + int64_t(i) * a.vt + cc, true);
     }
-    load_tile_async<kC, VB, LDV>(vbs, v + ((b * d.L + t0) * d.HV + hv) * d.V + colb, d.HV * d.V, n, ncol);
-    load_tile_async<kC, VB, LDV>(dos, dout + ((b * d.L + t0) * d.HV + hv) * d.V + colb, d.HV * d.V, n, ncol);
+    T* vd = vbs0 + buf * 2 * (Lay::VTILE / sizeof(T));
+    T* dd = dos0 + buf * 2 * (Lay::VTILE / sizeof(T));
+    load_tile_async<kC, VB, LDV>(vd, v + ((b * d.L + t0) * d.HV + hv) * d.V + colb, d.HV * d.V, n, ncol);
+    load_tile_async<kC, VB, LDV>(dd, dout + ((b * d.L + t0) * d.HV + hv) * d.V + colb, d.HV * d.V, n, ncol);
     cp_async_commit();
-    cp_async_wait<0>();
-    for (int idx = tid; idx < KP * (VB / 4); idx += kThreads) {  // this thread's own copies: no barrier needed
-      const int i = idx / (VB / 4), cc = (idx % (VB / 4)) * 4;
-      const float4 s = *reinterpret_cast<const float4*>(Sb + i * LDB + cc);
-      const float4 ds = *reinterpret_cast<const float4*>(dSb + i * LDB + cc);
-      dss += s.x * ds.x + s.y * ds.y + s.z * ds.z + s.w * ds.w;
+  };
+  if (PREFETCH) issue(0, 0);
+  for (int vb = 0; vb < nvb; ++vb) {
+    __syncthreads();  // the previous block is done with every value-block buffer
+    const int buf = PREFETCH ? (vb & 1) : 0;
+    if (!PREFETCH) {
+      issue(vb, 0);
+      cp_async_wait<0>();
+    } else if (vb + 1 < nvb) {
+      issue(vb + 1, buf ^ 1);
+      cp_async_wait<1>();  // all but the prefetch
+    } else {
+      cp_async_wait<0>();
+    }
+    Sb = Sb0 + buf * KP * LDB;
+    dSb = dSb0 + buf * KP * LDB;
+    vbs = vbs0 + buf * 2 * (Lay::VTILE / sizeof(T));
+    dos = dos0 + buf * 2 * (Lay::VTILE / sizeof(T));
+    const RowTile<CK> Sbb{Sb, LDB}, dSbb{dSb, LDB};  // B operands (k = row)
+    const RowTile<T> dOb{dos, LDV};                  // a B operand (k = row)
+    for (int idx = tid; idx < KP * (VB / CV); idx += kThreads) {  // this thread's own copies: no barrier needed
+      const int i = idx / (VB / CV), cc = (idx % (VB / CV)) * CV;
+      if constexpr (std::is_same<CK, float>::value) {
+        const float4 s = *reinterpret_cast<const float4*>(Sb + i * LDB + cc);
+        const float4 ds = *reinterpret_cast<const float4*>(dSb + i * LDB + cc);
+        dss += s.x * ds.x + s.y * ds.y + s.z * ds.z + s.w * ds.w;
+      } else {
+        float part = 0.f;
+#pragma unroll
+        for (int u = 0; u < CV; ++u) part += ld(Sb[i * LDB + cc + u]) * ld(dSb[i * LDB + cc + u]);
+        dss += part;
+      }
     }
     __syncthreads();
     {  // K S, K dS', Q S
       float aKS[NS1][4] = {}, aKD[NS1][4] = {}, aQS[NS1][4] = {};
-      warp_mma_2b<SPLIT>(aKS, aKD, Ka, Sbb, dSbb, m0, n1, 0, KP);
-      warp_mma<SPLIT>(aQS, Qa, Sbb, m0, n1, 0, KP);
+      warp_mma_2b<P>(aKS, aKD, Ka, Sbb, dSbb, m0, n1, 0, KP);
+      warp_mma<P>(aQS, Qa, Sbb, m0, n1, 0, KP);
       for_acc(aKS, m0, n1, [&](int r, int cc, float& x) { Eks[r * LDB + cc] = e[r] * x; });
       for_acc(aKD, m0, n1, [&](int r, int cc, float& x) { Gd[r * LDB + cc] = gl[r] * x; });
       row_dot(aQS, m0, n1, [&](int r, int cc) { return e[r] * ld(dos[r * LDV + cc]); }, part_s + half * kC);
@@ -898,43 +1171,42 @@ __global__ void __launch_bounds__(kThreads, 1) gdn_grad_kernel(GradArgs a) {
     __syncthreads();
     {  // Δ = Au X;  dΔ = Γl K dS' + Mᵀ dO
       float aD[NS1][4] = {}, aG[NS1][4];
-      warp_mma<SPLIT>(aD, Aua, Xb, m0, n1, 0, m0 + 16);
+      warp_mma<P>(aD, Aua, Xb, m0, n1, 0, m0 + 16);
       for_acc(aG, m0, n1, [&](int r, int cc, float& x) { x = Gd[r * LDB + cc]; });
       row_dot(aD, m0, n1, [&](int r, int cc) { return Gd[r * LDB + cc]; }, part_c + half * kC);
-      warp_mma<SPLIT>(aG, MtA, dOb, m0, n1, m0, kC);
+      warp_mma<P>(aG, MtA, dOb, m0, n1, m0, kC);
       for_acc(aD, m0, n1, [&](int r, int cc, float& x) { Dl[r * LDB + cc] = x; });
       for_acc(aG, m0, n1, [&](int r, int cc, float& x) { Gd[r * LDB + cc] = x; });  // own tile only
     }
     __syncthreads();
     {  // dX = Auᵀ dΔ
       float aX[NS1][4] = {};
-      warp_mma<SPLIT>(aX, AutA, Gdb, m0, n1, m0, kC);
+      warp_mma<P>(aX, AutA, Gdb, m0, n1, m0, kC);
       for_acc(aX, m0, n1, [&](int r, int cc, float& x) { dXs[r * LDB + cc] = x; });
       row_dot(aX, m0, n1, [&](int r, int cc) { return Eks[r * LDB + cc]; }, part_t + half * kC);
     }
     __syncthreads();
     if (lower_tile) {  // dM += dO Δᵀ;  dAu += dΔ Xᵀ (only the lower triangle is ever used)
-      auto dOa = [&](int r, int cc) { return ld(dos[r * LDV + cc]); };
+      const RowTile<T> dOa{dos, LDV};
       auto DlT = [&](int cc, int s) { return Dl[s * LDB + cc]; };
       auto Gda = [&](int r, int cc) { return Gd[r * LDB + cc]; };
       auto XT = [&](int cc, int s) { return ld(vbs[s * LDV + cc]) - Eks[s * LDB + cc]; };
       float acc[4][4];
       for_acc(acc, m0, nM, [&](int r, int s, float& x) { x = DM[r * kLDA + s]; });
-      warp_mma<SPLIT>(acc, dOa, DlT, m0, nM, 0, VB);
+      warp_mma<P>(acc, dOa, DlT, m0, nM, 0, VB);
       for_acc(acc, m0, nM, [&](int r, int s, float& x) { DM[r * kLDA + s] = x; });
       for_acc(acc, m0, nM, [&](int r, int s, float& x) { x = DAU[r * kLDA + s]; });
-      warp_mma<SPLIT>(acc, Gda, XT, m0, nM, 0, VB);
+      warp_mma<P>(acc, Gda, XT, m0, nM, 0, VB);
       for_acc(acc, m0, nM, [&](int r, int s, float& x) { DAU[r * kLDA + s] = x; });
     }
     {  // dQ += diag(e) dO Sᵀ;  dK += diag(Γl) Δ dS'ᵀ − diag(e) dX Sᵀ   (columns kofs..)
       auto eDOa = [&](int r, int cc) { return e[r] * ld(dos[r * LDV + cc]); };
       auto glDa = [&](int r, int cc) { return gl[r] * Dl[r * LDB + cc]; };
       auto edXa = [&](int r, int cc) { return -e[r] * dXs[r * LDB + cc]; };
-      auto ST = [&](int cc, int i) { return Sb[(kofs + i) * LDB + cc]; };
-      auto dST = [&](int cc, int i) { return dSb[(kofs + i) * LDB + cc]; };
-      warp_mma<SPLIT>(accQ, eDOa, ST, m0, no, 0, VB);
-      warp_mma<SPLIT>(accK, glDa, dST, m0, no, 0, VB);
-      warp_mma<SPLIT>(accK, edXa, ST, m0, no, 0, VB);
+      const ColTile<CK> ST{Sb + kofs * LDB, LDB}, dST{dSb + kofs * LDB, LDB};  // Sᵀ, dS'ᵀ
+      warp_mma<P>(accQ, eDOa, ST, m0, no, 0, VB);
+      warp_mma<P>(accK, glDa, dST, m0, no, 0, VB);
+      warp_mma<P>(accK, edXa, ST, m0, no, 0, VB);
     }
     if (tid < kC) {  // fixed order: column half 0 then 1, value blocks in order
       sacc[tid] += part_s[tid] + part_s[kC + tid];
@@ -947,13 +1219,13 @@ __global__ void __launch_bounds__(kThreads, 1) gdn_grad_kernel(GradArgs a) {
   // ---- tail: the 64×64 gradients (steps e, f of the CPU code) and the dq / dk products ----
   {
     float acc[4][4] = {};
-    warp_mma<SPLIT>(acc, Ka, Kt, m0, nM, 0, KP);
+    warp_mma<P>(acc, Ka, Kt, m0, nM, 0, KP);
     for_acc(acc, m0, nM, [&](int r, int s, float& x) { KK[r * kLDA + s] = x; });
     // Tm = Aᵀ dA with dA = dAu diag(β); Aᵀ is upper triangular: rows i >= m0.
     auto AT = [&](int r, int i) { return Am[i * kLDA + r]; };
     auto dAb = [&](int i, int s) { return DAU[i * kLDA + s] * bet[s]; };
     float acc2[4][4] = {};
-    warp_mma<SPLIT>(acc2, AT, dAb, m0, nM, m0, kC);
+    warp_mma<P>(acc2, AT, dAb, m0, nM, m0, kC);
     for_acc(acc2, m0, nM, [&](int r, int s, float& x) { Tm[r * kLDA + s] = x; });
   }
   if (tid < kC) {  // dβ_s from Au = A diag(β): Σ_r dAu[r,s] A[r,s] (A lower: r >= s)
@@ -967,7 +1239,7 @@ __global__ void __launch_bounds__(kThreads, 1) gdn_grad_kernel(GradArgs a) {
     auto Tma = [&](int r, int j) { return Tm[r * kLDA + j]; };
     auto AtB = [&](int j, int s) { return Am[s * kLDA + j]; };
     float acc[4][4] = {};
-    warp_mma<SPLIT>(acc, Tma, AtB, m0, nM, 0, nM + 32);
+    warp_mma<P>(acc, Tma, AtB, m0, nM, 0, nM + 32);
     // dAu's last readers (Tm's product, dβ's column sums) were before the barrier above.
     for_acc(acc, m0, nM, [&](int r, int s, float& x) { DAU[r * kLDA + s] = -x; });
   }
@@ -1014,11 +1286,10 @@ __global__ void __launch_bounds__(kThreads, 1) gdn_grad_kernel(GradArgs a) {
     auto dQKa = [&](int r, int s) { return DM[r * kLDA + s]; };
     auto dQKt = [&](int r, int s) { return DM[s * kLDA + r]; };
     auto Dsa = [&](int r, int s) { return Ds[r * kLDA + s]; };
-    auto Kb = [&](int s, int i) { return ld(ks[s * LDK + kofs + i]); };
-    auto Qb = [&](int s, int i) { return ld(qs[s * LDK + kofs + i]); };
-    warp_mma<SPLIT>(accQ, dQKa, Kb, m0, no, 0, m0 + 16);
-    warp_mma<SPLIT>(accK, dQKt, Qb, m0, no, m0, kC);
-    warp_mma<SPLIT>(accK, Dsa, Kb, m0, no, 0, kC);
+    const RowTile<T> Kb{ks + kofs, LDK}, Qb{qs + kofs, LDK};  // B operands (k = row)
+    warp_mma<P>(accQ, dQKa, Kb, m0, no, 0, m0 + 16);
+    warp_mma<P>(accK, dQKt, Qb, m0, no, m0, kC);
+    warp_mma<P>(accK, Dsa, Kb, m0, no, 0, kC);
   }
   __syncthreads();
   if (first && tid == 0) {  // dg_s = Σ_{r >= s} dγ_r
@@ -1072,28 +1343,82 @@ __global__ void gdn_group_sum_kernel(const float* __restrict__ dq_part, const fl
 
 int padded_k(int64_t K) { return K <= 64 ? 64 : K <= 128 ? 128 : 256; }
 
-// Calls f(T{}, integral_constant<KP>) for the dtype and padded K (only configurations that fit).
+// Precision mode of the BF16 kernels (see the primitives): kDefaultBf16Mode, or LT2_GDN_MMA =
+// tf32, bf16 or bf16x2. The BF16 modes (and with them the blocked inverse, the two-blocks-per-SM
+// VT = 32 scan, BF16 checkpoints in kBF16 and the grad prefetch) are built for K <= 128 only, to
+// bound the compile time; K in (128, 256] runs kTF32, F32 activations kTF32x3.
+constexpr int kDefaultBf16Mode = kBF16x2;
+int bf16_mode() {
+  if (const char* s = std::getenv("LT2_GDN_MMA"); s && *s) {
+    const std::string m = s;
+    if (m == "tf32") return kTF32;
+    if (m == "bf16") return kBF16;
+    if (m == "bf16x2") return kBF16x2;
+    fail(cat("LT2_GDN_MMA: expected tf32, bf16 or bf16x2, got '", m, "'"));
+  }
+  return kDefaultBf16Mode;
+}
+
+// The mode dispatch is written with overloads rather than `if constexpr` inside the generic
+// lambdas below: with the latter, the host code of 63666fe took the BF16 branches for F32
+// inputs (its host side called launchers of kernels the device side never built, and the F32
+// launches failed with "invalid resource handle").
+template <int V>
+using IC = std::integral_constant<int, V>;
+template <int KP, class F>
+void with_mode(float, std::true_type, F& f) {
+  f(float{}, IC<KP>{}, IC<kTF32x3>{});
+}
+template <int KP, class F>
+void with_bf16_mode(std::false_type, F& f) {  // K > 128: TF32 only
+  f(bf16{}, IC<KP>{}, IC<kTF32>{});
+}
+template <int KP, class F>
+void with_bf16_mode(std::true_type, F& f) {
+  switch (bf16_mode()) {
+    case kTF32: f(bf16{}, IC<KP>{}, IC<kTF32>{}); break;
+    case kBF16: f(bf16{}, IC<KP>{}, IC<kBF16>{}); break;
+    default: f(bf16{}, IC<KP>{}, IC<kBF16x2>{}); break;
+  }
+}
+template <int KP, class F>
+void with_mode(bf16, std::true_type, F& f) {
+  with_bf16_mode<KP>(std::integral_constant<bool, (KP <= 128)>{}, f);
+}
+template <int KP, class T, class F>
+void with_mode(T, std::false_type, F&) {
+  fail(cat("gdn chunked: K ", KP, " in ", sizeof(T) == 4 ? "F32" : "BF16", " does not fit the kernels' shared memory"));
+}
+template <class T, int KP, class F>
+void with_kp(F& f) {
+  with_mode<KP>(T{}, std::integral_constant<bool, config_fits<T, KP>()>{}, f);
+}
+template <class T, class F>
+void with_k(int64_t K, F& f) {
+  switch (padded_k(K)) {
+    case 64: with_kp<T, 64>(f); break;
+    case 128: with_kp<T, 128>(f); break;
+    default: with_kp<T, 256>(f); break;
+  }
+}
+
+// Calls f(T{}, integral_constant<KP>, integral_constant<P>) for the dtype, padded K and precision
+// mode (only configurations that fit).
 template <class F>
 void with_config(DType dt, int64_t K, F&& f) {
-  dispatch_float(dt, [&](auto tag) {
-    using T = decltype(tag);
-    auto run = [&](auto kp) {
-      constexpr int KP = decltype(kp)::value;
-      if constexpr (config_fits<T, KP>()) f(tag, kp);
-      else fail(cat("gdn chunked: K ", K, " in ", dtype_name(dt), " does not fit the kernels' shared memory"));
-    };
-    switch (padded_k(K)) {
-      case 64: run(std::integral_constant<int, 64>{}); break;
-      case 128: run(std::integral_constant<int, 128>{}); break;
-      default: run(std::integral_constant<int, 256>{}); break;
-    }
-  });
+  if (dt == DType::F32) with_k<float>(K, f);
+  else if (dt == DType::BF16) with_k<bf16>(K, f);
+  else fail(cat("gdn chunked: F32 or BF16 inputs, got ", dtype_name(dt)));
 }
 
 // Raises a kernel's dynamic shared-memory limit once per instantiation.
 template <class Kern>
-void allow_smem(Kern kernel, size_t bytes) {
-  LT2_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(bytes)));
+void allow_smem(Kern kernel, size_t bytes, const char* what) {
+  LT2_CHECK(bytes <= kSmemLimit, "gdn chunked ", what, ": ", bytes, " bytes of shared memory");
+  const cudaError_t err = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(bytes));
+  if (err != cudaSuccess) (void)cudaGetLastError();  // not left behind for the next launch check
+  LT2_CHECK(err == cudaSuccess, "gdn chunked ", what, ": cudaFuncSetAttribute(", bytes, " bytes) failed: ",
+            cudaGetErrorString(err));
 }
 
 GdnDims dims_of(const Tensor& q, const Tensor& v) {
@@ -1116,32 +1441,62 @@ int choose_vt(int requested) {
   return 64;
 }
 
-template <class T, int KP>
+template <class T, int KP, int P>
 void launch_prep(const Tensor& k, const Tensor& beta, const Tensor& g, const GdnDims& d, Tensor& A, Tensor& gam) {
   constexpr size_t smem = PrepLayout<T, KP>::bytes;
-  static const bool once = (allow_smem(gdn_prep_kernel<T, KP>, smem), true);
+  static_assert(smem <= kSmemLimit, "prep shared memory");
+  static const bool once = (allow_smem(gdn_prep_kernel<T, KP, P>, smem, "prep"), true);
   (void)once;
-  gdn_prep_kernel<T, KP><<<dim3(unsigned(d.NC), unsigned(d.HV), unsigned(d.B)), kThreads, smem, stream()>>>(
+  gdn_prep_kernel<T, KP, P><<<dim3(unsigned(d.NC), unsigned(d.HV), unsigned(d.B)), kThreads, smem, stream()>>>(
       k.data<T>(), beta.data<float>(), g.data<float>(), d, A.data<float>(), gam.data<float>());
   check_launch("gdn chunked prep");
 }
 
-template <class T, int KP, int VT>
+template <class T, int KP, int VT, int P>
 void launch_scan_vt(const ScanArgs& a, int roles) {
-  constexpr size_t smem = ScanLayout<T, KP, VT>::bytes;
-  static const bool once = (allow_smem(gdn_scan_kernel<T, KP, VT>, smem), true);
+  constexpr size_t smem = ScanLayout<T, KP, VT, P>::bytes;
+  static_assert(smem <= kSmemLimit, "scan shared memory");
+  static const bool once = (allow_smem(gdn_scan_kernel<T, KP, VT, P>, smem, "scan"), true);
   (void)once;
-  gdn_scan_kernel<T, KP, VT><<<dim3(unsigned(a.tiles * roles), unsigned(a.d.HV), unsigned(a.d.B)), kThreads, smem,
+  gdn_scan_kernel<T, KP, VT, P><<<dim3(unsigned(a.tiles * roles), unsigned(a.d.HV), unsigned(a.d.B)), kThreads, smem,
                                stream()>>>(a);
   check_launch("gdn chunked scan");
 }
-template <class T, int KP>
+template <class T, int KP, int P>
 void launch_scan(int vt, const ScanArgs& a, int roles) {
-  if (vt == 32) launch_scan_vt<T, KP, 32>(a, roles);
-  else launch_scan_vt<T, KP, 64>(a, roles);
+  if (vt == 32) launch_scan_vt<T, KP, 32, P>(a, roles);
+  else launch_scan_vt<T, KP, 64, P>(a, roles);
 }
 
 Tensor f32_scratch(int64_t n) { return Tensor::empty({n}, DType::F32, Device::CUDA); }
+
+// LT2_GDN_PROFILE=1: times each kernel of one op with events and prints a line to stderr
+// (diagnostics for tuning: it synchronises, so never leave it on for real runs).
+struct KernelTimer {
+  bool on = std::getenv("LT2_GDN_PROFILE") != nullptr;
+  std::vector<std::pair<const char*, cudaEvent_t>> marks;
+  KernelTimer() { mark("start"); }
+  void mark(const char* name) {
+    if (!on) return;
+    cudaEvent_t e;
+    LT2_CUDA_CHECK(cudaEventCreate(&e));
+    LT2_CUDA_CHECK(cudaEventRecord(e, stream()));
+    marks.emplace_back(name, e);
+  }
+  void report(const char* op) {
+    if (!on) return;
+    LT2_CUDA_CHECK(cudaEventSynchronize(marks.back().second));
+    std::string line = cat("[gdn-prof] ", op);
+    for (size_t i = 1; i < marks.size(); ++i) {
+      float ms = 0.f;
+      LT2_CUDA_CHECK(cudaEventElapsedTime(&ms, marks[i - 1].second, marks[i].second));
+      line += cat(" ", marks[i].first, " ", ms);
+    }
+    for (auto& m : marks) cudaEventDestroy(m.second);
+    marks.clear();
+    std::fprintf(stderr, "%s\n", line.c_str());
+  }
+};
 
 }  // namespace
 
@@ -1161,10 +1516,12 @@ Tensor gdn_chunked_forward(const Tensor& q, const Tensor& k, const Tensor& v, co
   Tensor h = hT ? Tensor::empty({d.B, d.HV, d.K, d.V}, DType::F32, Device::CUDA) : Tensor();
   // Scratch lives until the op returns; the allocator reuses it only in stream order.
   Tensor A = f32_scratch(d.B * d.HV * d.NC * kC * kC), gam = f32_scratch(d.B * d.HV * d.NC * kC);
-  with_config(q.dtype(), d.K, [&](auto tag, auto kp) {
-    using T = decltype(tag);
-    constexpr int KP = decltype(kp)::value;
-    launch_prep<T, KP>(k, beta, g, d, A, gam);
+  with_config(q.dtype(), d.K, [&](auto tag, auto kp, auto pm) {
+    using T = std::decay_t<decltype(tag)>;
+    constexpr int KP = decltype(kp)::value, P = decltype(pm)::value;
+    KernelTimer tm;
+    launch_prep<T, KP, P>(k, beta, g, d, A, gam);
+    tm.mark("prep");
     ScanArgs a{};
     a.q = q.data<T>();
     a.k = k.data<T>();
@@ -1178,7 +1535,9 @@ Tensor gdn_chunked_forward(const Tensor& q, const Tensor& k, const Tensor& v, co
     a.d = d;
     a.tiles = int((d.V + vt - 1) / vt);
     a.first_role = 0;
-    launch_scan<T, KP>(vt, a, 1);
+    launch_scan<T, KP, P>(vt, a, 1);
+    tm.mark("scan");
+    tm.report("fwd");
   });
   if (hT) *hT = h;
   return o;
@@ -1200,16 +1559,19 @@ GdnGrads gdn_chunked_backward(const Tensor& q, const Tensor& k, const Tensor& v,
   const int KP = padded_k(d.K);
   Tensor A = f32_scratch(d.B * d.HV * d.NC * kC * kC), gam = f32_scratch(d.B * d.HV * d.NC * kC);
   const int64_t ck = d.B * d.HV * d.NC * tiles * int64_t(KP) * vt;
-  Tensor ckS = f32_scratch(ck), ckD = f32_scratch(ck);
   Tensor dq_part, dk_part;
   if (d.G > 1) {
     dq_part = f32_scratch(d.B * d.HV * d.L * d.K);
     dk_part = f32_scratch(d.B * d.HV * d.L * d.K);
   }
-  with_config(q.dtype(), d.K, [&](auto tag, auto kp) {
-    using T = decltype(tag);
-    constexpr int KPc = decltype(kp)::value;
-    launch_prep<T, KPc>(k, beta, g, d, A, gam);
+  with_config(q.dtype(), d.K, [&](auto tag, auto kp, auto pm) {
+    using T = std::decay_t<decltype(tag)>;
+    constexpr int KPc = decltype(kp)::value, P = decltype(pm)::value;
+    const DType ckt = std::is_same<ckpt_t<P>, float>::value ? DType::F32 : DType::BF16;
+    Tensor ckS = Tensor::empty({ck}, ckt, Device::CUDA), ckD = Tensor::empty({ck}, ckt, Device::CUDA);
+    KernelTimer tm;
+    launch_prep<T, KPc, P>(k, beta, g, d, A, gam);
+    tm.mark("prep");
     // One launch: forward blocks store S per chunk, reverse blocks dS' per chunk, dv and dh0.
     ScanArgs a{};
     a.q = q.data<T>();
@@ -1221,14 +1583,15 @@ GdnGrads gdn_chunked_backward(const Tensor& q, const Tensor& k, const Tensor& v,
     a.gam = gam.data<float>();
     a.h0 = h0.defined() ? h0.data<float>() : nullptr;
     a.dhT = dhT.defined() ? dhT.data<float>() : nullptr;
-    a.ckS = ckS.data<float>();
+    a.ckS = ckS.data<ckpt_t<P>>();
     a.dv = gr.dv.data<T>();
     a.dh0 = h0.defined() ? gr.dh0.data<float>() : nullptr;
-    a.ckD = ckD.data<float>();
+    a.ckD = ckD.data<ckpt_t<P>>();
     a.d = d;
     a.tiles = tiles;
     a.first_role = 0;
-    launch_scan<T, KPc>(vt, a, 2);
+    launch_scan<T, KPc, P>(vt, a, 2);
+    tm.mark("scan2");
 
     GradArgs ga{};
     ga.q = q.data<T>();
@@ -1238,8 +1601,8 @@ GdnGrads gdn_chunked_backward(const Tensor& q, const Tensor& k, const Tensor& v,
     ga.beta = beta.data<float>();
     ga.A = A.data<float>();
     ga.gam = gam.data<float>();
-    ga.ckS = ckS.data<float>();
-    ga.ckD = ckD.data<float>();
+    ga.ckS = ckS.data<ckpt_t<P>>();
+    ga.ckD = ckD.data<ckpt_t<P>>();
     if (d.G == 1) {
       ga.dq = gr.dq.data<T>();
       ga.dk = gr.dk.data<T>();
@@ -1252,20 +1615,24 @@ GdnGrads gdn_chunked_backward(const Tensor& q, const Tensor& k, const Tensor& v,
     ga.d = d;
     ga.tiles = tiles;
     ga.vt = vt;
-    constexpr int VB = grad_vb<T, KPc>();
+    constexpr int VB = grad_vb<T, KPc, P>();
     constexpr int KSPLIT = KPc / (KPc < 128 ? KPc : 128);
-    constexpr size_t smem = GradLayout<T, KPc, VB>::bytes;
-    static const bool once = (allow_smem(gdn_grad_kernel<T, KPc, VB>, smem), true);
+    constexpr size_t smem = GradLayout<T, KPc, VB, P>::bytes;
+    static_assert(smem <= kSmemLimit, "grad shared memory");
+    static const bool once = (allow_smem(gdn_grad_kernel<T, KPc, VB, P>, smem, "grad"), true);
     (void)once;
-    gdn_grad_kernel<T, KPc, VB><<<dim3(unsigned(d.NC), unsigned(d.HV), unsigned(d.B * KSPLIT)), kThreads, smem,
+    gdn_grad_kernel<T, KPc, VB, P><<<dim3(unsigned(d.NC), unsigned(d.HV), unsigned(d.B * KSPLIT)), kThreads, smem,
                                   stream()>>>(ga);
     check_launch("gdn chunked grad");
+    tm.mark("grad");
     if (d.G > 1) {
       const int64_t total = d.B * d.L * d.H * d.K;
       gdn_group_sum_kernel<T><<<unsigned(std::min<int64_t>(blocks_for(total, 256), 65535)), 256, 0, stream()>>>(
           dq_part.data<float>(), dk_part.data<float>(), gr.dq.data<T>(), gr.dk.data<T>(), d);
       check_launch("gdn chunked group sum");
+      tm.mark("gsum");
     }
+    tm.report("bwd");
   });
   return gr;
 }

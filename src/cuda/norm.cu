@@ -62,11 +62,44 @@ __global__ void __launch_bounds__(32 * kRowsPerBlock) rmsnorm_kernel(const T* x,
   if (rstd && wr.c0 == 0) rstd[wr.r] = inv;
 }
 
-// dx = inv (dy w - x k), k = inv^2 mean(dy w x)
+// sum = a + b (stored in T); y = RMSNorm(sum as stored) -- add then rmsnorm in one pass.
+template <class T, class P, int VEC>
+__global__ void __launch_bounds__(32 * kRowsPerBlock) add_rmsnorm_kernel(const T* a, const T* b, const P* w, T* sum,
+                                                                        T* y, float* rstd, int64_t rows, int64_t n,
+                                                                        float eps) {
+  const WarpRow wr(rows, VEC);
+  if (wr.r < 0) return;
+  const int64_t base = wr.r * n;
+  float ss = 0.f;
+  LT2_ROW_COLUMNS(c, wr, n) {
+    float av[VEC], bv[VEC];
+    ld_vec<VEC>(a + base + c, av);
+    ld_vec<VEC>(b + base + c, bv);
+#pragma unroll
+    for (int i = 0; i < VEC; ++i) {
+      av[i] = ld(st<T>(av[i] + bv[i]));  // the value as stored
+      ss += av[i] * av[i];
+    }
+    st_vec<VEC>(sum + base + c, av);
+  }
+  const float inv = 1.f / sqrtf(warp_sum(ss) / float(n) + eps);
+  LT2_ROW_COLUMNS(c, wr, n) {  // each lane re-reads the columns it wrote itself
+    float v[VEC], wv[VEC];
+    ld_vec<VEC>(sum + base + c, v);
+    ld_vec<VEC>(w + c, wv);
+#pragma unroll
+    for (int i = 0; i < VEC; ++i) v[i] *= inv * wv[i];
+    st_vec<VEC>(y + base + c, v);
+  }
+  if (rstd && wr.c0 == 0) rstd[wr.r] = inv;
+}
+
+// dx = inv (dy w - x k) [+ dres], k = inv^2 mean(dy w x); dres (the residual path's gradient) may be null.
 template <class T, class P, int VEC>
 __global__ void __launch_bounds__(32 * kRowsPerBlock) rmsnorm_backward_kernel(const T* x, const P* w,
-                                                                             const float* rstd, const T* dy, T* dx,
-                                                                             int64_t rows, int64_t n) {
+                                                                             const float* rstd, const T* dy,
+                                                                             const T* dres, T* dx, int64_t rows,
+                                                                             int64_t n) {
   const WarpRow wr(rows, VEC);
   if (wr.r < 0) return;
   const T* xr = x + wr.r * n;
@@ -86,8 +119,10 @@ __global__ void __launch_bounds__(32 * kRowsPerBlock) rmsnorm_backward_kernel(co
     ld_vec<VEC>(xr + c, xv);
     ld_vec<VEC>(gr + c, gv);
     ld_vec<VEC>(w + c, wv);
+    float rv[VEC] = {};
+    if (dres) ld_vec<VEC>(dres + wr.r * n + c, rv);
 #pragma unroll
-    for (int i = 0; i < VEC; ++i) xv[i] = inv * (gv[i] * wv[i] - xv[i] * k);
+    for (int i = 0; i < VEC; ++i) xv[i] = inv * (gv[i] * wv[i] - xv[i] * k) + rv[i];
     st_vec<VEC>(dx + wr.r * n + c, xv);
   }
 }
@@ -260,8 +295,14 @@ Tensor rmsnorm(const Tensor& x, const Tensor& w, double eps, Tensor* rstd) {
   return y;
 }
 
-Tensor rmsnorm_backward(const Tensor& x, const Tensor& w, const Tensor& rstd, const Tensor& dy, Tensor& dw) {
+Tensor rmsnorm_backward(const Tensor& x, const Tensor& w, const Tensor& rstd, const Tensor& dy, Tensor& dw,
+                        const Tensor& dresidual) {
   expect_cuda({&x, &w, &rstd, &dy, &dw}, "rmsnorm_backward");
+  if (dresidual.defined()) {
+    expect_cuda({&dresidual}, "rmsnorm_backward");
+    check_shape(dresidual, x.shape(), "rmsnorm dresidual");
+    check_same_dtype(x, dresidual, "rmsnorm_backward dresidual");
+  }
   const int64_t n = x.dim(-1), rows = rows_of(x);
   check_shape(w, {n}, "rmsnorm weight");
   check_shape(rstd, {rows}, "rmsnorm rstd");
@@ -276,9 +317,10 @@ Tensor rmsnorm_backward(const Tensor& x, const Tensor& w, const Tensor& rstd, co
     dispatch_float(w.dtype(), [&](auto p) {
       using T = decltype(t);
       using P = decltype(p);
-      launch_rows<T, P>(rows, n, {x.bytes(), dy.bytes(), dx.bytes()}, w.bytes(), [&](auto vec, dim3 grid) {
+      const T* dres = dresidual.defined() ? dresidual.data<T>() : nullptr;
+      launch_rows<T, P>(rows, n, {x.bytes(), dy.bytes(), dx.bytes(), dres}, w.bytes(), [&](auto vec, dim3 grid) {
         rmsnorm_backward_kernel<T, P, vec()><<<grid, 32 * kRowsPerBlock, 0, stream()>>>(
-            x.data<T>(), w.data<P>(), rstd.data<float>(), dy.data<T>(), dx.data<T>(), rows, n);
+            x.data<T>(), w.data<P>(), rstd.data<float>(), dy.data<T>(), dres, dx.data<T>(), rows, n);
       });
     });
     check_launch("rmsnorm_backward");
@@ -287,6 +329,33 @@ Tensor rmsnorm_backward(const Tensor& x, const Tensor& w, const Tensor& rstd, co
                       "rmsnorm_backward");
   });
   return dx;
+}
+
+Tensor add_rmsnorm(const Tensor& a, const Tensor& b, const Tensor& w, double eps, Tensor& sum, Tensor* rstd) {
+  expect_cuda({&a, &b, &w}, "add_rmsnorm");
+  const int64_t n = a.dim(-1), rows = rows_of(a);
+  check_shape(b, a.shape(), "add_rmsnorm b");
+  check_same_dtype(a, b, "add_rmsnorm");
+  check_shape(w, {n}, "add_rmsnorm weight");
+  sum = Tensor::empty_like(a);
+  Tensor y = Tensor::empty_like(a);
+  Tensor rs = rstd ? Tensor::empty({rows}, DType::F32, Device::CUDA) : Tensor();
+  if (rows > 0 && n > 0) {
+    dispatch_float(a.dtype(), [&](auto t) {
+      dispatch_float(w.dtype(), [&](auto p) {
+        using T = decltype(t);
+        using P = decltype(p);
+        launch_rows<T, P>(rows, n, {a.bytes(), b.bytes(), sum.bytes(), y.bytes()}, w.bytes(), [&](auto vec, dim3 grid) {
+          add_rmsnorm_kernel<T, P, vec()><<<grid, 32 * kRowsPerBlock, 0, stream()>>>(
+              a.data<T>(), b.data<T>(), w.data<P>(), sum.data<T>(), y.data<T>(), rstd ? rs.data<float>() : nullptr,
+              rows, n, float(eps));
+        });
+      });
+    });
+    check_launch("add_rmsnorm");
+  }
+  if (rstd) *rstd = rs;
+  return y;
 }
 
 Tensor l2norm(const Tensor& x, double scale) {

@@ -32,8 +32,8 @@ Tensor Block::forward_impl(const Tensor& h, int loop, Ctx* ctx, LayerCache* cach
   Tensor xn1 = ops::rmsnorm(h, norm1_.w(), eps_, &rstd1);
   Tensor mix = cache ? mixer_->run(xn1, loop, *cache, *r) : mixer_->forward(xn1, loop, ctx ? &ctx->mixer : nullptr);
   Tensor mix_out = sandwich_ ? ops::rmsnorm(mix, norm2_.w(), eps_, &rstd2) : mix;
-  Tensor hmid = ops::add(h, mix_out);
-  Tensor xn3 = ops::rmsnorm(hmid, norm3_.w(), eps_, &rstd3);
+  Tensor hmid;  // h + mix_out, the residual stream between mixer and FFN
+  Tensor xn3 = ops::add_rmsnorm(h, mix_out, norm3_.w(), eps_, hmid, &rstd3);
   Tensor f = ffn_.forward(xn3, ctx ? &ctx->ffn : nullptr);
   Tensor f_out = sandwich_ ? ops::rmsnorm(f, norm4_.w(), eps_, &rstd4) : f;
   if (ctx) {
@@ -46,12 +46,11 @@ Tensor Block::forward_impl(const Tensor& h, int loop, Ctx* ctx, LayerCache* cach
 Tensor Block::backward(Ctx& c, const Tensor& dout) {
   Tensor df = sandwich_ ? ops::rmsnorm_backward(c.ffn_out, norm4_.w(), c.rstd4, dout, norm4_.grad) : dout;
   Tensor dxn3 = ffn_.backward(c.ffn, df);
-  Tensor dhmid = ops::rmsnorm_backward(c.hmid, norm3_.w(), c.rstd3, dxn3, norm3_.grad);
-  dhmid.add_(dout);
+  // hmid and h each feed a norm and the residual path: the norm backward adds the latter's gradient.
+  Tensor dhmid = ops::rmsnorm_backward(c.hmid, norm3_.w(), c.rstd3, dxn3, norm3_.grad, dout);
   Tensor dmix = sandwich_ ? ops::rmsnorm_backward(c.mix, norm2_.w(), c.rstd2, dhmid, norm2_.grad) : dhmid;
   Tensor dxn1 = mixer_->backward(*c.mixer, dmix);
-  Tensor dh = ops::rmsnorm_backward(c.h, norm1_.w(), c.rstd1, dxn1, norm1_.grad);
-  dh.add_(dhmid);
+  Tensor dh = ops::rmsnorm_backward(c.h, norm1_.w(), c.rstd1, dxn1, norm1_.grad, dhmid);
   c = Ctx{};
   return dh;
 }

@@ -80,8 +80,12 @@ void embedding_backward(const Tensor& ids, const Tensor& dy, Tensor& dtable) {
   LT2_OP(NormsElementwise, dy, embedding_backward(ids, dy, dtable));
 }
 Tensor rmsnorm(const Tensor& x, const Tensor& w, double eps, Tensor* rstd) { LT2_OP(NormsElementwise, x, rmsnorm(x, w, eps, rstd)); }
-Tensor rmsnorm_backward(const Tensor& x, const Tensor& w, const Tensor& rstd, const Tensor& dy, Tensor& dw) {
-  LT2_OP(NormsElementwise, x, rmsnorm_backward(x, w, rstd, dy, dw));
+Tensor rmsnorm_backward(const Tensor& x, const Tensor& w, const Tensor& rstd, const Tensor& dy, Tensor& dw,
+                        const Tensor& dresidual) {
+  LT2_OP(NormsElementwise, x, rmsnorm_backward(x, w, rstd, dy, dw, dresidual));
+}
+Tensor add_rmsnorm(const Tensor& a, const Tensor& b, const Tensor& w, double eps, Tensor& sum, Tensor* rstd) {
+  LT2_OP(NormsElementwise, a, add_rmsnorm(a, b, w, eps, sum, rstd));
 }
 Tensor l2norm(const Tensor& x, double scale) { LT2_OP(NormsElementwise, x, l2norm(x, scale)); }
 Tensor l2norm_backward(const Tensor& x, double scale, const Tensor& dy) { LT2_OP(NormsElementwise, x, l2norm_backward(x, scale, dy)); }

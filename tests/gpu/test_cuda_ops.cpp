@@ -220,6 +220,23 @@ TEST(CudaOps, RMSNorm) {
           Tensor dx = gpu::rmsnorm_backward(on_gpu(x, dt), on_gpu(w, wt), rstd, on_gpu(dy, dt), dw.gpu);
           expect_gpu(dx, dt, dx_ref, parity_tol(dt), name((what + " dx").c_str(), dt));
           expect_gpu(dw.gpu, DType::F32, dw.cpu, parity_tol(dt), name((what + " dw").c_str(), dt));
+
+          // Fused with the residual add before it (forward) and the residual gradient (backward).
+          Tensor b = randn({rows, n}, 5), sum, sum_ref, rstd2, rstd2_ref, dres = randn({rows, n}, 6);
+          cpu::add_rmsnorm(rounded(x, dt), rounded(b, dt), rounded(w, wt), eps, sum_ref, &rstd2_ref);
+          Tensor y2 = gpu::add_rmsnorm(on_gpu(x, dt), on_gpu(b, dt), on_gpu(w, wt), eps, sum, &rstd2);
+          // The CPU adds in float64: its sum rounded to dt is what the GPU stores.
+          expect_gpu(sum, dt, rounded(sum_ref, dt), parity_tol(dt), name((what + " add_rmsnorm sum").c_str(), dt));
+          const Tensor y2_want = cpu::rmsnorm(rounded(sum_ref, dt), rounded(w, wt), eps, nullptr);
+          expect_gpu(y2, dt, y2_want, parity_tol(dt), name((what + " add_rmsnorm y").c_str(), dt));
+          expect_gpu(rstd2, DType::F32, rstd2_ref, parity_tol(dt), name((what + " add_rmsnorm rstd").c_str(), dt));
+          ParamGrad dw2({n}, 7);
+          Tensor dx2_ref = cpu::rmsnorm_backward(rounded(x, dt), rounded(w, wt), rstd_ref, rounded(dy, dt), dw2.cpu,
+                                                 rounded(dres, dt));
+          Tensor dx2 = gpu::rmsnorm_backward(on_gpu(x, dt), on_gpu(w, wt), rstd, on_gpu(dy, dt), dw2.gpu,
+                                             on_gpu(dres, dt));
+          expect_gpu(dx2, dt, dx2_ref, parity_tol(dt), name((what + " dx + dresidual").c_str(), dt));
+          expect_gpu(dw2.gpu, DType::F32, dw2.cpu, parity_tol(dt), name((what + " dw (residual)").c_str(), dt));
         }
       }
     }
