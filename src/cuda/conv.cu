@@ -70,8 +70,8 @@ __device__ __forceinline__ void load_row(const T* x, int64_t base, int64_t t, in
 
 // WMAX: compile-time bound on W (the register arrays' size); W itself is a runtime argument.
 template <class T, class TW, int VEC, int WMAX>
-__global__ void __launch_bounds__(kConvThreads) conv_silu_kernel(const T* x, const TW* w, T* y, int64_t L, int64_t C,
-                                                                  int W) {
+__global__ void __launch_bounds__(kConvThreads) conv_silu_kernel(const T* __restrict__ x, const TW* __restrict__ w,
+                                                                  T* __restrict__ y, int64_t L, int64_t C, int W) {
   const ConvRun r(L, C, VEC);
   if (!r.active) return;
   // back[f] = x[t - f] and wrev[f] = w[W-1-f], the tap that reads it (indices known at compile time).
@@ -83,7 +83,7 @@ __global__ void __launch_bounds__(kConvThreads) conv_silu_kernel(const T* x, con
 #pragma unroll
   for (int f = 1; f < WMAX; ++f)
     if (f < W) load_row<VEC>(x, r.base, r.t0 - f, C, back[f]);
-#pragma unroll 4  // several rows' loads in flight per thread
+#pragma unroll 4  // several rows' loads in flight per thread (the pointers are __restrict__)
   for (int64_t t = r.t0; t < r.t1; ++t) {
     ld_vec<VEC>(x + r.base + t * C, back[0]);
     float out[VEC];
@@ -108,9 +108,9 @@ __global__ void __launch_bounds__(kConvThreads) conv_silu_kernel(const T* x, con
 // dx[s] = sum_j w[j] dpre[s + (W-1) - j]; dw[c, j] partial = sum over the run's rows t of
 // dpre[t] x[t - (W-1) + j], written to partial[run, c * W + j].
 template <class T, class TW, int VEC, int WMAX>
-__global__ void __launch_bounds__(kConvThreads) conv_silu_backward_kernel(const T* x, const TW* w, const T* dy, T* dx,
-                                                                           float* partial, int64_t L, int64_t C,
-                                                                           int W) {
+__global__ void __launch_bounds__(kConvThreads) conv_silu_backward_kernel(
+    const T* __restrict__ x, const TW* __restrict__ w, const T* __restrict__ dy, T* __restrict__ dx,
+    float* __restrict__ partial, int64_t L, int64_t C, int W) {
   const ConvRun r(L, C, VEC);
   if (!r.active) return;
   // dp[f] = dpre[t + f]; wrev[f] = w[W-1-f] (the tap through which x[t] reaches dpre[t + f])
