@@ -49,6 +49,8 @@ int bench_attn(int argc, char** argv) {
          {{"shapes", true, "comma list of BxLxHxD or BxLxHxHkvxD (default 4x4096x16x128,8x2048x12x64,1x16384x16x128)"},
           {"window", true, "comma list of windows, 0 = full causal (default 0,512)"},
           {"dsa", true, "comma list of top-k values for DeepSeek sparse attention rows, 0 = none (default 512)"},
+          {"dsa-path", true, "DSA sparse-attention kernels: gather, masked (flash with a key mask), auto (the "
+                             "engine's choice) or both (default both)"},
           {"index-heads", true, "DSA lightning-indexer heads H_I (default 4)"},
           {"index-dim", true, "DSA lightning-indexer head width d_I (default 32)"},
           {"dtype", true, "bf16 (tensor-core path) or f32 (fp32 kernels) (default bf16)"},
@@ -88,12 +90,17 @@ int bench_attn(int argc, char** argv) {
     LT2_CHECK(end && *end == '\0' && k >= 0, "--dsa: expected integers >= 0, got '", s, "'");
     if (k > 0) dsa_k.push_back(k);
   }
+  const std::string dsa_path = a.str("dsa-path", "both");
+  LT2_CHECK(dsa_path == "gather" || dsa_path == "masked" || dsa_path == "auto" || dsa_path == "both",
+            "--dsa-path: expected gather, masked, auto or both, got '", dsa_path, "'");
+  const std::vector<std::string> dsa_paths =
+      dsa_path == "both" ? std::vector<std::string>{"gather", "masked"} : std::vector<std::string>{dsa_path};
   const int64_t HI = a.integer("index-heads", 4), dI = a.integer("index-dim", 32);
   LT2_CHECK(HI >= 1 && dI >= 1, "--index-heads and --index-dim must be >= 1");
 
   std::printf("device %s, %s, median of %d after %d warm-up runs\n", cuda::device_name(0).c_str(), dts.c_str(), reps,
               warmup);
-  std::printf("%-24s %7s %10s %9s %12s %9s %10s\n", "shape (B L H/Hkv D)", "window", "fwd ms", "TFLOP/s",
+  std::printf("%-24s %16s %10s %9s %12s %9s %10s\n", "shape (B L H/Hkv D)", "window", "fwd ms", "TFLOP/s",
               "fwd+bwd ms", "TFLOP/s", "bwd ms");
   for (const AttnShape& s : shapes) {
     const Tensor q = normal_on_gpu({s.B, s.L, s.H, s.D}, 1, dt), k = normal_on_gpu({s.B, s.L, s.Hkv, s.D}, 2, dt);
@@ -110,20 +117,25 @@ int bench_attn(int argc, char** argv) {
           },
           warmup, reps);
       const double fwd_flops = 4.0 * double(s.B * s.H * s.D) * visible_pairs(s.L, w);
-      std::printf("%-24s %7lld %10.3f %9.1f %12.3f %9.1f %10.3f\n", name.c_str(), (long long)w, fwd_ms,
+      std::printf("%-24s %16lld %10.3f %9.1f %12.3f %9.1f %10.3f\n", name.c_str(), (long long)w, fwd_ms,
                   fwd_flops / (fwd_ms * 1e9), all_ms, 3.5 * fwd_flops / (all_ms * 1e9), all_ms - fwd_ms);
     }
-    for (int64_t k : dsa_k) {
-      const DsaTimes t = time_dsa({s.B, s.L, s.H, s.Hkv, s.D, k, HI, dI}, dt, warmup, reps);
-      // Query t attends to min(k, t + 1) keys: the pair count of a window of k.
-      const double fwd_flops = 4.0 * double(s.B * s.H * s.D) * visible_pairs(s.L, k);
-      const std::string label = cat("dsa(", k, ")");
-      std::printf("%-24s %7s %10.3f %9.1f %12.3f %9.1f %10.3f\n", name.c_str(), label.c_str(), t.fwd_ms,
-                  fwd_flops / (t.fwd_ms * 1e9), t.all_ms, 3.5 * fwd_flops / (t.all_ms * 1e9), t.all_ms - t.fwd_ms);
-      std::string parts = "    each op alone (ms):";
-      for (const auto& [what, ms] : t.parts) parts += cat(" ", what, " ", ms, ";");
-      std::printf("%s\n", parts.c_str());
-    }
+    for (int64_t k : dsa_k)
+      for (const std::string& path : dsa_paths) {
+        // The kernels read LT2_DSA_PATH (cuda/dsa_masked.cu); "auto" leaves the choice to them.
+        if (path == "auto") unsetenv("LT2_DSA_PATH");
+        else setenv("LT2_DSA_PATH", path.c_str(), 1);
+        const DsaTimes t = time_dsa({s.B, s.L, s.H, s.Hkv, s.D, k, HI, dI}, dt, warmup, reps);
+        unsetenv("LT2_DSA_PATH");
+        // Query t attends to min(k, t + 1) keys: the pair count of a window of k.
+        const double fwd_flops = 4.0 * double(s.B * s.H * s.D) * visible_pairs(s.L, k);
+        const std::string label = cat("dsa(", k, ") ", path);
+        std::printf("%-24s %16s %10.3f %9.1f %12.3f %9.1f %10.3f\n", name.c_str(), label.c_str(), t.fwd_ms,
+                    fwd_flops / (t.fwd_ms * 1e9), t.all_ms, 3.5 * fwd_flops / (t.all_ms * 1e9), t.all_ms - t.fwd_ms);
+        std::string parts = "    each op alone (ms):";
+        for (const auto& [what, ms] : t.parts) parts += cat(" ", what, " ", ms, ";");
+        std::printf("%s\n", parts.c_str());
+      }
   }
   return 0;
 }

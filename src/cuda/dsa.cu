@@ -9,6 +9,8 @@
 
 #include "cuda/common.cuh"
 #include "cuda/cuda_ops.h"
+#include "cuda/dsa_masked.h"
+#include "cuda/flash_attention.h"
 #include "cuda/op_util.cuh"
 
 namespace lt2::cuda {
@@ -731,9 +733,14 @@ Tensor sparse_attention(const Tensor& q, const Tensor& k, const Tensor& v, const
   LT2_CHECK(sh.Lk == sh.Lq, "sparse_attention: q and k lengths differ");
   Tensor o = Tensor::empty(q.shape(), q.dtype(), Device::CUDA);
   Tensor l = lse ? Tensor::empty({sh.B, sh.H, sh.Lq}, DType::F32, Device::CUDA) : Tensor();
-  dispatch_float(q.dtype(), [&](auto tag) {
-    launch_sparse_fwd<decltype(tag)>(q, k, v, idx.data<int32_t>(), sh, scale, o, lse ? l.data<float>() : nullptr);
-  });
+  if (sh.rows() > 0 && dsa_use_masked_flash(q, k, v, idx)) {
+    const Tensor mask = dsa_key_mask(idx, sh.Lk);
+    flash_forward(q, k, v, 0, scale, o, lse ? &l : nullptr, &mask);
+  } else {
+    dispatch_float(q.dtype(), [&](auto tag) {
+      launch_sparse_fwd<decltype(tag)>(q, k, v, idx.data<int32_t>(), sh, scale, o, lse ? l.data<float>() : nullptr);
+    });
+  }
   if (lse) *lse = l;
   return o;
 }
@@ -753,6 +760,11 @@ void sparse_attention_backward(const Tensor& q, const Tensor& k, const Tensor& v
   dk = Tensor::empty(k.shape(), k.dtype(), Device::CUDA);
   dv = Tensor::empty(v.shape(), v.dtype(), Device::CUDA);
   if (sh.rows() == 0) return;
+  if (dsa_use_masked_flash(q, k, v, idx, &o, &dout)) {
+    const Tensor mask = dsa_key_mask(idx, sh.Lk);
+    flash_backward(q, k, v, o, lse, dout, 0, scale, dq, dk, dv, &mask);
+    return;
+  }
   const KeyLists kl = key_lists(idx, sh);
   Tensor delta = Tensor::empty({sh.rows()}, DType::F32, Device::CUDA);
   dispatch_float(q.dtype(), [&](auto tag) {

@@ -60,6 +60,10 @@ struct FlashParams {
   float* delta;        // backward: rowsum(dO * O), [B, H, L]
   int L, H, Hkv, G;    // G = H / Hkv query heads per KV head
   int window;          // 0: full causal (also used for windows >= L)
+  // DSA: bit s of row (b, t) (mask_words 32-bit words per row) says whether query t attends to
+  // key s; null: every causal / window key.
+  const uint32_t* mask;
+  int mask_words;
   float scale;         // softmax scale
   float scale_log2;    // scale * log2(e)
 };
@@ -163,9 +167,14 @@ __device__ __forceinline__ void load_floats(float* dst, const float* src, int ro
   }
 }
 
-// Query t sees key s (window 0: full causal).
-__device__ __forceinline__ bool visible(int t, int s, int window) {
-  return s <= t && (window == 0 || t - s < window);
+// Query t sees key s: causal, inside the window (0: none) and, with a DSA mask, selected.
+// Rows past L (a ragged last tile) read no mask.
+__device__ __forceinline__ bool visible(const FlashParams& p, int t, int s) {
+  if (s > t || (p.window > 0 && t - s >= p.window)) return false;
+  if (!p.mask) return true;
+  if (t >= p.L) return false;
+  const uint32_t word = __ldg(p.mask + (int64_t(blockIdx.z) * p.L + t) * p.mask_words + (s >> 5));
+  return (word >> (s & 31)) & 1u;
 }
 
 __device__ __forceinline__ float quad_max(float x) {
@@ -264,14 +273,14 @@ __global__ void __launch_bounds__(kThreads, MinBlocks) flash_fwd_kernel(const Fl
         }
       }
       // Only tiles crossing the diagonal or the window edge need the per-element test.
-      const bool need_mask = s0 + BN - 1 > wr0 || (p.window > 0 && wr0 + 15 - s0 >= p.window);
+      const bool need_mask = p.mask != nullptr || s0 + BN - 1 > wr0 || (p.window > 0 && wr0 + 15 - s0 >= p.window);
       float mx[2] = {-INFINITY, -INFINITY};
 #pragma unroll
       for (int nb = 0; nb < BN / 8; ++nb)
 #pragma unroll
         for (int i = 0; i < 4; ++i) {
           float x = s[nb][i] * p.scale_log2;
-          if (need_mask && !visible(wr0 + g + 8 * (i >> 1), s0 + nb * 8 + 2 * tq + (i & 1), p.window)) x = -INFINITY;
+          if (need_mask && !visible(p, wr0 + g + 8 * (i >> 1), s0 + nb * 8 + 2 * tq + (i & 1))) x = -INFINITY;
           s[nb][i] = x;
           mx[i >> 1] = fmaxf(mx[i >> 1], x);
         }
@@ -459,13 +468,13 @@ __global__ void __launch_bounds__(kThreads, MinBlocks) flash_bwd_dq_kernel(const
           mma(dp[2 * nb + 1], da, vf[2], vf[3]);
         }
       }
-      const bool need_mask = s0 + BN - 1 > wr0 || (p.window > 0 && wr0 + 15 - s0 >= p.window);
+      const bool need_mask = p.mask != nullptr || s0 + BN - 1 > wr0 || (p.window > 0 && wr0 + 15 - s0 >= p.window);
 #pragma unroll
       for (int nb = 0; nb < BN / 8; ++nb)
 #pragma unroll
         for (int i = 0; i < 4; ++i) {
           const int r = i >> 1;
-          const bool vis = !need_mask || visible(wr0 + g + 8 * r, s0 + nb * 8 + 2 * tq + (i & 1), p.window);
+          const bool vis = !need_mask || visible(p, wr0 + g + 8 * r, s0 + nb * 8 + 2 * tq + (i & 1));
           const float pr = vis ? exp2f(s[nb][i] * p.scale_log2 - lse2[r]) : 0.f;
           s[nb][i] = pr * (dp[nb][i] - dl[r]);  // dS (without the scale, applied at the end)
         }
@@ -599,14 +608,14 @@ __global__ void __launch_bounds__(kThreads, MinBlocks) flash_bwd_dkv_kernel(cons
         }
       }
       // Per-element test where the tile crosses the diagonal, the window edge or the end.
-      const bool need_mask =
+      const bool need_mask = p.mask != nullptr ||
           qt0 + BM > p.L || wk0 + 15 > qt0 || (p.window > 0 && qt0 + BM - 1 - wk0 >= p.window);
 #pragma unroll
       for (int nb = 0; nb < BM / 8; ++nb)
 #pragma unroll
         for (int i = 0; i < 4; ++i) {
           const int col = nb * 8 + 2 * tq + (i & 1), t = qt0 + col;
-          const bool vis = !need_mask || (t < p.L && visible(t, wk0 + g + 8 * (i >> 1), p.window));
+          const bool vis = !need_mask || (t < p.L && visible(p, t, wk0 + g + 8 * (i >> 1)));
           const float pr = vis ? exp2f(s[nb][i] * p.scale_log2 - lse_t[col] * kLog2e) : 0.f;
           s[nb][i] = pr;
           dp[nb][i] = pr * (dp[nb][i] - dl_t[col]);  // dS^T (scale applied at the end)
@@ -843,14 +852,14 @@ __global__ void __launch_bounds__(kThreads, MinBlocks) wg_fwd_kernel(const Flash
   // and P as bf16 A fragments in pa.
   auto softmax = [&](float (&s)[BN / 8][4], int j, uint32_t (&pa)[BN / 16][4], float (&corr)[2]) {
     const int s0 = (kt_begin + j) * BN;
-    const bool need_mask = s0 + BN - 1 > wr0 || (p.window > 0 && wr0 + 15 - s0 >= p.window);
+    const bool need_mask = p.mask != nullptr || s0 + BN - 1 > wr0 || (p.window > 0 && wr0 + 15 - s0 >= p.window);
     float mx[2] = {-INFINITY, -INFINITY};
 #pragma unroll
     for (int nb = 0; nb < BN / 8; ++nb)
 #pragma unroll
       for (int i = 0; i < 4; ++i) {
         float x = s[nb][i] * p.scale_log2;
-        if (need_mask && !visible(wr0 + g + 8 * (i >> 1), s0 + nb * 8 + 2 * tq + (i & 1), p.window)) x = -INFINITY;
+        if (need_mask && !visible(p, wr0 + g + 8 * (i >> 1), s0 + nb * 8 + 2 * tq + (i & 1))) x = -INFINITY;
         s[nb][i] = x;
         mx[i >> 1] = fmaxf(mx[i >> 1], x);
       }
@@ -1042,14 +1051,14 @@ __global__ void __launch_bounds__(kThreads, MinBlocks) wg_dq_kernel(const FlashP
   // dS of tile j (unscaled) as bf16 A fragments, from the raw S and dP accumulators.
   auto make_ds = [&](const float (&s)[BN / 8][4], const float (&dp)[BN / 8][4], int j, uint32_t (&sa)[BN / 16][4]) {
     const int s0 = (kt_begin + j) * BN;
-    const bool need_mask = s0 + BN - 1 > wr0 || (p.window > 0 && wr0 + 15 - s0 >= p.window);
+    const bool need_mask = p.mask != nullptr || s0 + BN - 1 > wr0 || (p.window > 0 && wr0 + 15 - s0 >= p.window);
     float ds[BN / 8][4];
 #pragma unroll
     for (int nb = 0; nb < BN / 8; ++nb)
 #pragma unroll
       for (int i = 0; i < 4; ++i) {
         const int r = i >> 1;
-        const bool vis = !need_mask || visible(wr0 + g + 8 * r, s0 + nb * 8 + 2 * tq + (i & 1), p.window);
+        const bool vis = !need_mask || visible(p, wr0 + g + 8 * r, s0 + nb * 8 + 2 * tq + (i & 1));
         const float pr = vis ? exp2f(s[nb][i] * p.scale_log2 - lse2[r]) : 0.f;
         ds[nb][i] = pr * (dp[nb][i] - dl[r]);
       }
@@ -1216,7 +1225,7 @@ __global__ void __launch_bounds__(kThreads, MinBlocks) wg_dkv_kernel(const Flash
       wgmma_wait<0>();
       reg_fence(s);
       reg_fence(dp);
-      const bool need_mask =
+      const bool need_mask = p.mask != nullptr ||
           qt0 + BM > p.L || wk0 + 15 > qt0 || (p.window > 0 && qt0 + BM - 1 - wk0 >= p.window);
       uint32_t pa[BM / 16][4], sa[BM / 16][4];
 #pragma unroll
@@ -1224,7 +1233,7 @@ __global__ void __launch_bounds__(kThreads, MinBlocks) wg_dkv_kernel(const Flash
 #pragma unroll
         for (int i = 0; i < 4; ++i) {
           const int col = nb * 8 + 2 * tq + (i & 1), t = qt0 + col;
-          const bool vis = !need_mask || (t < p.L && visible(t, wk0 + g + 8 * (i >> 1), p.window));
+          const bool vis = !need_mask || (t < p.L && visible(p, t, wk0 + g + 8 * (i >> 1)));
           const float pr = vis ? exp2f(s[nb][i] * p.scale_log2 - lse_t[col] * kLog2e) : 0.f;
           s[nb][i] = pr;
           dp[nb][i] = pr * (dp[nb][i] - dl_t[col]);  // dS^T (scale applied at the end)
@@ -1275,8 +1284,17 @@ void allow_smem(K kernel, size_t bytes) {
 
 bool aligned16(const Tensor& t) { return reinterpret_cast<uintptr_t>(t.bytes()) % 16 == 0; }
 
-FlashParams make_params(const Tensor& q, const Tensor& k, const Tensor& v, int64_t window, double scale) {
+FlashParams make_params(const Tensor& q, const Tensor& k, const Tensor& v, int64_t window, double scale,
+                        const Tensor* mask) {
   FlashParams p{};
+  if (mask) {
+    LT2_CHECK(mask->dtype() == DType::I32 && mask->on_cuda() &&
+                  mask->shape() == Shape({q.dim(0), q.dim(1), flash_mask_words(q.dim(1))}),
+              "flash attention: the key mask must be I32 [B, L, ceil(L / 32)] on the GPU, got ",
+              shape_str(mask->shape()));
+    p.mask = reinterpret_cast<const uint32_t*>(mask->data<int32_t>());
+    p.mask_words = int(mask->dim(2));
+  }
   p.q = q.data<bf16>();
   p.k = k.data<bf16>();
   p.v = v.data<bf16>();
@@ -1324,8 +1342,8 @@ bool flash_supported(const Tensor& q, const Tensor& k, const Tensor& v, const Te
 }
 
 void flash_forward(const Tensor& q, const Tensor& k, const Tensor& v, int64_t window, double scale, Tensor& o,
-                   Tensor* lse) {
-  FlashParams p = make_params(q, k, v, window, scale);
+                   Tensor* lse, const Tensor* mask) {
+  FlashParams p = make_params(q, k, v, window, scale, mask);
   p.out = o.data<bf16>();
   p.lse = lse ? lse->data<float>() : nullptr;
   const bool wg = flash_use_wgmma();
@@ -1383,8 +1401,9 @@ void launch_dkv_mma(const FlashParams& p, int64_t B) {
 }  // namespace
 
 void flash_backward(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& o, const Tensor& lse,
-                    const Tensor& dout, int64_t window, double scale, Tensor& dq, Tensor& dk, Tensor& dv) {
-  FlashParams p = make_params(q, k, v, window, scale);
+                    const Tensor& dout, int64_t window, double scale, Tensor& dq, Tensor& dk, Tensor& dv,
+                    const Tensor* mask) {
+  FlashParams p = make_params(q, k, v, window, scale, mask);
   const int64_t B = q.dim(0), D = q.dim(3);
   Tensor delta = Tensor::empty({B, p.H, p.L}, DType::F32, Device::CUDA);
   p.o = o.data<bf16>();

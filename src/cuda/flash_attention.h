@@ -21,13 +21,19 @@ namespace lt2::cuda {
 bool flash_supported(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor* o = nullptr,
                      const Tensor* dout = nullptr);
 
+// A key mask restricts each query further (DSA's index sets, shared by all heads): I32
+// [B, L, flash_mask_words(L)], bit s % 32 of word s / 32 of row (b, t) set when query t attends
+// to key s. Every query must keep at least one key.
+inline int64_t flash_mask_words(int64_t L) { return (L + 31) / 32; }
+
 // o: BF16 like q (allocated); lse: F32 [B, H, L] (allocated) or nullptr (not written).
 void flash_forward(const Tensor& q, const Tensor& k, const Tensor& v, int64_t window, double scale, Tensor& o,
-                   Tensor* lse);
+                   Tensor* lse, const Tensor* mask = nullptr);
 
 // dq, dk, dv: BF16 like q, k, v (allocated; every element is written). lse from the forward.
 // Deterministic: no atomics; GQA sums over the query heads of a group in a fixed order.
 void flash_backward(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& o, const Tensor& lse,
-                    const Tensor& dout, int64_t window, double scale, Tensor& dq, Tensor& dk, Tensor& dv);
+                    const Tensor& dout, int64_t window, double scale, Tensor& dq, Tensor& dk, Tensor& dv,
+                    const Tensor* mask = nullptr);
 
 }  // namespace lt2::cuda

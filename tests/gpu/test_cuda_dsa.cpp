@@ -97,36 +97,42 @@ TEST(CudaDsa, IndexerScoresAndBackward) {
     }
 }
 
+// Both GPU paths: the gather kernels, and (BF16, head dim 64 / 128) the flash kernels with a
+// key mask -- several query and key tiles, GQA, ragged last tiles, k above and below L.
 TEST(CudaDsa, SparseAttentionForwardBackward) {
   LT2_REQUIRE_GPU();
   struct Case { int64_t B, L, H, Hkv, D, k; };
-  for (const Case& c : {Case{2, 150, 4, 2, 64, 16}, Case{1, 97, 3, 1, 40, 33}, Case{1, 20, 2, 2, 128, 64}})
-    for (DType dt : kDtypes) {
-      SCOPED_TRACE(name(cat("sparse B", c.B, " L", c.L, " H", c.H, "/", c.Hkv, " D", c.D, " k", c.k), dt));
-      const double scale = 1 / std::sqrt(double(c.D)), tol = parity_tol(dt);
-      const Tensor q = randn({c.B, c.L, c.H, c.D}, 21), k = randn({c.B, c.L, c.Hkv, c.D}, 22);
-      const Tensor v = randn({c.B, c.L, c.Hkv, c.D}, 23), gy = randn({c.B, c.L, c.H, c.D}, 24);
-      const Tensor idx = cpu::dsa_topk(randn({c.B, c.L, c.L}, 25), c.k, nullptr), idx_gpu = idx.to(Device::CUDA);
-      Tensor lse_ref, lse;
-      const Tensor o_ref = cpu::sparse_attention(rounded(q, dt), rounded(k, dt), rounded(v, dt), idx, scale, &lse_ref);
-      const Tensor o = gpu::sparse_attention(on_gpu(q, dt), on_gpu(k, dt), on_gpu(v, dt), idx_gpu, scale, &lse);
-      expect_gpu(o, dt, o_ref, tol, name("o", dt));
-      expect_gpu(lse, DType::F32, lse_ref, tol, name("lse", dt));
-      Tensor dq_ref, dk_ref, dv_ref, dq, dk, dv;
-      cpu::sparse_attention_backward(rounded(q, dt), rounded(k, dt), rounded(v, dt), rounded(o_ref, dt),
-                                     rounded(lse_ref, DType::F32), idx, rounded(gy, dt), scale, dq_ref, dk_ref, dv_ref);
-      gpu::sparse_attention_backward(on_gpu(q, dt), on_gpu(k, dt), on_gpu(v, dt), on_gpu(o_ref, dt),
-                                     on_gpu(lse_ref, DType::F32), idx_gpu, on_gpu(gy, dt), scale, dq, dk, dv);
-      expect_gpu(dq, dt, dq_ref, tol, name("dq", dt));
-      expect_gpu(dk, dt, dk_ref, tol, name("dk", dt));
-      expect_gpu(dv, dt, dv_ref, tol, name("dv", dt));
-      // Reproducible: the backward sums per key in query order, no atomics.
-      Tensor dq2, dk2, dv2;
-      gpu::sparse_attention_backward(on_gpu(q, dt), on_gpu(k, dt), on_gpu(v, dt), on_gpu(o_ref, dt),
-                                     on_gpu(lse_ref, DType::F32), idx_gpu, on_gpu(gy, dt), scale, dq2, dk2, dv2);
-      EXPECT_EQ(rel_l2(dk2.to(Device::CPU, DType::F64), dk.to(Device::CPU, DType::F64)), 0.0);
-      EXPECT_EQ(rel_l2(dv2.to(Device::CPU, DType::F64), dv.to(Device::CPU, DType::F64)), 0.0);
-    }
+  for (const char* path : {"gather", "masked"}) {
+    for (const Case& c : {Case{2, 150, 4, 2, 64, 16}, Case{1, 97, 3, 1, 40, 33}, Case{1, 20, 2, 2, 128, 64},
+                          Case{2, 300, 4, 4, 64, 40}, Case{1, 270, 4, 1, 128, 9}})
+      for (DType dt : kDtypes) {
+        ScopedEnv env("LT2_DSA_PATH", path);
+        SCOPED_TRACE(name(cat(path, " sparse B", c.B, " L", c.L, " H", c.H, "/", c.Hkv, " D", c.D, " k", c.k), dt));
+        const double scale = 1 / std::sqrt(double(c.D)), tol = parity_tol(dt);
+        const Tensor q = randn({c.B, c.L, c.H, c.D}, 21), k = randn({c.B, c.L, c.Hkv, c.D}, 22);
+        const Tensor v = randn({c.B, c.L, c.Hkv, c.D}, 23), gy = randn({c.B, c.L, c.H, c.D}, 24);
+        const Tensor idx = cpu::dsa_topk(randn({c.B, c.L, c.L}, 25), c.k, nullptr), idx_gpu = idx.to(Device::CUDA);
+        Tensor lse_ref, lse;
+        const Tensor o_ref = cpu::sparse_attention(rounded(q, dt), rounded(k, dt), rounded(v, dt), idx, scale, &lse_ref);
+        const Tensor o = gpu::sparse_attention(on_gpu(q, dt), on_gpu(k, dt), on_gpu(v, dt), idx_gpu, scale, &lse);
+        expect_gpu(o, dt, o_ref, tol, name("o", dt));
+        expect_gpu(lse, DType::F32, lse_ref, tol, name("lse", dt));
+        Tensor dq_ref, dk_ref, dv_ref, dq, dk, dv;
+        cpu::sparse_attention_backward(rounded(q, dt), rounded(k, dt), rounded(v, dt), rounded(o_ref, dt),
+                                       rounded(lse_ref, DType::F32), idx, rounded(gy, dt), scale, dq_ref, dk_ref, dv_ref);
+        gpu::sparse_attention_backward(on_gpu(q, dt), on_gpu(k, dt), on_gpu(v, dt), on_gpu(o_ref, dt),
+                                       on_gpu(lse_ref, DType::F32), idx_gpu, on_gpu(gy, dt), scale, dq, dk, dv);
+        expect_gpu(dq, dt, dq_ref, tol, name("dq", dt));
+        expect_gpu(dk, dt, dk_ref, tol, name("dk", dt));
+        expect_gpu(dv, dt, dv_ref, tol, name("dv", dt));
+        // Reproducible: the backward sums per key in query order, no atomics.
+        Tensor dq2, dk2, dv2;
+        gpu::sparse_attention_backward(on_gpu(q, dt), on_gpu(k, dt), on_gpu(v, dt), on_gpu(o_ref, dt),
+                                       on_gpu(lse_ref, DType::F32), idx_gpu, on_gpu(gy, dt), scale, dq2, dk2, dv2);
+        EXPECT_EQ(rel_l2(dk2.to(Device::CPU, DType::F64), dk.to(Device::CPU, DType::F64)), 0.0);
+        EXPECT_EQ(rel_l2(dv2.to(Device::CPU, DType::F64), dv.to(Device::CPU, DType::F64)), 0.0);
+      }
+  }
 }
 
 TEST(CudaDsa, IndexerKlLossAndGradient) {

@@ -1,0 +1,56 @@
+// DSA's sparse attention as a masked flash attention. Gathering each query's k keys costs
+// ~k * H * D * 4 bytes of scattered reads per query (dsa.cu); the tensor-core flash kernels
+// instead walk every causal key tile and drop the keys outside the index set with a bitmask,
+// which does L / (2k) times the pairs but with no gather. Measured on an H100 (bench/RESULTS.md),
+// the masked kernels win by a wide margin up to L / k in the hundreds, so they take every
+// problem with L <= kMaxDenseRatio * k that the flash kernels support; LT2_DSA_PATH=gather or
+// masked forces one path (tests and benchmarks time both).
+#include "cuda/dsa_masked.h"
+
+#include <cstdlib>
+#include <string>
+
+#include "cuda/common.cuh"
+#include "cuda/flash_attention.h"
+
+namespace lt2::cuda {
+
+namespace {
+
+constexpr int64_t kMaxDenseRatio = 128;
+
+// Row (b, t): one thread per slot ORs its key's bit in (OR commutes: the mask is the same
+// whatever the order). Empty slots (< 0) set nothing.
+__global__ void dsa_key_mask_kernel(const int32_t* __restrict__ idx, int64_t slots, int64_t k, int64_t words,
+                                    uint32_t* __restrict__ mask) {
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < slots; i += int64_t(gridDim.x) * blockDim.x) {
+    const int32_t s = idx[i];
+    if (s >= 0) atomicOr(mask + (i / k) * words + (s >> 5), 1u << (s & 31));
+  }
+}
+
+}  // namespace
+
+bool dsa_use_masked_flash(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& idx, const Tensor* o,
+                          const Tensor* dout) {
+  const char* force = std::getenv("LT2_DSA_PATH");  // read per call: tests switch it
+  if (force && std::string(force) == "gather") return false;
+  if (!flash_supported(q, k, v, o, dout) || k.dim(1) != q.dim(1)) return false;
+  if (force && std::string(force) == "masked") return true;
+  return q.dim(1) <= kMaxDenseRatio * idx.dim(2);
+}
+
+Tensor dsa_key_mask(const Tensor& idx, int64_t L) {
+  const int64_t B = idx.dim(0), k = idx.dim(2), words = flash_mask_words(L);
+  Tensor mask = Tensor::zeros({B, idx.dim(1), words}, DType::I32, Device::CUDA);
+  const int64_t slots = idx.numel();
+  if (slots == 0) return mask;
+  const int threads = 256;
+  const unsigned blocks = unsigned(std::min<int64_t>((slots + threads - 1) / threads, 65535));
+  dsa_key_mask_kernel<<<blocks, threads, 0, stream()>>>(idx.data<int32_t>(), slots, k, words,
+                                                        reinterpret_cast<uint32_t*>(mask.data<int32_t>()));
+  check_launch("dsa key mask");
+  return mask;
+}
+
+}  // namespace lt2::cuda

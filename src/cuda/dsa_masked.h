@@ -1,0 +1,17 @@
+#pragma once
+// DSA's sparse attention routed to the flash kernels with a key mask (see dsa_masked.cu for
+// when and why). cuda/dsa.cu's sparse_attention ops call these.
+#include "core/tensor.h"
+
+namespace lt2::cuda {
+
+// Whether sparse attention of q over idx (and its backward, given o and dout) runs as masked
+// flash attention: BF16 head dims the flash kernels take, and L at most a bounded multiple of k.
+bool dsa_use_masked_flash(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& idx,
+                          const Tensor* o = nullptr, const Tensor* dout = nullptr);
+
+// The index sets idx [B, L, k] (empty slots < 0) as the flash kernels' key mask
+// I32 [B, L, flash_mask_words(L)].
+Tensor dsa_key_mask(const Tensor& idx, int64_t L);
+
+}  // namespace lt2::cuda
