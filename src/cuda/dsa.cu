@@ -471,12 +471,35 @@ __device__ __forceinline__ int64_t set_key(const int32_t* idx, int64_t r, int64_
   return idx ? idx[r * K + i] : i;
 }
 
+// The target on slots i0 .. i0 + C - 1 of row r (mean over heads of exp(q.k * scale - lse)),
+// gathering each slot's key rows.
+template <int C, int NPL, class T>
+__device__ __forceinline__ void gather_target(const T* q, const T* k, const float* lse, const int32_t* idx,
+                                              const SparseShape& sh, int64_t r, int64_t b, int64_t t, int64_t n,
+                                              int64_t i0, float scale, float (&p)[C]) {
+  for (int64_t h = 0; h < sh.H; ++h) {
+    float qv[NPL], kr[C][NPL];
+    load_row<NPL>(q + ((b * sh.Lq + t) * sh.H + h) * sh.D, sh.D, scale, qv);
+#pragma unroll
+    for (int c = 0; c < C; ++c) {
+      const int64_t s = i0 + c < n ? set_key(idx, r, i0 + c, sh.K) : 0;
+      load_row<NPL>(k + ((b * sh.Lk + s) * sh.Hkv + h / sh.group()) * sh.D, i0 + c < n ? sh.D : 0, 1.f, kr[c]);
+    }
+    const float l = lse[(b * sh.H + h) * sh.Lq + t];
+#pragma unroll
+    for (int c = 0; c < C; ++c) p[c] += expf(dot_lanes(qv, kr[c]) - l);
+  }
+#pragma unroll
+  for (int c = 0; c < C; ++c) p[c] /= float(sh.H);
+}
+
 // One warp per (b, t): the target (mean over heads of exp(q.k * scale - lse)) is first written
 // into dI, then replaced by the gradient (softmax(Isel) - target / sum) / rows; row_kl[r]
 // receives the row's KL.
+// With probs (the dense target [B, Lq, Lk], cuda/dsa_masked.cu) the target is read, not computed.
 template <class T, int NPL>
 __global__ void indexer_kl_kernel(const float* Isel, const T* q, const T* k, const float* lse, const int32_t* idx,
-                                  SparseShape sh, float scale, float* dI, float* row_kl) {
+                                  const float* probs, SparseShape sh, float scale, float* dI, float* row_kl) {
   constexpr int C = chunk_of<NPL>();
   const int64_t r = warp_row();
   if (r >= sh.B * sh.Lq) return;
@@ -485,22 +508,16 @@ __global__ void indexer_kl_kernel(const float* Isel, const T* q, const T* k, con
   float pz = 0.f, m = -INFINITY;
   for (int64_t i0 = 0; i0 < n; i0 += C) {
     float p[C] = {};
-    for (int64_t h = 0; h < sh.H; ++h) {
-      float qv[NPL], kr[C][NPL];
-      load_row<NPL>(q + ((b * sh.Lq + t) * sh.H + h) * sh.D, sh.D, scale, qv);
+    if (probs) {
 #pragma unroll
-      for (int c = 0; c < C; ++c) {
-        const int64_t s = i0 + c < n ? set_key(idx, r, i0 + c, sh.K) : 0;
-        load_row<NPL>(k + ((b * sh.Lk + s) * sh.Hkv + h / sh.group()) * sh.D, i0 + c < n ? sh.D : 0, 1.f, kr[c]);
-      }
-      const float l = lse[(b * sh.H + h) * sh.Lq + t];
-#pragma unroll
-      for (int c = 0; c < C; ++c) p[c] += expf(dot_lanes(qv, kr[c]) - l);
+      for (int c = 0; c < C; ++c)
+        if (i0 + c < n) p[c] = probs[r * sh.Lk + set_key(idx, r, i0 + c, sh.K)];
+    } else {
+      gather_target<C, NPL>(q, k, lse, idx, sh, r, b, t, n, i0, scale, p);
     }
 #pragma unroll
     for (int c = 0; c < C; ++c)
       if (i0 + c < n) {
-        p[c] /= float(sh.H);
         if (lane == 0) dI[r * sh.K + i0 + c] = p[c];
         pz += p[c], m = fmaxf(m, Isel[r * sh.K + i0 + c]);
       }
@@ -798,12 +815,18 @@ Tensor dsa_indexer_kl(const Tensor& Isel, const Tensor& q, const Tensor& k, cons
   const int64_t rows = sh.B * sh.Lq;
   if (rows == 0) return dI;
   Tensor row_kl = Tensor::empty({rows}, DType::F32, Device::CUDA);
+  Tensor probs;
+  if (dsa_use_dense_target(q, k, idx)) {
+    probs = Tensor::empty({sh.B, sh.Lq, sh.Lk}, DType::F32, Device::CUDA);
+    flash_head_mean_probs(q, k, lse, scale, probs);
+  }
   dispatch_float(q.dtype(), [&](auto tag) {
     using T = decltype(tag);
     with_npl(sh.D, [&](auto npl) {
       indexer_kl_kernel<T, decltype(npl)::value><<<warp_blocks(rows), 32 * kWarps, 0, stream()>>>(
           Isel.data<float>(), q.data<T>(), k.data<T>(), lse.data<float>(),
-          idx.defined() ? idx.data<int32_t>() : nullptr, sh, float(scale), dI.data<float>(), row_kl.data<float>());
+          idx.defined() ? idx.data<int32_t>() : nullptr, probs.defined() ? probs.data<float>() : nullptr, sh,
+          float(scale), dI.data<float>(), row_kl.data<float>());
     });
   });
   add_mean_kernel<<<1, 256, 0, stream()>>>(row_kl.data<float>(), rows, kl_sum.data<float>());

@@ -3,8 +3,10 @@
 // instead walk every causal key tile and drop the keys outside the index set with a bitmask,
 // which does L / (2k) times the pairs but with no gather. Measured on an H100 (bench/RESULTS.md),
 // the masked kernels win by a wide margin up to L / k in the hundreds, so they take every
-// problem with L <= kMaxDenseRatio * k that the flash kernels support; LT2_DSA_PATH=gather or
-// masked forces one path (tests and benchmarks time both).
+// problem with L <= kMaxDenseRatio * k that the flash kernels support. The indexer's KL target
+// follows the same rule: the head-averaged probabilities of every causal pair on the tensor
+// cores (flash_head_mean_probs), read at the selected keys. LT2_DSA_PATH=gather or masked forces
+// one path (tests and benchmarks time both).
 #include "cuda/dsa_masked.h"
 
 #include <cstdlib>
@@ -18,6 +20,8 @@ namespace lt2::cuda {
 namespace {
 
 constexpr int64_t kMaxDenseRatio = 128;
+// The dense KL target is a [B, L, L] fp32 matrix, like the indexer scores the forward keeps.
+constexpr double kMaxDenseTargetBytes = 4.0 * (1 << 30);
 
 // Row (b, t): one thread per slot ORs its key's bit in (OR commutes: the mask is the same
 // whatever the order). Empty slots (< 0) set nothing.
@@ -31,13 +35,27 @@ __global__ void dsa_key_mask_kernel(const int32_t* __restrict__ idx, int64_t slo
 
 }  // namespace
 
+namespace {
+// The forced path, if any ("gather" or "masked"); read per call: tests switch it.
+std::string forced_path() {
+  const char* force = std::getenv("LT2_DSA_PATH");
+  return force ? force : "";
+}
+}  // namespace
+
 bool dsa_use_masked_flash(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& idx, const Tensor* o,
                           const Tensor* dout) {
-  const char* force = std::getenv("LT2_DSA_PATH");  // read per call: tests switch it
-  if (force && std::string(force) == "gather") return false;
-  if (!flash_supported(q, k, v, o, dout) || k.dim(1) != q.dim(1)) return false;
-  if (force && std::string(force) == "masked") return true;
-  return q.dim(1) <= kMaxDenseRatio * idx.dim(2);
+  const std::string force = forced_path();
+  if (force == "gather" || !flash_supported(q, k, v, o, dout) || k.dim(1) != q.dim(1)) return false;
+  return force == "masked" || q.dim(1) <= kMaxDenseRatio * idx.dim(2);
+}
+
+bool dsa_use_dense_target(const Tensor& q, const Tensor& k, const Tensor& idx) {
+  const std::string force = forced_path();
+  if (force == "gather" || !flash_supported(q, k, k) || k.dim(1) != q.dim(1)) return false;
+  const int64_t L = q.dim(1);
+  if (double(q.dim(0)) * double(L) * double(L) * 4.0 > kMaxDenseTargetBytes) return false;
+  return force == "masked" || !idx.defined() || L <= kMaxDenseRatio * idx.dim(2);
 }
 
 Tensor dsa_key_mask(const Tensor& idx, int64_t L) {

@@ -10,6 +10,10 @@ namespace lt2::cuda {
 bool dsa_use_masked_flash(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& idx,
                           const Tensor* o = nullptr, const Tensor* dout = nullptr);
 
+// Whether dsa_indexer_kl over idx (undefined: every causal key) reads its target from the dense
+// head-averaged probabilities (flash_head_mean_probs) instead of gathering key rows per slot.
+bool dsa_use_dense_target(const Tensor& q, const Tensor& k, const Tensor& idx);
+
 // The index sets idx [B, L, k] (empty slots < 0) as the flash kernels' key mask
 // I32 [B, L, flash_mask_words(L)].
 Tensor dsa_key_mask(const Tensor& idx, int64_t L);

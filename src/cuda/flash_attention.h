@@ -36,4 +36,9 @@ void flash_backward(const Tensor& q, const Tensor& k, const Tensor& v, const Ten
                     const Tensor& dout, int64_t window, double scale, Tensor& dq, Tensor& dk, Tensor& dv,
                     const Tensor* mask = nullptr);
 
+// DSA's KL target in dense form: probs F32 [B, L, L] (allocated) receives, for every s <= t, the
+// mean over query heads of exp(q_t . k_s * scale - lse[b, h, t]); entries above the diagonal are
+// unspecified. q, k as for flash_forward (flash_supported), lse from it.
+void flash_head_mean_probs(const Tensor& q, const Tensor& k, const Tensor& lse, double scale, Tensor& probs);
+
 }  // namespace lt2::cuda

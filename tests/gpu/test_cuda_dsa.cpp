@@ -135,34 +135,41 @@ TEST(CudaDsa, SparseAttentionForwardBackward) {
   }
 }
 
+// The KL target gathered per slot, and (BF16, head dim 64 / 128) read from the dense
+// head-averaged probabilities on the tensor cores (L 150 spans two query and three key tiles).
 TEST(CudaDsa, IndexerKlLossAndGradient) {
   LT2_REQUIRE_GPU();
-  const int64_t B = 2, L = 90, H = 4, Hkv = 2, D = 32, K = 12;
-  for (DType dt : kDtypes) {
-    const double scale = 1 / std::sqrt(double(D)), tol = parity_tol(dt);
-    const Tensor q = randn({B, L, H, D}, 31), k = randn({B, L, Hkv, D}, 32), v = randn({B, L, Hkv, D}, 33);
-    const Tensor I = randn({B, L, L}, 34).to(DType::F32).to(DType::F64);
-    const Tensor idx = cpu::dsa_topk(I, K, nullptr);
-    for (const Tensor& set : {Tensor(), idx}) {
-      SCOPED_TRACE(name(set.defined() ? "top-k set" : "dense set", dt));
-      Tensor lse, Isel = I;
-      if (set.defined()) {
-        cpu::sparse_attention(rounded(q, dt), rounded(k, dt), rounded(v, dt), set, scale, &lse);
-        cpu::dsa_topk(I, K, &Isel);
-      } else {
-        cpu::attention(rounded(q, dt), rounded(k, dt), rounded(v, dt), 0, scale, &lse);
+  struct Case { int64_t B, L, H, Hkv, D, K; };
+  for (const char* path : {"gather", "masked"})
+    for (const Case& c : {Case{2, 90, 4, 2, 32, 12}, Case{2, 150, 4, 2, 64, 12}, Case{1, 150, 3, 3, 128, 40}})
+      for (DType dt : kDtypes) {
+        ScopedEnv env("LT2_DSA_PATH", path);
+        const double scale = 1 / std::sqrt(double(c.D)), tol = parity_tol(dt);
+        const Tensor q = randn({c.B, c.L, c.H, c.D}, 31), k = randn({c.B, c.L, c.Hkv, c.D}, 32);
+        const Tensor v = randn({c.B, c.L, c.Hkv, c.D}, 33);
+        const Tensor I = randn({c.B, c.L, c.L}, 34).to(DType::F32).to(DType::F64);
+        const Tensor idx = cpu::dsa_topk(I, c.K, nullptr);
+        for (const Tensor& set : {Tensor(), idx}) {
+          SCOPED_TRACE(name(cat(path, " L", c.L, " H", c.H, "/", c.Hkv, " D", c.D, set.defined() ? " top-k set" :
+                                " dense set"), dt));
+          Tensor lse, Isel = I;
+          if (set.defined()) {
+            cpu::sparse_attention(rounded(q, dt), rounded(k, dt), rounded(v, dt), set, scale, &lse);
+            cpu::dsa_topk(I, c.K, &Isel);
+          } else {
+            cpu::attention(rounded(q, dt), rounded(k, dt), rounded(v, dt), 0, scale, &lse);
+          }
+          lse = rounded(lse, DType::F32);
+          Tensor sum_ref = Tensor::zeros({1}, DType::F64), sum = Tensor::zeros({1}, DType::F32, Device::CUDA);
+          const Tensor dI_ref = cpu::dsa_indexer_kl(Isel, rounded(q, dt), rounded(k, dt), lse, set, scale, sum_ref);
+          const Tensor dI = gpu::dsa_indexer_kl(on_gpu(Isel, DType::F32), on_gpu(q, dt), on_gpu(k, dt),
+                                                on_gpu(lse, DType::F32), set.defined() ? set.to(Device::CUDA) : Tensor(),
+                                                scale, sum);
+          expect_gpu(dI, DType::F32, dI_ref, tol, name("dI", dt));
+          expect_close(sum, sum_ref, tol, name("KL", dt));
+          EXPECT_GT(sum_ref.item(0), 0);
+        }
       }
-      lse = rounded(lse, DType::F32);
-      Tensor sum_ref = Tensor::zeros({1}, DType::F64), sum = Tensor::zeros({1}, DType::F32, Device::CUDA);
-      const Tensor dI_ref = cpu::dsa_indexer_kl(Isel, rounded(q, dt), rounded(k, dt), lse, set, scale, sum_ref);
-      const Tensor dI = gpu::dsa_indexer_kl(on_gpu(Isel, DType::F32), on_gpu(q, dt), on_gpu(k, dt),
-                                            on_gpu(lse, DType::F32), set.defined() ? set.to(Device::CUDA) : Tensor(),
-                                            scale, sum);
-      expect_gpu(dI, DType::F32, dI_ref, tol, name("dI", dt));
-      expect_close(sum, sum_ref, tol, name("KL", dt));
-      EXPECT_GT(sum_ref.item(0), 0);
-    }
-  }
 }
 
 TEST(CudaDsa, DecodeStepEqualsTheCpu) {
