@@ -169,12 +169,29 @@ __device__ __forceinline__ void load_floats(float* dst, const float* src, int ro
 
 // Query t sees key s: causal, inside the window (0: none) and, with a DSA mask, selected.
 // Rows past L (a ragged last tile) read no mask.
+__device__ __forceinline__ bool in_band(const FlashParams& p, int t, int s) {
+  return s <= t && (p.window == 0 || t - s < p.window);
+}
+__device__ __forceinline__ uint32_t mask_word(const FlashParams& p, int t, int w) {
+  if (!p.mask) return ~0u;
+  if (t >= p.L || w >= p.mask_words) return 0u;
+  return __ldg(p.mask + (int64_t(blockIdx.z) * p.L + t) * p.mask_words + w);
+}
 __device__ __forceinline__ bool visible(const FlashParams& p, int t, int s) {
-  if (s > t || (p.window > 0 && t - s >= p.window)) return false;
-  if (!p.mask) return true;
-  if (t >= p.L) return false;
-  const uint32_t word = __ldg(p.mask + (int64_t(blockIdx.z) * p.L + t) * p.mask_words + (s >> 5));
-  return (word >> (s & 31)) & 1u;
+  return in_band(p, t, s) && ((mask_word(p, t, s >> 5) >> (s & 31)) & 1u);
+}
+// The same with the row's mask word for s already in hand (tiles that start at a multiple of
+// 32 keys: the loops below read a row's W words once per tile, not once per score).
+__device__ __forceinline__ bool visible_w(const FlashParams& p, int t, int s, uint32_t word) {
+  return in_band(p, t, s) && ((word >> (s & 31)) & 1u);
+}
+// Mask words of rows t and t + 8 for keys [s0, s0 + 32 W).
+template <int W>
+__device__ __forceinline__ void row_masks(const FlashParams& p, int t, int s0, uint32_t (&mw)[2][W]) {
+#pragma unroll
+  for (int r = 0; r < 2; ++r)
+#pragma unroll
+    for (int w = 0; w < W; ++w) mw[r][w] = mask_word(p, t + 8 * r, (s0 >> 5) + w);
 }
 
 __device__ __forceinline__ float quad_max(float x) {
@@ -274,13 +291,15 @@ __global__ void __launch_bounds__(kThreads, MinBlocks) flash_fwd_kernel(const Fl
       }
       // Only tiles crossing the diagonal or the window edge need the per-element test.
       const bool need_mask = p.mask != nullptr || s0 + BN - 1 > wr0 || (p.window > 0 && wr0 + 15 - s0 >= p.window);
+      uint32_t mw[2][(BN + 31) / 32];  // rows g, g + 8: their mask words for this tile (all ones unmasked)
+      row_masks(p, wr0 + g, s0, mw);
       float mx[2] = {-INFINITY, -INFINITY};
 #pragma unroll
       for (int nb = 0; nb < BN / 8; ++nb)
 #pragma unroll
         for (int i = 0; i < 4; ++i) {
           float x = s[nb][i] * p.scale_log2;
-          if (need_mask && !visible(p, wr0 + g + 8 * (i >> 1), s0 + nb * 8 + 2 * tq + (i & 1))) x = -INFINITY;
+          if (need_mask && !visible_w(p, wr0 + g + 8 * (i >> 1), s0 + nb * 8 + 2 * tq + (i & 1), mw[i >> 1][nb >> 2])) x = -INFINITY;
           s[nb][i] = x;
           mx[i >> 1] = fmaxf(mx[i >> 1], x);
         }
@@ -552,12 +571,14 @@ __global__ void __launch_bounds__(kThreads, MinBlocks) flash_bwd_dq_kernel(const
         }
       }
       const bool need_mask = p.mask != nullptr || s0 + BN - 1 > wr0 || (p.window > 0 && wr0 + 15 - s0 >= p.window);
+      uint32_t mw[2][(BN + 31) / 32];  // rows g, g + 8: their mask words for this tile (all ones unmasked)
+      row_masks(p, wr0 + g, s0, mw);
 #pragma unroll
       for (int nb = 0; nb < BN / 8; ++nb)
 #pragma unroll
         for (int i = 0; i < 4; ++i) {
           const int r = i >> 1;
-          const bool vis = !need_mask || visible(p, wr0 + g + 8 * r, s0 + nb * 8 + 2 * tq + (i & 1));
+          const bool vis = !need_mask || visible_w(p, wr0 + g + 8 * r, s0 + nb * 8 + 2 * tq + (i & 1), mw[r][nb >> 2]);
           const float pr = vis ? exp2f(s[nb][i] * p.scale_log2 - lse2[r]) : 0.f;
           s[nb][i] = pr * (dp[nb][i] - dl[r]);  // dS (without the scale, applied at the end)
         }
@@ -936,13 +957,15 @@ __global__ void __launch_bounds__(kThreads, MinBlocks) wg_fwd_kernel(const Flash
   auto softmax = [&](float (&s)[BN / 8][4], int j, uint32_t (&pa)[BN / 16][4], float (&corr)[2]) {
     const int s0 = (kt_begin + j) * BN;
     const bool need_mask = p.mask != nullptr || s0 + BN - 1 > wr0 || (p.window > 0 && wr0 + 15 - s0 >= p.window);
+    uint32_t mw[2][(BN + 31) / 32];  // rows g, g + 8: their mask words for this tile (all ones unmasked)
+    row_masks(p, wr0 + g, s0, mw);
     float mx[2] = {-INFINITY, -INFINITY};
 #pragma unroll
     for (int nb = 0; nb < BN / 8; ++nb)
 #pragma unroll
       for (int i = 0; i < 4; ++i) {
         float x = s[nb][i] * p.scale_log2;
-        if (need_mask && !visible(p, wr0 + g + 8 * (i >> 1), s0 + nb * 8 + 2 * tq + (i & 1))) x = -INFINITY;
+        if (need_mask && !visible_w(p, wr0 + g + 8 * (i >> 1), s0 + nb * 8 + 2 * tq + (i & 1), mw[i >> 1][nb >> 2])) x = -INFINITY;
         s[nb][i] = x;
         mx[i >> 1] = fmaxf(mx[i >> 1], x);
       }
@@ -1135,13 +1158,15 @@ __global__ void __launch_bounds__(kThreads, MinBlocks) wg_dq_kernel(const FlashP
   auto make_ds = [&](const float (&s)[BN / 8][4], const float (&dp)[BN / 8][4], int j, uint32_t (&sa)[BN / 16][4]) {
     const int s0 = (kt_begin + j) * BN;
     const bool need_mask = p.mask != nullptr || s0 + BN - 1 > wr0 || (p.window > 0 && wr0 + 15 - s0 >= p.window);
+    uint32_t mw[2][(BN + 31) / 32];  // rows g, g + 8: their mask words for this tile (all ones unmasked)
+    row_masks(p, wr0 + g, s0, mw);
     float ds[BN / 8][4];
 #pragma unroll
     for (int nb = 0; nb < BN / 8; ++nb)
 #pragma unroll
       for (int i = 0; i < 4; ++i) {
         const int r = i >> 1;
-        const bool vis = !need_mask || visible(p, wr0 + g + 8 * r, s0 + nb * 8 + 2 * tq + (i & 1));
+        const bool vis = !need_mask || visible_w(p, wr0 + g + 8 * r, s0 + nb * 8 + 2 * tq + (i & 1), mw[r][nb >> 2]);
         const float pr = vis ? exp2f(s[nb][i] * p.scale_log2 - lse2[r]) : 0.f;
         ds[nb][i] = pr * (dp[nb][i] - dl[r]);
       }
