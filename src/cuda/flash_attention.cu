@@ -63,6 +63,7 @@ struct FlashParams {
   // DSA: bit s of row (b, t) (mask_words 32-bit words per row) says whether query t attends to
   // key s; null: every causal / window key.
   const uint32_t* mask;
+  const uint32_t* mask_t;  // backward: the same bits transposed (row s, bit t), for the dK/dV kernels
   int mask_words;
   float scale;         // softmax scale
   float scale_log2;    // scale * log2(e)
@@ -167,8 +168,8 @@ __device__ __forceinline__ void load_floats(float* dst, const float* src, int ro
   }
 }
 
-// Query t sees key s: causal, inside the window (0: none) and, with a DSA mask, selected.
-// Rows past L (a ragged last tile) read no mask.
+// Query t sees key s when the pair is causal and inside the window (0: none) and, with a DSA
+// mask, its bit is set. Rows past L (a ragged last tile) read no mask and see nothing.
 __device__ __forceinline__ bool in_band(const FlashParams& p, int t, int s) {
   return s <= t && (p.window == 0 || t - s < p.window);
 }
@@ -177,13 +178,27 @@ __device__ __forceinline__ uint32_t mask_word(const FlashParams& p, int t, int w
   if (t >= p.L || w >= p.mask_words) return 0u;
   return __ldg(p.mask + (int64_t(blockIdx.z) * p.L + t) * p.mask_words + w);
 }
-__device__ __forceinline__ bool visible(const FlashParams& p, int t, int s) {
-  return in_band(p, t, s) && ((mask_word(p, t, s >> 5) >> (s & 31)) & 1u);
-}
-// The same with the row's mask word for s already in hand (tiles that start at a multiple of
-// 32 keys: the loops below read a row's W words once per tile, not once per score).
+// With the row's mask word for s in hand: tiles start at multiples of 32 keys, so the loops
+// below read a row's words once per tile, not once per score.
 __device__ __forceinline__ bool visible_w(const FlashParams& p, int t, int s, uint32_t word) {
   return in_band(p, t, s) && ((word >> (s & 31)) & 1u);
+}
+// The dK/dV kernels' form: key s's transposed word w (queries 32 w ..), and the test with it.
+__device__ __forceinline__ uint32_t mask_word_t(const FlashParams& p, int s, int w) {
+  if (!p.mask_t) return ~0u;
+  if (s >= p.L || w >= p.mask_words) return 0u;
+  return __ldg(p.mask_t + (int64_t(blockIdx.z) * p.L + s) * p.mask_words + w);
+}
+__device__ __forceinline__ bool visible_t(const FlashParams& p, int t, int s, uint32_t word_t) {
+  return in_band(p, t, s) && ((word_t >> (t & 31)) & 1u);
+}
+// Transposed mask words of keys s and s + 8 for queries [t0, t0 + 32 W).
+template <int W>
+__device__ __forceinline__ void key_masks(const FlashParams& p, int s, int t0, uint32_t (&mw)[2][W]) {
+#pragma unroll
+  for (int r = 0; r < 2; ++r)
+#pragma unroll
+    for (int w = 0; w < W; ++w) mw[r][w] = mask_word_t(p, s + 8 * r, (t0 >> 5) + w);
 }
 // Mask words of rows t and t + 8 for keys [s0, s0 + 32 W).
 template <int W>
@@ -361,6 +376,29 @@ __global__ void __launch_bounds__(kThreads, MinBlocks) flash_fwd_kernel(const Fl
       *reinterpret_cast<uint32_t*>(orow + i * 8) = pack_bf16(acc[i][2 * r] * inv, acc[i][2 * r + 1] * inv);
     if (p.lse && tq == 0) p.lse[lse_off + t] = (m[r] + log2f(lsum)) * kLn2;
   }
+}
+
+// ---- DSA mask, transposed for the dK/dV kernels ------------------------------------------------
+// mask_t[b, s, t / 32] bit t % 32 = mask[b, t, s / 32] bit s % 32. One warp per 32 x 32 bit
+// block: lane l holds row t0 + l's word, and ballot j gathers bit j of every lane, which is the
+// transposed word of column s0 + j.
+__global__ void transpose_mask_kernel(const uint32_t* __restrict__ mask, uint32_t* __restrict__ mask_t, int L, int W,
+                                      int64_t blocks) {
+  const int64_t wid = (int64_t(blockIdx.x) * blockDim.x + threadIdx.x) / 32;
+  if (wid >= blocks) return;  // whole warps leave together
+  const int lane = threadIdx.x & 31;
+  const int64_t b = wid / (int64_t(W) * W);
+  const int rb = int(wid / W % W), cb = int(wid % W);
+  const int t = rb * 32 + lane;
+  const uint32_t w = t < L ? mask[(b * L + t) * W + cb] : 0u;
+  uint32_t mine = 0;
+#pragma unroll
+  for (int j = 0; j < 32; ++j) {
+    const uint32_t col = __ballot_sync(0xffffffffu, (w >> j) & 1u);
+    if (lane == j) mine = col;
+  }
+  const int s = cb * 32 + lane;
+  if (s < L) mask_t[(b * L + s) * W + rb] = mine;
 }
 
 // ---- DSA: head-averaged attention probabilities ----------------------------------------------------
@@ -714,12 +752,14 @@ __global__ void __launch_bounds__(kThreads, MinBlocks) flash_bwd_dkv_kernel(cons
       // Per-element test where the tile crosses the diagonal, the window edge or the end.
       const bool need_mask = p.mask != nullptr ||
           qt0 + BM > p.L || wk0 + 15 > qt0 || (p.window > 0 && qt0 + BM - 1 - wk0 >= p.window);
+      uint32_t mwt[2][(BM + 31) / 32];  // keys g, g + 8: their words for this query tile (all ones unmasked)
+      key_masks(p, wk0 + g, qt0, mwt);
 #pragma unroll
       for (int nb = 0; nb < BM / 8; ++nb)
 #pragma unroll
         for (int i = 0; i < 4; ++i) {
           const int col = nb * 8 + 2 * tq + (i & 1), t = qt0 + col;
-          const bool vis = !need_mask || (t < p.L && visible(p, t, wk0 + g + 8 * (i >> 1)));
+          const bool vis = !need_mask || (t < p.L && visible_t(p, t, wk0 + g + 8 * (i >> 1), mwt[i >> 1][nb >> 2]));
           const float pr = vis ? exp2f(s[nb][i] * p.scale_log2 - lse_t[col] * kLog2e) : 0.f;
           s[nb][i] = pr;
           dp[nb][i] = pr * (dp[nb][i] - dl_t[col]);  // dS^T (scale applied at the end)
@@ -1335,13 +1375,15 @@ __global__ void __launch_bounds__(kThreads, MinBlocks) wg_dkv_kernel(const Flash
       reg_fence(dp);
       const bool need_mask = p.mask != nullptr ||
           qt0 + BM > p.L || wk0 + 15 > qt0 || (p.window > 0 && qt0 + BM - 1 - wk0 >= p.window);
+      uint32_t mwt[2][(BM + 31) / 32];  // keys g, g + 8: their words for this query tile (all ones unmasked)
+      key_masks(p, wk0 + g, qt0, mwt);
       uint32_t pa[BM / 16][4], sa[BM / 16][4];
 #pragma unroll
       for (int nb = 0; nb < BM / 8; ++nb) {
 #pragma unroll
         for (int i = 0; i < 4; ++i) {
           const int col = nb * 8 + 2 * tq + (i & 1), t = qt0 + col;
-          const bool vis = !need_mask || (t < p.L && visible(p, t, wk0 + g + 8 * (i >> 1)));
+          const bool vis = !need_mask || (t < p.L && visible_t(p, t, wk0 + g + 8 * (i >> 1), mwt[i >> 1][nb >> 2]));
           const float pr = vis ? exp2f(s[nb][i] * p.scale_log2 - lse_t[col] * kLog2e) : 0.f;
           s[nb][i] = pr;
           dp[nb][i] = pr * (dp[nb][i] - dl_t[col]);  // dS^T (scale applied at the end)
@@ -1521,6 +1563,15 @@ void flash_backward(const Tensor& q, const Tensor& k, const Tensor& v, const Ten
   p.out = dq.data<bf16>();
   p.dk = dk.data<bf16>();
   p.dv = dv.data<bf16>();
+  Tensor mask_t;
+  if (mask) {
+    mask_t = Tensor::empty(mask->shape(), DType::I32, Device::CUDA);
+    const int64_t blocks = B * int64_t(p.mask_words) * p.mask_words;
+    transpose_mask_kernel<<<unsigned((blocks * 32 + kThreads - 1) / kThreads), kThreads, 0, stream()>>>(
+        p.mask, reinterpret_cast<uint32_t*>(mask_t.data<int32_t>()), p.L, p.mask_words, blocks);
+    check_launch("flash attention mask transpose");
+    p.mask_t = reinterpret_cast<const uint32_t*>(mask_t.data<int32_t>());
+  }
   // D = 64 keeps the mma.sync kernels on Hopper too: its wgmma backward measured no faster on an
   // H100 (B8 L2048 H12: 1.23 vs 1.20 ms full causal, 0.68 vs 0.62 ms at window 512), the
   // mma.sync ones fitting two blocks per SM.
