@@ -712,6 +712,10 @@ void dsa_indexer_scores_backward(const Tensor& qI, const Tensor& kI, const Tenso
   dw = Tensor::empty(w.shape(), w.dtype(), Device::CUDA);
   const int64_t rows = d.B * d.L;
   if (rows == 0) return;
+  if (dsa_use_dense_indexer_backward(qI, idx)) {
+    indexer_backward_dense(qI, kI, w, w_scale, idx, dIsel, dqI, dkI, dw);
+    return;
+  }
   KeyLists kl;
   if (idx.defined()) kl = key_lists(idx, SparseShape{d.B, d.L, d.L, 1, 1, 1, K});
   const int32_t* ix = idx.defined() ? idx.data<int32_t>() : nullptr;

@@ -5,8 +5,9 @@
 // the masked kernels win by a wide margin up to L / k in the hundreds, so they take every
 // problem with L <= kMaxDenseRatio * k that the flash kernels support. The indexer's KL target
 // follows the same rule: the head-averaged probabilities of every causal pair on the tensor
-// cores (flash_head_mean_probs), read at the selected keys. LT2_DSA_PATH=gather or masked forces
-// one path (tests and benchmarks time both).
+// cores (flash_head_mean_probs), read at the selected keys; so does the indexer's backward
+// (dsa_indexer_dense.cu). LT2_DSA_PATH=gather or masked forces one path (tests and benchmarks
+// time both).
 #include "cuda/dsa_masked.h"
 
 #include <cstdlib>
@@ -20,8 +21,9 @@ namespace lt2::cuda {
 namespace {
 
 constexpr int64_t kMaxDenseRatio = 128;
-// The dense KL target is a [B, L, L] fp32 matrix, like the indexer scores the forward keeps.
-constexpr double kMaxDenseTargetBytes = 4.0 * (1 << 30);
+// The dense KL target and the dense indexer gradient are [B, L, L] fp32 matrices, like the
+// indexer scores the forward keeps.
+constexpr double kMaxDenseMatrixBytes = 4.0 * (1 << 30);
 
 // Row (b, t): one thread per slot ORs its key's bit in (OR commutes: the mask is the same
 // whatever the order). Empty slots (< 0) set nothing.
@@ -50,12 +52,20 @@ bool dsa_use_masked_flash(const Tensor& q, const Tensor& k, const Tensor& v, con
   return force == "masked" || q.dim(1) <= kMaxDenseRatio * idx.dim(2);
 }
 
-bool dsa_use_dense_target(const Tensor& q, const Tensor& k, const Tensor& idx) {
+// The rule for the paths that hold a [B, L, L] fp32 matrix: not forced to gather, within the
+// memory bound, and the key sets not far sparser than dense (or dense: idx undefined).
+static bool dense_matrix_pays(int64_t B, int64_t L, const Tensor& idx) {
   const std::string force = forced_path();
-  if (force == "gather" || !flash_supported(q, k, k) || k.dim(1) != q.dim(1)) return false;
-  const int64_t L = q.dim(1);
-  if (double(q.dim(0)) * double(L) * double(L) * 4.0 > kMaxDenseTargetBytes) return false;
+  if (force == "gather" || double(B) * double(L) * double(L) * 4.0 > kMaxDenseMatrixBytes) return false;
   return force == "masked" || !idx.defined() || L <= kMaxDenseRatio * idx.dim(2);
+}
+
+bool dsa_use_dense_target(const Tensor& q, const Tensor& k, const Tensor& idx) {
+  return flash_supported(q, k, k) && k.dim(1) == q.dim(1) && dense_matrix_pays(q.dim(0), q.dim(1), idx);
+}
+
+bool dsa_use_dense_indexer_backward(const Tensor& qI, const Tensor& idx) {
+  return qI.dim(3) <= kMaxDenseIndexerDim && dense_matrix_pays(qI.dim(0), qI.dim(1), idx);
 }
 
 Tensor dsa_key_mask(const Tensor& idx, int64_t L) {

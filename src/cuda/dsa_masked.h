@@ -1,6 +1,7 @@
 #pragma once
-// DSA's sparse attention routed to the flash kernels with a key mask (see dsa_masked.cu for
-// when and why). cuda/dsa.cu's sparse_attention ops call these.
+// DSA's dense paths: the sparse attention as the flash kernels with a key mask, the KL target
+// and the indexer's backward over every causal pair (see dsa_masked.cu for when and why).
+// cuda/dsa.cu's ops call these.
 #include "core/tensor.h"
 
 namespace lt2::cuda {
@@ -13,6 +14,16 @@ bool dsa_use_masked_flash(const Tensor& q, const Tensor& k, const Tensor& v, con
 // Whether dsa_indexer_kl over idx (undefined: every causal key) reads its target from the dense
 // head-averaged probabilities (flash_head_mean_probs) instead of gathering key rows per slot.
 bool dsa_use_dense_target(const Tensor& q, const Tensor& k, const Tensor& idx);
+
+// Whether dsa_indexer_scores_backward runs over every causal pair (indexer_backward_dense).
+bool dsa_use_dense_indexer_backward(const Tensor& qI, const Tensor& idx);
+
+// The indexer's backward over every causal pair with the key sets' gradient scattered into a
+// dense [B, L, L] matrix (dsa_indexer_dense.cu): same contract as dsa_indexer_scores_backward,
+// for index heads of width d_I <= kMaxDenseIndexerDim; the caller validates and allocates.
+constexpr int64_t kMaxDenseIndexerDim = 64;
+void indexer_backward_dense(const Tensor& qI, const Tensor& kI, const Tensor& w, double w_scale, const Tensor& idx,
+                            const Tensor& dIsel, Tensor& dqI, Tensor& dkI, Tensor& dw);
 
 // The index sets idx [B, L, k] (empty slots < 0) as the flash kernels' key mask
 // I32 [B, L, flash_mask_words(L)].

@@ -64,10 +64,13 @@ TEST(CudaDsa, TopKEqualsTheCpuIncludingTies) {
   }
 }
 
+// The backward through both GPU paths: gathering per (query, slot) and per key, and over
+// every causal pair with the sets' gradient scattered into a dense matrix (d_I <= 64; the
+// d_I 80 case falls back to gathering on either setting).
 TEST(CudaDsa, IndexerScoresAndBackward) {
   LT2_REQUIRE_GPU();
   struct Case { int64_t B, L, HI, dI, k; };
-  for (const Case& c : {Case{2, 130, 4, 32, 16}, Case{1, 75, 3, 40, 8}})
+  for (const Case& c : {Case{2, 130, 4, 32, 16}, Case{1, 75, 3, 40, 8}, Case{1, 200, 2, 64, 24}, Case{1, 70, 2, 80, 9}})
     for (DType dt : kDtypes) {
       SCOPED_TRACE(name(cat("indexer B", c.B, " L", c.L, " HI", c.HI, " dI", c.dI), dt));
       const Tensor qI = randn({c.B, c.L, c.HI, c.dI}, 11), kI = randn({c.B, c.L, c.dI}, 12), w = randn({c.B, c.L, c.HI}, 13);
@@ -81,18 +84,21 @@ TEST(CudaDsa, IndexerScoresAndBackward) {
       expect_close(lo, lo_ref, dt == DType::BF16 ? 1e-5 : 1e-6, name("I", dt));  // fp32 math on identical inputs
       // Backward on the dense set and on a top-k set, from the same gradient values.
       const Tensor idx = cpu::dsa_topk(I_ref, c.k, nullptr);
-      for (const Tensor& set : {Tensor(), idx}) {
-        const Tensor dIsel = randn({c.B, c.L, set.defined() ? c.k : c.L}, 14).to(DType::F32).to(DType::F64);
-        Tensor dq_ref, dk_ref, dw_ref, dq, dk, dw;
-        cpu::dsa_indexer_scores_backward(rounded(qI, dt), rounded(kI, dt), rounded(w, dt), ws, set, dIsel, dq_ref, dk_ref,
-                                         dw_ref);
-        gpu::dsa_indexer_scores_backward(on_gpu(qI, dt), on_gpu(kI, dt), on_gpu(w, dt), ws,
-                                         set.defined() ? set.to(Device::CUDA) : Tensor(), on_gpu(dIsel, DType::F32), dq,
-                                         dk, dw);
-        const std::string which = set.defined() ? " top-k set" : " dense set";
-        expect_gpu(dq, dt, dq_ref, tol, name("dqI" + which, dt));
-        expect_gpu(dk, dt, dk_ref, tol, name("dkI" + which, dt));
-        expect_gpu(dw, dt, dw_ref, tol, name("dw" + which, dt));
+      for (const char* path : {"gather", "masked"}) {
+        for (const Tensor& set : {Tensor(), idx}) {
+          ScopedEnv env("LT2_DSA_PATH", path);
+          const Tensor dIsel = randn({c.B, c.L, set.defined() ? c.k : c.L}, 14).to(DType::F32).to(DType::F64);
+          Tensor dq_ref, dk_ref, dw_ref, dq, dk, dw;
+          cpu::dsa_indexer_scores_backward(rounded(qI, dt), rounded(kI, dt), rounded(w, dt), ws, set, dIsel, dq_ref,
+                                           dk_ref, dw_ref);
+          gpu::dsa_indexer_scores_backward(on_gpu(qI, dt), on_gpu(kI, dt), on_gpu(w, dt), ws,
+                                           set.defined() ? set.to(Device::CUDA) : Tensor(), on_gpu(dIsel, DType::F32),
+                                           dq, dk, dw);
+          const std::string which = cat(" ", path, set.defined() ? " top-k set" : " dense set");
+          expect_gpu(dq, dt, dq_ref, tol, name("dqI" + which, dt));
+          expect_gpu(dk, dt, dk_ref, tol, name("dkI" + which, dt));
+          expect_gpu(dw, dt, dw_ref, tol, name("dw" + which, dt));
+        }
       }
     }
 }
