@@ -7,7 +7,8 @@
 // thread): one owns a query tile and walks the key tiles up to the diagonal (dqI, dw), the other
 // owns a key tile and walks the query tiles from it (dkI), so every output has one owner and
 // the sums have a fixed order. The gather kernels of dsa.cu read H_I query rows per (query,
-// slot) and build a transposed index first; this does 2-4x the pairs with no gathers.
+// slot) and build a transposed index first; this does L / 2k times their pairs with no gathers,
+// which pays only for dense or nearly dense sets (dsa_masked.cu has the measured rule).
 #include "cuda/common.cuh"
 #include "cuda/dsa_masked.h"
 

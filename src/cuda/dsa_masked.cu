@@ -1,13 +1,14 @@
 // DSA's sparse attention as a masked flash attention. Gathering each query's k keys costs
 // ~k * H * D * 4 bytes of scattered reads per query (dsa.cu); the tensor-core flash kernels
 // instead walk every causal key tile and drop the keys outside the index set with a bitmask,
-// which does L / (2k) times the pairs but with no gather. Measured on an H100 (bench/RESULTS.md),
-// the masked kernels win by a wide margin up to L / k in the hundreds, so they take every
-// problem with L <= kMaxDenseRatio * k that the flash kernels support. The indexer's KL target
+// which does L / (2k) times the pairs but with no gather. Measured on an H100 (bench/RESULTS.md)
+// the masked path is 2-6x faster for L / k from 4 to 32; its cost grows as L^2 and the gathers'
+// as L k, so it takes every problem with L <= kMaxDenseRatio * k that the flash kernels support
+// (128: an extrapolation from those points, not a measured crossover). The indexer's KL target
 // follows the same rule: the head-averaged probabilities of every causal pair on the tensor
-// cores (flash_head_mean_probs), read at the selected keys; so does the indexer's backward
-// (dsa_indexer_dense.cu). LT2_DSA_PATH=gather or masked forces one path (tests and benchmarks
-// time both).
+// cores (flash_head_mean_probs), read at the selected keys. The indexer's backward goes dense
+// (dsa_indexer_dense.cu) only for dense or nearly dense sets: its kernels are not tensor-core.
+// LT2_DSA_PATH=gather or masked forces one path (tests and benchmarks time both).
 #include "cuda/dsa_masked.h"
 
 #include <cstdlib>
@@ -21,6 +22,10 @@ namespace lt2::cuda {
 namespace {
 
 constexpr int64_t kMaxDenseRatio = 128;
+// The indexer backward's dense kernels are fp32 SIMT, not tensor-core: measured on an H100 they
+// beat the gather kernels at L / k = 4 (4.5 vs 6.6 ms, B8 L2048 k512), lose at 8 (4.4 vs 4.1 ms,
+// k256) and by far at 32 (29.6 vs 7.9 ms, L16K k512); the dense set always takes them.
+constexpr int64_t kMaxDenseIndexerRatio = 4;
 // The dense KL target and the dense indexer gradient are [B, L, L] fp32 matrices, like the
 // indexer scores the forward keeps.
 constexpr double kMaxDenseMatrixBytes = 4.0 * (1 << 30);
@@ -53,19 +58,21 @@ bool dsa_use_masked_flash(const Tensor& q, const Tensor& k, const Tensor& v, con
 }
 
 // The rule for the paths that hold a [B, L, L] fp32 matrix: not forced to gather, within the
-// memory bound, and the key sets not far sparser than dense (or dense: idx undefined).
-static bool dense_matrix_pays(int64_t B, int64_t L, const Tensor& idx) {
+// memory bound, and the key sets at most max_ratio times sparser than dense (or dense: idx
+// undefined).
+static bool dense_matrix_pays(int64_t B, int64_t L, const Tensor& idx, int64_t max_ratio) {
   const std::string force = forced_path();
   if (force == "gather" || double(B) * double(L) * double(L) * 4.0 > kMaxDenseMatrixBytes) return false;
-  return force == "masked" || !idx.defined() || L <= kMaxDenseRatio * idx.dim(2);
+  return force == "masked" || !idx.defined() || L <= max_ratio * idx.dim(2);
 }
 
 bool dsa_use_dense_target(const Tensor& q, const Tensor& k, const Tensor& idx) {
-  return flash_supported(q, k, k) && k.dim(1) == q.dim(1) && dense_matrix_pays(q.dim(0), q.dim(1), idx);
+  return flash_supported(q, k, k) && k.dim(1) == q.dim(1) &&
+         dense_matrix_pays(q.dim(0), q.dim(1), idx, kMaxDenseRatio);
 }
 
 bool dsa_use_dense_indexer_backward(const Tensor& qI, const Tensor& idx) {
-  return qI.dim(3) <= kMaxDenseIndexerDim && dense_matrix_pays(qI.dim(0), qI.dim(1), idx);
+  return qI.dim(3) <= kMaxDenseIndexerDim && dense_matrix_pays(qI.dim(0), qI.dim(1), idx, kMaxDenseIndexerRatio);
 }
 
 Tensor dsa_key_mask(const Tensor& idx, int64_t L) {
