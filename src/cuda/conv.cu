@@ -68,6 +68,26 @@ __device__ __forceinline__ void load_row(const T* x, int64_t base, int64_t t, in
   }
 }
 
+// taps[f][i] = w[c0 + i, f] (reversed: w[c0 + i, W-1-f]), zero for f >= W.
+template <int VEC, int WMAX, class TW>
+__device__ __forceinline__ void load_taps(const TW* w, int64_t c0, int W, bool reversed, float (&taps)[WMAX][VEC]) {
+#pragma unroll
+  for (int f = 0; f < WMAX; ++f)
+#pragma unroll
+    for (int i = 0; i < VEC; ++i) taps[f][i] = f < W ? ld(w[(c0 + i) * W + (reversed ? W - 1 - f : f)]) : 0.f;
+}
+
+// sum over f < W of taps[f][i] vals[f][i]
+template <int VEC, int WMAX>
+__device__ __forceinline__ float tap_dot(const float (&taps)[WMAX][VEC], const float (&vals)[WMAX][VEC], int i,
+                                         int W) {
+  float acc = 0.f;
+#pragma unroll
+  for (int f = 0; f < WMAX; ++f)
+    if (f < W) acc += taps[f][i] * vals[f][i];
+  return acc;
+}
+
 // WMAX: compile-time bound on W (the register arrays' size); W itself is a runtime argument.
 template <class T, class TW, int VEC, int WMAX>
 __global__ void __launch_bounds__(kConvThreads) conv_silu_kernel(const T* __restrict__ x, const TW* __restrict__ w,
@@ -76,10 +96,7 @@ __global__ void __launch_bounds__(kConvThreads) conv_silu_kernel(const T* __rest
   if (!r.active) return;
   // back[f] = x[t - f] and wrev[f] = w[W-1-f], the tap that reads it (indices known at compile time).
   float wrev[WMAX][VEC], back[WMAX][VEC];
-#pragma unroll
-  for (int f = 0; f < WMAX; ++f)
-#pragma unroll
-    for (int i = 0; i < VEC; ++i) wrev[f][i] = f < W ? ld(w[(r.c0 + i) * W + W - 1 - f]) : 0.f;
+  load_taps(w, r.c0, W, true, wrev);
 #pragma unroll
   for (int f = 1; f < WMAX; ++f)
     if (f < W) load_row<VEC>(x, r.base, r.t0 - f, C, back[f]);
@@ -88,13 +105,7 @@ __global__ void __launch_bounds__(kConvThreads) conv_silu_kernel(const T* __rest
     ld_vec<VEC>(x + r.base + t * C, back[0]);
     float out[VEC];
 #pragma unroll
-    for (int i = 0; i < VEC; ++i) {
-      float acc = 0.f;
-#pragma unroll
-      for (int f = 0; f < WMAX; ++f)
-        if (f < W) acc += wrev[f][i] * back[f][i];
-      out[i] = silu_f(acc);
-    }
+    for (int i = 0; i < VEC; ++i) out[i] = silu_f(tap_dot(wrev, back, i, W));
     st_vec<VEC>(y + r.base + t * C, out);
 #pragma unroll
     for (int f = WMAX - 1; f > 0; --f)
@@ -114,16 +125,9 @@ __global__ void __launch_bounds__(kConvThreads) conv_silu_backward_kernel(
   const ConvRun r(L, C, VEC);
   if (!r.active) return;
   // dp[f] = dpre[t + f]; wrev[f] = w[W-1-f] (the tap through which x[t] reaches dpre[t + f])
-  float wr[WMAX][VEC], wrev[WMAX][VEC], win[WMAX][VEC], dp[WMAX][VEC], dw[WMAX][VEC];
-#pragma unroll
-  for (int j = 0; j < WMAX; ++j)
-#pragma unroll
-    for (int i = 0; i < VEC; ++i) {
-      wr[j][i] = j < W ? ld(w[(r.c0 + i) * W + j]) : 0.f;
-      wrev[j][i] = j < W ? ld(w[(r.c0 + i) * W + W - 1 - j]) : 0.f;
-      dp[j][i] = 0.f;
-      dw[j][i] = 0.f;
-    }
+  float wr[WMAX][VEC], wrev[WMAX][VEC], win[WMAX][VEC], dp[WMAX][VEC] = {}, dw[WMAX][VEC] = {};
+  load_taps(w, r.c0, W, false, wr);
+  load_taps(w, r.c0, W, true, wrev);
   const int64_t t_hi = (r.t1 + W - 1 < L ? r.t1 + W - 1 : L) - 1;
 #pragma unroll
   for (int j = 0; j < WMAX; ++j)
@@ -138,22 +142,12 @@ __global__ void __launch_bounds__(kConvThreads) conv_silu_backward_kernel(
 #pragma unroll
         for (int i = 0; i < VEC; ++i) dp[f][i] = dp[f - 1][i];
 #pragma unroll
-    for (int i = 0; i < VEC; ++i) {
-      float pre = 0.f;
-#pragma unroll
-      for (int j = 0; j < WMAX; ++j)
-        if (j < W) pre += wr[j][i] * win[j][i];
-      dp[0][i] = g[i] * silu_grad_f(pre);
-    }
+    for (int i = 0; i < VEC; ++i) dp[0][i] = g[i] * silu_grad_f(tap_dot(wr, win, i, W));
     if (t < r.t1) {
       float out[VEC];
 #pragma unroll
       for (int i = 0; i < VEC; ++i) {
-        float acc = 0.f;
-#pragma unroll
-        for (int f = 0; f < WMAX; ++f)
-          if (f < W) acc += wrev[f][i] * dp[f][i];
-        out[i] = acc;
+        out[i] = tap_dot(wrev, dp, i, W);
 #pragma unroll
         for (int j = 0; j < WMAX; ++j)
           if (j < W) dw[j][i] += dp[0][i] * win[j][i];

@@ -168,45 +168,36 @@ __device__ __forceinline__ void load_floats(float* dst, const float* src, int ro
   }
 }
 
-// Query t sees key s when the pair is causal and inside the window (0: none) and, with a DSA
-// mask, its bit is set. Rows past L (a ragged last tile) read no mask and see nothing.
+// Query t sees key s when the pair is causal and inside the window (0: none), in_band, and,
+// with a DSA mask, its bit is set (visible_w / visible_t below). Rows past L (a ragged last
+// tile) see nothing under a mask.
 __device__ __forceinline__ bool in_band(const FlashParams& p, int t, int s) {
   return s <= t && (p.window == 0 || t - s < p.window);
 }
-__device__ __forceinline__ uint32_t mask_word(const FlashParams& p, int t, int w) {
-  if (!p.mask) return ~0u;
-  if (t >= p.L || w >= p.mask_words) return 0u;
-  return __ldg(p.mask + (int64_t(blockIdx.z) * p.L + t) * p.mask_words + w);
+// Word w of row `row` of a bit matrix m (the mask, or its transpose): all ones without a mask,
+// zeros past the end.
+__device__ __forceinline__ uint32_t mask_word(const FlashParams& p, const uint32_t* m, int row, int w) {
+  if (!m) return ~0u;
+  if (row >= p.L || w >= p.mask_words) return 0u;
+  return __ldg(m + (int64_t(blockIdx.z) * p.L + row) * p.mask_words + w);
+}
+// Words [w0, w0 + W) of rows `row` and `row + 8` (a thread's two fragment rows) into mw.
+template <int W>
+__device__ __forceinline__ void mask_words(const FlashParams& p, const uint32_t* m, int row, int w0,
+                                           uint32_t (&mw)[2][W]) {
+#pragma unroll
+  for (int r = 0; r < 2; ++r)
+#pragma unroll
+    for (int w = 0; w < W; ++w) mw[r][w] = mask_word(p, m, row + 8 * r, w0 + w);
 }
 // With the row's mask word for s in hand: tiles start at multiples of 32 keys, so the loops
 // below read a row's words once per tile, not once per score.
 __device__ __forceinline__ bool visible_w(const FlashParams& p, int t, int s, uint32_t word) {
   return in_band(p, t, s) && ((word >> (s & 31)) & 1u);
 }
-// The dK/dV kernels' form: key s's transposed word w (queries 32 w ..), and the test with it.
-__device__ __forceinline__ uint32_t mask_word_t(const FlashParams& p, int s, int w) {
-  if (!p.mask_t) return ~0u;
-  if (s >= p.L || w >= p.mask_words) return 0u;
-  return __ldg(p.mask_t + (int64_t(blockIdx.z) * p.L + s) * p.mask_words + w);
-}
+// The dK/dV kernels' form, with key s's transposed word (bits by query) in hand.
 __device__ __forceinline__ bool visible_t(const FlashParams& p, int t, int s, uint32_t word_t) {
   return in_band(p, t, s) && ((word_t >> (t & 31)) & 1u);
-}
-// Transposed mask words of keys s and s + 8 for queries [t0, t0 + 32 W).
-template <int W>
-__device__ __forceinline__ void key_masks(const FlashParams& p, int s, int t0, uint32_t (&mw)[2][W]) {
-#pragma unroll
-  for (int r = 0; r < 2; ++r)
-#pragma unroll
-    for (int w = 0; w < W; ++w) mw[r][w] = mask_word_t(p, s + 8 * r, (t0 >> 5) + w);
-}
-// Mask words of rows t and t + 8 for keys [s0, s0 + 32 W).
-template <int W>
-__device__ __forceinline__ void row_masks(const FlashParams& p, int t, int s0, uint32_t (&mw)[2][W]) {
-#pragma unroll
-  for (int r = 0; r < 2; ++r)
-#pragma unroll
-    for (int w = 0; w < W; ++w) mw[r][w] = mask_word(p, t + 8 * r, (s0 >> 5) + w);
 }
 
 __device__ __forceinline__ float quad_max(float x) {
@@ -307,7 +298,7 @@ __global__ void __launch_bounds__(kThreads, MinBlocks) flash_fwd_kernel(const Fl
       // Only tiles crossing the diagonal or the window edge need the per-element test.
       const bool need_mask = p.mask != nullptr || s0 + BN - 1 > wr0 || (p.window > 0 && wr0 + 15 - s0 >= p.window);
       uint32_t mw[2][(BN + 31) / 32];  // rows g, g + 8: their mask words for this tile (all ones unmasked)
-      row_masks(p, wr0 + g, s0, mw);
+      mask_words(p, p.mask, wr0 + g, s0 >> 5, mw);
       float mx[2] = {-INFINITY, -INFINITY};
 #pragma unroll
       for (int nb = 0; nb < BN / 8; ++nb)
@@ -610,7 +601,7 @@ __global__ void __launch_bounds__(kThreads, MinBlocks) flash_bwd_dq_kernel(const
       }
       const bool need_mask = p.mask != nullptr || s0 + BN - 1 > wr0 || (p.window > 0 && wr0 + 15 - s0 >= p.window);
       uint32_t mw[2][(BN + 31) / 32];  // rows g, g + 8: their mask words for this tile (all ones unmasked)
-      row_masks(p, wr0 + g, s0, mw);
+      mask_words(p, p.mask, wr0 + g, s0 >> 5, mw);
 #pragma unroll
       for (int nb = 0; nb < BN / 8; ++nb)
 #pragma unroll
@@ -753,7 +744,7 @@ __global__ void __launch_bounds__(kThreads, MinBlocks) flash_bwd_dkv_kernel(cons
       const bool need_mask = p.mask != nullptr ||
           qt0 + BM > p.L || wk0 + 15 > qt0 || (p.window > 0 && qt0 + BM - 1 - wk0 >= p.window);
       uint32_t mwt[2][(BM + 31) / 32];  // keys g, g + 8: their words for this query tile (all ones unmasked)
-      key_masks(p, wk0 + g, qt0, mwt);
+      mask_words(p, p.mask_t, wk0 + g, qt0 >> 5, mwt);
 #pragma unroll
       for (int nb = 0; nb < BM / 8; ++nb)
 #pragma unroll
@@ -998,7 +989,7 @@ __global__ void __launch_bounds__(kThreads, MinBlocks) wg_fwd_kernel(const Flash
     const int s0 = (kt_begin + j) * BN;
     const bool need_mask = p.mask != nullptr || s0 + BN - 1 > wr0 || (p.window > 0 && wr0 + 15 - s0 >= p.window);
     uint32_t mw[2][(BN + 31) / 32];  // rows g, g + 8: their mask words for this tile (all ones unmasked)
-    row_masks(p, wr0 + g, s0, mw);
+    mask_words(p, p.mask, wr0 + g, s0 >> 5, mw);
     float mx[2] = {-INFINITY, -INFINITY};
 #pragma unroll
     for (int nb = 0; nb < BN / 8; ++nb)
@@ -1199,7 +1190,7 @@ __global__ void __launch_bounds__(kThreads, MinBlocks) wg_dq_kernel(const FlashP
     const int s0 = (kt_begin + j) * BN;
     const bool need_mask = p.mask != nullptr || s0 + BN - 1 > wr0 || (p.window > 0 && wr0 + 15 - s0 >= p.window);
     uint32_t mw[2][(BN + 31) / 32];  // rows g, g + 8: their mask words for this tile (all ones unmasked)
-    row_masks(p, wr0 + g, s0, mw);
+    mask_words(p, p.mask, wr0 + g, s0 >> 5, mw);
     float ds[BN / 8][4];
 #pragma unroll
     for (int nb = 0; nb < BN / 8; ++nb)
@@ -1376,7 +1367,7 @@ __global__ void __launch_bounds__(kThreads, MinBlocks) wg_dkv_kernel(const Flash
       const bool need_mask = p.mask != nullptr ||
           qt0 + BM > p.L || wk0 + 15 > qt0 || (p.window > 0 && qt0 + BM - 1 - wk0 >= p.window);
       uint32_t mwt[2][(BM + 31) / 32];  // keys g, g + 8: their words for this query tile (all ones unmasked)
-      key_masks(p, wk0 + g, qt0, mwt);
+      mask_words(p, p.mask_t, wk0 + g, qt0 >> 5, mwt);
       uint32_t pa[BM / 16][4], sa[BM / 16][4];
 #pragma unroll
       for (int nb = 0; nb < BM / 8; ++nb) {

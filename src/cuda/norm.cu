@@ -24,6 +24,37 @@ struct WarpRow {
 };
 #define LT2_ROW_COLUMNS(c, wr, n) for (int64_t c = (wr).c0; c < (n); c += 32 * VEC)
 
+// Sum of x^2 over the warp's row xr (every lane gets it).
+template <int VEC, class T>
+__device__ __forceinline__ float row_sum_squares(const T* xr, const WarpRow& wr, int64_t n) {
+  float ss = 0.f;
+  LT2_ROW_COLUMNS(c, wr, n) {
+    float v[VEC];
+    ld_vec<VEC>(xr + c, v);
+#pragma unroll
+    for (int i = 0; i < VEC; ++i) ss += v[i] * v[i];
+  }
+  return warp_sum(ss);
+}
+
+// yr = xr * f * w over the warp's row (w null: xr * f).
+template <int VEC, class T, class P>
+__device__ __forceinline__ void scale_row(const T* xr, const P* w, float f, T* yr, const WarpRow& wr, int64_t n) {
+  LT2_ROW_COLUMNS(c, wr, n) {
+    float v[VEC], wv[VEC];
+    ld_vec<VEC>(xr + c, v);
+    if (w) {
+      ld_vec<VEC>(w + c, wv);
+    } else {
+#pragma unroll
+      for (int i = 0; i < VEC; ++i) wv[i] = 1.f;
+    }
+#pragma unroll
+    for (int i = 0; i < VEC; ++i) v[i] *= f * wv[i];
+    st_vec<VEC>(yr + c, v);
+  }
+}
+
 // Calls launch(VEC, grid): VEC = 16 bytes of T when every row of n elements at these
 // addresses (activations of T, weights of P) allows it, else 1.
 template <class T, class P, class F>
@@ -43,22 +74,8 @@ __global__ void __launch_bounds__(32 * kRowsPerBlock) rmsnorm_kernel(const T* x,
   const WarpRow wr(rows, VEC);
   if (wr.r < 0) return;
   const T* xr = x + wr.r * n;
-  float ss = 0.f;
-  LT2_ROW_COLUMNS(c, wr, n) {
-    float v[VEC];
-    ld_vec<VEC>(xr + c, v);
-#pragma unroll
-    for (int i = 0; i < VEC; ++i) ss += v[i] * v[i];
-  }
-  const float inv = 1.f / sqrtf(warp_sum(ss) / float(n) + eps);
-  LT2_ROW_COLUMNS(c, wr, n) {
-    float v[VEC], wv[VEC];
-    ld_vec<VEC>(xr + c, v);
-    ld_vec<VEC>(w + c, wv);
-#pragma unroll
-    for (int i = 0; i < VEC; ++i) v[i] *= inv * wv[i];
-    st_vec<VEC>(y + wr.r * n + c, v);
-  }
+  const float inv = 1.f / sqrtf(row_sum_squares<VEC>(xr, wr, n) / float(n) + eps);
+  scale_row<VEC>(xr, w, inv, y + wr.r * n, wr, n);
   if (rstd && wr.c0 == 0) rstd[wr.r] = inv;
 }
 
@@ -83,14 +100,7 @@ __global__ void __launch_bounds__(32 * kRowsPerBlock) add_rmsnorm_kernel(const T
     st_vec<VEC>(sum + base + c, av);
   }
   const float inv = 1.f / sqrtf(warp_sum(ss) / float(n) + eps);
-  LT2_ROW_COLUMNS(c, wr, n) {  // each lane re-reads the columns it wrote itself
-    float v[VEC], wv[VEC];
-    ld_vec<VEC>(sum + base + c, v);
-    ld_vec<VEC>(w + c, wv);
-#pragma unroll
-    for (int i = 0; i < VEC; ++i) v[i] *= inv * wv[i];
-    st_vec<VEC>(y + base + c, v);
-  }
+  scale_row<VEC>(sum + base, w, inv, y + base, wr, n);  // each lane re-reads the columns it wrote itself
   if (rstd && wr.c0 == 0) rstd[wr.r] = inv;
 }
 
@@ -146,21 +156,8 @@ __global__ void __launch_bounds__(32 * kRowsPerBlock) l2norm_kernel(const T* x, 
   const WarpRow wr(rows, VEC);
   if (wr.r < 0) return;
   const T* xr = x + wr.r * n;
-  float ss = 0.f;
-  LT2_ROW_COLUMNS(c, wr, n) {
-    float v[VEC];
-    ld_vec<VEC>(xr + c, v);
-#pragma unroll
-    for (int i = 0; i < VEC; ++i) ss += v[i] * v[i];
-  }
-  const float f = scale / sqrtf(warp_sum(ss) + kL2Eps);
-  LT2_ROW_COLUMNS(c, wr, n) {
-    float v[VEC];
-    ld_vec<VEC>(xr + c, v);
-#pragma unroll
-    for (int i = 0; i < VEC; ++i) v[i] *= f;
-    st_vec<VEC>(y + wr.r * n + c, v);
-  }
+  const float f = scale / sqrtf(row_sum_squares<VEC>(xr, wr, n) + kL2Eps);
+  scale_row<VEC>(xr, static_cast<const T*>(nullptr), f, y + wr.r * n, wr, n);
 }
 
 // y = s x / nrm  =>  dx = s (g / nrm - x (g.x) / nrm^3)
@@ -199,14 +196,7 @@ __global__ void __launch_bounds__(32 * kRowsPerBlock) gated_rmsnorm_kernel(const
   const WarpRow wr(rows, VEC);
   if (wr.r < 0) return;
   const int64_t base = wr.r * n;
-  float ss = 0.f;
-  LT2_ROW_COLUMNS(c, wr, n) {
-    float v[VEC];
-    ld_vec<VEC>(o + base + c, v);
-#pragma unroll
-    for (int i = 0; i < VEC; ++i) ss += v[i] * v[i];
-  }
-  const float inv = 1.f / sqrtf(warp_sum(ss) / float(n) + eps);
+  const float inv = 1.f / sqrtf(row_sum_squares<VEC>(o + base, wr, n) / float(n) + eps);
   LT2_ROW_COLUMNS(c, wr, n) {
     float ov[VEC], zv[VEC], wv[VEC];
     ld_vec<VEC>(o + base + c, ov);
