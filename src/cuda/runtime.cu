@@ -1,7 +1,7 @@
 // Device queries, the stream, the caching allocator and Tensor's copy / cast / add kernels.
 #include <map>
-#include <type_traits>
 #include <mutex>
+#include <type_traits>
 #include <vector>
 
 #include "cuda/common.cuh"
