@@ -4,6 +4,7 @@
 // g = -softplus(.) in [-5, 0], or strong / exactly-zero decay).
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 
 #include "gradcheck.h"
 
@@ -16,6 +17,18 @@ struct GdnCase {
   Decay decay;
   bool with_h0, with_dhT;
 };
+
+// Token t of x [B, L, ...] (a CPU tensor) as [B, 1, ...]: one decode step's input.
+inline Tensor token(const Tensor& x, int64_t t) {
+  Shape s = x.shape();
+  const int64_t B = s[0], L = s[1], inner = x.numel() / (B * L);
+  s[1] = 1;
+  Tensor y = Tensor::empty(s, x.dtype());
+  const size_t es = dtype_size(x.dtype());
+  for (int64_t b = 0; b < B; ++b)
+    std::memcpy(y.bytes() + b * inner * es, x.bytes() + (b * L + t) * inner * es, inner * es);
+  return y;
+}
 
 // Rows of the last dim scaled to L2 norm `scale` (F64, in place).
 inline void l2_normalise_rows(Tensor& x, double scale) {

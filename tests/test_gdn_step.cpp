@@ -7,7 +7,6 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
-#include <cstring>
 #include <vector>
 
 #include "error_util.h"
@@ -17,22 +16,6 @@
 
 using namespace lt2;
 using namespace lt2::test;
-
-namespace {
-
-// Token t of x [B, L, ...] as [B, 1, ...].
-Tensor token(const Tensor& x, int64_t t) {
-  Shape s = x.shape();
-  const int64_t B = s[0], L = s[1], inner = x.numel() / (B * L);
-  s[1] = 1;
-  Tensor y = Tensor::empty(s, x.dtype());
-  const size_t es = dtype_size(x.dtype());
-  for (int64_t b = 0; b < B; ++b)
-    std::memcpy(y.bytes() + b * inner * es, x.bytes() + (b * L + t) * inner * es, inner * es);
-  return y;
-}
-
-}  // namespace
 
 TEST(GdnStep, MatchesRecurrenceStepByStepF64) {
   const GdnCase c{2, 6, 2, 6, 7, 9, Decay::ZeroSteps, true, false};

@@ -9,11 +9,13 @@
 #include "core/fs.h"
 #include "model/checkpoint.h"
 #include "model/presets.h"
+#include "scoped_env.h"
 #include "text/tokenizer.h"
 #include "train/task_source.h"
 #include "train/trainer.h"
 
 using namespace lt2;
+using lt2::test::ScopedEnv;
 namespace stdfs = std::filesystem;
 
 namespace {
@@ -129,9 +131,10 @@ TEST(Training, InterruptedCheckpointKeepsThePreviousOne) {
   std::vector<Tensor> saved;
   for (const Param* p : model.params()) saved.push_back(p->value.clone());
   tr.step();
-  setenv("LT2_FAULT_INJECT", "checkpoint", 1);
-  EXPECT_THROW(tr.save(dir), Error);
-  unsetenv("LT2_FAULT_INJECT");
+  {
+    ScopedEnv fault("LT2_FAULT_INJECT", "checkpoint");
+    EXPECT_THROW(tr.save(dir), Error);
+  }
   EXPECT_EQ(resolve_checkpoint_dir(dir), good);
   for (const auto& e : stdfs::directory_iterator(dir))
     EXPECT_EQ(e.path().string().find(".tmp"), std::string::npos) << "left behind: " << e.path();

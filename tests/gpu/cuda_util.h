@@ -7,6 +7,7 @@
 #include <string>
 
 #include "../gradcheck.h"
+#include "../scoped_env.h"
 #include "core/tensor.h"
 #include "cpu/cpu_ops.h"
 #include "cuda/runtime.h"
@@ -31,13 +32,6 @@ inline std::string name(const std::string& what, DType dt) { return cat(what, " 
 
 // Tolerances of the issue: bf16 storage (fp32 arithmetic) and pure fp32 paths.
 inline double parity_tol(DType dt) { return dt == DType::BF16 ? 1e-2 : 1e-5; }
-
-// Sets an environment variable (a kernel-path switch) for the scope, unset again after.
-struct ScopedEnv {
-  std::string name;
-  ScopedEnv(const char* n, const char* value) : name(n) { setenv(n, value, 1); }
-  ~ScopedEnv() { unsetenv(name.c_str()); }
-};
 
 #define LT2_REQUIRE_GPU() \
   if (!::lt2::cuda::available()) GTEST_SKIP() << "no CUDA GPU on this machine"

@@ -150,14 +150,13 @@ TEST(CudaFlash, MmaSyncKernels) {
   LT2_REQUIRE_GPU();
   // On an H100 the wgmma kernels run by default; LT2_FLASH_MMA=1 takes the mma.sync kernels
   // that other GPUs run, so they stay tested here too.
-  setenv("LT2_FLASH_MMA", "1", 1);
+  ScopedEnv mma("LT2_FLASH_MMA", "1");
   uint64_t seed = 5000;
   for (int64_t D : {64, 128})
     for (int64_t w : {0, 100}) {
       check_flash({2, 130, 4, 2, D, w}, seed += 10);
       check_flash({1, 300, 8, 1, D, w}, seed += 10);
     }
-  unsetenv("LT2_FLASH_MMA");
 }
 
 TEST(CudaFlash, PeakySoftmax) {

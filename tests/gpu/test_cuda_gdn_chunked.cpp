@@ -228,9 +228,10 @@ TEST(CudaGdnChunked, RoutedThroughOps) {
   const Tensor routed = cuda::gdn(qg, kg, vg, bg, gg, h0g, nullptr, true).to(Device::CPU, DType::F64);
   const Tensor direct = cuda::gdn_chunked_forward(qg, kg, vg, bg, gg, h0g, nullptr).to(Device::CPU, DType::F64);
   EXPECT_EQ(rel_l2(routed, direct), 0.0) << "cuda::gdn did not take the chunked path";
-  setenv("LT2_GDN_RECURRENT", "1", 1);
-  const Tensor recur = cuda::gdn(qg, kg, vg, bg, gg, h0g, nullptr, true).to(Device::CPU, DType::F64);
-  unsetenv("LT2_GDN_RECURRENT");
+  const Tensor recur = [&] {
+    ScopedEnv recurrent("LT2_GDN_RECURRENT", "1");
+    return cuda::gdn(qg, kg, vg, bg, gg, h0g, nullptr, true).to(Device::CPU, DType::F64);
+  }();
   const double e = rel_l2(recur, direct);
   EXPECT_GT(e, 0.0) << "LT2_GDN_RECURRENT=1 did not select the recurrence";
   EXPECT_LE(e, 1e-2) << "recurrence vs chunked";

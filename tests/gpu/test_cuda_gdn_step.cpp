@@ -8,7 +8,6 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
-#include <cstring>
 #include <string>
 #include <vector>
 
@@ -19,17 +18,6 @@ using namespace lt2;
 using namespace lt2::test;
 
 namespace {
-
-// Token t of x [B, L, ...] (F64 on the CPU) as [B, 1, ...].
-Tensor token(const Tensor& x, int64_t t) {
-  Shape s = x.shape();
-  const int64_t B = s[0], L = s[1], inner = x.numel() / (B * L);
-  s[1] = 1;
-  Tensor y = Tensor::empty(s, x.dtype());
-  for (int64_t b = 0; b < B; ++b)
-    std::memcpy(y.data<double>() + b * inner, x.data<double>() + (b * L + t) * inner, size_t(inner) * sizeof(double));
-  return y;
-}
 
 // The caching allocator hands out a freed block of the same rounded size: fill every such
 // free block (up to 8) with NaN, so an output element the kernel fails to write shows as NaN.
