@@ -70,12 +70,6 @@ void with_npl(int64_t D, F&& f) {
   else f(std::integral_constant<int, 8>{});
 }
 
-// Dynamic shared memory above the 48 KiB default needs an explicit opt-in per kernel.
-template <class K>
-void allow_smem(K kernel, size_t bytes) {
-  LT2_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(bytes)));
-}
-
 // Shared-memory row strides (floats). Rows read as warp-wide broadcasts use Dq = D rounded up
 // to a multiple of 4 (float4 loads; the padding is zero). Rows that lane j reads on its own
 // use Dl = Dq, plus 4 when Dq/4 is even, so that Dl/4 is odd and the 8 lanes of a float4

@@ -68,6 +68,12 @@ inline bool vec_aligned(int vec, int64_t n, size_t elem_bytes, std::initializer_
   return n % vec == 0 && aligned_to(vec * elem_bytes, ptrs);
 }
 
+// Dynamic shared memory above the 48 KiB default needs an explicit opt-in per kernel.
+template <class K>
+inline void allow_smem(K kernel, size_t bytes) {
+  LT2_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(bytes)));
+}
+
 // Calls f(float{}) or f(bf16{}) by dtype; the GPU stores F32 or BF16 only.
 template <class F>
 void dispatch_float(DType dt, F&& f) {

@@ -373,7 +373,7 @@ KeyLists key_lists(const Tensor& idx, const SparseShape& sh) {
   int pow2 = 1;
   while (pow2 < sh.Lq) pow2 <<= 1;
   const size_t smem = sizeof(int32_t) * size_t(pow2);
-  LT2_CUDA_CHECK(cudaFuncSetAttribute(sort_keys_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)));
+  allow_smem(sort_keys_kernel, smem);
   sort_keys_kernel<<<unsigned(sh.B * sh.Lk), 512, smem, stream()>>>(kl.offsets.data<int32_t>(), sh,
                                                                      kl.entries.data<int32_t>());
   check_launch("dsa key lists");

@@ -180,10 +180,8 @@ void indexer_backward_dense(const Tensor& qI, const Tensor& kI, const Tensor& w,
   const dim3 grid(unsigned((L + kT - 1) / kT), unsigned(B));
   dispatch_float(qI.dtype(), [&](auto tag) {
     using T = decltype(tag);
-    LT2_CUDA_CHECK(cudaFuncSetAttribute(indexer_dq_dense_kernel<T>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                        int(smem)));
-    LT2_CUDA_CHECK(cudaFuncSetAttribute(indexer_dk_dense_kernel<T>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                        int(smem)));
+    allow_smem(indexer_dq_dense_kernel<T>, smem);
+    allow_smem(indexer_dk_dense_kernel<T>, smem);
     indexer_dq_dense_kernel<T><<<grid, kThreadsT, smem, stream()>>>(qI.data<T>(), kI.data<T>(), w.data<T>(),
                                                                     dense.data<float>(), d, dqI.data<T>(),
                                                                     dw.data<T>());

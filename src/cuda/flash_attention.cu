@@ -1417,12 +1417,6 @@ __global__ void __launch_bounds__(kThreads, MinBlocks) wg_dkv_kernel(const Flash
 
 // ---- host side ---------------------------------------------------------------------------------
 
-// Dynamic shared memory above the 48 KiB default needs an explicit opt-in per kernel.
-template <class K>
-void allow_smem(K kernel, size_t bytes) {
-  LT2_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(bytes)));
-}
-
 bool aligned16(const Tensor& t) { return reinterpret_cast<uintptr_t>(t.bytes()) % 16 == 0; }
 
 FlashParams make_params(const Tensor& q, const Tensor& k, const Tensor& v, int64_t window, double scale,

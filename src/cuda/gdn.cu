@@ -505,12 +505,7 @@ GdnGrads gdn_backward(const Tensor& q, const Tensor& k, const Tensor& v, const T
   if (dhT.defined()) check_shape(dhT, {d.B, d.HV, d.K, d.V}, "gdn dhT");
   expect_f32(dhT, "gdn_backward", "dhT");
   if (use_chunked(d, q.dtype())) return gdn_chunked_backward(q, k, v, beta, g, h0, dout, dhT);
-  GdnGrads gr{Tensor::empty(q.shape(), q.dtype(), Device::CUDA),
-              Tensor::empty(k.shape(), q.dtype(), Device::CUDA),
-              Tensor::empty(v.shape(), q.dtype(), Device::CUDA),
-              Tensor::empty(beta.shape(), DType::F32, Device::CUDA),
-              Tensor::empty(g.shape(), DType::F32, Device::CUDA),
-              h0.defined() ? Tensor::empty(h0.shape(), DType::F32, Device::CUDA) : Tensor()};
+  GdnGrads gr = empty_gdn_grads(q, k, v, beta, g, h0);
   const int64_t blocks = d.B * d.HV * d.tiles, NC = (d.L + kChunk - 1) / kChunk;
   dispatch_float(q.dtype(), [&](auto tag) {
     using T = decltype(tag);
@@ -529,7 +524,7 @@ GdnGrads gdn_backward(const Tensor& q, const Tensor& k, const Tensor& v, const T
                           part_dk.data<float>(), part_db.data<float>(), part_da.data<float>()};
       const size_t smem = sizeof(float) * size_t(bwd_smem_floats<E>());
       auto kernel = gdn_bwd_kernel<T, E>;
-      LT2_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)));
+      allow_smem(kernel, smem);
       kernel<<<dim3(unsigned(d.tiles), unsigned(d.HV), unsigned(d.B)), kThreads, smem, stream()>>>(
           in, d, sc, gr.dv.data<T>(), h0.defined() ? gr.dh0.data<float>() : nullptr);
       check_launch("gdn_backward");

@@ -1550,12 +1550,7 @@ GdnGrads gdn_chunked_backward(const Tensor& q, const Tensor& k, const Tensor& v,
             dtype_name(q.dtype()));
   const int vt = choose_vt(value_tile);
   const int tiles = int((d.V + vt - 1) / vt);
-  GdnGrads gr{Tensor::empty(q.shape(), q.dtype(), Device::CUDA),
-              Tensor::empty(k.shape(), q.dtype(), Device::CUDA),
-              Tensor::empty(v.shape(), q.dtype(), Device::CUDA),
-              Tensor::empty(beta.shape(), DType::F32, Device::CUDA),
-              Tensor::empty(g.shape(), DType::F32, Device::CUDA),
-              h0.defined() ? Tensor::empty(h0.shape(), DType::F32, Device::CUDA) : Tensor()};
+  GdnGrads gr = empty_gdn_grads(q, k, v, beta, g, h0);
   const int KP = padded_k(d.K);
   Tensor A = f32_scratch(d.B * d.HV * d.NC * kC * kC), gam = f32_scratch(d.B * d.HV * d.NC * kC);
   const int64_t ck = d.B * d.HV * d.NC * tiles * int64_t(KP) * vt;
@@ -1699,12 +1694,7 @@ GdnGrads gdn_chunked_backward_varlen(const Tensor& q, const Tensor& k, const Ten
                                      const std::vector<int64_t>& cu_seqlens, int value_tile) {
   check_varlen(q, cu_seqlens, {&h0, &dhT});
   const int64_t N = int64_t(cu_seqlens.size()) - 1;
-  GdnGrads gr{Tensor::empty(q.shape(), q.dtype(), Device::CUDA),
-              Tensor::empty(k.shape(), q.dtype(), Device::CUDA),
-              Tensor::empty(v.shape(), q.dtype(), Device::CUDA),
-              Tensor::empty(beta.shape(), DType::F32, Device::CUDA),
-              Tensor::empty(g.shape(), DType::F32, Device::CUDA),
-              h0.defined() ? Tensor::empty(h0.shape(), DType::F32, Device::CUDA) : Tensor()};
+  GdnGrads gr = empty_gdn_grads(q, k, v, beta, g, h0);
   for (int64_t n = 0; n < N; ++n) {
     const int64_t t0 = cu_seqlens[size_t(n)], len = cu_seqlens[size_t(n) + 1] - t0;
     if (len == 0) {

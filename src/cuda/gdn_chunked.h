@@ -17,6 +17,16 @@ namespace lt2::cuda {
 // K <= 128 (F32: its fp32 staging does not fit in shared memory beyond that). Any L, any V.
 bool gdn_chunked_supported(DType dtype, int64_t K, int64_t V);
 
+// The gradients' buffers as every GDN backward on the GPU returns them: dq, dk, dv in q's dtype;
+// dbeta, dg F32; dh0 F32 when h0 is given, undefined otherwise.
+inline GdnGrads empty_gdn_grads(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& beta,
+                                const Tensor& g, const Tensor& h0) {
+  return {Tensor::empty(q.shape(), q.dtype(), Device::CUDA), Tensor::empty(k.shape(), q.dtype(), Device::CUDA),
+          Tensor::empty(v.shape(), q.dtype(), Device::CUDA), Tensor::empty(beta.shape(), DType::F32, Device::CUDA),
+          Tensor::empty(g.shape(), DType::F32, Device::CUDA),
+          h0.defined() ? Tensor::empty(h0.shape(), DType::F32, Device::CUDA) : Tensor()};
+}
+
 // value_tile: value columns per scan block, 32 or 64; 0 chooses (env LT2_GDN_VT overrides).
 Tensor gdn_chunked_forward(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& beta, const Tensor& g,
                            const Tensor& h0, Tensor* hT, int value_tile = 0);
