@@ -393,6 +393,8 @@ TEST_F(Cli, BadConfigs) {
   expect_error("train --config " + c9, "field 'dsa_index_heads' must be >= 1");
   write(c9, R"J({"model": {"pattern": "dsa(8)"}, "train": {"dsa_warmup_steps": -1}})J");
   expect_error("train --config " + c9, "dsa_warmup_steps");
+  write(c9, R"J({"model": {"num_loops": 2, "recompute_loops": true, "recompute_keep_loops": 3}})J");
+  expect_error("train --config " + c9, "recompute_keep_loops must be in [0, num_loops = 2], got 3");
 }
 
 TEST_F(Cli, MissingData) {

@@ -326,14 +326,15 @@ TEST(ModelGrad, NaNNeverPasses) {
 
 // recompute_loops reruns each loop's blocks in the backward: the same ops in the same order,
 // so loss and gradients are bitwise those of the stored-activation path (rho and
-// norm-between-loops variants both).
+// norm-between-loops variants both), also when the last 1 or all 3 loops keep theirs.
 TEST(ModelGrad, RecomputeLoopsGivesIdenticalGradients) {
   for (bool norm_between : {false, true}) {
     ModelConfig cfg = tiny_config("gdn,full,window(3),dsa(4)", 4, 3);
     cfg.norm_between_loops = norm_between;
     std::vector<std::vector<double>> grads;
-    for (bool recompute : {false, true}) {
-      cfg.recompute_loops = recompute;
+    for (int64_t keep : {-1, 0, 1, 3}) {  // -1: recompute_loops off
+      cfg.recompute_loops = keep >= 0;
+      cfg.recompute_keep_loops = std::max<int64_t>(keep, 0);
       LoopedModel m(cfg, DType::F64);
       randomize(m, 21);
       const Tensor ids = make_ids(2, 9, 4);
@@ -346,8 +347,10 @@ TEST(ModelGrad, RecomputeLoopsGivesIdenticalGradients) {
         for (int64_t i = 0; i < p->grad.numel(); ++i) g.push_back(p->grad.item(i));
       grads.push_back(g);
     }
-    ASSERT_EQ(grads[0].size(), grads[1].size());
-    for (size_t i = 0; i < grads[0].size(); ++i) ASSERT_EQ(grads[0][i], grads[1][i]) << "gradient element " << i;
+    for (size_t k = 1; k < grads.size(); ++k) {
+      ASSERT_EQ(grads[0].size(), grads[k].size());
+      for (size_t i = 0; i < grads[0].size(); ++i) ASSERT_EQ(grads[0][i], grads[k][i]) << "variant " << k << ", element " << i;
+    }
     EXPECT_GT(std::abs(grads[0].front()) + std::abs(grads[0].back()), 0.0);
   }
 }

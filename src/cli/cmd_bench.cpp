@@ -45,6 +45,7 @@ int cmd_bench(int argc, char** argv) {
                              {"batch", true, "batch size (default: the config's)"},
                              {"seq-len", true, "sequence length (default: the config's)"},
                              {"recompute", true, "on|off: recompute each loop's activations in the backward (default: the config's recompute_loops)"},
+                             {"keep-loops", true, "with recompute on, the last N loops keep their activations (default: the config's recompute_keep_loops)"},
                              {"no-profile", false, "skip the extra, synchronised step that measures the per-phase breakdown"},
                              device_flag()},
          argc, argv, 3);
@@ -64,6 +65,8 @@ int cmd_bench(int argc, char** argv) {
     LT2_CHECK(r == "on" || r == "off", "--recompute takes on or off, got '", r, "'");
     rc.model.recompute_loops = r == "on";
   }
+  rc.model.recompute_keep_loops = a.integer("keep-loops", rc.model.recompute_keep_loops);
+  rc.model.validate("lt2 bench train");
   const ModelConfig& mcfg = rc.model;
   TrainConfig tc = rc.train;
   tc.batch_size = a.integer("batch", tc.batch_size);
@@ -122,10 +125,13 @@ int cmd_bench(int argc, char** argv) {
   const double gflops = cost.train_flops_per_token * tok / t / 1e9;
   const double mm_time_at_peak = cost.train_matmul_flops_per_token * tok / (peak * 1e9);
   const bool gpu = device == Device::CUDA;
+  const std::string recompute = !mcfg.recompute_loops           ? "off"
+                                : mcfg.recompute_keep_loops == 0 ? "on"
+                                                                 : cat("on, last ", mcfg.recompute_keep_loops, " loops kept");
   std::printf("config            %s (%.2fM params, T=%lld), batch %lld x %lld tokens, %s, recompute %s\n",
               a.str("config", "default").c_str(), model.num_params() / 1e6, (long long)mcfg.num_loops,
               (long long)tc.batch_size, (long long)tc.seq_len, gpu ? "bf16 mixed precision" : "fp32",
-              mcfg.recompute_loops ? "on" : "off");
+              recompute.c_str());
   std::printf("device            %s\n", device_label(device).c_str());
   std::printf("step time         %.4f s (median of %lld)\n", t, (long long)steps);
   std::printf("tokens/s          %.0f\n", tok / t);

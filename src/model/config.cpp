@@ -161,6 +161,8 @@ void ModelConfig::validate(const std::string& ctx) const {
               " entries but num_loops is ", num_loops);
     for (int64_t w : loop_windows) LT2_CHECK(w >= 0, ctx, ": loop_windows entries must be >= 0 (0 = full)");
   }
+  LT2_CHECK(recompute_keep_loops >= 0 && recompute_keep_loops <= num_loops, ctx,
+            ": recompute_keep_loops must be in [0, num_loops = ", num_loops, "], got ", recompute_keep_loops);
   LT2_CHECK(rms_norm_eps > 0, ctx, ": rms_norm_eps must be > 0");
   LT2_CHECK(initializer_range > 0, ctx, ": initializer_range must be > 0");
   LT2_CHECK(tokenizer == "bytes" || (tokenizer.rfind("sentencepiece:", 0) == 0 && tokenizer.size() > 14), ctx,
@@ -177,6 +179,7 @@ ModelConfig ModelConfig::from_json(const json::Value& v, const std::string& ctx)
        "intermediate_size", "layer_types", "pattern", "loop_windows", "num_attention_heads", "num_key_value_heads",
        "head_dim", "rope_theta", "output_gate", "dsa_index_heads", "dsa_index_head_dim", "gdn_num_heads", "gdn_num_v_heads", "gdn_head_k_dim",
        "gdn_head_v_dim", "gdn_conv_size", "gdn_chunked", "rms_norm_eps", "sandwich_norm", "norm_between_loops", "recompute_loops",
+       "recompute_keep_loops",
        "tie_word_embeddings", "initializer_range", "max_position_embeddings", "tokenizer"},
       ctx);
   ModelConfig c;
@@ -202,6 +205,7 @@ ModelConfig ModelConfig::from_json(const json::Value& v, const std::string& ctx)
   c.sandwich_norm = json::get_bool(v, "sandwich_norm", ctx, c.sandwich_norm);
   c.norm_between_loops = json::get_bool(v, "norm_between_loops", ctx, c.norm_between_loops);
   c.recompute_loops = json::get_bool(v, "recompute_loops", ctx, c.recompute_loops);
+  c.recompute_keep_loops = json::get_int(v, "recompute_keep_loops", ctx, c.recompute_keep_loops);
   c.tie_word_embeddings = json::get_bool(v, "tie_word_embeddings", ctx, c.tie_word_embeddings);
   c.initializer_range = json::get_number(v, "initializer_range", ctx, c.initializer_range);
   c.max_position_embeddings = json::get_int(v, "max_position_embeddings", ctx, c.max_position_embeddings);
@@ -262,6 +266,7 @@ json::Value ModelConfig::to_json() const {
   v.set("sandwich_norm", sandwich_norm);
   v.set("norm_between_loops", norm_between_loops);
   v.set("recompute_loops", recompute_loops);
+  if (recompute_keep_loops) v.set("recompute_keep_loops", recompute_keep_loops);
   v.set("tie_word_embeddings", tie_word_embeddings);
   v.set("initializer_range", initializer_range);
   v.set("max_position_embeddings", max_position_embeddings);

@@ -52,6 +52,10 @@ struct ModelConfig {
   // Training memory: keep only each loop's input and recompute the loop's activations in the
   // backward (one extra forward of the blocks; activation memory / T). Same gradients.
   bool recompute_loops = false;
+  // With recompute_loops: the last N loops keep their activations instead (their backward comes
+  // first, so they are held from the forward until then). Buys back N/T of the extra forward
+  // for N loops' worth of activation memory.
+  int64_t recompute_keep_loops = 0;
   bool tie_word_embeddings = false;
   double initializer_range = 0.02;
   int64_t max_position_embeddings = 2048;  // context limit
