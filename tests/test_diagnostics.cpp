@@ -59,6 +59,7 @@ TEST(Diagnostics, SameWithRecomputeLoops) {
   for (bool recompute : {false, true}) {
     ModelConfig c = test::tiny_config("full,gdn", 2, 2);
     c.recompute_loops = recompute;
+    c.recompute_keep_loops = 0;  // no loop keeps its activations in the training forward
     LoopedModel m(c);
     m.init(3);
     Diagnostics d;

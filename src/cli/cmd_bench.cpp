@@ -34,11 +34,13 @@ double seconds_since(clk::time_point t) { return std::chrono::duration<double>(c
 static int bench_decode(int argc, char** argv);
 int bench_attn(int argc, char** argv);  // cmd_bench_attn.cpp
 int bench_gdn(int argc, char** argv);   // cmd_bench_gdn.cpp
+int bench_gemm(int argc, char** argv);  // cmd_bench_gemm.cpp
 
 int cmd_bench(int argc, char** argv) {
   if (argc >= 3 && std::string(argv[2]) == "decode") return bench_decode(argc, argv);
   if (argc >= 3 && std::string(argv[2]) == "attn") return bench_attn(argc, argv);
   if (argc >= 3 && std::string(argv[2]) == "gdn") return bench_gdn(argc, argv);
+  if (argc >= 3 && std::string(argv[2]) == "gemm") return bench_gemm(argc, argv);
   Args a("lt2 bench train", {{"config", true, "preset or JSON run config (default: default)"},
                              {"steps", true, "timed steps (default 5)"},
                              {"warmup", true, "untimed steps first (default 1)"},
@@ -53,7 +55,8 @@ int cmd_bench(int argc, char** argv) {
   if (help || argc < 3 || std::string(argv[2]) != "train") {
     std::printf("usage: lt2 bench train [--config NAME|FILE] [flags]\n       lt2 bench decode [flags]\n"
                 "       lt2 bench attn [flags]   (GPU attention kernels)\n"
-                "       lt2 bench gdn [flags]    (GPU Gated DeltaNet kernels)\n\n%s",
+                "       lt2 bench gdn [flags]    (GPU Gated DeltaNet kernels)\n"
+                "       lt2 bench gemm [flags]   (GPU projection GEMMs of a config)\n\n%s",
                 a.usage().c_str());
     return help ? 0 : 2;
   }
@@ -126,7 +129,8 @@ int cmd_bench(int argc, char** argv) {
   const double mm_time_at_peak = cost.train_matmul_flops_per_token * tok / (peak * 1e9);
   const bool gpu = device == Device::CUDA;
   const std::string recompute = !mcfg.recompute_loops           ? "off"
-                                : mcfg.recompute_keep_loops == 0 ? "on"
+                                : mcfg.recompute_keep_loops == 0 ? "on, every loop"
+                                : mcfg.recompute_keep_loops == 1 ? "on, last loop kept"
                                                                  : cat("on, last ", mcfg.recompute_keep_loops, " loops kept");
   std::printf("config            %s (%.2fM params, T=%lld), batch %lld x %lld tokens, %s, recompute %s\n",
               a.str("config", "default").c_str(), model.num_params() / 1e6, (long long)mcfg.num_loops,

@@ -266,7 +266,7 @@ json::Value ModelConfig::to_json() const {
   v.set("sandwich_norm", sandwich_norm);
   v.set("norm_between_loops", norm_between_loops);
   v.set("recompute_loops", recompute_loops);
-  if (recompute_keep_loops) v.set("recompute_keep_loops", recompute_keep_loops);
+  v.set("recompute_keep_loops", recompute_keep_loops);
   v.set("tie_word_embeddings", tie_word_embeddings);
   v.set("initializer_range", initializer_range);
   v.set("max_position_embeddings", max_position_embeddings);

@@ -54,8 +54,9 @@ struct ModelConfig {
   bool recompute_loops = false;
   // With recompute_loops: the last N loops keep their activations instead (their backward comes
   // first, so they are held from the forward until then). Buys back N/T of the extra forward
-  // for N loops' worth of activation memory.
-  int64_t recompute_keep_loops = 0;
+  // for N - 1 loops' worth of activation memory: the last loop's would be rebuilt at once
+  // anyway, so keeping it (the default) costs no peak memory.
+  int64_t recompute_keep_loops = 1;
   bool tie_word_embeddings = false;
   double initializer_range = 0.02;
   int64_t max_position_embeddings = 2048;  // context limit

@@ -1,0 +1,149 @@
+// lt2 bench gemm: the model's projection GEMMs on the GPU (cuBLASLt, BF16 operands, fp32
+// accumulation), timed alone with CUDA events (median of --reps after --warmup): for each
+// projection of the config's layers, the forward y = x Wᵀ, the input gradient dx = dy W and
+// the weight gradient dW += dyᵀ x (fp32, as training accumulates it), at M = batch × seq_len
+// rows. "fused" rows time the concatenation of a layer's input projections as one GEMM, the
+// measure of what merging them would buy. The step total weighs each row by its calls per
+// training step (forward twice with recompute_loops, minus the loops it keeps).
+#include <cstdio>
+#include <string>
+#include <vector>
+
+#include "cli/args.h"
+#include "cli/run_config.h"
+#include "core/error.h"
+#include "cuda/runtime.h"
+#include "model/config.h"
+#if LT2_HAVE_CUDA
+#include "cli/bench_inputs.h"
+#include "cuda/gemm.h"
+#endif
+
+namespace lt2::cli {
+
+#if LT2_HAVE_CUDA
+namespace {
+
+struct Projection {
+  std::string name;
+  int64_t n, k;      // weight [n, k]: k inputs, n outputs
+  int64_t layers;    // how many layers of the stack have it
+  bool input = true;  // an input projection (what the fused row merges)
+  bool fused = false;
+};
+
+// The config's projections (names as in the checkpoint), each with its layer count.
+std::vector<Projection> projections(const ModelConfig& c) {
+  std::vector<Projection> p;
+  const int64_t d = c.hidden_size, gdn = c.count(MixerSpec::Gdn);
+  const int64_t attn = c.count(MixerSpec::Full) + c.count(MixerSpec::Window) + c.count(MixerSpec::Dsa);
+  if (gdn > 0) {
+    const int64_t qk = c.gdn_num_heads * c.gdn_head_k_dim, v = c.gdn_num_v_heads * c.gdn_head_v_dim;
+    const int64_t hv = c.gdn_num_v_heads;
+    p.push_back({"gdn q_proj", qk, d, gdn});
+    p.push_back({"gdn k_proj", qk, d, gdn});
+    p.push_back({"gdn v_proj", v, d, gdn});
+    p.push_back({"gdn g_proj", v, d, gdn});
+    p.push_back({"gdn a_proj", hv, d, gdn});
+    p.push_back({"gdn b_proj", hv, d, gdn});
+    p.push_back({"gdn o_proj", d, v, gdn, false});
+    p.push_back({"gdn q,k,v,g,a,b", 2 * qk + 2 * v + 2 * hv, d, gdn, true, true});
+  }
+  if (attn > 0) {
+    const int64_t q = c.num_attention_heads * c.head_dim, kv = c.num_key_value_heads * c.head_dim;
+    const int64_t g = c.output_gate == "channel" ? q : c.output_gate == "head" ? c.num_attention_heads : 0;
+    p.push_back({"attn q_proj", q, d, attn});
+    p.push_back({"attn k_proj", kv, d, attn});
+    p.push_back({"attn v_proj", kv, d, attn});
+    if (g > 0) p.push_back({"attn g_proj", g, d, attn});
+    p.push_back({"attn o_proj", d, q, attn, false});
+    p.push_back({"attn q,k,v,g", q + 2 * kv + g, d, attn, true, true});
+  }
+  const int64_t ffn = c.num_hidden_layers, f = c.intermediate_size;
+  p.push_back({"ffn gate_proj", f, d, ffn});
+  p.push_back({"ffn up_proj", f, d, ffn});
+  p.push_back({"ffn down_proj", d, f, ffn, false});
+  p.push_back({"ffn gate,up", 2 * f, d, ffn, true, true});
+  return p;
+}
+
+}  // namespace
+#endif
+
+int bench_gemm(int argc, char** argv) {
+  Args a("lt2 bench gemm", {{"config", true, "preset or JSON run config (default: small-125m)"},
+                            {"tokens", true, "rows M of every GEMM (default: the config's batch_size x seq_len)"},
+                            {"warmup", true, "untimed runs first (default 2)"},
+                            {"reps", true, "timed runs, the median is reported (default 10)"}},
+         argc, argv, 3);
+  if (a.help()) {
+    std::printf("usage: lt2 bench gemm [flags]\n\nThe config's projection GEMMs alone on the GPU (BF16, cuBLASLt): "
+                "forward, input gradient and weight\ngradient per projection, TFLOP/s, and the time per training "
+                "step they add up to.\n\n%s",
+                a.usage().c_str());
+    return 0;
+  }
+  LT2_CHECK(a.positionals().empty(), "lt2 bench gemm: unexpected argument '",
+            a.positionals().empty() ? "" : a.positionals()[0], "'");
+  LT2_CHECK(cuda::available(), "lt2 bench gemm: needs a CUDA GPU (none found or built without CUDA)");
+#if LT2_HAVE_CUDA
+  const RunConfig rc = load_run(a.str("config", "small-125m"));
+  const ModelConfig& c = rc.model;
+  const int64_t M = a.integer("tokens", int64_t(rc.train.batch_size) * rc.train.seq_len);
+  const int warmup = int(a.integer("warmup", 2)), reps = int(a.integer("reps", 10));
+  LT2_CHECK(M >= 1 && warmup >= 0 && reps >= 1, "--tokens and --reps must be >= 1 and --warmup >= 0");
+  // Forward calls per layer and step: the forward, plus the recompute of every loop not kept.
+  const int64_t T = c.num_loops;
+  const int64_t fwd_calls = T + (c.recompute_loops ? T - c.recompute_keep_loops : 0), bwd_calls = T;
+  std::printf("device %s, BF16 operands, fp32 accumulation, M = %lld rows; median of %d after %d warm-up runs\n"
+              "per step: forward x %lld, backward x %lld per layer (T %lld, recompute %s)\n",
+              cuda::device_name(0).c_str(), (long long)M, reps, warmup, (long long)fwd_calls, (long long)bwd_calls,
+              (long long)T, c.recompute_loops ? "on" : "off");
+  std::printf("%-18s %6s %6s %7s %9s %8s %9s %8s %9s %8s %11s\n", "projection", "N", "K", "layers", "fwd ms",
+              "TFLOP/s", "dx ms", "TFLOP/s", "dW ms", "TFLOP/s", "step ms");
+  double total = 0, inputs = 0;  // inputs: this group's separate input projections so far
+  for (const Projection& p : projections(c)) {
+    const Tensor x = normal_on_gpu({M, p.k}, 1, DType::BF16), w = normal_on_gpu({p.n, p.k}, 2, DType::BF16);
+    const Tensor dy = normal_on_gpu({M, p.n}, 3, DType::BF16);
+    Tensor y = Tensor::empty({M, p.n}, DType::BF16, Device::CUDA), dx = Tensor::empty({M, p.k}, DType::BF16, Device::CUDA);
+    Tensor dw = Tensor::zeros({p.n, p.k}, DType::F32, Device::CUDA);
+    // The calls of cuda/linear.cu: forward, then the two halves of linear_backward.
+    const double f = cuda::time_ms(
+        [&] {
+          cuda::gemm(false, true, M, p.n, p.k, 1.f, x.bytes(), p.k, w.bytes(), p.k, DType::BF16, 0.f, y.bytes(), p.n,
+                     DType::BF16);
+        },
+        warmup, reps);
+    const double gx = cuda::time_ms(
+        [&] {
+          cuda::gemm(false, false, M, p.k, p.n, 1.f, dy.bytes(), p.n, w.bytes(), p.k, DType::BF16, 0.f, dx.bytes(),
+                     p.k, DType::BF16);
+        },
+        warmup, reps);
+    const double gw = cuda::time_ms(
+        [&] {
+          cuda::gemm(true, false, p.n, p.k, M, 1.f, dy.bytes(), p.n, x.bytes(), p.k, DType::BF16, 1.f, dw.bytes(),
+                     p.k, DType::F32);
+        },
+        warmup, reps);
+    const double flop = 2.0 * double(M) * double(p.n) * double(p.k);
+    const double step = double(p.layers) * (double(fwd_calls) * f + double(bwd_calls) * (gx + gw));
+    std::printf("%-18s %6lld %6lld %7lld %9.3f %8.1f %9.3f %8.1f %9.3f %8.1f %11.2f", p.name.c_str(),
+                (long long)p.n, (long long)p.k, (long long)p.layers, f, flop / (f * 1e9), gx, flop / (gx * 1e9), gw,
+                flop / (gw * 1e9), step);
+    if (p.fused) {
+      std::printf("  one GEMM instead of the %.2f ms of its separate input projections\n", inputs);
+      inputs = 0;
+    } else {
+      std::printf("\n");
+      total += step;
+      if (p.input) inputs += step;
+    }
+    std::fflush(stdout);
+  }
+  std::printf("step total (separate projections, as the model runs them): %.1f ms\n", total);
+#endif
+  return 0;
+}
+
+}  // namespace lt2::cli
