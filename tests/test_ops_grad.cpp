@@ -14,6 +14,11 @@ TEST(OpsGrad, Linear) {
   auto loss = [&] { return dot(ops::linear(x, w), gy); };
   check_grad("dx", loss, x, dx);
   check_grad("dw", loss, w, dw);
+  // dx_acc: the GEMM adds dy W into an existing gradient and returns it.
+  Tensor acc = randn(x.shape(), 4), want = ops::add(acc, dx);
+  const Tensor got = ops::linear_backward(x, w, gy, dw, &acc);
+  EXPECT_EQ(got.bytes(), acc.bytes());
+  for (int64_t i = 0; i < want.numel(); ++i) EXPECT_NEAR(acc.item(i), want.item(i), 1e-12) << i;
 }
 
 TEST(OpsGrad, Embedding) {

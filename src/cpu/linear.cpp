@@ -19,14 +19,18 @@ Tensor linear(const Tensor& x, const Tensor& w) {
   return y;
 }
 
-Tensor linear_backward(const Tensor& x, const Tensor& w, const Tensor& dy, Tensor& dw) {
+Tensor linear_backward(const Tensor& x, const Tensor& w, const Tensor& dy, Tensor& dw, Tensor* dx_acc) {
   const int64_t M = rows_of(x), N = w.dim(0), K = w.dim(1);
   LT2_CHECK(rows_of(dy) == M && dy.dim(-1) == N, "linear_backward: dy shape ", shape_str(dy.shape()));
   check_shape(dw, w.shape(), "linear_backward dw");
-  Tensor dx = Tensor::empty(x.shape(), x.dtype());
+  if (dx_acc) {
+    check_shape(*dx_acc, x.shape(), "linear_backward dx_acc");
+    check_same_dtype(x, *dx_acc, "linear_backward dx_acc");
+  }
+  Tensor dx = dx_acc ? *dx_acc : Tensor::empty(x.shape(), x.dtype());
   dispatch_real(x.dtype(), [&](auto r_tag_) {
     using R = decltype(r_tag_);
-    gemm(false, false, M, K, N, R(1), dy.data<R>(), N, w.data<R>(), K, R(0), dx.data<R>(), K);
+    gemm(false, false, M, K, N, R(1), dy.data<R>(), N, w.data<R>(), K, R(dx_acc ? 1 : 0), dx.data<R>(), K);
     gemm(true, false, N, K, M, R(1), dy.data<R>(), N, x.data<R>(), K, R(1), dw.data<R>(), K);
   });
   return dx;

@@ -25,15 +25,21 @@ Tensor linear(const Tensor& x, const Tensor& w) {
   return y;
 }
 
-Tensor linear_backward(const Tensor& x, const Tensor& w, const Tensor& dy, Tensor& dw) {
+Tensor linear_backward(const Tensor& x, const Tensor& w, const Tensor& dy, Tensor& dw, Tensor* dx_acc) {
   expect_cuda({&x, &w, &dy, &dw}, "linear_backward");
   const int64_t M = rows(x), N = w.dim(0), K = w.dim(1);
   LT2_CHECK(rows(dy) == M && dy.dim(-1) == N, "linear_backward: dy shape ", shape_str(dy.shape()));
   check_shape(dw, w.shape(), "linear_backward dw");
   check_same_dtype(x, dy, "linear_backward");
-  Tensor dx = Tensor::empty(x.shape(), x.dtype(), Device::CUDA);
+  if (dx_acc) {
+    expect_cuda({dx_acc}, "linear_backward");
+    check_shape(*dx_acc, x.shape(), "linear_backward dx_acc");
+    check_same_dtype(x, *dx_acc, "linear_backward dx_acc");
+  }
+  Tensor dx = dx_acc ? *dx_acc : Tensor::empty(x.shape(), x.dtype(), Device::CUDA);
   const Tensor wc = weight_as(w, x.dtype());
-  gemm(false, false, M, K, N, 1.f, dy.bytes(), N, wc.bytes(), K, x.dtype(), 0.f, dx.bytes(), K, dx.dtype());
+  gemm(false, false, M, K, N, 1.f, dy.bytes(), N, wc.bytes(), K, x.dtype(), dx_acc ? 1.f : 0.f, dx.bytes(), K,
+       dx.dtype());
   gemm(true, false, N, K, M, 1.f, dy.bytes(), N, x.bytes(), K, x.dtype(), 1.f, dw.bytes(), K, dw.dtype());
   return dx;
 }

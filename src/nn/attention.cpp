@@ -214,11 +214,10 @@ Tensor AttentionMixer::backward(MixerCtx& base, const Tensor& dy) {
   if (indexer_) indexer_->learn(c.x, c.indexer, c.Isel, c.idx, c.q, c.k, c.lse, scale_);
   dq = ops::rope_backward(dq, theta_, 0).reshape({B, L, H_ * D_});
   dk = ops::rope_backward(dk, theta_, 0).reshape({B, L, Hkv_ * D_});
-  Tensor dxq = ops::linear_backward(c.x, q_.w(), dq, q_.grad);
-  if (dx.defined()) dxq.add_(dx);
-  dxq.add_(ops::linear_backward(c.x, k_.w(), dk, k_.grad));
-  dxq.add_(ops::linear_backward(c.x, v_.w(), dv.reshape({B, L, Hkv_ * D_}), v_.grad));
-  return dxq;
+  dx = ops::linear_backward(c.x, q_.w(), dq, q_.grad, dx.defined() ? &dx : nullptr);
+  ops::linear_backward(c.x, k_.w(), dk, k_.grad, &dx);
+  ops::linear_backward(c.x, v_.w(), dv.reshape({B, L, Hkv_ * D_}), v_.grad, &dx);
+  return dx;
 }
 
 }  // namespace lt2

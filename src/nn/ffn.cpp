@@ -22,7 +22,7 @@ Tensor SwiGluFfn::backward(Ctx& c, const Tensor& dy) {
   Tensor dg, du;
   ops::swiglu_backward(c.g, c.u, dh, dg, du);
   Tensor dx = ops::linear_backward(c.x, gate.w(), dg, gate.grad);
-  dx.add_(ops::linear_backward(c.x, up.w(), du, up.grad));
+  ops::linear_backward(c.x, up.w(), du, up.grad, &dx);
   c = {};
   return dx;
 }

@@ -136,8 +136,8 @@ Tensor GdnMixer::backward(MixerCtx& base, const Tensor& dy) {
   ops::GdnGrads gr = ops::gdn_backward(c.q, c.k, c.v, c.beta, c.g, Tensor(), d_o, Tensor(), chunked_);
   Tensor da, db;
   ops::gdn_gates_backward(c.a, c.b, A_log_.w(), dt_bias_.w(), gr.dbeta, gr.dg, da, db, A_log_.grad, dt_bias_.grad);
-  dx.add_(ops::linear_backward(c.x, a_.w(), da, a_.grad));
-  dx.add_(ops::linear_backward(c.x, b_.w(), db, b_.grad));
+  ops::linear_backward(c.x, a_.w(), da, a_.grad, &dx);
+  ops::linear_backward(c.x, b_.w(), db, b_.grad, &dx);
   Tensor dqc = ops::l2norm_backward(c.qc, 1.0 / std::sqrt(double(K_)), gr.dq).reshape({B, L, H_ * K_});
   Tensor dkc = ops::l2norm_backward(c.kc, 1.0, gr.dk).reshape({B, L, H_ * K_});
   Tensor qcw = conv_w(q_conv_), kcw = conv_w(k_conv_), vcw = conv_w(v_conv_);
@@ -146,9 +146,9 @@ Tensor GdnMixer::backward(MixerCtx& base, const Tensor& dy) {
   Tensor dqp = ops::conv_silu_backward(c.qp, qcw, dqc, dqcw);
   Tensor dkp = ops::conv_silu_backward(c.kp, kcw, dkc, dkcw);
   Tensor dvp = ops::conv_silu_backward(c.vp, vcw, gr.dv.reshape({B, L, HV_ * V_}), dvcw);
-  dx.add_(ops::linear_backward(c.x, q_.w(), dqp, q_.grad));
-  dx.add_(ops::linear_backward(c.x, k_.w(), dkp, k_.grad));
-  dx.add_(ops::linear_backward(c.x, v_.w(), dvp, v_.grad));
+  ops::linear_backward(c.x, q_.w(), dqp, q_.grad, &dx);
+  ops::linear_backward(c.x, k_.w(), dkp, k_.grad, &dx);
+  ops::linear_backward(c.x, v_.w(), dvp, v_.grad, &dx);
   return dx;
 }
 

@@ -72,8 +72,8 @@ std::vector<OpTime> op_times() {
 }
 
 Tensor linear(const Tensor& x, const Tensor& w) { LT2_OP(Gemm, x, linear(x, w)); }
-Tensor linear_backward(const Tensor& x, const Tensor& w, const Tensor& dy, Tensor& dw) {
-  LT2_OP(Gemm, x, linear_backward(x, w, dy, dw));
+Tensor linear_backward(const Tensor& x, const Tensor& w, const Tensor& dy, Tensor& dw, Tensor* dx_acc) {
+  LT2_OP(Gemm, x, linear_backward(x, w, dy, dw, dx_acc));
 }
 Tensor embedding(const Tensor& ids, const Tensor& table) { LT2_OP(NormsElementwise, table, embedding(ids, table)); }
 void embedding_backward(const Tensor& ids, const Tensor& dy, Tensor& dtable) {

@@ -35,6 +35,35 @@ Tensor ids_tensor(const Shape& s, int64_t V, uint64_t seed) {
 
 }  // namespace
 
+// ---- linear -----------------------------------------------------------------------------
+
+// y = x Wᵀ, dx = dy W and dW += dyᵀ x on cuBLASLt, with F32 or activation-dtype weights; and
+// dx added into an existing gradient (dx_acc) by the GEMM, as layers sum their projections'.
+TEST(CudaOps, Linear) {
+  LT2_REQUIRE_GPU();
+  for (DType dt : kDtypes) {
+    for (DType wt : {DType::F32, dt}) {
+      const std::string what = cat("linear w ", dtype_name(wt));
+      Tensor x = randn({3, 37, 130}, 1), w = randn({96, 130}, 2, 0.1), dy = randn({3, 37, 96}, 3);
+      Tensor dx0 = randn({3, 37, 130}, 4);
+      const Tensor xr = rounded(x, dt), wr = rounded(rounded(w, wt), dt), dyr = rounded(dy, dt);
+      expect_gpu(gpu::linear(on_gpu(x, dt), on_gpu(w, wt)), dt, cpu::linear(xr, wr), parity_tol(dt),
+                 name(what.c_str(), dt));
+      ParamGrad dw({96, 130}, 5);
+      const Tensor dx_ref = cpu::linear_backward(xr, wr, dyr, dw.cpu);
+      expect_gpu(gpu::linear_backward(on_gpu(x, dt), on_gpu(w, wt), on_gpu(dy, dt), dw.gpu), dt, dx_ref,
+                 parity_tol(dt), name((what + " dx").c_str(), dt));
+      expect_gpu(dw.gpu, DType::F32, dw.cpu, parity_tol(dt), name((what + " dw").c_str(), dt));
+      Tensor acc_ref = rounded(dx0, dt), acc = on_gpu(dx0, dt);
+      cpu::linear_backward(xr, wr, dyr, dw.cpu, &acc_ref);
+      const Tensor got = gpu::linear_backward(on_gpu(x, dt), on_gpu(w, wt), on_gpu(dy, dt), dw.gpu, &acc);
+      EXPECT_EQ(got.bytes(), acc.bytes()) << "dx_acc is the returned dx";
+      expect_gpu(acc, dt, acc_ref, parity_tol(dt), name((what + " dx_acc").c_str(), dt));
+      expect_gpu(dw.gpu, DType::F32, dw.cpu, parity_tol(dt), name((what + " dw (twice)").c_str(), dt));
+    }
+  }
+}
+
 // ---- elementwise ------------------------------------------------------------------------
 
 TEST(CudaOps, Add) {
