@@ -5,6 +5,7 @@
 // rows. "fused" rows time the concatenation of a layer's input projections as one GEMM, the
 // measure of what merging them would buy. The step total weighs each row by its calls per
 // training step (forward twice with recompute_loops, minus the loops it keeps).
+#include <algorithm>
 #include <cstdio>
 #include <string>
 #include <vector>
@@ -74,7 +75,9 @@ int bench_gemm(int argc, char** argv) {
   Args a("lt2 bench gemm", {{"config", true, "preset or JSON run config (default: small-125m)"},
                             {"tokens", true, "rows M of every GEMM (default: the config's batch_size x seq_len)"},
                             {"warmup", true, "untimed runs first (default 2)"},
-                            {"reps", true, "timed runs, the median is reported (default 10)"}},
+                            {"reps", true, "timed runs, the median is reported (default 10)"},
+                            {"algos", true, "also time the cuBLASLt heuristic's first N algorithms per GEMM and print the "
+                                            "fastest against the first, which lt2 uses (default 0: off)"}},
          argc, argv, 3);
   if (a.help()) {
     std::printf("usage: lt2 bench gemm [flags]\n\nThe config's projection GEMMs alone on the GPU (BF16, cuBLASLt): "
@@ -91,6 +94,8 @@ int bench_gemm(int argc, char** argv) {
   const ModelConfig& c = rc.model;
   const int64_t M = a.integer("tokens", int64_t(rc.train.batch_size) * rc.train.seq_len);
   const int warmup = int(a.integer("warmup", 2)), reps = int(a.integer("reps", 10));
+  const int algos = int(a.integer("algos", 0));
+  LT2_CHECK(algos >= 0 && algos <= 64, "--algos must be in 0..64");
   LT2_CHECK(M >= 1 && warmup >= 0 && reps >= 1, "--tokens and --reps must be >= 1 and --warmup >= 0");
   // Forward calls per layer and step: the forward, plus the recompute of every loop not kept.
   const int64_t T = c.num_loops;
@@ -138,6 +143,21 @@ int bench_gemm(int argc, char** argv) {
       std::printf("\n");
       total += step;
       if (p.input) inputs += step;
+    }
+    if (algos > 0) {
+      // The same three calls through each candidate algorithm: (first, fastest, its rank).
+      auto best = [&](const std::vector<double>& ms) {
+        size_t i = size_t(std::min_element(ms.begin(), ms.end()) - ms.begin());
+        return cat(ms[0] < 0.0 ? 0.0 : ms[0], " -> ", ms[i], " (#", i + 1, " of ", ms.size(), ")");
+      };
+      const auto f_ms = cuda::gemm_algo_ms(false, true, M, p.n, p.k, x.bytes(), p.k, w.bytes(), p.k, DType::BF16, 0.f,
+                                           y.bytes(), p.n, DType::BF16, algos, reps);
+      const auto x_ms = cuda::gemm_algo_ms(false, false, M, p.k, p.n, dy.bytes(), p.n, w.bytes(), p.k, DType::BF16,
+                                           0.f, dx.bytes(), p.k, DType::BF16, algos, reps);
+      const auto w_ms = cuda::gemm_algo_ms(true, false, p.n, p.k, M, dy.bytes(), p.n, x.bytes(), p.k, DType::BF16,
+                                           1.f, dw.bytes(), p.k, DType::F32, algos, reps);
+      std::printf("    algorithms (ms, first -> fastest): fwd %s, dx %s, dW %s\n", best(f_ms).c_str(),
+                  best(x_ms).c_str(), best(w_ms).c_str());
     }
     std::fflush(stdout);
   }

@@ -107,7 +107,7 @@ __global__ void __launch_bounds__(kConvThreads) conv_silu_kernel(const T* __rest
                                                                   T* __restrict__ y, int64_t L, int64_t C, int w_arg) {
   const int W = EXACT ? WMAX : w_arg;
   const ConvRun r(L, C, VEC);
-  if (!r.active) return;
+  if (!r.active || r.t0 == r.t1) return;  // an empty sub-run past L must not read its halo rows
   // back[f] = x[t - f] and wrev[f] = w[W-1-f], the tap that reads it (indices known at compile time).
   float wrev[WMAX][VEC], back[WMAX][VEC];
   load_taps(w, r.c0, W, true, wrev);
@@ -185,7 +185,7 @@ __global__ void __launch_bounds__(kConvThreads) conv_silu_backward_kernel(
   const int W = EXACT ? WMAX : w_arg;
   const ConvRun r(L, C, VEC);
   float dw[WMAX][VEC] = {};
-  if (r.active) conv_backward_walk(x, w, dy, dx, r, L, C, W, dw);
+  if (r.active && r.t0 < r.t1) conv_backward_walk(x, w, dy, dx, r, L, C, W, dw);
   __shared__ float red[kSubRuns - 1][WMAX * VEC][kConvLanes];  // sub-runs 1.. hand dw to sub-run 0
   // dw of the block's run: sub-run 0 adds the others' in order 1, 2, 3 (deterministic).
   const int s = threadIdx.x / kConvLanes, lane = threadIdx.x % kConvLanes;

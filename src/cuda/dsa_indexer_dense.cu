@@ -9,6 +9,10 @@
 // the sums have a fixed order. The gather kernels of dsa.cu read H_I query rows per (query,
 // slot) and build a transposed index first; this does L / 2k times their pairs with no gathers,
 // which pays only for dense or nearly dense sets (dsa_masked.cu has the measured rule).
+// BF16 inputs with d_I in {16, 32, 48, 64} take the tensor-core kernels of
+// dsa_indexer_dense_mma.cu instead (LT2_DSA_INDEXER_SIMT=1 forces these for comparison).
+#include <cstdlib>
+
 #include "cuda/common.cuh"
 #include "cuda/dsa_masked.h"
 
@@ -175,6 +179,9 @@ void indexer_backward_dense(const Tensor& qI, const Tensor& kI, const Tensor& w,
           idx.data<int32_t>(), dIsel.data<float>(), slots, idx.dim(2), L, dense.data<float>());
     check_launch("dsa indexer backward scatter");
   }
+  if (std::getenv("LT2_DSA_INDEXER_SIMT") == nullptr &&
+      indexer_backward_dense_mma(qI, kI, w, w_scale, dense.data<float>(), dqI, dkI, dw))
+    return;
   const DenseShape d{L, HI, dI_, float(w_scale)};
   const size_t smem = dense_smem(dI_);
   const dim3 grid(unsigned((L + kT - 1) / kT), unsigned(B));

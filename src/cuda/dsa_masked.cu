@@ -7,7 +7,8 @@
 // (128: an extrapolation from those points, not a measured crossover). The indexer's KL target
 // follows the same rule: the head-averaged probabilities of every causal pair on the tensor
 // cores (flash_head_mean_probs), read at the selected keys. The indexer's backward goes dense
-// (dsa_indexer_dense.cu) only for dense or nearly dense sets: its kernels are not tensor-core.
+// (dsa_indexer_dense.cu) up to L / k = 64 where its tensor-core kernels apply (BF16, d_I a
+// multiple of 16), and only for nearly dense sets on its fp32 kernels.
 // LT2_DSA_PATH=gather or masked forces one path (tests and benchmarks time both).
 #include "cuda/dsa_masked.h"
 
@@ -22,10 +23,13 @@ namespace lt2::cuda {
 namespace {
 
 constexpr int64_t kMaxDenseRatio = 128;
-// The indexer backward's dense kernels are fp32 SIMT, not tensor-core: measured on an H100 they
-// beat the gather kernels at L / k = 4 (4.5 vs 6.6 ms, B8 L2048 k512), lose at 8 (4.4 vs 4.1 ms,
-// k256) and by far at 32 (29.6 vs 7.9 ms, L16K k512); the dense set always takes them.
+// The indexer backward's dense fp32 SIMT kernels, measured on an H100, beat the gather kernels at
+// L / k = 4 (4.5 vs 6.6 ms, B8 L2048 k512), lose at 8 (4.4 vs 4.1 ms, k256) and by far at 32
+// (29.6 vs 7.9 ms, L16K k512). Its tensor-core kernels win at every ratio measured: 0.81 vs
+// 7.35 ms at L / k = 8 (B16 L2048 k256), 3.87 vs 8.28 ms at 32 and 3.79 vs 4.58 ms at 64
+// (L16K k512, k256). The dense set always goes dense.
 constexpr int64_t kMaxDenseIndexerRatio = 4;
+constexpr int64_t kMaxDenseIndexerRatioMma = 64;
 // The dense KL target and the dense indexer gradient are [B, L, L] fp32 matrices, like the
 // indexer scores the forward keeps.
 constexpr double kMaxDenseMatrixBytes = 4.0 * (1 << 30);
@@ -72,7 +76,8 @@ bool dsa_use_dense_target(const Tensor& q, const Tensor& k, const Tensor& idx) {
 }
 
 bool dsa_use_dense_indexer_backward(const Tensor& qI, const Tensor& idx) {
-  return qI.dim(3) <= kMaxDenseIndexerDim && dense_matrix_pays(qI.dim(0), qI.dim(1), idx, kMaxDenseIndexerRatio);
+  const int64_t ratio = indexer_dense_mma_supported(qI) ? kMaxDenseIndexerRatioMma : kMaxDenseIndexerRatio;
+  return qI.dim(3) <= kMaxDenseIndexerDim && dense_matrix_pays(qI.dim(0), qI.dim(1), idx, ratio);
 }
 
 Tensor dsa_key_mask(const Tensor& idx, int64_t L) {

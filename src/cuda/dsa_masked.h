@@ -24,6 +24,12 @@ bool dsa_use_dense_indexer_backward(const Tensor& qI, const Tensor& idx);
 constexpr int64_t kMaxDenseIndexerDim = 64;
 void indexer_backward_dense(const Tensor& qI, const Tensor& kI, const Tensor& w, double w_scale, const Tensor& idx,
                             const Tensor& dIsel, Tensor& dqI, Tensor& dkI, Tensor& dw);
+// Its tensor-core kernels (dsa_indexer_dense_mma.cu) over the dense gradient `dense`: they take
+// BF16 index vectors with d_I in {16, 32, 48, 64} (supported), and the call returns false
+// without running for anything else (or views not 16-byte aligned).
+bool indexer_dense_mma_supported(const Tensor& qI);
+bool indexer_backward_dense_mma(const Tensor& qI, const Tensor& kI, const Tensor& w, double w_scale,
+                                const float* dense, Tensor& dqI, Tensor& dkI, Tensor& dw);
 
 // The index sets idx [B, L, k] (empty slots < 0) as the flash kernels' key mask
 // I32 [B, L, flash_mask_words(L)].

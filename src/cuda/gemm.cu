@@ -3,6 +3,7 @@
 #include <cublasLt.h>
 
 #include <map>
+#include <vector>
 #include <mutex>
 #include <tuple>
 
@@ -59,10 +60,12 @@ Lt& lt() {
   return *l;
 }
 
-// Plans a column-major D[m, n] = alpha op(A) op(B) + beta C, with C = D.
+// Plans a column-major D[m, n] = alpha op(A) op(B) + beta C, with C = D: the heuristic's first
+// `count` algorithms (the first is the plan's; all of them land in *more).
 Plan make_plan(cublasLtHandle_t h, cublasOperation_t opa, cublasOperation_t opb, int64_t m, int64_t n, int64_t k,
                int64_t lda, int64_t ldb, int64_t ldc, cudaDataType_t ab, cudaDataType_t ct, uint32_t align_a,
-               uint32_t align_b, uint32_t align_c, bool accumulate) {
+               uint32_t align_b, uint32_t align_c, bool accumulate, int count = 1,
+               std::vector<cublasLtMatmulAlgo_t>* more = nullptr) {
   Plan p;
   LT2_CUBLAS_CHECK(cublasLtMatmulDescCreate(&p.op, CUBLAS_COMPUTE_32F, CUDA_R_32F));
   LT2_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p.op, CUBLASLT_MATMUL_DESC_TRANSA, &opa, sizeof(opa)));
@@ -79,12 +82,14 @@ Plan make_plan(cublasLtHandle_t h, cublasOperation_t opa, cublasOperation_t opb,
   LT2_CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, &align_b, sizeof(align_b)));
   LT2_CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, &align_c, sizeof(align_c)));
   LT2_CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, &align_c, sizeof(align_c)));
-  cublasLtMatmulHeuristicResult_t result{};
+  std::vector<cublasLtMatmulHeuristicResult_t> results(static_cast<size_t>(count));
   int found = 0;
-  LT2_CUBLAS_CHECK(cublasLtMatmulAlgoGetHeuristic(h, p.op, p.a, p.b, p.c, p.c, pref, 1, &result, &found));
+  LT2_CUBLAS_CHECK(cublasLtMatmulAlgoGetHeuristic(h, p.op, p.a, p.b, p.c, p.c, pref, count, results.data(), &found));
   cublasLtMatmulPreferenceDestroy(pref);
   LT2_CHECK(found > 0, "cuBLASLt has no algorithm for a ", m, "x", n, "x", k, " GEMM", accumulate ? " (accumulating)" : "");
-  p.algo = result.algo;
+  p.algo = results[0].algo;
+  if (more)
+    for (int i = 0; i < found; ++i) more->push_back(results[size_t(i)].algo);
   return p;
 }
 
@@ -108,6 +113,30 @@ void gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, const 
   if (K == 0) fail("GPU GEMM with an empty inner dimension");
   LT2_CUBLAS_CHECK(cublasLtMatmul(l.handle, p.op, &alpha, B, p.a, A, p.b, &beta, C, p.c, C, p.c, &p.algo, l.workspace,
                                   kWorkspaceBytes, stream()));
+}
+
+std::vector<double> gemm_algo_ms(bool ta, bool tb, int64_t M, int64_t N, int64_t K, const void* A, int64_t lda,
+                                 const void* B, int64_t ldb, DType ab_dtype, float beta, void* C, int64_t ldc,
+                                 DType c_dtype, int count, int reps) {
+  const cublasOperation_t opa = tb ? CUBLAS_OP_T : CUBLAS_OP_N, opb = ta ? CUBLAS_OP_T : CUBLAS_OP_N;
+  Lt& l = lt();
+  std::vector<cublasLtMatmulAlgo_t> algos;
+  Plan p = make_plan(l.handle, opa, opb, N, M, K, ldb, lda, ldc, cuda_type(ab_dtype), cuda_type(c_dtype),
+                     alignment_of(B), alignment_of(A), alignment_of(C), beta != 0, count, &algos);
+  std::vector<double> ms;
+  const float alpha = 1.f;
+  for (const cublasLtMatmulAlgo_t& algo : algos)
+    ms.push_back(time_ms(
+        [&] {
+          LT2_CUBLAS_CHECK(cublasLtMatmul(l.handle, p.op, &alpha, B, p.a, A, p.b, &beta, C, p.c, C, p.c, &algo,
+                                          l.workspace, kWorkspaceBytes, stream()));
+        },
+        1, reps));
+  cublasLtMatmulDescDestroy(p.op);
+  cublasLtMatrixLayoutDestroy(p.a);
+  cublasLtMatrixLayoutDestroy(p.b);
+  cublasLtMatrixLayoutDestroy(p.c);
+  return ms;
 }
 
 }  // namespace lt2::cuda

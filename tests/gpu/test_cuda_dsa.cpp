@@ -66,11 +66,14 @@ TEST(CudaDsa, TopKEqualsTheCpuIncludingTies) {
 
 // The backward through both GPU paths: gathering per (query, slot) and per key, and over
 // every causal pair with the sets' gradient scattered into a dense matrix (d_I <= 64; the
-// d_I 80 case falls back to gathering on either setting).
+// d_I 80 case falls back to gathering on either setting). In BF16 the dense pairs run on the
+// tensor cores for d_I 16, 32, 48 and 64 (L 130 and 150 take the unaligned dI-tile loads) and
+// on the fp32 CUDA-core kernels for d_I 40.
 TEST(CudaDsa, IndexerScoresAndBackward) {
   LT2_REQUIRE_GPU();
   struct Case { int64_t B, L, HI, dI, k; };
-  for (const Case& c : {Case{2, 130, 4, 32, 16}, Case{1, 75, 3, 40, 8}, Case{1, 200, 2, 64, 24}, Case{1, 70, 2, 80, 9}})
+  for (const Case& c : {Case{2, 130, 4, 32, 16}, Case{1, 75, 3, 40, 8}, Case{1, 200, 2, 64, 24}, Case{1, 70, 2, 80, 9},
+                        Case{2, 300, 4, 16, 32}, Case{1, 150, 3, 48, 20}})
     for (DType dt : kDtypes) {
       SCOPED_TRACE(name(cat("indexer B", c.B, " L", c.L, " HI", c.HI, " dI", c.dI), dt));
       const Tensor qI = randn({c.B, c.L, c.HI, c.dI}, 11), kI = randn({c.B, c.L, c.dI}, 12), w = randn({c.B, c.L, c.HI}, 13);
