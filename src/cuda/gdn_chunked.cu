@@ -1085,6 +1085,16 @@ __device__ __forceinline__ void put_split(bf16* p, int s, int lo, int r, int c, 
   *reinterpret_cast<uint32_t*>(p + lo + r * s + c) = lw;
 }
 // f(row, col, x0, x1) for each pair of accumulator elements (col, col + 1) this lane holds.
+// dst[0], dst[1] = x0, x1 as BF16 where column cc, cc + 1 < ncol (left = ncol − cc); one 4-byte
+// store when both are in and pairs says dst is 4-byte aligned.
+__device__ __forceinline__ void store_pair(bf16* dst, float x0, float x1, int left, bool pairs) {
+  if (pairs && left >= 2) {
+    *reinterpret_cast<uint32_t*>(dst) = pack_bf16(x0, x1);
+  } else {
+    if (left >= 1) dst[0] = st<bf16>(x0);
+    if (left >= 2) dst[1] = st<bf16>(x1);
+  }
+}
 template <int NS, class F>
 __device__ __forceinline__ void for_pairs(float (&acc)[NS][4], int m0, int n0, const F& f) {
   const int g = lane_g(), t = lane_t();
@@ -1143,6 +1153,7 @@ __device__ __forceinline__ void scan_x2_forward(const ScanArgs& a, int tile, uns
   const bf16* vsrc = static_cast<const bf16*>(a.v);
   bf16* o = static_cast<bf16*>(a.o);
   const bool want_o = o != nullptr;
+  const bool pairs = (d.V & 1) == 0;  // (col0 + cc) is even: 4-byte stores of column pairs
   const int m0 = 16 * (warp & 3), n0 = (warp >> 2) * (VT / 2), nM = 32 * (warp >> 2);
   const bool m_tile = (warp >> 2) == 0 || (warp & 3) >= 2;  // tiles strictly above the diagonal stay unread
 
@@ -1231,10 +1242,7 @@ __device__ __forceinline__ void scan_x2_forward(const ScanArgs& a, int tile, uns
     if (want_o) {  // O = P + M Δ
       warp_mma<P>(accO, Ma, Db, m0, n0, 0, m0 + 16);
       for_pairs(accO, m0, n0, [&](int r, int cc, float x0, float x1) {
-        if (r >= n) return;
-        bf16* dst = o + ((b * d.L + t0 + r) * d.HV + hv) * d.V + col0 + cc;
-        if (cc < ncol) dst[0] = st<bf16>(x0);
-        if (cc + 1 < ncol) dst[1] = st<bf16>(x1);
+        if (r < n) store_pair(o + ((b * d.L + t0 + r) * d.HV + hv) * d.V + col0 + cc, x0, x1, ncol - cc, pairs);
       });
     }
     // S ← e_{C−1} S + Kᵀ (Γl Δ), in registers; then its split copy for the next chunk's products
@@ -1281,6 +1289,7 @@ __device__ __forceinline__ void scan_x2_reverse(const ScanArgs& a, int tile, uns
   const int ncol = int(min64(VT, d.V - col0));
   const bf16* dosrc = static_cast<const bf16*>(a.dout);
   bf16* dv = static_cast<bf16*>(a.dv);
+  const bool pairs = (d.V & 1) == 0;
   const int m0 = 16 * (warp & 3), n0 = (warp >> 2) * (VT / 2), nM = 32 * (warp >> 2);
   const bool m_tile = (warp >> 2) == 0 || (warp & 3) >= 2;  // Mᵀ is read at rows >= m0 of M only
 
@@ -1363,10 +1372,7 @@ __device__ __forceinline__ void scan_x2_reverse(const ScanArgs& a, int tile, uns
       warp_mma<P>(accX, AutA, Gb, m0, n0, m0, kC);
       for_pairs(accX, m0, n0, [&](int r, int cc, float x0, float x1) {
         put_split(Xp, LDV, Lay::TPL, r, cc, -e[r] * x0, -e[r] * x1);
-        if (r >= n) return;
-        bf16* dst = dv + ((b * d.L + t0 + r) * d.HV + hv) * d.V + col0 + cc;
-        if (cc < ncol) dst[0] = st<bf16>(x0);
-        if (cc + 1 < ncol) dst[1] = st<bf16>(x1);
+        if (r < n) store_pair(dv + ((b * d.L + t0 + r) * d.HV + hv) * d.V + col0 + cc, x0, x1, ncol - cc, pairs);
       });
     }
     __syncthreads();
@@ -1743,44 +1749,49 @@ __global__ void __launch_bounds__(kThreads, 1) gdn_grad_kernel(GradArgs a) {
 //
 // gdn_grad_kernel's work for the default mode with the split-tile scheme of the x2 scan: the
 // checkpoints arrive split (hi and lo planes, written so by gdn_scan_x2_kernel), Au split from
-// prep, and every intermediate of a value block (X, Δ, dΔ, dX) is written split once by the warp
-// that computes it. Row scalings that the old accessors applied per element move to the end:
-//   dQ = diag(e) Σ_blocks dO Sᵀ,  dK = diag(Γl) Σ Δ dS'ᵀ − diag(e) Σ dX Sᵀ  (+ the tail's terms),
-// and e·KS, Γl·K dS' stay in registers (each warp owns the same 16 × VB/2 tile of every
-// 64 × VB product, so the row dots need no shared copy). The tail (the 64 × 64 gradients, once
-// per chunk) is gdn_grad_kernel's, reading A again into the freed value-block region.
+// prep, and every intermediate of a value block (X, Δ, dΔ) is written split once by the warp that
+// computes it. Row scalings that the old accessors applied per element move to the end, and the
+// product by Auᵀ leaves the value loop (dX Sᵀ = Auᵀ dΔ Sᵀ, Au being the same for every block):
+//   dQ = diag(e) Σ_blocks dO Sᵀ,  dK = diag(Γl) Σ Δ dS'ᵀ − diag(e) Auᵀ Σ dΔ Sᵀ  (+ the tail's terms).
+// e·KS, Γl·K dS' stay in registers (each warp owns the same 16 × VB/2 tile of every 64 × VB
+// product, so the row dots need no shared copy); dX is formed only for its row dot with e·KS.
+// S, dS' and dout come two buffers deep (the next value block's loads fly while this one
+// computes; the grad kernel runs one block per SM, so an exposed load idles the SM); v goes
+// straight to registers. The tail (the 64 × 64 gradients, once per chunk) is gdn_grad_kernel's,
+// reading A again into the freed value-block region.
 template <int KP, int VB>
 struct GradX2Layout {
-  static constexpr int LDK = KP + 8, LDB = VB + 8, LDC = kC + 8;
-  static constexpr int SPL = KP * LDB, TPL = kC * LDB, CPL = kC * LDC;  // elements per plane
+  static constexpr int LDK = KP + 8, LDB = VB + 8, LDC = kC + 8, LDY = KP + 8;
+  static constexpr int SPL = KP * LDB, TPL = kC * LDB, CPL = kC * LDC, YPL = kC * LDY;  // elements per plane
   static constexpr size_t Q = 0;
   static constexpr size_t Kk = up16(Q + 2 * kC * LDK);
   static constexpr size_t AU = up16(Kk + 2 * kC * LDK);  // Au split
   static constexpr size_t MS = AU + 4 * size_t(CPL);     // M split
-  static constexpr size_t M = MS + 4 * size_t(CPL);      // M fp32 (the tail's P = dM ⊙ M)
-  static constexpr size_t DM = M + 4 * kC * kLDA;
+  static constexpr size_t DM = MS + 4 * size_t(CPL);
   static constexpr size_t DAU = DM + 4 * kC * kLDA;
   static constexpr size_t R = DAU + 4 * kC * kLDA;  // union of the two layouts below
-  static constexpr size_t SB = R;                   // value block: S, dS' split (KP × VB)
-  static constexpr size_t DSB = SB + 4 * size_t(SPL);
-  static constexpr size_t VBK = DSB + 4 * size_t(SPL);  // v, dout raw (64 × VB)
-  static constexpr size_t DOB = VBK + up16(2 * kC * LDB);
-  static constexpr size_t XS = DOB + up16(2 * kC * LDB);  // X, Δ, dΔ, dX split (64 × VB)
+  // Value blocks: S and dS' split (KP × VB) and dout (64 × VB), two buffers so that the next
+  // block's arrive while this one computes; then X, Δ, dΔ split (64 × VB).
+  static constexpr size_t SBUF = 2 * 4 * size_t(SPL) + up16(2 * kC * LDB);  // S, dS', dout
+  static constexpr size_t SB = R;
+  static constexpr size_t XS = SB + 2 * SBUF;
   static constexpr size_t DLS = XS + 4 * size_t(TPL);
   static constexpr size_t GDS = DLS + 4 * size_t(TPL);
-  static constexpr size_t DXS = GDS + 4 * size_t(TPL);
-  static constexpr size_t R_VALUES = DXS + 4 * size_t(TPL);
-  static constexpr size_t TM = R;  // tail: Aᵀ dA then x, K Kᵀ then P, dKK + dKKᵀ, A
+  static constexpr size_t R_VALUES = GDS + 4 * size_t(TPL);
+  // Tail: Aᵀ dA then x, K Kᵀ then P, dKK + dKKᵀ, A, Y = Σ dΔ Sᵀ split, dβ / dγ vectors.
+  static constexpr size_t TM = R;
   static constexpr size_t KK = TM + 4 * kC * kLDA;
   static constexpr size_t DS = KK + 4 * kC * kLDA;
   static constexpr size_t AF = DS + 4 * kC * kLDA;
-  static constexpr size_t R_TAIL = AF + 4 * kC * kLDA;
-  static constexpr size_t VEC = R_VALUES > R_TAIL ? R_VALUES : R_TAIL;  // 9 vectors of 64
-  static constexpr size_t PART = VEC + 4 * 9 * kC;                      // 3 × 2 × 64 row partials
+  static constexpr size_t YS = AF + 4 * kC * kLDA;
+  static constexpr size_t DBE = YS + 4 * size_t(YPL);
+  static constexpr size_t R_TAIL = DBE + 2 * 4 * kC;
+  static constexpr size_t VEC = R_VALUES > R_TAIL ? R_VALUES : R_TAIL;  // β, γ, e, Γl
+  static constexpr size_t PART = VEC + 4 * 4 * kC;  // row sums s, c, t per column half, [3][2][64]
   static constexpr size_t bytes = PART + 4 * 6 * kC;
 };
 
-// out[row] = Σ over the warp's columns of acc · other (both accumulator tiles of this lane), as row_dot.
+// out[row] += Σ over the warp's columns of acc · other (both accumulator tiles of this lane).
 template <int NS>
 __device__ __forceinline__ void row_dot2(const float (&acc)[NS][4], const float (&other)[NS][4], int m0, float* out) {
   const int g = lane_g(), t = lane_t();
@@ -1795,8 +1806,30 @@ __device__ __forceinline__ void row_dot2(const float (&acc)[NS][4], const float 
   s1 += __shfl_xor_sync(kFull, s1, 1);
   s1 += __shfl_xor_sync(kFull, s1, 2);
   if (t == 0) {
-    out[m0 + g] = s0;
-    out[m0 + g + 8] = s1;
+    out[m0 + g] += s0;
+    out[m0 + g + 8] += s1;
+  }
+}
+// out[row] += Σ over the warp's columns of acc(row, col) · other(row, col) (row_dot, accumulating).
+template <int NS, class F>
+__device__ __forceinline__ void row_dot_acc(const float (&acc)[NS][4], int m0, int n0, const F& other, float* out) {
+  const int g = lane_g(), t = lane_t();
+  float s0 = 0.f, s1 = 0.f;
+#pragma unroll
+  for (int j = 0; j < NS; ++j)
+#pragma unroll
+    for (int q = 0; q < 4; ++q) {
+      const float x = acc[j][q] * other(m0 + g + 8 * (q >> 1), n0 + 8 * j + 2 * t + (q & 1));
+      if (q < 2) s0 += x;
+      else s1 += x;
+    }
+  s0 += __shfl_xor_sync(kFull, s0, 1);
+  s0 += __shfl_xor_sync(kFull, s0, 2);
+  s1 += __shfl_xor_sync(kFull, s1, 1);
+  s1 += __shfl_xor_sync(kFull, s1, 2);
+  if (t == 0) {
+    out[m0 + g] += s0;
+    out[m0 + g + 8] += s1;
   }
 }
 
@@ -1811,33 +1844,26 @@ __global__ void __launch_bounds__(kThreads, 1) gdn_grad_x2_kernel(GradArgs a) {
   T* ks = reinterpret_cast<T*>(smem + Lay::Kk);
   bf16* Aup = reinterpret_cast<bf16*>(smem + Lay::AU);
   bf16* Msp = reinterpret_cast<bf16*>(smem + Lay::MS);
-  float* Mm = reinterpret_cast<float*>(smem + Lay::M);
   float* DM = reinterpret_cast<float*>(smem + Lay::DM);
   float* DAU = reinterpret_cast<float*>(smem + Lay::DAU);
-  bf16* Sp = reinterpret_cast<bf16*>(smem + Lay::SB);
-  bf16* dSp = reinterpret_cast<bf16*>(smem + Lay::DSB);
-  T* vbs = reinterpret_cast<T*>(smem + Lay::VBK);
-  T* dos = reinterpret_cast<T*>(smem + Lay::DOB);
   bf16* Xp = reinterpret_cast<bf16*>(smem + Lay::XS);
   bf16* Dp = reinterpret_cast<bf16*>(smem + Lay::DLS);
   bf16* Gp = reinterpret_cast<bf16*>(smem + Lay::GDS);
-  bf16* dXp = reinterpret_cast<bf16*>(smem + Lay::DXS);
   float* Tm = reinterpret_cast<float*>(smem + Lay::TM);
   float* KK = reinterpret_cast<float*>(smem + Lay::KK);
   float* Ds = reinterpret_cast<float*>(smem + Lay::DS);
   float* Am = reinterpret_cast<float*>(smem + Lay::AF);
+  bf16* Yp = reinterpret_cast<bf16*>(smem + Lay::YS);
+  float* dbe = reinterpret_cast<float*>(smem + Lay::DBE);
+  float* dgam = dbe + kC;
   float* bet = reinterpret_cast<float*>(smem + Lay::VEC);
   float* gam = bet + kC;
   float* e = bet + 2 * kC;
   float* gl = bet + 3 * kC;
-  float* cacc = bet + 4 * kC;  // Σ_c Δ · Γl K dS'   (c_r)
-  float* sacc = bet + 5 * kC;  // Σ_c e dO · Q S     (s_r)
-  float* tacc = bet + 6 * kC;  // Σ_c dX · e K S     (t_r)
-  float* dbe = bet + 7 * kC;
-  float* dgam = bet + 8 * kC;
-  float* part_s = reinterpret_cast<float*>(smem + Lay::PART);  // [2][64] per column half
-  float* part_c = part_s + 2 * kC;
-  float* part_t = part_s + 4 * kC;
+  // Row sums over the value columns, one per column half (each (half, row) has one writer):
+  float* part_s = reinterpret_cast<float*>(smem + Lay::PART);  // Σ e dO · Q S
+  float* part_c = part_s + 2 * kC;                             // Σ Δ · Γl K dS'
+  float* part_t = part_s + 4 * kC;                             // Σ dX · e K S
 
   const GdnDims& d = a.d;
   const int c = blockIdx.x, tid = threadIdx.x, warp = tid >> 5, half = warp >> 2;
@@ -1850,10 +1876,33 @@ __global__ void __launch_bounds__(kThreads, 1) gdn_grad_x2_kernel(GradArgs a) {
   const T* dout = static_cast<const T*>(a.dout);
   const bf16* ckS = static_cast<const bf16*>(a.ckS);
   const bf16* ckD = static_cast<const bf16*>(a.ckD);
+  const int nvb = int((d.V + VB - 1) / VB);
+  const int vt = a.vt, tiles = a.tiles;
+
+  // All of one value block's loads (S, dS' split planes, dout) into buffer buf, in flight at once.
+  auto issue = [&](int vbi, int buf) {
+    unsigned char* base = smem + Lay::SB + buf * Lay::SBUF;
+    bf16* sd = reinterpret_cast<bf16*>(base);
+    bf16* dsd = sd + 2 * Lay::SPL;
+    T* dd = reinterpret_cast<T*>(base + 2 * 4 * size_t(Lay::SPL));
+    const int64_t colb = int64_t(vbi) * VB;
+    const int tile = int(colb / vt), off = int(colb % vt);
+    const int ncol = int(min64(VB, d.V - colb));
+    const int64_t src = ((bhv * d.NC + c) * tiles + tile) * (2 * int64_t(KP) * vt) + off;
+    for (int idx = tid; idx < 2 * KP * (VB / 8); idx += kThreads) {  // rows of both planes
+      const int i = idx / (VB / 8), cc = (idx % (VB / 8)) * 8;
+      const int pl = i / KP, ii = i % KP;
+      cp_async16(sd + pl * Lay::SPL + ii * LDB + cc, ckS + src + int64_t(i) * vt + cc, true);
+      cp_async16(dsd + pl * Lay::SPL + ii * LDB + cc, ckD + src + int64_t(i) * vt + cc, true);
+    }
+    load_tile_async<kC, VB, LDB>(dd, dout + ((b * d.L + t0) * d.HV + hv) * d.V + colb, d.HV * d.V, n, ncol);
+  };
 
   load_tile_async<kC, KP, LDK>(qs, q + ((b * d.L + t0) * d.H + h) * d.K, d.H * d.K, n, int(d.K));
   load_tile_async<kC, KP, LDK>(ks, k + ((b * d.L + t0) * d.H + h) * d.K, d.H * d.K, n, int(d.K));
   load_tile_async<2 * kC, kC, LDC>(Aup, a.Au2 + (bhv * d.NC + c) * (2 * kC * kC), kC, 2 * kC, kC);
+  cp_async_commit();
+  issue(0, 0);
   cp_async_commit();
   for (int idx = tid; idx < kC * kLDA; idx += kThreads) {
     DM[idx] = 0.f;
@@ -1866,56 +1915,64 @@ __global__ void __launch_bounds__(kThreads, 1) gdn_grad_x2_kernel(GradArgs a) {
     gam[tid] = gr;
     e[tid] = expf(gr);
     gl[tid] = expf(glast - gr);
-    cacc[tid] = sacc[tid] = tacc[tid] = 0.f;
   }
-  cp_async_wait<0>();
+  for (int idx = tid; idx < 6 * kC; idx += kThreads) part_s[idx] = 0.f;
+  cp_async_wait<1>();  // q, k, Au (the first value block may still be in flight)
   __syncthreads();
 
-  const RowTile<T> Ka{ks, LDK}, Qa{qs, LDK}, dOa{dos, LDB}, dOb{dos, LDB};
+  const RowTile<T> Ka{ks, LDK}, Qa{qs, LDK};
   const ColTile<T> Kt{ks, LDK};
-  const SplitTile<false> Aua{Aup, LDC, Lay::CPL}, Sb{Sp, LDB, Lay::SPL}, dSb{dSp, LDB, Lay::SPL};
-  const SplitTile<false> Xb{Xp, LDB, Lay::TPL}, Da{Dp, LDB, Lay::TPL}, Gb{Gp, LDB, Lay::TPL}, dXa{dXp, LDB, Lay::TPL};
-  const SplitTile<true> AutA{Aup, LDC, Lay::CPL}, MtA{Msp, LDC, Lay::CPL}, ST{Sp, LDB, Lay::SPL}, dST{dSp, LDB, Lay::SPL};
+  const SplitTile<false> Aua{Aup, LDC, Lay::CPL}, Xb{Xp, LDB, Lay::TPL}, Da{Dp, LDB, Lay::TPL}, Gb{Gp, LDB, Lay::TPL};
+  const SplitTile<true> AutA{Aup, LDC, Lay::CPL}, MtA{Msp, LDC, Lay::CPL};
   const SplitTile<true> DlT{Dp, LDB, Lay::TPL}, XT{Xp, LDB, Lay::TPL};
   const int m0 = 16 * (warp & 3);      // this warp's 16 rows of every 64-row product
   const int nM = 32 * half;            // its columns of the 64 × 64 ones
   const int n1 = half * (VB / 2);      // of the 64 × VB ones
   const int no = half * (KP / 2);      // of the 64 × KP ones (dq, dk)
   const bool lower_tile = half == 0 || (warp & 3) >= 2;
-  {  // M = tril(Q Kᵀ) ⊙ Γ, all of it (zeros above the diagonal), fp32 and split
+  {  // M = tril(Q Kᵀ) ⊙ Γ, all of it (zeros above the diagonal), split
     float accM[4][4] = {};
     warp_mma<P>(accM, Qa, Kt, m0, nM, 0, KP);
     for_pairs(accM, m0, nM, [&](int r, int s, float x0, float x1) {
-      x0 = s <= r ? x0 * expf(gam[r] - gam[s]) : 0.f;
-      x1 = s + 1 <= r ? x1 * expf(gam[r] - gam[s + 1]) : 0.f;
-      Mm[r * kLDA + s] = x0;
-      Mm[r * kLDA + s + 1] = x1;
-      put_split(Msp, LDC, Lay::CPL, r, s, x0, x1);
+      put_split(Msp, LDC, Lay::CPL, r, s, s <= r ? x0 * expf(gam[r] - gam[s]) : 0.f,
+                s + 1 <= r ? x1 * expf(gam[r] - gam[s + 1]) : 0.f);
     });
   }
 
-  float accQ[NSO][4] = {}, accK1[NSO][4] = {}, accK2[NSO][4] = {};
+  // dQ = diag(e) Σ dO Sᵀ;  dK = diag(Γl) Σ Δ dS'ᵀ − diag(e) Auᵀ Σ dΔ Sᵀ  (dX Sᵀ = Auᵀ dΔ Sᵀ: the
+  // product by Auᵀ moves out of the value loop, to once per chunk in the tail).
+  float accQ[NSO][4] = {}, accK[NSO][4] = {}, accY[NSO][4] = {};
   float dss = 0.f;  // this thread's share of <dS', S>
-  const int nvb = int((d.V + VB - 1) / VB);
+  const int g = lane_g(), t4 = lane_t();
   for (int vb = 0; vb < nvb; ++vb) {
-    __syncthreads();  // the previous block is done with every value-block buffer
-    {  // all of this value block's loads in flight at once
-      const int64_t colb = int64_t(vb) * VB;
-      const int tile = int(colb / a.vt), off = int(colb % a.vt);
-      const int ncol = int(min64(VB, d.V - colb));
-      const int64_t base = ((bhv * d.NC + c) * a.tiles + tile) * (2 * int64_t(KP) * a.vt) + off;
-      for (int idx = tid; idx < 2 * KP * (VB / 8); idx += kThreads) {  // rows of both planes
-        const int i = idx / (VB / 8), cc = (idx % (VB / 8)) * 8;
-        const int pl = i / KP, ii = i % KP;
-        cp_async16(Sp + pl * Lay::SPL + ii * LDB + cc, ckS + base + int64_t(i) * a.vt + cc, true);
-        cp_async16(dSp + pl * Lay::SPL + ii * LDB + cc, ckD + base + int64_t(i) * a.vt + cc, true);
-      }
-      load_tile_async<kC, VB, LDB>(vbs, v + ((b * d.L + t0) * d.HV + hv) * d.V + colb, d.HV * d.V, n, ncol);
-      load_tile_async<kC, VB, LDB>(dos, dout + ((b * d.L + t0) * d.HV + hv) * d.V + colb, d.HV * d.V, n, ncol);
+    const int buf = vb & 1;
+    __syncthreads();  // the previous block is done with the other buffer and the X, Δ, dΔ tiles
+    if (vb + 1 < nvb) {
+      issue(vb + 1, buf ^ 1);
       cp_async_commit();
+      cp_async_wait<1>();  // all but the prefetch
+    } else {
       cp_async_wait<0>();
     }
+    // v of this block straight into registers (used once, for X): the loads fly during K S.
+    const int64_t colb = int64_t(vb) * VB;
+    const int ncol = int(min64(VB, d.V - colb));
+    bf16 vv[NS1][4];
+#pragma unroll
+    for (int j = 0; j < NS1; ++j)
+#pragma unroll
+      for (int qq = 0; qq < 4; ++qq) {
+        const int r = m0 + g + 8 * (qq >> 1), cc = n1 + 8 * j + 2 * t4 + (qq & 1);
+        vv[j][qq] = r < n && cc < ncol ? v[((b * d.L + t0 + r) * d.HV + hv) * d.V + colb + cc] : st<bf16>(0.f);
+      }
     __syncthreads();
+    unsigned char* base = smem + Lay::SB + buf * Lay::SBUF;
+    const bf16* Sp = reinterpret_cast<const bf16*>(base);
+    const bf16* dSp = Sp + 2 * Lay::SPL;
+    const T* dos = reinterpret_cast<const T*>(base + 2 * 4 * size_t(Lay::SPL));
+    const SplitTile<false> Sb{Sp, LDB, Lay::SPL}, dSb{dSp, LDB, Lay::SPL};
+    const SplitTile<true> ST{Sp, LDB, Lay::SPL}, dST{dSp, LDB, Lay::SPL};
+    const RowTile<T> dOa{dos, LDB}, dOb{dos, LDB};
     for (int idx = tid; idx < KP * (VB / 2); idx += kThreads) {  // <dS', S> from the split copies
       const int i = idx / (VB / 2), cc = 2 * (idx % (VB / 2));
       const int o = i * LDB + cc;
@@ -1931,10 +1988,13 @@ __global__ void __launch_bounds__(kThreads, 1) gdn_grad_x2_kernel(GradArgs a) {
       warp_mma<P>(aQS, Qa, Sb, m0, n1, 0, KP);
       for_acc(aKS, m0, n1, [&](int r, int, float& x) { x *= e[r]; });
       for_acc(aG, m0, n1, [&](int r, int, float& x) { x *= gl[r]; });
-      for_pairs(aKS, m0, n1, [&](int r, int cc, float x0, float x1) {
-        put_split(Xp, LDB, Lay::TPL, r, cc, ld(vbs[r * LDB + cc]) - x0, ld(vbs[r * LDB + cc + 1]) - x1);
-      });
-      row_dot(aQS, m0, n1, [&](int r, int cc) { return e[r] * ld(dos[r * LDB + cc]); }, part_s + half * kC);
+#pragma unroll
+      for (int j = 0; j < NS1; ++j) {
+        const int cc = n1 + 8 * j + 2 * t4;
+        put_split(Xp, LDB, Lay::TPL, m0 + g, cc, ld(vv[j][0]) - aKS[j][0], ld(vv[j][1]) - aKS[j][1]);
+        put_split(Xp, LDB, Lay::TPL, m0 + g + 8, cc, ld(vv[j][2]) - aKS[j][2], ld(vv[j][3]) - aKS[j][3]);
+      }
+      row_dot_acc(aQS, m0, n1, [&](int r, int cc) { return e[r] * ld(dos[r * LDB + cc]); }, part_s + half * kC);
     }
     __syncthreads();
     {  // Δ = Au X;  dΔ = Γl K dS' + Mᵀ dO
@@ -1946,13 +2006,11 @@ __global__ void __launch_bounds__(kThreads, 1) gdn_grad_x2_kernel(GradArgs a) {
       for_pairs(aG, m0, n1, [&](int r, int cc, float x0, float x1) { put_split(Gp, LDB, Lay::TPL, r, cc, x0, x1); });
     }
     __syncthreads();
-    {  // dX = Auᵀ dΔ
+    {  // dX = Auᵀ dΔ, for its row dot with e K S only (dv comes from the scan)
       float aX[NS1][4] = {};
       warp_mma<P>(aX, AutA, Gb, m0, n1, m0, kC);
-      for_pairs(aX, m0, n1, [&](int r, int cc, float x0, float x1) { put_split(dXp, LDB, Lay::TPL, r, cc, x0, x1); });
       row_dot2(aX, aKS, m0, part_t + half * kC);
     }
-    __syncthreads();
     if (lower_tile) {  // dM += dO Δᵀ;  dAu += dΔ Xᵀ (only the lower triangle is ever used)
       float acc[4][4];
       for_acc(acc, m0, nM, [&](int r, int s, float& x) { x = DM[r * kLDA + s]; });
@@ -1962,34 +2020,31 @@ __global__ void __launch_bounds__(kThreads, 1) gdn_grad_x2_kernel(GradArgs a) {
       warp_mma<P>(acc, Gb, XT, m0, nM, 0, VB);
       for_acc(acc, m0, nM, [&](int r, int s, float& x) { DAU[r * kLDA + s] = x; });
     }
-    // Σ dO Sᵀ, Σ dX Sᵀ (one read of Sᵀ for both), Σ Δ dS'ᵀ; row scalings applied after the loop.
-    warp_mma_2a<P>(accQ, accK2, dOa, dXa, ST, m0, no, 0, VB);
-    warp_mma<P>(accK1, Da, dST, m0, no, 0, VB);
-    if (tid < kC) {  // fixed order: column half 0 then 1, value blocks in order
-      sacc[tid] += part_s[tid] + part_s[kC + tid];
-      cacc[tid] += part_c[tid] + part_c[kC + tid];
-      tacc[tid] += part_t[tid] + part_t[kC + tid];
-    }
+    // Σ dO Sᵀ and Σ dΔ Sᵀ (one read of Sᵀ for both), Σ Δ dS'ᵀ.
+    warp_mma_2a<P>(accQ, accY, dOa, Gb, ST, m0, no, 0, VB);
+    warp_mma<P>(accK, Da, dST, m0, no, 0, VB);
   }
   dss = block_sum(dss);  // its barriers also end the last value block
   load_tile_async<kC, kC, kLDA>(Am, a.A + (bhv * d.NC + c) * (kC * kC), kC, kC, kC);
   cp_async_commit();
+  for_pairs(accY, m0, no, [&](int r, int i, float x0, float x1) { put_split(Yp, Lay::LDY, Lay::YPL, r, i, x0, x1); });
   for_acc(accQ, m0, no, [&](int r, int, float& x) { x *= e[r]; });
-  {
-    const int g = lane_g();
+  cp_async_wait<0>();
+  __syncthreads();
+  {  // dK = Γl (Σ Δ dS'ᵀ) − e Auᵀ Y   (Auᵀ upper triangular: rows s >= m0)
+    const SplitTile<false> Yb{Yp, Lay::LDY, Lay::YPL};
+    float accX[NSO][4] = {};
+    warp_mma<P>(accX, AutA, Yb, m0, no, m0, kC);
 #pragma unroll
     for (int j = 0; j < NSO; ++j)
 #pragma unroll
       for (int qq = 0; qq < 4; ++qq) {
         const int r = m0 + g + 8 * (qq >> 1);
-        accK1[j][qq] = gl[r] * accK1[j][qq] - e[r] * accK2[j][qq];
+        accK[j][qq] = gl[r] * accK[j][qq] - e[r] * accX[j][qq];
       }
   }
-  float (&accK)[NSO][4] = accK1;
-  cp_async_wait<0>();
-  __syncthreads();
 
-  // ---- tail: as gdn_grad_kernel's ----
+  // ---- tail: as gdn_grad_kernel's (M read back from its split copy) ----
   {
     float acc[4][4] = {};
     warp_mma<P>(acc, Ka, Kt, m0, nM, 0, KP);
@@ -2016,6 +2071,9 @@ __global__ void __launch_bounds__(kThreads, 1) gdn_grad_x2_kernel(GradArgs a) {
     for_acc(acc, m0, nM, [&](int r, int s, float& x) { DAU[r * kLDA + s] = -x; });
   }
   __syncthreads();
+  auto m_at = [&](int r, int s) {  // M from its split copy (hi + lo)
+    return ld(Msp[r * LDC + s]) + ld(Msp[Lay::CPL + r * LDC + s]);
+  };
   for (int idx = tid; idx < kC * kC; idx += kThreads) {
     const int r = idx / kC, s = idx % kC;
     if (s < r) {
@@ -2025,12 +2083,12 @@ __global__ void __launch_bounds__(kThreads, 1) gdn_grad_x2_kernel(GradArgs a) {
       Ds[r * kLDA + s] = bet[r] * gx;            // dKK (lower) and its transpose
       Ds[s * kLDA + r] = bet[r] * gx;
       const float dm = DM[r * kLDA + s];
-      KK[r * kLDA + s] = dm * Mm[r * kLDA + s];  // P = dM ⊙ M
+      KK[r * kLDA + s] = dm * m_at(r, s);        // P = dM ⊙ M
       DM[r * kLDA + s] = dm * G;                 // dQK = dM ⊙ Γ
     } else if (s == r) {
       Tm[r * kLDA + s] = 0.f;
       Ds[r * kLDA + s] = 0.f;
-      KK[r * kLDA + s] = DM[r * kLDA + s] * Mm[r * kLDA + s];
+      KK[r * kLDA + s] = DM[r * kLDA + s] * m_at(r, s);
     } else {
       Tm[r * kLDA + s] = 0.f;
       KK[r * kLDA + s] = 0.f;
@@ -2045,10 +2103,11 @@ __global__ void __launch_bounds__(kThreads, 1) gdn_grad_x2_kernel(GradArgs a) {
     for (int s = r; s < kC; ++s) colP += KK[s * kLDA + r];
     for (int s = 0; s < r; ++s) rowx += Tm[r * kLDA + s];
     for (int s = r + 1; s < kC; ++s) colbx += bet[s] * Tm[s * kLDA + r];
-    float dgr = -cacc[r] + sacc[r] - tacc[r] + rowP - colP + bet[r] * rowx - colbx;
+    const float cr = part_c[r] + part_c[kC + r], sr = part_s[r] + part_s[kC + r], tr = part_t[r] + part_t[kC + r];
+    float dgr = -cr + sr - tr + rowP - colP + bet[r] * rowx - colbx;
     if (r == kC - 1) {  // the chunk's last γ also scales the handed-on state
       float cs = 0.f;
-      for (int s = 0; s < kC; ++s) cs += cacc[s];
+      for (int s = 0; s < kC; ++s) cs += part_c[s] + part_c[kC + s];
       dgr += cs + e[kC - 1] * dss;
     }
     dgam[r] = dgr;
