@@ -20,8 +20,7 @@
 //
 // Global loads go by cp.async, a whole tile in flight at once, and the scan prefetches the next
 // chunk's inputs while it computes the current one, so no phase waits on a round trip to memory.
-// (Measured on an H100, that gained only ~5 %: the scan's time goes elsewhere, most likely to
-// the per-element shared-memory fragment loads and the 8 warps per SM it runs with.)
+// (Measured on an H100, that gained only ~5 %: the scan's time goes elsewhere.)
 //
 // Kernels (each thread block 8 warps):
 //   prep  (chunk, hv, b), parallel: γ, K Kᵀ, L and A = (I + L)^{-1} by column-parallel forward
@@ -59,6 +58,16 @@
 // 1e-4 to 4e-4) and takes fwd+bwd from 3.66 / 5.19 ms (TF32) to 3.07–3.13 / 4.04–4.15 ms at the
 // two issue shapes; bf16 passes too (2.45–2.48 / 3.29–3.37 ms) but with hT up to 3.6e-3 against
 // the 5e-3 bound, so it stays opt-in.
+//
+// Split-tile kernels (bf16x2 with BF16 activations and K <= 128, the default; LT2_GDN_LEGACY=1
+// runs the accessor kernels above instead): gdn_scan_x2_kernel and gdn_grad_x2_kernel do the same
+// work with the same split points, but every fp32 operand is written ONCE as a split tile (hi and
+// lo BF16 planes in shared memory, row scalings folded in) by the warp that computes it, and
+// every product reads its operands by ldmatrix; prep hands them Au = A diag(β) and A split, the
+// scan keeps the state in registers and writes the checkpoints split, and the grad kernel moves
+// row scalings and the product by Auᵀ out of its value loop (see their sections). Profiled with
+// ncu, the accessor kernels spent their issue slots on per-element loads, splits and predicated
+// 16-bit stores, not on the tensor cores. Measured on an H100 (bench/gpu/gdn_split_h100.txt).
 #include "cuda/gdn_chunked.h"
 
 #include <algorithm>
@@ -154,6 +163,13 @@ __device__ __forceinline__ void split_bf16(float x0, float x1, uint32_t& hi, uin
   else lo = 0u;
 }
 
+// The split (hi, lo) of the pair (x0, x1) into element (r, c) of a split tile (c even).
+__device__ __forceinline__ void put_split(bf16* p, int s, int lo, int r, int c, float x0, float x1) {
+  uint32_t hi, lw;
+  split_bf16<true>(x0, x1, hi, lw);
+  *reinterpret_cast<uint32_t*>(p + r * s + c) = hi;
+  *reinterpret_cast<uint32_t*>(p + lo + r * s + c) = lw;
+}
 __device__ __forceinline__ void ldsm_x4(uint32_t (&r)[4], const void* p) {
   const unsigned a = static_cast<unsigned>(__cvta_generic_to_shared(p));
   asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];\n"
@@ -559,7 +575,7 @@ template <class T, int KP, int P>
 __global__ void __launch_bounds__(kThreads) gdn_prep_kernel(const T* __restrict__ k, const float* __restrict__ beta,
                                                             const float* __restrict__ g, GdnDims d,
                                                             float* __restrict__ A_out, float* __restrict__ gam_out,
-                                                            bf16* __restrict__ au2_out) {
+                                                            bf16* __restrict__ au2_out, bf16* __restrict__ a2_out) {
   using Lay = PrepLayout<T, KP>;
   extern __shared__ __align__(16) unsigned char smem[];
   T* ks = reinterpret_cast<T*>(smem + Lay::K);
@@ -690,17 +706,18 @@ __global__ void __launch_bounds__(kThreads) gdn_prep_kernel(const T* __restrict_
     }
     __syncthreads();
   }
-  float* Ao = A_out + (bhv * d.NC + c) * (kC * kC);
-  for (int idx = tid; idx < kC * kC; idx += kThreads) Ao[idx] = Am[(idx / kC) * Lay::LDA + idx % kC];
+  if (A_out) {  // the accessor kernels read A in fp32 (the split-tile ones take the planes below)
+    float* Ao = A_out + (bhv * d.NC + c) * (kC * kC);
+    for (int idx = tid; idx < kC * kC; idx += kThreads) Ao[idx] = Am[(idx / kC) * Lay::LDA + idx % kC];
+  }
   if (tid < kC) gam_out[(bhv * d.NC + c) * kC + tid] = gam[tid];
-  if (au2_out) {  // Au = A diag(β) split into hi and lo BF16 planes, for the split-tile scan
+  if (au2_out) {  // Au = A diag(β) and A split into hi and lo BF16 planes, for the split-tile kernels
     bf16* dst = au2_out + (bhv * d.NC + c) * (2 * kC * kC);
+    bf16* dsa = a2_out ? a2_out + (bhv * d.NC + c) * (2 * kC * kC) : nullptr;
     for (int idx = tid; idx < kC * kC / 2; idx += kThreads) {
       const int r = idx / (kC / 2), s = 2 * (idx % (kC / 2));
-      uint32_t hi, lo;
-      split_bf16<true>(Am[r * Lay::LDA + s] * bet[s], Am[r * Lay::LDA + s + 1] * bet[s + 1], hi, lo);
-      *reinterpret_cast<uint32_t*>(dst + r * kC + s) = hi;
-      *reinterpret_cast<uint32_t*>(dst + kC * kC + r * kC + s) = lo;
+      put_split(dst, kC, kC * kC, r, s, Am[r * Lay::LDA + s] * bet[s], Am[r * Lay::LDA + s + 1] * bet[s + 1]);
+      if (a2_out) put_split(dsa, kC, kC * kC, r, s, Am[r * Lay::LDA + s], Am[r * Lay::LDA + s + 1]);
     }
   }
 }
@@ -1077,13 +1094,6 @@ struct ScanX2Layout {
   static constexpr size_t bytes = VEC + 2 * 4 * 4 * kC;
 };
 
-// The split (hi, lo) of the pair (x0, x1) into element (r, c) of a split tile (c even).
-__device__ __forceinline__ void put_split(bf16* p, int s, int lo, int r, int c, float x0, float x1) {
-  uint32_t hi, lw;
-  split_bf16<true>(x0, x1, hi, lw);
-  *reinterpret_cast<uint32_t*>(p + r * s + c) = hi;
-  *reinterpret_cast<uint32_t*>(p + lo + r * s + c) = lw;
-}
 // f(row, col, x0, x1) for each pair of accumulator elements (col, col + 1) this lane holds.
 // dst[0], dst[1] = x0, x1 as BF16 where column cc, cc + 1 < ncol (left = ncol − cc); one 4-byte
 // store when both are in and pairs says dst is 4-byte aligned.
@@ -1154,8 +1164,13 @@ __device__ __forceinline__ void scan_x2_forward(const ScanArgs& a, int tile, uns
   bf16* o = static_cast<bf16*>(a.o);
   const bool want_o = o != nullptr;
   const bool pairs = (d.V & 1) == 0;  // (col0 + cc) is even: 4-byte stores of column pairs
-  const int m0 = 16 * (warp & 3), n0 = (warp >> 2) * (VT / 2), nM = 32 * (warp >> 2);
-  const bool m_tile = (warp >> 2) == 0 || (warp & 3) >= 2;  // tiles strictly above the diagonal stay unread
+  const int m0 = 16 * (warp & 3), n0 = (warp >> 2) * (VT / 2);
+  // The six 16 × 32 tiles of M that O reads (those strictly above the diagonal never are), one to
+  // each warp with rows m0 < 48, whose Δ = Au X (k < m0 + 16) is the shorter: tile
+  // ti = 2 (warp % 4) + warp / 4 is rows 16 ti (ti < 4) or 32 + 16 (ti − 4), columns 0 or 32.
+  const int ti = 2 * (warp & 3) + (warp >> 2);
+  const bool m_tile = (warp & 3) != 3;
+  const int mM = ti < 4 ? 16 * ti : 32 + 16 * (ti - 4), nMM = ti < 4 ? 0 : 32;
 
   scan_x2_issue_inputs<KP, VT>(a, 0, 0, b, hv, col0, ncol, want_o, vsrc, smem);
   scan_x2_issue_Au<KP, VT>(a, 0, bhv, smem);
@@ -1214,17 +1229,7 @@ __device__ __forceinline__ void scan_x2_forward(const ScanArgs& a, int tile, uns
         put_split(Xp, LDV, Lay::TPL, r, cc, ld(vs[r * LDV + cc]) - e[r] * x0, ld(vs[r * LDV + cc + 1]) - e[r] * x1);
       });
     }
-    if (want_o) {
-      for_acc(accO, m0, n0, [&](int r, int, float& x) { x *= e[r]; });
-      if (m_tile) {
-        float accM[4][4] = {};
-        warp_mma<P>(accM, Qa, Kt, m0, nM, 0, KP);
-        for_pairs(accM, m0, nM, [&](int r, int s, float x0, float x1) {
-          put_split(Mp, LDC, Lay::CPL, r, s, s <= r ? x0 * expf(gam[r] - gam[s]) : 0.f,
-                    s + 1 <= r ? x1 * expf(gam[r] - gam[s + 1]) : 0.f);
-        });
-      }
-    }
+    if (want_o) for_acc(accO, m0, n0, [&](int r, int, float& x) { x *= e[r]; });
     __syncthreads();
     {  // Δ = Au X (Au lower triangular: columns s < m0 + 16 only); Δ and Γl Δ split
       float accD[NS][4] = {};
@@ -1232,6 +1237,14 @@ __device__ __forceinline__ void scan_x2_forward(const ScanArgs& a, int tile, uns
       for_pairs(accD, m0, n0, [&](int r, int cc, float x0, float x1) {
         put_split(Dp, LDV, Lay::TPL, r, cc, x0, x1);
         put_split(Gp, LDV, Lay::TPL, r, cc, gl[r] * x0, gl[r] * x1);
+      });
+    }
+    if (want_o && m_tile) {  // M = tril(Q Kᵀ) ⊙ Γ here, not with K S: Δ's triangle leaves these warps time
+      float accM[4][4] = {};
+      warp_mma<P>(accM, Qa, Kt, mM, nMM, 0, KP);
+      for_pairs(accM, mM, nMM, [&](int r, int s, float x0, float x1) {
+        put_split(Mp, LDC, Lay::CPL, r, s, s <= r ? x0 * expf(gam[r] - gam[s]) : 0.f,
+                  s + 1 <= r ? x1 * expf(gam[r] - gam[s + 1]) : 0.f);
       });
     }
     __syncthreads();
@@ -1418,7 +1431,8 @@ struct GradArgs {
   const float* gam;
   const void* ckS;  // S entering each chunk, [B·HV][NC][tiles][KP][vt], ckpt_t<P>
   const void* ckD;  // dS' leaving each chunk, same layout
-  const bf16* Au2;  // gdn_grad_x2_kernel: Au split (as ScanArgs), checkpoints split too
+  const bf16* Au2;  // gdn_grad_x2_kernel: Au split (as ScanArgs), checkpoints split too,
+  const bf16* A2;   // and A split
   void* dq;          // [B, L, H, K] in the activation dtype (G == 1)
   void* dk;
   float* dq_part;  // [B, HV, L, K] fp32 per value head (G > 1)
@@ -1778,13 +1792,16 @@ struct GradX2Layout {
   static constexpr size_t DLS = XS + 4 * size_t(TPL);
   static constexpr size_t GDS = DLS + 4 * size_t(TPL);
   static constexpr size_t R_VALUES = GDS + 4 * size_t(TPL);
-  // Tail: Aᵀ dA then x, K Kᵀ then P, dKK + dKKᵀ, A, Y = Σ dΔ Sᵀ split, dβ / dγ vectors.
+  // Tail: x (fp32), K Kᵀ then P (fp32), A split, two split work tiles W1, W2 (first together
+  // Y = Σ dΔ Sᵀ split, then dA and Tm, then dKK + dKKᵀ and dQK), dβ / dγ vectors.
   static constexpr size_t TM = R;
   static constexpr size_t KK = TM + 4 * kC * kLDA;
-  static constexpr size_t DS = KK + 4 * kC * kLDA;
-  static constexpr size_t AF = DS + 4 * kC * kLDA;
-  static constexpr size_t YS = AF + 4 * kC * kLDA;
-  static constexpr size_t DBE = YS + 4 * size_t(YPL);
+  static constexpr size_t AS = KK + 4 * kC * kLDA;
+  static constexpr size_t W1 = AS + 4 * size_t(CPL);
+  static constexpr size_t W2 = W1 + 4 * size_t(CPL);
+  static constexpr size_t YS = W1;
+  static_assert(4 * size_t(YPL) <= 8 * size_t(CPL), "Y fits in W1 and W2");
+  static constexpr size_t DBE = W2 + 4 * size_t(CPL);
   static constexpr size_t R_TAIL = DBE + 2 * 4 * kC;
   static constexpr size_t VEC = R_VALUES > R_TAIL ? R_VALUES : R_TAIL;  // β, γ, e, Γl
   static constexpr size_t PART = VEC + 4 * 4 * kC;  // row sums s, c, t per column half, [3][2][64]
@@ -1851,8 +1868,9 @@ __global__ void __launch_bounds__(kThreads, 1) gdn_grad_x2_kernel(GradArgs a) {
   bf16* Gp = reinterpret_cast<bf16*>(smem + Lay::GDS);
   float* Tm = reinterpret_cast<float*>(smem + Lay::TM);
   float* KK = reinterpret_cast<float*>(smem + Lay::KK);
-  float* Ds = reinterpret_cast<float*>(smem + Lay::DS);
-  float* Am = reinterpret_cast<float*>(smem + Lay::AF);
+  bf16* Asp = reinterpret_cast<bf16*>(smem + Lay::AS);
+  bf16* W1 = reinterpret_cast<bf16*>(smem + Lay::W1);
+  bf16* W2 = reinterpret_cast<bf16*>(smem + Lay::W2);
   bf16* Yp = reinterpret_cast<bf16*>(smem + Lay::YS);
   float* dbe = reinterpret_cast<float*>(smem + Lay::DBE);
   float* dgam = dbe + kC;
@@ -2025,10 +2043,20 @@ __global__ void __launch_bounds__(kThreads, 1) gdn_grad_x2_kernel(GradArgs a) {
     warp_mma<P>(accK, Da, dST, m0, no, 0, VB);
   }
   dss = block_sum(dss);  // its barriers also end the last value block
-  load_tile_async<kC, kC, kLDA>(Am, a.A + (bhv * d.NC + c) * (kC * kC), kC, kC, kC);
+
+  // ---- tail: the 64 × 64 gradients (steps e, f of the CPU code) and the rest of dq / dk ----
+  // The same steps as gdn_grad_kernel's tail, on split tiles: A (split from prep), dA = dAu diag(β),
+  // Tm = Aᵀ dA, dQK = dM ⊙ Γ and dKK + dKKᵀ are each written split once and read by ldmatrix; the
+  // row and column sums run four threads to a row (fixed order, shuffles).
+  load_tile_async<2 * kC, kC, LDC>(Asp, a.A2 + (bhv * d.NC + c) * (2 * kC * kC), kC, 2 * kC, kC);
   cp_async_commit();
   for_pairs(accY, m0, no, [&](int r, int i, float x0, float x1) { put_split(Yp, Lay::LDY, Lay::YPL, r, i, x0, x1); });
   for_acc(accQ, m0, no, [&](int r, int, float& x) { x *= e[r]; });
+  {
+    float acc[4][4] = {};  // K Kᵀ
+    warp_mma<P>(acc, Ka, Kt, m0, nM, 0, KP);
+    for_acc(acc, m0, nM, [&](int r, int s, float& x) { KK[r * kLDA + s] = x; });
+  }
   cp_async_wait<0>();
   __syncthreads();
   {  // dK = Γl (Σ Δ dS'ᵀ) − e Auᵀ Y   (Auᵀ upper triangular: rows s >= m0)
@@ -2043,92 +2071,112 @@ __global__ void __launch_bounds__(kThreads, 1) gdn_grad_x2_kernel(GradArgs a) {
         accK[j][qq] = gl[r] * accK[j][qq] - e[r] * accX[j][qq];
       }
   }
-
-  // ---- tail: as gdn_grad_kernel's (M read back from its split copy) ----
-  {
-    float acc[4][4] = {};
-    warp_mma<P>(acc, Ka, Kt, m0, nM, 0, KP);
-    for_acc(acc, m0, nM, [&](int r, int s, float& x) { KK[r * kLDA + s] = x; });
-    // Tm = Aᵀ dA with dA = dAu diag(β); Aᵀ is upper triangular: rows i >= m0.
-    auto AT = [&](int r, int i) { return Am[i * kLDA + r]; };
-    auto dAb = [&](int i, int s) { return DAU[i * kLDA + s] * bet[s]; };
-    float acc2[4][4] = {};
-    warp_mma<P>(acc2, AT, dAb, m0, nM, m0, kC);
-    for_acc(acc2, m0, nM, [&](int r, int s, float& x) { Tm[r * kLDA + s] = x; });
-  }
-  if (tid < kC) {  // dβ_s from Au = A diag(β): Σ_r dAu[r,s] A[r,s] (A lower: r >= s)
-    const int s = tid;
+  auto a_at = [&](int r, int s) { return ld(Asp[r * LDC + s]) + ld(Asp[Lay::CPL + r * LDC + s]); };
+  {  // dβ_s from Au = A diag(β): Σ_{r >= s} dAu[r,s] A[r,s], four threads a column
+    const int s = tid >> 2, p = tid & 3;
     float acc = 0.f;
-    for (int r = s; r < kC; ++r) acc += DAU[r * kLDA + s] * Am[r * kLDA + s];
-    dbe[s] = acc;
+    for (int r = s + p; r < kC; r += 4) acc += DAU[r * kLDA + s] * a_at(r, s);
+    acc += __shfl_xor_sync(kFull, acc, 1);
+    acc += __shfl_xor_sync(kFull, acc, 2);
+    if (p == 0) dbe[s] = acc;
+  }
+  __syncthreads();  // Y is read (W1 / W2 are free), dAu's column sums are done
+  for (int idx = tid; idx < kC * kC / 2; idx += kThreads) {  // dA = dAu diag(β), split
+    const int r = idx / (kC / 2), s = 2 * (idx % (kC / 2));
+    put_split(W1, LDC, Lay::CPL, r, s, DAU[r * kLDA + s] * bet[s], DAU[r * kLDA + s + 1] * bet[s + 1]);
+  }
+  __syncthreads();
+  const SplitTile<false> W1a{W1, LDC, Lay::CPL}, W2a{W2, LDC, Lay::CPL};
+  const SplitTile<true> W2t{W2, LDC, Lay::CPL}, AT{Asp, LDC, Lay::CPL};
+  {  // Tm = Aᵀ dA (Aᵀ upper triangular: rows i >= m0), split
+    float acc[4][4] = {};
+    warp_mma<P>(acc, AT, W1a, m0, nM, m0, kC);
+    for_pairs(acc, m0, nM, [&](int r, int s, float x0, float x1) { put_split(W2, LDC, Lay::CPL, r, s, x0, x1); });
   }
   __syncthreads();
   {  // dL = −Tm Aᵀ (Aᵀ upper triangular: only j <= s, i.e. j < nM + 32)
-    auto Tma = [&](int r, int j) { return Tm[r * kLDA + j]; };
-    auto AtB = [&](int j, int s) { return Am[s * kLDA + j]; };
     float acc[4][4] = {};
-    warp_mma<P>(acc, Tma, AtB, m0, nM, 0, nM + 32);
+    warp_mma<P>(acc, W2a, AT, m0, nM, 0, nM + 32);
     for_acc(acc, m0, nM, [&](int r, int s, float& x) { DAU[r * kLDA + s] = -x; });
   }
   __syncthreads();
   auto m_at = [&](int r, int s) {  // M from its split copy (hi + lo)
     return ld(Msp[r * LDC + s]) + ld(Msp[Lay::CPL + r * LDC + s]);
   };
-  for (int idx = tid; idx < kC * kC; idx += kThreads) {
-    const int r = idx / kC, s = idx % kC;
-    if (s < r) {
-      const float G = expf(gam[r] - gam[s]);
-      const float gx = DAU[r * kLDA + s] * G;  // dL ⊙ Γ
-      Tm[r * kLDA + s] = gx * KK[r * kLDA + s];  // x
-      Ds[r * kLDA + s] = bet[r] * gx;            // dKK (lower) and its transpose
-      Ds[s * kLDA + r] = bet[r] * gx;
+  for (int idx = tid; idx < kC * kC / 2; idx += kThreads) {
+    const int r = idx / (kC / 2), s0 = 2 * (idx % (kC / 2));
+    float dqk[2], ds[2], dst[2];
+#pragma unroll
+    for (int u = 0; u < 2; ++u) {
+      const int s = s0 + u;
       const float dm = DM[r * kLDA + s];
-      KK[r * kLDA + s] = dm * m_at(r, s);        // P = dM ⊙ M
-      DM[r * kLDA + s] = dm * G;                 // dQK = dM ⊙ Γ
-    } else if (s == r) {
-      Tm[r * kLDA + s] = 0.f;
-      Ds[r * kLDA + s] = 0.f;
-      KK[r * kLDA + s] = DM[r * kLDA + s] * m_at(r, s);
-    } else {
-      Tm[r * kLDA + s] = 0.f;
-      KK[r * kLDA + s] = 0.f;
-      DM[r * kLDA + s] = 0.f;
+      if (s < r) {
+        const float G = expf(gam[r] - gam[s]);
+        const float gx = DAU[r * kLDA + s] * G;    // dL ⊙ Γ
+        Tm[r * kLDA + s] = gx * KK[r * kLDA + s];  // x
+        KK[r * kLDA + s] = dm * m_at(r, s);        // P = dM ⊙ M
+        dqk[u] = dm * G;                           // dQK = dM ⊙ Γ
+        ds[u] = bet[r] * gx;                       // dKK (lower), r > s
+      } else {
+        Tm[r * kLDA + s] = 0.f;
+        KK[r * kLDA + s] = s == r ? dm * m_at(r, s) : 0.f;
+        dqk[u] = s == r ? dm : 0.f;
+        ds[u] = 0.f;
+      }
+      // dKK's transpose: element (r, s) with r < s is β_s (dL ⊙ Γ)[s, r]
+      dst[u] = s > r ? bet[s] * DAU[s * kLDA + r] * expf(gam[s] - gam[r]) : 0.f;
     }
+    put_split(W2, LDC, Lay::CPL, r, s0, dqk[0], dqk[1]);
+    put_split(W1, LDC, Lay::CPL, r, s0, ds[0] + dst[0], ds[1] + dst[1]);
   }
   __syncthreads();
-  if (tid < kC) {  // dγ_r and dβ_r, every sum in a fixed order
-    const int r = tid;
-    float rowP = 0.f, colP = 0.f, rowx = 0.f, colbx = 0.f;
-    for (int s = 0; s <= r; ++s) rowP += KK[r * kLDA + s];
-    for (int s = r; s < kC; ++s) colP += KK[s * kLDA + r];
-    for (int s = 0; s < r; ++s) rowx += Tm[r * kLDA + s];
-    for (int s = r + 1; s < kC; ++s) colbx += bet[s] * Tm[s * kLDA + r];
-    const float cr = part_c[r] + part_c[kC + r], sr = part_s[r] + part_s[kC + r], tr = part_t[r] + part_t[kC + r];
-    float dgr = -cr + sr - tr + rowP - colP + bet[r] * rowx - colbx;
-    if (r == kC - 1) {  // the chunk's last γ also scales the handed-on state
-      float cs = 0.f;
-      for (int s = 0; s < kC; ++s) cs += part_c[s] + part_c[kC + s];
-      dgr += cs + e[kC - 1] * dss;
+  {  // dγ_r and dβ_r, four threads a row, every sum in a fixed order
+    const int r = tid >> 2, p = tid & 3;
+    float rowP = 0.f, colP = 0.f, rowx = 0.f, colbx = 0.f, cs = 0.f;
+    for (int s = p; s < kC; s += 4) {
+      if (s <= r) rowP += KK[r * kLDA + s];
+      if (s >= r) colP += KK[s * kLDA + r];
+      if (s < r) rowx += Tm[r * kLDA + s];
+      if (s > r) colbx += bet[s] * Tm[s * kLDA + r];
+      cs += part_c[s] + part_c[kC + s];
     }
-    dgam[r] = dgr;
-    if (r < n) a.dbeta[(b * d.L + t0 + r) * d.HV + hv] = dbe[r] + rowx;
+#pragma unroll
+    for (int m = 1; m <= 2; m <<= 1) {
+      rowP += __shfl_xor_sync(kFull, rowP, m);
+      colP += __shfl_xor_sync(kFull, colP, m);
+      rowx += __shfl_xor_sync(kFull, rowx, m);
+      colbx += __shfl_xor_sync(kFull, colbx, m);
+      cs += __shfl_xor_sync(kFull, cs, m);
+    }
+    if (p == 0) {
+      const float cr = part_c[r] + part_c[kC + r], sr = part_s[r] + part_s[kC + r], tr = part_t[r] + part_t[kC + r];
+      float dgr = -cr + sr - tr + rowP - colP + bet[r] * rowx - colbx;
+      if (r == kC - 1) dgr += cs + e[kC - 1] * dss;  // the chunk's last γ also scales the handed-on state
+      dgam[r] = dgr;
+      if (r < n) a.dbeta[(b * d.L + t0 + r) * d.HV + hv] = dbe[r] + rowx;
+    }
   }
   {  // dQ += dQK K;  dK += dQKᵀ Q + (dKK + dKKᵀ) K
-    auto dQKa = [&](int r, int s) { return DM[r * kLDA + s]; };
-    auto dQKt = [&](int r, int s) { return DM[s * kLDA + r]; };
-    auto Dsa = [&](int r, int s) { return Ds[r * kLDA + s]; };
     const RowTile<T> Kb{ks, LDK}, Qb{qs, LDK};  // B operands (k = row)
-    warp_mma<P>(accQ, dQKa, Kb, m0, no, 0, m0 + 16);
-    warp_mma<P>(accK, dQKt, Qb, m0, no, m0, kC);
-    warp_mma<P>(accK, Dsa, Kb, m0, no, 0, kC);
+    warp_mma<P>(accQ, W2a, Kb, m0, no, 0, m0 + 16);
+    warp_mma<P>(accK, W2t, Qb, m0, no, m0, kC);
+    warp_mma<P>(accK, W1a, Kb, m0, no, 0, kC);
   }
   __syncthreads();
-  if (tid == 0) {  // dg_s = Σ_{r >= s} dγ_r
-    float acc = 0.f;
-    for (int r = kC - 1; r >= 0; --r) {
-      acc += dgam[r];
-      if (r < n) a.dg[(b * d.L + t0 + r) * d.HV + hv] = acc;
+  if (warp == 0) {  // dg_s = Σ_{r >= s} dγ_r: lane l holds rows 2l, 2l + 1; suffix sums by shuffles
+    const int l = tid;
+    const float g0 = dgam[2 * l], g1 = dgam[2 * l + 1];
+    float suf = g0 + g1;  // becomes Σ over lanes >= l of their pair sums
+#pragma unroll
+    for (int m = 1; m < 32; m <<= 1) {
+      const float o = __shfl_down_sync(kFull, suf, m);
+      if (l + m < 32) suf += o;
     }
+    const float nxt = __shfl_down_sync(kFull, suf, 1);
+    const float after = l < 31 ? nxt : 0.f;  // Σ over lanes > l
+    const int r0 = 2 * l, r1 = r0 + 1;
+    if (r1 < n) a.dg[(b * d.L + t0 + r1) * d.HV + hv] = after + g1;
+    if (r0 < n) a.dg[(b * d.L + t0 + r0) * d.HV + hv] = after + g1 + g0;
   }
   if (a.dq) {
     T* dq = static_cast<T*>(a.dq);
@@ -2286,13 +2334,13 @@ bool use_x2() {
 
 template <class T, int KP, int P>
 void launch_prep(const Tensor& k, const Tensor& beta, const Tensor& g, const GdnDims& d, Tensor& A, Tensor& gam,
-                 bf16* au2 = nullptr) {
+                 bf16* au2 = nullptr, bf16* a2 = nullptr) {
   constexpr size_t smem = PrepLayout<T, KP>::bytes;
   static_assert(smem <= kSmemLimit, "prep shared memory");
   static const bool once = (allow_smem(gdn_prep_kernel<T, KP, P>, smem, "prep"), true);
   (void)once;
   gdn_prep_kernel<T, KP, P><<<dim3(unsigned(d.NC), unsigned(d.HV), unsigned(d.B)), kThreads, smem, stream()>>>(
-      k.data<T>(), beta.data<float>(), g.data<float>(), d, A.data<float>(), gam.data<float>(), au2);
+      k.data<T>(), beta.data<float>(), g.data<float>(), d, au2 ? nullptr : A.data<float>(), gam.data<float>(), au2, a2);
   check_launch("gdn chunked prep");
 }
 
@@ -2392,9 +2440,9 @@ Tensor gdn_chunked_forward(const Tensor& q, const Tensor& k, const Tensor& v, co
   with_config(q.dtype(), d.K, [&](auto tag, auto kp, auto pm) {
     using T = std::decay_t<decltype(tag)>;
     constexpr int KP = decltype(kp)::value, P = decltype(pm)::value;
-    KernelTimer tm;
-    Tensor au2;
+    Tensor au2;  // the split-tile scan reads Au split, not A
     if (use_x2<T, P>()) au2 = Tensor::empty({d.B * d.HV * d.NC * 2 * kC * kC}, DType::BF16, Device::CUDA);
+    KernelTimer tm;
     launch_prep<T, KP, P>(k, beta, g, d, A, gam, au2.defined() ? au2.data<bf16>() : nullptr);
     tm.mark("prep");
     ScanArgs a{};
@@ -2443,10 +2491,14 @@ GdnGrads gdn_chunked_backward(const Tensor& q, const Tensor& k, const Tensor& v,
     const DType ckt = x2 || std::is_same<ckpt_t<P>, bf16>::value ? DType::BF16 : DType::F32;
     const int64_t ckn = x2 ? 2 * ck : ck;
     Tensor ckS = Tensor::empty({ckn}, ckt, Device::CUDA), ckD = Tensor::empty({ckn}, ckt, Device::CUDA);
+    Tensor au2, a2;
+    if (x2) {
+      au2 = Tensor::empty({d.B * d.HV * d.NC * 2 * kC * kC}, DType::BF16, Device::CUDA);
+      a2 = Tensor::empty({d.B * d.HV * d.NC * 2 * kC * kC}, DType::BF16, Device::CUDA);
+    }
     KernelTimer tm;
-    Tensor au2;
-    if (x2) au2 = Tensor::empty({d.B * d.HV * d.NC * 2 * kC * kC}, DType::BF16, Device::CUDA);
-    launch_prep<T, KPc, P>(k, beta, g, d, A, gam, au2.defined() ? au2.data<bf16>() : nullptr);
+    launch_prep<T, KPc, P>(k, beta, g, d, A, gam, au2.defined() ? au2.data<bf16>() : nullptr,
+                           a2.defined() ? a2.data<bf16>() : nullptr);
     tm.mark("prep");
     // One launch: forward blocks store S per chunk, reverse blocks dS' per chunk, dv and dh0.
     ScanArgs a{};
@@ -2481,6 +2533,7 @@ GdnGrads gdn_chunked_backward(const Tensor& q, const Tensor& k, const Tensor& v,
     ga.ckS = static_cast<void*>(ckS.bytes());
     ga.ckD = static_cast<void*>(ckD.bytes());
     ga.Au2 = a.Au2;
+    ga.A2 = a2.defined() ? a2.data<bf16>() : nullptr;
     if (d.G == 1) {
       ga.dq = gr.dq.data<T>();
       ga.dk = gr.dk.data<T>();
