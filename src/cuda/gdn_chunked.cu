@@ -25,12 +25,14 @@
 // Kernels (each thread block 8 warps):
 //   prep  (chunk, hv, b), parallel: γ, K Kᵀ, L and A = (I + L)^{-1} by column-parallel forward
 //         substitution in fp32 (a blocked tensor-core inverse in the BF16 modes); writes A and γ
-//         per chunk (the only chunk-level scratch).
+//         per chunk (the only chunk-level scratch; for the split-tile kernels below, Au = A diag(β)
+//         and A as hi / lo BF16 planes instead of A in fp32).
 //   scan  (value tile of VT columns, hv, b): walks the chunks in order keeping the K×VT fp32
-//         state in shared memory; per chunk X, Δ, O and the state update. In the backward op the
-//         same launch also holds the reverse scan blocks (dS, dv, dh0): the two are independent,
-//         so they share the machine. The forward blocks then store each chunk's entering state S
-//         and the reverse blocks each chunk's dS' (fp32 checkpoints).
+//         state in shared memory (in registers in the split-tile scan); per chunk X, Δ, O and the
+//         state update. In the backward op the same launch also holds the reverse scan blocks
+//         (dS, dv, dh0): the two are independent, so they share the machine. The forward blocks
+//         then store each chunk's entering state S and the reverse blocks each chunk's dS'
+//         (fp32 checkpoints; hi / lo BF16 planes, the same bytes, in the split-tile scan).
 //   grad  (chunk, hv, b), parallel: everything that sums over the value columns (dq, dk, dβ, dg)
 //         from S and dS' of its chunk, walking the value columns in blocks of VB.
 // With grouped value heads, dq / dk of each value head go to fp32 scratch and a last kernel adds
