@@ -20,18 +20,19 @@
 //
 // Global loads go by cp.async, a whole tile in flight at once, and the scan prefetches the next
 // chunk's inputs while it computes the current one, so no phase waits on a round trip to memory.
-// (Measured on an H100, that gained only ~5 %: the scan's time goes elsewhere, most likely to
-// the per-element shared-memory fragment loads and the 8 warps per SM it runs with.)
+// (Measured on an H100, that gained only ~5 %: the scan's time goes elsewhere.)
 //
 // Kernels (each thread block 8 warps):
 //   prep  (chunk, hv, b), parallel: γ, K Kᵀ, L and A = (I + L)^{-1} by column-parallel forward
 //         substitution in fp32 (a blocked tensor-core inverse in the BF16 modes); writes A and γ
-//         per chunk (the only chunk-level scratch).
+//         per chunk (the only chunk-level scratch; for the split-tile kernels below, Au = A diag(β)
+//         and A as hi / lo BF16 planes instead of A in fp32).
 //   scan  (value tile of VT columns, hv, b): walks the chunks in order keeping the K×VT fp32
-//         state in shared memory; per chunk X, Δ, O and the state update. In the backward op the
-//         same launch also holds the reverse scan blocks (dS, dv, dh0): the two are independent,
-//         so they share the machine. The forward blocks then store each chunk's entering state S
-//         and the reverse blocks each chunk's dS' (fp32 checkpoints).
+//         state in shared memory (in registers in the split-tile scan); per chunk X, Δ, O and the
+//         state update. In the backward op the same launch also holds the reverse scan blocks
+//         (dS, dv, dh0): the two are independent, so they share the machine. The forward blocks
+//         then store each chunk's entering state S and the reverse blocks each chunk's dS'
+//         (fp32 checkpoints; hi / lo BF16 planes, the same bytes, in the split-tile scan).
 //   grad  (chunk, hv, b), parallel: everything that sums over the value columns (dq, dk, dβ, dg)
 //         from S and dS' of its chunk, walking the value columns in blocks of VB.
 // With grouped value heads, dq / dk of each value head go to fp32 scratch and a last kernel adds
@@ -59,6 +60,16 @@
 // 1e-4 to 4e-4) and takes fwd+bwd from 3.66 / 5.19 ms (TF32) to 3.07–3.13 / 4.04–4.15 ms at the
 // two issue shapes; bf16 passes too (2.45–2.48 / 3.29–3.37 ms) but with hT up to 3.6e-3 against
 // the 5e-3 bound, so it stays opt-in.
+//
+// Split-tile kernels (bf16x2 with BF16 activations and K <= 128, the default; LT2_GDN_LEGACY=1
+// runs the accessor kernels above instead): gdn_scan_x2_kernel and gdn_grad_x2_kernel do the same
+// work with the same split points, but every fp32 operand is written ONCE as a split tile (hi and
+// lo BF16 planes in shared memory, row scalings folded in) by the warp that computes it, and
+// every product reads its operands by ldmatrix; prep hands them Au = A diag(β) and A split, the
+// scan keeps the state in registers and writes the checkpoints split, and the grad kernel moves
+// row scalings and the product by Auᵀ out of its value loop (see their sections). Profiled with
+// ncu, the accessor kernels spent their issue slots on per-element loads, splits and predicated
+// 16-bit stores, not on the tensor cores. Measured on an H100 (bench/gpu/gdn_split_h100.txt).
 #include "cuda/gdn_chunked.h"
 
 #include <algorithm>
@@ -154,9 +165,22 @@ __device__ __forceinline__ void split_bf16(float x0, float x1, uint32_t& hi, uin
   else lo = 0u;
 }
 
+// The split (hi, lo) of the pair (x0, x1) into element (r, c) of a split tile (c even).
+__device__ __forceinline__ void put_split(bf16* p, int s, int lo, int r, int c, float x0, float x1) {
+  uint32_t hi, lw;
+  split_bf16<true>(x0, x1, hi, lw);
+  *reinterpret_cast<uint32_t*>(p + r * s + c) = hi;
+  *reinterpret_cast<uint32_t*>(p + lo + r * s + c) = lw;
+}
 __device__ __forceinline__ void ldsm_x4(uint32_t (&r)[4], const void* p) {
   const unsigned a = static_cast<unsigned>(__cvta_generic_to_shared(p));
   asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];\n"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+               : "r"(a));
+}
+__device__ __forceinline__ void ldsm_x4_t(uint32_t (&r)[4], const void* p) {
+  const unsigned a = static_cast<unsigned>(__cvta_generic_to_shared(p));
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0, %1, %2, %3}, [%4];\n"
                : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
                : "r"(a));
 }
@@ -201,6 +225,25 @@ struct is_col_tile : std::false_type {};
 template <>
 struct is_col_tile<ColTile<bf16>> : std::true_type {};
 
+// Split tiles (the kBF16x2 scan and grad kernels): an fp32 operand converted ONCE into BF16
+// hi and lo planes in shared memory (x ≈ hi + lo, ~16 bits; row scalings such as e, Γl, β folded
+// in before the split), so that every product reads it by ldmatrix like a raw tile instead of
+// loading, splitting and packing each element per use. lo is the lo plane's offset in elements.
+//   COL = false: op(r, c) = p[r·s + c];  COL = true: op(r, c) = p[c·s + r] (the transpose as stored)
+template <bool COL>
+struct SplitTile {
+  const bf16* p;
+  int s, lo;
+};
+template <class F>
+struct is_split : std::false_type {};
+template <bool COL>
+struct is_split<SplitTile<COL>> : std::true_type {};
+template <class F>
+struct split_col : std::false_type {};
+template <>
+struct split_col<SplitTile<true>> : std::true_type {};
+
 // Checkpoint element type of mode P: in kBF16 every product rounds S and dS' to BF16 anyway,
 // so the checkpoints are stored so (half the bytes between the scan and the grad kernel).
 template <int P>
@@ -216,10 +259,24 @@ template <int P, class FA>
 __device__ __forceinline__ void load_a(const FA& A, int m0, int k, uint32_t (&a)[4], uint32_t (&as)[4]) {
   const int g = lane_g(), t = lane_t();
   if constexpr (P >= kBF16) {
+    const int l = threadIdx.x & 31;
     if constexpr (is_row_tile<FA>::value) {  // matrices (rows +0/+8) × (k +0/+8), lane l gives row l % 16
-      const int l = threadIdx.x & 31;
       ldsm_x4(a, A.p + (m0 + (l & 15)) * A.s + k + 8 * (l >> 4));
       as[0] = as[1] = as[2] = as[3] = 0u;
+    } else if constexpr (is_col_tile<FA>::value) {  // stored k-major (Aᵀ in memory): transposed on the way
+      ldsm_x4_t(a, A.p + (k + (l & 7) + 8 * (l >> 4)) * A.s + m0 + 8 * ((l >> 3) & 1));
+      as[0] = as[1] = as[2] = as[3] = 0u;
+    } else if constexpr (is_split<FA>::value) {
+      const bf16* q = split_col<FA>::value ? A.p + (k + (l & 7) + 8 * (l >> 4)) * A.s + m0 + 8 * ((l >> 3) & 1)
+                                           : A.p + (m0 + (l & 15)) * A.s + k + 8 * (l >> 4);
+      if constexpr (split_col<FA>::value) {
+        ldsm_x4_t(a, q);
+        if constexpr (P == kBF16x2) ldsm_x4_t(as, q + A.lo);
+      } else {
+        ldsm_x4(a, q);
+        if constexpr (P == kBF16x2) ldsm_x4(as, q + A.lo);
+      }
+      if constexpr (P != kBF16x2) as[0] = as[1] = as[2] = as[3] = 0u;
     } else {
       constexpr bool S = P == kBF16x2 && !is_raw<FA>::value;
       split_bf16<S>(A(m0 + g, k + 2 * t), A(m0 + g, k + 2 * t + 1), a[0], as[0]);
@@ -246,6 +303,15 @@ __device__ __forceinline__ void load_b(const FB& B, int k, int n, uint32_t (&b)[
     } else if constexpr (is_row_tile<FB>::value) {  // k-major, transposed on the way: rows k + l % 16
       ldsm_x2_t(b, B.p + (k + (l & 15)) * B.s + n);
       bs[0] = bs[1] = 0u;
+    } else if constexpr (is_split<FB>::value) {  // hi (lanes 0–15) and lo (16–31) in one instruction
+      uint32_t r[4];
+      const bf16* q = (l & 16) ? B.p + B.lo : B.p;
+      if constexpr (split_col<FB>::value) ldsm_x4(r, q + (n + (l & 7)) * B.s + k + 8 * ((l >> 3) & 1));
+      else ldsm_x4_t(r, q + (k + (l & 15)) * B.s + n);
+      b[0] = r[0];
+      b[1] = r[1];
+      bs[0] = P == kBF16x2 ? r[2] : 0u;
+      bs[1] = P == kBF16x2 ? r[3] : 0u;
     } else {
       constexpr bool S = P == kBF16x2 && !is_raw<FB>::value;
       split_bf16<S>(B(k + 2 * t, n + g), B(k + 2 * t + 1, n + g), b[0], bs[0]);
@@ -271,7 +337,7 @@ __device__ __forceinline__ void mma_p(float (&d)[4], const uint32_t (&a)[4], con
 }
 template <class F>
 constexpr bool has_small() {
-  return !is_raw<F>::value;
+  return is_split<F>::value || !is_raw<F>::value;
 }
 
 // One warp: acc[j] (the 16×8 tile at rows m0.., columns n0 + 8j..) += Σ_{k0<=k<k1} A(row, k) B(k, col).
@@ -510,7 +576,8 @@ template <class T, int KP> constexpr bool config_fits() {
 template <class T, int KP, int P>
 __global__ void __launch_bounds__(kThreads) gdn_prep_kernel(const T* __restrict__ k, const float* __restrict__ beta,
                                                             const float* __restrict__ g, GdnDims d,
-                                                            float* __restrict__ A_out, float* __restrict__ gam_out) {
+                                                            float* __restrict__ A_out, float* __restrict__ gam_out,
+                                                            bf16* __restrict__ au2_out, bf16* __restrict__ a2_out) {
   using Lay = PrepLayout<T, KP>;
   extern __shared__ __align__(16) unsigned char smem[];
   T* ks = reinterpret_cast<T*>(smem + Lay::K);
@@ -641,9 +708,20 @@ __global__ void __launch_bounds__(kThreads) gdn_prep_kernel(const T* __restrict_
     }
     __syncthreads();
   }
-  float* Ao = A_out + (bhv * d.NC + c) * (kC * kC);
-  for (int idx = tid; idx < kC * kC; idx += kThreads) Ao[idx] = Am[(idx / kC) * Lay::LDA + idx % kC];
+  if (A_out) {  // the accessor kernels read A in fp32 (the split-tile ones take the planes below)
+    float* Ao = A_out + (bhv * d.NC + c) * (kC * kC);
+    for (int idx = tid; idx < kC * kC; idx += kThreads) Ao[idx] = Am[(idx / kC) * Lay::LDA + idx % kC];
+  }
   if (tid < kC) gam_out[(bhv * d.NC + c) * kC + tid] = gam[tid];
+  if (au2_out) {  // Au = A diag(β) and A split into hi and lo BF16 planes, for the split-tile kernels
+    bf16* dst = au2_out + (bhv * d.NC + c) * (2 * kC * kC);
+    bf16* dsa = a2_out ? a2_out + (bhv * d.NC + c) * (2 * kC * kC) : nullptr;
+    for (int idx = tid; idx < kC * kC / 2; idx += kThreads) {
+      const int r = idx / (kC / 2), s = 2 * (idx % (kC / 2));
+      put_split(dst, kC, kC * kC, r, s, Am[r * Lay::LDA + s] * bet[s], Am[r * Lay::LDA + s + 1] * bet[s + 1]);
+      if (a2_out) put_split(dsa, kC, kC * kC, r, s, Am[r * Lay::LDA + s], Am[r * Lay::LDA + s + 1]);
+    }
+  }
 }
 
 // ---- scan: the sequential walk over chunks -------------------------------------------------------
@@ -655,6 +733,7 @@ struct ScanArgs {
   const void* dout;
   const float* beta;
   const float* A;
+  const bf16* Au2;  // kBF16x2 split-tile scan: A diag(β) as hi and lo BF16 planes per chunk
   const float* gam;
   const float* h0;   // null: zero
   const float* dhT;  // null: zero
@@ -982,6 +1061,366 @@ __global__ void __launch_bounds__(kThreads, ScanLayout<T, KP, VT, P>::MINB) gdn_
   else scan_reverse<T, KP, VT, P>(a, tile, smem);
 }
 
+// ---- scan, kBF16x2: split tiles and the state in registers ------------------------------------
+//
+// The walk of scan_forward / scan_reverse for the default mode, arranged so that no product
+// reads an fp32 operand element by element (per element: a shared load, a split into hi + lo,
+// a pack, for every use; that made the walk bound by instruction issue, not by the tensor
+// cores). Every fp32 operand is written ONCE as a split tile (hi and lo BF16 planes) by the
+// warp that computed it, with its row scaling folded in, and every product reads its operands by
+// ldmatrix:
+//   Au = A diag(β) comes split from prep;  X, M, Δ, Γl·Δ (forward) and e·dO, M, dΔ, −e·dX
+//   (reverse) are written split as they are produced;  Kᵀ diag(Γl) Δ becomes Kᵀ (Γl Δ), so the
+//   raw K tile serves (one mma less per step).
+// Each warp keeps its tiles of the fp32 state (S or dS) in registers for the whole walk and
+// writes only their split copy to shared memory, for the next chunk's products. Same values
+// and the same split points as the accessor version, so the same accuracy. Three barriers per
+// chunk forward, four in reverse (gates double-buffered, A fetched during the state update).
+template <int KP, int VT>
+struct ScanX2Layout {
+  static constexpr int LDK = KP + 8, LDV = VT + 8, LDC = kC + 8;
+  static constexpr int SPL = KP * LDV;  // elements per plane: the state,
+  static constexpr int TPL = kC * LDV;  // a 64 × VT tile,
+  static constexpr int CPL = kC * LDC;  // a 64 × 64 tile
+  static constexpr size_t S = 0;
+  static constexpr size_t BUF = S + 2 * 2 * size_t(SPL);
+  static constexpr size_t BK = up16(2 * kC * LDK);
+  static constexpr size_t BV = BK + up16(2 * kC * LDK);
+  static constexpr size_t BUF_BYTES = BV + up16(2 * kC * LDV);
+  static constexpr size_t AU = BUF + 2 * BUF_BYTES;
+  static constexpr size_t M = AU + 2 * 2 * size_t(CPL);
+  static constexpr size_t T1 = M + 2 * 2 * size_t(CPL);
+  static constexpr size_t T2 = T1 + 2 * 2 * size_t(TPL);
+  static constexpr size_t T3 = T2 + 2 * 2 * size_t(TPL);
+  static constexpr size_t VEC = T3 + 2 * 2 * size_t(TPL);  // two gate buffers [β | γ | e | Γl]
+  static constexpr size_t bytes = VEC + 2 * 4 * 4 * kC;
+};
+
+// f(row, col, x0, x1) for each pair of accumulator elements (col, col + 1) this lane holds.
+// dst[0], dst[1] = x0, x1 as BF16 where column cc, cc + 1 < ncol (left = ncol − cc); one 4-byte
+// store when both are in and pairs says dst is 4-byte aligned.
+__device__ __forceinline__ void store_pair(bf16* dst, float x0, float x1, int left, bool pairs) {
+  if (pairs && left >= 2) {
+    *reinterpret_cast<uint32_t*>(dst) = pack_bf16(x0, x1);
+  } else {
+    if (left >= 1) dst[0] = st<bf16>(x0);
+    if (left >= 2) dst[1] = st<bf16>(x1);
+  }
+}
+template <int NS, class F>
+__device__ __forceinline__ void for_pairs(float (&acc)[NS][4], int m0, int n0, const F& f) {
+  const int g = lane_g(), t = lane_t();
+#pragma unroll
+  for (int j = 0; j < NS; ++j) {
+    f(m0 + g, n0 + 8 * j + 2 * t, acc[j][0], acc[j][1]);
+    f(m0 + g + 8, n0 + 8 * j + 2 * t, acc[j][2], acc[j][3]);
+  }
+}
+
+template <int KP, int VT>
+__device__ __forceinline__ void scan_x2_issue_inputs(const ScanArgs& a, int c, int buf, int64_t b, int64_t hv,
+                                                     int64_t col0, int ncol, bool want_q, const bf16* src,
+                                                     unsigned char* smem) {
+  using Lay = ScanX2Layout<KP, VT>;
+  const GdnDims& d = a.d;
+  const int64_t h = hv / d.G, t0 = int64_t(c) * kC;
+  const int n = int(min64(kC, d.L - t0));
+  unsigned char* base = smem + Lay::BUF + buf * Lay::BUF_BYTES;
+  const int64_t qk_off = ((b * d.L + t0) * d.H + h) * d.K;
+  if (want_q)
+    load_tile_async<kC, KP, Lay::LDK>(reinterpret_cast<bf16*>(base), static_cast<const bf16*>(a.q) + qk_off,
+                                      d.H * d.K, n, int(d.K));
+  load_tile_async<kC, KP, Lay::LDK>(reinterpret_cast<bf16*>(base + Lay::BK), static_cast<const bf16*>(a.k) + qk_off,
+                                    d.H * d.K, n, int(d.K));
+  load_tile_async<kC, VT, Lay::LDV>(reinterpret_cast<bf16*>(base + Lay::BV),
+                                    src + ((b * d.L + t0) * d.HV + hv) * d.V + col0, d.HV * d.V, n, ncol);
+}
+// Au of chunk c (hi and lo planes, 64 × 64 each, from prep) as one 128-row tile.
+template <int KP, int VT>
+__device__ __forceinline__ void scan_x2_issue_Au(const ScanArgs& a, int c, int64_t bhv, unsigned char* smem) {
+  using Lay = ScanX2Layout<KP, VT>;
+  load_tile_async<2 * kC, kC, Lay::LDC>(reinterpret_cast<bf16*>(smem + Lay::AU),
+                                        a.Au2 + (bhv * a.d.NC + c) * (2 * kC * kC), kC, 2 * kC, kC);
+}
+
+// Forward walk, value columns [col0, col0 + VT).
+template <int KP, int VT>
+__device__ __forceinline__ void scan_x2_forward(const ScanArgs& a, int tile, unsigned char* smem) {
+  using Lay = ScanX2Layout<KP, VT>;
+  constexpr int P = kBF16x2, NS = VT / 16, LDK = Lay::LDK, LDV = Lay::LDV, LDC = Lay::LDC;
+  constexpr int NT = KP / 64;  // state tiles of 16 × VT/2 per warp
+  bf16* Sp = reinterpret_cast<bf16*>(smem + Lay::S);
+  bf16* Mp = reinterpret_cast<bf16*>(smem + Lay::M);
+  bf16* Xp = reinterpret_cast<bf16*>(smem + Lay::T1);
+  bf16* Dp = reinterpret_cast<bf16*>(smem + Lay::T2);
+  bf16* Gp = reinterpret_cast<bf16*>(smem + Lay::T3);
+  float* vec0 = reinterpret_cast<float*>(smem + Lay::VEC);
+  const SplitTile<false> Sb{Sp, LDV, Lay::SPL}, Xb{Xp, LDV, Lay::TPL}, Db{Dp, LDV, Lay::TPL}, Gb{Gp, LDV, Lay::TPL};
+  const SplitTile<false> Aua{reinterpret_cast<const bf16*>(smem + Lay::AU), LDC, Lay::CPL}, Ma{Mp, LDC, Lay::CPL};
+  const GdnDims& d = a.d;
+  const int64_t hv = blockIdx.y, b = blockIdx.z, bhv = b * d.HV + hv;
+  const int tid = threadIdx.x, warp = tid >> 5, NC = int(d.NC);
+  const int64_t col0 = int64_t(tile) * VT;
+  const int ncol = int(min64(VT, d.V - col0));
+  const bf16* vsrc = static_cast<const bf16*>(a.v);
+  bf16* o = static_cast<bf16*>(a.o);
+  const bool want_o = o != nullptr;
+  const bool pairs = (d.V & 1) == 0;  // (col0 + cc) is even: 4-byte stores of column pairs
+  const int m0 = 16 * (warp & 3), n0 = (warp >> 2) * (VT / 2);
+  // The six 16 × 32 tiles of M that O reads (those strictly above the diagonal never are), one to
+  // each warp with rows m0 < 48, whose Δ = Au X (k < m0 + 16) is the shorter: tile
+  // ti = 2 (warp % 4) + warp / 4 is rows 16 ti (ti < 4) or 32 + 16 (ti − 4), columns 0 or 32.
+  const int ti = 2 * (warp & 3) + (warp >> 2);
+  const bool m_tile = (warp & 3) != 3;
+  const int mM = ti < 4 ? 16 * ti : 32 + 16 * (ti - 4), nMM = ti < 4 ? 0 : 32;
+
+  scan_x2_issue_inputs<KP, VT>(a, 0, 0, b, hv, col0, ncol, want_o, vsrc, smem);
+  scan_x2_issue_Au<KP, VT>(a, 0, bhv, smem);
+  cp_async_commit();
+  put_gates(vec0, fetch_gates(a, 0, b, hv));
+  Gates gt;
+  if (NC > 1) gt = fetch_gates(a, 1, b, hv);
+  float St[NT][NS][4];
+#pragma unroll
+  for (int u = 0; u < NT; ++u) {
+    const int tt = warp + kWarps * u, mS = 16 * (tt >> 1), nS = (tt & 1) * (VT / 2);
+    for_acc(St[u], mS, nS, [&](int i, int cc, float& x) {
+      x = (a.h0 && i < d.K && cc < ncol) ? a.h0[(bhv * d.K + i) * d.V + col0 + cc] : 0.f;
+    });
+    for_pairs(St[u], mS, nS, [&](int i, int cc, float x0, float x1) { put_split(Sp, LDV, Lay::SPL, i, cc, x0, x1); });
+  }
+
+  for (int c = 0; c < NC; ++c) {
+    const int64_t t0 = int64_t(c) * kC;
+    const int n = int(min64(kC, d.L - t0));
+    const int buf = c & 1;
+    const bool next = c + 1 < NC;
+    const unsigned char* in = smem + Lay::BUF + buf * Lay::BUF_BYTES;
+    const bf16* qs = reinterpret_cast<const bf16*>(in);
+    const bf16* ks = reinterpret_cast<const bf16*>(in + Lay::BK);
+    const bf16* vs = reinterpret_cast<const bf16*>(in + Lay::BV);
+    const float* vec = vec0 + buf * 4 * kC;
+    const float* gam = vec + kC;
+    const float* e = vec + 2 * kC;
+    const float* gl = vec + 3 * kC;
+    const RowTile<bf16> Ka{ks, LDK}, Qa{qs, LDK};
+    const ColTile<bf16> Kt{ks, LDK};  // Kᵀ: the B operand of Q Kᵀ and the A operand of Kᵀ (Γl Δ)
+    cp_async_wait<0>();
+    __syncthreads();  // chunk c's inputs and gates are in; chunk c − 1 is done with every buffer
+    if (next) {
+      scan_x2_issue_inputs<KP, VT>(a, c + 1, buf ^ 1, b, hv, col0, ncol, want_o, vsrc, smem);
+      cp_async_commit();
+      put_gates(vec0 + (buf ^ 1) * 4 * kC, gt);
+      if (c + 2 < NC) gt = fetch_gates(a, c + 2, b, hv);
+    }
+    if (a.ckS) {
+      bf16* ck = static_cast<bf16*>(a.ckS) + ((bhv * d.NC + c) * a.tiles + tile) * (2 * KP * VT);
+#pragma unroll
+      for (int u = 0; u < NT; ++u) {  // split, as gdn_grad_x2_kernel reads it
+        const int tt = warp + kWarps * u, mS = 16 * (tt >> 1), nS = (tt & 1) * (VT / 2);
+        for_pairs(St[u], mS, nS, [&](int i, int cc, float x0, float x1) { put_split(ck, VT, KP * VT, i, cc, x0, x1); });
+      }
+    }
+    // X = V − diag(e) K S (split);  P = diag(e) Q S kept for O;  M = tril(Q Kᵀ) ⊙ Γ (split).
+    float accO[NS][4] = {};
+    {
+      float accK[NS][4] = {};
+      if (want_o) warp_mma_2a<P>(accK, accO, Ka, Qa, Sb, m0, n0, 0, KP);
+      else warp_mma<P>(accK, Ka, Sb, m0, n0, 0, KP);
+      for_pairs(accK, m0, n0, [&](int r, int cc, float x0, float x1) {
+        put_split(Xp, LDV, Lay::TPL, r, cc, ld(vs[r * LDV + cc]) - e[r] * x0, ld(vs[r * LDV + cc + 1]) - e[r] * x1);
+      });
+    }
+    if (want_o) for_acc(accO, m0, n0, [&](int r, int, float& x) { x *= e[r]; });
+    __syncthreads();
+    {  // Δ = Au X (Au lower triangular: columns s < m0 + 16 only); Δ and Γl Δ split
+      float accD[NS][4] = {};
+      warp_mma<P>(accD, Aua, Xb, m0, n0, 0, m0 + 16);
+      for_pairs(accD, m0, n0, [&](int r, int cc, float x0, float x1) {
+        put_split(Dp, LDV, Lay::TPL, r, cc, x0, x1);
+        put_split(Gp, LDV, Lay::TPL, r, cc, gl[r] * x0, gl[r] * x1);
+      });
+    }
+    if (want_o && m_tile) {  // M = tril(Q Kᵀ) ⊙ Γ here, not with K S: Δ's triangle leaves these warps time
+      float accM[4][4] = {};
+      warp_mma<P>(accM, Qa, Kt, mM, nMM, 0, KP);
+      for_pairs(accM, mM, nMM, [&](int r, int s, float x0, float x1) {
+        put_split(Mp, LDC, Lay::CPL, r, s, s <= r ? x0 * expf(gam[r] - gam[s]) : 0.f,
+                  s + 1 <= r ? x1 * expf(gam[r] - gam[s + 1]) : 0.f);
+      });
+    }
+    __syncthreads();
+    if (next) {  // Au is read only above
+      scan_x2_issue_Au<KP, VT>(a, c + 1, bhv, smem);
+      cp_async_commit();
+    }
+    if (want_o) {  // O = P + M Δ
+      warp_mma<P>(accO, Ma, Db, m0, n0, 0, m0 + 16);
+      for_pairs(accO, m0, n0, [&](int r, int cc, float x0, float x1) {
+        if (r < n) store_pair(o + ((b * d.L + t0 + r) * d.HV + hv) * d.V + col0 + cc, x0, x1, ncol - cc, pairs);
+      });
+    }
+    // S ← e_{C−1} S + Kᵀ (Γl Δ), in registers; then its split copy for the next chunk's products
+    // (the copy is read only before the first barrier of a chunk).
+    const float el = e[kC - 1];
+#pragma unroll
+    for (int u = 0; u < NT; ++u) {
+      const int tt = warp + kWarps * u, mS = 16 * (tt >> 1), nS = (tt & 1) * (VT / 2);
+      for_acc(St[u], mS, nS, [&](int, int, float& x) { x *= el; });
+      warp_mma<P>(St[u], Kt, Gb, mS, nS, 0, kC);
+      for_pairs(St[u], mS, nS, [&](int i, int cc, float x0, float x1) { put_split(Sp, LDV, Lay::SPL, i, cc, x0, x1); });
+    }
+  }
+  if (a.hT) {
+#pragma unroll
+    for (int u = 0; u < NT; ++u) {
+      const int tt = warp + kWarps * u, mS = 16 * (tt >> 1), nS = (tt & 1) * (VT / 2);
+      for_acc(St[u], mS, nS, [&](int i, int cc, float& x) {
+        if (i < d.K && cc < ncol) a.hT[(bhv * d.K + i) * d.V + col0 + cc] = x;
+      });
+    }
+  }
+}
+
+// Reverse walk, value columns [col0, col0 + VT): dS ← dhT; per chunk (last first)
+// dΔ = Γl K dS + Mᵀ dO, dX = Auᵀ dΔ (= dv), dS ← e_{C−1} dS + Qᵀ (e dO) + Kᵀ (−e dX).
+template <int KP, int VT>
+__device__ __forceinline__ void scan_x2_reverse(const ScanArgs& a, int tile, unsigned char* smem) {
+  using Lay = ScanX2Layout<KP, VT>;
+  constexpr int P = kBF16x2, NS = VT / 16, LDK = Lay::LDK, LDV = Lay::LDV, LDC = Lay::LDC;
+  constexpr int NT = KP / 64;
+  bf16* Sp = reinterpret_cast<bf16*>(smem + Lay::S);
+  bf16* Mp = reinterpret_cast<bf16*>(smem + Lay::M);
+  bf16* Ep = reinterpret_cast<bf16*>(smem + Lay::T1);  // e dO
+  bf16* Gp = reinterpret_cast<bf16*>(smem + Lay::T2);  // dΔ
+  bf16* Xp = reinterpret_cast<bf16*>(smem + Lay::T3);  // −e dX
+  float* vec0 = reinterpret_cast<float*>(smem + Lay::VEC);
+  const SplitTile<false> dSb{Sp, LDV, Lay::SPL}, Eb{Ep, LDV, Lay::TPL}, Gb{Gp, LDV, Lay::TPL}, Xb{Xp, LDV, Lay::TPL};
+  const SplitTile<true> AutA{reinterpret_cast<const bf16*>(smem + Lay::AU), LDC, Lay::CPL}, MtA{Mp, LDC, Lay::CPL};
+  const GdnDims& d = a.d;
+  const int64_t hv = blockIdx.y, b = blockIdx.z, bhv = b * d.HV + hv;
+  const int tid = threadIdx.x, warp = tid >> 5, NC = int(d.NC);
+  const int64_t col0 = int64_t(tile) * VT;
+  const int ncol = int(min64(VT, d.V - col0));
+  const bf16* dosrc = static_cast<const bf16*>(a.dout);
+  bf16* dv = static_cast<bf16*>(a.dv);
+  const bool pairs = (d.V & 1) == 0;
+  const int m0 = 16 * (warp & 3), n0 = (warp >> 2) * (VT / 2), nM = 32 * (warp >> 2);
+  const bool m_tile = (warp >> 2) == 0 || (warp & 3) >= 2;  // Mᵀ is read at rows >= m0 of M only
+
+  scan_x2_issue_inputs<KP, VT>(a, NC - 1, 0, b, hv, col0, ncol, true, dosrc, smem);
+  scan_x2_issue_Au<KP, VT>(a, NC - 1, bhv, smem);
+  cp_async_commit();
+  put_gates(vec0, fetch_gates(a, NC - 1, b, hv));
+  Gates gt;
+  if (NC > 1) gt = fetch_gates(a, NC - 2, b, hv);
+  float St[NT][NS][4];
+#pragma unroll
+  for (int u = 0; u < NT; ++u) {
+    const int tt = warp + kWarps * u, mS = 16 * (tt >> 1), nS = (tt & 1) * (VT / 2);
+    for_acc(St[u], mS, nS, [&](int i, int cc, float& x) {
+      x = (a.dhT && i < d.K && cc < ncol) ? a.dhT[(bhv * d.K + i) * d.V + col0 + cc] : 0.f;
+    });
+    for_pairs(St[u], mS, nS, [&](int i, int cc, float x0, float x1) { put_split(Sp, LDV, Lay::SPL, i, cc, x0, x1); });
+  }
+
+  for (int it = 0; it < NC; ++it) {
+    const int c = NC - 1 - it;
+    const int64_t t0 = int64_t(c) * kC;
+    const int n = int(min64(kC, d.L - t0));
+    const int buf = it & 1;
+    const bool next = it + 1 < NC;  // the next chunk is c − 1
+    const unsigned char* in = smem + Lay::BUF + buf * Lay::BUF_BYTES;
+    const bf16* qs = reinterpret_cast<const bf16*>(in);
+    const bf16* ks = reinterpret_cast<const bf16*>(in + Lay::BK);
+    const bf16* dos = reinterpret_cast<const bf16*>(in + Lay::BV);
+    const float* vec = vec0 + buf * 4 * kC;
+    const float* gam = vec + kC;
+    const float* e = vec + 2 * kC;
+    const float* gl = vec + 3 * kC;
+    const RowTile<bf16> Ka{ks, LDK}, Qa{qs, LDK}, dOb{dos, LDV};  // dOb: a B operand (k = row)
+    const ColTile<bf16> Kt{ks, LDK}, Qt{qs, LDK};                 // Kᵀ, Qᵀ (B of Q Kᵀ; A of the dS update)
+    cp_async_wait<0>();
+    __syncthreads();
+    if (next) {
+      scan_x2_issue_inputs<KP, VT>(a, c - 1, buf ^ 1, b, hv, col0, ncol, true, dosrc, smem);
+      cp_async_commit();
+      put_gates(vec0 + (buf ^ 1) * 4 * kC, gt);
+      if (it + 2 < NC) gt = fetch_gates(a, c - 2, b, hv);
+    }
+    if (a.ckD) {
+      bf16* ck = static_cast<bf16*>(a.ckD) + ((bhv * d.NC + c) * a.tiles + tile) * (2 * KP * VT);
+#pragma unroll
+      for (int u = 0; u < NT; ++u) {  // split, as gdn_grad_x2_kernel reads it
+        const int tt = warp + kWarps * u, mS = 16 * (tt >> 1), nS = (tt & 1) * (VT / 2);
+        for_pairs(St[u], mS, nS, [&](int i, int cc, float x0, float x1) { put_split(ck, VT, KP * VT, i, cc, x0, x1); });
+      }
+    }
+    for (int idx = tid; idx < kC * (VT / 2); idx += kThreads) {  // e dO, split
+      const int r = idx / (VT / 2), cc = 2 * (idx % (VT / 2));
+      put_split(Ep, LDV, Lay::TPL, r, cc, e[r] * ld(dos[r * LDV + cc]), e[r] * ld(dos[r * LDV + cc + 1]));
+    }
+    if (m_tile) {
+      float accM[4][4] = {};
+      warp_mma<P>(accM, Qa, Kt, m0, nM, 0, KP);
+      for_pairs(accM, m0, nM, [&](int r, int s, float x0, float x1) {
+        put_split(Mp, LDC, Lay::CPL, r, s, s <= r ? x0 * expf(gam[r] - gam[s]) : 0.f,
+                  s + 1 <= r ? x1 * expf(gam[r] - gam[s + 1]) : 0.f);
+      });
+    }
+    float accG[NS][4] = {};  // dΔ
+    warp_mma<P>(accG, Ka, dSb, m0, n0, 0, KP);
+    for_acc(accG, m0, n0, [&](int r, int, float& x) { x *= gl[r]; });
+    __syncthreads();
+    warp_mma<P>(accG, MtA, dOb, m0, n0, m0, kC);  // Mᵀ is upper triangular: rows s >= m0
+    for_pairs(accG, m0, n0, [&](int r, int cc, float x0, float x1) { put_split(Gp, LDV, Lay::TPL, r, cc, x0, x1); });
+    const float el = e[kC - 1];
+#pragma unroll
+    for (int u = 0; u < NT; ++u) {  // dS ← e_{C−1} dS + Qᵀ (e dO), in registers
+      const int tt = warp + kWarps * u, mS = 16 * (tt >> 1), nS = (tt & 1) * (VT / 2);
+      for_acc(St[u], mS, nS, [&](int, int, float& x) { x *= el; });
+      warp_mma<P>(St[u], Qt, Eb, mS, nS, 0, kC);
+    }
+    __syncthreads();
+    {
+      float accX[NS][4] = {};  // dX = Auᵀ dΔ
+      warp_mma<P>(accX, AutA, Gb, m0, n0, m0, kC);
+      for_pairs(accX, m0, n0, [&](int r, int cc, float x0, float x1) {
+        put_split(Xp, LDV, Lay::TPL, r, cc, -e[r] * x0, -e[r] * x1);
+        if (r < n) store_pair(dv + ((b * d.L + t0 + r) * d.HV + hv) * d.V + col0 + cc, x0, x1, ncol - cc, pairs);
+      });
+    }
+    __syncthreads();
+    if (next) {  // Au is read only above
+      scan_x2_issue_Au<KP, VT>(a, c - 1, bhv, smem);
+      cp_async_commit();
+    }
+#pragma unroll
+    for (int u = 0; u < NT; ++u) {  // dS += Kᵀ (−e dX); its split copy for the next chunk
+      const int tt = warp + kWarps * u, mS = 16 * (tt >> 1), nS = (tt & 1) * (VT / 2);
+      warp_mma<P>(St[u], Kt, Xb, mS, nS, 0, kC);
+      for_pairs(St[u], mS, nS, [&](int i, int cc, float x0, float x1) { put_split(Sp, LDV, Lay::SPL, i, cc, x0, x1); });
+    }
+  }
+  if (a.dh0) {
+#pragma unroll
+    for (int u = 0; u < NT; ++u) {
+      const int tt = warp + kWarps * u, mS = 16 * (tt >> 1), nS = (tt & 1) * (VT / 2);
+      for_acc(St[u], mS, nS, [&](int i, int cc, float& x) {
+        if (i < d.K && cc < ncol) a.dh0[(bhv * d.K + i) * d.V + col0 + cc] = x;
+      });
+    }
+  }
+}
+
+template <int KP, int VT>
+__global__ void __launch_bounds__(kThreads, 1) gdn_scan_x2_kernel(ScanArgs a) {
+  extern __shared__ __align__(16) unsigned char smem[];
+  const int role = a.first_role + int(blockIdx.x) / a.tiles, tile = int(blockIdx.x) % a.tiles;
+  if (role == 0) scan_x2_forward<KP, VT>(a, tile, smem);
+  else scan_x2_reverse<KP, VT>(a, tile, smem);
+}
+
 // ---- grad: per chunk, everything that sums over the value columns --------------------------------
 
 struct GradArgs {
@@ -994,6 +1433,8 @@ struct GradArgs {
   const float* gam;
   const void* ckS;  // S entering each chunk, [B·HV][NC][tiles][KP][vt], ckpt_t<P>
   const void* ckD;  // dS' leaving each chunk, same layout
+  const bf16* Au2;  // gdn_grad_x2_kernel: Au split (as ScanArgs), checkpoints split too,
+  const bf16* A2;   // and A split
   void* dq;          // [B, L, H, K] in the activation dtype (G == 1)
   void* dk;
   float* dq_part;  // [B, HV, L, K] fp32 per value head (G > 1)
@@ -1320,6 +1761,446 @@ __global__ void __launch_bounds__(kThreads, 1) gdn_grad_kernel(GradArgs a) {
   }
 }
 
+// ---- grad, kBF16x2: split tiles ------------------------------------------------------------------
+//
+// gdn_grad_kernel's work for the default mode with the split-tile scheme of the x2 scan: the
+// checkpoints arrive split (hi and lo planes, written so by gdn_scan_x2_kernel), Au split from
+// prep, and every intermediate of a value block (X, Δ, dΔ) is written split once by the warp that
+// computes it. Row scalings that the old accessors applied per element move to the end, and the
+// product by Auᵀ leaves the value loop (dX Sᵀ = Auᵀ dΔ Sᵀ, Au being the same for every block):
+//   dQ = diag(e) Σ_blocks dO Sᵀ,  dK = diag(Γl) Σ Δ dS'ᵀ − diag(e) Auᵀ Σ dΔ Sᵀ  (+ the tail's terms).
+// e·KS, Γl·K dS' stay in registers (each warp owns the same 16 × VB/2 tile of every 64 × VB
+// product, so the row dots need no shared copy); dX is formed only for its row dot with e·KS.
+// S, dS' and dout come two buffers deep (the next value block's loads fly while this one
+// computes; the grad kernel runs one block per SM, so an exposed load idles the SM); v goes
+// straight to registers. The tail (the 64 × 64 gradients, once per chunk) is gdn_grad_kernel's,
+// reading A again into the freed value-block region.
+template <int KP, int VB>
+struct GradX2Layout {
+  static constexpr int LDK = KP + 8, LDB = VB + 8, LDC = kC + 8, LDY = KP + 8;
+  static constexpr int SPL = KP * LDB, TPL = kC * LDB, CPL = kC * LDC, YPL = kC * LDY;  // elements per plane
+  static constexpr size_t Q = 0;
+  static constexpr size_t Kk = up16(Q + 2 * kC * LDK);
+  static constexpr size_t AU = up16(Kk + 2 * kC * LDK);  // Au split
+  static constexpr size_t MS = AU + 4 * size_t(CPL);     // M split
+  static constexpr size_t DM = MS + 4 * size_t(CPL);
+  static constexpr size_t DAU = DM + 4 * kC * kLDA;
+  static constexpr size_t R = DAU + 4 * kC * kLDA;  // union of the two layouts below
+  // Value blocks: S and dS' split (KP × VB) and dout (64 × VB), two buffers so that the next
+  // block's arrive while this one computes; then X, Δ, dΔ split (64 × VB).
+  static constexpr size_t SBUF = 2 * 4 * size_t(SPL) + up16(2 * kC * LDB);  // S, dS', dout
+  static constexpr size_t SB = R;
+  static constexpr size_t XS = SB + 2 * SBUF;
+  static constexpr size_t DLS = XS + 4 * size_t(TPL);
+  static constexpr size_t GDS = DLS + 4 * size_t(TPL);
+  static constexpr size_t R_VALUES = GDS + 4 * size_t(TPL);
+  // Tail: x (fp32), K Kᵀ then P (fp32), A split, two split work tiles W1, W2 (first together
+  // Y = Σ dΔ Sᵀ split, then dA and Tm, then dKK + dKKᵀ and dQK), dβ / dγ vectors.
+  static constexpr size_t TM = R;
+  static constexpr size_t KK = TM + 4 * kC * kLDA;
+  static constexpr size_t AS = KK + 4 * kC * kLDA;
+  static constexpr size_t W1 = AS + 4 * size_t(CPL);
+  static constexpr size_t W2 = W1 + 4 * size_t(CPL);
+  static constexpr size_t YS = W1;
+  static_assert(4 * size_t(YPL) <= 8 * size_t(CPL), "Y fits in W1 and W2");
+  static constexpr size_t DBE = W2 + 4 * size_t(CPL);
+  static constexpr size_t R_TAIL = DBE + 2 * 4 * kC;
+  static constexpr size_t VEC = R_VALUES > R_TAIL ? R_VALUES : R_TAIL;  // β, γ, e, Γl
+  static constexpr size_t PART = VEC + 4 * 4 * kC;  // row sums s, c, t per column half, [3][2][64]
+  static constexpr size_t bytes = PART + 4 * 6 * kC;
+};
+
+// out[row] += Σ over the warp's columns of acc · other (both accumulator tiles of this lane).
+template <int NS>
+__device__ __forceinline__ void row_dot2(const float (&acc)[NS][4], const float (&other)[NS][4], int m0, float* out) {
+  const int g = lane_g(), t = lane_t();
+  float s0 = 0.f, s1 = 0.f;
+#pragma unroll
+  for (int j = 0; j < NS; ++j) {
+    s0 += acc[j][0] * other[j][0] + acc[j][1] * other[j][1];
+    s1 += acc[j][2] * other[j][2] + acc[j][3] * other[j][3];
+  }
+  s0 += __shfl_xor_sync(kFull, s0, 1);
+  s0 += __shfl_xor_sync(kFull, s0, 2);
+  s1 += __shfl_xor_sync(kFull, s1, 1);
+  s1 += __shfl_xor_sync(kFull, s1, 2);
+  if (t == 0) {
+    out[m0 + g] += s0;
+    out[m0 + g + 8] += s1;
+  }
+}
+// out[row] += Σ over the warp's columns of acc(row, col) · other(row, col) (row_dot, accumulating).
+template <int NS, class F>
+__device__ __forceinline__ void row_dot_acc(const float (&acc)[NS][4], int m0, int n0, const F& other, float* out) {
+  const int g = lane_g(), t = lane_t();
+  float s0 = 0.f, s1 = 0.f;
+#pragma unroll
+  for (int j = 0; j < NS; ++j)
+#pragma unroll
+    for (int q = 0; q < 4; ++q) {
+      const float x = acc[j][q] * other(m0 + g + 8 * (q >> 1), n0 + 8 * j + 2 * t + (q & 1));
+      if (q < 2) s0 += x;
+      else s1 += x;
+    }
+  s0 += __shfl_xor_sync(kFull, s0, 1);
+  s0 += __shfl_xor_sync(kFull, s0, 2);
+  s1 += __shfl_xor_sync(kFull, s1, 1);
+  s1 += __shfl_xor_sync(kFull, s1, 2);
+  if (t == 0) {
+    out[m0 + g] += s0;
+    out[m0 + g + 8] += s1;
+  }
+}
+
+template <int KP, int VB>
+__global__ void __launch_bounds__(kThreads, 1) gdn_grad_x2_kernel(GradArgs a) {
+  using Lay = GradX2Layout<KP, VB>;
+  using T = bf16;
+  constexpr int P = kBF16x2, NS1 = VB / 16, NSO = KP / 16;
+  constexpr int LDK = Lay::LDK, LDB = Lay::LDB, LDC = Lay::LDC;
+  extern __shared__ __align__(16) unsigned char smem[];
+  T* qs = reinterpret_cast<T*>(smem + Lay::Q);
+  T* ks = reinterpret_cast<T*>(smem + Lay::Kk);
+  bf16* Aup = reinterpret_cast<bf16*>(smem + Lay::AU);
+  bf16* Msp = reinterpret_cast<bf16*>(smem + Lay::MS);
+  float* DM = reinterpret_cast<float*>(smem + Lay::DM);
+  float* DAU = reinterpret_cast<float*>(smem + Lay::DAU);
+  bf16* Xp = reinterpret_cast<bf16*>(smem + Lay::XS);
+  bf16* Dp = reinterpret_cast<bf16*>(smem + Lay::DLS);
+  bf16* Gp = reinterpret_cast<bf16*>(smem + Lay::GDS);
+  float* Tm = reinterpret_cast<float*>(smem + Lay::TM);
+  float* KK = reinterpret_cast<float*>(smem + Lay::KK);
+  bf16* Asp = reinterpret_cast<bf16*>(smem + Lay::AS);
+  bf16* W1 = reinterpret_cast<bf16*>(smem + Lay::W1);
+  bf16* W2 = reinterpret_cast<bf16*>(smem + Lay::W2);
+  bf16* Yp = reinterpret_cast<bf16*>(smem + Lay::YS);
+  float* dbe = reinterpret_cast<float*>(smem + Lay::DBE);
+  float* dgam = dbe + kC;
+  float* bet = reinterpret_cast<float*>(smem + Lay::VEC);
+  float* gam = bet + kC;
+  float* e = bet + 2 * kC;
+  float* gl = bet + 3 * kC;
+  // Row sums over the value columns, one per column half (each (half, row) has one writer):
+  float* part_s = reinterpret_cast<float*>(smem + Lay::PART);  // Σ e dO · Q S
+  float* part_c = part_s + 2 * kC;                             // Σ Δ · Γl K dS'
+  float* part_t = part_s + 4 * kC;                             // Σ dX · e K S
+
+  const GdnDims& d = a.d;
+  const int c = blockIdx.x, tid = threadIdx.x, warp = tid >> 5, half = warp >> 2;
+  const int64_t hv = blockIdx.y, b = blockIdx.z, h = hv / d.G, bhv = b * d.HV + hv;
+  const int64_t t0 = int64_t(c) * kC;
+  const int n = int(min64(kC, d.L - t0));
+  const T* q = static_cast<const T*>(a.q);
+  const T* k = static_cast<const T*>(a.k);
+  const T* v = static_cast<const T*>(a.v);
+  const T* dout = static_cast<const T*>(a.dout);
+  const bf16* ckS = static_cast<const bf16*>(a.ckS);
+  const bf16* ckD = static_cast<const bf16*>(a.ckD);
+  const int nvb = int((d.V + VB - 1) / VB);
+  const int vt = a.vt, tiles = a.tiles;
+
+  // All of one value block's loads (S, dS' split planes, dout) into buffer buf, in flight at once.
+  auto issue = [&](int vbi, int buf) {
+    unsigned char* base = smem + Lay::SB + buf * Lay::SBUF;
+    bf16* sd = reinterpret_cast<bf16*>(base);
+    bf16* dsd = sd + 2 * Lay::SPL;
+    T* dd = reinterpret_cast<T*>(base + 2 * 4 * size_t(Lay::SPL));
+    const int64_t colb = int64_t(vbi) * VB;
+    const int tile = int(colb / vt), off = int(colb % vt);
+    const int ncol = int(min64(VB, d.V - colb));
+    const int64_t src = ((bhv * d.NC + c) * tiles + tile) * (2 * int64_t(KP) * vt) + off;
+    for (int idx = tid; idx < 2 * KP * (VB / 8); idx += kThreads) {  // rows of both planes
+      const int i = idx / (VB / 8), cc = (idx % (VB / 8)) * 8;
+      const int pl = i / KP, ii = i % KP;
+      cp_async16(sd + pl * Lay::SPL + ii * LDB + cc, ckS + src + int64_t(i) * vt + cc, true);
+      cp_async16(dsd + pl * Lay::SPL + ii * LDB + cc, ckD + src + int64_t(i) * vt + cc, true);
+    }
+    load_tile_async<kC, VB, LDB>(dd, dout + ((b * d.L + t0) * d.HV + hv) * d.V + colb, d.HV * d.V, n, ncol);
+  };
+
+  load_tile_async<kC, KP, LDK>(qs, q + ((b * d.L + t0) * d.H + h) * d.K, d.H * d.K, n, int(d.K));
+  load_tile_async<kC, KP, LDK>(ks, k + ((b * d.L + t0) * d.H + h) * d.K, d.H * d.K, n, int(d.K));
+  load_tile_async<2 * kC, kC, LDC>(Aup, a.Au2 + (bhv * d.NC + c) * (2 * kC * kC), kC, 2 * kC, kC);
+  cp_async_commit();
+  issue(0, 0);
+  cp_async_commit();
+  for (int idx = tid; idx < kC * kLDA; idx += kThreads) {
+    DM[idx] = 0.f;
+    DAU[idx] = 0.f;
+  }
+  if (tid < kC) {
+    const float* gc = a.gam + (bhv * d.NC + c) * kC;
+    const float gr = gc[tid], glast = gc[kC - 1];
+    bet[tid] = tid < n ? a.beta[(b * d.L + t0 + tid) * d.HV + hv] : 0.f;
+    gam[tid] = gr;
+    e[tid] = expf(gr);
+    gl[tid] = expf(glast - gr);
+  }
+  for (int idx = tid; idx < 6 * kC; idx += kThreads) part_s[idx] = 0.f;
+  cp_async_wait<1>();  // q, k, Au (the first value block may still be in flight)
+  __syncthreads();
+
+  const RowTile<T> Ka{ks, LDK}, Qa{qs, LDK};
+  const ColTile<T> Kt{ks, LDK};
+  const SplitTile<false> Aua{Aup, LDC, Lay::CPL}, Xb{Xp, LDB, Lay::TPL}, Da{Dp, LDB, Lay::TPL}, Gb{Gp, LDB, Lay::TPL};
+  const SplitTile<true> AutA{Aup, LDC, Lay::CPL}, MtA{Msp, LDC, Lay::CPL};
+  const SplitTile<true> DlT{Dp, LDB, Lay::TPL}, XT{Xp, LDB, Lay::TPL};
+  const int m0 = 16 * (warp & 3);      // this warp's 16 rows of every 64-row product
+  const int nM = 32 * half;            // its columns of the 64 × 64 ones
+  const int n1 = half * (VB / 2);      // of the 64 × VB ones
+  const int no = half * (KP / 2);      // of the 64 × KP ones (dq, dk)
+  const bool lower_tile = half == 0 || (warp & 3) >= 2;
+  {  // M = tril(Q Kᵀ) ⊙ Γ, all of it (zeros above the diagonal), split
+    float accM[4][4] = {};
+    warp_mma<P>(accM, Qa, Kt, m0, nM, 0, KP);
+    for_pairs(accM, m0, nM, [&](int r, int s, float x0, float x1) {
+      put_split(Msp, LDC, Lay::CPL, r, s, s <= r ? x0 * expf(gam[r] - gam[s]) : 0.f,
+                s + 1 <= r ? x1 * expf(gam[r] - gam[s + 1]) : 0.f);
+    });
+  }
+
+  // dQ = diag(e) Σ dO Sᵀ;  dK = diag(Γl) Σ Δ dS'ᵀ − diag(e) Auᵀ Σ dΔ Sᵀ  (dX Sᵀ = Auᵀ dΔ Sᵀ: the
+  // product by Auᵀ moves out of the value loop, to once per chunk in the tail).
+  float accQ[NSO][4] = {}, accK[NSO][4] = {}, accY[NSO][4] = {};
+  float dss = 0.f;  // this thread's share of <dS', S>
+  const int g = lane_g(), t4 = lane_t();
+  for (int vb = 0; vb < nvb; ++vb) {
+    const int buf = vb & 1;
+    __syncthreads();  // the previous block is done with the other buffer and the X, Δ, dΔ tiles
+    if (vb + 1 < nvb) {
+      issue(vb + 1, buf ^ 1);
+      cp_async_commit();
+      cp_async_wait<1>();  // all but the prefetch
+    } else {
+      cp_async_wait<0>();
+    }
+    // v of this block straight into registers (used once, for X): the loads fly during K S.
+    const int64_t colb = int64_t(vb) * VB;
+    const int ncol = int(min64(VB, d.V - colb));
+    bf16 vv[NS1][4];
+#pragma unroll
+    for (int j = 0; j < NS1; ++j)
+#pragma unroll
+      for (int qq = 0; qq < 4; ++qq) {
+        const int r = m0 + g + 8 * (qq >> 1), cc = n1 + 8 * j + 2 * t4 + (qq & 1);
+        vv[j][qq] = r < n && cc < ncol ? v[((b * d.L + t0 + r) * d.HV + hv) * d.V + colb + cc] : st<bf16>(0.f);
+      }
+    __syncthreads();
+    unsigned char* base = smem + Lay::SB + buf * Lay::SBUF;
+    const bf16* Sp = reinterpret_cast<const bf16*>(base);
+    const bf16* dSp = Sp + 2 * Lay::SPL;
+    const T* dos = reinterpret_cast<const T*>(base + 2 * 4 * size_t(Lay::SPL));
+    const SplitTile<false> Sb{Sp, LDB, Lay::SPL}, dSb{dSp, LDB, Lay::SPL};
+    const SplitTile<true> ST{Sp, LDB, Lay::SPL}, dST{dSp, LDB, Lay::SPL};
+    const RowTile<T> dOa{dos, LDB}, dOb{dos, LDB};
+    for (int idx = tid; idx < KP * (VB / 2); idx += kThreads) {  // <dS', S> from the split copies
+      const int i = idx / (VB / 2), cc = 2 * (idx % (VB / 2));
+      const int o = i * LDB + cc;
+      const float s0 = ld(Sp[o]) + ld(Sp[Lay::SPL + o]), s1 = ld(Sp[o + 1]) + ld(Sp[Lay::SPL + o + 1]);
+      const float d0 = ld(dSp[o]) + ld(dSp[Lay::SPL + o]), d1 = ld(dSp[o + 1]) + ld(dSp[Lay::SPL + o + 1]);
+      dss += s0 * d0 + s1 * d1;
+    }
+    // K S, K dS', Q S: X = V − e K S split; e K S and Γl K dS' stay in registers.
+    float aKS[NS1][4] = {}, aG[NS1][4] = {};
+    {
+      float aQS[NS1][4] = {};
+      warp_mma_2b<P>(aKS, aG, Ka, Sb, dSb, m0, n1, 0, KP);
+      warp_mma<P>(aQS, Qa, Sb, m0, n1, 0, KP);
+      for_acc(aKS, m0, n1, [&](int r, int, float& x) { x *= e[r]; });
+      for_acc(aG, m0, n1, [&](int r, int, float& x) { x *= gl[r]; });
+#pragma unroll
+      for (int j = 0; j < NS1; ++j) {
+        const int cc = n1 + 8 * j + 2 * t4;
+        put_split(Xp, LDB, Lay::TPL, m0 + g, cc, ld(vv[j][0]) - aKS[j][0], ld(vv[j][1]) - aKS[j][1]);
+        put_split(Xp, LDB, Lay::TPL, m0 + g + 8, cc, ld(vv[j][2]) - aKS[j][2], ld(vv[j][3]) - aKS[j][3]);
+      }
+      row_dot_acc(aQS, m0, n1, [&](int r, int cc) { return e[r] * ld(dos[r * LDB + cc]); }, part_s + half * kC);
+    }
+    __syncthreads();
+    {  // Δ = Au X;  dΔ = Γl K dS' + Mᵀ dO
+      float aD[NS1][4] = {};
+      warp_mma<P>(aD, Aua, Xb, m0, n1, 0, m0 + 16);
+      row_dot2(aD, aG, m0, part_c + half * kC);
+      for_pairs(aD, m0, n1, [&](int r, int cc, float x0, float x1) { put_split(Dp, LDB, Lay::TPL, r, cc, x0, x1); });
+      warp_mma<P>(aG, MtA, dOb, m0, n1, m0, kC);
+      for_pairs(aG, m0, n1, [&](int r, int cc, float x0, float x1) { put_split(Gp, LDB, Lay::TPL, r, cc, x0, x1); });
+    }
+    __syncthreads();
+    {  // dX = Auᵀ dΔ, for its row dot with e K S only (dv comes from the scan)
+      float aX[NS1][4] = {};
+      warp_mma<P>(aX, AutA, Gb, m0, n1, m0, kC);
+      row_dot2(aX, aKS, m0, part_t + half * kC);
+    }
+    if (lower_tile) {  // dM += dO Δᵀ;  dAu += dΔ Xᵀ (only the lower triangle is ever used)
+      float acc[4][4];
+      for_acc(acc, m0, nM, [&](int r, int s, float& x) { x = DM[r * kLDA + s]; });
+      warp_mma<P>(acc, dOa, DlT, m0, nM, 0, VB);
+      for_acc(acc, m0, nM, [&](int r, int s, float& x) { DM[r * kLDA + s] = x; });
+      for_acc(acc, m0, nM, [&](int r, int s, float& x) { x = DAU[r * kLDA + s]; });
+      warp_mma<P>(acc, Gb, XT, m0, nM, 0, VB);
+      for_acc(acc, m0, nM, [&](int r, int s, float& x) { DAU[r * kLDA + s] = x; });
+    }
+    // Σ dO Sᵀ and Σ dΔ Sᵀ (one read of Sᵀ for both), Σ Δ dS'ᵀ.
+    warp_mma_2a<P>(accQ, accY, dOa, Gb, ST, m0, no, 0, VB);
+    warp_mma<P>(accK, Da, dST, m0, no, 0, VB);
+  }
+  dss = block_sum(dss);  // its barriers also end the last value block
+
+  // ---- tail: the 64 × 64 gradients (steps e, f of the CPU code) and the rest of dq / dk ----
+  // The same steps as gdn_grad_kernel's tail, on split tiles: A (split from prep), dA = dAu diag(β),
+  // Tm = Aᵀ dA, dQK = dM ⊙ Γ and dKK + dKKᵀ are each written split once and read by ldmatrix; the
+  // row and column sums run four threads to a row (fixed order, shuffles).
+  load_tile_async<2 * kC, kC, LDC>(Asp, a.A2 + (bhv * d.NC + c) * (2 * kC * kC), kC, 2 * kC, kC);
+  cp_async_commit();
+  for_pairs(accY, m0, no, [&](int r, int i, float x0, float x1) { put_split(Yp, Lay::LDY, Lay::YPL, r, i, x0, x1); });
+  for_acc(accQ, m0, no, [&](int r, int, float& x) { x *= e[r]; });
+  {
+    float acc[4][4] = {};  // K Kᵀ
+    warp_mma<P>(acc, Ka, Kt, m0, nM, 0, KP);
+    for_acc(acc, m0, nM, [&](int r, int s, float& x) { KK[r * kLDA + s] = x; });
+  }
+  cp_async_wait<0>();
+  __syncthreads();
+  {  // dK = Γl (Σ Δ dS'ᵀ) − e Auᵀ Y   (Auᵀ upper triangular: rows s >= m0)
+    const SplitTile<false> Yb{Yp, Lay::LDY, Lay::YPL};
+    float accX[NSO][4] = {};
+    warp_mma<P>(accX, AutA, Yb, m0, no, m0, kC);
+#pragma unroll
+    for (int j = 0; j < NSO; ++j)
+#pragma unroll
+      for (int qq = 0; qq < 4; ++qq) {
+        const int r = m0 + g + 8 * (qq >> 1);
+        accK[j][qq] = gl[r] * accK[j][qq] - e[r] * accX[j][qq];
+      }
+  }
+  auto a_at = [&](int r, int s) { return ld(Asp[r * LDC + s]) + ld(Asp[Lay::CPL + r * LDC + s]); };
+  {  // dβ_s from Au = A diag(β): Σ_{r >= s} dAu[r,s] A[r,s], four threads a column
+    const int s = tid >> 2, p = tid & 3;
+    float acc = 0.f;
+    for (int r = s + p; r < kC; r += 4) acc += DAU[r * kLDA + s] * a_at(r, s);
+    acc += __shfl_xor_sync(kFull, acc, 1);
+    acc += __shfl_xor_sync(kFull, acc, 2);
+    if (p == 0) dbe[s] = acc;
+  }
+  __syncthreads();  // Y is read (W1 / W2 are free), dAu's column sums are done
+  for (int idx = tid; idx < kC * kC / 2; idx += kThreads) {  // dA = dAu diag(β), split
+    const int r = idx / (kC / 2), s = 2 * (idx % (kC / 2));
+    put_split(W1, LDC, Lay::CPL, r, s, DAU[r * kLDA + s] * bet[s], DAU[r * kLDA + s + 1] * bet[s + 1]);
+  }
+  __syncthreads();
+  const SplitTile<false> W1a{W1, LDC, Lay::CPL}, W2a{W2, LDC, Lay::CPL};
+  const SplitTile<true> W2t{W2, LDC, Lay::CPL}, AT{Asp, LDC, Lay::CPL};
+  {  // Tm = Aᵀ dA (Aᵀ upper triangular: rows i >= m0), split
+    float acc[4][4] = {};
+    warp_mma<P>(acc, AT, W1a, m0, nM, m0, kC);
+    for_pairs(acc, m0, nM, [&](int r, int s, float x0, float x1) { put_split(W2, LDC, Lay::CPL, r, s, x0, x1); });
+  }
+  __syncthreads();
+  {  // dL = −Tm Aᵀ (Aᵀ upper triangular: only j <= s, i.e. j < nM + 32)
+    float acc[4][4] = {};
+    warp_mma<P>(acc, W2a, AT, m0, nM, 0, nM + 32);
+    for_acc(acc, m0, nM, [&](int r, int s, float& x) { DAU[r * kLDA + s] = -x; });
+  }
+  __syncthreads();
+  auto m_at = [&](int r, int s) {  // M from its split copy (hi + lo)
+    return ld(Msp[r * LDC + s]) + ld(Msp[Lay::CPL + r * LDC + s]);
+  };
+  for (int idx = tid; idx < kC * kC / 2; idx += kThreads) {
+    const int r = idx / (kC / 2), s0 = 2 * (idx % (kC / 2));
+    float dqk[2], ds[2], dst[2];
+#pragma unroll
+    for (int u = 0; u < 2; ++u) {
+      const int s = s0 + u;
+      const float dm = DM[r * kLDA + s];
+      if (s < r) {
+        const float G = expf(gam[r] - gam[s]);
+        const float gx = DAU[r * kLDA + s] * G;    // dL ⊙ Γ
+        Tm[r * kLDA + s] = gx * KK[r * kLDA + s];  // x
+        KK[r * kLDA + s] = dm * m_at(r, s);        // P = dM ⊙ M
+        dqk[u] = dm * G;                           // dQK = dM ⊙ Γ
+        ds[u] = bet[r] * gx;                       // dKK (lower), r > s
+      } else {
+        Tm[r * kLDA + s] = 0.f;
+        KK[r * kLDA + s] = s == r ? dm * m_at(r, s) : 0.f;
+        dqk[u] = s == r ? dm : 0.f;
+        ds[u] = 0.f;
+      }
+      // dKK's transpose: element (r, s) with r < s is β_s (dL ⊙ Γ)[s, r]
+      dst[u] = s > r ? bet[s] * DAU[s * kLDA + r] * expf(gam[s] - gam[r]) : 0.f;
+    }
+    put_split(W2, LDC, Lay::CPL, r, s0, dqk[0], dqk[1]);
+    put_split(W1, LDC, Lay::CPL, r, s0, ds[0] + dst[0], ds[1] + dst[1]);
+  }
+  __syncthreads();
+  {  // dγ_r and dβ_r, four threads a row, every sum in a fixed order
+    const int r = tid >> 2, p = tid & 3;
+    float rowP = 0.f, colP = 0.f, rowx = 0.f, colbx = 0.f, cs = 0.f;
+    for (int s = p; s < kC; s += 4) {
+      if (s <= r) rowP += KK[r * kLDA + s];
+      if (s >= r) colP += KK[s * kLDA + r];
+      if (s < r) rowx += Tm[r * kLDA + s];
+      if (s > r) colbx += bet[s] * Tm[s * kLDA + r];
+      cs += part_c[s] + part_c[kC + s];
+    }
+#pragma unroll
+    for (int m = 1; m <= 2; m <<= 1) {
+      rowP += __shfl_xor_sync(kFull, rowP, m);
+      colP += __shfl_xor_sync(kFull, colP, m);
+      rowx += __shfl_xor_sync(kFull, rowx, m);
+      colbx += __shfl_xor_sync(kFull, colbx, m);
+      cs += __shfl_xor_sync(kFull, cs, m);
+    }
+    if (p == 0) {
+      const float cr = part_c[r] + part_c[kC + r], sr = part_s[r] + part_s[kC + r], tr = part_t[r] + part_t[kC + r];
+      float dgr = -cr + sr - tr + rowP - colP + bet[r] * rowx - colbx;
+      if (r == kC - 1) dgr += cs + e[kC - 1] * dss;  // the chunk's last γ also scales the handed-on state
+      dgam[r] = dgr;
+      if (r < n) a.dbeta[(b * d.L + t0 + r) * d.HV + hv] = dbe[r] + rowx;
+    }
+  }
+  {  // dQ += dQK K;  dK += dQKᵀ Q + (dKK + dKKᵀ) K
+    const RowTile<T> Kb{ks, LDK}, Qb{qs, LDK};  // B operands (k = row)
+    warp_mma<P>(accQ, W2a, Kb, m0, no, 0, m0 + 16);
+    warp_mma<P>(accK, W2t, Qb, m0, no, m0, kC);
+    warp_mma<P>(accK, W1a, Kb, m0, no, 0, kC);
+  }
+  __syncthreads();
+  if (warp == 0) {  // dg_s = Σ_{r >= s} dγ_r: lane l holds rows 2l, 2l + 1; suffix sums by shuffles
+    const int l = tid;
+    const float g0 = dgam[2 * l], g1 = dgam[2 * l + 1];
+    float suf = g0 + g1;  // becomes Σ over lanes >= l of their pair sums
+#pragma unroll
+    for (int m = 1; m < 32; m <<= 1) {
+      const float o = __shfl_down_sync(kFull, suf, m);
+      if (l + m < 32) suf += o;
+    }
+    const float nxt = __shfl_down_sync(kFull, suf, 1);
+    const float after = l < 31 ? nxt : 0.f;  // Σ over lanes > l
+    const int r0 = 2 * l, r1 = r0 + 1;
+    if (r1 < n) a.dg[(b * d.L + t0 + r1) * d.HV + hv] = after + g1;
+    if (r0 < n) a.dg[(b * d.L + t0 + r0) * d.HV + hv] = after + g1 + g0;
+  }
+  if (a.dq) {
+    T* dq = static_cast<T*>(a.dq);
+    T* dk = static_cast<T*>(a.dk);
+    auto put = [&](T* dst) {
+      return [&, dst](int r, int i, float& x) {
+        if (r < n && i < d.K) dst[((b * d.L + t0 + r) * d.H + h) * d.K + i] = st<T>(x);
+      };
+    };
+    for_acc(accQ, m0, no, put(dq));
+    for_acc(accK, m0, no, put(dk));
+  } else {
+    auto put = [&](float* dst) {
+      return [&, dst](int r, int i, float& x) {
+        if (r < n && i < d.K) dst[(bhv * d.L + t0 + r) * d.K + i] = x;
+      };
+    };
+    for_acc(accQ, m0, no, put(a.dq_part));
+    for_acc(accK, m0, no, put(a.dk_part));
+  }
+}
+
 // dq[b, t, h, :] = Σ over the group's value heads (in order) of the fp32 partials; same for dk.
 template <class T>
 __global__ void gdn_group_sum_kernel(const float* __restrict__ dq_part, const float* __restrict__ dk_part, T* dq,
@@ -1441,14 +2322,27 @@ int choose_vt(int requested) {
   return 64;
 }
 
+// The split-tile scan (gdn_scan_x2_kernel) serves kBF16x2 with BF16 activations;
+// LT2_GDN_LEGACY=1 runs the accessor kernels instead (same numbers, for before / after timings).
+template <class T, int P>
+bool use_x2() {
+  if constexpr (std::is_same<T, bf16>::value && P == kBF16x2) {
+    const char* s = std::getenv("LT2_GDN_LEGACY");
+    return !(s && *s && *s != '0');
+  } else {
+    return false;
+  }
+}
+
 template <class T, int KP, int P>
-void launch_prep(const Tensor& k, const Tensor& beta, const Tensor& g, const GdnDims& d, Tensor& A, Tensor& gam) {
+void launch_prep(const Tensor& k, const Tensor& beta, const Tensor& g, const GdnDims& d, Tensor& A, Tensor& gam,
+                 bf16* au2 = nullptr, bf16* a2 = nullptr) {
   constexpr size_t smem = PrepLayout<T, KP>::bytes;
   static_assert(smem <= kSmemLimit, "prep shared memory");
   static const bool once = (allow_smem(gdn_prep_kernel<T, KP, P>, smem, "prep"), true);
   (void)once;
   gdn_prep_kernel<T, KP, P><<<dim3(unsigned(d.NC), unsigned(d.HV), unsigned(d.B)), kThreads, smem, stream()>>>(
-      k.data<T>(), beta.data<float>(), g.data<float>(), d, A.data<float>(), gam.data<float>());
+      k.data<T>(), beta.data<float>(), g.data<float>(), d, au2 ? nullptr : A.data<float>(), gam.data<float>(), au2, a2);
   check_launch("gdn chunked prep");
 }
 
@@ -1462,10 +2356,39 @@ void launch_scan_vt(const ScanArgs& a, int roles) {
                                stream()>>>(a);
   check_launch("gdn chunked scan");
 }
+template <int KP, int VT>
+void launch_scan_x2(const ScanArgs& a, int roles) {
+  constexpr size_t smem = ScanX2Layout<KP, VT>::bytes;
+  static_assert(smem <= kSmemLimit, "scan shared memory");
+  static const bool once = (allow_smem(gdn_scan_x2_kernel<KP, VT>, smem, "scan x2"), true);
+  (void)once;
+  gdn_scan_x2_kernel<KP, VT><<<dim3(unsigned(a.tiles * roles), unsigned(a.d.HV), unsigned(a.d.B)), kThreads, smem,
+                               stream()>>>(a);
+  check_launch("gdn chunked scan x2");
+}
 template <class T, int KP, int P>
 void launch_scan(int vt, const ScanArgs& a, int roles) {
+  if constexpr (std::is_same<T, bf16>::value && P == kBF16x2) {
+    if (a.Au2) {
+      if (vt == 32) launch_scan_x2<KP, 32>(a, roles);
+      else launch_scan_x2<KP, 64>(a, roles);
+      return;
+    }
+  }
   if (vt == 32) launch_scan_vt<T, KP, 32, P>(a, roles);
   else launch_scan_vt<T, KP, 64, P>(a, roles);
+}
+
+template <int KP>
+void launch_grad_x2(const GradArgs& ga) {
+  constexpr int VB = 32;
+  constexpr size_t smem = GradX2Layout<KP, VB>::bytes;
+  static_assert(smem <= kSmemLimit, "grad shared memory");
+  static const bool once = (allow_smem(gdn_grad_x2_kernel<KP, VB>, smem, "grad x2"), true);
+  (void)once;
+  const GdnDims& d = ga.d;
+  gdn_grad_x2_kernel<KP, VB><<<dim3(unsigned(d.NC), unsigned(d.HV), unsigned(d.B)), kThreads, smem, stream()>>>(ga);
+  check_launch("gdn chunked grad x2");
 }
 
 Tensor f32_scratch(int64_t n) { return Tensor::empty({n}, DType::F32, Device::CUDA); }
@@ -1519,10 +2442,13 @@ Tensor gdn_chunked_forward(const Tensor& q, const Tensor& k, const Tensor& v, co
   with_config(q.dtype(), d.K, [&](auto tag, auto kp, auto pm) {
     using T = std::decay_t<decltype(tag)>;
     constexpr int KP = decltype(kp)::value, P = decltype(pm)::value;
+    Tensor au2;  // the split-tile scan reads Au split, not A
+    if (use_x2<T, P>()) au2 = Tensor::empty({d.B * d.HV * d.NC * 2 * kC * kC}, DType::BF16, Device::CUDA);
     KernelTimer tm;
-    launch_prep<T, KP, P>(k, beta, g, d, A, gam);
+    launch_prep<T, KP, P>(k, beta, g, d, A, gam, au2.defined() ? au2.data<bf16>() : nullptr);
     tm.mark("prep");
     ScanArgs a{};
+    a.Au2 = au2.defined() ? au2.data<bf16>() : nullptr;
     a.q = q.data<T>();
     a.k = k.data<T>();
     a.v = v.data<T>();
@@ -1562,13 +2488,23 @@ GdnGrads gdn_chunked_backward(const Tensor& q, const Tensor& k, const Tensor& v,
   with_config(q.dtype(), d.K, [&](auto tag, auto kp, auto pm) {
     using T = std::decay_t<decltype(tag)>;
     constexpr int KPc = decltype(kp)::value, P = decltype(pm)::value;
-    const DType ckt = std::is_same<ckpt_t<P>, float>::value ? DType::F32 : DType::BF16;
-    Tensor ckS = Tensor::empty({ck}, ckt, Device::CUDA), ckD = Tensor::empty({ck}, ckt, Device::CUDA);
+    const bool x2 = use_x2<T, P>();
+    // Checkpoints: ckpt_t<P>, or with the split-tile kernels hi and lo BF16 planes (the same bytes as fp32).
+    const DType ckt = x2 || std::is_same<ckpt_t<P>, bf16>::value ? DType::BF16 : DType::F32;
+    const int64_t ckn = x2 ? 2 * ck : ck;
+    Tensor ckS = Tensor::empty({ckn}, ckt, Device::CUDA), ckD = Tensor::empty({ckn}, ckt, Device::CUDA);
+    Tensor au2, a2;
+    if (x2) {
+      au2 = Tensor::empty({d.B * d.HV * d.NC * 2 * kC * kC}, DType::BF16, Device::CUDA);
+      a2 = Tensor::empty({d.B * d.HV * d.NC * 2 * kC * kC}, DType::BF16, Device::CUDA);
+    }
     KernelTimer tm;
-    launch_prep<T, KPc, P>(k, beta, g, d, A, gam);
+    launch_prep<T, KPc, P>(k, beta, g, d, A, gam, au2.defined() ? au2.data<bf16>() : nullptr,
+                           a2.defined() ? a2.data<bf16>() : nullptr);
     tm.mark("prep");
     // One launch: forward blocks store S per chunk, reverse blocks dS' per chunk, dv and dh0.
     ScanArgs a{};
+    a.Au2 = au2.defined() ? au2.data<bf16>() : nullptr;
     a.q = q.data<T>();
     a.k = k.data<T>();
     a.v = v.data<T>();
@@ -1578,10 +2514,10 @@ GdnGrads gdn_chunked_backward(const Tensor& q, const Tensor& k, const Tensor& v,
     a.gam = gam.data<float>();
     a.h0 = h0.defined() ? h0.data<float>() : nullptr;
     a.dhT = dhT.defined() ? dhT.data<float>() : nullptr;
-    a.ckS = ckS.data<ckpt_t<P>>();
+    a.ckS = static_cast<void*>(ckS.bytes());
     a.dv = gr.dv.data<T>();
     a.dh0 = h0.defined() ? gr.dh0.data<float>() : nullptr;
-    a.ckD = ckD.data<ckpt_t<P>>();
+    a.ckD = static_cast<void*>(ckD.bytes());
     a.d = d;
     a.tiles = tiles;
     a.first_role = 0;
@@ -1596,8 +2532,10 @@ GdnGrads gdn_chunked_backward(const Tensor& q, const Tensor& k, const Tensor& v,
     ga.beta = beta.data<float>();
     ga.A = A.data<float>();
     ga.gam = gam.data<float>();
-    ga.ckS = ckS.data<ckpt_t<P>>();
-    ga.ckD = ckD.data<ckpt_t<P>>();
+    ga.ckS = static_cast<void*>(ckS.bytes());
+    ga.ckD = static_cast<void*>(ckD.bytes());
+    ga.Au2 = a.Au2;
+    ga.A2 = a2.defined() ? a2.data<bf16>() : nullptr;
     if (d.G == 1) {
       ga.dq = gr.dq.data<T>();
       ga.dk = gr.dk.data<T>();
@@ -1610,6 +2548,21 @@ GdnGrads gdn_chunked_backward(const Tensor& q, const Tensor& k, const Tensor& v,
     ga.d = d;
     ga.tiles = tiles;
     ga.vt = vt;
+    if constexpr (std::is_same<T, bf16>::value && P == kBF16x2) {
+      if (x2) {
+        launch_grad_x2<KPc>(ga);
+        tm.mark("grad");
+        if (d.G > 1) {
+          const int64_t total = d.B * d.L * d.H * d.K;
+          gdn_group_sum_kernel<T><<<unsigned(std::min<int64_t>(blocks_for(total, 256), 65535)), 256, 0, stream()>>>(
+              dq_part.data<float>(), dk_part.data<float>(), gr.dq.data<T>(), gr.dk.data<T>(), d);
+          check_launch("gdn chunked group sum");
+          tm.mark("gsum");
+        }
+        tm.report("bwd");
+        return;
+      }
+    }
     constexpr int VB = grad_vb<T, KPc, P>();
     constexpr int KSPLIT = KPc / (KPc < 128 ? KPc : 128);
     constexpr size_t smem = GradLayout<T, KPc, VB, P>::bytes;
