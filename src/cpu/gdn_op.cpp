@@ -23,8 +23,9 @@ GdnDims gdn_dims(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor
 }  // namespace
 
 Tensor gdn(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& beta, const Tensor& g, const Tensor& h0,
-           Tensor* hT, bool chunked) {
+           Tensor* hT, bool chunked, Tensor* states) {
   const GdnDims d = gdn_dims(q, k, v, beta, g, h0);
+  if (states) *states = Tensor();  // the CPU's backward recomputes what it needs
   Tensor o = Tensor::empty({d.B, d.L, d.HV, d.V}, q.dtype());
   Tensor h = hT ? Tensor::empty({d.B, d.HV, d.K, d.V}, q.dtype()) : Tensor();
   dispatch_real(q.dtype(), [&](auto r_tag_) {
@@ -42,7 +43,7 @@ Tensor gdn(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& beta
 }
 
 GdnGrads gdn_backward(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& beta, const Tensor& g,
-                      const Tensor& h0, const Tensor& dout, const Tensor& dhT, bool chunked) {
+                      const Tensor& h0, const Tensor& dout, const Tensor& dhT, bool chunked, const Tensor&) {
   const GdnDims d = gdn_dims(q, k, v, beta, g, h0);
   check_shape(dout, {d.B, d.L, d.HV, d.V}, "gdn dout");
   if (dhT.defined()) check_shape(dhT, {d.B, d.HV, d.K, d.V}, "gdn dhT");

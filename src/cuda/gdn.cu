@@ -476,10 +476,11 @@ GdnIn<T> gdn_in(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor&
 
 // `chunked` is ignored on CUDA: both forms compute the same recurrence (see the top of the file).
 Tensor gdn(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& beta, const Tensor& g, const Tensor& h0,
-           Tensor* hT, bool chunked) {
+           Tensor* hT, bool chunked, Tensor* states) {
   (void)chunked;
   const GdnShape d = gdn_shape(q, k, v, beta, g, h0, "gdn");
-  if (use_chunked(d, q.dtype())) return gdn_chunked_forward(q, k, v, beta, g, h0, hT);
+  if (states) *states = Tensor();
+  if (use_chunked(d, q.dtype())) return gdn_chunked_forward(q, k, v, beta, g, h0, hT, 0, states);
   Tensor o = Tensor::empty({d.B, d.L, d.HV, d.V}, q.dtype(), Device::CUDA);
   Tensor h = hT ? Tensor::empty({d.B, d.HV, d.K, d.V}, DType::F32, Device::CUDA) : Tensor();
   dispatch_float(q.dtype(), [&](auto tag) {
@@ -496,7 +497,7 @@ Tensor gdn(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& beta
 }
 
 GdnGrads gdn_backward(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& beta, const Tensor& g,
-                      const Tensor& h0, const Tensor& dout, const Tensor& dhT, bool chunked) {
+                      const Tensor& h0, const Tensor& dout, const Tensor& dhT, bool chunked, const Tensor& states) {
   (void)chunked;
   const GdnShape d = gdn_shape(q, k, v, beta, g, h0, "gdn_backward");
   expect_cuda({&dout, &dhT}, "gdn_backward");
@@ -504,7 +505,7 @@ GdnGrads gdn_backward(const Tensor& q, const Tensor& k, const Tensor& v, const T
   check_same_dtype(q, dout, "gdn dout");
   if (dhT.defined()) check_shape(dhT, {d.B, d.HV, d.K, d.V}, "gdn dhT");
   expect_f32(dhT, "gdn_backward", "dhT");
-  if (use_chunked(d, q.dtype())) return gdn_chunked_backward(q, k, v, beta, g, h0, dout, dhT);
+  if (use_chunked(d, q.dtype())) return gdn_chunked_backward(q, k, v, beta, g, h0, dout, dhT, 0, states);
   GdnGrads gr = empty_gdn_grads(q, k, v, beta, g, h0);
   const int64_t blocks = d.B * d.HV * d.tiles, NC = (d.L + kChunk - 1) / kChunk;
   dispatch_float(q.dtype(), [&](auto tag) {

@@ -2393,6 +2393,12 @@ void launch_grad_x2(const GradArgs& ga) {
 
 Tensor f32_scratch(int64_t n) { return Tensor::empty({n}, DType::F32, Device::CUDA); }
 
+// The split-tile scan's checkpoints of S (hi and lo BF16 planes per chunk and value tile), the
+// layout gdn_scan_x2_kernel writes and gdn_grad_x2_kernel reads.
+Shape checkpoint_shape(const GdnDims& d, int tiles, int KP, int vt) {
+  return {d.B * d.HV * d.NC, int64_t(tiles), 2, int64_t(KP), int64_t(vt)};
+}
+
 // LT2_GDN_PROFILE=1: times each kernel of one op with events and prints a line to stderr
 // (diagnostics for tuning: it synchronises, so never leave it on for real runs).
 struct KernelTimer {
@@ -2430,7 +2436,7 @@ bool gdn_chunked_supported(DType dtype, int64_t K, int64_t V) {
 }
 
 Tensor gdn_chunked_forward(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& beta, const Tensor& g,
-                           const Tensor& h0, Tensor* hT, int value_tile) {
+                           const Tensor& h0, Tensor* hT, int value_tile, Tensor* states) {
   const GdnDims d = dims_of(q, v);
   LT2_CHECK(gdn_chunked_supported(q.dtype(), d.K, d.V), "gdn chunked: unsupported K ", d.K, " / dtype ",
             dtype_name(q.dtype()));
@@ -2461,6 +2467,10 @@ Tensor gdn_chunked_forward(const Tensor& q, const Tensor& k, const Tensor& v, co
     a.d = d;
     a.tiles = int((d.V + vt - 1) / vt);
     a.first_role = 0;
+    if (states && a.Au2) {  // the backward's checkpoints, written by the walk it would repeat
+      *states = Tensor::empty(checkpoint_shape(d, a.tiles, KP, vt), DType::BF16, Device::CUDA);
+      a.ckS = states->bytes();
+    }
     launch_scan<T, KP, P>(vt, a, 1);
     tm.mark("scan");
     tm.report("fwd");
@@ -2470,7 +2480,8 @@ Tensor gdn_chunked_forward(const Tensor& q, const Tensor& k, const Tensor& v, co
 }
 
 GdnGrads gdn_chunked_backward(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& beta, const Tensor& g,
-                              const Tensor& h0, const Tensor& dout, const Tensor& dhT, int value_tile) {
+                              const Tensor& h0, const Tensor& dout, const Tensor& dhT, int value_tile,
+                              const Tensor& states) {
   const GdnDims d = dims_of(q, v);
   LT2_CHECK(gdn_chunked_supported(q.dtype(), d.K, d.V), "gdn chunked: unsupported K ", d.K, " / dtype ",
             dtype_name(q.dtype()));
@@ -2492,7 +2503,11 @@ GdnGrads gdn_chunked_backward(const Tensor& q, const Tensor& k, const Tensor& v,
     // Checkpoints: ckpt_t<P>, or with the split-tile kernels hi and lo BF16 planes (the same bytes as fp32).
     const DType ckt = x2 || std::is_same<ckpt_t<P>, bf16>::value ? DType::BF16 : DType::F32;
     const int64_t ckn = x2 ? 2 * ck : ck;
-    Tensor ckS = Tensor::empty({ckn}, ckt, Device::CUDA), ckD = Tensor::empty({ckn}, ckt, Device::CUDA);
+    // The forward's checkpoints when it kept them in exactly this layout: then only the reverse
+    // scan runs below.
+    const bool reuse = x2 && states.defined() && states.on_cuda() && states.dtype() == DType::BF16 &&
+                       states.shape() == checkpoint_shape(d, tiles, KPc, vt);
+    Tensor ckS = reuse ? states : Tensor::empty({ckn}, ckt, Device::CUDA), ckD = Tensor::empty({ckn}, ckt, Device::CUDA);
     Tensor au2, a2;
     if (x2) {
       au2 = Tensor::empty({d.B * d.HV * d.NC * 2 * kC * kC}, DType::BF16, Device::CUDA);
@@ -2520,9 +2535,9 @@ GdnGrads gdn_chunked_backward(const Tensor& q, const Tensor& k, const Tensor& v,
     a.ckD = static_cast<void*>(ckD.bytes());
     a.d = d;
     a.tiles = tiles;
-    a.first_role = 0;
-    launch_scan<T, KPc, P>(vt, a, 2);
-    tm.mark("scan2");
+    a.first_role = reuse ? 1 : 0;
+    launch_scan<T, KPc, P>(vt, a, reuse ? 1 : 2);
+    tm.mark(reuse ? "scan-reverse" : "scan2");
 
     GradArgs ga{};
     ga.q = q.data<T>();

@@ -28,10 +28,14 @@ inline GdnGrads empty_gdn_grads(const Tensor& q, const Tensor& k, const Tensor& 
 }
 
 // value_tile: value columns per scan block, 32 or 64; 0 chooses (env LT2_GDN_VT overrides).
+// states (ops::gdn's): the split-tile kernels write the forward scan's per-chunk checkpoints
+// there, BF16 [B·HV·NC, tiles, 2 (hi, lo), KP, vt]; other modes leave it undefined. The
+// backward uses a buffer of exactly its own checkpoints' shape and recomputes them otherwise.
 Tensor gdn_chunked_forward(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& beta, const Tensor& g,
-                           const Tensor& h0, Tensor* hT, int value_tile = 0);
+                           const Tensor& h0, Tensor* hT, int value_tile = 0, Tensor* states = nullptr);
 GdnGrads gdn_chunked_backward(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& beta, const Tensor& g,
-                              const Tensor& h0, const Tensor& dout, const Tensor& dhT, int value_tile = 0);
+                              const Tensor& h0, const Tensor& dout, const Tensor& dhT, int value_tile = 0,
+                              const Tensor& states = Tensor());
 
 // Variable-length batch: N sequences packed along L of a batch of one. q, k [1, T, H, K],
 // v / dout [1, T, HV, V], beta, g [1, T, HV]; cu_seqlens (host) holds N + 1 offsets, 0 = cu[0]

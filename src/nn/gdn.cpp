@@ -9,6 +9,7 @@ namespace lt2 {
 
 struct GdnMixer::Ctx : MixerCtx {
   Tensor x, qp, kp, vp, qc, kc, q, k, v, a, b, beta, g, o, z;
+  Tensor states;  // the GPU forward's per-chunk states, so the backward need not rebuild them
 };
 
 GdnMixer::GdnMixer(const ModelConfig& c, const std::string& p, DType dt)
@@ -54,12 +55,13 @@ Tensor GdnMixer::forward(const Tensor& x, int, std::unique_ptr<MixerCtx>* ctx) c
   Tensor qc = ops::conv_silu(qp, conv_w(q_conv_)).reshape({B, L, H_, K_});
   Tensor kc = ops::conv_silu(kp, conv_w(k_conv_)).reshape({B, L, H_, K_});
   Tensor v = ops::conv_silu(vp, conv_w(v_conv_)).reshape({B, L, HV_, V_});
-  Tensor q, k, a, b, beta, g, z;
+  Tensor q, k, a, b, beta, g, z, states;
   activate(qc, kc, x, q, k, a, b, beta, g);
-  Tensor o = ops::gdn(q, k, v, beta, g, Tensor(), nullptr, chunked_);
+  Tensor o = ops::gdn(q, k, v, beta, g, Tensor(), nullptr, chunked_, ctx ? &states : nullptr);
   Tensor y = output(x, o, &z);
   if (ctx) {
     auto c = std::make_unique<Ctx>();
+    c->states = states;
     c->x = x, c->qp = qp, c->kp = kp, c->vp = vp, c->qc = qc, c->kc = kc, c->q = q, c->k = k, c->v = v;
     c->a = a, c->b = b, c->beta = beta, c->g = g, c->o = o, c->z = z;
     *ctx = std::move(c);
@@ -133,7 +135,7 @@ Tensor GdnMixer::backward(MixerCtx& base, const Tensor& dy) {
   Tensor d_o, dz;
   ops::gated_rmsnorm_backward(c.o, c.z, o_norm_.w(), eps_, dyn, d_o, dz, o_norm_.grad);
   Tensor dx = ops::linear_backward(c.x, g_.w(), dz.reshape({B, L, HV_ * V_}), g_.grad);
-  ops::GdnGrads gr = ops::gdn_backward(c.q, c.k, c.v, c.beta, c.g, Tensor(), d_o, Tensor(), chunked_);
+  ops::GdnGrads gr = ops::gdn_backward(c.q, c.k, c.v, c.beta, c.g, Tensor(), d_o, Tensor(), chunked_, c.states);
   Tensor da, db;
   ops::gdn_gates_backward(c.a, c.b, A_log_.w(), dt_bias_.w(), gr.dbeta, gr.dg, da, db, A_log_.grad, dt_bias_.grad);
   ops::linear_backward(c.x, a_.w(), da, a_.grad, &dx);

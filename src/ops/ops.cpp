@@ -154,12 +154,12 @@ Tensor conv_silu_backward(const Tensor& x, const Tensor& w, const Tensor& dy, Te
 }
 Tensor conv_silu_step(const Tensor& x, Tensor& cache, const Tensor& w) { LT2_OP(Gdn, x, conv_silu_step(x, cache, w)); }
 Tensor gdn(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& beta, const Tensor& g, const Tensor& h0,
-           Tensor* hT, bool chunked) {
-  LT2_OP(Gdn, q, gdn(q, k, v, beta, g, h0, hT, chunked));
+           Tensor* hT, bool chunked, Tensor* states) {
+  LT2_OP(Gdn, q, gdn(q, k, v, beta, g, h0, hT, chunked, states));
 }
 GdnGrads gdn_backward(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& beta, const Tensor& g,
-                      const Tensor& h0, const Tensor& dout, const Tensor& dhT, bool chunked) {
-  LT2_OP(Gdn, q, gdn_backward(q, k, v, beta, g, h0, dout, dhT, chunked));
+                      const Tensor& h0, const Tensor& dout, const Tensor& dhT, bool chunked, const Tensor& states) {
+  LT2_OP(Gdn, q, gdn_backward(q, k, v, beta, g, h0, dout, dhT, chunked, states));
 }
 Tensor gdn_step(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& beta, const Tensor& g, Tensor& state) {
   LT2_OP(Gdn, q, gdn_step(q, k, v, beta, g, state));

@@ -146,6 +146,40 @@ TEST(CudaGdnChunked, Deterministic) {
   }
 }
 
+// The forward's kept per-chunk states (ops::gdn's `states`) give the backward bit for bit the
+// gradients it gets by rebuilding them: grouped value heads, h0 and dhT, a partial last chunk,
+// both value tiles. Without the buffer, or with one of another layout, it rebuilds them.
+TEST(CudaGdnChunked, BackwardReusesTheForwardStates) {
+  LT2_REQUIRE_GPU();
+  const GdnCase c{2, 200, 1, 2, 128, 128, Decay::Normal, true, true};
+  const GdnInputs in = make_gdn_inputs(c, 1350);
+  const DType dt = DType::BF16;
+  const Tensor qg = on_gpu(in.q, dt), kg = on_gpu(in.k, dt), vg = on_gpu(in.v, dt), dog = on_gpu(in.dout, dt);
+  const Tensor bg = gpu_f32(in.beta), gg = gpu_f32(in.g), h0g = gpu_f32(in.h0), dhg = gpu_f32(in.dhT);
+  for (int vt : {32, 64}) {
+    Tensor states, hT;
+    const Tensor o = cuda::gdn_chunked_forward(qg, kg, vg, bg, gg, h0g, &hT, vt, &states);
+    ASSERT_TRUE(states.defined()) << "the default BF16 kernels keep the states";
+    const Tensor plain = cuda::gdn_chunked_forward(qg, kg, vg, bg, gg, h0g, nullptr, vt);
+    EXPECT_EQ(rel_l2(o.to(Device::CPU, DType::F64), plain.to(Device::CPU, DType::F64)), 0.0) << "vt " << vt;
+    const GdnGrads want = cuda::gdn_chunked_backward(qg, kg, vg, bg, gg, h0g, dog, dhg, vt);
+    const GdnGrads got = cuda::gdn_chunked_backward(qg, kg, vg, bg, gg, h0g, dog, dhg, vt, states);
+    const int other = vt == 32 ? 64 : 32;  // another layout: ignored, rebuilt
+    const GdnGrads rebuilt = cuda::gdn_chunked_backward(qg, kg, vg, bg, gg, h0g, dog, dhg, other, states);
+    const GdnGrads ref = cuda::gdn_chunked_backward(qg, kg, vg, bg, gg, h0g, dog, dhg, other);
+    for (auto [x, y, what] : {std::tuple{&want.dq, &got.dq, "dq"}, std::tuple{&want.dk, &got.dk, "dk"},
+                              std::tuple{&want.dv, &got.dv, "dv"}, std::tuple{&want.dg, &got.dg, "dg"},
+                              std::tuple{&want.dbeta, &got.dbeta, "dbeta"}, std::tuple{&want.dh0, &got.dh0, "dh0"},
+                              std::tuple{&ref.dq, &rebuilt.dq, "dq (other layout)"},
+                              std::tuple{&ref.dg, &rebuilt.dg, "dg (other layout)"}}) {
+      const Tensor u = x->to(Device::CPU, DType::F64), w = y->to(Device::CPU, DType::F64);
+      int64_t diff = 0;
+      for (int64_t i = 0; i < u.numel(); ++i) diff += u.item(i) != w.item(i);
+      EXPECT_EQ(diff, 0) << what << " differs with the forward's states, vt " << vt;
+    }
+  }
+}
+
 // Tokens [t0, t0 + len) of a packed [1, T, ...] tensor as a [1, len, ...] view.
 static Tensor packed_rows(const Tensor& x, int64_t t0, int64_t len) {
   const Shape rest(x.shape().begin() + 1, x.shape().end());
