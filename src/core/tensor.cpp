@@ -222,4 +222,11 @@ void check_same_dtype(const Tensor& a, const Tensor& b, const char* what) {
   LT2_CHECK(a.dtype() == b.dtype(), what, ": dtype mismatch ", dtype_name(a.dtype()), " vs ", dtype_name(b.dtype()));
 }
 
+void check_token_ids(const Tensor& ids, int64_t V) {
+  LT2_CHECK(ids.dtype() == DType::I32 && !ids.on_cuda(), "token ids must be host I32");
+  const int32_t* id = ids.data<int32_t>();
+  for (int64_t i = 0; i < ids.numel(); ++i)
+    LT2_CHECK(id[i] >= 0 && id[i] < V, "token id ", id[i], " at position ", i, " is outside the vocabulary [0, ", V, ")");
+}
+
 }  // namespace lt2

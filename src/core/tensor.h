@@ -85,6 +85,8 @@ float bf16_to_f32(uint16_t b);
 
 void check_shape(const Tensor& t, const Shape& expected, const char* what);
 void check_same_dtype(const Tensor& a, const Tensor& b, const char* what);
+// Token ids (host I32) inside the vocabulary [0, V); the error names the first one outside.
+void check_token_ids(const Tensor& ids, int64_t V);
 
 }  // namespace lt2
 

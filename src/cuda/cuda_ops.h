@@ -4,7 +4,8 @@
 // parameters may be F32 or the activations' dtype; parameter gradients, rstd / lse,
 // GDN beta, g and states are F32; outputs and input gradients take the activations' dtype.
 // Kernels run on cuda::stream() and never wait for the host, except the ops that return a
-// host number (cross_entropy, sum_squares) and embedding's 4-byte check for bad token ids.
+// host number (cross_entropy, sum_squares) and embedding's 4-byte check for bad token ids
+// (skipped when the caller checked them on the host, as the model does).
 // The training step uses the *_stats / accumulate_* variants and reads back once per step.
 #include "core/tensor.h"
 #include "ops/op_types.h"

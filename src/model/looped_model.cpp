@@ -106,8 +106,13 @@ Tensor LoopedModel::trunk(const Tensor& ids, Ctx* ctx, Caches* caches, const Cac
     ctx->ids = ids;
     ctx->blocks.resize(T * N);
   }
-  if (ctx && ids.device() != device_) ctx->ids = ids.to(device_);
-  Tensor h = ops::embedding(ids.device() == device_ ? ids : ids.to(device_), embed_.w());
+  // Host ids are checked here, before the upload, so the GPU lookup need not read its own check
+  // back (that would stall the step on the host).
+  const bool host_ids = ids.device() != device_;
+  if (host_ids) check_token_ids(ids, cfg_.vocab_size);
+  const Tensor ids_dev = host_ids ? ids.to(device_) : ids;
+  if (ctx) ctx->ids = ids_dev;
+  Tensor h = ops::embedding(ids_dev, embed_.w(), host_ids);
   // Decode: every attention layer of every loop reads the positions from the device; upload them once.
   CacheRun run = r ? *r : CacheRun{};
   if (r && r->mode == CacheRun::Decode && !run.position_ids.defined()) {

@@ -75,7 +75,9 @@ Tensor linear(const Tensor& x, const Tensor& w) { LT2_OP(Gemm, x, linear(x, w));
 Tensor linear_backward(const Tensor& x, const Tensor& w, const Tensor& dy, Tensor& dw, Tensor* dx_acc) {
   LT2_OP(Gemm, x, linear_backward(x, w, dy, dw, dx_acc));
 }
-Tensor embedding(const Tensor& ids, const Tensor& table) { LT2_OP(NormsElementwise, table, embedding(ids, table)); }
+Tensor embedding(const Tensor& ids, const Tensor& table, bool ids_checked) {
+  LT2_OP(NormsElementwise, table, embedding(ids, table, ids_checked));
+}
 void embedding_backward(const Tensor& ids, const Tensor& dy, Tensor& dtable) {
   LT2_OP(NormsElementwise, dy, embedding_backward(ids, dy, dtable));
 }
