@@ -1,6 +1,7 @@
 // Finite-difference gradient checks (float64) for every op of the CPU op set.
 #include <gtest/gtest.h>
 
+#include "error_util.h"
 #include "gradcheck.h"
 #include "ops/ops.h"
 
@@ -29,6 +30,22 @@ TEST(OpsGrad, Embedding) {
   Tensor dt = Tensor::zeros(table.shape(), DType::F64);
   ops::embedding_backward(ids, gy, dt);
   check_grad("dtable", [&] { return dot(ops::embedding(ids, table), gy); }, table, dt);
+}
+
+// A token id outside the vocabulary is an error naming it and its position, from the op and
+// from the host check the model runs before uploading ids to a GPU; ids_checked skips the op's.
+TEST(OpsGrad, EmbeddingRejectsOutOfRangeIds) {
+  Tensor ids = Tensor::empty({6}, DType::I32);
+  for (int i = 0; i < 6; ++i) ids.set(i, i == 4 ? 7 : i);
+  const Tensor table = randn({7, 3}, 1);
+  const std::string want = "token id 7 at position 4 is outside the vocabulary [0, 7)";
+  EXPECT_TRUE(contains(error_of([&] { ops::embedding(ids, table); }), want));
+  EXPECT_TRUE(contains(error_of([&] { check_token_ids(ids, 7); }), want));
+  ids.set(4, -1);
+  EXPECT_TRUE(contains(error_of([&] { check_token_ids(ids, 7); }), "token id -1 at position 4"));
+  ids.set(4, 6);
+  check_token_ids(ids, 7);
+  EXPECT_EQ(ops::embedding(ids, table, /*ids_checked=*/true).item(4 * 3 + 1), table.item(6 * 3 + 1));
 }
 
 TEST(OpsGrad, RMSNorm) {
