@@ -3,9 +3,9 @@
 #include <cublasLt.h>
 
 #include <map>
-#include <vector>
 #include <mutex>
 #include <tuple>
+#include <vector>
 
 #include "cuda/common.cuh"
 #include "cuda/gemm.h"

@@ -103,7 +103,6 @@ Tensor LoopedModel::trunk(const Tensor& ids, Ctx* ctx, Caches* caches, const Cac
   if (ctx) {
     *ctx = Ctx{};
     ctx->keep_activations = keep_all;
-    ctx->ids = ids;
     ctx->blocks.resize(T * N);
   }
   // Host ids are checked here, before the upload, so the GPU lookup need not read its own check
