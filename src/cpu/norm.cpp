@@ -38,16 +38,17 @@ Tensor rmsnorm_backward(const Tensor& x, const Tensor& w, const Tensor& rstd, co
     check_shape(dresidual, x.shape(), "rmsnorm_backward dresidual");
     check_same_dtype(x, dresidual, "rmsnorm_backward dresidual");
   }
-  Tensor dx = dresidual.defined() ? dresidual.clone() : Tensor::zeros(x.shape(), x.dtype());
+  Tensor dx = Tensor::empty(x.shape(), x.dtype());
   dispatch_real(x.dtype(), [&](auto r_tag_) {
     using R = decltype(r_tag_);
     const R* xp = x.data<R>();
     const R* wp = w.data<R>();
     const R* rp = rstd.data<R>();
     const R* g = dy.data<R>();
+    const R* res = dresidual.defined() ? dresidual.data<R>() : nullptr;
     R* dxp = dx.data<R>();
     R* dwp = dw.data<R>();
-    // dx (+)= r (gw - x r^2 mean(gw x)), gw = dy * w
+    // dx = dresidual + r (gw - x r^2 mean(gw x)), gw = dy * w
 #pragma omp parallel for
     for (int64_t r = 0; r < rows; ++r) {
       const R* xr = xp + r * n;
@@ -55,7 +56,8 @@ Tensor rmsnorm_backward(const Tensor& x, const Tensor& w, const Tensor& rstd, co
       double dot = 0;
       for (int64_t c = 0; c < n; ++c) dot += double(gr[c]) * wp[c] * xr[c];
       const R inv = rp[r], k = R(dot / n) * inv * inv;
-      for (int64_t c = 0; c < n; ++c) dxp[r * n + c] += inv * (gr[c] * wp[c] - xr[c] * k);
+      for (int64_t c = 0; c < n; ++c)
+        dxp[r * n + c] = (res ? res[r * n + c] : R(0)) + inv * (gr[c] * wp[c] - xr[c] * k);
     }
     // dw[c] = sum_r dy x r  (columns split across threads: no races)
 #pragma omp parallel for

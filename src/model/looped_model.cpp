@@ -123,7 +123,7 @@ Tensor LoopedModel::trunk(const Tensor& ids, Ctx* ctx, Caches* caches, const Cac
     Tensor x = h;
     // With recompute_loops the blocks keep no activations now (unless asked to, or the loop is one
     // of the last recompute_keep_loops); backward() reruns them.
-    const bool keep = ctx && (!recomputed(t) || keep_all);
+    const bool keep = ctx && !recomputed(t, keep_all);
     for (int l = 0; l < N; ++l)
       x = caches ? blocks_[l]->run(x, t, *(*caches)[t * N + l], run)
                  : blocks_[l]->forward(x, t, keep ? &ctx->blocks[t * N + l] : nullptr);
@@ -202,7 +202,7 @@ void LoopedModel::backward_trunk(Ctx& c, Tensor dh) {
       dx = dh;
       dh = ops::add_scaled_channels(dprev, rho_.w().select(t), dx);
     }
-    if (recomputed(t) && !c.keep_activations) {  // rerun this loop's blocks from its saved input, keeping activations
+    if (recomputed(t, c.keep_activations)) {  // rerun this loop's blocks from its saved input, keeping activations
       Tensor x = c.h_in[t];
       for (int l = 0; l < N; ++l) x = blocks_[l]->forward(x, t, &c.blocks[t * N + l]);
     }

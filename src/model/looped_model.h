@@ -78,9 +78,10 @@ class LoopedModel {
   Tensor trunk(const Tensor& ids, Ctx* ctx, Caches* caches, const CacheRun* r) const;
   // Backward from dxf (the gradient at the LM head's input).
   void backward_trunk(Ctx& ctx, Tensor dh);
-  // Whether training recomputes loop t's activations in the backward instead of keeping them.
-  bool recomputed(int64_t t) const {
-    return cfg_.recompute_loops && t < cfg_.num_loops - cfg_.recompute_keep_loops;
+  // Whether training recomputes loop t's activations in the backward instead of keeping them
+  // (keep_all: the caller asked for every activation, Ctx::keep_activations).
+  bool recomputed(int64_t t, bool keep_all) const {
+    return !keep_all && cfg_.recompute_loops && t < cfg_.num_loops - cfg_.recompute_keep_loops;
   }
   ModelConfig cfg_;
   DType dtype_;
