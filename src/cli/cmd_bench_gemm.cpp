@@ -68,6 +68,24 @@ std::vector<Projection> projections(const ModelConfig& c) {
   return p;
 }
 
+// One cuda::gemm call (BF16 operands), as cuda/linear.cu makes it.
+struct GemmCall {
+  bool ta, tb;
+  int64_t m, n, k;
+  const void* a;
+  int64_t lda;
+  const void* b;
+  int64_t ldb;
+  float beta;
+  void* c;
+  int64_t ldc;
+  DType c_dtype;
+  void run() const { cuda::gemm(ta, tb, m, n, k, 1.f, a, lda, b, ldb, DType::BF16, beta, c, ldc, c_dtype); }
+  std::vector<double> candidates_ms(int count, int reps) const {
+    return cuda::gemm_algo_ms(ta, tb, m, n, k, a, lda, b, ldb, DType::BF16, beta, c, ldc, c_dtype, count, reps);
+  }
+};
+
 }  // namespace
 #endif
 
@@ -110,27 +128,16 @@ int bench_gemm(int argc, char** argv) {
   for (const Projection& p : projections(c)) {
     const Tensor x = normal_on_gpu({M, p.k}, 1, DType::BF16), w = normal_on_gpu({p.n, p.k}, 2, DType::BF16);
     const Tensor dy = normal_on_gpu({M, p.n}, 3, DType::BF16);
-    Tensor y = Tensor::empty({M, p.n}, DType::BF16, Device::CUDA), dx = Tensor::empty({M, p.k}, DType::BF16, Device::CUDA);
+    Tensor y = Tensor::empty({M, p.n}, DType::BF16, Device::CUDA);
+    Tensor dx = Tensor::empty({M, p.k}, DType::BF16, Device::CUDA);
     Tensor dw = Tensor::zeros({p.n, p.k}, DType::F32, Device::CUDA);
     // The calls of cuda/linear.cu: forward, then the two halves of linear_backward.
-    const double f = cuda::time_ms(
-        [&] {
-          cuda::gemm(false, true, M, p.n, p.k, 1.f, x.bytes(), p.k, w.bytes(), p.k, DType::BF16, 0.f, y.bytes(), p.n,
-                     DType::BF16);
-        },
-        warmup, reps);
-    const double gx = cuda::time_ms(
-        [&] {
-          cuda::gemm(false, false, M, p.k, p.n, 1.f, dy.bytes(), p.n, w.bytes(), p.k, DType::BF16, 0.f, dx.bytes(),
-                     p.k, DType::BF16);
-        },
-        warmup, reps);
-    const double gw = cuda::time_ms(
-        [&] {
-          cuda::gemm(true, false, p.n, p.k, M, 1.f, dy.bytes(), p.n, x.bytes(), p.k, DType::BF16, 1.f, dw.bytes(),
-                     p.k, DType::F32);
-        },
-        warmup, reps);
+    const GemmCall fwd{false, true, M, p.n, p.k, x.bytes(), p.k, w.bytes(), p.k, 0.f, y.bytes(), p.n, DType::BF16};
+    const GemmCall dgrad{false, false, M, p.k, p.n, dy.bytes(), p.n, w.bytes(), p.k, 0.f, dx.bytes(), p.k, DType::BF16};
+    const GemmCall wgrad{true, false, p.n, p.k, M, dy.bytes(), p.n, x.bytes(), p.k, 1.f, dw.bytes(), p.k, DType::F32};
+    const double f = cuda::time_ms([&] { fwd.run(); }, warmup, reps);
+    const double gx = cuda::time_ms([&] { dgrad.run(); }, warmup, reps);
+    const double gw = cuda::time_ms([&] { wgrad.run(); }, warmup, reps);
     const double flop = 2.0 * double(M) * double(p.n) * double(p.k);
     const double step = double(p.layers) * (double(fwd_calls) * f + double(bwd_calls) * (gx + gw));
     std::printf("%-18s %6lld %6lld %7lld %9.3f %8.1f %9.3f %8.1f %9.3f %8.1f %11.2f", p.name.c_str(),
@@ -146,18 +153,13 @@ int bench_gemm(int argc, char** argv) {
     }
     if (algos > 0) {
       // The same three calls through each candidate algorithm: (first, fastest, its rank).
-      auto best = [&](const std::vector<double>& ms) {
-        size_t i = size_t(std::min_element(ms.begin(), ms.end()) - ms.begin());
-        return cat(ms[0] < 0.0 ? 0.0 : ms[0], " -> ", ms[i], " (#", i + 1, " of ", ms.size(), ")");
+      auto best = [&](const GemmCall& g) {
+        const std::vector<double> ms = g.candidates_ms(algos, reps);
+        const size_t i = size_t(std::min_element(ms.begin(), ms.end()) - ms.begin());
+        return cat(ms[0], " -> ", ms[i], " (#", i + 1, " of ", ms.size(), ")");
       };
-      const auto f_ms = cuda::gemm_algo_ms(false, true, M, p.n, p.k, x.bytes(), p.k, w.bytes(), p.k, DType::BF16, 0.f,
-                                           y.bytes(), p.n, DType::BF16, algos, reps);
-      const auto x_ms = cuda::gemm_algo_ms(false, false, M, p.k, p.n, dy.bytes(), p.n, w.bytes(), p.k, DType::BF16,
-                                           0.f, dx.bytes(), p.k, DType::BF16, algos, reps);
-      const auto w_ms = cuda::gemm_algo_ms(true, false, p.n, p.k, M, dy.bytes(), p.n, x.bytes(), p.k, DType::BF16,
-                                           1.f, dw.bytes(), p.k, DType::F32, algos, reps);
-      std::printf("    algorithms (ms, first -> fastest): fwd %s, dx %s, dW %s\n", best(f_ms).c_str(),
-                  best(x_ms).c_str(), best(w_ms).c_str());
+      std::printf("    algorithms (ms, first -> fastest): fwd %s, dx %s, dW %s\n", best(fwd).c_str(),
+                  best(dgrad).c_str(), best(wgrad).c_str());
     }
     std::fflush(stdout);
   }
