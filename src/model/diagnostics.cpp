@@ -23,7 +23,8 @@ void accumulate_diagnostics(const LoopedModel& model, const Tensor& ids, Diagnos
     const double mass = model.block(int(i % d.layers)).first_token_mass(b);
     const double rms = std::sqrt(ops::sum_squares(b.h) / double(b.h.numel()));
     double mx = 0;
-    const Tensor h = b.ffn.h.on_cuda() ? b.ffn.h.to(Device::CPU) : b.ffn.h;  // one copy, then read per element
+    Tensor h = SwiGluFfn::hidden(b.ffn);
+    if (h.on_cuda()) h = h.to(Device::CPU);  // one copy, then read per element
     for (int64_t k = 0; k < h.numel(); ++k) mx = std::max(mx, std::abs(h.item(k)));
     g.first_token_mass = (g.first_token_mass * n + mass) / (n + 1);  // running means over batches
     g.topk_mass = (g.topk_mass * n + model.block(int(i % d.layers)).mixer().topk_mass(*b.mixer)) / (n + 1);

@@ -12,7 +12,7 @@
 namespace lt2 {
 
 struct AttentionMixer::Ctx : MixerCtx {
-  Tensor x, q, k, v, a, lse, z, gated;
+  Tensor x, q, k, v, a, lse, z;  // not the gated output: backward() rebuilds it from a and z
   int64_t window = 0;
   // dsa: the key set (undefined in the dense stage: every key), I on it, the indexer's tensors.
   Tensor idx, Isel;
@@ -63,10 +63,10 @@ Tensor AttentionMixer::forward(const Tensor& x, int loop, std::unique_ptr<MixerC
     // DSA stage 1: the indexer learns on every key (its scores on the dense causal set are I itself).
     if (indexer_ && c) c->indexer = indexer_->project(x), c->Isel = indexer_->scores(c->indexer);
   }
-  Tensor z, gated;
-  Tensor y = output(x, a, &z, &gated);
+  Tensor z;
+  Tensor y = output(x, a, &z);
   if (c) {
-    c->x = x, c->q = q, c->k = k, c->v = v, c->a = a, c->lse = lse, c->z = z, c->gated = gated;
+    c->x = x, c->q = q, c->k = k, c->v = v, c->a = a, c->lse = lse, c->z = z;
     c->window = window;
     *ctx = std::move(c);
   }
@@ -116,14 +116,11 @@ double AttentionMixer::topk_mass(const MixerCtx& base) const {
   return total / double(B * L);
 }
 
-Tensor AttentionMixer::output(const Tensor& x, const Tensor& a, Tensor* z, Tensor* gated) const {
-  Tensor g = a;
-  if (gated_) {
-    *z = ops::linear(x, g_.w());
-    g = ops::sigmoid_gate(a, *z);
-  }
-  *gated = g;
-  return ops::linear(g.reshape({x.dim(0), x.dim(1), H_ * D_}), o_.w());
+Tensor AttentionMixer::gate(const Tensor& a, const Tensor& z) const { return gated_ ? ops::sigmoid_gate(a, z) : a; }
+
+Tensor AttentionMixer::output(const Tensor& x, const Tensor& a, Tensor* z) const {
+  if (gated_) *z = ops::linear(x, g_.w());
+  return ops::linear(gate(a, *z).reshape({x.dim(0), x.dim(1), H_ * D_}), o_.w());
 }
 
 std::unique_ptr<LayerCache> AttentionMixer::make_cache(int loop, int64_t batch, int64_t context) const {
@@ -192,14 +189,14 @@ Tensor AttentionMixer::run(const Tensor& x, int loop, LayerCache& base, const Ca
     a = indexer_ ? ops::dsa_decode(q, c.k, c.v, ic.qI, ic.w, c.kI, r.position_ids, topk_, indexer_->w_scale(), scale_)
                  : ops::attention_decode(q, c.k, c.v, r.position_ids, window, c.window > 0, scale_);
   }
-  Tensor z, gated;
-  return output(x, a, &z, &gated);
+  Tensor z;
+  return output(x, a, &z);
 }
 
 Tensor AttentionMixer::backward(MixerCtx& base, const Tensor& dy) {
   auto& c = static_cast<Ctx&>(base);
   const int64_t B = c.x.dim(0), L = c.x.dim(1);
-  Tensor dgated = ops::linear_backward(c.gated.reshape({B, L, H_ * D_}), o_.w(), dy, o_.grad).reshape(c.a.shape());
+  Tensor dgated = ops::linear_backward(gate(c.a, c.z).reshape({B, L, H_ * D_}), o_.w(), dy, o_.grad).reshape(c.a.shape());
   Tensor da = dgated, dx;
   if (gated_) {
     Tensor dz;

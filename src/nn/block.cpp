@@ -37,8 +37,10 @@ Tensor Block::forward_impl(const Tensor& h, int loop, Ctx* ctx, LayerCache* cach
   Tensor f = ffn_.forward(xn3, ctx ? &ctx->ffn : nullptr);
   Tensor f_out = sandwich_ ? ops::rmsnorm(f, norm4_.w(), eps_, &rstd4) : f;
   if (ctx) {
-    ctx->h = h, ctx->rstd1 = rstd1, ctx->xn1 = xn1, ctx->mix = mix, ctx->rstd2 = rstd2;
-    ctx->hmid = hmid, ctx->rstd3 = rstd3, ctx->ffn_out = f, ctx->rstd4 = rstd4;
+    ctx->h = h, ctx->rstd1 = rstd1, ctx->hmid = hmid, ctx->rstd3 = rstd3;
+    // The sandwich norms' inputs are kept only when those norms exist: otherwise they would hold
+    // two d-wide tensors per block that no backward reads.
+    if (sandwich_) ctx->mix = mix, ctx->rstd2 = rstd2, ctx->ffn_out = f, ctx->rstd4 = rstd4;
   }
   return ops::add(hmid, f_out);
 }

@@ -12,7 +12,7 @@ namespace lt2 {
 class Block {
  public:
   struct Ctx {
-    Tensor h, rstd1, xn1, mix, rstd2, hmid, rstd3, ffn_out, rstd4;
+    Tensor h, rstd1, hmid, rstd3, mix, rstd2, ffn_out, rstd4;  // the last four: sandwich norms only
     std::unique_ptr<MixerCtx> mixer;
     SwiGluFfn::Ctx ffn;
   };

@@ -13,12 +13,14 @@ Tensor SwiGluFfn::forward(const Tensor& x, Ctx* ctx) const {
   Tensor g = ops::linear(x, gate.w()), u = ops::linear(x, up.w());
   Tensor h = ops::swiglu(g, u);
   Tensor y = ops::linear(h, down.w());
-  if (ctx) *ctx = {x, g, u, h};
+  if (ctx) *ctx = {x, g, u};  // h is rebuilt in backward(): one cheap pass saves storing a hidden-wide tensor
   return y;
 }
 
+Tensor SwiGluFfn::hidden(const Ctx& c) { return ops::swiglu(c.g, c.u); }
+
 Tensor SwiGluFfn::backward(Ctx& c, const Tensor& dy) {
-  Tensor dh = ops::linear_backward(c.h, down.w(), dy, down.grad);
+  Tensor dh = ops::linear_backward(hidden(c), down.w(), dy, down.grad);
   Tensor dg, du;
   ops::swiglu_backward(c.g, c.u, dh, dg, du);
   Tensor dx = ops::linear_backward(c.x, gate.w(), dg, gate.grad);

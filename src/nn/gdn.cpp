@@ -8,7 +8,8 @@
 namespace lt2 {
 
 struct GdnMixer::Ctx : MixerCtx {
-  Tensor x, qp, kp, vp, qc, kc, q, k, v, a, b, beta, g, o, z;
+  // Not q and k: backward() rebuilds them from qc and kc (an L2 norm is cheaper than keeping two tensors).
+  Tensor x, qp, kp, vp, qc, kc, v, a, b, beta, g, o, z;
   Tensor states;  // the GPU forward's per-chunk states, so the backward need not rebuild them
 };
 
@@ -34,10 +35,14 @@ void GdnMixer::collect(ParamList& out) {
   out.insert(out.end(), {&q_, &k_, &v_, &a_, &b_, &g_, &o_, &q_conv_, &k_conv_, &v_conv_, &A_log_, &dt_bias_, &o_norm_});
 }
 
-void GdnMixer::activate(const Tensor& qc, const Tensor& kc, const Tensor& x, Tensor& q, Tensor& k, Tensor& a,
-                        Tensor& b, Tensor& beta, Tensor& g) const {
+void GdnMixer::normalize(const Tensor& qc, const Tensor& kc, Tensor& q, Tensor& k) const {
   q = ops::l2norm(qc, 1.0 / std::sqrt(double(K_)));
   k = ops::l2norm(kc, 1.0);
+}
+
+void GdnMixer::activate(const Tensor& qc, const Tensor& kc, const Tensor& x, Tensor& q, Tensor& k, Tensor& a,
+                        Tensor& b, Tensor& beta, Tensor& g) const {
+  normalize(qc, kc, q, k);
   a = ops::linear(x, a_.w());
   b = ops::linear(x, b_.w());
   ops::gdn_gates(a, b, A_log_.w(), dt_bias_.w(), beta, g);
@@ -62,7 +67,7 @@ Tensor GdnMixer::forward(const Tensor& x, int, std::unique_ptr<MixerCtx>* ctx) c
   if (ctx) {
     auto c = std::make_unique<Ctx>();
     c->states = states;
-    c->x = x, c->qp = qp, c->kp = kp, c->vp = vp, c->qc = qc, c->kc = kc, c->q = q, c->k = k, c->v = v;
+    c->x = x, c->qp = qp, c->kp = kp, c->vp = vp, c->qc = qc, c->kc = kc, c->v = v;
     c->a = a, c->b = b, c->beta = beta, c->g = g, c->o = o, c->z = z;
     *ctx = std::move(c);
   }
@@ -135,7 +140,9 @@ Tensor GdnMixer::backward(MixerCtx& base, const Tensor& dy) {
   Tensor d_o, dz;
   ops::gated_rmsnorm_backward(c.o, c.z, o_norm_.w(), eps_, dyn, d_o, dz, o_norm_.grad);
   Tensor dx = ops::linear_backward(c.x, g_.w(), dz.reshape({B, L, HV_ * V_}), g_.grad);
-  ops::GdnGrads gr = ops::gdn_backward(c.q, c.k, c.v, c.beta, c.g, Tensor(), d_o, Tensor(), chunked_, c.states);
+  Tensor q, k;
+  normalize(c.qc, c.kc, q, k);
+  ops::GdnGrads gr = ops::gdn_backward(q, k, c.v, c.beta, c.g, Tensor(), d_o, Tensor(), chunked_, c.states);
   Tensor da, db;
   ops::gdn_gates_backward(c.a, c.b, A_log_.w(), dt_bias_.w(), gr.dbeta, gr.dg, da, db, A_log_.grad, dt_bias_.grad);
   ops::linear_backward(c.x, a_.w(), da, a_.grad, &dx);

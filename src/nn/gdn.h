@@ -19,6 +19,8 @@ class GdnMixer : public Mixer {
 
  private:
   struct Ctx;
+  // q and k: the convolved projections qc, kc L2-normalised per head (q also scaled by 1/sqrt(K)).
+  void normalize(const Tensor& qc, const Tensor& kc, Tensor& q, Tensor& k) const;
   // The core's inputs from the convolved projections and the gate projections.
   void activate(const Tensor& qc, const Tensor& kc, const Tensor& x, Tensor& q, Tensor& k, Tensor& a, Tensor& b,
                 Tensor& beta, Tensor& g) const;
