@@ -20,6 +20,16 @@ TEST(OpsGrad, Linear) {
   const Tensor got = ops::linear_backward(x, w, gy, dw, &acc);
   EXPECT_EQ(got.bytes(), acc.bytes());
   for (int64_t i = 0; i < want.numel(); ++i) EXPECT_NEAR(acc.item(i), want.item(i), 1e-12) << i;
+  // The two halves give linear_backward's dx and dw exactly.
+  Tensor dw_half = Tensor::zeros(w.shape(), DType::F64), dw_whole = Tensor::zeros(w.shape(), DType::F64);
+  const Tensor dx_half = ops::linear_backward_dx(w, gy);
+  ops::linear_backward_dw(x, gy, dw_half);
+  ops::linear_backward(x, w, gy, dw_whole);
+  EXPECT_EQ(dx_half.shape(), x.shape());
+  for (int64_t i = 0; i < dx.numel(); ++i) EXPECT_EQ(dx_half.item(i), dx.item(i)) << i;
+  for (int64_t i = 0; i < dw.numel(); ++i) EXPECT_EQ(dw_half.item(i), dw_whole.item(i)) << i;
+  Tensor bad_dw = Tensor::zeros({3, 5}, DType::F64);  // 3 outputs where dy has 4
+  EXPECT_TRUE(contains(error_of([&] { ops::linear_backward_dw(x, gy, bad_dw); }), "do not match dw"));
 }
 
 TEST(OpsGrad, Embedding) {
@@ -91,6 +101,12 @@ TEST(OpsGrad, GatedRMSNorm) {
   check_grad("do", loss, o, d_o);
   check_grad("dz", loss, z, dz);
   check_grad("dw", loss, w, dw);
+  // With y, the same pass rebuilds the forward's output, bit for bit.
+  Tensor d_o2, dz2, dw2 = Tensor::zeros({6}, DType::F64), y;
+  ops::gated_rmsnorm_backward(o, z, w, 1e-5, gy, d_o2, dz2, dw2, &y);
+  const Tensor want = ops::gated_rmsnorm(o, z, w, 1e-5);
+  for (int64_t i = 0; i < want.numel(); ++i) EXPECT_EQ(y.item(i), want.item(i)) << i;
+  for (int64_t i = 0; i < d_o.numel(); ++i) EXPECT_EQ(d_o2.item(i), d_o.item(i)) << i;
 }
 
 TEST(OpsGrad, SwiGLU) {
@@ -100,6 +116,15 @@ TEST(OpsGrad, SwiGLU) {
   auto loss = [&] { return dot(ops::swiglu(g, u), gy); };
   check_grad("dg", loss, g, dg);
   check_grad("du", loss, u, du);
+  // With h, the same pass rebuilds the forward's output.
+  Tensor dg2, du2, h;
+  ops::swiglu_backward(g, u, gy, dg2, du2, &h);
+  const Tensor want = ops::swiglu(g, u);
+  for (int64_t i = 0; i < want.numel(); ++i) {
+    EXPECT_EQ(h.item(i), want.item(i)) << i;
+    EXPECT_EQ(dg2.item(i), dg.item(i)) << i;
+    EXPECT_EQ(du2.item(i), du.item(i)) << i;
+  }
 }
 
 TEST(OpsGrad, SigmoidGatePerChannelAndPerHead) {

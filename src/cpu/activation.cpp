@@ -20,9 +20,13 @@ Tensor swiglu(const Tensor& g, const Tensor& u) {
   return h;
 }
 
-void swiglu_backward(const Tensor& g, const Tensor& u, const Tensor& dh, Tensor& dg, Tensor& du) {
+void swiglu_backward(const Tensor& g, const Tensor& u, const Tensor& dh, Tensor& dg, Tensor& du, Tensor* h) {
+  check_cpu_real(g, "swiglu_backward", "gate");
+  check_shape(u, g.shape(), "swiglu up");
+  check_shape(dh, g.shape(), "swiglu dh");
   dg = Tensor::empty(g.shape(), g.dtype());
   du = Tensor::empty(u.shape(), u.dtype());
+  if (h) *h = Tensor::empty(g.shape(), g.dtype());
   const int64_t n = g.numel();
   dispatch_real(g.dtype(), [&](auto r_tag_) {
     using R = decltype(r_tag_);
@@ -31,10 +35,12 @@ void swiglu_backward(const Tensor& g, const Tensor& u, const Tensor& dh, Tensor&
     const R* d = dh.data<R>();
     R* dgp = dg.data<R>();
     R* dup = du.data<R>();
+    R* hp = h ? h->data<R>() : nullptr;
 #pragma omp parallel for
     for (int64_t i = 0; i < n; ++i) {
       dgp[i] = d[i] * up[i] * silu_grad(gp[i]);
       dup[i] = d[i] * silu(gp[i]);
+      if (hp) hp[i] = silu(gp[i]) * up[i];
     }
   });
 }

@@ -19,20 +19,47 @@ Tensor linear(const Tensor& x, const Tensor& w) {
   return y;
 }
 
-Tensor linear_backward(const Tensor& x, const Tensor& w, const Tensor& dy, Tensor& dw, Tensor* dx_acc) {
-  const int64_t M = rows_of(x), N = w.dim(0), K = w.dim(1);
-  LT2_CHECK(rows_of(dy) == M && dy.dim(-1) == N, "linear_backward: dy shape ", shape_str(dy.shape()));
-  check_shape(dw, w.shape(), "linear_backward dw");
+Tensor linear_backward_dx(const Tensor& w, const Tensor& dy, Tensor* dx_acc) {
+  check_cpu_real(dy, "linear_backward", "dy");
+  check_same_dtype(dy, w, "linear_backward");
+  LT2_CHECK(w.ndim() == 2 && dy.ndim() >= 1 && dy.dim(-1) == w.dim(0), "linear_backward: dy shape ",
+            shape_str(dy.shape()), " does not match weight ", shape_str(w.shape()));
+  const int64_t M = rows_of(dy), N = w.dim(0), K = w.dim(1);
+  Shape xs = dy.shape();
+  xs.back() = K;
   if (dx_acc) {
-    check_shape(*dx_acc, x.shape(), "linear_backward dx_acc");
-    check_same_dtype(x, *dx_acc, "linear_backward dx_acc");
+    LT2_CHECK(rows_of(*dx_acc) == M && dx_acc->dim(-1) == K, "linear_backward: dx_acc shape ", shape_str(dx_acc->shape()),
+              " does not match ", shape_str(xs));
+    check_same_dtype(dy, *dx_acc, "linear_backward dx_acc");
   }
-  Tensor dx = dx_acc ? *dx_acc : Tensor::empty(x.shape(), x.dtype());
-  dispatch_real(x.dtype(), [&](auto r_tag_) {
+  Tensor dx = dx_acc ? *dx_acc : Tensor::empty(xs, dy.dtype());
+  dispatch_real(dy.dtype(), [&](auto r_tag_) {
     using R = decltype(r_tag_);
     gemm(false, false, M, K, N, R(1), dy.data<R>(), N, w.data<R>(), K, R(dx_acc ? 1 : 0), dx.data<R>(), K);
+  });
+  return dx;
+}
+
+void linear_backward_dw(const Tensor& x, const Tensor& dy, Tensor& dw) {
+  check_cpu_real(x, "linear_backward", "x");
+  check_same_dtype(x, dy, "linear_backward");
+  LT2_CHECK(dw.ndim() == 2, "linear_backward: dw must be 2-d, got ", shape_str(dw.shape()));
+  const int64_t M = rows_of(x), N = dw.dim(0), K = dw.dim(1);
+  LT2_CHECK(x.dim(-1) == K && rows_of(dy) == M && dy.dim(-1) == N, "linear_backward: x ", shape_str(x.shape()),
+            " and dy ", shape_str(dy.shape()), " do not match dw ", shape_str(dw.shape()));
+  check_same_dtype(x, dw, "linear_backward dw");
+  dispatch_real(x.dtype(), [&](auto r_tag_) {
+    using R = decltype(r_tag_);
     gemm(true, false, N, K, M, R(1), dy.data<R>(), N, x.data<R>(), K, R(1), dw.data<R>(), K);
   });
+}
+
+Tensor linear_backward(const Tensor& x, const Tensor& w, const Tensor& dy, Tensor& dw, Tensor* dx_acc) {
+  check_shape(dw, w.shape(), "linear_backward dw");
+  LT2_CHECK(rows_of(dy) == rows_of(x) && x.dim(-1) == w.dim(1), "linear_backward: x ", shape_str(x.shape()),
+            " does not match dy ", shape_str(dy.shape()), " and weight ", shape_str(w.shape()));
+  Tensor dx = linear_backward_dx(w, dy, dx_acc).reshape(x.shape());
+  linear_backward_dw(x, dy, dw);
   return dx;
 }
 

@@ -144,10 +144,11 @@ Tensor gated_rmsnorm(const Tensor& o, const Tensor& z, const Tensor& w, double e
 }
 
 void gated_rmsnorm_backward(const Tensor& o, const Tensor& z, const Tensor& w, double eps, const Tensor& dy,
-                            Tensor& do_, Tensor& dz, Tensor& dw) {
+                            Tensor& do_, Tensor& dz, Tensor& dw, Tensor* y) {
   const int64_t n = o.dim(-1), rows = rows_of(o);
   do_ = Tensor::empty(o.shape(), o.dtype());
   dz = Tensor::empty(z.shape(), z.dtype());
+  if (y) *y = Tensor::empty(o.shape(), o.dtype());
   Tensor dw_rows = Tensor::empty({rows, n}, o.dtype());  // per-row dw, reduced below without races
   dispatch_real(o.dtype(), [&](auto r_tag_) {
     using R = decltype(r_tag_);
@@ -158,6 +159,7 @@ void gated_rmsnorm_backward(const Tensor& o, const Tensor& z, const Tensor& w, d
     R* dop = do_.data<R>();
     R* dzp = dz.data<R>();
     R* dwr = dw_rows.data<R>();
+    R* yp = y ? y->data<R>() : nullptr;
 #pragma omp parallel for
     for (int64_t r = 0; r < rows; ++r) {
       const int64_t b = r * n;
@@ -171,6 +173,7 @@ void gated_rmsnorm_backward(const Tensor& o, const Tensor& z, const Tensor& w, d
         dot += double(dn) * op[b + c];
         dwr[b + c] = g[b + c] * nrm * sz;
         dzp[b + c] = g[b + c] * nrm * wp[c] * silu_grad(zp[b + c]);
+        if (yp) yp[b + c] = nrm * wp[c] * sz;  // as gated_rmsnorm computes it
       }
       const R k = R(dot / n) * inv * inv;
       for (int64_t c = 0; c < n; ++c) dop[b + c] = inv * (g[b + c] * wp[c] * silu(zp[b + c]) - op[b + c] * k);

@@ -23,23 +23,26 @@ struct Swiglu {
   }
 };
 
+// h (may be null): the forward's output, rebuilt from the g and u this pass reads anyway.
 template <class T>
 struct SwigluBackward {
   const T *g, *u, *dh;
-  T *dg, *du;
+  T *dg, *du, *h;
   template <int V>
   __device__ void apply(int64_t i) const {
-    float gv[V], uv[V], dv[V];
+    float gv[V], uv[V], dv[V], hv[V];
     ld_vec<V>(g + i, gv);
     ld_vec<V>(u + i, uv);
     ld_vec<V>(dh + i, dv);
 #pragma unroll
     for (int k = 0; k < V; ++k) {
+      hv[k] = silu_f(gv[k]) * uv[k];
       uv[k] = dv[k] * uv[k] * silu_grad_f(gv[k]);  // dg
       dv[k] = dv[k] * silu_f(gv[k]);              // du
     }
     st_vec<V>(dg + i, uv);
     st_vec<V>(du + i, dv);
+    if (h) st_vec<V>(h + i, hv);
   }
 };
 
@@ -184,7 +187,7 @@ Tensor swiglu(const Tensor& g, const Tensor& u) {
   return h;
 }
 
-void swiglu_backward(const Tensor& g, const Tensor& u, const Tensor& dh, Tensor& dg, Tensor& du) {
+void swiglu_backward(const Tensor& g, const Tensor& u, const Tensor& dh, Tensor& dg, Tensor& du, Tensor* h) {
   expect_cuda({&g, &u, &dh}, "swiglu_backward");
   check_shape(u, g.shape(), "swiglu up");
   check_shape(dh, g.shape(), "swiglu dh");
@@ -192,12 +195,15 @@ void swiglu_backward(const Tensor& g, const Tensor& u, const Tensor& dh, Tensor&
   check_same_dtype(g, dh, "swiglu_backward");
   dg = Tensor::empty_like(g);
   du = Tensor::empty_like(u);
+  if (h) *h = Tensor::empty_like(g);
   const int64_t n = g.numel();
   if (n == 0) return;
   dispatch_float(g.dtype(), [&](auto t) {
     using T = decltype(t);
-    ew_map<T>(n, {g.bytes(), u.bytes(), dh.bytes(), dg.bytes(), du.bytes()},
-              SwigluBackward<T>{g.data<T>(), u.data<T>(), dh.data<T>(), dg.data<T>(), du.data<T>()}, "swiglu_backward");
+    T* hp = h ? h->data<T>() : nullptr;
+    ew_map<T>(n, {g.bytes(), u.bytes(), dh.bytes(), dg.bytes(), du.bytes(), hp},
+              SwigluBackward<T>{g.data<T>(), u.data<T>(), dh.data<T>(), dg.data<T>(), du.data<T>(), hp},
+              "swiglu_backward");
   });
 }
 

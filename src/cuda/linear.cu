@@ -25,22 +25,42 @@ Tensor linear(const Tensor& x, const Tensor& w) {
   return y;
 }
 
-Tensor linear_backward(const Tensor& x, const Tensor& w, const Tensor& dy, Tensor& dw, Tensor* dx_acc) {
-  expect_cuda({&x, &w, &dy, &dw}, "linear_backward");
-  const int64_t M = rows(x), N = w.dim(0), K = w.dim(1);
-  LT2_CHECK(rows(dy) == M && dy.dim(-1) == N, "linear_backward: dy shape ", shape_str(dy.shape()));
-  check_shape(dw, w.shape(), "linear_backward dw");
-  check_same_dtype(x, dy, "linear_backward");
+Tensor linear_backward_dx(const Tensor& w, const Tensor& dy, Tensor* dx_acc) {
+  expect_cuda({&w, &dy}, "linear_backward");
+  LT2_CHECK(w.ndim() == 2 && dy.ndim() >= 1 && dy.dim(-1) == w.dim(0), "linear_backward: dy shape ",
+            shape_str(dy.shape()), " does not match weight ", shape_str(w.shape()));
+  const int64_t M = rows(dy), N = w.dim(0), K = w.dim(1);
+  Shape xs = dy.shape();
+  xs.back() = K;
   if (dx_acc) {
     expect_cuda({dx_acc}, "linear_backward");
-    check_shape(*dx_acc, x.shape(), "linear_backward dx_acc");
-    check_same_dtype(x, *dx_acc, "linear_backward dx_acc");
+    LT2_CHECK(rows(*dx_acc) == M && dx_acc->dim(-1) == K, "linear_backward: dx_acc shape ", shape_str(dx_acc->shape()),
+              " does not match ", shape_str(xs));
+    check_same_dtype(dy, *dx_acc, "linear_backward dx_acc");
   }
-  Tensor dx = dx_acc ? *dx_acc : Tensor::empty(x.shape(), x.dtype(), Device::CUDA);
-  const Tensor wc = weight_as(w, x.dtype());
-  gemm(false, false, M, K, N, 1.f, dy.bytes(), N, wc.bytes(), K, x.dtype(), dx_acc ? 1.f : 0.f, dx.bytes(), K,
+  Tensor dx = dx_acc ? *dx_acc : Tensor::empty(xs, dy.dtype(), Device::CUDA);
+  const Tensor wc = weight_as(w, dy.dtype());
+  gemm(false, false, M, K, N, 1.f, dy.bytes(), N, wc.bytes(), K, dy.dtype(), dx_acc ? 1.f : 0.f, dx.bytes(), K,
        dx.dtype());
+  return dx;
+}
+
+void linear_backward_dw(const Tensor& x, const Tensor& dy, Tensor& dw) {
+  expect_cuda({&x, &dy, &dw}, "linear_backward");
+  check_same_dtype(x, dy, "linear_backward");
+  LT2_CHECK(dw.ndim() == 2, "linear_backward: dw must be 2-d, got ", shape_str(dw.shape()));
+  const int64_t M = rows(x), N = dw.dim(0), K = dw.dim(1);
+  LT2_CHECK(x.dim(-1) == K && rows(dy) == M && dy.dim(-1) == N, "linear_backward: x ", shape_str(x.shape()),
+            " and dy ", shape_str(dy.shape()), " do not match dw ", shape_str(dw.shape()));
   gemm(true, false, N, K, M, 1.f, dy.bytes(), N, x.bytes(), K, x.dtype(), 1.f, dw.bytes(), K, dw.dtype());
+}
+
+Tensor linear_backward(const Tensor& x, const Tensor& w, const Tensor& dy, Tensor& dw, Tensor* dx_acc) {
+  check_shape(dw, w.shape(), "linear_backward dw");
+  LT2_CHECK(rows(dy) == rows(x) && x.dim(-1) == w.dim(1), "linear_backward: x ", shape_str(x.shape()),
+            " does not match dy ", shape_str(dy.shape()), " and weight ", shape_str(w.shape()));
+  Tensor dx = linear_backward_dx(w, dy, dx_acc).reshape(x.shape());
+  linear_backward_dw(x, dy, dw);
   return dx;
 }
 

@@ -16,9 +16,9 @@ constexpr int kRowsPerBlock = 8;  // warps per block, one row each
 struct WarpRow {
   int64_t r;
   int64_t c0;
-  __device__ WarpRow(int64_t rows, int vec) {
-    r = int64_t(blockIdx.x) * kRowsPerBlock + threadIdx.x / 32;
-    if (r >= rows) r = -1;
+  __device__ WarpRow(int64_t rows, int vec) : WarpRow(rows, vec, int64_t(blockIdx.x) * kRowsPerBlock + threadIdx.x / 32) {}
+  __device__ WarpRow(int64_t rows, int vec, int64_t row) {
+    r = row < rows ? row : -1;
     c0 = int64_t(threadIdx.x % 32) * vec;
   }
 };
@@ -54,6 +54,77 @@ __device__ __forceinline__ void scale_row(const T* xr, const P* w, float f, T* y
     st_vec<VEC>(yr + c, v);
   }
 }
+
+// ---- weight gradients reduced inside the backward row passes ----------------------------
+// A backward kernel that also owes dw[c] += sum_r term(r, c) walks kDwRowsPerWarp rows per warp
+// (step i of block b: row (b kDwRowsPerWarp + i) kRowsPerBlock + warp) and adds each row's terms
+// into its warp's row of a shared [kRowsPerBlock, n] tile; the block then sums its warps in order
+// into partial[block, n], and colsum_accumulate adds those rows (a few MB, not the inputs again).
+// Same bits on every run. Rows wider than kDwMaxCols (a tile over the 48 KiB default) take the
+// separate column sum over the inputs instead.
+constexpr int kDwRowsPerWarp = 8;
+constexpr int64_t kDwMaxCols = 48 * 1024 / (kRowsPerBlock * sizeof(float));
+
+__device__ __forceinline__ int64_t dw_row(int i) {
+  return (int64_t(blockIdx.x) * kDwRowsPerWarp + i) * kRowsPerBlock + threadIdx.x / 32;
+}
+
+// Within a warp's row of the tile, column c = g VEC + i sits at i (n / VEC) + g (dw_at): the lanes
+// of one VEC-wide access then touch consecutive words, so the tile has no bank conflicts.
+template <int VEC>
+__device__ __forceinline__ float& dw_at(float* acc, int64_t n, int64_t c, int i) {
+  return acc[i * (n / VEC) + c / VEC];
+}
+
+// Zeroes the block's tile and returns this warp's row of it (null without partials: no fused dw).
+__device__ __forceinline__ float* dw_tile_begin(const float* partial, int64_t n) {
+  extern __shared__ float dw_tile[];
+  if (!partial) return nullptr;
+  for (int64_t i = threadIdx.x; i < kRowsPerBlock * n; i += blockDim.x) dw_tile[i] = 0.f;
+  __syncthreads();
+  return dw_tile + (threadIdx.x / 32) * n;
+}
+
+// partial[block, c] = the block's warps' sums, added in warp order. Every thread must reach it.
+template <int VEC>
+__device__ __forceinline__ void dw_tile_end(float* partial, int64_t n) {
+  extern __shared__ float dw_tile[];
+  if (!partial) return;
+  __syncthreads();
+  for (int64_t c = threadIdx.x; c < n; c += blockDim.x) {
+    float s = 0.f;
+    for (int w = 0; w < kRowsPerBlock; ++w) s += dw_at<VEC>(dw_tile + w * n, n, c - c % VEC, int(c % VEC));
+    partial[blockIdx.x * n + c] = s;
+  }
+}
+
+// Row r of the blocks' partial sums [blocks, n], as colsum_accumulate reads its input.
+struct PartialRow {
+  const float* partial;
+  int64_t n;
+  __device__ float operator()(int64_t r, int64_t c) const { return partial[r * n + c]; }
+};
+
+// The launch of such a kernel: its grid, its tile and the partial sums' buffer (undefined when
+// the rows are too wide for the tile; then finish() runs the separate column sum `fallback`).
+struct DwLaunch {
+  int64_t rows, n;
+  dim3 grid;
+  size_t smem = 0;
+  Tensor partial;
+  DwLaunch(int64_t rows_, int64_t n_) : rows(rows_), n(n_), grid(unsigned(blocks_for(rows_, kRowsPerBlock * kDwRowsPerWarp))) {
+    if (n <= kDwMaxCols) {
+      smem = size_t(kRowsPerBlock * n) * sizeof(float);
+      partial = Tensor::empty({int64_t(grid.x), n}, DType::F32, Device::CUDA);  // freed in stream order
+    }
+  }
+  float* partials() { return partial.defined() ? partial.data<float>() : nullptr; }
+  template <class F>
+  void finish(const F& fallback, Tensor& dw, const char* op) {
+    if (!partial.defined()) return colsum_accumulate(fallback, rows, n, dw, op);
+    colsum_accumulate(PartialRow{partial.data<float>(), n}, int64_t(grid.x), n, dw, op);
+  }
+};
 
 // Calls launch(VEC, grid): VEC = 16 bytes of T when every row of n elements at these
 // addresses (activations of T, weights of P) allows it, else 1.
@@ -105,36 +176,44 @@ __global__ void __launch_bounds__(32 * kRowsPerBlock) add_rmsnorm_kernel(const T
 }
 
 // dx = inv (dy w - x k) [+ dres], k = inv^2 mean(dy w x); dres (the residual path's gradient) may be null.
+// dw terms dy x inv go to the block's partials (see DwLaunch).
 template <class T, class P, int VEC>
 __global__ void __launch_bounds__(32 * kRowsPerBlock) rmsnorm_backward_kernel(const T* x, const P* w,
                                                                              const float* rstd, const T* dy,
-                                                                             const T* dres, T* dx, int64_t rows,
-                                                                             int64_t n) {
-  const WarpRow wr(rows, VEC);
-  if (wr.r < 0) return;
-  const T* xr = x + wr.r * n;
-  const T* gr = dy + wr.r * n;
-  float dot = 0.f;
-  LT2_ROW_COLUMNS(c, wr, n) {
-    float xv[VEC], gv[VEC], wv[VEC];
-    ld_vec<VEC>(xr + c, xv);
-    ld_vec<VEC>(gr + c, gv);
-    ld_vec<VEC>(w + c, wv);
+                                                                             const T* dres, T* dx, float* dw_partial,
+                                                                             int64_t rows, int64_t n) {
+  float* dw_acc = dw_tile_begin(dw_partial, n);
+  for (int step = 0; step < kDwRowsPerWarp; ++step) {
+    const WarpRow wr(rows, VEC, dw_row(step));
+    if (wr.r < 0) break;
+    const T* xr = x + wr.r * n;
+    const T* gr = dy + wr.r * n;
+    float dot = 0.f;
+    LT2_ROW_COLUMNS(c, wr, n) {
+      float xv[VEC], gv[VEC], wv[VEC];
+      ld_vec<VEC>(xr + c, xv);
+      ld_vec<VEC>(gr + c, gv);
+      ld_vec<VEC>(w + c, wv);
 #pragma unroll
-    for (int i = 0; i < VEC; ++i) dot += gv[i] * wv[i] * xv[i];
-  }
-  const float inv = rstd[wr.r], k = warp_sum(dot) / float(n) * inv * inv;
-  LT2_ROW_COLUMNS(c, wr, n) {
-    float xv[VEC], gv[VEC], wv[VEC];
-    ld_vec<VEC>(xr + c, xv);
-    ld_vec<VEC>(gr + c, gv);
-    ld_vec<VEC>(w + c, wv);
-    float rv[VEC] = {};
-    if (dres) ld_vec<VEC>(dres + wr.r * n + c, rv);
+      for (int i = 0; i < VEC; ++i) dot += gv[i] * wv[i] * xv[i];
+    }
+    const float inv = rstd[wr.r], k = warp_sum(dot) / float(n) * inv * inv;
+    LT2_ROW_COLUMNS(c, wr, n) {
+      float xv[VEC], gv[VEC], wv[VEC];
+      ld_vec<VEC>(xr + c, xv);
+      ld_vec<VEC>(gr + c, gv);
+      ld_vec<VEC>(w + c, wv);
+      float rv[VEC] = {};
+      if (dres) ld_vec<VEC>(dres + wr.r * n + c, rv);
 #pragma unroll
-    for (int i = 0; i < VEC; ++i) xv[i] = inv * (gv[i] * wv[i] - xv[i] * k) + rv[i];
-    st_vec<VEC>(dx + wr.r * n + c, xv);
+      for (int i = 0; i < VEC; ++i) {
+        if (dw_acc) dw_at<VEC>(dw_acc, n, c, i) += gv[i] * xv[i] * inv;
+        xv[i] = inv * (gv[i] * wv[i] - xv[i] * k) + rv[i];
+      }
+      st_vec<VEC>(dx + wr.r * n + c, xv);
+    }
   }
+  dw_tile_end<VEC>(dw_partial, n);
 }
 
 // dw[c] += sum_r dy x rstd
@@ -209,41 +288,50 @@ __global__ void __launch_bounds__(32 * kRowsPerBlock) gated_rmsnorm_kernel(const
 }
 
 // With dn = dy w silu(z): do = inv (dn - o k), k = inv^2 mean(dn o); dz = dy o inv w silu'(z).
-// The row's inv goes to inv_out for the dw reduction.
+// dw terms dy o inv silu(z) go to the block's partials (see DwLaunch); without them, the row's
+// inv goes to inv_out for the separate dw pass. y (may be null): the forward's output, rebuilt.
 template <class T, class P, int VEC>
 __global__ void __launch_bounds__(32 * kRowsPerBlock) gated_rmsnorm_backward_kernel(
-    const T* o, const T* z, const P* w, const T* dy, T* do_, T* dz, float* inv_out, int64_t rows, int64_t n,
-    float eps) {
-  const WarpRow wr(rows, VEC);
-  if (wr.r < 0) return;
-  const int64_t base = wr.r * n;
-  float ss = 0.f, dot = 0.f;
-  LT2_ROW_COLUMNS(c, wr, n) {
-    float ov[VEC], zv[VEC], wv[VEC], gv[VEC];
-    ld_vec<VEC>(o + base + c, ov);
-    ld_vec<VEC>(z + base + c, zv);
-    ld_vec<VEC>(w + c, wv);
-    ld_vec<VEC>(dy + base + c, gv);
+    const T* o, const T* z, const P* w, const T* dy, T* do_, T* dz, T* y, float* dw_partial, float* inv_out,
+    int64_t rows, int64_t n, float eps) {
+  float* dw_acc = dw_tile_begin(dw_partial, n);
+  for (int step = 0; step < kDwRowsPerWarp; ++step) {
+    const WarpRow wr(rows, VEC, dw_row(step));
+    if (wr.r < 0) break;
+    const int64_t base = wr.r * n;
+    float ss = 0.f, dot = 0.f;
+    LT2_ROW_COLUMNS(c, wr, n) {
+      float ov[VEC], zv[VEC], wv[VEC], gv[VEC];
+      ld_vec<VEC>(o + base + c, ov);
+      ld_vec<VEC>(z + base + c, zv);
+      ld_vec<VEC>(w + c, wv);
+      ld_vec<VEC>(dy + base + c, gv);
 #pragma unroll
-    for (int i = 0; i < VEC; ++i) ss += ov[i] * ov[i], dot += gv[i] * wv[i] * silu_f(zv[i]) * ov[i];
-  }
-  const float inv = 1.f / sqrtf(warp_sum(ss) / float(n) + eps);
-  const float k = warp_sum(dot) / float(n) * inv * inv;
-  LT2_ROW_COLUMNS(c, wr, n) {
-    float ov[VEC], zv[VEC], wv[VEC], gv[VEC], dov[VEC], dzv[VEC];
-    ld_vec<VEC>(o + base + c, ov);
-    ld_vec<VEC>(z + base + c, zv);
-    ld_vec<VEC>(w + c, wv);
-    ld_vec<VEC>(dy + base + c, gv);
-#pragma unroll
-    for (int i = 0; i < VEC; ++i) {
-      dov[i] = inv * (gv[i] * wv[i] * silu_f(zv[i]) - ov[i] * k);
-      dzv[i] = gv[i] * ov[i] * inv * wv[i] * silu_grad_f(zv[i]);
+      for (int i = 0; i < VEC; ++i) ss += ov[i] * ov[i], dot += gv[i] * wv[i] * silu_f(zv[i]) * ov[i];
     }
-    st_vec<VEC>(do_ + base + c, dov);
-    st_vec<VEC>(dz + base + c, dzv);
+    const float inv = 1.f / sqrtf(warp_sum(ss) / float(n) + eps);
+    const float k = warp_sum(dot) / float(n) * inv * inv;
+    LT2_ROW_COLUMNS(c, wr, n) {
+      float ov[VEC], zv[VEC], wv[VEC], gv[VEC], dov[VEC], dzv[VEC], yv[VEC];
+      ld_vec<VEC>(o + base + c, ov);
+      ld_vec<VEC>(z + base + c, zv);
+      ld_vec<VEC>(w + c, wv);
+      ld_vec<VEC>(dy + base + c, gv);
+#pragma unroll
+      for (int i = 0; i < VEC; ++i) {
+        const float sz = silu_f(zv[i]);
+        if (dw_acc) dw_at<VEC>(dw_acc, n, c, i) += gv[i] * ov[i] * inv * sz;
+        dov[i] = inv * (gv[i] * wv[i] * sz - ov[i] * k);
+        dzv[i] = gv[i] * ov[i] * inv * wv[i] * silu_grad_f(zv[i]);
+        yv[i] = ov[i] * (inv * wv[i] * sz);  // as gated_rmsnorm_kernel computes it
+      }
+      st_vec<VEC>(do_ + base + c, dov);
+      st_vec<VEC>(dz + base + c, dzv);
+      if (y) st_vec<VEC>(y + base + c, yv);
+    }
+    if (inv_out && wr.c0 == 0) inv_out[wr.r] = inv;
   }
-  if (wr.c0 == 0) inv_out[wr.r] = inv;
+  dw_tile_end<VEC>(dw_partial, n);
 }
 
 // dw[c] += sum_r dy o inv silu(z)
@@ -303,20 +391,20 @@ Tensor rmsnorm_backward(const Tensor& x, const Tensor& w, const Tensor& rstd, co
   expect_f32(dw, "rmsnorm_backward", "dw");
   Tensor dx = Tensor::empty_like(x);
   if (rows == 0 || n == 0) return dx;
+  DwLaunch dl(rows, n);
   dispatch_float(x.dtype(), [&](auto t) {
     dispatch_float(w.dtype(), [&](auto p) {
       using T = decltype(t);
       using P = decltype(p);
       const T* dres = dresidual.defined() ? dresidual.data<T>() : nullptr;
-      launch_rows<T, P>(rows, n, {x.bytes(), dy.bytes(), dx.bytes(), dres}, w.bytes(), [&](auto vec, dim3 grid) {
-        rmsnorm_backward_kernel<T, P, vec()><<<grid, 32 * kRowsPerBlock, 0, stream()>>>(
-            x.data<T>(), w.data<P>(), rstd.data<float>(), dy.data<T>(), dres, dx.data<T>(), rows, n);
+      launch_rows<T, P>(rows, n, {x.bytes(), dy.bytes(), dx.bytes(), dres}, w.bytes(), [&](auto vec, dim3) {
+        rmsnorm_backward_kernel<T, P, vec()><<<dl.grid, 32 * kRowsPerBlock, dl.smem, stream()>>>(
+            x.data<T>(), w.data<P>(), rstd.data<float>(), dy.data<T>(), dres, dx.data<T>(), dl.partials(), rows, n);
       });
     });
     check_launch("rmsnorm_backward");
     using T = decltype(t);
-    colsum_accumulate(RmsnormDw<T>{dy.data<T>(), x.data<T>(), rstd.data<float>(), n}, rows, n, dw,
-                      "rmsnorm_backward");
+    dl.finish(RmsnormDw<T>{dy.data<T>(), x.data<T>(), rstd.data<float>(), n}, dw, "rmsnorm_backward");
   });
   return dx;
 }
@@ -405,7 +493,7 @@ Tensor gated_rmsnorm(const Tensor& o, const Tensor& z, const Tensor& w, double e
 }
 
 void gated_rmsnorm_backward(const Tensor& o, const Tensor& z, const Tensor& w, double eps, const Tensor& dy,
-                            Tensor& do_, Tensor& dz, Tensor& dw) {
+                            Tensor& do_, Tensor& dz, Tensor& dw, Tensor* y) {
   expect_cuda({&o, &z, &w, &dy, &dw}, "gated_rmsnorm_backward");
   const int64_t n = o.dim(-1), rows = rows_of(o);
   check_shape(z, o.shape(), "gated_rmsnorm gate");
@@ -417,23 +505,27 @@ void gated_rmsnorm_backward(const Tensor& o, const Tensor& z, const Tensor& w, d
   expect_f32(dw, "gated_rmsnorm_backward", "dw");
   do_ = Tensor::empty_like(o);
   dz = Tensor::empty_like(z);
+  if (y) *y = Tensor::empty_like(o);
   if (rows == 0 || n == 0) return;
-  Tensor inv = Tensor::empty({rows}, DType::F32, Device::CUDA);  // per-row 1/rms for the dw pass
+  DwLaunch dl(rows, n);
+  // Per-row 1/rms, only for the separate dw pass of rows too wide for the fused one.
+  Tensor inv = dl.partial.defined() ? Tensor() : Tensor::empty({rows}, DType::F32, Device::CUDA);
+  float* inv_out = inv.defined() ? inv.data<float>() : nullptr;
   dispatch_float(o.dtype(), [&](auto t) {
     dispatch_float(w.dtype(), [&](auto p) {
       using T = decltype(t);
       using P = decltype(p);
-      launch_rows<T, P>(rows, n, {o.bytes(), z.bytes(), dy.bytes(), do_.bytes(), dz.bytes()}, w.bytes(),
-                        [&](auto vec, dim3 grid) {
-                          gated_rmsnorm_backward_kernel<T, P, vec()><<<grid, 32 * kRowsPerBlock, 0, stream()>>>(
-                              o.data<T>(), z.data<T>(), w.data<P>(), dy.data<T>(), do_.data<T>(), dz.data<T>(),
-                              inv.data<float>(), rows, n, float(eps));
+      T* yp = y ? y->data<T>() : nullptr;
+      launch_rows<T, P>(rows, n, {o.bytes(), z.bytes(), dy.bytes(), do_.bytes(), dz.bytes(), yp}, w.bytes(),
+                        [&](auto vec, dim3) {
+                          gated_rmsnorm_backward_kernel<T, P, vec()><<<dl.grid, 32 * kRowsPerBlock, dl.smem, stream()>>>(
+                              o.data<T>(), z.data<T>(), w.data<P>(), dy.data<T>(), do_.data<T>(), dz.data<T>(), yp,
+                              dl.partials(), inv_out, rows, n, float(eps));
                         });
     });
     check_launch("gated_rmsnorm_backward");
     using T = decltype(t);
-    colsum_accumulate(GatedRmsnormDw<T>{dy.data<T>(), o.data<T>(), z.data<T>(), inv.data<float>(), n}, rows, n, dw,
-                      "gated_rmsnorm_backward");
+    dl.finish(GatedRmsnormDw<T>{dy.data<T>(), o.data<T>(), z.data<T>(), inv_out, n}, dw, "gated_rmsnorm_backward");
   });
 }
 

@@ -20,9 +20,11 @@ Tensor SwiGluFfn::forward(const Tensor& x, Ctx* ctx) const {
 Tensor SwiGluFfn::hidden(const Ctx& c) { return ops::swiglu(c.g, c.u); }
 
 Tensor SwiGluFfn::backward(Ctx& c, const Tensor& dy) {
-  Tensor dh = ops::linear_backward(hidden(c), down.w(), dy, down.grad);
-  Tensor dg, du;
-  ops::swiglu_backward(c.g, c.u, dh, dg, du);
+  // dh first: the pass that turns it into dg, du also rebuilds h, which down's dW then reads.
+  Tensor dh = ops::linear_backward_dx(down.w(), dy);
+  Tensor dg, du, h;
+  ops::swiglu_backward(c.g, c.u, dh, dg, du, &h);
+  ops::linear_backward_dw(h, dy, down.grad);
   Tensor dx = ops::linear_backward(c.x, gate.w(), dg, gate.grad);
   ops::linear_backward(c.x, up.w(), du, up.grad, &dx);
   c = {};

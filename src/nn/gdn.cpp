@@ -135,10 +135,11 @@ Tensor GdnMixer::run(const Tensor& x, int, LayerCache& base, const CacheRun& r) 
 Tensor GdnMixer::backward(MixerCtx& base, const Tensor& dy) {
   auto& c = static_cast<Ctx&>(base);
   const int64_t B = c.x.dim(0), L = c.x.dim(1);
-  Tensor y = ops::gated_rmsnorm(c.o, c.z, o_norm_.w(), eps_).reshape({B, L, HV_ * V_});  // recomputed: cheap
-  Tensor dyn = ops::linear_backward(y, o_.w(), dy, o_.grad).reshape({B, L, HV_, V_});
-  Tensor d_o, dz;
-  ops::gated_rmsnorm_backward(c.o, c.z, o_norm_.w(), eps_, dyn, d_o, dz, o_norm_.grad);
+  // o_proj's input is not kept: the norm's backward pass rebuilds it, for o_proj's dW after.
+  Tensor dyn = ops::linear_backward_dx(o_.w(), dy).reshape({B, L, HV_, V_});
+  Tensor d_o, dz, y;
+  ops::gated_rmsnorm_backward(c.o, c.z, o_norm_.w(), eps_, dyn, d_o, dz, o_norm_.grad, &y);
+  ops::linear_backward_dw(y.reshape({B, L, HV_ * V_}), dy, o_.grad);
   Tensor dx = ops::linear_backward(c.x, g_.w(), dz.reshape({B, L, HV_ * V_}), g_.grad);
   Tensor q, k;
   normalize(c.qc, c.kc, q, k);

@@ -75,6 +75,10 @@ Tensor linear(const Tensor& x, const Tensor& w) { LT2_OP(Gemm, x, linear(x, w));
 Tensor linear_backward(const Tensor& x, const Tensor& w, const Tensor& dy, Tensor& dw, Tensor* dx_acc) {
   LT2_OP(Gemm, x, linear_backward(x, w, dy, dw, dx_acc));
 }
+Tensor linear_backward_dx(const Tensor& w, const Tensor& dy, Tensor* dx_acc) {
+  LT2_OP(Gemm, dy, linear_backward_dx(w, dy, dx_acc));
+}
+void linear_backward_dw(const Tensor& x, const Tensor& dy, Tensor& dw) { LT2_OP(Gemm, x, linear_backward_dw(x, dy, dw)); }
 Tensor embedding(const Tensor& ids, const Tensor& table, bool ids_checked) {
   LT2_OP(NormsElementwise, table, embedding(ids, table, ids_checked));
 }
@@ -95,12 +99,12 @@ Tensor gated_rmsnorm(const Tensor& o, const Tensor& z, const Tensor& w, double e
   LT2_OP(NormsElementwise, o, gated_rmsnorm(o, z, w, eps));
 }
 void gated_rmsnorm_backward(const Tensor& o, const Tensor& z, const Tensor& w, double eps, const Tensor& dy,
-                            Tensor& do_, Tensor& dz, Tensor& dw) {
-  LT2_OP(NormsElementwise, o, gated_rmsnorm_backward(o, z, w, eps, dy, do_, dz, dw));
+                            Tensor& do_, Tensor& dz, Tensor& dw, Tensor* y) {
+  LT2_OP(NormsElementwise, o, gated_rmsnorm_backward(o, z, w, eps, dy, do_, dz, dw, y));
 }
 Tensor swiglu(const Tensor& g, const Tensor& u) { LT2_OP(NormsElementwise, g, swiglu(g, u)); }
-void swiglu_backward(const Tensor& g, const Tensor& u, const Tensor& dh, Tensor& dg, Tensor& du) {
-  LT2_OP(NormsElementwise, g, swiglu_backward(g, u, dh, dg, du));
+void swiglu_backward(const Tensor& g, const Tensor& u, const Tensor& dh, Tensor& dg, Tensor& du, Tensor* h) {
+  LT2_OP(NormsElementwise, g, swiglu_backward(g, u, dh, dg, du, h));
 }
 Tensor sigmoid_gate(const Tensor& a, const Tensor& z) { LT2_OP(NormsElementwise, a, sigmoid_gate(a, z)); }
 void sigmoid_gate_backward(const Tensor& a, const Tensor& z, const Tensor& dy, Tensor& da, Tensor& dz) {

@@ -60,6 +60,12 @@ TEST(CudaOps, Linear) {
       EXPECT_EQ(got.bytes(), acc.bytes()) << "dx_acc is the returned dx";
       expect_gpu(acc, dt, acc_ref, parity_tol(dt), name((what + " dx_acc").c_str(), dt));
       expect_gpu(dw.gpu, DType::F32, dw.cpu, parity_tol(dt), name((what + " dw (twice)").c_str(), dt));
+      // linear_backward's two halves, as the FFN calls them.
+      expect_gpu(gpu::linear_backward_dx(on_gpu(w, wt), on_gpu(dy, dt)), dt, dx_ref, parity_tol(dt),
+                 name((what + " dx half").c_str(), dt));
+      cpu::linear_backward_dw(xr, dyr, dw.cpu);
+      gpu::linear_backward_dw(on_gpu(x, dt), on_gpu(dy, dt), dw.gpu);
+      expect_gpu(dw.gpu, DType::F32, dw.cpu, parity_tol(dt), name((what + " dw half").c_str(), dt));
     }
   }
 }
@@ -171,6 +177,10 @@ TEST(CudaOps, SwiGLU) {
     gpu::swiglu_backward(on_gpu(g, dt), on_gpu(u, dt), on_gpu(dh, dt), dg, du);
     expect_gpu(dg, dt, dg_ref, parity_tol(dt), name("swiglu dg", dt));
     expect_gpu(du, dt, du_ref, parity_tol(dt), name("swiglu du", dt));
+    Tensor h;  // rebuilt by the backward pass
+    gpu::swiglu_backward(on_gpu(g, dt), on_gpu(u, dt), on_gpu(dh, dt), dg, du, &h);
+    expect_gpu(h, dt, cpu::swiglu(rounded(g, dt), rounded(u, dt)), parity_tol(dt), name("swiglu h (backward)", dt));
+    expect_gpu(dg, dt, dg_ref, parity_tol(dt), name("swiglu dg (with h)", dt));
   }
 }
 
@@ -229,7 +239,8 @@ TEST(CudaOps, GdnGates) {
 TEST(CudaOps, RMSNorm) {
   LT2_REQUIRE_GPU();
   const double eps = 1e-6;
-  for (int64_t n : {96, 130, 600}) {
+  // 1600: rows too wide for the weight gradient's fused reduction (its separate pass).
+  for (int64_t n : {96, 130, 600, 1600}) {
     for (int64_t rows : {37, 300}) {
       Tensor x = randn({rows, n}, 1, 2.0), w = randn({n}, 2, 0.5), dy = randn({rows, n}, 3);
       for (DType dt : kDtypes) {
@@ -291,7 +302,7 @@ TEST(CudaOps, L2Norm) {
 TEST(CudaOps, GatedRMSNorm) {
   LT2_REQUIRE_GPU();
   const double eps = 1e-5;
-  for (int64_t D : {96, 130}) {
+  for (int64_t D : {96, 130, 1600}) {  // 1600: dw by the separate pass, as in RMSNorm
     const Shape s = {2, 50, 3, D};  // 300 rows
     Tensor o = randn(s, 1), z = randn(s, 2, 2.0), w = randn({D}, 3, 0.5), dy = randn(s, 4);
     for (DType dt : kDtypes) {
@@ -308,6 +319,11 @@ TEST(CudaOps, GatedRMSNorm) {
       expect_gpu(d_o, dt, do_ref, parity_tol(dt), name((what + " do").c_str(), dt));
       expect_gpu(dz, dt, dz_ref, parity_tol(dt), name((what + " dz").c_str(), dt));
       expect_gpu(dw.gpu, DType::F32, dw.cpu, parity_tol(dt), name((what + " dw").c_str(), dt));
+      Tensor y;  // the forward's output, rebuilt by the backward pass
+      gpu::gated_rmsnorm_backward(on_gpu(o, dt), on_gpu(z, dt), on_gpu(w, DType::F32), eps, on_gpu(dy, dt), d_o, dz,
+                                  dw.gpu, &y);
+      expect_gpu(y, dt, cpu::gated_rmsnorm(rounded(o, dt), rounded(z, dt), rounded(w, DType::F32), eps),
+                 parity_tol(dt), name((what + " y (backward)").c_str(), dt));
     }
   }
 }
