@@ -136,6 +136,11 @@ TEST(OpsGrad, SigmoidGatePerChannelAndPerHead) {
     auto loss = [&] { return dot(ops::sigmoid_gate(a, z), gy); };
     check_grad("da", loss, a, da);
     check_grad("dz", loss, z, dz);
+    Tensor da2, dz2, y;  // with y, the same pass rebuilds the forward's output, bit for bit
+    ops::sigmoid_gate_backward(a, z, gy, da2, dz2, &y);
+    const Tensor want = ops::sigmoid_gate(a, z);
+    for (int64_t i = 0; i < want.numel(); ++i) EXPECT_EQ(y.item(i), want.item(i)) << i;
+    for (int64_t i = 0; i < dz.numel(); ++i) EXPECT_EQ(dz2.item(i), dz.item(i)) << i;
   }
 }
 

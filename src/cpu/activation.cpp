@@ -70,10 +70,12 @@ Tensor sigmoid_gate(const Tensor& a, const Tensor& z) {
   return y;
 }
 
-void sigmoid_gate_backward(const Tensor& a, const Tensor& z, const Tensor& dy, Tensor& da, Tensor& dz) {
+void sigmoid_gate_backward(const Tensor& a, const Tensor& z, const Tensor& dy, Tensor& da, Tensor& dz, Tensor* y) {
   const int64_t grp = gate_group(a, z), nz = z.numel();
+  check_shape(dy, a.shape(), "sigmoid_gate dy");
   da = Tensor::empty(a.shape(), a.dtype());
   dz = Tensor::empty(z.shape(), z.dtype());
+  if (y) *y = Tensor::empty(a.shape(), a.dtype());
   dispatch_real(a.dtype(), [&](auto r_tag_) {
     using R = decltype(r_tag_);
     const R* ap = a.data<R>();
@@ -81,6 +83,7 @@ void sigmoid_gate_backward(const Tensor& a, const Tensor& z, const Tensor& dy, T
     const R* g = dy.data<R>();
     R* dap = da.data<R>();
     R* dzp = dz.data<R>();
+    R* yp = y ? y->data<R>() : nullptr;
 #pragma omp parallel for
     for (int64_t j = 0; j < nz; ++j) {
       const R s = sigmoid(zp[j]);
@@ -88,6 +91,7 @@ void sigmoid_gate_backward(const Tensor& a, const Tensor& z, const Tensor& dy, T
       for (int64_t i = j * grp; i < (j + 1) * grp; ++i) {
         dap[i] = g[i] * s;
         acc += g[i] * ap[i];
+        if (yp) yp[i] = ap[i] * s;
       }
       dzp[j] = acc * s * (R(1) - s);
     }

@@ -68,10 +68,11 @@ struct SigmoidGateChannel {
     st_vec<V>(y + i, av);
   }
 };
+// y (may be null): the forward's output, rebuilt (as in the head kernel below).
 template <class T>
 struct SigmoidGateChannelBackward {
   const T *a, *z, *dy;
-  T *da, *dz;
+  T *da, *dz, *y;
   template <int V>
   __device__ void apply(int64_t i) const {
     float av[V], zv[V], gv[V];
@@ -83,25 +84,28 @@ struct SigmoidGateChannelBackward {
       const float s = sigmoid_f(zv[k]);
       zv[k] = gv[k] * av[k] * s * (1.f - s);  // dz
       gv[k] *= s;                             // da
+      av[k] *= s;                             // y
     }
     st_vec<V>(da + i, gv);
     st_vec<V>(dz + i, zv);
+    if (y) st_vec<V>(y + i, av);
   }
 };
 
 // Per head: dz[j] sums over the head's grp channels, one warp per gate value.
 template <class T>
-__global__ void sigmoid_gate_backward_head_kernel(const T* a, const T* z, const T* dy, T* da, T* dz, int64_t nz,
-                                                  int64_t grp) {
+__global__ void sigmoid_gate_backward_head_kernel(const T* a, const T* z, const T* dy, T* da, T* dz, T* y,
+                                                  int64_t nz, int64_t grp) {
   const int64_t j = blockIdx.x * int64_t(blockDim.x / 32) + threadIdx.x / 32;
   if (j >= nz) return;  // whole warps leave together: the shuffles below stay full-warp
   const int lane = threadIdx.x & 31;
   const float s = sigmoid_f(ld(z[j]));
   float acc = 0.f;
   for (int64_t i = j * grp + lane; i < (j + 1) * grp; i += 32) {
-    const float g = ld(dy[i]);
+    const float g = ld(dy[i]), av = ld(a[i]);
     da[i] = st<T>(g * s);
-    acc += g * ld(a[i]);
+    acc += g * av;
+    if (y) y[i] = st<T>(av * s);
   }
   acc = warp_sum(acc);
   if (lane == 0) dz[j] = st<T>(acc * s * (1.f - s));
@@ -226,24 +230,26 @@ Tensor sigmoid_gate(const Tensor& a, const Tensor& z) {
   return y;
 }
 
-void sigmoid_gate_backward(const Tensor& a, const Tensor& z, const Tensor& dy, Tensor& da, Tensor& dz) {
+void sigmoid_gate_backward(const Tensor& a, const Tensor& z, const Tensor& dy, Tensor& da, Tensor& dz, Tensor* y) {
   expect_cuda({&a, &z, &dy}, "sigmoid_gate_backward");
   const int64_t grp = gate_group(a, z), n = a.numel(), nz = z.numel();
   check_shape(dy, a.shape(), "sigmoid_gate dy");
   check_same_dtype(a, dy, "sigmoid_gate_backward");
   da = Tensor::empty_like(a);
   dz = Tensor::empty_like(z);
+  if (y) *y = Tensor::empty_like(a);
   if (n == 0) return;
   dispatch_float(a.dtype(), [&](auto t) {
     using T = decltype(t);
+    T* yp = y ? y->data<T>() : nullptr;
     if (grp == 1) {
-      ew_map<T>(n, {a.bytes(), z.bytes(), dy.bytes(), da.bytes(), dz.bytes()},
-                SigmoidGateChannelBackward<T>{a.data<T>(), z.data<T>(), dy.data<T>(), da.data<T>(), dz.data<T>()},
+      ew_map<T>(n, {a.bytes(), z.bytes(), dy.bytes(), da.bytes(), dz.bytes(), yp},
+                SigmoidGateChannelBackward<T>{a.data<T>(), z.data<T>(), dy.data<T>(), da.data<T>(), dz.data<T>(), yp},
                 "sigmoid_gate_backward");
     } else {
       const int warps = kEwThreads / 32;
       sigmoid_gate_backward_head_kernel<<<unsigned(blocks_for(nz, warps)), kEwThreads, 0, stream()>>>(
-          a.data<T>(), z.data<T>(), dy.data<T>(), da.data<T>(), dz.data<T>(), nz, grp);
+          a.data<T>(), z.data<T>(), dy.data<T>(), da.data<T>(), dz.data<T>(), yp, nz, grp);
     }
   });
   check_launch("sigmoid_gate_backward");

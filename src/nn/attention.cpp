@@ -116,11 +116,13 @@ double AttentionMixer::topk_mass(const MixerCtx& base) const {
   return total / double(B * L);
 }
 
-Tensor AttentionMixer::gate(const Tensor& a, const Tensor& z) const { return gated_ ? ops::sigmoid_gate(a, z) : a; }
-
 Tensor AttentionMixer::output(const Tensor& x, const Tensor& a, Tensor* z) const {
-  if (gated_) *z = ops::linear(x, g_.w());
-  return ops::linear(gate(a, *z).reshape({x.dim(0), x.dim(1), H_ * D_}), o_.w());
+  Tensor gated = a;
+  if (gated_) {
+    *z = ops::linear(x, g_.w());
+    gated = ops::sigmoid_gate(a, *z);
+  }
+  return ops::linear(gated.reshape({x.dim(0), x.dim(1), H_ * D_}), o_.w());
 }
 
 std::unique_ptr<LayerCache> AttentionMixer::make_cache(int loop, int64_t batch, int64_t context) const {
@@ -196,13 +198,15 @@ Tensor AttentionMixer::run(const Tensor& x, int loop, LayerCache& base, const Ca
 Tensor AttentionMixer::backward(MixerCtx& base, const Tensor& dy) {
   auto& c = static_cast<Ctx&>(base);
   const int64_t B = c.x.dim(0), L = c.x.dim(1);
-  Tensor dgated = ops::linear_backward(gate(c.a, c.z).reshape({B, L, H_ * D_}), o_.w(), dy, o_.grad).reshape(c.a.shape());
-  Tensor da = dgated, dx;
+  // o_proj's input (the gated output) is not kept: the gate's backward pass rebuilds it for o_proj's dW.
+  Tensor dgated = ops::linear_backward_dx(o_.w(), dy).reshape(c.a.shape());
+  Tensor da = dgated, dx, gated = c.a;
   if (gated_) {
     Tensor dz;
-    ops::sigmoid_gate_backward(c.a, c.z, dgated, da, dz);
+    ops::sigmoid_gate_backward(c.a, c.z, dgated, da, dz, &gated);
     dx = ops::linear_backward(c.x, g_.w(), dz, g_.grad);
   }
+  ops::linear_backward_dw(gated.reshape({B, L, H_ * D_}), dy, o_.grad);
   Tensor dq, dk, dv;
   if (c.idx.defined())
     ops::sparse_attention_backward(c.q, c.k, c.v, c.a, c.lse, c.idx, da, scale_, dq, dk, dv);

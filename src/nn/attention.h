@@ -33,8 +33,6 @@ class AttentionMixer : public Mixer {
   Tensor sparse(const Tensor& x, const Tensor& q, const Tensor& k, const Tensor& v, Ctx* ctx, Tensor* lse) const;
   // o_proj( a * sigmoid(g_proj x) ); the gate pre-activation z = g_proj x is returned for backward.
   Tensor output(const Tensor& x, const Tensor& a, Tensor* z) const;
-  // a * sigmoid(z) with the output gate, else a.
-  Tensor gate(const Tensor& a, const Tensor& z) const;
   int64_t H_, Hkv_, D_;
   double theta_, scale_;
   bool gated_;

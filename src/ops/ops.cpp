@@ -107,8 +107,8 @@ void swiglu_backward(const Tensor& g, const Tensor& u, const Tensor& dh, Tensor&
   LT2_OP(NormsElementwise, g, swiglu_backward(g, u, dh, dg, du, h));
 }
 Tensor sigmoid_gate(const Tensor& a, const Tensor& z) { LT2_OP(NormsElementwise, a, sigmoid_gate(a, z)); }
-void sigmoid_gate_backward(const Tensor& a, const Tensor& z, const Tensor& dy, Tensor& da, Tensor& dz) {
-  LT2_OP(NormsElementwise, a, sigmoid_gate_backward(a, z, dy, da, dz));
+void sigmoid_gate_backward(const Tensor& a, const Tensor& z, const Tensor& dy, Tensor& da, Tensor& dz, Tensor* y) {
+  LT2_OP(NormsElementwise, a, sigmoid_gate_backward(a, z, dy, da, dz, y));
 }
 void gdn_gates(const Tensor& a, const Tensor& b, const Tensor& A_log, const Tensor& dt_bias, Tensor& beta, Tensor& g) {
   LT2_OP(Gdn, a, gdn_gates(a, b, A_log, dt_bias, beta, g));

@@ -201,6 +201,10 @@ TEST(CudaOps, SigmoidGate) {
         gpu::sigmoid_gate_backward(on_gpu(a, dt), on_gpu(z, dt), on_gpu(dy, dt), da, dz);
         expect_gpu(da, dt, da_ref, parity_tol(dt), name(("sigmoid_gate da " + what).c_str(), dt));
         expect_gpu(dz, dt, dz_ref, parity_tol(dt), name(("sigmoid_gate dz " + what).c_str(), dt));
+        Tensor y;  // the forward's output, rebuilt by the backward pass
+        gpu::sigmoid_gate_backward(on_gpu(a, dt), on_gpu(z, dt), on_gpu(dy, dt), da, dz, &y);
+        expect_gpu(y, dt, cpu::sigmoid_gate(rounded(a, dt), rounded(z, dt)), parity_tol(dt),
+                   name(("sigmoid_gate y (backward) " + what).c_str(), dt));
       }
     }
   }
