@@ -12,7 +12,7 @@
 namespace lt2 {
 
 struct AttentionMixer::Ctx : MixerCtx {
-  Tensor x, q, k, v, a, lse, z;  // not the gated output: backward() rebuilds it from a and z
+  Tensor q, k, v, a, lse, z;  // not the gated output: backward() rebuilds it from a and z
   int64_t window = 0;
   // dsa: the key set (undefined in the dense stage: every key), I on it, the indexer's tensors.
   Tensor idx, Isel;
@@ -66,7 +66,7 @@ Tensor AttentionMixer::forward(const Tensor& x, int loop, std::unique_ptr<MixerC
   Tensor z;
   Tensor y = output(x, a, &z);
   if (c) {
-    c->x = x, c->q = q, c->k = k, c->v = v, c->a = a, c->lse = lse, c->z = z;
+    c->q = q, c->k = k, c->v = v, c->a = a, c->lse = lse, c->z = z;
     c->window = window;
     *ctx = std::move(c);
   }
@@ -195,16 +195,16 @@ Tensor AttentionMixer::run(const Tensor& x, int loop, LayerCache& base, const Ca
   return output(x, a, &z);
 }
 
-Tensor AttentionMixer::backward(MixerCtx& base, const Tensor& dy) {
+Tensor AttentionMixer::backward(MixerCtx& base, const Tensor& x, const Tensor& dy) {
   auto& c = static_cast<Ctx&>(base);
-  const int64_t B = c.x.dim(0), L = c.x.dim(1);
+  const int64_t B = x.dim(0), L = x.dim(1);
   // o_proj's input (the gated output) is not kept: the gate's backward pass rebuilds it for o_proj's dW.
   Tensor dgated = ops::linear_backward_dx(o_.w(), dy).reshape(c.a.shape());
   Tensor da = dgated, dx, gated = c.a;
   if (gated_) {
     Tensor dz;
     ops::sigmoid_gate_backward(c.a, c.z, dgated, da, dz, &gated);
-    dx = ops::linear_backward(c.x, g_.w(), dz, g_.grad);
+    dx = ops::linear_backward(x, g_.w(), dz, g_.grad);
   }
   ops::linear_backward_dw(gated.reshape({B, L, H_ * D_}), dy, o_.grad);
   Tensor dq, dk, dv;
@@ -212,12 +212,12 @@ Tensor AttentionMixer::backward(MixerCtx& base, const Tensor& dy) {
     ops::sparse_attention_backward(c.q, c.k, c.v, c.a, c.lse, c.idx, da, scale_, dq, dk, dv);
   else
     ops::attention_backward(c.q, c.k, c.v, c.a, c.lse, da, c.window, scale_, dq, dk, dv);
-  if (indexer_) indexer_->learn(c.x, c.indexer, c.Isel, c.idx, c.q, c.k, c.lse, scale_);
+  if (indexer_) indexer_->learn(x, c.indexer, c.Isel, c.idx, c.q, c.k, c.lse, scale_);
   dq = ops::rope_backward(dq, theta_, 0).reshape({B, L, H_ * D_});
   dk = ops::rope_backward(dk, theta_, 0).reshape({B, L, Hkv_ * D_});
-  dx = ops::linear_backward(c.x, q_.w(), dq, q_.grad, dx.defined() ? &dx : nullptr);
-  ops::linear_backward(c.x, k_.w(), dk, k_.grad, &dx);
-  ops::linear_backward(c.x, v_.w(), dv.reshape({B, L, Hkv_ * D_}), v_.grad, &dx);
+  dx = ops::linear_backward(x, q_.w(), dq, q_.grad, dx.defined() ? &dx : nullptr);
+  ops::linear_backward(x, k_.w(), dk, k_.grad, &dx);
+  ops::linear_backward(x, v_.w(), dv.reshape({B, L, Hkv_ * D_}), v_.grad, &dx);
   return dx;
 }
 

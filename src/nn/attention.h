@@ -13,7 +13,7 @@ class AttentionMixer : public Mixer {
  public:
   AttentionMixer(const ModelConfig& cfg, int layer, const std::string& prefix, DType dt);
   Tensor forward(const Tensor& x, int loop, std::unique_ptr<MixerCtx>* ctx) const override;
-  Tensor backward(MixerCtx& ctx, const Tensor& dy) override;
+  Tensor backward(MixerCtx& ctx, const Tensor& x, const Tensor& dy) override;
   void collect(ParamList& out) override;
   double first_token_mass(const MixerCtx& ctx) const override;
   double topk_mass(const MixerCtx& ctx) const override;

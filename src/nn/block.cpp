@@ -47,11 +47,12 @@ Tensor Block::forward_impl(const Tensor& h, int loop, Ctx* ctx, LayerCache* cach
 
 Tensor Block::backward(Ctx& c, const Tensor& dout) {
   Tensor df = sandwich_ ? ops::rmsnorm_backward(c.ffn_out, norm4_.w(), c.rstd4, dout, norm4_.grad) : dout;
-  Tensor dxn3 = ffn_.backward(c.ffn, df);
+  // The normed inputs of the FFN and the mixer are not kept: one pass each rebuilds them.
+  Tensor dxn3 = ffn_.backward(c.ffn, ops::rmsnorm(c.hmid, norm3_.w(), eps_, nullptr), df);
   // hmid and h each feed a norm and the residual path: the norm backward adds the latter's gradient.
   Tensor dhmid = ops::rmsnorm_backward(c.hmid, norm3_.w(), c.rstd3, dxn3, norm3_.grad, dout);
   Tensor dmix = sandwich_ ? ops::rmsnorm_backward(c.mix, norm2_.w(), c.rstd2, dhmid, norm2_.grad) : dhmid;
-  Tensor dxn1 = mixer_->backward(*c.mixer, dmix);
+  Tensor dxn1 = mixer_->backward(*c.mixer, ops::rmsnorm(c.h, norm1_.w(), eps_, nullptr), dmix);
   Tensor dh = ops::rmsnorm_backward(c.h, norm1_.w(), c.rstd1, dxn1, norm1_.grad, dhmid);
   c = Ctx{};
   return dh;

@@ -13,20 +13,20 @@ Tensor SwiGluFfn::forward(const Tensor& x, Ctx* ctx) const {
   Tensor g = ops::linear(x, gate.w()), u = ops::linear(x, up.w());
   Tensor h = ops::swiglu(g, u);
   Tensor y = ops::linear(h, down.w());
-  if (ctx) *ctx = {x, g, u};  // h is rebuilt in backward(): one cheap pass saves storing a hidden-wide tensor
+  if (ctx) *ctx = {g, u};  // h is rebuilt in backward(): one cheap pass saves storing a hidden-wide tensor
   return y;
 }
 
 Tensor SwiGluFfn::hidden(const Ctx& c) { return ops::swiglu(c.g, c.u); }
 
-Tensor SwiGluFfn::backward(Ctx& c, const Tensor& dy) {
+Tensor SwiGluFfn::backward(Ctx& c, const Tensor& x, const Tensor& dy) {
   // dh first: the pass that turns it into dg, du also rebuilds h, which down's dW then reads.
   Tensor dh = ops::linear_backward_dx(down.w(), dy);
   Tensor dg, du, h;
   ops::swiglu_backward(c.g, c.u, dh, dg, du, &h);
   ops::linear_backward_dw(h, dy, down.grad);
-  Tensor dx = ops::linear_backward(c.x, gate.w(), dg, gate.grad);
-  ops::linear_backward(c.x, up.w(), du, up.grad, &dx);
+  Tensor dx = ops::linear_backward(x, gate.w(), dg, gate.grad);
+  ops::linear_backward(x, up.w(), du, up.grad, &dx);
   c = {};
   return dx;
 }

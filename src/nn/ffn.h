@@ -6,10 +6,10 @@ namespace lt2 {
 
 class SwiGluFfn {
  public:
-  struct Ctx { Tensor x, g, u; };
+  struct Ctx { Tensor g, u; };  // not the input x: the block rebuilds it for backward()
   SwiGluFfn(const std::string& prefix, int64_t d, int64_t hidden, DType dt);
   Tensor forward(const Tensor& x, Ctx* ctx) const;
-  Tensor backward(Ctx& ctx, const Tensor& dy);
+  Tensor backward(Ctx& ctx, const Tensor& x, const Tensor& dy);
   // silu(gate x) * up x, rebuilt from a forward context (which does not keep it).
   static Tensor hidden(const Ctx& ctx);
   void collect(ParamList& out) { out.insert(out.end(), {&gate, &up, &down}); }

@@ -8,8 +8,9 @@
 namespace lt2 {
 
 struct GdnMixer::Ctx : MixerCtx {
-  // Not q and k: backward() rebuilds them from qc and kc (an L2 norm is cheaper than keeping two tensors).
-  Tensor x, qp, kp, vp, qc, kc, v, a, b, beta, g, o, z;
+  // Only the projections before the conv: backward() rebuilds the convolved qc, kc, v and the
+  // normalised q, k (two cheap passes instead of five kept tensors).
+  Tensor qp, kp, vp, a, b, beta, g, o, z;
   Tensor states;  // the GPU forward's per-chunk states, so the backward need not rebuild them
 };
 
@@ -67,7 +68,7 @@ Tensor GdnMixer::forward(const Tensor& x, int, std::unique_ptr<MixerCtx>* ctx) c
   if (ctx) {
     auto c = std::make_unique<Ctx>();
     c->states = states;
-    c->x = x, c->qp = qp, c->kp = kp, c->vp = vp, c->qc = qc, c->kc = kc, c->v = v;
+    c->qp = qp, c->kp = kp, c->vp = vp;
     c->a = a, c->b = b, c->beta = beta, c->g = g, c->o = o, c->z = z;
     *ctx = std::move(c);
   }
@@ -132,33 +133,36 @@ Tensor GdnMixer::run(const Tensor& x, int, LayerCache& base, const CacheRun& r) 
   return output(x, o, &z);
 }
 
-Tensor GdnMixer::backward(MixerCtx& base, const Tensor& dy) {
+Tensor GdnMixer::backward(MixerCtx& base, const Tensor& x, const Tensor& dy) {
   auto& c = static_cast<Ctx&>(base);
-  const int64_t B = c.x.dim(0), L = c.x.dim(1);
+  const int64_t B = x.dim(0), L = x.dim(1);
   // o_proj's input is not kept: the norm's backward pass rebuilds it, for o_proj's dW after.
   Tensor dyn = ops::linear_backward_dx(o_.w(), dy).reshape({B, L, HV_, V_});
   Tensor d_o, dz, y;
   ops::gated_rmsnorm_backward(c.o, c.z, o_norm_.w(), eps_, dyn, d_o, dz, o_norm_.grad, &y);
   ops::linear_backward_dw(y.reshape({B, L, HV_ * V_}), dy, o_.grad);
-  Tensor dx = ops::linear_backward(c.x, g_.w(), dz.reshape({B, L, HV_ * V_}), g_.grad);
+  Tensor dx = ops::linear_backward(x, g_.w(), dz.reshape({B, L, HV_ * V_}), g_.grad);
+  Tensor qcw = conv_w(q_conv_), kcw = conv_w(k_conv_), vcw = conv_w(v_conv_);
+  const Tensor qc = ops::conv_silu(c.qp, qcw).reshape({B, L, H_, K_});
+  const Tensor kc = ops::conv_silu(c.kp, kcw).reshape({B, L, H_, K_});
+  const Tensor v = ops::conv_silu(c.vp, vcw).reshape({B, L, HV_, V_});
   Tensor q, k;
-  normalize(c.qc, c.kc, q, k);
-  ops::GdnGrads gr = ops::gdn_backward(q, k, c.v, c.beta, c.g, Tensor(), d_o, Tensor(), chunked_, c.states);
+  normalize(qc, kc, q, k);
+  ops::GdnGrads gr = ops::gdn_backward(q, k, v, c.beta, c.g, Tensor(), d_o, Tensor(), chunked_, c.states);
   Tensor da, db;
   ops::gdn_gates_backward(c.a, c.b, A_log_.w(), dt_bias_.w(), gr.dbeta, gr.dg, da, db, A_log_.grad, dt_bias_.grad);
-  ops::linear_backward(c.x, a_.w(), da, a_.grad, &dx);
-  ops::linear_backward(c.x, b_.w(), db, b_.grad, &dx);
-  Tensor dqc = ops::l2norm_backward(c.qc, 1.0 / std::sqrt(double(K_)), gr.dq).reshape({B, L, H_ * K_});
-  Tensor dkc = ops::l2norm_backward(c.kc, 1.0, gr.dk).reshape({B, L, H_ * K_});
-  Tensor qcw = conv_w(q_conv_), kcw = conv_w(k_conv_), vcw = conv_w(v_conv_);
+  ops::linear_backward(x, a_.w(), da, a_.grad, &dx);
+  ops::linear_backward(x, b_.w(), db, b_.grad, &dx);
+  Tensor dqc = ops::l2norm_backward(qc, 1.0 / std::sqrt(double(K_)), gr.dq).reshape({B, L, H_ * K_});
+  Tensor dkc = ops::l2norm_backward(kc, 1.0, gr.dk).reshape({B, L, H_ * K_});
   Tensor dqcw = q_conv_.grad.reshape(qcw.shape()), dkcw = k_conv_.grad.reshape(kcw.shape()),
          dvcw = v_conv_.grad.reshape(vcw.shape());
   Tensor dqp = ops::conv_silu_backward(c.qp, qcw, dqc, dqcw);
   Tensor dkp = ops::conv_silu_backward(c.kp, kcw, dkc, dkcw);
   Tensor dvp = ops::conv_silu_backward(c.vp, vcw, gr.dv.reshape({B, L, HV_ * V_}), dvcw);
-  ops::linear_backward(c.x, q_.w(), dqp, q_.grad, &dx);
-  ops::linear_backward(c.x, k_.w(), dkp, k_.grad, &dx);
-  ops::linear_backward(c.x, v_.w(), dvp, v_.grad, &dx);
+  ops::linear_backward(x, q_.w(), dqp, q_.grad, &dx);
+  ops::linear_backward(x, k_.w(), dkp, k_.grad, &dx);
+  ops::linear_backward(x, v_.w(), dvp, v_.grad, &dx);
   return dx;
 }
 

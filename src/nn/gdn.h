@@ -12,7 +12,7 @@ class GdnMixer : public Mixer {
  public:
   GdnMixer(const ModelConfig& cfg, const std::string& prefix, DType dt);
   Tensor forward(const Tensor& x, int loop, std::unique_ptr<MixerCtx>* ctx) const override;
-  Tensor backward(MixerCtx& ctx, const Tensor& dy) override;
+  Tensor backward(MixerCtx& ctx, const Tensor& x, const Tensor& dy) override;
   void collect(ParamList& out) override;
   std::unique_ptr<LayerCache> make_cache(int loop, int64_t batch, int64_t context) const override;
   Tensor run(const Tensor& x, int loop, LayerCache& cache, const CacheRun& r) const override;

@@ -1,7 +1,9 @@
 #pragma once
 // A sequence mixer (softmax attention, GDN, ...). forward() takes the block's normed
-// input [B, L, d]; when `ctx` is given it saves what backward() needs there.
-// backward() returns dx and accumulates its parameters' gradients.
+// input [B, L, d]; when `ctx` is given it saves what backward() needs there, except that input:
+// the block rebuilds it (one norm pass) and hands it to backward(), so a training context does
+// not hold a d-wide tensor per layer twice. backward() returns dx and accumulates its
+// parameters' gradients.
 #include <cmath>
 #include <memory>
 
@@ -20,7 +22,7 @@ class Mixer {
  public:
   virtual ~Mixer() = default;
   virtual Tensor forward(const Tensor& x, int loop, std::unique_ptr<MixerCtx>* ctx) const = 0;
-  virtual Tensor backward(MixerCtx& ctx, const Tensor& dy) = 0;
+  virtual Tensor backward(MixerCtx& ctx, const Tensor& x, const Tensor& dy) = 0;
   virtual void collect(ParamList& out) = 0;
   // Diagnostics from a forward context: mean attention probability on the first token over
   // every (batch, head, query) that can see it; NaN for mixers without softmax attention.
