@@ -461,19 +461,27 @@ template <int D>
 constexpr int dq_keys() {
   return D == 128 ? 32 : 64;
 }
+// NS K/V stages, as in the dK/dV kernel below (NS = 2: one tile ahead, two barriers per tile;
+// NS >= 3: NS - 2 tiles ahead, one barrier). D = 64 takes 3 (92 KB, still two blocks per SM);
+// D = 128 keeps 2, a third stage would leave one block per SM.
 template <int D>
+constexpr int dq_stages() {
+  return D == 64 ? 3 : 2;
+}
+template <int D, int NS>
 constexpr size_t dq_smem() {
-  return sizeof(bf16) * size_t(2 * kDqRows + 4 * dq_keys<D>()) * (D + kPad);
+  return sizeof(bf16) * size_t(2 * kDqRows + 2 * NS * dq_keys<D>()) * (D + kPad);
 }
 
-template <int D, int MinBlocks>
+template <int D, int MinBlocks, int NS>
 __global__ void __launch_bounds__(kThreads, MinBlocks) flash_bwd_dq_kernel(const FlashParams p) {
   constexpr int BM = kDqRows, BN = dq_keys<D>(), S = D + kPad;
+  constexpr int kAhead = NS == 2 ? 1 : NS - 2;  // tiles loaded ahead of the one in use
   extern __shared__ __align__(16) unsigned char smem[];
   bf16* Qs = reinterpret_cast<bf16*>(smem);
   bf16* dOs = Qs + BM * S;
-  bf16* Ks = dOs + BM * S;
-  bf16* Vs = Ks + 2 * BN * S;
+  bf16* Ks = dOs + BM * S;      // [NS][BN][S]
+  bf16* Vs = Ks + NS * BN * S;  // [NS][BN][S]
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, tq = lane & 3;
   const int n_qt = (p.L + BM - 1) / BM;
   const BlockTile bt = block_tile();
@@ -493,6 +501,14 @@ __global__ void __launch_bounds__(kThreads, MinBlocks) flash_bwd_dq_kernel(const
   load_rows<BN, D>(Ks, kg, kv_ld, kt_begin * BN, p.L);
   load_rows<BN, D>(Vs, vg, kv_ld, kt_begin * BN, p.L);
   cp_async_commit();
+#pragma unroll
+  for (int j = 1; j < kAhead; ++j) {
+    if (kt_begin + j < kt_end) {
+      load_rows<BN, D>(Ks + j * BN * S, kg, kv_ld, (kt_begin + j) * BN, p.L);
+      load_rows<BN, D>(Vs + j * BN * S, vg, kv_ld, (kt_begin + j) * BN, p.L);
+    }
+    cp_async_commit();  // possibly empty: keeps the group count fixed
+  }
 
   const int wr0 = t0 + warp * 16;
   const int64_t row_off = (int64_t(b) * p.H + h) * p.L;
@@ -511,14 +527,24 @@ __global__ void __launch_bounds__(kThreads, MinBlocks) flash_bwd_dq_kernel(const
   for (int i = 0; i < D / 8; ++i) acc[i][0] = acc[i][1] = acc[i][2] = acc[i][3] = 0.f;
 
   for (int kt = kt_begin; kt < kt_end; ++kt) {
-    const int buf = (kt - kt_begin) & 1;
-    if (kt + 1 < kt_end) {
-      load_rows<BN, D>(Ks + (buf ^ 1) * BN * S, kg, kv_ld, (kt + 1) * BN, p.L);
-      load_rows<BN, D>(Vs + (buf ^ 1) * BN * S, vg, kv_ld, (kt + 1) * BN, p.L);
-      cp_async_commit();
-      cp_async_wait<1>();
+    const int buf = (kt - kt_begin) % NS;
+    if constexpr (NS == 2) {
+      if (kt + 1 < kt_end) {
+        load_rows<BN, D>(Ks + (buf ^ 1) * BN * S, kg, kv_ld, (kt + 1) * BN, p.L);
+        load_rows<BN, D>(Vs + (buf ^ 1) * BN * S, vg, kv_ld, (kt + 1) * BN, p.L);
+        cp_async_commit();
+        cp_async_wait<1>();
+      } else {
+        cp_async_wait<0>();
+      }
     } else {
-      cp_async_wait<0>();
+      if (kt + kAhead < kt_end) {
+        const int nb = (kt - kt_begin + kAhead) % NS;
+        load_rows<BN, D>(Ks + nb * BN * S, kg, kv_ld, (kt + kAhead) * BN, p.L);
+        load_rows<BN, D>(Vs + nb * BN * S, vg, kv_ld, (kt + kAhead) * BN, p.L);
+      }
+      cp_async_commit();
+      cp_async_wait<kAhead>();  // tile kt landed
     }
     __syncthreads();
     const int s0 = kt * BN;
@@ -573,7 +599,7 @@ __global__ void __launch_bounds__(kThreads, MinBlocks) flash_bwd_dq_kernel(const
         }
       }
     }
-    __syncthreads();
+    if constexpr (NS == 2) __syncthreads();  // every warp is done with this stage before it is refilled
   }
 
 #pragma unroll
@@ -592,10 +618,14 @@ __global__ void __launch_bounds__(kThreads, MinBlocks) flash_bwd_dq_kernel(const
 // dV accumulators already take 2 x D / 2 registers) of each query head of the group. The warp computes S^T = K Q^T and dP^T = V dO^T directly (keys as rows), so P^T
 // and dS^T are already A fragments for dV += P^T dO and dK += dS^T Q.
 // Shared: Ks, Vs [128][S]; Qs, dOs [2][BM][S]; lse, delta [2][BM] (fp32).
+// NS query stages: with NS = 2 the next tile is loaded one tile ahead and a second barrier per
+// tile guards the stage being refilled; with NS >= 3 tiles are loaded NS - 2 ahead into the stage
+// that the tile before last used, which every warp has left once it passed the previous tile's
+// barrier: one barrier per tile.
 constexpr int kDkvKeys = 128, kDkvRows = 32;
-template <int D>
+template <int D, int NS>
 constexpr size_t dkv_smem() {
-  return sizeof(bf16) * size_t(2 * kDkvKeys + 4 * kDkvRows) * (D + kPad) + sizeof(float) * 4 * kDkvRows;
+  return sizeof(bf16) * size_t(2 * kDkvKeys + 2 * NS * kDkvRows) * (D + kPad) + sizeof(float) * 2 * NS * kDkvRows;
 }
 // D = 64 fits in 128 registers without spills, so two blocks share an SM (measured on an H100:
 // 17% faster than one block on 64-query tiles); D = 128 needs ~240 registers.
@@ -604,16 +634,17 @@ constexpr int dkv_min_blocks() {
   return D == 64 ? 2 : 1;
 }
 
-template <int D, int MinBlocks>
+template <int D, int MinBlocks, int NS>
 __global__ void __launch_bounds__(kThreads, MinBlocks) flash_bwd_dkv_kernel(const FlashParams p) {
   constexpr int BN = kDkvKeys, BM = kDkvRows, S = D + kPad;
+  constexpr int kAhead = NS == 2 ? 1 : NS - 2;  // tiles loaded ahead of the one in use
   extern __shared__ __align__(16) unsigned char smem[];
   bf16* Ks = reinterpret_cast<bf16*>(smem);
   bf16* Vs = Ks + BN * S;
-  bf16* Qs = Vs + BN * S;      // [2][BM][S]
-  bf16* dOs = Qs + 2 * BM * S;  // [2][BM][S]
-  float* lse_s = reinterpret_cast<float*>(dOs + 2 * BM * S);  // [2][BM]
-  float* dl_s = lse_s + 2 * BM;                               // [2][BM]
+  bf16* Qs = Vs + BN * S;       // [NS][BM][S]
+  bf16* dOs = Qs + NS * BM * S;  // [NS][BM][S]
+  float* lse_s = reinterpret_cast<float*>(dOs + NS * BM * S);  // [NS][BM]
+  float* dl_s = lse_s + NS * BM;                               // [NS][BM]
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, tq = lane & 3;
   const BlockTile bt = block_tile();
   const int s0 = bt.rank * BN;  // the first key tiles are seen by the most queries: they start first
@@ -638,6 +669,11 @@ __global__ void __launch_bounds__(kThreads, MinBlocks) flash_bwd_dkv_kernel(cons
   load_rows<BN, D>(Vs, p.v + kv_off, kv_ld, s0, p.L);
   load_queries(0, 0);
   cp_async_commit();
+#pragma unroll
+  for (int j = 1; j < kAhead; ++j) {
+    if (j < n_iter) load_queries(j, j);
+    cp_async_commit();  // possibly empty: keeps the group count fixed
+  }
 
   const int wk0 = s0 + warp * 16;  // the warp's first key
   const int off_a = lane_off_a<S>(lane), off_b = lane_off_b<S>(lane);
@@ -650,13 +686,19 @@ __global__ void __launch_bounds__(kThreads, MinBlocks) flash_bwd_dkv_kernel(cons
     for (int j = 0; j < 4; ++j) acc_k[i][j] = acc_v[i][j] = 0.f;
 
   for (int it = 0; it < n_iter; ++it) {
-    const int buf = it & 1;
-    if (it + 1 < n_iter) {
-      load_queries(it + 1, buf ^ 1);
-      cp_async_commit();
-      cp_async_wait<1>();
+    const int buf = it % NS;
+    if constexpr (NS == 2) {
+      if (it + 1 < n_iter) {
+        load_queries(it + 1, buf ^ 1);
+        cp_async_commit();
+        cp_async_wait<1>();
+      } else {
+        cp_async_wait<0>();
+      }
     } else {
-      cp_async_wait<0>();
+      if (it + kAhead < n_iter) load_queries(it + kAhead, (it + kAhead) % NS);
+      cp_async_commit();
+      cp_async_wait<kAhead>();  // tile it landed
     }
     __syncthreads();
     const int qt0 = (qt_begin + it % n_qt) * BM;
@@ -722,7 +764,7 @@ __global__ void __launch_bounds__(kThreads, MinBlocks) flash_bwd_dkv_kernel(cons
         }
       }
     }
-    __syncthreads();
+    if constexpr (NS == 2) __syncthreads();  // every warp is done with this stage before it is refilled
   }
 
 #pragma unroll
@@ -807,19 +849,6 @@ __device__ __forceinline__ uint64_t desc_mnmajor(uint32_t tile, int kk) {
 // (the kernels ask for 1 KiB more than their tiles need).
 __device__ __forceinline__ unsigned char* align1k(unsigned char* p) {
   return p + ((1024u - (smem_u32(p) & 1023u)) & 1023u);
-}
-
-// Rows [row0, row0 + 16) of a swizzled R-row tile (D columns) as the mma.m16n8k16 A fragments
-// of the D / 16 k-steps (ldmatrix, A pattern of lane_off_a): the register A operand of a warp's
-// 16 rows in wgmma. Chunk c of row r sits in slot c ^ (r % 8) (see load_rows_sw).
-template <int R, int D>
-__device__ __forceinline__ void ldsm_a_sw(uint32_t (&a)[D / 16][4], const bf16* tile, int row0) {
-  const int lane = threadIdx.x & 31, r = row0 + (lane & 7) + ((lane >> 3) & 1) * 8;
-#pragma unroll
-  for (int kk = 0; kk < D / 16; ++kk) {
-    const int ch = 2 * kk + (lane >> 4);
-    ldsm_x4(a[kk], smem_u32(tile + (ch >> 3) * R * 64 + r * 64 + ((ch ^ r) & 7) * 8));
-  }
 }
 
 __device__ __forceinline__ void wgmma_fence() { asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory"); }
@@ -1095,9 +1124,7 @@ constexpr size_t wg_dq_smem() {
   return sizeof(bf16) * size_t(2 * kWgDqRows + 6 * kWgDqKeys) * D + 1024;
 }
 
-// RegA: Q and dO, fixed for the block, are register A operands of S = Q K^T and dP = dO V^T
-// (read once through ldmatrix) instead of shared-memory descriptors: half the operand traffic.
-template <int D, int MinBlocks, bool RegA>
+template <int D, int MinBlocks>
 __global__ void __launch_bounds__(kThreads, MinBlocks) wg_dq_kernel(const FlashParams p) {
 #ifdef LT2_FLASH_SM90A
   constexpr int BM = kWgDqRows, BN = kWgDqKeys;
@@ -1142,19 +1169,14 @@ __global__ void __launch_bounds__(kThreads, MinBlocks) wg_dq_kernel(const FlashP
     dl[r] = t < p.L ? p.delta[row_off + t] : 0.f;
   }
   const uint32_t q_tile = smem_u32(Qs), do_tile = smem_u32(dOs);
-  uint32_t qa[RegA ? D / 16 : 1][4], da[RegA ? D / 16 : 1][4];  // RegA: the warp's rows of Q, dO
   auto issue_s_dp = [&](float (&s)[BN / 8][4], float (&dp)[BN / 8][4], int j) {
     const uint32_t k_tile = smem_u32(Ks + (j % 3) * BN * D), v_tile = smem_u32(Vs + (j % 3) * BN * D);
 #pragma unroll
-    for (int kk = 0; kk < D / 16; ++kk) {
-      if constexpr (RegA) wgmma_rs<BN, 0>(s, qa[kk], desc_kmajor<BN>(k_tile, 0, kk), kk);
-      else wgmma_ss<BN, 0>(s, desc_kmajor<BM>(q_tile, wg * 64, kk), desc_kmajor<BN>(k_tile, 0, kk), kk);
-    }
+    for (int kk = 0; kk < D / 16; ++kk)
+      wgmma_ss<BN, 0>(s, desc_kmajor<BM>(q_tile, wg * 64, kk), desc_kmajor<BN>(k_tile, 0, kk), kk);
 #pragma unroll
-    for (int kk = 0; kk < D / 16; ++kk) {
-      if constexpr (RegA) wgmma_rs<BN, 0>(dp, da[kk], desc_kmajor<BN>(v_tile, 0, kk), kk);
-      else wgmma_ss<BN, 0>(dp, desc_kmajor<BM>(do_tile, wg * 64, kk), desc_kmajor<BN>(v_tile, 0, kk), kk);
-    }
+    for (int kk = 0; kk < D / 16; ++kk)
+      wgmma_ss<BN, 0>(dp, desc_kmajor<BM>(do_tile, wg * 64, kk), desc_kmajor<BN>(v_tile, 0, kk), kk);
     wgmma_commit();
   };
   // dS of tile j (unscaled) as bf16 A fragments, from the raw S and dP accumulators.
@@ -1180,10 +1202,6 @@ __global__ void __launch_bounds__(kThreads, MinBlocks) wg_dq_kernel(const FlashP
   cp_async_wait<1>();
   fence_proxy_async();
   __syncthreads();
-  if constexpr (RegA) {
-    ldsm_a_sw<BM, D>(qa, Qs, warp * 16);
-    ldsm_a_sw<BM, D>(da, dOs, warp * 16);
-  }
   float acc[D / 8][4];
 #pragma unroll
   for (int i = 0; i < D / 8; ++i) acc[i][0] = acc[i][1] = acc[i][2] = acc[i][3] = 0.f;
@@ -1392,199 +1410,6 @@ __global__ void __launch_bounds__(kThreads, MinBlocks) wg_dkv_kernel(const Flash
 #endif
 }
 
-// -- backward dK, dV, software-pipelined (D = 64): the blocking of wg_dkv_kernel (2 warpgroups x
-// 64 keys, 64-query tiles of each head of the group in a fixed order), ordered like
-// wg_dq_kernel: each step issues S^T_{j+1} = K Q_{j+1}^T and dP^T_{j+1} = V dO_{j+1}^T together
-// with dV += P^T_j dO_j and dK += dS^T_j Q_j, waits for the first two only, and computes
-// P^T_{j+1} and dS^T_{j+1} while the tensor cores still run the products of step j. The
-// products of step j read Q_j / dO_j while S_{j+1} reads Q_{j+1} and the load of tile j + 2 goes
-// into the stage tile j - 1 freed: three query stages. K and V, fixed for the block, are
-// register A operands (read once through ldmatrix), which halves the shared-memory operand
-// traffic of the S^T and dP^T products (m64n64k16 with both operands in shared memory moves
-// as many bytes per cycle as the shared memory delivers).
-// Every query tile of the band goes through both warpgroups, also the one diagonal tile the
-// second group cannot see (masked to zero): a wgmma under a warpgroup-dependent branch is
-// serialised by ptxas (see wg_fwd_kernel).
-// D = 128 keeps wg_dkv_kernel: its 2 x 64 accumulator registers leave no room for a second
-// set of S^T / dP^T fragments.
-// Shared: Ks, Vs [128][D]; Qs, dOs [3][64][D]; lse, delta [3][64] (fp32).
-constexpr int kWgDkvStages = 3;
-template <int D>
-constexpr size_t wg_dkv_pipe_smem() {
-  return sizeof(bf16) * size_t(2 * kWgDkvKeys + 2 * kWgDkvStages * kWgDkvRows) * D +
-         sizeof(float) * 2 * kWgDkvStages * kWgDkvRows + 1024;
-}
-
-template <int D, bool RegKV>
-__global__ void __launch_bounds__(kThreads, 1) wg_dkv_pipe_kernel(const FlashParams p) {
-#ifdef LT2_FLASH_SM90A
-  constexpr int BN = kWgDkvKeys, BM = kWgDkvRows, NS = kWgDkvStages;
-  extern __shared__ __align__(128) unsigned char smem_raw[];
-  unsigned char* smem = align1k(smem_raw);
-  bf16* Ks = reinterpret_cast<bf16*>(smem);
-  bf16* Vs = Ks + BN * D;
-  bf16* Qs = Vs + BN * D;        // [NS][BM][D]
-  bf16* dOs = Qs + NS * BM * D;  // [NS][BM][D]
-  float* lse_s = reinterpret_cast<float*>(dOs + NS * BM * D);  // [NS][BM]
-  float* dl_s = lse_s + NS * BM;                               // [NS][BM]
-  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, tq = lane & 3;
-  const BlockTile bt = block_tile();
-  const int s0 = bt.rank * BN;
-  const int hk = bt.head, b = bt.batch;
-  const int64_t q_ld = int64_t(p.H) * D, kv_ld = int64_t(p.Hkv) * D;
-  const int64_t kv_off = (int64_t(b) * p.L * p.Hkv + hk) * D;
-  const int s_last = min(p.L, s0 + BN) - 1;
-  const int q_end = p.window > 0 ? min(p.L, s_last + p.window) : p.L;
-  const int qt_begin = s0 / BM, n_qt = (q_end - 1) / BM + 1 - qt_begin;
-  const int n_iter = p.G * n_qt;  // (head of the group, query tile), heads outer
-
-  auto load_queries = [&](int it) {
-    const int st = it % NS, h = hk * p.G + it / n_qt, qt0 = (qt_begin + it % n_qt) * BM;
-    const int64_t q_off = (int64_t(b) * p.L * p.H + h) * D, row_off = (int64_t(b) * p.H + h) * p.L;
-    load_rows_sw<BM, D>(Qs + st * BM * D, p.q + q_off, q_ld, qt0, p.L);
-    load_rows_sw<BM, D>(dOs + st * BM * D, p.dout + q_off, q_ld, qt0, p.L);
-    load_floats<BM>(lse_s + st * BM, p.lse_in + row_off, qt0, p.L);
-    load_floats<BM>(dl_s + st * BM, p.delta + row_off, qt0, p.L);
-  };
-  load_rows_sw<BN, D>(Ks, p.k + kv_off, kv_ld, s0, p.L);
-  load_rows_sw<BN, D>(Vs, p.v + kv_off, kv_ld, s0, p.L);
-  load_queries(0);
-  cp_async_commit();
-  if (n_iter > 1) load_queries(1);
-  cp_async_commit();  // possibly empty: keeps the group count fixed
-  cp_async_wait<1>();
-  fence_proxy_async();
-  __syncthreads();
-
-  // The warp's 16 keys of K and V as register A fragments.
-  const int wk0 = s0 + warp * 16;
-  uint32_t ka[RegKV ? D / 16 : 1][4], va[RegKV ? D / 16 : 1][4];
-  if constexpr (RegKV) {
-    ldsm_a_sw<BN, D>(ka, Ks, warp * 16);
-    ldsm_a_sw<BN, D>(va, Vs, warp * 16);
-  }
-  const int wg = warp >> 2;
-  const uint32_t k_tile = smem_u32(Ks), v_tile = smem_u32(Vs);
-
-  auto issue_s_dp = [&](float (&s)[BM / 8][4], float (&dp)[BM / 8][4], int it) {
-    const int st = it % NS;
-    const uint32_t q_tile = smem_u32(Qs + st * BM * D), do_tile = smem_u32(dOs + st * BM * D);
-#pragma unroll
-    for (int kk = 0; kk < D / 16; ++kk) {
-      if constexpr (RegKV) wgmma_rs<BM, 0>(s, ka[kk], desc_kmajor<BM>(q_tile, 0, kk), kk);
-      else wgmma_ss<BM, 0>(s, desc_kmajor<BN>(k_tile, wg * 64, kk), desc_kmajor<BM>(q_tile, 0, kk), kk);
-    }
-#pragma unroll
-    for (int kk = 0; kk < D / 16; ++kk) {
-      if constexpr (RegKV) wgmma_rs<BM, 0>(dp, va[kk], desc_kmajor<BM>(do_tile, 0, kk), kk);
-      else wgmma_ss<BM, 0>(dp, desc_kmajor<BN>(v_tile, wg * 64, kk), desc_kmajor<BM>(do_tile, 0, kk), kk);
-    }
-    wgmma_commit();
-  };
-  // P^T and dS^T (unscaled) of step it as bf16 A fragments, from the raw S^T and dP^T.
-  auto make_p_ds = [&](const float (&s)[BM / 8][4], const float (&dp)[BM / 8][4], int it, uint32_t (&pa)[BM / 16][4],
-                       uint32_t (&sa)[BM / 16][4]) {
-    const int st = it % NS, qt0 = (qt_begin + it % n_qt) * BM;
-    const float* lse_t = lse_s + st * BM;
-    const float* dl_t = dl_s + st * BM;
-    const bool need_mask = p.mask != nullptr ||
-        qt0 + BM > p.L || wk0 + 15 > qt0 || (p.window > 0 && qt0 + BM - 1 - wk0 >= p.window);
-    uint32_t mwt[2][(BM + 31) / 32];  // keys g, g + 8: their words for this query tile (all ones unmasked)
-    mask_words(p, p.mask_t, b, wk0 + g, qt0 >> 5, mwt);
-#pragma unroll
-    for (int kk = 0; kk < BM / 16; ++kk) {  // packed per k-step: few live temporaries
-      float pr[2][4], ds[2][4];
-#pragma unroll
-      for (int h = 0; h < 2; ++h)
-#pragma unroll
-        for (int i = 0; i < 4; ++i) {
-          const int nb = 2 * kk + h, col = nb * 8 + 2 * tq + (i & 1), t = qt0 + col;
-          const bool vis =
-              !need_mask || (t < p.L && visible_t(p, t, wk0 + g + 8 * (i >> 1), mwt[i >> 1][nb >> 2]));
-          pr[h][i] = vis ? exp2f(s[nb][i] * p.scale_log2 - lse_t[col] * kLog2e) : 0.f;
-          ds[h][i] = pr[h][i] * (dp[nb][i] - dl_t[col]);
-        }
-      c_to_a(pa[kk], pr[0], pr[1]);
-      c_to_a(sa[kk], ds[0], ds[1]);
-    }
-  };
-  float acc_k[D / 8][4], acc_v[D / 8][4];
-#pragma unroll
-  for (int i = 0; i < D / 8; ++i)
-#pragma unroll
-    for (int j = 0; j < 4; ++j) acc_k[i][j] = acc_v[i][j] = 0.f;
-  auto issue_dkv = [&](const uint32_t (&pa)[BM / 16][4], const uint32_t (&sa)[BM / 16][4], int it) {
-    const int st = it % NS;
-    const uint32_t q_tile = smem_u32(Qs + st * BM * D), do_tile = smem_u32(dOs + st * BM * D);
-#pragma unroll
-    for (int kk = 0; kk < BM / 16; ++kk) {
-      wgmma_rs<D, 1>(acc_v, pa[kk], desc_mnmajor<BM>(do_tile, kk), 1);
-      wgmma_rs<D, 1>(acc_k, sa[kk], desc_mnmajor<BM>(q_tile, kk), 1);
-    }
-    wgmma_commit();
-  };
-
-  // One step: the products of tile it (fragments pa, sa) run while tile it + 1's P^T, dS^T are
-  // made into pa_nx, sa_nx. The caller alternates two fragment sets instead of copying one into
-  // the other: with a copy, ptxas may give both the same registers and then serialises every
-  // wgmma (C7513, "non wgmma instructions defining input registers").
-  float s_nx[BM / 8][4], dp_nx[BM / 8][4];
-  auto step = [&](int it, const uint32_t (&pa)[BM / 16][4], const uint32_t (&sa)[BM / 16][4],
-                  uint32_t (&pa_nx)[BM / 16][4], uint32_t (&sa_nx)[BM / 16][4]) {
-    cp_async_wait<0>();  // tile it + 1 landed
-    fence_proxy_async();
-    __syncthreads();  // every group is done with tile it - 1's stage; tile it + 1 is visible
-    if (it + 2 < n_iter) load_queries(it + 2);
-    cp_async_commit();
-    wgmma_fence();
-    issue_s_dp(s_nx, dp_nx, it + 1);
-    issue_dkv(pa, sa, it);
-    wgmma_wait<1>();  // S^T, dP^T of it + 1 done; the dK / dV products of it may still run
-    reg_fence(s_nx);
-    reg_fence(dp_nx);
-    make_p_ds(s_nx, dp_nx, it + 1, pa_nx, sa_nx);
-    wgmma_wait<0>();
-    reg_fence(acc_k);
-    reg_fence(acc_v);
-  };
-  uint32_t pa0[BM / 16][4], sa0[BM / 16][4], pa1[BM / 16][4], sa1[BM / 16][4];
-  wgmma_fence();
-  issue_s_dp(s_nx, dp_nx, 0);
-  wgmma_wait<0>();
-  reg_fence(s_nx);
-  reg_fence(dp_nx);
-  make_p_ds(s_nx, dp_nx, 0, pa0, sa0);
-  int it = 0;
-  for (; it + 2 < n_iter; it += 2) {
-    step(it, pa0, sa0, pa1, sa1);
-    step(it + 1, pa1, sa1, pa0, sa0);
-  }
-  const bool last_in1 = it + 1 < n_iter;  // one more step: the last tile's fragments end in set 1
-  if (last_in1) step(it++, pa0, sa0, pa1, sa1);
-  wgmma_fence();
-  if (last_in1) issue_dkv(pa1, sa1, it);
-  else issue_dkv(pa0, sa0, it);
-  wgmma_wait<0>();
-  reg_fence(acc_k);
-  reg_fence(acc_v);
-
-#pragma unroll
-  for (int r = 0; r < 2; ++r) {
-    const int s = wk0 + g + 8 * r;
-    if (s >= p.L) continue;
-    const int64_t off = kv_off + int64_t(s) * kv_ld + 2 * tq;
-#pragma unroll
-    for (int i = 0; i < D / 8; ++i) {
-      *reinterpret_cast<uint32_t*>(p.dk + off + i * 8) =
-          pack_bf16(acc_k[i][2 * r] * p.scale, acc_k[i][2 * r + 1] * p.scale);
-      *reinterpret_cast<uint32_t*>(p.dv + off + i * 8) = pack_bf16(acc_v[i][2 * r], acc_v[i][2 * r + 1]);
-    }
-  }
-#else
-  __trap();
-#endif
-}
-
 // ---- host side ---------------------------------------------------------------------------------
 
 bool aligned16(const Tensor& t) { return reinterpret_cast<uintptr_t>(t.bytes()) % 16 == 0; }
@@ -1673,9 +1498,9 @@ void flash_forward(const Tensor& q, const Tensor& k, const Tensor& v, int64_t wi
 
 namespace {
 
-template <int D, bool RegA>
+template <int D>
 void launch_dq_wg(const FlashParams& p, int64_t B) {
-  auto kernel = wg_dq_kernel<D, 1, RegA>;
+  auto kernel = wg_dq_kernel<D, 1>;
   allow_smem(kernel, wg_dq_smem<D>());
   kernel<<<dim3(unsigned((p.L + kWgDqRows - 1) / kWgDqRows), unsigned(p.H), unsigned(B)), kThreads,
            wg_dq_smem<D>(), stream()>>>(p);
@@ -1690,27 +1515,34 @@ void launch_dkv_wg(const FlashParams& p, int64_t B) {
 }
 
 template <int D>
-void launch_dkv_wg_pipe(const FlashParams& p, int64_t B) {
-  auto kernel = wg_dkv_pipe_kernel<D, false>;
-  allow_smem(kernel, wg_dkv_pipe_smem<D>());
-  kernel<<<dim3(unsigned((p.L + kWgDkvKeys - 1) / kWgDkvKeys), unsigned(p.Hkv), unsigned(B)), kThreads,
-           wg_dkv_pipe_smem<D>(), stream()>>>(p);
-}
-
-template <int D>
 void launch_dq_mma(const FlashParams& p, int64_t B) {
-  auto kernel = flash_bwd_dq_kernel<D, 2>;
-  allow_smem(kernel, dq_smem<D>());
-  kernel<<<dim3(unsigned((p.L + kDqRows - 1) / kDqRows), unsigned(p.H), unsigned(B)), kThreads, dq_smem<D>(),
-           stream()>>>(p);
+  // Temporary A/B knob LT2_FLASH_DQ_STAGES = 2 (D = 64).
+  const char* ns = std::getenv("LT2_FLASH_DQ_STAGES");
+  auto launch = [&](auto stages) {
+    constexpr int NS = decltype(stages)::value;
+    auto kernel = flash_bwd_dq_kernel<D, 2, NS>;
+    allow_smem(kernel, dq_smem<D, NS>());
+    kernel<<<dim3(unsigned((p.L + kDqRows - 1) / kDqRows), unsigned(p.H), unsigned(B)), kThreads,
+             dq_smem<D, NS>(), stream()>>>(p);
+  };
+  if (ns && std::string(ns) == "2") launch(std::integral_constant<int, 2>{});
+  else launch(std::integral_constant<int, dq_stages<D>()>{});
 }
 
 template <int D>
 void launch_dkv_mma(const FlashParams& p, int64_t B) {
-  auto kernel = flash_bwd_dkv_kernel<D, dkv_min_blocks<D>()>;
-  allow_smem(kernel, dkv_smem<D>());
-  kernel<<<dim3(unsigned((p.L + kDkvKeys - 1) / kDkvKeys), unsigned(p.Hkv), unsigned(B)), kThreads, dkv_smem<D>(),
-           stream()>>>(p);
+  // Temporary A/B knob LT2_FLASH_DKV_STAGES = 2 | 3 (default 4).
+  const char* ns = std::getenv("LT2_FLASH_DKV_STAGES");
+  auto launch = [&](auto stages) {
+    constexpr int NS = decltype(stages)::value;
+    auto kernel = flash_bwd_dkv_kernel<D, dkv_min_blocks<D>(), NS>;
+    allow_smem(kernel, dkv_smem<D, NS>());
+    kernel<<<dim3(unsigned((p.L + kDkvKeys - 1) / kDkvKeys), unsigned(p.Hkv), unsigned(B)), kThreads,
+             dkv_smem<D, NS>(), stream()>>>(p);
+  };
+  if (ns && std::string(ns) == "2") launch(std::integral_constant<int, 2>{});
+  else if (ns && std::string(ns) == "3") launch(std::integral_constant<int, 3>{});
+  else launch(std::integral_constant<int, 4>{});
 }
 
 }  // namespace
@@ -1737,37 +1569,27 @@ void flash_backward(const Tensor& q, const Tensor& k, const Tensor& v, const Ten
     check_launch("flash attention mask transpose");
     p.mask_t = reinterpret_cast<const uint32_t*>(mask_t.data<int32_t>());
   }
-  const bool wg = flash_use_wgmma();
-  // Temporary A/B knobs for D = 64 on Hopper: LT2_FLASH_DQ64 = wg | rs, LT2_FLASH_DKV64 = pipe.
-  auto knob = [](const char* name, const char* value) {
-    const char* v = std::getenv(name);
-    return v && std::string(v) == value;
-  };
-  const bool dq64_wg = knob("LT2_FLASH_DQ64", "wg"), dq64_rs = knob("LT2_FLASH_DQ64", "rs");
-  const bool dkv64_pipe = knob("LT2_FLASH_DKV64", "pipe");
+  // D = 64 keeps the mma.sync kernels on Hopper too: wgmma versions of its backward measured
+  // slower on an H100 (B8 L2048 H12, bwd ms: mma.sync 1.13; wgmma dQ + dK/dV 1.23 vs 1.20 in an
+  // earlier session; a software-pipelined wgmma dK/dV 1.18-1.20 and Q/dO as register operands
+  // of the wgmma dQ 1.17, branch attn-speed 1b82df8), the mma.sync ones fitting two blocks per SM.
+  const bool wg = flash_use_wgmma() && D == 128;
   with_head_dim(D, [&](auto d) {
     constexpr int Dc = decltype(d)::value;
     const int64_t rows = B * p.L * p.H, threads = rows * (Dc / 8);
     flash_delta_kernel<Dc><<<unsigned((threads + kThreads - 1) / kThreads), kThreads, 0, stream()>>>(p, rows);
     check_launch("flash attention backward delta");
-    if (wg && Dc == 128) {
-      launch_dq_wg<Dc, false>(p, B);
-      check_launch("flash attention backward dq");
-      launch_dkv_wg<Dc>(p, B);
-      check_launch("flash attention backward dk dv");
-      return;
-    }
-    if (wg && dq64_rs) launch_dq_wg<Dc, true>(p, B);
-    else if (wg && dq64_wg) launch_dq_wg<Dc, false>(p, B);
-    else launch_dq_mma<Dc>(p, B);
-    check_launch("flash attention backward dq");
-    if constexpr (Dc == 64) {
-      if (wg && dkv64_pipe) {
-        launch_dkv_wg_pipe<Dc>(p, B);
+    if constexpr (Dc == 128) {
+      if (wg) {
+        launch_dq_wg<Dc>(p, B);
+        check_launch("flash attention backward dq");
+        launch_dkv_wg<Dc>(p, B);
         check_launch("flash attention backward dk dv");
         return;
       }
     }
+    launch_dq_mma<Dc>(p, B);
+    check_launch("flash attention backward dq");
     launch_dkv_mma<Dc>(p, B);
     check_launch("flash attention backward dk dv");
   });
