@@ -1,8 +1,8 @@
 // Tensor-core causal attention (BF16, head dim 64 / 128): the FlashAttention-2 algorithm on
 // mma.sync.m16n8k16 (bf16 inputs, fp32 accumulators), with K/V (or Q/dO) tiles streamed
-// through shared memory by cp.async, two stages deep. On Hopper the forward (D 64 and 128) and
-// the D = 128 backward run the same passes on warpgroup MMA instead (the section "Hopper
-// kernels" below); everything else takes the mma.sync kernels described here.
+// through shared memory by cp.async, two to four stages deep. On Hopper the forward (D 64 and
+// 128) and the D = 128 backward run the same passes on warpgroup MMA instead (the section
+// "Hopper kernels" below); everything else takes the mma.sync kernels described here.
 //
 // Forward: a block of 8 warps owns 128 queries of one (batch, head), each warp 16 of them;
 // it walks the 64-key tiles that hold a visible key (causal and window band only, so a window
@@ -18,6 +18,15 @@
 // where P = exp(S * scale - lse) is recomputed from the forward's lse and
 // dS = P * (dO V^T - delta). Recomputing S and dP in both kernels costs two extra matrix
 // products but keeps every output owned by exactly one block.
+//
+// Every tiled kernel takes its tile from block_tile(): the longest tiles of a group of 16
+// (batch, head) pairs first, so that no long tile starts last and runs alone at the end.
+//
+// Measured on an H100 (lt2 bench attn, bf16, full causal; bench/RESULTS.md): B8 L2048 H12 D64
+// fwd + bwd 1.37-1.38 ms (bwd 1.09-1.10), B4 L4096 H16 D128 5.10-5.14 ms; PyTorch's SDPA
+// (FlashAttention-2) 0.70 / 2.20 ms. The D = 64 backward is latency-bound (ncu: 4 warps per
+// scheduler, 0.5 eligible, tensor pipe 24-29% busy); wgmma versions of it were slower (see
+// flash_backward).
 //
 // Fragment layouts: cuda/mma_sync.cuh. The C fragments of two adjacent 8-column blocks, packed
 // to bf16 pairs, are exactly the A fragment of the 16-wide k-step that follows, so P and dS
@@ -455,15 +464,17 @@ __global__ void flash_delta_kernel(const FlashParams p, int64_t rows) {
 // Block (query tile, head, batch), 8 warps x 16 queries, key tiles of BN (64 for D = 64; 32
 // for D = 128 to keep S, dP and the dQ accumulator in registers). Launched with two blocks per
 // SM (128 registers; D = 128 spills 24 bytes, still measured faster than one block).
-// Shared: Qs, dOs [128][S], Ks, Vs [2][BN][S].
+// Shared: Qs, dOs [128][S], Ks, Vs [NS][BN][S].
 constexpr int kDqRows = 128;
 template <int D>
 constexpr int dq_keys() {
   return D == 128 ? 32 : 64;
 }
-// NS K/V stages, as in the dK/dV kernel below (NS = 2: one tile ahead, two barriers per tile;
-// NS >= 3: NS - 2 tiles ahead, one barrier). D = 64 takes 3 (92 KB, still two blocks per SM);
-// D = 128 keeps 2, a third stage would leave one block per SM.
+// NS K/V stages. NS = 2: the next tile is loaded one ahead, and a second barrier per tile keeps
+// the stage being refilled until every warp is done with it. NS >= 3: tiles are loaded NS - 2
+// ahead into the stage the tile before last used, one barrier per tile (as in the dK/dV kernel
+// below). D = 64 takes 3 (92 KB, still two blocks per SM; measured on an H100, B8 L2048 H12,
+// bwd 1.12 -> 1.09-1.10 ms); D = 128 keeps 2, a third stage would leave one block per SM.
 template <int D>
 constexpr int dq_stages() {
   return D == 64 ? 3 : 2;
@@ -615,14 +626,16 @@ __global__ void __launch_bounds__(kThreads, MinBlocks) flash_bwd_dq_kernel(const
 
 // ---- backward: dK, dV --------------------------------------------------------------------------
 // Block (key tile of 128, KV head, batch), 8 warps x 16 keys; walks 32-query tiles (the dK and
-// dV accumulators already take 2 x D / 2 registers) of each query head of the group. The warp computes S^T = K Q^T and dP^T = V dO^T directly (keys as rows), so P^T
-// and dS^T are already A fragments for dV += P^T dO and dK += dS^T Q.
-// Shared: Ks, Vs [128][S]; Qs, dOs [2][BM][S]; lse, delta [2][BM] (fp32).
-// NS query stages: with NS = 2 the next tile is loaded one tile ahead and a second barrier per
-// tile guards the stage being refilled; with NS >= 3 tiles are loaded NS - 2 ahead into the stage
-// that the tile before last used, which every warp has left once it passed the previous tile's
-// barrier: one barrier per tile.
-constexpr int kDkvKeys = 128, kDkvRows = 32;
+// dV accumulators already take 2 x D / 2 registers) of each query head of the group. The warp
+// computes S^T = K Q^T and dP^T = V dO^T directly (keys as rows), so P^T and dS^T are already A
+// fragments for dV += P^T dO and dK += dS^T Q.
+// Shared: Ks, Vs [128][S]; Qs, dOs [NS][BM][S]; lse, delta [NS][BM] (fp32).
+// Four query stages: tiles are loaded two ahead into the stage that the tile before last used,
+// which every warp has left once it passed the previous tile's barrier, so one barrier per tile
+// suffices (two stages needed a second one before each refill). Measured on an H100 with the
+// dQ kernel's third stage (B8 L2048 H12 D64, bwd): 1.13 -> 1.09-1.10 ms; three stages (one tile
+// ahead) 1.10 ms.
+constexpr int kDkvKeys = 128, kDkvRows = 32, kDkvStages = 4;
 template <int D, int NS>
 constexpr size_t dkv_smem() {
   return sizeof(bf16) * size_t(2 * kDkvKeys + 2 * NS * kDkvRows) * (D + kPad) + sizeof(float) * 2 * NS * kDkvRows;
@@ -637,7 +650,8 @@ constexpr int dkv_min_blocks() {
 template <int D, int MinBlocks, int NS>
 __global__ void __launch_bounds__(kThreads, MinBlocks) flash_bwd_dkv_kernel(const FlashParams p) {
   constexpr int BN = kDkvKeys, BM = kDkvRows, S = D + kPad;
-  constexpr int kAhead = NS == 2 ? 1 : NS - 2;  // tiles loaded ahead of the one in use
+  static_assert(NS >= 3, "a stage is refilled only after the barrier of the tile that followed it");
+  constexpr int kAhead = NS - 2;  // tiles loaded ahead of the one in use
   extern __shared__ __align__(16) unsigned char smem[];
   bf16* Ks = reinterpret_cast<bf16*>(smem);
   bf16* Vs = Ks + BN * S;
@@ -687,20 +701,10 @@ __global__ void __launch_bounds__(kThreads, MinBlocks) flash_bwd_dkv_kernel(cons
 
   for (int it = 0; it < n_iter; ++it) {
     const int buf = it % NS;
-    if constexpr (NS == 2) {
-      if (it + 1 < n_iter) {
-        load_queries(it + 1, buf ^ 1);
-        cp_async_commit();
-        cp_async_wait<1>();
-      } else {
-        cp_async_wait<0>();
-      }
-    } else {
-      if (it + kAhead < n_iter) load_queries(it + kAhead, (it + kAhead) % NS);
-      cp_async_commit();
-      cp_async_wait<kAhead>();  // tile it landed
-    }
-    __syncthreads();
+    if (it + kAhead < n_iter) load_queries(it + kAhead, (it + kAhead) % NS);
+    cp_async_commit();        // possibly empty: keeps the group count fixed
+    cp_async_wait<kAhead>();  // tile it landed
+    __syncthreads();          // ... for every thread; and every warp has left tile it - 1
     const int qt0 = (qt_begin + it % n_qt) * BM;
     // Warp-uniform: every query of the tile is before the warp's keys or past their window.
     const bool skip = wk0 >= p.L || qt0 + BM - 1 < wk0 || (p.window > 0 && qt0 - (wk0 + 15) >= p.window);
@@ -764,7 +768,6 @@ __global__ void __launch_bounds__(kThreads, MinBlocks) flash_bwd_dkv_kernel(cons
         }
       }
     }
-    if constexpr (NS == 2) __syncthreads();  // every warp is done with this stage before it is refilled
   }
 
 #pragma unroll
@@ -1516,33 +1519,19 @@ void launch_dkv_wg(const FlashParams& p, int64_t B) {
 
 template <int D>
 void launch_dq_mma(const FlashParams& p, int64_t B) {
-  // Temporary A/B knob LT2_FLASH_DQ_STAGES = 2 (D = 64).
-  const char* ns = std::getenv("LT2_FLASH_DQ_STAGES");
-  auto launch = [&](auto stages) {
-    constexpr int NS = decltype(stages)::value;
-    auto kernel = flash_bwd_dq_kernel<D, 2, NS>;
-    allow_smem(kernel, dq_smem<D, NS>());
-    kernel<<<dim3(unsigned((p.L + kDqRows - 1) / kDqRows), unsigned(p.H), unsigned(B)), kThreads,
-             dq_smem<D, NS>(), stream()>>>(p);
-  };
-  if (ns && std::string(ns) == "2") launch(std::integral_constant<int, 2>{});
-  else launch(std::integral_constant<int, dq_stages<D>()>{});
+  constexpr int NS = dq_stages<D>();
+  auto kernel = flash_bwd_dq_kernel<D, 2, NS>;
+  allow_smem(kernel, dq_smem<D, NS>());
+  kernel<<<dim3(unsigned((p.L + kDqRows - 1) / kDqRows), unsigned(p.H), unsigned(B)), kThreads, dq_smem<D, NS>(),
+           stream()>>>(p);
 }
 
 template <int D>
 void launch_dkv_mma(const FlashParams& p, int64_t B) {
-  // Temporary A/B knob LT2_FLASH_DKV_STAGES = 2 | 3 (default 4).
-  const char* ns = std::getenv("LT2_FLASH_DKV_STAGES");
-  auto launch = [&](auto stages) {
-    constexpr int NS = decltype(stages)::value;
-    auto kernel = flash_bwd_dkv_kernel<D, dkv_min_blocks<D>(), NS>;
-    allow_smem(kernel, dkv_smem<D, NS>());
-    kernel<<<dim3(unsigned((p.L + kDkvKeys - 1) / kDkvKeys), unsigned(p.Hkv), unsigned(B)), kThreads,
-             dkv_smem<D, NS>(), stream()>>>(p);
-  };
-  if (ns && std::string(ns) == "2") launch(std::integral_constant<int, 2>{});
-  else if (ns && std::string(ns) == "3") launch(std::integral_constant<int, 3>{});
-  else launch(std::integral_constant<int, 4>{});
+  auto kernel = flash_bwd_dkv_kernel<D, dkv_min_blocks<D>(), kDkvStages>;
+  allow_smem(kernel, dkv_smem<D, kDkvStages>());
+  kernel<<<dim3(unsigned((p.L + kDkvKeys - 1) / kDkvKeys), unsigned(p.Hkv), unsigned(B)), kThreads,
+           dkv_smem<D, kDkvStages>(), stream()>>>(p);
 }
 
 }  // namespace
