@@ -1,8 +1,8 @@
 // Tensor-core causal attention (BF16, head dim 64 / 128): the FlashAttention-2 algorithm on
 // mma.sync.m16n8k16 (bf16 inputs, fp32 accumulators), with K/V (or Q/dO) tiles streamed
-// through shared memory by cp.async, two stages deep. On Hopper the forward (D 64 and 128) and
-// the D = 128 backward run the same passes on warpgroup MMA instead (the section "Hopper
-// kernels" below); everything else takes the mma.sync kernels described here.
+// through shared memory by cp.async, two to four stages deep. On Hopper the forward (D 64 and
+// 128) and the D = 128 backward run the same passes on warpgroup MMA instead (the section
+// "Hopper kernels" below); everything else takes the mma.sync kernels described here.
 //
 // Forward: a block of 8 warps owns 128 queries of one (batch, head), each warp 16 of them;
 // it walks the 64-key tiles that hold a visible key (causal and window band only, so a window
@@ -18,6 +18,15 @@
 // where P = exp(S * scale - lse) is recomputed from the forward's lse and
 // dS = P * (dO V^T - delta). Recomputing S and dP in both kernels costs two extra matrix
 // products but keeps every output owned by exactly one block.
+//
+// Every tiled kernel takes its tile from block_tile(): the longest tiles of a group of 16
+// (batch, head) pairs first, so that no long tile starts last and runs alone at the end.
+//
+// Measured on an H100 (lt2 bench attn, bf16, full causal; bench/RESULTS.md): B8 L2048 H12 D64
+// fwd + bwd 1.37-1.38 ms (bwd 1.09-1.10), B4 L4096 H16 D128 5.10-5.14 ms; PyTorch's SDPA
+// (FlashAttention-2) 0.70 / 2.20 ms. The D = 64 backward is latency-bound (ncu: 4 warps per
+// scheduler, 0.5 eligible, tensor pipe 24-29% busy); wgmma versions of it were slower (see
+// flash_backward).
 //
 // Fragment layouts: cuda/mma_sync.cuh. The C fragments of two adjacent 8-column blocks, packed
 // to bf16 pairs, are exactly the A fragment of the 16-wide k-step that follows, so P and dS
@@ -97,21 +106,45 @@ __device__ __forceinline__ void load_floats(float* dst, const float* src, int ro
 __device__ __forceinline__ bool in_band(const FlashParams& p, int t, int s) {
   return s <= t && (p.window == 0 || t - s < p.window);
 }
-// Word w of row `row` of a bit matrix m (the mask, or its transpose): all ones without a mask,
-// zeros past the end.
-__device__ __forceinline__ uint32_t mask_word(const FlashParams& p, const uint32_t* m, int row, int w) {
+// Word w of row `row` of batch b's bit matrix m (the mask, or its transpose): all ones without a
+// mask, zeros past the end.
+__device__ __forceinline__ uint32_t mask_word(const FlashParams& p, const uint32_t* m, int b, int row, int w) {
   if (!m) return ~0u;
   if (row >= p.L || w >= p.mask_words) return 0u;
-  return __ldg(m + (int64_t(blockIdx.z) * p.L + row) * p.mask_words + w);
+  return __ldg(m + (int64_t(b) * p.L + row) * p.mask_words + w);
 }
 // Words [w0, w0 + W) of rows `row` and `row + 8` (a thread's two fragment rows) into mw.
 template <int W>
-__device__ __forceinline__ void mask_words(const FlashParams& p, const uint32_t* m, int row, int w0,
+__device__ __forceinline__ void mask_words(const FlashParams& p, const uint32_t* m, int b, int row, int w0,
                                            uint32_t (&mw)[2][W]) {
 #pragma unroll
   for (int r = 0; r < 2; ++r)
 #pragma unroll
-    for (int w = 0; w < W; ++w) mw[r][w] = mask_word(p, m, row + 8 * r, w0 + w);
+    for (int w = 0; w < W; ++w) mw[r][w] = mask_word(p, m, b, row + 8 * r, w0 + w);
+}
+
+// ---- block order -------------------------------------------------------------------------------
+// The tiled kernels run a grid of (tiles, heads, batch) blocks whose tiles differ in length by up
+// to the sequence length (the causal band). In launch order (tiles of one (batch, head) pair,
+// then the next pair) the last pair's longest tile starts near the end and runs alone at the
+// tail: measured on an H100, the SMs sat idle 11-14% of each backward kernel's time (ncu, SM
+// active / elapsed cycles, B8 L2048 H12 D64). Blocks are therefore handed out longest first
+// inside groups of kLptPairs (batch, head) pairs: rank 0 (the longest tile) of every pair of the
+// group, then rank 1, ... The group keeps the pairs in flight, and so the K / V (or Q / dO) rows
+// the blocks share through L2, to a few megabytes.
+constexpr int kLptPairs = 16;
+struct BlockTile {
+  int rank;  // 0 = the longest tile of its (batch, head) pair
+  int head;
+  int batch;
+};
+__device__ __forceinline__ BlockTile block_tile() {  // 32-bit: flash_supported bounds the grid
+  const unsigned n_tiles = gridDim.x, heads = gridDim.y, pairs = gridDim.y * gridDim.z;
+  const unsigned lin = blockIdx.x + gridDim.x * (blockIdx.y + gridDim.y * blockIdx.z);
+  const unsigned group_blocks = n_tiles * kLptPairs, first = lin / group_blocks * kLptPairs;
+  const unsigned in = lin % group_blocks, size = min(unsigned(kLptPairs), pairs - first);
+  const unsigned pair = first + in % size;
+  return {int(in / size), int(pair % heads), int(pair / heads)};
 }
 // With the row's mask word for s in hand: tiles start at multiples of 32 keys, so the loops
 // below read a row's words once per tile, not once per score.
@@ -156,8 +189,9 @@ __global__ void __launch_bounds__(kThreads, MinBlocks) flash_fwd_kernel(const Fl
   bf16* Vs = Ks + 2 * BN * S;
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, tq = lane & 3;
   const int n_qt = (p.L + BM - 1) / BM;
-  const int t0 = (n_qt - 1 - int(blockIdx.x)) * BM;  // the longest rows (most key tiles) start first
-  const int h = blockIdx.y, b = blockIdx.z, hk = h / p.G;
+  const BlockTile bt = block_tile();
+  const int t0 = (n_qt - 1 - bt.rank) * BM;  // the longest rows (most key tiles) start first
+  const int h = bt.head, b = bt.batch, hk = h / p.G;
   const int64_t q_ld = int64_t(p.H) * D, kv_ld = int64_t(p.Hkv) * D;
   const int64_t q_off = (int64_t(b) * p.L * p.H + h) * D;
   const int64_t kv_off = (int64_t(b) * p.L * p.Hkv + hk) * D;
@@ -221,7 +255,7 @@ __global__ void __launch_bounds__(kThreads, MinBlocks) flash_fwd_kernel(const Fl
       // Only tiles crossing the diagonal or the window edge need the per-element test.
       const bool need_mask = p.mask != nullptr || s0 + BN - 1 > wr0 || (p.window > 0 && wr0 + 15 - s0 >= p.window);
       uint32_t mw[2][(BN + 31) / 32];  // rows g, g + 8: their mask words for this tile (all ones unmasked)
-      mask_words(p, p.mask, wr0 + g, s0 >> 5, mw);
+      mask_words(p, p.mask, b, wr0 + g, s0 >> 5, mw);
       float mx[2] = {-INFINITY, -INFINITY};
 #pragma unroll
       for (int nb = 0; nb < BN / 8; ++nb)
@@ -430,29 +464,40 @@ __global__ void flash_delta_kernel(const FlashParams p, int64_t rows) {
 // Block (query tile, head, batch), 8 warps x 16 queries, key tiles of BN (64 for D = 64; 32
 // for D = 128 to keep S, dP and the dQ accumulator in registers). Launched with two blocks per
 // SM (128 registers; D = 128 spills 24 bytes, still measured faster than one block).
-// Shared: Qs, dOs [128][S], Ks, Vs [2][BN][S].
+// Shared: Qs, dOs [128][S], Ks, Vs [NS][BN][S].
 constexpr int kDqRows = 128;
 template <int D>
 constexpr int dq_keys() {
   return D == 128 ? 32 : 64;
 }
+// NS K/V stages. NS = 2: the next tile is loaded one ahead, and a second barrier per tile keeps
+// the stage being refilled until every warp is done with it. NS >= 3: tiles are loaded NS - 2
+// ahead into the stage the tile before last used, one barrier per tile (as in the dK/dV kernel
+// below). D = 64 takes 3 (92 KB, still two blocks per SM; measured on an H100, B8 L2048 H12,
+// bwd 1.12 -> 1.09-1.10 ms); D = 128 keeps 2, a third stage would leave one block per SM.
 template <int D>
+constexpr int dq_stages() {
+  return D == 64 ? 3 : 2;
+}
+template <int D, int NS>
 constexpr size_t dq_smem() {
-  return sizeof(bf16) * size_t(2 * kDqRows + 4 * dq_keys<D>()) * (D + kPad);
+  return sizeof(bf16) * size_t(2 * kDqRows + 2 * NS * dq_keys<D>()) * (D + kPad);
 }
 
-template <int D, int MinBlocks>
+template <int D, int MinBlocks, int NS>
 __global__ void __launch_bounds__(kThreads, MinBlocks) flash_bwd_dq_kernel(const FlashParams p) {
   constexpr int BM = kDqRows, BN = dq_keys<D>(), S = D + kPad;
+  constexpr int kAhead = NS == 2 ? 1 : NS - 2;  // tiles loaded ahead of the one in use
   extern __shared__ __align__(16) unsigned char smem[];
   bf16* Qs = reinterpret_cast<bf16*>(smem);
   bf16* dOs = Qs + BM * S;
-  bf16* Ks = dOs + BM * S;
-  bf16* Vs = Ks + 2 * BN * S;
+  bf16* Ks = dOs + BM * S;      // [NS][BN][S]
+  bf16* Vs = Ks + NS * BN * S;  // [NS][BN][S]
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, tq = lane & 3;
   const int n_qt = (p.L + BM - 1) / BM;
-  const int t0 = (n_qt - 1 - int(blockIdx.x)) * BM;
-  const int h = blockIdx.y, b = blockIdx.z, hk = h / p.G;
+  const BlockTile bt = block_tile();
+  const int t0 = (n_qt - 1 - bt.rank) * BM;
+  const int h = bt.head, b = bt.batch, hk = h / p.G;
   const int64_t q_ld = int64_t(p.H) * D, kv_ld = int64_t(p.Hkv) * D;
   const int64_t q_off = (int64_t(b) * p.L * p.H + h) * D;
   const int64_t kv_off = (int64_t(b) * p.L * p.Hkv + hk) * D;
@@ -467,6 +512,14 @@ __global__ void __launch_bounds__(kThreads, MinBlocks) flash_bwd_dq_kernel(const
   load_rows<BN, D>(Ks, kg, kv_ld, kt_begin * BN, p.L);
   load_rows<BN, D>(Vs, vg, kv_ld, kt_begin * BN, p.L);
   cp_async_commit();
+#pragma unroll
+  for (int j = 1; j < kAhead; ++j) {
+    if (kt_begin + j < kt_end) {
+      load_rows<BN, D>(Ks + j * BN * S, kg, kv_ld, (kt_begin + j) * BN, p.L);
+      load_rows<BN, D>(Vs + j * BN * S, vg, kv_ld, (kt_begin + j) * BN, p.L);
+    }
+    cp_async_commit();  // possibly empty: keeps the group count fixed
+  }
 
   const int wr0 = t0 + warp * 16;
   const int64_t row_off = (int64_t(b) * p.H + h) * p.L;
@@ -485,14 +538,24 @@ __global__ void __launch_bounds__(kThreads, MinBlocks) flash_bwd_dq_kernel(const
   for (int i = 0; i < D / 8; ++i) acc[i][0] = acc[i][1] = acc[i][2] = acc[i][3] = 0.f;
 
   for (int kt = kt_begin; kt < kt_end; ++kt) {
-    const int buf = (kt - kt_begin) & 1;
-    if (kt + 1 < kt_end) {
-      load_rows<BN, D>(Ks + (buf ^ 1) * BN * S, kg, kv_ld, (kt + 1) * BN, p.L);
-      load_rows<BN, D>(Vs + (buf ^ 1) * BN * S, vg, kv_ld, (kt + 1) * BN, p.L);
-      cp_async_commit();
-      cp_async_wait<1>();
+    const int buf = (kt - kt_begin) % NS;
+    if constexpr (NS == 2) {
+      if (kt + 1 < kt_end) {
+        load_rows<BN, D>(Ks + (buf ^ 1) * BN * S, kg, kv_ld, (kt + 1) * BN, p.L);
+        load_rows<BN, D>(Vs + (buf ^ 1) * BN * S, vg, kv_ld, (kt + 1) * BN, p.L);
+        cp_async_commit();
+        cp_async_wait<1>();
+      } else {
+        cp_async_wait<0>();
+      }
     } else {
-      cp_async_wait<0>();
+      if (kt + kAhead < kt_end) {
+        const int nb = (kt - kt_begin + kAhead) % NS;
+        load_rows<BN, D>(Ks + nb * BN * S, kg, kv_ld, (kt + kAhead) * BN, p.L);
+        load_rows<BN, D>(Vs + nb * BN * S, vg, kv_ld, (kt + kAhead) * BN, p.L);
+      }
+      cp_async_commit();
+      cp_async_wait<kAhead>();  // tile kt landed
     }
     __syncthreads();
     const int s0 = kt * BN;
@@ -524,7 +587,7 @@ __global__ void __launch_bounds__(kThreads, MinBlocks) flash_bwd_dq_kernel(const
       }
       const bool need_mask = p.mask != nullptr || s0 + BN - 1 > wr0 || (p.window > 0 && wr0 + 15 - s0 >= p.window);
       uint32_t mw[2][(BN + 31) / 32];  // rows g, g + 8: their mask words for this tile (all ones unmasked)
-      mask_words(p, p.mask, wr0 + g, s0 >> 5, mw);
+      mask_words(p, p.mask, b, wr0 + g, s0 >> 5, mw);
 #pragma unroll
       for (int nb = 0; nb < BN / 8; ++nb)
 #pragma unroll
@@ -547,7 +610,7 @@ __global__ void __launch_bounds__(kThreads, MinBlocks) flash_bwd_dq_kernel(const
         }
       }
     }
-    __syncthreads();
+    if constexpr (NS == 2) __syncthreads();  // every warp is done with this stage before it is refilled
   }
 
 #pragma unroll
@@ -563,13 +626,19 @@ __global__ void __launch_bounds__(kThreads, MinBlocks) flash_bwd_dq_kernel(const
 
 // ---- backward: dK, dV --------------------------------------------------------------------------
 // Block (key tile of 128, KV head, batch), 8 warps x 16 keys; walks 32-query tiles (the dK and
-// dV accumulators already take 2 x D / 2 registers) of each query head of the group. The warp computes S^T = K Q^T and dP^T = V dO^T directly (keys as rows), so P^T
-// and dS^T are already A fragments for dV += P^T dO and dK += dS^T Q.
-// Shared: Ks, Vs [128][S]; Qs, dOs [2][BM][S]; lse, delta [2][BM] (fp32).
-constexpr int kDkvKeys = 128, kDkvRows = 32;
-template <int D>
+// dV accumulators already take 2 x D / 2 registers) of each query head of the group. The warp
+// computes S^T = K Q^T and dP^T = V dO^T directly (keys as rows), so P^T and dS^T are already A
+// fragments for dV += P^T dO and dK += dS^T Q.
+// Shared: Ks, Vs [128][S]; Qs, dOs [NS][BM][S]; lse, delta [NS][BM] (fp32).
+// Four query stages: tiles are loaded two ahead into the stage that the tile before last used,
+// which every warp has left once it passed the previous tile's barrier, so one barrier per tile
+// suffices (two stages needed a second one before each refill). Measured on an H100 with the
+// dQ kernel's third stage (B8 L2048 H12 D64, bwd): 1.13 -> 1.09-1.10 ms; three stages (one tile
+// ahead) 1.10 ms.
+constexpr int kDkvKeys = 128, kDkvRows = 32, kDkvStages = 4;
+template <int D, int NS>
 constexpr size_t dkv_smem() {
-  return sizeof(bf16) * size_t(2 * kDkvKeys + 4 * kDkvRows) * (D + kPad) + sizeof(float) * 4 * kDkvRows;
+  return sizeof(bf16) * size_t(2 * kDkvKeys + 2 * NS * kDkvRows) * (D + kPad) + sizeof(float) * 2 * NS * kDkvRows;
 }
 // D = 64 fits in 128 registers without spills, so two blocks share an SM (measured on an H100:
 // 17% faster than one block on 64-query tiles); D = 128 needs ~240 registers.
@@ -578,19 +647,22 @@ constexpr int dkv_min_blocks() {
   return D == 64 ? 2 : 1;
 }
 
-template <int D, int MinBlocks>
+template <int D, int MinBlocks, int NS>
 __global__ void __launch_bounds__(kThreads, MinBlocks) flash_bwd_dkv_kernel(const FlashParams p) {
   constexpr int BN = kDkvKeys, BM = kDkvRows, S = D + kPad;
+  static_assert(NS >= 3, "a stage is refilled only after the barrier of the tile that followed it");
+  constexpr int kAhead = NS - 2;  // tiles loaded ahead of the one in use
   extern __shared__ __align__(16) unsigned char smem[];
   bf16* Ks = reinterpret_cast<bf16*>(smem);
   bf16* Vs = Ks + BN * S;
-  bf16* Qs = Vs + BN * S;      // [2][BM][S]
-  bf16* dOs = Qs + 2 * BM * S;  // [2][BM][S]
-  float* lse_s = reinterpret_cast<float*>(dOs + 2 * BM * S);  // [2][BM]
-  float* dl_s = lse_s + 2 * BM;                               // [2][BM]
+  bf16* Qs = Vs + BN * S;       // [NS][BM][S]
+  bf16* dOs = Qs + NS * BM * S;  // [NS][BM][S]
+  float* lse_s = reinterpret_cast<float*>(dOs + NS * BM * S);  // [NS][BM]
+  float* dl_s = lse_s + NS * BM;                               // [NS][BM]
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, tq = lane & 3;
-  const int s0 = blockIdx.x * BN;  // the first key tiles are seen by the most queries: they start first
-  const int hk = blockIdx.y, b = blockIdx.z;
+  const BlockTile bt = block_tile();
+  const int s0 = bt.rank * BN;  // the first key tiles are seen by the most queries: they start first
+  const int hk = bt.head, b = bt.batch;
   const int64_t q_ld = int64_t(p.H) * D, kv_ld = int64_t(p.Hkv) * D;
   const int64_t kv_off = (int64_t(b) * p.L * p.Hkv + hk) * D;
   // Queries that can see a key of the tile: s0 <= t < (last key) + window.
@@ -611,6 +683,11 @@ __global__ void __launch_bounds__(kThreads, MinBlocks) flash_bwd_dkv_kernel(cons
   load_rows<BN, D>(Vs, p.v + kv_off, kv_ld, s0, p.L);
   load_queries(0, 0);
   cp_async_commit();
+#pragma unroll
+  for (int j = 1; j < kAhead; ++j) {
+    if (j < n_iter) load_queries(j, j);
+    cp_async_commit();  // possibly empty: keeps the group count fixed
+  }
 
   const int wk0 = s0 + warp * 16;  // the warp's first key
   const int off_a = lane_off_a<S>(lane), off_b = lane_off_b<S>(lane);
@@ -623,15 +700,11 @@ __global__ void __launch_bounds__(kThreads, MinBlocks) flash_bwd_dkv_kernel(cons
     for (int j = 0; j < 4; ++j) acc_k[i][j] = acc_v[i][j] = 0.f;
 
   for (int it = 0; it < n_iter; ++it) {
-    const int buf = it & 1;
-    if (it + 1 < n_iter) {
-      load_queries(it + 1, buf ^ 1);
-      cp_async_commit();
-      cp_async_wait<1>();
-    } else {
-      cp_async_wait<0>();
-    }
-    __syncthreads();
+    const int buf = it % NS;
+    if (it + kAhead < n_iter) load_queries(it + kAhead, (it + kAhead) % NS);
+    cp_async_commit();        // possibly empty: keeps the group count fixed
+    cp_async_wait<kAhead>();  // tile it landed
+    __syncthreads();          // ... for every thread; and every warp has left tile it - 1
     const int qt0 = (qt_begin + it % n_qt) * BM;
     // Warp-uniform: every query of the tile is before the warp's keys or past their window.
     const bool skip = wk0 >= p.L || qt0 + BM - 1 < wk0 || (p.window > 0 && qt0 - (wk0 + 15) >= p.window);
@@ -667,7 +740,7 @@ __global__ void __launch_bounds__(kThreads, MinBlocks) flash_bwd_dkv_kernel(cons
       const bool need_mask = p.mask != nullptr ||
           qt0 + BM > p.L || wk0 + 15 > qt0 || (p.window > 0 && qt0 + BM - 1 - wk0 >= p.window);
       uint32_t mwt[2][(BM + 31) / 32];  // keys g, g + 8: their words for this query tile (all ones unmasked)
-      mask_words(p, p.mask_t, wk0 + g, qt0 >> 5, mwt);
+      mask_words(p, p.mask_t, b, wk0 + g, qt0 >> 5, mwt);
 #pragma unroll
       for (int nb = 0; nb < BM / 8; ++nb)
 #pragma unroll
@@ -695,7 +768,6 @@ __global__ void __launch_bounds__(kThreads, MinBlocks) flash_bwd_dkv_kernel(cons
         }
       }
     }
-    __syncthreads();
   }
 
 #pragma unroll
@@ -887,8 +959,9 @@ __global__ void __launch_bounds__(kThreads, MinBlocks) wg_fwd_kernel(const Flash
   bf16* Vs = Ks + 3 * BN * D;
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, tq = lane & 3, wg = warp >> 2;
   const int n_qt = (p.L + BM - 1) / BM;
-  const int t0 = (n_qt - 1 - int(blockIdx.x)) * BM;
-  const int h = blockIdx.y, b = blockIdx.z, hk = h / p.G;
+  const BlockTile bt = block_tile();
+  const int t0 = (n_qt - 1 - bt.rank) * BM;
+  const int h = bt.head, b = bt.batch, hk = h / p.G;
   const int64_t q_ld = int64_t(p.H) * D, kv_ld = int64_t(p.Hkv) * D;
   const int64_t q_off = (int64_t(b) * p.L * p.H + h) * D;
   const int64_t kv_off = (int64_t(b) * p.L * p.Hkv + hk) * D;
@@ -912,7 +985,7 @@ __global__ void __launch_bounds__(kThreads, MinBlocks) wg_fwd_kernel(const Flash
     const int s0 = (kt_begin + j) * BN;
     const bool need_mask = p.mask != nullptr || s0 + BN - 1 > wr0 || (p.window > 0 && wr0 + 15 - s0 >= p.window);
     uint32_t mw[2][(BN + 31) / 32];  // rows g, g + 8: their mask words for this tile (all ones unmasked)
-    mask_words(p, p.mask, wr0 + g, s0 >> 5, mw);
+    mask_words(p, p.mask, b, wr0 + g, s0 >> 5, mw);
     float mx[2] = {-INFINITY, -INFINITY};
 #pragma unroll
     for (int nb = 0; nb < BN / 8; ++nb)
@@ -1066,8 +1139,9 @@ __global__ void __launch_bounds__(kThreads, MinBlocks) wg_dq_kernel(const FlashP
   bf16* Vs = Ks + 3 * BN * D;
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, tq = lane & 3, wg = warp >> 2;
   const int n_qt = (p.L + BM - 1) / BM;
-  const int t0 = (n_qt - 1 - int(blockIdx.x)) * BM;
-  const int h = blockIdx.y, b = blockIdx.z, hk = h / p.G;
+  const BlockTile bt = block_tile();
+  const int t0 = (n_qt - 1 - bt.rank) * BM;
+  const int h = bt.head, b = bt.batch, hk = h / p.G;
   const int64_t q_ld = int64_t(p.H) * D, kv_ld = int64_t(p.Hkv) * D;
   const int64_t q_off = (int64_t(b) * p.L * p.H + h) * D;
   const int64_t kv_off = (int64_t(b) * p.L * p.Hkv + hk) * D;
@@ -1113,7 +1187,7 @@ __global__ void __launch_bounds__(kThreads, MinBlocks) wg_dq_kernel(const FlashP
     const int s0 = (kt_begin + j) * BN;
     const bool need_mask = p.mask != nullptr || s0 + BN - 1 > wr0 || (p.window > 0 && wr0 + 15 - s0 >= p.window);
     uint32_t mw[2][(BN + 31) / 32];  // rows g, g + 8: their mask words for this tile (all ones unmasked)
-    mask_words(p, p.mask, wr0 + g, s0 >> 5, mw);
+    mask_words(p, p.mask, b, wr0 + g, s0 >> 5, mw);
     float ds[BN / 8][4];
 #pragma unroll
     for (int nb = 0; nb < BN / 8; ++nb)
@@ -1227,8 +1301,9 @@ __global__ void __launch_bounds__(kThreads, MinBlocks) wg_dkv_kernel(const Flash
   float* lse_s = reinterpret_cast<float*>(dOs + 2 * BM * D);  // [2][BM]
   float* dl_s = lse_s + 2 * BM;                               // [2][BM]
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, tq = lane & 3, wg = warp >> 2;
-  const int s0 = blockIdx.x * BN;
-  const int hk = blockIdx.y, b = blockIdx.z;
+  const BlockTile bt = block_tile();
+  const int s0 = bt.rank * BN;
+  const int hk = bt.head, b = bt.batch;
   const int64_t q_ld = int64_t(p.H) * D, kv_ld = int64_t(p.Hkv) * D;
   const int64_t kv_off = (int64_t(b) * p.L * p.Hkv + hk) * D;
   const int s_last = min(p.L, s0 + BN) - 1;
@@ -1290,7 +1365,7 @@ __global__ void __launch_bounds__(kThreads, MinBlocks) wg_dkv_kernel(const Flash
       const bool need_mask = p.mask != nullptr ||
           qt0 + BM > p.L || wk0 + 15 > qt0 || (p.window > 0 && qt0 + BM - 1 - wk0 >= p.window);
       uint32_t mwt[2][(BM + 31) / 32];  // keys g, g + 8: their words for this query tile (all ones unmasked)
-      mask_words(p, p.mask_t, wk0 + g, qt0 >> 5, mwt);
+      mask_words(p, p.mask_t, b, wk0 + g, qt0 >> 5, mwt);
       uint32_t pa[BM / 16][4], sa[BM / 16][4];
 #pragma unroll
       for (int nb = 0; nb < BM / 8; ++nb) {
@@ -1396,6 +1471,8 @@ bool flash_supported(const Tensor& q, const Tensor& k, const Tensor& v, const Te
   const int64_t B = q.dim(0), L = q.dim(1), H = q.dim(2), D = q.dim(3);
   if (D != 64 && D != 128) return false;
   if (L < 1 || B < 1 || B > 65535 || H > 65535 || L > (int64_t(1) << 30)) return false;
+  // block_tile() numbers the blocks of a (tiles, heads, batch) grid in 32 bits (tiles of 128).
+  if (((L + 127) / 128 + 1) * H * B * kLptPairs >= (int64_t(1) << 32)) return false;
   return aligned16(q) && aligned16(k) && aligned16(v) && (!o || aligned16(*o)) && (!dout || aligned16(*dout));
 }
 
@@ -1442,18 +1519,19 @@ void launch_dkv_wg(const FlashParams& p, int64_t B) {
 
 template <int D>
 void launch_dq_mma(const FlashParams& p, int64_t B) {
-  auto kernel = flash_bwd_dq_kernel<D, 2>;
-  allow_smem(kernel, dq_smem<D>());
-  kernel<<<dim3(unsigned((p.L + kDqRows - 1) / kDqRows), unsigned(p.H), unsigned(B)), kThreads, dq_smem<D>(),
+  constexpr int NS = dq_stages<D>();
+  auto kernel = flash_bwd_dq_kernel<D, 2, NS>;
+  allow_smem(kernel, dq_smem<D, NS>());
+  kernel<<<dim3(unsigned((p.L + kDqRows - 1) / kDqRows), unsigned(p.H), unsigned(B)), kThreads, dq_smem<D, NS>(),
            stream()>>>(p);
 }
 
 template <int D>
 void launch_dkv_mma(const FlashParams& p, int64_t B) {
-  auto kernel = flash_bwd_dkv_kernel<D, dkv_min_blocks<D>()>;
-  allow_smem(kernel, dkv_smem<D>());
-  kernel<<<dim3(unsigned((p.L + kDkvKeys - 1) / kDkvKeys), unsigned(p.Hkv), unsigned(B)), kThreads, dkv_smem<D>(),
-           stream()>>>(p);
+  auto kernel = flash_bwd_dkv_kernel<D, dkv_min_blocks<D>(), kDkvStages>;
+  allow_smem(kernel, dkv_smem<D, kDkvStages>());
+  kernel<<<dim3(unsigned((p.L + kDkvKeys - 1) / kDkvKeys), unsigned(p.Hkv), unsigned(B)), kThreads,
+           dkv_smem<D, kDkvStages>(), stream()>>>(p);
 }
 
 }  // namespace
@@ -1480,9 +1558,10 @@ void flash_backward(const Tensor& q, const Tensor& k, const Tensor& v, const Ten
     check_launch("flash attention mask transpose");
     p.mask_t = reinterpret_cast<const uint32_t*>(mask_t.data<int32_t>());
   }
-  // D = 64 keeps the mma.sync kernels on Hopper too: its wgmma backward measured no faster on an
-  // H100 (B8 L2048 H12: 1.23 vs 1.20 ms full causal, 0.68 vs 0.62 ms at window 512), the
-  // mma.sync ones fitting two blocks per SM.
+  // D = 64 keeps the mma.sync kernels on Hopper too: wgmma versions of its backward measured
+  // slower on an H100 (B8 L2048 H12, bwd ms: mma.sync 1.13; wgmma dQ + dK/dV 1.23 vs 1.20 in an
+  // earlier session; a software-pipelined wgmma dK/dV 1.18-1.20 and Q/dO as register operands
+  // of the wgmma dQ 1.17, branch attn-speed 1b82df8), the mma.sync ones fitting two blocks per SM.
   const bool wg = flash_use_wgmma() && D == 128;
   with_head_dim(D, [&](auto d) {
     constexpr int Dc = decltype(d)::value;

@@ -146,6 +146,14 @@ TEST(CudaFlash, TileMultiples) {
       for (int64_t w : {0, 64, 128}) check_flash({2, L, 4, 2, D, w}, seed += 10);
 }
 
+TEST(CudaFlash, ManyHeadsAndBatches) {
+  LT2_REQUIRE_GPU();
+  // More (batch, head) pairs than one group of the longest-first block order (16 pairs), with a
+  // partial last group: 3 x 12 query heads, 3 x 6 and 3 x 4 KV heads.
+  check_flash({3, 300, 12, 6, 64, 0}, 6000);
+  check_flash({3, 200, 12, 4, 128, 100}, 6010);
+}
+
 TEST(CudaFlash, MmaSyncKernels) {
   LT2_REQUIRE_GPU();
   // On an H100 the wgmma kernels run by default; LT2_FLASH_MMA=1 takes the mma.sync kernels
