@@ -1,6 +1,8 @@
 // RMSNorm, per-head L2 norm and GDN's gated RMSNorm on the GPU: one warp per row (rows are
-// short: the model width, a head), 16-byte accesses when the rows allow them, the row's
+// short: the model width, a head; l2norm's heads take a half or quarter warp), 16-byte accesses when the rows allow them, the row's
 // statistics reduced in fp32 by warp shuffles; weight gradients by colsum_accumulate.
+#include <type_traits>
+
 #include "cuda/common.cuh"
 #include "cuda/cuda_ops.h"
 #include "cuda/op_util.cuh"
@@ -11,22 +13,42 @@ namespace {
 
 constexpr int kRowsPerBlock = 8;  // warps per block, one row each
 
-// The row this warp handles (-1 past the end) and the lane's first column; a lane then
-// walks columns c, c + 32 VEC, ... in VEC-wide pieces.
+// The row a group of LANES lanes handles and the lane's first column; a lane then walks
+// columns c, c + LANES VEC, ... in VEC-wide pieces. A warp takes 32 / LANES consecutive rows:
+// short rows (l2norm's heads) take a half or quarter warp, not a warp with lanes idle. r = -1:
+// every row of the warp lies past the end (the whole warp returns); a group past the end
+// otherwise works on the last row without storing (store false), so its warp's shuffles stay
+// full.
+template <int LANES = 32>
 struct WarpRow {
+  static constexpr int kLanes = LANES;
   int64_t r;
   int64_t c0;
-  __device__ WarpRow(int64_t rows, int vec) : WarpRow(rows, vec, int64_t(blockIdx.x) * kRowsPerBlock + threadIdx.x / 32) {}
+  bool store;
+  __device__ WarpRow(int64_t rows, int vec)
+      : WarpRow(rows, vec, (int64_t(blockIdx.x) * kRowsPerBlock + threadIdx.x / 32) * (32 / LANES) +
+                               int64_t(threadIdx.x % 32) / LANES) {}
   __device__ WarpRow(int64_t rows, int vec, int64_t row) {
-    r = row < rows ? row : -1;
-    c0 = int64_t(threadIdx.x % 32) * vec;
+    const int64_t warp_first = row - int64_t(threadIdx.x % 32) / LANES;
+    store = row < rows;
+    r = warp_first >= rows ? -1 : store ? row : rows - 1;
+    c0 = int64_t(threadIdx.x % LANES) * vec;
   }
 };
-#define LT2_ROW_COLUMNS(c, wr, n) for (int64_t c = (wr).c0; c < (n); c += 32 * VEC)
+#define LT2_ROW_COLUMNS(c, wr, n) \
+  for (int64_t c = (wr).c0; c < (n); c += std::decay_t<decltype(wr)>::kLanes * VEC)
 
-// Sum of x^2 over the warp's row xr (every lane gets it).
-template <int VEC, class T>
-__device__ __forceinline__ float row_sum_squares(const T* xr, const WarpRow& wr, int64_t n) {
+// Sum of v over the LANES lanes of a row's group (xor offsets below LANES stay inside it).
+template <int LANES>
+__device__ __forceinline__ float group_sum(float v) {
+#pragma unroll
+  for (int o = LANES / 2; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+  return v;
+}
+
+// Sum of x^2 over the group's row xr (every lane of the group gets it).
+template <int VEC, class T, class WR>
+__device__ __forceinline__ float row_sum_squares(const T* xr, const WR& wr, int64_t n) {
   float ss = 0.f;
   LT2_ROW_COLUMNS(c, wr, n) {
     float v[VEC];
@@ -34,12 +56,12 @@ __device__ __forceinline__ float row_sum_squares(const T* xr, const WarpRow& wr,
 #pragma unroll
     for (int i = 0; i < VEC; ++i) ss += v[i] * v[i];
   }
-  return warp_sum(ss);
+  return group_sum<WR::kLanes>(ss);
 }
 
-// yr = xr * f * w over the warp's row (w null: xr * f).
-template <int VEC, class T, class P>
-__device__ __forceinline__ void scale_row(const T* xr, const P* w, float f, T* yr, const WarpRow& wr, int64_t n) {
+// yr = xr * f * w over the group's row (w null: xr * f).
+template <int VEC, class T, class P, class WR>
+__device__ __forceinline__ void scale_row(const T* xr, const P* w, float f, T* yr, const WR& wr, int64_t n) {
   LT2_ROW_COLUMNS(c, wr, n) {
     float v[VEC], wv[VEC];
     ld_vec<VEC>(xr + c, v);
@@ -137,12 +159,27 @@ void launch_rows(int64_t rows, int64_t n, std::initializer_list<const void*> act
   else launch(std::integral_constant<int, 1>{}, grid);
 }
 
+// launch_rows for kernels that take a lane group per row: launch(VEC, LANES, grid) with LANES
+// the fewest of 8, 16, 32 lanes that cover the row's VEC-wide pieces.
+template <class T, class F>
+void launch_group_rows(int64_t rows, int64_t n, std::initializer_list<const void*> acts, F&& launch) {
+  launch_rows<T, T>(rows, n, acts, nullptr, [&](auto vec, dim3) {
+    const int64_t pieces = n / vec();
+    auto go = [&](auto lanes) {
+      launch(vec, lanes, dim3(unsigned(blocks_for(rows, kRowsPerBlock * (32 / lanes())))));
+    };
+    if (pieces <= 8) go(std::integral_constant<int, 8>{});
+    else if (pieces <= 16) go(std::integral_constant<int, 16>{});
+    else go(std::integral_constant<int, 32>{});
+  });
+}
+
 // ---- RMSNorm ---------------------------------------------------------------------------
 // y = x * inv * w, inv = 1 / sqrt(mean(x^2) + eps); rstd (F32 [rows]) may be null.
 template <class T, class P, int VEC>
 __global__ void __launch_bounds__(32 * kRowsPerBlock) rmsnorm_kernel(const T* x, const P* w, T* y, float* rstd,
                                                                     int64_t rows, int64_t n, float eps) {
-  const WarpRow wr(rows, VEC);
+  const WarpRow<> wr(rows, VEC);
   if (wr.r < 0) return;
   const T* xr = x + wr.r * n;
   const float inv = 1.f / sqrtf(row_sum_squares<VEC>(xr, wr, n) / float(n) + eps);
@@ -155,7 +192,7 @@ template <class T, class P, int VEC>
 __global__ void __launch_bounds__(32 * kRowsPerBlock) add_rmsnorm_kernel(const T* a, const T* b, const P* w, T* sum,
                                                                         T* y, float* rstd, int64_t rows, int64_t n,
                                                                         float eps) {
-  const WarpRow wr(rows, VEC);
+  const WarpRow<> wr(rows, VEC);
   if (wr.r < 0) return;
   const int64_t base = wr.r * n;
   float ss = 0.f;
@@ -184,7 +221,7 @@ __global__ void __launch_bounds__(32 * kRowsPerBlock) rmsnorm_backward_kernel(co
                                                                              int64_t rows, int64_t n) {
   float* dw_acc = dw_tile_begin(dw_partial, n);
   for (int step = 0; step < kDwRowsPerWarp; ++step) {
-    const WarpRow wr(rows, VEC, dw_row(step));
+    const WarpRow<> wr(rows, VEC, dw_row(step));
     if (wr.r < 0) break;
     const T* xr = x + wr.r * n;
     const T* gr = dy + wr.r * n;
@@ -229,21 +266,21 @@ struct RmsnormDw {
 // ---- L2 norm ----------------------------------------------------------------------------
 constexpr float kL2Eps = 1e-6f;
 
-template <class T, int VEC>
+template <class T, int VEC, int LANES>
 __global__ void __launch_bounds__(32 * kRowsPerBlock) l2norm_kernel(const T* x, T* y, int64_t rows, int64_t n,
                                                                    float scale) {
-  const WarpRow wr(rows, VEC);
+  const WarpRow<LANES> wr(rows, VEC);
   if (wr.r < 0) return;
   const T* xr = x + wr.r * n;
   const float f = scale / sqrtf(row_sum_squares<VEC>(xr, wr, n) + kL2Eps);
-  scale_row<VEC>(xr, static_cast<const T*>(nullptr), f, y + wr.r * n, wr, n);
+  if (wr.store) scale_row<VEC>(xr, static_cast<const T*>(nullptr), f, y + wr.r * n, wr, n);
 }
 
 // y = s x / nrm  =>  dx = s (g / nrm - x (g.x) / nrm^3)
-template <class T, int VEC>
+template <class T, int VEC, int LANES>
 __global__ void __launch_bounds__(32 * kRowsPerBlock) l2norm_backward_kernel(const T* x, const T* dy, T* dx,
                                                                             int64_t rows, int64_t n, float scale) {
-  const WarpRow wr(rows, VEC);
+  const WarpRow<LANES> wr(rows, VEC);
   if (wr.r < 0) return;
   const T* xr = x + wr.r * n;
   const T* gr = dy + wr.r * n;
@@ -255,8 +292,9 @@ __global__ void __launch_bounds__(32 * kRowsPerBlock) l2norm_backward_kernel(con
 #pragma unroll
     for (int i = 0; i < VEC; ++i) ss += xv[i] * xv[i], dot += gv[i] * xv[i];
   }
-  const float nrm = sqrtf(warp_sum(ss) + kL2Eps);
-  const float a = scale / nrm, b = scale * warp_sum(dot) / (nrm * nrm * nrm);
+  const float nrm = sqrtf(group_sum<LANES>(ss) + kL2Eps);
+  const float a = scale / nrm, b = scale * group_sum<LANES>(dot) / (nrm * nrm * nrm);
+  if (!wr.store) return;
   LT2_ROW_COLUMNS(c, wr, n) {
     float xv[VEC], gv[VEC];
     ld_vec<VEC>(xr + c, xv);
@@ -272,7 +310,7 @@ __global__ void __launch_bounds__(32 * kRowsPerBlock) l2norm_backward_kernel(con
 template <class T, class P, int VEC>
 __global__ void __launch_bounds__(32 * kRowsPerBlock) gated_rmsnorm_kernel(const T* o, const T* z, const P* w, T* y,
                                                                           int64_t rows, int64_t n, float eps) {
-  const WarpRow wr(rows, VEC);
+  const WarpRow<> wr(rows, VEC);
   if (wr.r < 0) return;
   const int64_t base = wr.r * n;
   const float inv = 1.f / sqrtf(row_sum_squares<VEC>(o + base, wr, n) / float(n) + eps);
@@ -296,7 +334,7 @@ __global__ void __launch_bounds__(32 * kRowsPerBlock) gated_rmsnorm_backward_ker
     int64_t rows, int64_t n, float eps) {
   float* dw_acc = dw_tile_begin(dw_partial, n);
   for (int step = 0; step < kDwRowsPerWarp; ++step) {
-    const WarpRow wr(rows, VEC, dw_row(step));
+    const WarpRow<> wr(rows, VEC, dw_row(step));
     if (wr.r < 0) break;
     const int64_t base = wr.r * n;
     float ss = 0.f, dot = 0.f;
@@ -443,9 +481,9 @@ Tensor l2norm(const Tensor& x, double scale) {
   if (rows == 0 || n == 0) return y;
   dispatch_float(x.dtype(), [&](auto t) {
     using T = decltype(t);
-    launch_rows<T, T>(rows, n, {x.bytes(), y.bytes()}, nullptr, [&](auto vec, dim3 grid) {
-      l2norm_kernel<T, vec()><<<grid, 32 * kRowsPerBlock, 0, stream()>>>(x.data<T>(), y.data<T>(), rows, n,
-                                                                          float(scale));
+    launch_group_rows<T>(rows, n, {x.bytes(), y.bytes()}, [&](auto vec, auto lanes, dim3 grid) {
+      l2norm_kernel<T, vec(), lanes()><<<grid, 32 * kRowsPerBlock, 0, stream()>>>(x.data<T>(), y.data<T>(), rows, n,
+                                                                                   float(scale));
     });
   });
   check_launch("l2norm");
@@ -461,9 +499,9 @@ Tensor l2norm_backward(const Tensor& x, double scale, const Tensor& dy) {
   if (rows == 0 || n == 0) return dx;
   dispatch_float(x.dtype(), [&](auto t) {
     using T = decltype(t);
-    launch_rows<T, T>(rows, n, {x.bytes(), dy.bytes(), dx.bytes()}, nullptr, [&](auto vec, dim3 grid) {
-      l2norm_backward_kernel<T, vec()><<<grid, 32 * kRowsPerBlock, 0, stream()>>>(x.data<T>(), dy.data<T>(),
-                                                                                   dx.data<T>(), rows, n, float(scale));
+    launch_group_rows<T>(rows, n, {x.bytes(), dy.bytes(), dx.bytes()}, [&](auto vec, auto lanes, dim3 grid) {
+      l2norm_backward_kernel<T, vec(), lanes()><<<grid, 32 * kRowsPerBlock, 0, stream()>>>(
+          x.data<T>(), dy.data<T>(), dx.data<T>(), rows, n, float(scale));
     });
   });
   check_launch("l2norm_backward");
