@@ -98,9 +98,12 @@ int cmd_bench(int argc, char** argv) {
   cuda::synchronize();
   cuda::reset_peak_memory();
   std::vector<double> times;
+  uint64_t waits = 0;  // the host's waits for the GPU inside the timed steps
   for (int64_t i = 0; i < steps; ++i) {
     auto t0 = clk::now();
+    const uint64_t w0 = cuda::wait_count();
     trainer.step();
+    waits += cuda::wait_count() - w0;
     cuda::synchronize();  // the step's GPU work is done before the clock stops
     times.push_back(seconds_since(t0));
     std::fprintf(stderr, "step %lld: %.3f s\n", (long long)(i + 1), times.back());
@@ -143,6 +146,8 @@ int cmd_bench(int argc, char** argv) {
   if (gpu) {
     std::printf("bf16 GEMM peak    %.1f TFLOP/s (8192^3, measured) -> MFU %.1f%%\n", peak / 1e3, 100 * gflops / peak);
     std::printf("peak GPU memory   %.2f GiB (allocated by lt2's caching allocator)\n", peak_gib);
+    std::printf("host waits        %.1f a step (for uploads and read-backs; in between the host runs ahead of the GPU)\n",
+                double(waits) / double(steps));
   } else {
     std::printf("sgemm peak        %.1f GFLOP/s (1536^3 fp32, best of 3)\n", peak);
   }

@@ -18,6 +18,7 @@ void copy_to_host(void*, const void*, size_t) { no_cuda(); }
 void copy_on_device(void*, const void*, size_t) { no_cuda(); }
 void memset_zero(void*, size_t) { no_cuda(); }
 void synchronize() {}
+uint64_t wait_count() { return 0; }
 void cast(const void*, int, void*, int, int64_t) { no_cuda(); }
 void add_inplace(void*, const void*, int, int64_t) { no_cuda(); }
 }  // namespace lt2::cuda

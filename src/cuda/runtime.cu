@@ -1,4 +1,5 @@
 // Device queries, the stream, the caching allocator and Tensor's copy / cast / add kernels.
+#include <atomic>
 #include <map>
 #include <mutex>
 #include <type_traits>
@@ -123,9 +124,12 @@ void copy_on_device(void* dst, const void* src, size_t bytes) {
   LT2_CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, stream()));
 }
 void memset_zero(void* dst, size_t bytes) { LT2_CUDA_CHECK(cudaMemsetAsync(dst, 0, bytes, stream())); }
+std::atomic<uint64_t> g_waits{0};
 void synchronize() {
+  ++g_waits;
   if (g_stream_created) LT2_CUDA_CHECK(cudaStreamSynchronize(stream()));
 }
+uint64_t wait_count() { return g_waits.load(); }
 
 // ---- cast and add -----------------------------------------------------------------
 void cast(const void* src, int src_dtype, void* dst, int dst_dtype, int64_t n) {

@@ -27,6 +27,10 @@ void copy_to_host(void* dst, const void* src, size_t bytes);
 void copy_on_device(void* dst, const void* src, size_t bytes);
 void memset_zero(void* dst, size_t bytes);
 void synchronize();  // waits for the stream; raises the first asynchronous kernel error
+// How many times the host has waited for the stream (synchronize(), host <-> device copies):
+// between two waits the host can run ahead of the GPU, at a wait the GPU drains and idles
+// until the host issues again (what a CUDA graph of the step would save).
+uint64_t wait_count();
 
 // Element-wise helpers Tensor needs (dtype codes as in core/tensor.h's DType).
 void cast(const void* src, int src_dtype, void* dst, int dst_dtype, int64_t n);
