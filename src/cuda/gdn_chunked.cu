@@ -1155,6 +1155,24 @@ __device__ __forceinline__ void scan_x2_issue_Au(const ScanArgs& a, int c, int64
                                         a.Au2 + (bhv * a.d.NC + c) * (2 * kC * kC), kC, 2 * kC, kC);
 }
 
+// Checkpoint (S or dS', [2][KP][VT] BF16 planes, as gdn_grad_x2_kernel reads them) = the split copy
+// of the state in shared memory, which the previous chunk wrote and the barrier at the top of this
+// one published (it is rewritten only after the chunk's last barrier). Every thread copies 16-byte
+// words: coalesced stores, and no second split of the register tiles (the walk used to split them
+// again and store 4-byte pairs to both planes).
+template <int KP, int VT>
+__device__ __forceinline__ void scan_x2_store_ckpt(bf16* dst, const bf16* Sp) {
+  using Lay = ScanX2Layout<KP, VT>;
+  constexpr int GPR = VT / 8, WORDS = 2 * KP * GPR;  // 16-byte words per row, in all
+  static_assert(WORDS % kThreads == 0, "checkpoint copy mapping");
+#pragma unroll
+  for (int it = 0; it < WORDS / kThreads; ++it) {
+    const int w = int(threadIdx.x) + kThreads * it, row = w / GPR, c8 = 8 * (w % GPR);  // row = plane · KP + i
+    const uint4 x = *reinterpret_cast<const uint4*>(Sp + (row / KP) * Lay::SPL + (row % KP) * Lay::LDV + c8);
+    *reinterpret_cast<uint4*>(dst + row * VT + c8) = x;
+  }
+}
+
 // Forward walk, value columns [col0, col0 + VT).
 template <int KP, int VT>
 __device__ __forceinline__ void scan_x2_forward(const ScanArgs& a, int tile, unsigned char* smem) {
@@ -1225,14 +1243,8 @@ __device__ __forceinline__ void scan_x2_forward(const ScanArgs& a, int tile, uns
       put_gates(vec0 + (buf ^ 1) * 4 * kC, gt);
       if (c + 2 < NC) gt = fetch_gates(a, c + 2, b, hv);
     }
-    if (a.ckS) {
-      bf16* ck = static_cast<bf16*>(a.ckS) + ((bhv * d.NC + c) * a.tiles + tile) * (2 * KP * VT);
-#pragma unroll
-      for (int u = 0; u < NT; ++u) {  // split, as gdn_grad_x2_kernel reads it
-        const int tt = warp + kWarps * u, mS = 16 * (tt >> 1), nS = (tt & 1) * (VT / 2);
-        for_pairs(St[u], mS, nS, [&](int i, int cc, float x0, float x1) { put_split(ck, VT, KP * VT, i, cc, x0, x1); });
-      }
-    }
+    if (a.ckS)
+      scan_x2_store_ckpt<KP, VT>(static_cast<bf16*>(a.ckS) + ((bhv * d.NC + c) * a.tiles + tile) * (2 * KP * VT), Sp);
     // X = V − diag(e) K S (split);  P = diag(e) Q S kept for O;  M = tril(Q Kᵀ) ⊙ Γ (split).
     float accO[NS][4] = {};
     {
@@ -1360,14 +1372,8 @@ __device__ __forceinline__ void scan_x2_reverse(const ScanArgs& a, int tile, uns
       put_gates(vec0 + (buf ^ 1) * 4 * kC, gt);
       if (it + 2 < NC) gt = fetch_gates(a, c - 2, b, hv);
     }
-    if (a.ckD) {
-      bf16* ck = static_cast<bf16*>(a.ckD) + ((bhv * d.NC + c) * a.tiles + tile) * (2 * KP * VT);
-#pragma unroll
-      for (int u = 0; u < NT; ++u) {  // split, as gdn_grad_x2_kernel reads it
-        const int tt = warp + kWarps * u, mS = 16 * (tt >> 1), nS = (tt & 1) * (VT / 2);
-        for_pairs(St[u], mS, nS, [&](int i, int cc, float x0, float x1) { put_split(ck, VT, KP * VT, i, cc, x0, x1); });
-      }
-    }
+    if (a.ckD)
+      scan_x2_store_ckpt<KP, VT>(static_cast<bf16*>(a.ckD) + ((bhv * d.NC + c) * a.tiles + tile) * (2 * KP * VT), Sp);
     for (int idx = tid; idx < kC * (VT / 8); idx += kThreads) {  // e dO, split, 8 columns (16 bytes) at a time
       const int o = (idx / (VT / 8)) * LDV + 8 * (idx % (VT / 8));
       scale_split8(e[idx / (VT / 8)], *reinterpret_cast<const uint4*>(dos + o), reinterpret_cast<uint4*>(Ep + o),
