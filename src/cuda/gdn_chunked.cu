@@ -70,6 +70,11 @@
 // row scalings and the product by Auᵀ out of its value loop (see their sections). Profiled with
 // ncu, the accessor kernels spent their issue slots on per-element loads, splits and predicated
 // 16-bit stores, not on the tensor cores. Measured on an H100 (bench/gpu/gdn_split_h100.txt).
+// With one 8-warp block per SM (registers, shared memory) each warp issues only every ~7 cycles,
+// so every instruction that is not an mma costs time: the value-block loads, the input tiles
+// (load_tile_async) and the checkpoints go by 16-byte words with per-thread addresses set up once,
+// and results are stored in pairs (bench/gpu/gdn_speed2_h100.txt: fwd+bwd 2.47 -> 2.06 ms and
+// 3.47 -> 2.96 ms at the two issue shapes; more independent mma chains did not help).
 #include "cuda/gdn_chunked.h"
 
 #include <algorithm>
@@ -1810,7 +1815,7 @@ __global__ void __launch_bounds__(kThreads, 1) gdn_grad_kernel(GradArgs a) {
 // product, so the row dots need no shared copy); dX is formed only for its row dot with e·KS.
 // S, dS' and dout come two buffers deep (the next value block's loads fly while this one
 // computes; the grad kernel runs one block per SM, so an exposed load idles the SM); v goes
-// straight to registers. The tail (the 64 × 64 gradients, once per chunk) is gdn_grad_kernel's,
+// straight to registers, also a value block ahead. The tail (the 64 × 64 gradients, once per chunk) is gdn_grad_kernel's,
 // reading A again into the freed value-block region.
 template <int KP, int VB>
 struct GradX2Layout {
