@@ -1,7 +1,9 @@
 // lt2 bench gdn: the Gated DeltaNet core on the GPU, forward and forward + backward, timed with
 // CUDA events (median of --reps after --warmup), with the achieved TFLOP/s. Rows: the chunked
 // tensor-core kernels (cuda/gdn_chunked.cu) for each --value-tile, then the token-by-token
-// recurrence they replace (forced with LT2_GDN_RECURRENT=1) unless --no-recurrent.
+// recurrence they replace (forced with LT2_GDN_RECURRENT=1) unless --no-recurrent. The row
+// "chunked st" is the training path: the forward keeps its per-chunk states and the backward
+// reuses them (only the reverse scan runs), at the automatic value tile.
 //
 // FLOPs are the chunked algorithm's matrix products per (batch, value head, chunk of C = 64
 // tokens): K Kᵀ and Q Kᵀ (2·C²·K each); K S, Q S and the state update Kᵀ Δ (2·C·K·V each);
@@ -224,6 +226,18 @@ int bench_gdn(int argc, char** argv) {
             },
             warmup, reps);
         report(vt == 0 ? "chunked" : "chunked vt" + std::to_string(vt), fwd_ms, all_ms);
+        if (vt == 0) {  // the training path: the forward keeps its per-chunk states, the backward reuses them
+          Tensor states;
+          const double fwd_st_ms = cuda::time_ms(
+              [&] { o = cuda::gdn_chunked_forward(q, k, v, beta, g, none, nullptr, vt, &states); }, warmup, reps);
+          const double all_st_ms = cuda::time_ms(
+              [&] {
+                o = cuda::gdn_chunked_forward(q, k, v, beta, g, none, nullptr, vt, &states);
+                gr = cuda::gdn_chunked_backward(q, k, v, beta, g, none, dout, none, vt, states);
+              },
+              warmup, reps);
+          report("chunked st", fwd_st_ms, all_st_ms);
+        }
       }
     } else {
       std::printf("%-22s %-12s (not supported for this K / dtype)\n", name, "chunked");

@@ -70,6 +70,11 @@
 // row scalings and the product by Auᵀ out of its value loop (see their sections). Profiled with
 // ncu, the accessor kernels spent their issue slots on per-element loads, splits and predicated
 // 16-bit stores, not on the tensor cores. Measured on an H100 (bench/gpu/gdn_split_h100.txt).
+// With one 8-warp block per SM (registers, shared memory) each warp issues only every ~7 cycles,
+// so every instruction that is not an mma costs time: the value-block loads, the input tiles
+// (load_tile_async) and the checkpoints go by 16-byte words with per-thread addresses set up once,
+// and results are stored in pairs (bench/gpu/gdn_speed2_h100.txt: fwd+bwd 2.47 -> 2.06 ms and
+// 3.47 -> 2.96 ms at the two issue shapes; more independent mma chains did not help).
 #include "cuda/gdn_chunked.h"
 
 #include <algorithm>
@@ -451,11 +456,29 @@ __device__ __forceinline__ void load_tile_async(T* dst, const T* src, int64_t st
   constexpr int VEC = 16 / int(sizeof(T));
   static_assert(W % VEC == 0 && LD % VEC == 0, "tile rows must hold whole 16-byte vectors");
   const bool vec = nc % VEC == 0 && stride % VEC == 0 && (reinterpret_cast<uintptr_t>(src) & 15) == 0;
+  constexpr int GPR = W / VEC;  // 16-byte groups per row
   if (vec) {
-    for (int idx = threadIdx.x; idx < R * (W / VEC); idx += kThreads) {
-      const int r = idx / (W / VEC), c = (idx % (W / VEC)) * VEC;
-      const bool ok = r < nr && c < nc;
-      cp_async16(dst + r * LD + c, ok ? src + r * stride + c : src, ok);  // src itself is always a valid address
+    if constexpr (kThreads % GPR == 0 && R % (kThreads / GPR) == 0) {
+      // Each thread's column group and first row follow from its index and the passes are
+      // unrolled, so the 64-bit row offsets are computed once (ncu, split-tile scans: the generic
+      // loop below spent ~50 index and address instructions per 16-byte copy, a fifth of the
+      // reverse scan's instructions).
+      constexpr int RPP = kThreads / GPR;  // rows per pass
+      const int r0 = int(threadIdx.x) / GPR, c = (int(threadIdx.x) % GPR) * VEC;
+      const T* s = src + r0 * stride + c;
+      T* dd = dst + r0 * LD + c;
+      const bool col_ok = c < nc;
+#pragma unroll
+      for (int p = 0; p < R / RPP; ++p) {
+        const bool ok = col_ok && r0 + RPP * p < nr;
+        cp_async16(dd + RPP * p * LD, ok ? s + RPP * p * stride : src, ok);  // src itself is always a valid address
+      }
+    } else {
+      for (int idx = threadIdx.x; idx < R * GPR; idx += kThreads) {
+        const int r = idx / GPR, c = (idx % GPR) * VEC;
+        const bool ok = r < nr && c < nc;
+        cp_async16(dst + r * LD + c, ok ? src + r * stride + c : src, ok);
+      }
     }
   } else {
     for (int idx = threadIdx.x; idx < R * W; idx += kThreads) {
@@ -1117,6 +1140,18 @@ __device__ __forceinline__ void for_pairs(float (&acc)[NS][4], int m0, int n0, c
   }
 }
 
+// hi, lo = the split of s · x for 8 BF16 values x (one 16-byte word), the same values as put_split
+// of each pair, stored as 16-byte words.
+__device__ __forceinline__ void scale_split8(float s, const uint4& x, uint4* hi, uint4* lo) {
+  const uint32_t in[4] = {x.x, x.y, x.z, x.w};
+  uint32_t h[4], l[4];
+#pragma unroll
+  for (int w = 0; w < 4; ++w)
+    split_bf16<true>(s * __uint_as_float(in[w] << 16), s * __uint_as_float(in[w] & 0xffff0000u), h[w], l[w]);
+  *hi = make_uint4(h[0], h[1], h[2], h[3]);
+  *lo = make_uint4(l[0], l[1], l[2], l[3]);
+}
+
 template <int KP, int VT>
 __device__ __forceinline__ void scan_x2_issue_inputs(const ScanArgs& a, int c, int buf, int64_t b, int64_t hv,
                                                      int64_t col0, int ncol, bool want_q, const bf16* src,
@@ -1141,6 +1176,24 @@ __device__ __forceinline__ void scan_x2_issue_Au(const ScanArgs& a, int c, int64
   using Lay = ScanX2Layout<KP, VT>;
   load_tile_async<2 * kC, kC, Lay::LDC>(reinterpret_cast<bf16*>(smem + Lay::AU),
                                         a.Au2 + (bhv * a.d.NC + c) * (2 * kC * kC), kC, 2 * kC, kC);
+}
+
+// Checkpoint (S or dS', [2][KP][VT] BF16 planes, as gdn_grad_x2_kernel reads them) = the split copy
+// of the state in shared memory, which the previous chunk wrote and the barrier at the top of this
+// one published (it is rewritten only after the chunk's last barrier). Every thread copies 16-byte
+// words: coalesced stores, and no second split of the register tiles (the walk used to split them
+// again and store 4-byte pairs to both planes).
+template <int KP, int VT>
+__device__ __forceinline__ void scan_x2_store_ckpt(bf16* dst, const bf16* Sp) {
+  using Lay = ScanX2Layout<KP, VT>;
+  constexpr int GPR = VT / 8, WORDS = 2 * KP * GPR;  // 16-byte words per row, in all
+  static_assert(WORDS % kThreads == 0, "checkpoint copy mapping");
+#pragma unroll
+  for (int it = 0; it < WORDS / kThreads; ++it) {
+    const int w = int(threadIdx.x) + kThreads * it, row = w / GPR, c8 = 8 * (w % GPR);  // row = plane · KP + i
+    const uint4 x = *reinterpret_cast<const uint4*>(Sp + (row / KP) * Lay::SPL + (row % KP) * Lay::LDV + c8);
+    *reinterpret_cast<uint4*>(dst + row * VT + c8) = x;
+  }
 }
 
 // Forward walk, value columns [col0, col0 + VT).
@@ -1213,14 +1266,8 @@ __device__ __forceinline__ void scan_x2_forward(const ScanArgs& a, int tile, uns
       put_gates(vec0 + (buf ^ 1) * 4 * kC, gt);
       if (c + 2 < NC) gt = fetch_gates(a, c + 2, b, hv);
     }
-    if (a.ckS) {
-      bf16* ck = static_cast<bf16*>(a.ckS) + ((bhv * d.NC + c) * a.tiles + tile) * (2 * KP * VT);
-#pragma unroll
-      for (int u = 0; u < NT; ++u) {  // split, as gdn_grad_x2_kernel reads it
-        const int tt = warp + kWarps * u, mS = 16 * (tt >> 1), nS = (tt & 1) * (VT / 2);
-        for_pairs(St[u], mS, nS, [&](int i, int cc, float x0, float x1) { put_split(ck, VT, KP * VT, i, cc, x0, x1); });
-      }
-    }
+    if (a.ckS)
+      scan_x2_store_ckpt<KP, VT>(static_cast<bf16*>(a.ckS) + ((bhv * d.NC + c) * a.tiles + tile) * (2 * KP * VT), Sp);
     // X = V − diag(e) K S (split);  P = diag(e) Q S kept for O;  M = tril(Q Kᵀ) ⊙ Γ (split).
     float accO[NS][4] = {};
     {
@@ -1348,17 +1395,12 @@ __device__ __forceinline__ void scan_x2_reverse(const ScanArgs& a, int tile, uns
       put_gates(vec0 + (buf ^ 1) * 4 * kC, gt);
       if (it + 2 < NC) gt = fetch_gates(a, c - 2, b, hv);
     }
-    if (a.ckD) {
-      bf16* ck = static_cast<bf16*>(a.ckD) + ((bhv * d.NC + c) * a.tiles + tile) * (2 * KP * VT);
-#pragma unroll
-      for (int u = 0; u < NT; ++u) {  // split, as gdn_grad_x2_kernel reads it
-        const int tt = warp + kWarps * u, mS = 16 * (tt >> 1), nS = (tt & 1) * (VT / 2);
-        for_pairs(St[u], mS, nS, [&](int i, int cc, float x0, float x1) { put_split(ck, VT, KP * VT, i, cc, x0, x1); });
-      }
-    }
-    for (int idx = tid; idx < kC * (VT / 2); idx += kThreads) {  // e dO, split
-      const int r = idx / (VT / 2), cc = 2 * (idx % (VT / 2));
-      put_split(Ep, LDV, Lay::TPL, r, cc, e[r] * ld(dos[r * LDV + cc]), e[r] * ld(dos[r * LDV + cc + 1]));
+    if (a.ckD)
+      scan_x2_store_ckpt<KP, VT>(static_cast<bf16*>(a.ckD) + ((bhv * d.NC + c) * a.tiles + tile) * (2 * KP * VT), Sp);
+    for (int idx = tid; idx < kC * (VT / 8); idx += kThreads) {  // e dO, split, 8 columns (16 bytes) at a time
+      const int o = (idx / (VT / 8)) * LDV + 8 * (idx % (VT / 8));
+      scale_split8(e[idx / (VT / 8)], *reinterpret_cast<const uint4*>(dos + o), reinterpret_cast<uint4*>(Ep + o),
+                   reinterpret_cast<uint4*>(Ep + Lay::TPL + o));
     }
     if (m_tile) {
       float accM[4][4] = {};
@@ -1773,7 +1815,7 @@ __global__ void __launch_bounds__(kThreads, 1) gdn_grad_kernel(GradArgs a) {
 // product, so the row dots need no shared copy); dX is formed only for its row dot with e·KS.
 // S, dS' and dout come two buffers deep (the next value block's loads fly while this one
 // computes; the grad kernel runs one block per SM, so an exposed load idles the SM); v goes
-// straight to registers. The tail (the 64 × 64 gradients, once per chunk) is gdn_grad_kernel's,
+// straight to registers, also a value block ahead. The tail (the 64 × 64 gradients, once per chunk) is gdn_grad_kernel's,
 // reading A again into the freed value-block region.
 template <int KP, int VB>
 struct GradX2Layout {
@@ -1852,6 +1894,42 @@ __device__ __forceinline__ void row_dot_acc(const float (&acc)[NS][4], int m0, i
   }
 }
 
+// acc (this lane's elements of the 16 × 8·NS tile at m0, n0) loaded from (store = false) or stored to
+// a 64 × 64 fp32 matrix of row stride kLDA, by column pairs (adjacent, even: one 8-byte access each).
+template <int NS>
+__device__ __forceinline__ void acc_pairs(float (&acc)[NS][4], float* p, int m0, int n0, bool store) {
+  const int g = lane_g(), t = lane_t();
+#pragma unroll
+  for (int j = 0; j < NS; ++j)
+#pragma unroll
+    for (int hh = 0; hh < 2; ++hh) {
+      float2* q = reinterpret_cast<float2*>(p + (m0 + g + 8 * hh) * kLDA + n0 + 8 * j + 2 * t);
+      if (store) {
+        *q = make_float2(acc[j][2 * hh], acc[j][2 * hh + 1]);
+      } else {
+        const float2 x = *q;
+        acc[j][2 * hh] = x.x;
+        acc[j][2 * hh + 1] = x.y;
+      }
+    }
+}
+
+// Σ over 8 elements of (hi + lo) · (hi' + lo'): a, b as 16-byte words of their hi and lo planes.
+__device__ __forceinline__ float split_dot8(const uint4& ah, const uint4& al, const uint4& bh, const uint4& bl) {
+  const uint32_t xa[4] = {ah.x, ah.y, ah.z, ah.w}, ya[4] = {al.x, al.y, al.z, al.w};
+  const uint32_t xb[4] = {bh.x, bh.y, bh.z, bh.w}, yb[4] = {bl.x, bl.y, bl.z, bl.w};
+  float acc = 0.f;
+#pragma unroll
+  for (int w = 0; w < 4; ++w) {
+    const float a0 = __uint_as_float(xa[w] << 16) + __uint_as_float(ya[w] << 16);
+    const float a1 = __uint_as_float(xa[w] & 0xffff0000u) + __uint_as_float(ya[w] & 0xffff0000u);
+    const float b0 = __uint_as_float(xb[w] << 16) + __uint_as_float(yb[w] << 16);
+    const float b1 = __uint_as_float(xb[w] & 0xffff0000u) + __uint_as_float(yb[w] & 0xffff0000u);
+    acc += a0 * b0 + a1 * b1;
+  }
+  return acc;
+}
+
 template <int KP, int VB>
 __global__ void __launch_bounds__(kThreads, 1) gdn_grad_x2_kernel(GradArgs a) {
   using Lay = GradX2Layout<KP, VB>;
@@ -1898,24 +1976,66 @@ __global__ void __launch_bounds__(kThreads, 1) gdn_grad_x2_kernel(GradArgs a) {
   const bf16* ckD = static_cast<const bf16*>(a.ckD);
   const int nvb = int((d.V + VB - 1) / VB);
   const int vt = a.vt, tiles = a.tiles;
+  const int m0v = 16 * (warp & 3), n1v = half * (VB / 2);  // = m0, n1 below
 
   // All of one value block's loads (S, dS' split planes, dout) into buffer buf, in flight at once.
+  // The value-block loads (S, dS' split planes, dout) into buffer buf, all in flight at once. Each
+  // thread moves the same 16-byte column group of the same plane rows (row0 + RPP·pass) in every
+  // block, so its addresses are set up once here and the passes are unrolled (ncu: the generic
+  // loop's per-element index and 64-bit address arithmetic took ~14 % of the kernel's instructions).
+  constexpr int GPR = VB / 8;          // 16-byte groups per row
+  constexpr int RPP = kThreads / GPR;  // plane rows per pass
+  static_assert(kThreads % GPR == 0 && KP % RPP == 0, "value-block load mapping");
+  const int row0 = tid / GPR, cc8 = 8 * (tid % GPR);
+  const int vt_shift = __ffs(vt) - 1;  // vt is 32 or 64 (choose_vt)
+  const int64_t ck_thread = (bhv * d.NC + c) * tiles * (2 * int64_t(KP) * vt) + int64_t(row0) * vt + cc8;
+  const T* dout_c = dout + ((b * d.L + t0) * d.HV + hv) * d.V;
   auto issue = [&](int vbi, int buf) {
     unsigned char* base = smem + Lay::SB + buf * Lay::SBUF;
-    bf16* sd = reinterpret_cast<bf16*>(base);
+    bf16* sd = reinterpret_cast<bf16*>(base) + row0 * LDB + cc8;
     bf16* dsd = sd + 2 * Lay::SPL;
     T* dd = reinterpret_cast<T*>(base + 2 * 4 * size_t(Lay::SPL));
-    const int64_t colb = int64_t(vbi) * VB;
-    const int tile = int(colb / vt), off = int(colb % vt);
-    const int ncol = int(min64(VB, d.V - colb));
-    const int64_t src = ((bhv * d.NC + c) * tiles + tile) * (2 * int64_t(KP) * vt) + off;
-    for (int idx = tid; idx < 2 * KP * (VB / 8); idx += kThreads) {  // rows of both planes
-      const int i = idx / (VB / 8), cc = (idx % (VB / 8)) * 8;
-      const int pl = i / KP, ii = i % KP;
-      cp_async16(sd + pl * Lay::SPL + ii * LDB + cc, ckS + src + int64_t(i) * vt + cc, true);
-      cp_async16(dsd + pl * Lay::SPL + ii * LDB + cc, ckD + src + int64_t(i) * vt + cc, true);
+    const int colb = vbi * VB;  // tile colb / vt of the checkpoints, column colb % vt in it
+    const int64_t blk = ck_thread + ((int64_t(colb >> vt_shift) * (2 * KP)) << vt_shift) + (colb & (vt - 1));
+#pragma unroll
+    for (int pass = 0; pass < 2 * KP / RPP; ++pass) {
+      const int row = RPP * pass;  // + row0: plane row / KP, row row % KP of it
+      const int so = (row / KP) * Lay::SPL + (row % KP) * LDB;
+      const int64_t go = blk + (int64_t(row) << vt_shift);
+      cp_async16(sd + so, ckS + go, true);
+      cp_async16(dsd + so, ckD + go, true);
     }
-    load_tile_async<kC, VB, LDB>(dd, dout + ((b * d.L + t0) * d.HV + hv) * d.V + colb, d.HV * d.V, n, ncol);
+    load_tile_async<kC, VB, LDB>(dd, dout_c + colb, d.HV * d.V, n, int(min64(VB, d.V - colb)));
+  };
+  // v of value block vbi at this lane's accumulator positions (rows m0 + g, + 8; column pairs), as
+  // BF16 pairs (the lower column in the low half) straight into registers: used once, for X, and
+  // issued a value block ahead so that the loads fly while the previous block computes (ncu: the
+  // kernel stalled on them when they were issued in the block that used them).
+  const bool v_pairs = (d.V & 1) == 0;  // then colb + cc is even: one 4-byte load per pair
+  const int gv = lane_g(), tv = lane_t();
+  const T* v_lane = v + ((b * d.L + t0 + m0v + gv) * d.HV + hv) * d.V + n1v + 2 * tv;  // row m0 + g
+  const int64_t v_8rows = 8 * d.HV * d.V;
+  const bool v_row_in[2] = {m0v + gv < n, m0v + gv + 8 < n};
+  auto load_v = [&](int vbi, uint32_t (&vr)[VB / 16][2]) {
+    const int colb = vbi * VB;
+    const int ncol = int(min64(VB, d.V - colb));
+#pragma unroll
+    for (int j = 0; j < VB / 16; ++j)
+#pragma unroll
+      for (int hh = 0; hh < 2; ++hh) {
+        const int cc = n1v + 8 * j + 2 * tv;
+        const T* p = v_lane + hh * v_8rows + colb + 8 * j;
+        uint32_t x = 0u;
+        if (v_row_in[hh] && cc < ncol) {
+          if (v_pairs && cc + 1 < ncol) {
+            x = *reinterpret_cast<const uint32_t*>(p);
+          } else {
+            x = __bfloat16_as_ushort(p[0]);
+            if (cc + 1 < ncol) x |= uint32_t(__bfloat16_as_ushort(p[1])) << 16;
+          }
+        }
+        vr[j][hh] = x;
+      }
   };
 
   load_tile_async<kC, KP, LDK>(qs, q + ((b * d.L + t0) * d.H + h) * d.K, d.H * d.K, n, int(d.K));
@@ -1964,6 +2084,8 @@ __global__ void __launch_bounds__(kThreads, 1) gdn_grad_x2_kernel(GradArgs a) {
   float accQ[NSO][4] = {}, accK[NSO][4] = {}, accY[NSO][4] = {};
   float dss = 0.f;  // this thread's share of <dS', S>
   const int g = lane_g(), t4 = lane_t();
+  uint32_t vcur[NS1][2], vnext[NS1][2] = {};
+  load_v(0, vcur);
   for (int vb = 0; vb < nvb; ++vb) {
     const int buf = vb & 1;
     __syncthreads();  // the previous block is done with the other buffer and the X, Δ, dΔ tiles
@@ -1974,17 +2096,7 @@ __global__ void __launch_bounds__(kThreads, 1) gdn_grad_x2_kernel(GradArgs a) {
     } else {
       cp_async_wait<0>();
     }
-    // v of this block straight into registers (used once, for X): the loads fly during K S.
-    const int64_t colb = int64_t(vb) * VB;
-    const int ncol = int(min64(VB, d.V - colb));
-    bf16 vv[NS1][4];
-#pragma unroll
-    for (int j = 0; j < NS1; ++j)
-#pragma unroll
-      for (int qq = 0; qq < 4; ++qq) {
-        const int r = m0 + g + 8 * (qq >> 1), cc = n1 + 8 * j + 2 * t4 + (qq & 1);
-        vv[j][qq] = r < n && cc < ncol ? v[((b * d.L + t0 + r) * d.HV + hv) * d.V + colb + cc] : st<bf16>(0.f);
-      }
+    if (vb + 1 < nvb) load_v(vb + 1, vnext);
     __syncthreads();
     unsigned char* base = smem + Lay::SB + buf * Lay::SBUF;
     const bf16* Sp = reinterpret_cast<const bf16*>(base);
@@ -1993,12 +2105,10 @@ __global__ void __launch_bounds__(kThreads, 1) gdn_grad_x2_kernel(GradArgs a) {
     const SplitTile<false> Sb{Sp, LDB, Lay::SPL}, dSb{dSp, LDB, Lay::SPL};
     const SplitTile<true> ST{Sp, LDB, Lay::SPL}, dST{dSp, LDB, Lay::SPL};
     const RowTile<T> dOa{dos, LDB}, dOb{dos, LDB};
-    for (int idx = tid; idx < KP * (VB / 2); idx += kThreads) {  // <dS', S> from the split copies
-      const int i = idx / (VB / 2), cc = 2 * (idx % (VB / 2));
-      const int o = i * LDB + cc;
-      const float s0 = ld(Sp[o]) + ld(Sp[Lay::SPL + o]), s1 = ld(Sp[o + 1]) + ld(Sp[Lay::SPL + o + 1]);
-      const float d0 = ld(dSp[o]) + ld(dSp[Lay::SPL + o]), d1 = ld(dSp[o + 1]) + ld(dSp[Lay::SPL + o + 1]);
-      dss += s0 * d0 + s1 * d1;
+    for (int idx = tid; idx < KP * (VB / 8); idx += kThreads) {  // <dS', S> from the split copies, 8 at a time
+      const int o = (idx / (VB / 8)) * LDB + 8 * (idx % (VB / 8));
+      auto word = [&](const bf16* p) { return *reinterpret_cast<const uint4*>(p + o); };
+      dss += split_dot8(word(Sp), word(Sp + Lay::SPL), word(dSp), word(dSp + Lay::SPL));
     }
     // K S, K dS', Q S: X = V − e K S split; e K S and Γl K dS' stay in registers.
     float aKS[NS1][4] = {}, aG[NS1][4] = {};
@@ -2011,8 +2121,10 @@ __global__ void __launch_bounds__(kThreads, 1) gdn_grad_x2_kernel(GradArgs a) {
 #pragma unroll
       for (int j = 0; j < NS1; ++j) {
         const int cc = n1 + 8 * j + 2 * t4;
-        put_split(Xp, LDB, Lay::TPL, m0 + g, cc, ld(vv[j][0]) - aKS[j][0], ld(vv[j][1]) - aKS[j][1]);
-        put_split(Xp, LDB, Lay::TPL, m0 + g + 8, cc, ld(vv[j][2]) - aKS[j][2], ld(vv[j][3]) - aKS[j][3]);
+        auto lo = [](uint32_t x) { return __uint_as_float(x << 16); };
+        auto hi = [](uint32_t x) { return __uint_as_float(x & 0xffff0000u); };
+        put_split(Xp, LDB, Lay::TPL, m0 + g, cc, lo(vcur[j][0]) - aKS[j][0], hi(vcur[j][0]) - aKS[j][1]);
+        put_split(Xp, LDB, Lay::TPL, m0 + g + 8, cc, lo(vcur[j][1]) - aKS[j][2], hi(vcur[j][1]) - aKS[j][3]);
       }
       row_dot_acc(aQS, m0, n1, [&](int r, int cc) { return e[r] * ld(dos[r * LDB + cc]); }, part_s + half * kC);
     }
@@ -2033,16 +2145,21 @@ __global__ void __launch_bounds__(kThreads, 1) gdn_grad_x2_kernel(GradArgs a) {
     }
     if (lower_tile) {  // dM += dO Δᵀ;  dAu += dΔ Xᵀ (only the lower triangle is ever used)
       float acc[4][4];
-      for_acc(acc, m0, nM, [&](int r, int s, float& x) { x = DM[r * kLDA + s]; });
+      acc_pairs(acc, DM, m0, nM, false);
       warp_mma<P>(acc, dOa, DlT, m0, nM, 0, VB);
-      for_acc(acc, m0, nM, [&](int r, int s, float& x) { DM[r * kLDA + s] = x; });
-      for_acc(acc, m0, nM, [&](int r, int s, float& x) { x = DAU[r * kLDA + s]; });
+      acc_pairs(acc, DM, m0, nM, true);
+      acc_pairs(acc, DAU, m0, nM, false);
       warp_mma<P>(acc, Gb, XT, m0, nM, 0, VB);
-      for_acc(acc, m0, nM, [&](int r, int s, float& x) { DAU[r * kLDA + s] = x; });
+      acc_pairs(acc, DAU, m0, nM, true);
     }
     // Σ dO Sᵀ and Σ dΔ Sᵀ (one read of Sᵀ for both), Σ Δ dS'ᵀ.
     warp_mma_2a<P>(accQ, accY, dOa, Gb, ST, m0, no, 0, VB);
     warp_mma<P>(accK, Da, dST, m0, no, 0, VB);
+#pragma unroll
+    for (int j = 0; j < NS1; ++j) {
+      vcur[j][0] = vnext[j][0];
+      vcur[j][1] = vnext[j][1];
+    }
   }
   dss = block_sum(dss);  // its barriers also end the last value block
 
@@ -2180,24 +2297,34 @@ __global__ void __launch_bounds__(kThreads, 1) gdn_grad_x2_kernel(GradArgs a) {
     if (r1 < n) a.dg[(b * d.L + t0 + r1) * d.HV + hv] = after + g1;
     if (r0 < n) a.dg[(b * d.L + t0 + r0) * d.HV + hv] = after + g1 + g0;
   }
+  // dq, dk by column pairs (one 4- or 8-byte store each where K is even; ncu: the 2-byte stores,
+  // 64 a thread, throttled the kernel's end).
+  const bool k_pairs = (d.K & 1) == 0;
   if (a.dq) {
     T* dq = static_cast<T*>(a.dq);
     T* dk = static_cast<T*>(a.dk);
     auto put = [&](T* dst) {
-      return [&, dst](int r, int i, float& x) {
-        if (r < n && i < d.K) dst[((b * d.L + t0 + r) * d.H + h) * d.K + i] = st<T>(x);
+      return [&, dst](int r, int i, float x0, float x1) {
+        if (r < n && i < d.K) store_pair(dst + ((b * d.L + t0 + r) * d.H + h) * d.K + i, x0, x1, int(d.K) - i, k_pairs);
       };
     };
-    for_acc(accQ, m0, no, put(dq));
-    for_acc(accK, m0, no, put(dk));
+    for_pairs(accQ, m0, no, put(dq));
+    for_pairs(accK, m0, no, put(dk));
   } else {
     auto put = [&](float* dst) {
-      return [&, dst](int r, int i, float& x) {
-        if (r < n && i < d.K) dst[(bhv * d.L + t0 + r) * d.K + i] = x;
+      return [&, dst](int r, int i, float x0, float x1) {
+        if (r >= n || i >= d.K) return;
+        float* p = dst + (bhv * d.L + t0 + r) * d.K + i;
+        if (k_pairs && i + 1 < d.K) {
+          *reinterpret_cast<float2*>(p) = make_float2(x0, x1);
+        } else {
+          p[0] = x0;
+          if (i + 1 < d.K) p[1] = x1;
+        }
       };
     };
-    for_acc(accQ, m0, no, put(a.dq_part));
-    for_acc(accK, m0, no, put(a.dk_part));
+    for_pairs(accQ, m0, no, put(a.dq_part));
+    for_pairs(accK, m0, no, put(a.dk_part));
   }
 }
 
