@@ -36,6 +36,14 @@ void GdnMixer::collect(ParamList& out) {
   out.insert(out.end(), {&q_, &k_, &v_, &a_, &b_, &g_, &o_, &q_conv_, &k_conv_, &v_conv_, &A_log_, &dt_bias_, &o_norm_});
 }
 
+void GdnMixer::convolve(const Tensor& qp, const Tensor& kp, const Tensor& vp, Tensor& qc, Tensor& kc,
+                        Tensor& v) const {
+  const int64_t B = qp.dim(0), L = qp.dim(1);
+  qc = ops::conv_silu(qp, conv_w(q_conv_)).reshape({B, L, H_, K_});
+  kc = ops::conv_silu(kp, conv_w(k_conv_)).reshape({B, L, H_, K_});
+  v = ops::conv_silu(vp, conv_w(v_conv_)).reshape({B, L, HV_, V_});
+}
+
 void GdnMixer::normalize(const Tensor& qc, const Tensor& kc, Tensor& q, Tensor& k) const {
   q = ops::l2norm(qc, 1.0 / std::sqrt(double(K_)));
   k = ops::l2norm(kc, 1.0);
@@ -56,11 +64,9 @@ Tensor GdnMixer::output(const Tensor& x, const Tensor& o, Tensor* z) const {
 }
 
 Tensor GdnMixer::forward(const Tensor& x, int, std::unique_ptr<MixerCtx>* ctx) const {
-  const int64_t B = x.dim(0), L = x.dim(1);
   Tensor qp = ops::linear(x, q_.w()), kp = ops::linear(x, k_.w()), vp = ops::linear(x, v_.w());
-  Tensor qc = ops::conv_silu(qp, conv_w(q_conv_)).reshape({B, L, H_, K_});
-  Tensor kc = ops::conv_silu(kp, conv_w(k_conv_)).reshape({B, L, H_, K_});
-  Tensor v = ops::conv_silu(vp, conv_w(v_conv_)).reshape({B, L, HV_, V_});
+  Tensor qc, kc, v;
+  convolve(qp, kp, vp, qc, kc, v);
   Tensor q, k, a, b, beta, g, z, states;
   activate(qc, kc, x, q, k, a, b, beta, g);
   Tensor o = ops::gdn(q, k, v, beta, g, Tensor(), nullptr, chunked_, ctx ? &states : nullptr);
@@ -142,11 +148,8 @@ Tensor GdnMixer::backward(MixerCtx& base, const Tensor& x, const Tensor& dy) {
   ops::gated_rmsnorm_backward(c.o, c.z, o_norm_.w(), eps_, dyn, d_o, dz, o_norm_.grad, &y);
   ops::linear_backward_dw(y.reshape({B, L, HV_ * V_}), dy, o_.grad);
   Tensor dx = ops::linear_backward(x, g_.w(), dz.reshape({B, L, HV_ * V_}), g_.grad);
-  Tensor qcw = conv_w(q_conv_), kcw = conv_w(k_conv_), vcw = conv_w(v_conv_);
-  const Tensor qc = ops::conv_silu(c.qp, qcw).reshape({B, L, H_, K_});
-  const Tensor kc = ops::conv_silu(c.kp, kcw).reshape({B, L, H_, K_});
-  const Tensor v = ops::conv_silu(c.vp, vcw).reshape({B, L, HV_, V_});
-  Tensor q, k;
+  Tensor qc, kc, v, q, k;
+  convolve(c.qp, c.kp, c.vp, qc, kc, v);
   normalize(qc, kc, q, k);
   ops::GdnGrads gr = ops::gdn_backward(q, k, v, c.beta, c.g, Tensor(), d_o, Tensor(), chunked_, c.states);
   Tensor da, db;
@@ -155,6 +158,7 @@ Tensor GdnMixer::backward(MixerCtx& base, const Tensor& x, const Tensor& dy) {
   ops::linear_backward(x, b_.w(), db, b_.grad, &dx);
   Tensor dqc = ops::l2norm_backward(qc, 1.0 / std::sqrt(double(K_)), gr.dq).reshape({B, L, H_ * K_});
   Tensor dkc = ops::l2norm_backward(kc, 1.0, gr.dk).reshape({B, L, H_ * K_});
+  Tensor qcw = conv_w(q_conv_), kcw = conv_w(k_conv_), vcw = conv_w(v_conv_);
   Tensor dqcw = q_conv_.grad.reshape(qcw.shape()), dkcw = k_conv_.grad.reshape(kcw.shape()),
          dvcw = v_conv_.grad.reshape(vcw.shape());
   Tensor dqp = ops::conv_silu_backward(c.qp, qcw, dqc, dqcw);

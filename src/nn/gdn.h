@@ -19,6 +19,8 @@ class GdnMixer : public Mixer {
 
  private:
   struct Ctx;
+  // qc, kc, v: silu(conv4(.)) of the projections [B, L, C], shaped per head.
+  void convolve(const Tensor& qp, const Tensor& kp, const Tensor& vp, Tensor& qc, Tensor& kc, Tensor& v) const;
   // q and k: the convolved projections qc, kc L2-normalised per head (q also scaled by 1/sqrt(K)).
   void normalize(const Tensor& qc, const Tensor& kc, Tensor& q, Tensor& k) const;
   // The core's inputs from the convolved projections and the gate projections.
