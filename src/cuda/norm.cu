@@ -1,6 +1,7 @@
 // RMSNorm, per-head L2 norm and GDN's gated RMSNorm on the GPU: one warp per row (rows are
-// short: the model width, a head; l2norm's heads take a half or quarter warp), 16-byte accesses when the rows allow them, the row's
-// statistics reduced in fp32 by warp shuffles; weight gradients by colsum_accumulate.
+// short: the model width, a head; l2norm's heads take a half or quarter warp), 16-byte
+// accesses when the rows allow them, the row's statistics reduced in fp32 by warp shuffles;
+// the backwards reduce the weight gradient inside their row pass (DwLaunch below).
 #include <type_traits>
 
 #include "cuda/common.cuh"
@@ -134,7 +135,8 @@ struct DwLaunch {
   dim3 grid;
   size_t smem = 0;
   Tensor partial;
-  DwLaunch(int64_t rows_, int64_t n_) : rows(rows_), n(n_), grid(unsigned(blocks_for(rows_, kRowsPerBlock * kDwRowsPerWarp))) {
+  DwLaunch(int64_t rows_, int64_t n_)
+      : rows(rows_), n(n_), grid(unsigned(blocks_for(rows_, kRowsPerBlock * kDwRowsPerWarp))) {
     if (n <= kDwMaxCols) {
       smem = size_t(kRowsPerBlock * n) * sizeof(float);
       partial = Tensor::empty({int64_t(grid.x), n}, DType::F32, Device::CUDA);  // freed in stream order
@@ -556,9 +558,10 @@ void gated_rmsnorm_backward(const Tensor& o, const Tensor& z, const Tensor& w, d
       T* yp = y ? y->data<T>() : nullptr;
       launch_rows<T, P>(rows, n, {o.bytes(), z.bytes(), dy.bytes(), do_.bytes(), dz.bytes(), yp}, w.bytes(),
                         [&](auto vec, dim3) {
-                          gated_rmsnorm_backward_kernel<T, P, vec()><<<dl.grid, 32 * kRowsPerBlock, dl.smem, stream()>>>(
-                              o.data<T>(), z.data<T>(), w.data<P>(), dy.data<T>(), do_.data<T>(), dz.data<T>(), yp,
-                              dl.partials(), inv_out, rows, n, float(eps));
+                          gated_rmsnorm_backward_kernel<T, P, vec()>
+                              <<<dl.grid, 32 * kRowsPerBlock, dl.smem, stream()>>>(
+                                  o.data<T>(), z.data<T>(), w.data<P>(), dy.data<T>(), do_.data<T>(), dz.data<T>(),
+                                  yp, dl.partials(), inv_out, rows, n, float(eps));
                         });
     });
     check_launch("gated_rmsnorm_backward");
