@@ -165,9 +165,11 @@ void LoopedModel::loss_backward(const Tensor& ids, const Tensor& targets, double
   check_shape(stats, {loss_chunks(rows), 3}, "loss_backward stats");
   const int32_t* tg = targets.data<int32_t>();
   const int64_t scored = std::count_if(tg, tg + rows, [](int32_t t) { return t >= 0; });
+  // Uploaded before the forward: an upload waits for the stream, and here that is still idle
+  // (after the forward, the GPU would drain and then wait for the host's next kernels).
+  const Tensor targets_dev = targets.reshape({rows}).to(device_);
   Ctx ctx;
   const Tensor xf = trunk(ids, &ctx, nullptr, nullptr).reshape({rows, d});
-  const Tensor targets_dev = targets.reshape({rows}).to(device_);
   Tensor dxf = Tensor::empty_like(xf);
   Tensor& dhead = cfg_.tie_word_embeddings ? embed_.grad : head_.grad;
   for (int64_t c = 0, r0 = 0; r0 < rows; ++c, r0 += chunk) {
