@@ -1,5 +1,5 @@
-// lt2 bench gemm: the model's projection GEMMs on the GPU (cuBLASLt, BF16 operands, fp32
-// accumulation), timed alone with CUDA events (median of --reps after --warmup): for each
+// lt2 bench gemm: the model's projection GEMMs on the GPU (cuBLASLt, or cuda/linear_narrow.cu
+// for N <= 8; BF16 operands, fp32 accumulation), timed alone with CUDA events (median of --reps after --warmup): for each
 // projection of the config's layers, the forward y = x Wᵀ, the input gradient dx = dy W and
 // the weight gradient dW += dyᵀ x (fp32, as training accumulates it), at M = batch × seq_len
 // rows. "fused" rows time the concatenation of a layer's input projections as one GEMM, the
@@ -18,6 +18,7 @@
 #if LT2_HAVE_CUDA
 #include "cli/bench_inputs.h"
 #include "cuda/gemm.h"
+#include "ops/ops.h"
 #endif
 
 namespace lt2::cli {
@@ -68,7 +69,7 @@ std::vector<Projection> projections(const ModelConfig& c) {
   return p;
 }
 
-// One cuda::gemm call (BF16 operands), as cuda/linear.cu makes it.
+// One cuda::gemm call (BF16 operands), as cuda/linear.cu makes it, for --algos.
 struct GemmCall {
   bool ta, tb;
   int64_t m, n, k;
@@ -80,7 +81,6 @@ struct GemmCall {
   void* c;
   int64_t ldc;
   DType c_dtype;
-  void run() const { cuda::gemm(ta, tb, m, n, k, 1.f, a, lda, b, ldb, DType::BF16, beta, c, ldc, c_dtype); }
   std::vector<double> candidates_ms(int count, int reps) const {
     return cuda::gemm_algo_ms(ta, tb, m, n, k, a, lda, b, ldb, DType::BF16, beta, c, ldc, c_dtype, count, reps);
   }
@@ -98,7 +98,8 @@ int bench_gemm(int argc, char** argv) {
                                             "fastest against the first, which lt2 uses (default 0: off)"}},
          argc, argv, 3);
   if (a.help()) {
-    std::printf("usage: lt2 bench gemm [flags]\n\nThe config's projection GEMMs alone on the GPU (BF16, cuBLASLt): "
+    std::printf("usage: lt2 bench gemm [flags]\n\nThe config's projection GEMMs alone on the GPU (BF16; cuBLASLt, "
+                "or lt2's own kernels for N <= 8): "
                 "forward, input gradient and weight\ngradient per projection, TFLOP/s, and the time per training "
                 "step they add up to.\n\n%s",
                 a.usage().c_str());
@@ -131,13 +132,11 @@ int bench_gemm(int argc, char** argv) {
     Tensor y = Tensor::empty({M, p.n}, DType::BF16, Device::CUDA);
     Tensor dx = Tensor::empty({M, p.k}, DType::BF16, Device::CUDA);
     Tensor dw = Tensor::zeros({p.n, p.k}, DType::F32, Device::CUDA);
-    // The calls of cuda/linear.cu: forward, then the two halves of linear_backward.
-    const GemmCall fwd{false, true, M, p.n, p.k, x.bytes(), p.k, w.bytes(), p.k, 0.f, y.bytes(), p.n, DType::BF16};
-    const GemmCall dgrad{false, false, M, p.k, p.n, dy.bytes(), p.n, w.bytes(), p.k, 0.f, dx.bytes(), p.k, DType::BF16};
-    const GemmCall wgrad{true, false, p.n, p.k, M, dy.bytes(), p.n, x.bytes(), p.k, 1.f, dw.bytes(), p.k, DType::F32};
-    const double f = cuda::time_ms([&] { fwd.run(); }, warmup, reps);
-    const double gx = cuda::time_ms([&] { dgrad.run(); }, warmup, reps);
-    const double gw = cuda::time_ms([&] { wgrad.run(); }, warmup, reps);
+    // The model's calls: the forward, then the two halves of linear_backward (cuBLASLt, or
+    // linear_narrow.cu's kernels for N <= 8).
+    const double f = cuda::time_ms([&] { y = ops::linear(x, w); }, warmup, reps);
+    const double gx = cuda::time_ms([&] { dx = ops::linear_backward_dx(w, dy); }, warmup, reps);
+    const double gw = cuda::time_ms([&] { ops::linear_backward_dw(x, dy, dw); }, warmup, reps);
     const double flop = 2.0 * double(M) * double(p.n) * double(p.k);
     const double step = double(p.layers) * (double(fwd_calls) * f + double(bwd_calls) * (gx + gw));
     std::printf("%-18s %6lld %6lld %7lld %9.3f %8.1f %9.3f %8.1f %9.3f %8.1f %11.2f", p.name.c_str(),
@@ -152,7 +151,11 @@ int bench_gemm(int argc, char** argv) {
       if (p.input) inputs += step;
     }
     if (algos > 0) {
-      // The same three calls through each candidate algorithm: (first, fastest, its rank).
+      // The three GEMMs of cuda/linear.cu through each candidate algorithm: (first, fastest, its rank).
+      const GemmCall fwd{false, true, M, p.n, p.k, x.bytes(), p.k, w.bytes(), p.k, 0.f, y.bytes(), p.n, DType::BF16};
+      const GemmCall dgrad{false, false, M, p.k, p.n, dy.bytes(), p.n, w.bytes(), p.k, 0.f, dx.bytes(), p.k,
+                           DType::BF16};
+      const GemmCall wgrad{true, false, p.n, p.k, M, dy.bytes(), p.n, x.bytes(), p.k, 1.f, dw.bytes(), p.k, DType::F32};
       auto best = [&](const GemmCall& g) {
         const std::vector<double> ms = g.candidates_ms(algos, reps);
         const size_t i = size_t(std::min_element(ms.begin(), ms.end()) - ms.begin());

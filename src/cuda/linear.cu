@@ -1,9 +1,12 @@
 // linear / linear_backward on cuBLASLt. x and w may differ in dtype (F32 master weights
 // with BF16 activations in tests and tools): w is then cast once per call; the training
-// path hands in BF16 weight copies so no cast happens there.
+// path hands in BF16 weight copies so no cast happens there. Layers with a handful of outputs
+// take linear_narrow.cu's kernels for the forward and dW instead (dx stays a GEMM: it writes a
+// full-width result, which cuBLASLt does at bandwidth).
 #include "cuda/common.cuh"
 #include "cuda/cuda_ops.h"
 #include "cuda/gemm.h"
+#include "cuda/linear_narrow.h"
 
 namespace lt2::cuda {
 
@@ -20,6 +23,10 @@ Tensor linear(const Tensor& x, const Tensor& w) {
   ys.back() = w.dim(0);
   Tensor y = Tensor::empty(ys, x.dtype(), Device::CUDA);
   const int64_t M = rows(x), N = w.dim(0), K = w.dim(1);
+  if (narrow_linear_fits(x, N, K)) {
+    narrow_linear_forward(x, w, y, M);
+    return y;
+  }
   const Tensor wc = weight_as(w, x.dtype());
   gemm(false, true, M, N, K, 1.f, x.bytes(), K, wc.bytes(), K, x.dtype(), 0.f, y.bytes(), N, y.dtype());
   return y;
@@ -52,6 +59,10 @@ void linear_backward_dw(const Tensor& x, const Tensor& dy, Tensor& dw) {
   const int64_t M = rows(x), N = dw.dim(0), K = dw.dim(1);
   LT2_CHECK(x.dim(-1) == K && rows(dy) == M && dy.dim(-1) == N, "linear_backward: x ", shape_str(x.shape()),
             " and dy ", shape_str(dy.shape()), " do not match dw ", shape_str(dw.shape()));
+  if (dw.dtype() == DType::F32 && narrow_linear_fits(x, N, K)) {
+    narrow_linear_backward_dw(x, dy, dw, M);
+    return;
+  }
   gemm(true, false, N, K, M, 1.f, dy.bytes(), N, x.bytes(), K, x.dtype(), 1.f, dw.bytes(), K, dw.dtype());
 }
 

@@ -1,5 +1,6 @@
 // Built when no CUDA compiler is found: the engine reports that no GPU backend exists.
 #include "core/error.h"
+#include "cuda/linear_narrow.h"
 #include "cuda/runtime.h"
 
 namespace lt2::cuda {
@@ -19,6 +20,7 @@ void copy_on_device(void*, const void*, size_t) { no_cuda(); }
 void memset_zero(void*, size_t) { no_cuda(); }
 void synchronize() {}
 uint64_t wait_count() { return 0; }
+double wait_seconds() { return 0; }
 void cast(const void*, int, void*, int, int64_t) { no_cuda(); }
 void add_inplace(void*, const void*, int, int64_t) { no_cuda(); }
 }  // namespace lt2::cuda
@@ -27,4 +29,5 @@ namespace lt2::cuda {
 double measure_gemm_tflops() { no_cuda(); }
 double measure_copy_gbps() { no_cuda(); }
 double time_ms(const std::function<void()>&, int, int) { no_cuda(); }
+bool narrow_linear_fits(const Tensor&, int64_t, int64_t) { return false; }  // the GPU tests name it
 }  // namespace lt2::cuda

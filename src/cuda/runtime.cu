@@ -1,5 +1,6 @@
 // Device queries, the stream, the caching allocator and Tensor's copy / cast / add kernels.
 #include <atomic>
+#include <chrono>
 #include <map>
 #include <mutex>
 #include <type_traits>
@@ -124,12 +125,16 @@ void copy_on_device(void* dst, const void* src, size_t bytes) {
   LT2_CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, stream()));
 }
 void memset_zero(void* dst, size_t bytes) { LT2_CUDA_CHECK(cudaMemsetAsync(dst, 0, bytes, stream())); }
-std::atomic<uint64_t> g_waits{0};
+std::atomic<uint64_t> g_waits{0}, g_wait_ns{0};
 void synchronize() {
   ++g_waits;
-  if (g_stream_created) LT2_CUDA_CHECK(cudaStreamSynchronize(stream()));
+  if (!g_stream_created) return;
+  const auto t0 = std::chrono::steady_clock::now();
+  LT2_CUDA_CHECK(cudaStreamSynchronize(stream()));
+  g_wait_ns += uint64_t(std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - t0).count());
 }
 uint64_t wait_count() { return g_waits.load(); }
+double wait_seconds() { return double(g_wait_ns.load()) * 1e-9; }
 
 // ---- cast and add -----------------------------------------------------------------
 void cast(const void* src, int src_dtype, void* dst, int dst_dtype, int64_t n) {

@@ -31,6 +31,7 @@ void synchronize();  // waits for the stream; raises the first asynchronous kern
 // between two waits the host can run ahead of the GPU, at a wait the GPU drains and idles
 // until the host issues again (what a CUDA graph of the step would save).
 uint64_t wait_count();
+double wait_seconds();  // the time the host has spent in those waits
 
 // Element-wise helpers Tensor needs (dtype codes as in core/tensor.h's DType).
 void cast(const void* src, int src_dtype, void* dst, int dst_dtype, int64_t n);

@@ -6,8 +6,10 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstring>
 #include <string>
 
+#include "cuda/linear_narrow.h"
 #include "cuda_util.h"
 
 using namespace lt2;
@@ -66,6 +68,36 @@ TEST(CudaOps, Linear) {
       cpu::linear_backward_dw(xr, dyr, dw.cpu);
       gpu::linear_backward_dw(on_gpu(x, dt), on_gpu(dy, dt), dw.gpu);
       expect_gpu(dw.gpu, DType::F32, dw.cpu, parity_tol(dt), name((what + " dw half").c_str(), dt));
+    }
+  }
+}
+
+// Layers with at most 8 outputs (GDN's a / b projections) take linear_narrow.cu's forward and
+// dW kernels; dW's partial sums go by chunks of rows, so 3000 rows cover several chunks.
+TEST(CudaOps, LinearNarrow) {
+  LT2_REQUIRE_GPU();
+  for (DType dt : kDtypes) {
+    for (int64_t N : {1, 4, 5, 8}) {
+      for (int64_t M : {37, 3000}) {
+        const int64_t K = 136;
+        const std::string what = cat("narrow linear N=", N, " M=", M);
+        Tensor x = randn({M, K}, 1), w = randn({N, K}, 2, 0.1), dy = randn({M, N}, 3);
+        const Tensor xr = rounded(x, dt), wr = rounded(w, dt), dyr = rounded(dy, dt);
+        const Tensor xg = on_gpu(x, dt);
+        ASSERT_TRUE(cuda::narrow_linear_fits(xg, N, K)) << what << ": the narrow kernels must serve this shape";
+        expect_gpu(gpu::linear(xg, on_gpu(w, dt)), dt, cpu::linear(xr, wr), parity_tol(dt), name(what.c_str(), dt));
+        // F32 master weights, as tools pass them
+        expect_gpu(gpu::linear(xg, on_gpu(w, DType::F32)), dt, cpu::linear(xr, rounded(w, DType::F32)),
+                   parity_tol(dt), name((what + " w F32").c_str(), dt));
+        ParamGrad dw({N, K}, 5);
+        cpu::linear_backward_dw(xr, dyr, dw.cpu);
+        gpu::linear_backward_dw(xg, on_gpu(dy, dt), dw.gpu);
+        expect_gpu(dw.gpu, DType::F32, dw.cpu, parity_tol(dt), name((what + " dw").c_str(), dt));
+        Tensor again = ParamGrad({N, K}, 5).gpu;
+        gpu::linear_backward_dw(xg, on_gpu(dy, dt), again);
+        EXPECT_EQ(0, std::memcmp(again.to(Device::CPU).bytes(), dw.gpu.to(Device::CPU).bytes(), again.nbytes()))
+            << what << ": dw must be bitwise reproducible";
+      }
     }
   }
 }
@@ -338,15 +370,18 @@ TEST(CudaOps, GatedRMSNorm) {
 TEST(CudaOps, RoPE) {
   LT2_REQUIRE_GPU();
   const double theta = 10000.0;
-  Tensor x = randn({2, 37, 3, 64}, 1), dy = randn({2, 37, 3, 64}, 2);
-  for (int64_t pos0 : {0, 4093}) {  // a large offset checks the angles' precision
-    for (DType dt : kDtypes) {
-      const std::string what = cat("rope pos0=", pos0);
-      expect_gpu(gpu::rope(on_gpu(x, dt), theta, pos0), dt, cpu::rope(rounded(x, dt), theta, pos0), parity_tol(dt),
-                 name(what.c_str(), dt));
-      expect_gpu(gpu::rope_backward(on_gpu(dy, dt), theta, pos0), dt,
-                 cpu::rope_backward(rounded(dy, dt), theta, pos0), parity_tol(dt),
-                 name((what + " backward").c_str(), dt));
+  // D 64, 8, 12, 6: the kernel's groups of 8, 4, 2 and 1 channel pairs.
+  for (int64_t D : {64, 8, 12, 6}) {
+    Tensor x = randn({2, 37, 3, D}, 1), dy = randn({2, 37, 3, D}, 2);
+    for (int64_t pos0 : {0, 4093}) {  // a large offset checks the angles' precision
+      for (DType dt : kDtypes) {
+        const std::string what = cat("rope D=", D, " pos0=", pos0);
+        expect_gpu(gpu::rope(on_gpu(x, dt), theta, pos0), dt, cpu::rope(rounded(x, dt), theta, pos0), parity_tol(dt),
+                   name(what.c_str(), dt));
+        expect_gpu(gpu::rope_backward(on_gpu(dy, dt), theta, pos0), dt,
+                   cpu::rope_backward(rounded(dy, dt), theta, pos0), parity_tol(dt),
+                   name((what + " backward").c_str(), dt));
+      }
     }
   }
 }
