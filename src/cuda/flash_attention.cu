@@ -24,14 +24,16 @@
 // (batch, head) pairs first, so that no long tile starts last and runs alone at the end.
 //
 // Measured on an H100 (lt2 bench attn, bf16, full causal; bench/RESULTS.md): B8 L2048 H12 D64
-// fwd + bwd 1.37-1.38 ms (bwd 1.09-1.10), B4 L4096 H16 D128 5.10-5.14 ms; PyTorch's SDPA
+// fwd + bwd 1.37-1.38 ms (bwd 1.09-1.10) with the two-kernel backward, bwd 1.06 with the fused
+// one (bench/gpu/attn_fused_bm_s5_h100.txt), B4 L4096 H16 D128 5.10-5.14 ms; PyTorch's SDPA
 // (FlashAttention-2) 0.70 / 2.20 ms. The D = 64 backward is latency-bound (ncu: 4 warps per
 // scheduler, 0.5 eligible, tensor pipe 24-29% busy); wgmma versions of it were slower (see
 // flash_backward).
 //
 // Fragment layouts: cuda/mma_sync.cuh. The C fragments of two adjacent 8-column blocks, packed
 // to bf16 pairs, are exactly the A fragment of the 16-wide k-step that follows, so P and dS
-// never leave registers.
+// stay in registers for the products of their own warp (dS^T goes through shared memory only
+// for the fused backward's dQ, which needs every warp's keys).
 // Shared-memory tiles are row-major with rows padded by 16 bytes: the 8 row addresses of an
 // ldmatrix phase then fall on 8 different 16-byte bank groups (no conflicts, no swizzle).
 #include "cuda/flash_attention.h"
@@ -489,11 +491,21 @@ __global__ void flash_delta_kernel(const FlashParams p, int64_t rows) {
 // Four query stages: tiles are loaded two ahead into the stage that the tile before last used,
 // which every warp has left once it passed the previous tile's barrier, so one barrier per tile
 // suffices for the stages (a second one waits for the block's dS^T).
+//
+// Measured on an H100 (lt2 bench attn, bwd ms, same call; bench/gpu/attn_fused_*_s5_h100.txt):
+// B8 L2048 H12 D64 1.09-1.10 (two kernels) -> 1.05-1.06, B16 2.13-2.21 -> 2.05, window 512
+// 0.61 -> 0.58. Tried and slower: 64-query tiles with one block per SM (255 registers, K and V
+// fragments kept in registers) 1.43; fire-and-forget float atomics for dQ 1.48; a fence in
+// every lane before the counter moves 1.14. The block order (kLptPairs 16, 32, 64 or all pairs)
+// changed nothing beyond noise. D = 128 (mma.sync; Hopper runs the wgmma kernels) is slower
+// fused than the two kernels were (LT2_FLASH_MMA=1, B4 L4096 H16, bwd 6.01 vs 5.23 ms): at one
+// block per SM (251 registers) the ordered read-modify-write is likely what stays exposed
+// (not profiled).
 constexpr int kBwdKeys = 128, kBwdRows = 32, kBwdStages = 4;
-constexpr int kDsStride = kBwdRows + kPad;  // dS^T rows: 80 bytes, conflict-free stores and ldmatrix
 template <int D, int NS>
 constexpr size_t bwd_smem() {
-  return sizeof(bf16) * (size_t(2 * kBwdKeys + 2 * NS * kBwdRows) * (D + kPad) + size_t(kBwdKeys) * kDsStride) +
+  return sizeof(bf16) * (size_t(2 * kBwdKeys + 2 * NS * kBwdRows) * (D + kPad) +
+                         size_t(kBwdKeys) * (kBwdRows + kPad)) +
          sizeof(float) * 2 * NS * kBwdRows;
 }
 // D = 64 fits in 128 registers, so two blocks share an SM; D = 128 needs ~240 registers.
@@ -513,7 +525,8 @@ __device__ __forceinline__ void st_release(unsigned* p, unsigned v) {
 
 template <int D, int MinBlocks, int NS>
 __global__ void __launch_bounds__(kThreads, MinBlocks) flash_bwd_kernel(const FlashParams p) {
-  constexpr int BN = kBwdKeys, BM = kBwdRows, S = D + kPad, SD = kDsStride;
+  // SD: dS^T rows of 40 bf16 (80 bytes): conflict-free 32-bit stores and ldmatrix phases.
+  constexpr int BN = kBwdKeys, BM = kBwdRows, S = D + kPad, SD = BM + kPad;
   static_assert(NS >= 3, "a stage is refilled only after the barrier of the tile that followed it");
   constexpr int kAhead = NS - 2;  // tiles loaded ahead of the one in use
   constexpr int kQCols = D / 4;   // dQ columns per warp (warps: 2 query halves x 4 column blocks)
@@ -536,7 +549,7 @@ __global__ void __launch_bounds__(kThreads, MinBlocks) flash_bwd_kernel(const Fl
   const int q_end = p.window > 0 ? min(p.L, s_last + p.window) : p.L;
   const int qt_begin = s0 / BM, n_qt = (q_end - 1) / BM + 1 - qt_begin;
   const int n_iter = p.G * n_qt;             // (head of the group, query tile), heads outer
-  const int n_q32 = (p.L + BM - 1) / BM;     // query tiles per head (dQ accumulator, counters)
+  const int n_qtiles = (p.L + BM - 1) / BM;  // query tiles per head (dQ accumulator, counters)
   auto head_of = [&](int it) { return hk * p.G + it / n_qt; };
   auto tile_of = [&](int it) { return qt_begin + n_qt - 1 - it % n_qt; };  // last tile first
 
@@ -656,6 +669,21 @@ __global__ void __launch_bounds__(kThreads, MinBlocks) flash_bwd_kernel(const Fl
     }
     __syncthreads();  // dS^T of every warp is in shared memory
 
+    // Ordered accumulation (see above). The key tiles adding to query tile qt are first..last.
+    const int first = p.window > 0 ? max(0, qt0 - p.window + 1) / BN : 0;
+    const int last = (min(qt0 + BM, p.L) - 1) / BN;
+    const int order = kb - first;
+    const int64_t slot = ((int64_t(b) * p.H + h) * n_qtiles + qt) * 8 + warp;
+    float4* acc = reinterpret_cast<float4*>(p.dq_acc + (slot * 32 + lane) * (kQCols / 2));
+    unsigned* cnt = p.dq_cnt + slot;
+    float4 prev[kQCols / 8];
+    // Wait for the key tiles before this one, then fetch their sum; the load's latency hides
+    // behind the products below.
+    if (order > 0) {
+      while (ld_acquire(cnt) < unsigned(order)) __nanosleep(32);
+#pragma unroll
+      for (int i = 0; i < kQCols / 8; ++i) prev[i] = __ldcg(acc + i);
+    }
     // This key tile's share of the tile's dQ: 16 queries x D / 4 columns per warp.
     float dq[kQCols / 8][4];
 #pragma unroll
@@ -672,22 +700,13 @@ __global__ void __launch_bounds__(kThreads, MinBlocks) flash_bwd_kernel(const Fl
         mma(dq[2 * nd + 1], a, kf[2], kf[3]);
       }
     }
-    // Ordered accumulation (see above). The key tiles adding to query tile qt are first..last.
-    const int first = p.window > 0 ? max(0, qt0 - p.window + 1) / BN : 0;
-    const int last = (min(qt0 + BM, p.L) - 1) / BN;
-    const int order = kb - first;
-    const int64_t slot = ((int64_t(b) * p.H + h) * n_q32 + qt) * 8 + warp;
-    float4* acc = reinterpret_cast<float4*>(p.dq_acc + (slot * 32 + lane) * (kQCols / 2));
-    unsigned* cnt = p.dq_cnt + slot;
     if (order > 0) {
-      while (ld_acquire(cnt) < unsigned(order)) __nanosleep(32);
 #pragma unroll
       for (int i = 0; i < kQCols / 8; ++i) {
-        const float4 v = __ldcg(acc + i);
-        dq[i][0] += v.x;
-        dq[i][1] += v.y;
-        dq[i][2] += v.z;
-        dq[i][3] += v.w;
+        dq[i][0] += prev[i].x;
+        dq[i][1] += prev[i].y;
+        dq[i][2] += prev[i].z;
+        dq[i][3] += prev[i].w;
       }
     }
     if (kb == last) {
@@ -704,7 +723,10 @@ __global__ void __launch_bounds__(kThreads, MinBlocks) flash_bwd_kernel(const Fl
     } else {
 #pragma unroll
       for (int i = 0; i < kQCols / 8; ++i) __stcg(acc + i, make_float4(dq[i][0], dq[i][1], dq[i][2], dq[i][3]));
-      __threadfence();  // each lane's stores are visible GPU-wide before the counter moves
+      // The warp barrier orders every lane's stores before lane 0's release (cumulativity), as
+      // a block barrier before one thread's release does in CUTLASS's semaphores. Measured on an
+      // H100 (B8 L2048 H12 D64, bwd ms): a fence in every lane instead 1.14, this 1.05;
+      // fire-and-forget float atomics (not deterministic) 1.48.
       __syncwarp();
       if (lane == 0) st_release(cnt, unsigned(order + 1));
     }
@@ -1510,9 +1532,9 @@ void flash_backward(const Tensor& q, const Tensor& k, const Tensor& v, const Ten
     }
     // The fused kernel's dQ accumulator (fp32, fragment order) and its per-warp counters, which
     // must start at zero.
-    const int64_t n_q32 = (p.L + kBwdRows - 1) / kBwdRows;
-    Tensor dq_acc = Tensor::empty({B * p.H * n_q32 * kBwdRows * Dc}, DType::F32, Device::CUDA);
-    Tensor dq_cnt = Tensor::zeros({B * p.H * n_q32 * (kThreads / 32)}, DType::I32, Device::CUDA);
+    const int64_t n_qtiles = (p.L + kBwdRows - 1) / kBwdRows;
+    Tensor dq_acc = Tensor::empty({B * p.H * n_qtiles * kBwdRows * Dc}, DType::F32, Device::CUDA);
+    Tensor dq_cnt = Tensor::zeros({B * p.H * n_qtiles * (kThreads / 32)}, DType::I32, Device::CUDA);
     p.dq_acc = dq_acc.data<float>();
     p.dq_cnt = reinterpret_cast<unsigned*>(dq_cnt.data<int32_t>());
     launch_bwd_mma<Dc>(p, B);
