@@ -10,27 +10,30 @@
 // accumulator) in registers. Scores live in the exp2 domain (scaled by scale * log2 e) so that
 // every exponential is one ex2 instruction.
 //
-// Backward (no atomics, deterministic):
+// Backward (no floating-point atomics, deterministic):
 //   delta = rowsum(dO * O)                                 one pass over O, dO
-//   dQ kernel:  block per 128 queries, walks key tiles:    dQ = scale * dS K
-//   dK/dV kernel: block per 128 keys, walks the query tiles of every query head of the KV group
-//                 in a fixed order:                        dV = P^T dO, dK = scale * dS^T Q
+//   one fused kernel: block per 128 keys, walks the query tiles of every query head of the KV
+//   group in a fixed order:                                dV = P^T dO, dK = scale * dS^T Q,
+//   and adds its keys' share of dQ = scale * dS K into an fp32 accumulator, key tiles in
+//   ascending order (per-query-tile counters in global memory; see flash_bwd_kernel)
 // where P = exp(S * scale - lse) is recomputed from the forward's lse and
-// dS = P * (dO V^T - delta). Recomputing S and dP in both kernels costs two extra matrix
-// products but keeps every output owned by exactly one block.
+// dS = P * (dO V^T - delta). The D = 128 backward on Hopper still runs two kernels (dQ, then
+// dK / dV, each recomputing S and dP) on warpgroup MMA.
 //
 // Every tiled kernel takes its tile from block_tile(): the longest tiles of a group of 16
 // (batch, head) pairs first, so that no long tile starts last and runs alone at the end.
 //
 // Measured on an H100 (lt2 bench attn, bf16, full causal; bench/RESULTS.md): B8 L2048 H12 D64
-// fwd + bwd 1.37-1.38 ms (bwd 1.09-1.10), B4 L4096 H16 D128 5.10-5.14 ms; PyTorch's SDPA
+// fwd + bwd 1.37-1.38 ms (bwd 1.09-1.10) with the two-kernel backward, bwd 1.06 with the fused
+// one (bench/gpu/attn_fused_bm_s5_h100.txt), B4 L4096 H16 D128 5.10-5.14 ms; PyTorch's SDPA
 // (FlashAttention-2) 0.70 / 2.20 ms. The D = 64 backward is latency-bound (ncu: 4 warps per
 // scheduler, 0.5 eligible, tensor pipe 24-29% busy); wgmma versions of it were slower (see
 // flash_backward).
 //
 // Fragment layouts: cuda/mma_sync.cuh. The C fragments of two adjacent 8-column blocks, packed
 // to bf16 pairs, are exactly the A fragment of the 16-wide k-step that follows, so P and dS
-// never leave registers.
+// stay in registers for the products of their own warp (dS^T goes through shared memory only
+// for the fused backward's dQ, which needs every warp's keys).
 // Shared-memory tiles are row-major with rows padded by 16 bytes: the 8 row addresses of an
 // ldmatrix phase then fall on 8 different 16-byte bank groups (no conflicts, no swizzle).
 #include "cuda/flash_attention.h"
@@ -65,6 +68,8 @@ struct FlashParams {
   float* lse;          // forward: written when non-null
   const float* lse_in; // backward
   float* delta;        // backward: rowsum(dO * O), [B, H, L]
+  float* dq_acc;       // fused backward: fp32 dQ partial sums, [B, H, query tile, warp, lane, D / 8]
+  unsigned* dq_cnt;    // fused backward: contributions added so far, [B, H, query tile, warp]
   int L, H, Hkv, G;    // G = H / Hkv query heads per KV head
   int window;          // 0: full causal (also used for windows >= L)
   // DSA: bit s of row (b, t) (mask_words 32-bit words per row) says whether query t attends to
@@ -460,208 +465,82 @@ __global__ void flash_delta_kernel(const FlashParams p, int64_t rows) {
   }
 }
 
-// ---- backward: dQ ------------------------------------------------------------------------------
-// Block (query tile, head, batch), 8 warps x 16 queries, key tiles of BN (64 for D = 64; 32
-// for D = 128 to keep S, dP and the dQ accumulator in registers). Launched with two blocks per
-// SM (128 registers; D = 128 spills 24 bytes, still measured faster than one block).
-// Shared: Qs, dOs [128][S], Ks, Vs [NS][BN][S].
-constexpr int kDqRows = 128;
-template <int D>
-constexpr int dq_keys() {
-  return D == 128 ? 32 : 64;
-}
-// NS K/V stages. NS = 2: the next tile is loaded one ahead, and a second barrier per tile keeps
-// the stage being refilled until every warp is done with it. NS >= 3: tiles are loaded NS - 2
-// ahead into the stage the tile before last used, one barrier per tile (as in the dK/dV kernel
-// below). D = 64 takes 3 (92 KB, still two blocks per SM; measured on an H100, B8 L2048 H12,
-// bwd 1.12 -> 1.09-1.10 ms); D = 128 keeps 2, a third stage would leave one block per SM.
-template <int D>
-constexpr int dq_stages() {
-  return D == 64 ? 3 : 2;
-}
-template <int D, int NS>
-constexpr size_t dq_smem() {
-  return sizeof(bf16) * size_t(2 * kDqRows + 2 * NS * dq_keys<D>()) * (D + kPad);
-}
-
-template <int D, int MinBlocks, int NS>
-__global__ void __launch_bounds__(kThreads, MinBlocks) flash_bwd_dq_kernel(const FlashParams p) {
-  constexpr int BM = kDqRows, BN = dq_keys<D>(), S = D + kPad;
-  constexpr int kAhead = NS == 2 ? 1 : NS - 2;  // tiles loaded ahead of the one in use
-  extern __shared__ __align__(16) unsigned char smem[];
-  bf16* Qs = reinterpret_cast<bf16*>(smem);
-  bf16* dOs = Qs + BM * S;
-  bf16* Ks = dOs + BM * S;      // [NS][BN][S]
-  bf16* Vs = Ks + NS * BN * S;  // [NS][BN][S]
-  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, tq = lane & 3;
-  const int n_qt = (p.L + BM - 1) / BM;
-  const BlockTile bt = block_tile();
-  const int t0 = (n_qt - 1 - bt.rank) * BM;
-  const int h = bt.head, b = bt.batch, hk = h / p.G;
-  const int64_t q_ld = int64_t(p.H) * D, kv_ld = int64_t(p.Hkv) * D;
-  const int64_t q_off = (int64_t(b) * p.L * p.H + h) * D;
-  const int64_t kv_off = (int64_t(b) * p.L * p.Hkv + hk) * D;
-  const bf16* kg = p.k + kv_off;
-  const bf16* vg = p.v + kv_off;
-  const int t_last = min(p.L, t0 + BM) - 1;
-  const int kt_begin = p.window > 0 ? max(0, t0 - p.window + 1) / BN : 0;
-  const int kt_end = t_last / BN + 1;
-
-  load_rows<BM, D>(Qs, p.q + q_off, q_ld, t0, p.L);
-  load_rows<BM, D>(dOs, p.dout + q_off, q_ld, t0, p.L);
-  load_rows<BN, D>(Ks, kg, kv_ld, kt_begin * BN, p.L);
-  load_rows<BN, D>(Vs, vg, kv_ld, kt_begin * BN, p.L);
-  cp_async_commit();
-#pragma unroll
-  for (int j = 1; j < kAhead; ++j) {
-    if (kt_begin + j < kt_end) {
-      load_rows<BN, D>(Ks + j * BN * S, kg, kv_ld, (kt_begin + j) * BN, p.L);
-      load_rows<BN, D>(Vs + j * BN * S, vg, kv_ld, (kt_begin + j) * BN, p.L);
-    }
-    cp_async_commit();  // possibly empty: keeps the group count fixed
-  }
-
-  const int wr0 = t0 + warp * 16;
-  const int64_t row_off = (int64_t(b) * p.H + h) * p.L;
-  float lse2[2], dl[2];  // rows g and g + 8: lse in the exp2 domain, delta
-#pragma unroll
-  for (int r = 0; r < 2; ++r) {
-    const int t = wr0 + g + 8 * r;
-    lse2[r] = t < p.L ? p.lse_in[row_off + t] * kLog2e : 0.f;
-    dl[r] = t < p.L ? p.delta[row_off + t] : 0.f;
-  }
-  const int off_a = lane_off_a<S>(lane), off_b = lane_off_b<S>(lane);
-  const uint32_t q_base = smem_u32(Qs) + 2 * (warp * 16 * S + off_a);
-  const uint32_t do_base = smem_u32(dOs) + 2 * (warp * 16 * S + off_a);
-  float acc[D / 8][4];
-#pragma unroll
-  for (int i = 0; i < D / 8; ++i) acc[i][0] = acc[i][1] = acc[i][2] = acc[i][3] = 0.f;
-
-  for (int kt = kt_begin; kt < kt_end; ++kt) {
-    const int buf = (kt - kt_begin) % NS;
-    if constexpr (NS == 2) {
-      if (kt + 1 < kt_end) {
-        load_rows<BN, D>(Ks + (buf ^ 1) * BN * S, kg, kv_ld, (kt + 1) * BN, p.L);
-        load_rows<BN, D>(Vs + (buf ^ 1) * BN * S, vg, kv_ld, (kt + 1) * BN, p.L);
-        cp_async_commit();
-        cp_async_wait<1>();
-      } else {
-        cp_async_wait<0>();
-      }
-    } else {
-      if (kt + kAhead < kt_end) {
-        const int nb = (kt - kt_begin + kAhead) % NS;
-        load_rows<BN, D>(Ks + nb * BN * S, kg, kv_ld, (kt + kAhead) * BN, p.L);
-        load_rows<BN, D>(Vs + nb * BN * S, vg, kv_ld, (kt + kAhead) * BN, p.L);
-      }
-      cp_async_commit();
-      cp_async_wait<kAhead>();  // tile kt landed
-    }
-    __syncthreads();
-    const int s0 = kt * BN;
-    const bool skip = s0 > wr0 + 15 || (p.window > 0 && wr0 - (s0 + BN - 1) >= p.window);
-    if (!skip) {
-      const uint32_t kb_base = smem_u32(Ks + buf * BN * S) + 2 * off_b;  // K as B of S = Q K^T
-      const uint32_t kt_base = smem_u32(Ks + buf * BN * S) + 2 * off_a;  // K as B of dQ = dS K
-      const uint32_t v_base = smem_u32(Vs + buf * BN * S) + 2 * off_b;
-      float s[BN / 8][4], dp[BN / 8][4];
-#pragma unroll
-      for (int i = 0; i < BN / 8; ++i)
-#pragma unroll
-        for (int j = 0; j < 4; ++j) s[i][j] = dp[i][j] = 0.f;
-#pragma unroll
-      for (int kk = 0; kk < D / 16; ++kk) {
-        uint32_t qa[4], da[4];
-        ldsm_x4(qa, q_base + 2 * kk * 16);
-        ldsm_x4(da, do_base + 2 * kk * 16);
-#pragma unroll
-        for (int nb = 0; nb < BN / 16; ++nb) {
-          uint32_t kf[4], vf[4];
-          ldsm_x4(kf, kb_base + 2 * (nb * 16 * S + kk * 16));
-          ldsm_x4(vf, v_base + 2 * (nb * 16 * S + kk * 16));
-          mma(s[2 * nb], qa, kf[0], kf[1]);
-          mma(s[2 * nb + 1], qa, kf[2], kf[3]);
-          mma(dp[2 * nb], da, vf[0], vf[1]);
-          mma(dp[2 * nb + 1], da, vf[2], vf[3]);
-        }
-      }
-      const bool need_mask = p.mask != nullptr || s0 + BN - 1 > wr0 || (p.window > 0 && wr0 + 15 - s0 >= p.window);
-      uint32_t mw[2][(BN + 31) / 32];  // rows g, g + 8: their mask words for this tile (all ones unmasked)
-      mask_words(p, p.mask, b, wr0 + g, s0 >> 5, mw);
-#pragma unroll
-      for (int nb = 0; nb < BN / 8; ++nb)
-#pragma unroll
-        for (int i = 0; i < 4; ++i) {
-          const int r = i >> 1;
-          const bool vis = !need_mask || visible_w(p, wr0 + g + 8 * r, s0 + nb * 8 + 2 * tq + (i & 1), mw[r][nb >> 2]);
-          const float pr = vis ? exp2f(s[nb][i] * p.scale_log2 - lse2[r]) : 0.f;
-          s[nb][i] = pr * (dp[nb][i] - dl[r]);  // dS (without the scale, applied at the end)
-        }
-#pragma unroll
-      for (int kk = 0; kk < BN / 16; ++kk) {
-        uint32_t sa[4];
-        c_to_a(sa, s[2 * kk], s[2 * kk + 1]);
-#pragma unroll
-        for (int nd = 0; nd < D / 16; ++nd) {
-          uint32_t kf[4];
-          ldsm_x4_t(kf, kt_base + 2 * (kk * 16 * S + nd * 16));
-          mma(acc[2 * nd], sa, kf[0], kf[1]);
-          mma(acc[2 * nd + 1], sa, kf[2], kf[3]);
-        }
-      }
-    }
-    if constexpr (NS == 2) __syncthreads();  // every warp is done with this stage before it is refilled
-  }
-
-#pragma unroll
-  for (int r = 0; r < 2; ++r) {
-    const int t = wr0 + g + 8 * r;
-    if (t >= p.L) continue;
-    bf16* row = p.out + q_off + int64_t(t) * q_ld + 2 * tq;
-#pragma unroll
-    for (int i = 0; i < D / 8; ++i)
-      *reinterpret_cast<uint32_t*>(row + i * 8) = pack_bf16(acc[i][2 * r] * p.scale, acc[i][2 * r + 1] * p.scale);
-  }
-}
-
-// ---- backward: dK, dV --------------------------------------------------------------------------
+// ---- backward: dK, dV and dQ in one pass -------------------------------------------------------
 // Block (key tile of 128, KV head, batch), 8 warps x 16 keys; walks 32-query tiles (the dK and
 // dV accumulators already take 2 x D / 2 registers) of each query head of the group. The warp
 // computes S^T = K Q^T and dP^T = V dO^T directly (keys as rows), so P^T and dS^T are already A
-// fragments for dV += P^T dO and dK += dS^T Q.
-// Shared: Ks, Vs [128][S]; Qs, dOs [NS][BM][S]; lse, delta [NS][BM] (fp32).
+// fragments for dV += P^T dO and dK += dS^T Q. dS^T then goes to shared memory, and the block
+// computes the tile's share of dQ = dS K (its 128 keys) as 8 warps x (16 queries x D / 4).
+// Five matrix products per tile instead of the seven of separate dQ and dK/dV kernels (which
+// recompute S and dP twice).
+//
+// dQ without atomics: every key tile adds its share into an fp32 accumulator in global memory
+// in a fixed order, ascending key tile, so the sums are the same bits on every run. Each warp
+// owns a counter per query tile: key tile kb waits until the counter says that kb - 1 (the
+// tiles before it) added theirs, adds, and bumps it; the first contributor stores without
+// reading, the last (the tile holding the diagonal) writes dQ in bf16 instead. Waiting only
+// on blocks of lower rank, which block_tile() launches earlier, cannot deadlock: those are
+// running or done (blocks are dispatched in launch order). Query tiles are walked last one
+// first: every key tile of a (batch, head) starts at the same query tile and the key tiles then
+// move down in step, each a little behind the one before (a first-tile-first walk would make
+// key tile kb wait for kb - 1 to walk 4 tiles before it could add its first).
+// The accumulator is stored in fragment order (each thread's D / 8 floats contiguous), so the
+// read-modify-write is whole 16-byte loads and stores; its lines stay in L2 between the
+// neighbouring key tiles that touch them.
+// Shared: Ks, Vs [128][S]; Qs, dOs [NS][BM][S]; dS^T [128][BM + pad]; lse, delta [NS][BM] (fp32).
 // Four query stages: tiles are loaded two ahead into the stage that the tile before last used,
 // which every warp has left once it passed the previous tile's barrier, so one barrier per tile
-// suffices (two stages needed a second one before each refill). Measured on an H100 with the
-// dQ kernel's third stage (B8 L2048 H12 D64, bwd): 1.13 -> 1.09-1.10 ms; three stages (one tile
-// ahead) 1.10 ms.
-constexpr int kDkvKeys = 128, kDkvRows = 32, kDkvStages = 4;
+// suffices for the stages (a second one waits for the block's dS^T).
+//
+// Measured on an H100 (lt2 bench attn, bwd ms, same call; bench/gpu/attn_fused_*_s5_h100.txt):
+// B8 L2048 H12 D64 1.09-1.10 (two kernels) -> 1.05-1.06, B16 2.13-2.21 -> 2.05, window 512
+// 0.61 -> 0.58. Tried and slower: 64-query tiles with one block per SM (255 registers, K and V
+// fragments kept in registers) 1.43; fire-and-forget float atomics for dQ 1.48; a fence in
+// every lane before the counter moves 1.14. The block order (kLptPairs 16, 32, 64 or all pairs)
+// changed nothing beyond noise. D = 128 (mma.sync; Hopper runs the wgmma kernels) is slower
+// fused than the two kernels were (LT2_FLASH_MMA=1, B4 L4096 H16, bwd 6.01 vs 5.23 ms): at one
+// block per SM (251 registers) the ordered read-modify-write is likely what stays exposed
+// (not profiled).
+constexpr int kBwdKeys = 128, kBwdRows = 32, kBwdStages = 4;
 template <int D, int NS>
-constexpr size_t dkv_smem() {
-  return sizeof(bf16) * size_t(2 * kDkvKeys + 2 * NS * kDkvRows) * (D + kPad) + sizeof(float) * 2 * NS * kDkvRows;
+constexpr size_t bwd_smem() {
+  return sizeof(bf16) * (size_t(2 * kBwdKeys + 2 * NS * kBwdRows) * (D + kPad) +
+                         size_t(kBwdKeys) * (kBwdRows + kPad)) +
+         sizeof(float) * 2 * NS * kBwdRows;
 }
-// D = 64 fits in 128 registers without spills, so two blocks share an SM (measured on an H100:
-// 17% faster than one block on 64-query tiles); D = 128 needs ~240 registers.
+// D = 64 fits in 128 registers, so two blocks share an SM; D = 128 needs ~240 registers.
 template <int D>
-constexpr int dkv_min_blocks() {
+constexpr int bwd_min_blocks() {
   return D == 64 ? 2 : 1;
 }
 
+__device__ __forceinline__ unsigned ld_acquire(const unsigned* p) {
+  unsigned v;
+  asm volatile("ld.acquire.gpu.global.u32 %0, [%1];\n" : "=r"(v) : "l"(p) : "memory");
+  return v;
+}
+__device__ __forceinline__ void st_release(unsigned* p, unsigned v) {
+  asm volatile("st.release.gpu.global.u32 [%0], %1;\n" ::"l"(p), "r"(v) : "memory");
+}
+
 template <int D, int MinBlocks, int NS>
-__global__ void __launch_bounds__(kThreads, MinBlocks) flash_bwd_dkv_kernel(const FlashParams p) {
-  constexpr int BN = kDkvKeys, BM = kDkvRows, S = D + kPad;
+__global__ void __launch_bounds__(kThreads, MinBlocks) flash_bwd_kernel(const FlashParams p) {
+  // SD: dS^T rows of 40 bf16 (80 bytes): conflict-free 32-bit stores and ldmatrix phases.
+  constexpr int BN = kBwdKeys, BM = kBwdRows, S = D + kPad, SD = BM + kPad;
   static_assert(NS >= 3, "a stage is refilled only after the barrier of the tile that followed it");
   constexpr int kAhead = NS - 2;  // tiles loaded ahead of the one in use
+  constexpr int kQCols = D / 4;   // dQ columns per warp (warps: 2 query halves x 4 column blocks)
   extern __shared__ __align__(16) unsigned char smem[];
   bf16* Ks = reinterpret_cast<bf16*>(smem);
   bf16* Vs = Ks + BN * S;
   bf16* Qs = Vs + BN * S;       // [NS][BM][S]
   bf16* dOs = Qs + NS * BM * S;  // [NS][BM][S]
-  float* lse_s = reinterpret_cast<float*>(dOs + NS * BM * S);  // [NS][BM]
-  float* dl_s = lse_s + NS * BM;                               // [NS][BM]
+  bf16* dSt = dOs + NS * BM * S;  // [BN][SD]: dS^T of the current tile, bf16
+  float* lse_s = reinterpret_cast<float*>(dSt + BN * SD);  // [NS][BM]
+  float* dl_s = lse_s + NS * BM;                            // [NS][BM]
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, tq = lane & 3;
   const BlockTile bt = block_tile();
-  const int s0 = bt.rank * BN;  // the first key tiles are seen by the most queries: they start first
+  const int kb = bt.rank, s0 = kb * BN;  // the first key tiles are seen by the most queries: they start first
   const int hk = bt.head, b = bt.batch;
   const int64_t q_ld = int64_t(p.H) * D, kv_ld = int64_t(p.Hkv) * D;
   const int64_t kv_off = (int64_t(b) * p.L * p.Hkv + hk) * D;
@@ -669,10 +548,13 @@ __global__ void __launch_bounds__(kThreads, MinBlocks) flash_bwd_dkv_kernel(cons
   const int s_last = min(p.L, s0 + BN) - 1;
   const int q_end = p.window > 0 ? min(p.L, s_last + p.window) : p.L;
   const int qt_begin = s0 / BM, n_qt = (q_end - 1) / BM + 1 - qt_begin;
-  const int n_iter = p.G * n_qt;  // (head of the group, query tile), heads outer
+  const int n_iter = p.G * n_qt;             // (head of the group, query tile), heads outer
+  const int n_qtiles = (p.L + BM - 1) / BM;  // query tiles per head (dQ accumulator, counters)
+  auto head_of = [&](int it) { return hk * p.G + it / n_qt; };
+  auto tile_of = [&](int it) { return qt_begin + n_qt - 1 - it % n_qt; };  // last tile first
 
   auto load_queries = [&](int it, int buf) {
-    const int h = hk * p.G + it / n_qt, qt0 = (qt_begin + it % n_qt) * BM;
+    const int h = head_of(it), qt0 = tile_of(it) * BM;
     const int64_t q_off = (int64_t(b) * p.L * p.H + h) * D, row_off = (int64_t(b) * p.H + h) * p.L;
     load_rows<BM, D>(Qs + buf * BM * S, p.q + q_off, q_ld, qt0, p.L);
     load_rows<BM, D>(dOs + buf * BM * S, p.dout + q_off, q_ld, qt0, p.L);
@@ -693,6 +575,11 @@ __global__ void __launch_bounds__(kThreads, MinBlocks) flash_bwd_dkv_kernel(cons
   const int off_a = lane_off_a<S>(lane), off_b = lane_off_b<S>(lane);
   const uint32_t k_base = smem_u32(Ks) + 2 * (warp * 16 * S + off_a);
   const uint32_t v_base = smem_u32(Vs) + 2 * (warp * 16 * S + off_a);
+  // dQ = dS K: the warp's 16 queries (A, read transposed from dS^T) and D / 4 columns of K (B).
+  const int m0 = (warp & 1) * 16, n0 = (warp >> 1) * kQCols;
+  const uint32_t ds_base = smem_u32(dSt) + 2 * (lane_off_b<SD>(lane) + m0);
+  const uint32_t kq_base = smem_u32(Ks) + 2 * (off_a + n0);
+  bf16* ds_row = dSt + (warp * 16 + g) * SD + 2 * tq;  // where this thread's dS^T pairs go
   float acc_k[D / 8][4], acc_v[D / 8][4];
 #pragma unroll
   for (int i = 0; i < D / 8; ++i)
@@ -705,7 +592,7 @@ __global__ void __launch_bounds__(kThreads, MinBlocks) flash_bwd_dkv_kernel(cons
     cp_async_commit();        // possibly empty: keeps the group count fixed
     cp_async_wait<kAhead>();  // tile it landed
     __syncthreads();          // ... for every thread; and every warp has left tile it - 1
-    const int qt0 = (qt_begin + it % n_qt) * BM;
+    const int h = head_of(it), qt = tile_of(it), qt0 = qt * BM;
     // Warp-uniform: every query of the tile is before the warp's keys or past their window.
     const bool skip = wk0 >= p.L || qt0 + BM - 1 < wk0 || (p.window > 0 && qt0 - (wk0 + 15) >= p.window);
     if (!skip) {
@@ -756,6 +643,12 @@ __global__ void __launch_bounds__(kThreads, MinBlocks) flash_bwd_dkv_kernel(cons
         uint32_t pa[4], sa[4];
         c_to_a(pa, s[2 * kk], s[2 * kk + 1]);
         c_to_a(sa, dp[2 * kk], dp[2 * kk + 1]);
+        // dS^T pairs (consecutive queries) to shared memory, [key][query]: the A fragment's
+        // own registers, rows g and g + 8, query columns 16 kk + 2 tq and + 8.
+        *reinterpret_cast<uint32_t*>(ds_row + kk * 16) = sa[0];
+        *reinterpret_cast<uint32_t*>(ds_row + 8 * SD + kk * 16) = sa[1];
+        *reinterpret_cast<uint32_t*>(ds_row + kk * 16 + 8) = sa[2];
+        *reinterpret_cast<uint32_t*>(ds_row + 8 * SD + kk * 16 + 8) = sa[3];
 #pragma unroll
         for (int nd = 0; nd < D / 16; ++nd) {
           uint32_t gf[4], qf[4];
@@ -767,6 +660,75 @@ __global__ void __launch_bounds__(kThreads, MinBlocks) flash_bwd_dkv_kernel(cons
           mma(acc_k[2 * nd + 1], sa, qf[2], qf[3]);
         }
       }
+    } else {
+#pragma unroll
+      for (int c = 0; c < BM; c += 8) {  // keys that see none of the tile add nothing to dQ
+        *reinterpret_cast<uint32_t*>(ds_row + c) = 0u;
+        *reinterpret_cast<uint32_t*>(ds_row + 8 * SD + c) = 0u;
+      }
+    }
+    __syncthreads();  // dS^T of every warp is in shared memory
+
+    // Ordered accumulation (see above). The key tiles adding to query tile qt are first..last.
+    const int first = p.window > 0 ? max(0, qt0 - p.window + 1) / BN : 0;
+    const int last = (min(qt0 + BM, p.L) - 1) / BN;
+    const int order = kb - first;
+    const int64_t slot = ((int64_t(b) * p.H + h) * n_qtiles + qt) * 8 + warp;
+    float4* acc = reinterpret_cast<float4*>(p.dq_acc + (slot * 32 + lane) * (kQCols / 2));
+    unsigned* cnt = p.dq_cnt + slot;
+    float4 prev[kQCols / 8];
+    // Wait for the key tiles before this one, then fetch their sum; the load's latency hides
+    // behind the products below.
+    if (order > 0) {
+      while (ld_acquire(cnt) < unsigned(order)) __nanosleep(32);
+#pragma unroll
+      for (int i = 0; i < kQCols / 8; ++i) prev[i] = __ldcg(acc + i);
+    }
+    // This key tile's share of the tile's dQ: 16 queries x D / 4 columns per warp.
+    float dq[kQCols / 8][4];
+#pragma unroll
+    for (int i = 0; i < kQCols / 8; ++i) dq[i][0] = dq[i][1] = dq[i][2] = dq[i][3] = 0.f;
+#pragma unroll
+    for (int kk = 0; kk < BN / 16; ++kk) {
+      uint32_t a[4];
+      ldsm_x4_t(a, ds_base + 2 * kk * 16 * SD);
+#pragma unroll
+      for (int nd = 0; nd < kQCols / 16; ++nd) {
+        uint32_t kf[4];
+        ldsm_x4_t(kf, kq_base + 2 * (kk * 16 * S + nd * 16));
+        mma(dq[2 * nd], a, kf[0], kf[1]);
+        mma(dq[2 * nd + 1], a, kf[2], kf[3]);
+      }
+    }
+    if (order > 0) {
+#pragma unroll
+      for (int i = 0; i < kQCols / 8; ++i) {
+        dq[i][0] += prev[i].x;
+        dq[i][1] += prev[i].y;
+        dq[i][2] += prev[i].z;
+        dq[i][3] += prev[i].w;
+      }
+    }
+    if (kb == last) {
+      const int64_t q_off = (int64_t(b) * p.L * p.H + h) * D;
+#pragma unroll
+      for (int r = 0; r < 2; ++r) {
+        const int t = qt0 + m0 + g + 8 * r;
+        if (t >= p.L) continue;
+        bf16* row = p.out + q_off + int64_t(t) * q_ld + n0 + 2 * tq;
+#pragma unroll
+        for (int i = 0; i < kQCols / 8; ++i)
+          *reinterpret_cast<uint32_t*>(row + i * 8) = pack_bf16(dq[i][2 * r] * p.scale, dq[i][2 * r + 1] * p.scale);
+      }
+    } else {
+#pragma unroll
+      for (int i = 0; i < kQCols / 8; ++i) __stcg(acc + i, make_float4(dq[i][0], dq[i][1], dq[i][2], dq[i][3]));
+      // The warp barrier orders every lane's stores before lane 0's release (cumulativity), as
+      // a block barrier before one thread's release does in CUTLASS's semaphores. Measured on an
+      // H100 (B8 L2048 H12 D64, bwd ms): a fence in every lane instead 1.14, this 1.05;
+      // fire-and-forget float atomics (not deterministic) 1.48.
+      __syncwarp();
+      if (lane == 0) st_release(cnt, unsigned(order + 1));
     }
   }
 
@@ -1518,20 +1480,11 @@ void launch_dkv_wg(const FlashParams& p, int64_t B) {
 }
 
 template <int D>
-void launch_dq_mma(const FlashParams& p, int64_t B) {
-  constexpr int NS = dq_stages<D>();
-  auto kernel = flash_bwd_dq_kernel<D, 2, NS>;
-  allow_smem(kernel, dq_smem<D, NS>());
-  kernel<<<dim3(unsigned((p.L + kDqRows - 1) / kDqRows), unsigned(p.H), unsigned(B)), kThreads, dq_smem<D, NS>(),
-           stream()>>>(p);
-}
-
-template <int D>
-void launch_dkv_mma(const FlashParams& p, int64_t B) {
-  auto kernel = flash_bwd_dkv_kernel<D, dkv_min_blocks<D>(), kDkvStages>;
-  allow_smem(kernel, dkv_smem<D, kDkvStages>());
-  kernel<<<dim3(unsigned((p.L + kDkvKeys - 1) / kDkvKeys), unsigned(p.Hkv), unsigned(B)), kThreads,
-           dkv_smem<D, kDkvStages>(), stream()>>>(p);
+void launch_bwd_mma(const FlashParams& p, int64_t B) {
+  auto kernel = flash_bwd_kernel<D, bwd_min_blocks<D>(), kBwdStages>;
+  allow_smem(kernel, bwd_smem<D, kBwdStages>());
+  kernel<<<dim3(unsigned((p.L + kBwdKeys - 1) / kBwdKeys), unsigned(p.Hkv), unsigned(B)), kThreads,
+           bwd_smem<D, kBwdStages>(), stream()>>>(p);
 }
 
 }  // namespace
@@ -1577,10 +1530,15 @@ void flash_backward(const Tensor& q, const Tensor& k, const Tensor& v, const Ten
         return;
       }
     }
-    launch_dq_mma<Dc>(p, B);
-    check_launch("flash attention backward dq");
-    launch_dkv_mma<Dc>(p, B);
-    check_launch("flash attention backward dk dv");
+    // The fused kernel's dQ accumulator (fp32, fragment order) and its per-warp counters, which
+    // must start at zero.
+    const int64_t n_qtiles = (p.L + kBwdRows - 1) / kBwdRows;
+    Tensor dq_acc = Tensor::empty({B * p.H * n_qtiles * kBwdRows * Dc}, DType::F32, Device::CUDA);
+    Tensor dq_cnt = Tensor::zeros({B * p.H * n_qtiles * (kThreads / 32)}, DType::I32, Device::CUDA);
+    p.dq_acc = dq_acc.data<float>();
+    p.dq_cnt = reinterpret_cast<unsigned*>(dq_cnt.data<int32_t>());
+    launch_bwd_mma<Dc>(p, B);
+    check_launch("flash attention backward");
   });
 }
 
