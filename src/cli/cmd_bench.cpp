@@ -100,12 +100,14 @@ int cmd_bench(int argc, char** argv) {
   std::vector<double> times;
   uint64_t waits = 0;  // the host's waits for the GPU inside the timed steps
   double host_busy = 0;  // the host's time issuing the steps' work (outside those waits)
+  uint64_t launches = 0;
   for (int64_t i = 0; i < steps; ++i) {
     auto t0 = clk::now();
-    const uint64_t w0 = cuda::wait_count();
+    const uint64_t w0 = cuda::wait_count(), l0 = cuda::launch_count();
     const double ws0 = cuda::wait_seconds();
     trainer.step();
     waits += cuda::wait_count() - w0;
+    launches += cuda::launch_count() - l0;
     host_busy += seconds_since(t0) - (cuda::wait_seconds() - ws0);
     cuda::synchronize();  // the step's GPU work is done before the clock stops
     times.push_back(seconds_since(t0));
@@ -151,9 +153,10 @@ int cmd_bench(int argc, char** argv) {
     std::printf("peak GPU memory   %.2f GiB (allocated by lt2's caching allocator)\n", peak_gib);
     std::printf("host waits        %.1f a step (for uploads and read-backs; in between the host runs ahead of the GPU)\n",
                 double(waits) / double(steps));
-    // Well under the step time: the launch queue stays ahead of the GPU, so a CUDA graph of the
-    // step could save only the gaps between kernels and after each wait.
-    std::printf("host busy         %.4f s a step (issuing its work, outside the waits)\n", host_busy / double(steps));
+    // Near the step time with a short last wait: the host, not the GPU, sets the pace (a full
+    // launch queue would make the last read-back wait for its work).
+    std::printf("host busy         %.4f s a step (issuing its work, outside the waits); %.0f kernel launches a step\n",
+                host_busy / double(steps), double(launches) / double(steps));
   } else {
     std::printf("sgemm peak        %.1f GFLOP/s (1536^3 fp32, best of 3)\n", peak);
   }

@@ -25,6 +25,7 @@ cudaStream_t stream();
 // Call after each launch: reports a bad launch configuration at once (asynchronous
 // kernel faults surface at the next synchronize()).
 inline void check_launch(const char* kernel) {
+  count_launch();
   cudaError_t err = cudaGetLastError();
   if (err != cudaSuccess) fail(cat("CUDA kernel ", kernel, " failed to launch: ", cudaGetErrorString(err)));
 }

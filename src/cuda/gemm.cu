@@ -113,6 +113,7 @@ void gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, const 
   if (K == 0) fail("GPU GEMM with an empty inner dimension");
   LT2_CUBLAS_CHECK(cublasLtMatmul(l.handle, p.op, &alpha, B, p.a, A, p.b, &beta, C, p.c, C, p.c, &p.algo, l.workspace,
                                   kWorkspaceBytes, stream()));
+  count_launch();
 }
 
 std::vector<double> gemm_algo_ms(bool ta, bool tb, int64_t M, int64_t N, int64_t K, const void* A, int64_t lda,

@@ -17,43 +17,64 @@ constexpr int kFwdThreads = 256;
 // down the rows of its chunk; the row lanes' sums meet in shared memory in a fixed order.
 constexpr int kDwColLanes = 32, kDwRowLanes = 16;
 // Chunks of rows for dW's partial sums: few enough that the second pass (one thread per
-// weight, summing the chunks in order) stays short, many enough to spread the rows over the SMs.
-constexpr int64_t kDwChunks = 32;
+// weight, summing the chunks in order) stays short, many enough that with K = 768 the blocks
+// (3 per chunk) cover an H100's 132 SMs. A constant, so results do not depend on the GPU.
+constexpr int64_t kDwChunks = 48;
 
 template <class T>
 constexpr int vec_of() {
   return int(16 / sizeof(T));
 }
 
-// y[r, j] = sum_k x[r, k] w[j, k]: one warp per row; w as fp32 in shared memory, loaded once
-// per block (the grid is a few blocks per SM striding over the rows).
+// y[r, j] = sum_k x[r, k] w[j, k]: a warp takes kFwdRows rows at a time, lane l the 16-byte
+// vectors l, l + 32, ... of each. w sits in shared memory as fp32 with one padding float after
+// every vector's VEC values, so the 32 lanes' reads of a vector fall in 32 different banks
+// (unpadded, lanes 4 apart collided: 8-way conflicts, and the kernel took 87 us where cuBLASLt
+// takes 37). Each w value read serves kFwdRows rows.
+constexpr int kFwdRows = 2;
 template <class T, class TW, int NMAX>
 __global__ void __launch_bounds__(kFwdThreads) narrow_forward_kernel(const T* __restrict__ x, const TW* __restrict__ w,
                                                                      T* __restrict__ y, int64_t M, int K, int n) {
-  extern __shared__ float ws[];  // [n, K]
-  for (int i = threadIdx.x; i < n * K; i += kFwdThreads) ws[i] = ld(w[i]);
+  constexpr int VEC = vec_of<T>(), PAD = VEC + 1;
+  extern __shared__ float ws[];  // [n, K / VEC, PAD]
+  const int vecs = K / VEC;
+  for (int i = threadIdx.x; i < n * K; i += kFwdThreads) {
+    const int j = i / K, k = i % K;
+    ws[(j * vecs + k / VEC) * PAD + k % VEC] = ld(w[i]);
+  }
   __syncthreads();
-  constexpr int VEC = vec_of<T>();
   const int lane = threadIdx.x % 32;
-  const int64_t stride = int64_t(gridDim.x) * (kFwdThreads / 32);
-  for (int64_t r = int64_t(blockIdx.x) * (kFwdThreads / 32) + threadIdx.x / 32; r < M; r += stride) {
-    float acc[NMAX] = {};
-#pragma unroll 4
-    for (int k0 = lane * VEC; k0 < K; k0 += 32 * VEC) {
-      float xv[VEC];
-      ld_vec<VEC>(x + r * K + k0, xv);
+  const int64_t warp = int64_t(blockIdx.x) * (kFwdThreads / 32) + threadIdx.x / 32;
+  const int64_t stride = int64_t(gridDim.x) * (kFwdThreads / 32) * kFwdRows;
+  for (int64_t r0 = warp * kFwdRows; r0 < M; r0 += stride) {
+    float acc[kFwdRows][NMAX] = {};
+    for (int v = lane; v < vecs; v += 32) {
+      float xv[kFwdRows][VEC];
+#pragma unroll
+      for (int q = 0; q < kFwdRows; ++q) {
+        if (r0 + q < M) ld_vec<VEC>(x + (r0 + q) * K + v * VEC, xv[q]);
+        else
+#pragma unroll
+          for (int i = 0; i < VEC; ++i) xv[q][i] = 0.f;
+      }
 #pragma unroll
       for (int j = 0; j < NMAX; ++j)
         if (j < n)
 #pragma unroll
-          for (int i = 0; i < VEC; ++i) acc[j] += xv[i] * ws[j * K + k0 + i];
+          for (int i = 0; i < VEC; ++i) {
+            const float wv = ws[(j * vecs + v) * PAD + i];
+#pragma unroll
+            for (int q = 0; q < kFwdRows; ++q) acc[q][j] += xv[q][i] * wv;
+          }
     }
 #pragma unroll
-    for (int j = 0; j < NMAX; ++j)
-      if (j < n) {  // n is the same for the whole warp, so every lane takes part in the sum
-        const float s = warp_sum(acc[j]);
-        if (lane == j) y[r * n + j] = st<T>(s);
-      }
+    for (int q = 0; q < kFwdRows; ++q)
+#pragma unroll
+      for (int j = 0; j < NMAX; ++j)
+        if (j < n) {  // n is the same for the whole warp, so every lane takes part in the sum
+          const float s = warp_sum(acc[q][j]);
+          if (lane == j && r0 + q < M) y[(r0 + q) * n + j] = st<T>(s);
+        }
   }
 }
 
@@ -70,7 +91,7 @@ __global__ void __launch_bounds__(kDwColLanes* kDwRowLanes) narrow_dw_partial_ke
   const int64_t r0 = blockIdx.y * rows_per_chunk, r1 = std::min(M, r0 + rows_per_chunk);
   float acc[NMAX][VEC] = {};
   if (active) {
-#pragma unroll 4
+#pragma unroll 8  // eight rows' loads in flight per thread: one block of 512 threads per SM
     for (int64_t r = r0 + ty; r < r1; r += kDwRowLanes) {
       float xv[VEC];
       ld_vec<VEC>(x + r * K + k0, xv);
@@ -98,6 +119,12 @@ __global__ void __launch_bounds__(kDwColLanes* kDwRowLanes) narrow_dw_partial_ke
   }
 }
 
+// The forward's padded fp32 copy of w [n, K] (K a multiple of the vector width).
+size_t forward_smem_bytes(DType dt, int64_t n, int64_t K) {
+  const int64_t vec = int64_t(16 / dtype_size(dt));
+  return size_t(n * (K / vec) * (vec + 1)) * sizeof(float);
+}
+
 template <class F>
 void with_nmax(int64_t n, F&& f) {
   if (n <= 4) f(std::integral_constant<int, 4>{});
@@ -109,7 +136,7 @@ void with_nmax(int64_t n, F&& f) {
 bool narrow_linear_fits(const Tensor& x, int64_t N, int64_t K) {
   const size_t vec_bytes = 16;
   return N >= 1 && N <= kMaxNarrowOutputs && K % int64_t(vec_bytes / dtype_size(x.dtype())) == 0 &&
-         N * K * int64_t(sizeof(float)) <= 48 * 1024 && aligned_to(vec_bytes, {x.bytes()});
+         forward_smem_bytes(x.dtype(), N, K) <= 48 * 1024 && aligned_to(vec_bytes, {x.bytes()});
 }
 
 void narrow_linear_forward(const Tensor& x, const Tensor& w, Tensor& y, int64_t M) {
@@ -122,8 +149,9 @@ void narrow_linear_forward(const Tensor& x, const Tensor& w, Tensor& y, int64_t 
     return count;
   }();
   // Four blocks per SM: each loads w once, then its warps stride over the rows.
-  const unsigned blocks = unsigned(std::clamp<int64_t>(blocks_for(M, kFwdThreads / 32), 1, int64_t(sms) * 4));
-  const size_t smem = size_t(n) * K * sizeof(float);
+  const unsigned blocks =
+      unsigned(std::clamp<int64_t>(blocks_for(M, kFwdThreads / 32 * kFwdRows), 1, int64_t(sms) * 4));
+  const size_t smem = forward_smem_bytes(x.dtype(), n, K);
   dispatch_float(x.dtype(), [&](auto xt) {
     dispatch_float(w.dtype(), [&](auto wt) {
       using T = decltype(xt);

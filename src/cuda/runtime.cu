@@ -134,6 +134,9 @@ void synchronize() {
   g_wait_ns += uint64_t(std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - t0).count());
 }
 uint64_t wait_count() { return g_waits.load(); }
+std::atomic<uint64_t> g_launches{0};
+void count_launch() { ++g_launches; }
+uint64_t launch_count() { return g_launches.load(); }
 double wait_seconds() { return double(g_wait_ns.load()) * 1e-9; }
 
 // ---- cast and add -----------------------------------------------------------------

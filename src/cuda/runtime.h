@@ -32,6 +32,10 @@ void synchronize();  // waits for the stream; raises the first asynchronous kern
 // until the host issues again (what a CUDA graph of the step would save).
 uint64_t wait_count();
 double wait_seconds();  // the time the host has spent in those waits
+// Kernels the host has issued (lt2's launches and its cuBLASLt calls): each costs the host
+// a few microseconds, however little work it carries.
+uint64_t launch_count();
+void count_launch();
 
 // Element-wise helpers Tensor needs (dtype codes as in core/tensor.h's DType).
 void cast(const void* src, int src_dtype, void* dst, int dst_dtype, int64_t n);
