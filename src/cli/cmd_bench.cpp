@@ -153,8 +153,10 @@ int cmd_bench(int argc, char** argv) {
     std::printf("peak GPU memory   %.2f GiB (allocated by lt2's caching allocator)\n", peak_gib);
     std::printf("host waits        %.1f a step (for uploads and read-backs; in between the host runs ahead of the GPU)\n",
                 double(waits) / double(steps));
-    // Near the step time with a short last wait: the host, not the GPU, sets the pace (a full
-    // launch queue would make the last read-back wait for its work).
+    // The host's time outside its waits, which include the blocking copies (a launch into a full
+    // queue blocks too, and counts here). Near the step time with --batch 1 --seq-len 128, it is
+    // the least time a step can take on this host; well below it, the GPU sets the pace and a CUDA
+    // graph of the step could save only the gaps between kernels.
     std::printf("host busy         %.4f s a step (issuing its work, outside the waits); %.0f kernel launches a step\n",
                 host_busy / double(steps), double(launches) / double(steps));
   } else {

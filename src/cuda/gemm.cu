@@ -93,46 +93,50 @@ Plan make_plan(cublasLtHandle_t h, cublasOperation_t opa, cublasOperation_t opb,
   return p;
 }
 
+// Row-major C = op(A) op(B) is column-major C^T = op(B)^T op(A)^T: the plan of the swapped
+// product, which run() then calls with B and A in that order.
+Plan plan_row_major(cublasLtHandle_t h, bool ta, bool tb, int64_t M, int64_t N, int64_t K, const void* A, int64_t lda,
+                    const void* B, int64_t ldb, DType ab_dtype, float beta, const void* C, int64_t ldc, DType c_dtype,
+                    int count = 1, std::vector<cublasLtMatmulAlgo_t>* more = nullptr) {
+  const cublasOperation_t opa = tb ? CUBLAS_OP_T : CUBLAS_OP_N, opb = ta ? CUBLAS_OP_T : CUBLAS_OP_N;
+  return make_plan(h, opa, opb, N, M, K, ldb, lda, ldc, cuda_type(ab_dtype), cuda_type(c_dtype), alignment_of(B),
+                   alignment_of(A), alignment_of(C), beta != 0, count, more);
+}
+
+void run(Lt& l, const Plan& p, const cublasLtMatmulAlgo_t& algo, float alpha, const void* A, const void* B, float beta,
+         void* C) {
+  LT2_CUBLAS_CHECK(cublasLtMatmul(l.handle, p.op, &alpha, B, p.a, A, p.b, &beta, C, p.c, C, p.c, &algo, l.workspace,
+                                  kWorkspaceBytes, stream()));
+}
+
 }  // namespace
 
 void gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, const void* A, int64_t lda, const void* B,
           int64_t ldb, DType ab_dtype, float beta, void* C, int64_t ldc, DType c_dtype) {
   if (M == 0 || N == 0) return;
-  // Row-major C = op(A) op(B) is column-major C^T = op(B)^T op(A)^T: swap the operands.
-  const cublasOperation_t opa = tb ? CUBLAS_OP_T : CUBLAS_OP_N, opb = ta ? CUBLAS_OP_T : CUBLAS_OP_N;
-  const uint32_t align_a = alignment_of(B), align_b = alignment_of(A), align_c = alignment_of(C);
+  if (K == 0) fail("GPU GEMM with an empty inner dimension");
   Lt& l = lt();
   std::lock_guard<std::mutex> lock(l.mu);
-  const Key key{ta, tb, M, N, K, lda, ldb, ldc, int(ab_dtype), int(c_dtype), align_a, align_b, align_c, beta != 0};
+  const Key key{ta, tb, M, N, K, lda, ldb, ldc, int(ab_dtype), int(c_dtype), alignment_of(B), alignment_of(A),
+                alignment_of(C), beta != 0};
   auto it = l.plans.find(key);
   if (it == l.plans.end())
-    it = l.plans.emplace(key, make_plan(l.handle, opa, opb, N, M, K, ldb, lda, ldc, cuda_type(ab_dtype),
-                                        cuda_type(c_dtype), align_a, align_b, align_c, beta != 0))
+    it = l.plans.emplace(key, plan_row_major(l.handle, ta, tb, M, N, K, A, lda, B, ldb, ab_dtype, beta, C, ldc, c_dtype))
              .first;
-  const Plan& p = it->second;
-  if (K == 0) fail("GPU GEMM with an empty inner dimension");
-  LT2_CUBLAS_CHECK(cublasLtMatmul(l.handle, p.op, &alpha, B, p.a, A, p.b, &beta, C, p.c, C, p.c, &p.algo, l.workspace,
-                                  kWorkspaceBytes, stream()));
+  run(l, it->second, it->second.algo, alpha, A, B, beta, C);
   count_launch();
 }
 
 std::vector<double> gemm_algo_ms(bool ta, bool tb, int64_t M, int64_t N, int64_t K, const void* A, int64_t lda,
                                  const void* B, int64_t ldb, DType ab_dtype, float beta, void* C, int64_t ldc,
                                  DType c_dtype, int count, int reps) {
-  const cublasOperation_t opa = tb ? CUBLAS_OP_T : CUBLAS_OP_N, opb = ta ? CUBLAS_OP_T : CUBLAS_OP_N;
   Lt& l = lt();
   std::vector<cublasLtMatmulAlgo_t> algos;
-  Plan p = make_plan(l.handle, opa, opb, N, M, K, ldb, lda, ldc, cuda_type(ab_dtype), cuda_type(c_dtype),
-                     alignment_of(B), alignment_of(A), alignment_of(C), beta != 0, count, &algos);
+  const Plan p = plan_row_major(l.handle, ta, tb, M, N, K, A, lda, B, ldb, ab_dtype, beta, C, ldc, c_dtype, count,
+                                &algos);
   std::vector<double> ms;
-  const float alpha = 1.f;
   for (const cublasLtMatmulAlgo_t& algo : algos)
-    ms.push_back(time_ms(
-        [&] {
-          LT2_CUBLAS_CHECK(cublasLtMatmul(l.handle, p.op, &alpha, B, p.a, A, p.b, &beta, C, p.c, C, p.c, &algo,
-                                          l.workspace, kWorkspaceBytes, stream()));
-        },
-        1, reps));
+    ms.push_back(time_ms([&] { run(l, p, algo, 1.f, A, B, beta, C); }, 1, reps));
   cublasLtMatmulDescDestroy(p.op);
   cublasLtMatrixLayoutDestroy(p.a);
   cublasLtMatrixLayoutDestroy(p.b);

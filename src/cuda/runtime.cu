@@ -112,26 +112,32 @@ void reset_peak_memory() {
 }
 
 // ---- copies -----------------------------------------------------------------------
+// A copy from or to pageable host memory returns only when the stream has reached it, so the
+// copy itself is part of the wait the counters measure.
+namespace {
+std::atomic<uint64_t> g_waits{0}, g_wait_ns{0};
+template <class F>
+void host_wait(F&& f) {
+  ++g_waits;
+  const auto t0 = std::chrono::steady_clock::now();
+  f();
+  if (g_stream_created) LT2_CUDA_CHECK(cudaStreamSynchronize(stream()));
+  g_wait_ns += uint64_t(std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - t0).count());
+}
+}  // namespace
 void copy_to_device(void* dst, const void* src, size_t bytes) {
   // src is pageable host memory that the caller may free at once: wait for the copy.
-  LT2_CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, stream()));
-  synchronize();
+  host_wait([&] { LT2_CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, stream())); });
 }
 void copy_to_host(void* dst, const void* src, size_t bytes) {
-  LT2_CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToHost, stream()));
-  synchronize();
+  host_wait([&] { LT2_CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToHost, stream())); });
 }
 void copy_on_device(void* dst, const void* src, size_t bytes) {
   LT2_CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, stream()));
 }
 void memset_zero(void* dst, size_t bytes) { LT2_CUDA_CHECK(cudaMemsetAsync(dst, 0, bytes, stream())); }
-std::atomic<uint64_t> g_waits{0}, g_wait_ns{0};
 void synchronize() {
-  ++g_waits;
-  if (!g_stream_created) return;
-  const auto t0 = std::chrono::steady_clock::now();
-  LT2_CUDA_CHECK(cudaStreamSynchronize(stream()));
-  g_wait_ns += uint64_t(std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - t0).count());
+  host_wait([] {});
 }
 uint64_t wait_count() { return g_waits.load(); }
 std::atomic<uint64_t> g_launches{0};
