@@ -2,18 +2,15 @@
 // and its decode step.
 // Training kernels tile each sequence into runs of kConvRows rows, one thread block per run and
 // 32 · VEC channels. Each warp takes a sub-run of kSubRows rows; a thread owns VEC adjacent
-// channels of it and walks it in order with the last W inputs in registers, so every input is
-// read once from DRAM (the W-1 row halo of a sub-run is its neighbour's, mostly an L1 hit) by
-// wide loads, and a warp covers consecutive channels of a row. Short sub-runs give the GPU four
-// times the threads of one walk per run: measured on an H100, a 32-row walk per thread left the
-// forward at 27 % and the backward at 21 % of DRAM bandwidth (latency-bound, 32 % / 16 % of the
-// warp slots busy); sub-runs of 8 rows took the forward to 33-43 % and the conv's share of a
-// small-125m step from 35 to 27 ms. The backward walks its sub-run in reverse, computing dpre = dy silu'(pre)
-// once per row and keeping the last W of them for dx, sums dw over its rows in registers, and
-// the block adds its four sub-runs in shared memory in a fixed order. The weight may be F32 or
-// the activations' dtype; its gradient is F32 and accumulated (+=) from the runs' partial sums
-// through op_util's deterministic column sum (no atomics). W = 4 (GDN's) is a compile-time
-// constant of its kernels, so the tap arrays and their reversals cost no extra registers.
+// channels of it (a warp covers consecutive channels of a row, in 8- or 16-byte accesses) and
+// loads all the rows it reads, its sub-run plus the W-1 rows before it (and, backward, the
+// W-1 rows of dpre after it), before it uses the first: measured on an H100, walking the rows
+// with the window in registers kept ~2 loads in flight per thread and left the forward
+// latency-bound at 36-46 % of DRAM bandwidth. The backward computes dpre = dy silu'(pre) for
+// its rows, then dx and the sub-run's dw, and the block adds its four sub-runs' dw in shared
+// memory in a fixed order. The weight may be F32 or the activations' dtype; its gradient is F32
+// and accumulated (+=) from the runs' partial sums through op_util's deterministic column sum
+// (no atomics). W = 4 (GDN's) is a compile-time constant of its kernels.
 #include "cuda/common.cuh"
 #include "cuda/cuda_ops.h"
 #include "cuda/op_util.cuh"
@@ -70,17 +67,6 @@ struct ConvRun {
   }
 };
 
-// Loads x[t, c0 ..] (zeros before the sequence start) into v.
-template <int VEC, class T>
-__device__ __forceinline__ void load_row(const T* x, int64_t base, int64_t t, int64_t C, float (&v)[VEC]) {
-  if (t >= 0) {
-    ld_vec<VEC>(x + base + t * C, v);
-  } else {
-#pragma unroll
-    for (int i = 0; i < VEC; ++i) v[i] = 0.f;
-  }
-}
-
 // taps[f][i] = w[c0 + i, f] (reversed: w[c0 + i, W-1-f]), zero for f >= W.
 template <int VEC, int WMAX, class TW>
 __device__ __forceinline__ void load_taps(const TW* w, int64_t c0, int W, bool reversed, float (&taps)[WMAX][VEC]) {
@@ -90,91 +76,104 @@ __device__ __forceinline__ void load_taps(const TW* w, int64_t c0, int W, bool r
     for (int i = 0; i < VEC; ++i) taps[f][i] = f < W ? ld(w[(c0 + i) * W + (reversed ? W - 1 - f : f)]) : 0.f;
 }
 
-// sum over f < W of taps[f][i] vals[f][i]
-template <int VEC, int WMAX>
-__device__ __forceinline__ float tap_dot(const float (&taps)[WMAX][VEC], const float (&vals)[WMAX][VEC], int i,
-                                         int W) {
-  float acc = 0.f;
+// VEC channels of rows [t - (WMAX-1), t - (WMAX-1) + N) into raw (storage-type) packs, zeros
+// before the sequence start and from row `end` on: every load of a sub-run is issued before the
+// first is used. (Walking the rows with the window in fp32 registers left each thread ~2 loads in
+// flight and the forward latency-bound at 36-46 % of DRAM bandwidth, ncu on an H100.)
+template <int N, int WMAX, int VEC, class T>
+__device__ __forceinline__ void load_rows(const T* x, int64_t base, int64_t t, int64_t end, int64_t C,
+                                          Pack<T, VEC> (&rows)[N]) {
 #pragma unroll
-  for (int f = 0; f < WMAX; ++f)
-    if (f < W) acc += taps[f][i] * vals[f][i];
-  return acc;
+  for (int i = 0; i < N; ++i) {
+    const int64_t s = t - (WMAX - 1) + i;
+    if (s >= 0 && s < end) {
+      rows[i] = *reinterpret_cast<const Pack<T, VEC>*>(x + base + s * C);
+    } else {
+#pragma unroll
+      for (int k = 0; k < VEC; ++k) rows[i].v[k] = st<T>(0.f);
+    }
+  }
 }
 
 // WMAX: compile-time bound on W (the register arrays' size); W itself is a runtime argument,
-// unless EXACT (W == WMAX, known at compile time).
+// unless EXACT (W == WMAX, known at compile time). A thread loads its sub-run's rows and the
+// W-1 before them at once, then computes each output from them.
 template <class T, class TW, int VEC, int WMAX, bool EXACT>
 __global__ void __launch_bounds__(kConvThreads) conv_silu_kernel(const T* __restrict__ x, const TW* __restrict__ w,
                                                                   T* __restrict__ y, int64_t L, int64_t C, int w_arg) {
   const int W = EXACT ? WMAX : w_arg;
   const ConvRun r(L, C, VEC);
   if (!r.active || r.t0 == r.t1) return;  // an empty sub-run past L must not read its halo rows
-  // back[f] = x[t - f] and wrev[f] = w[W-1-f], the tap that reads it (indices known at compile time).
-  float wrev[WMAX][VEC], back[WMAX][VEC];
+  Pack<T, VEC> rows[kSubRows + WMAX - 1];  // rows[s + WMAX-1 - f] = x[t0 + s - f]
+  load_rows<kSubRows + WMAX - 1, WMAX>(x, r.base, r.t0, r.t1, C, rows);
+  float wrev[WMAX][VEC];  // wrev[f] = w[W-1-f], the tap that reads x[t - f]
   load_taps(w, r.c0, W, true, wrev);
 #pragma unroll
-  for (int f = 1; f < WMAX; ++f)
-    if (f < W) load_row<VEC>(x, r.base, r.t0 - f, C, back[f]);
-#pragma unroll 4  // several rows' loads in flight per thread (the pointers are __restrict__)
-  for (int64_t t = r.t0; t < r.t1; ++t) {
-    ld_vec<VEC>(x + r.base + t * C, back[0]);
+  for (int s = 0; s < kSubRows; ++s) {
+    if (r.t0 + s >= r.t1) break;
     float out[VEC];
 #pragma unroll
-    for (int i = 0; i < VEC; ++i) out[i] = silu_f(tap_dot(wrev, back, i, W));
-    st_vec<VEC>(y + r.base + t * C, out);
+    for (int i = 0; i < VEC; ++i) {
+      float acc = 0.f;
 #pragma unroll
-    for (int f = WMAX - 1; f > 0; --f)
-      if (f < W)
-#pragma unroll
-        for (int i = 0; i < VEC; ++i) back[f][i] = back[f - 1][i];
+      for (int f = 0; f < WMAX; ++f)
+        if (f < W) acc += wrev[f][i] * ld(rows[s + WMAX - 1 - f].v[i]);
+      out[i] = silu_f(acc);
+    }
+    st_vec<VEC>(y + r.base + (r.t0 + s) * C, out);
   }
 }
 
-// Walks a sub-run backwards from the last row whose dpre some dx of it needs (t1 + W - 2).
-// dx[s] = sum_j w[j] dpre[s + (W-1) - j] for its rows; dw[j][i] += sum over its rows t of
-// dpre[t] x[t - (W-1) + j] for channel c0 + i.
+// The backward of one sub-run [t0, t1), its loads issued at once as in the forward: dy at rows
+// t0 .. t1 + W - 2 (every dpre a dx of the sub-run needs), x from W-1 rows before those.
+// dpre[t] = dy[t] silu'(pre[t]); dx[s] = sum_f w[W-1-f] dpre[s + f] for its rows; dw[j][i] +=
+// sum over its rows t of dpre[t] x[t - (W-1) + j] for channel c0 + i.
 template <class T, class TW, int VEC, int WMAX>
 __device__ __forceinline__ void conv_backward_walk(const T* __restrict__ x, const TW* __restrict__ w,
                                                    const T* __restrict__ dy, T* __restrict__ dx, const ConvRun& r,
                                                    int64_t L, int64_t C, int W, float (&dw)[WMAX][VEC]) {
-  // dp[f] = dpre[t + f]; wrev[f] = w[W-1-f] (the tap through which x[t] reaches dpre[t + f])
-  float wr[WMAX][VEC], wrev[WMAX][VEC], win[WMAX][VEC], dp[WMAX][VEC] = {};
-  load_taps(w, r.c0, W, false, wr);
+  constexpr int kD = kSubRows + WMAX - 1;  // dpre rows t0 + u, u < kD
+  const int64_t t_end = r.t1 + W - 1 < L ? r.t1 + W - 1 : L;
+  Pack<T, VEC> xrows[kD + WMAX - 1], dyrows[kD];  // xrows[u + WMAX-1 - f] = x[t0 + u - f]
+  load_rows<kD + WMAX - 1, WMAX>(x, r.base, r.t0, t_end, C, xrows);
+  load_rows<kD, 1>(dy, r.base, r.t0, t_end, C, dyrows);
+  float wrev[WMAX][VEC];  // wrev[f] = w[W-1-f]: x[t - f] reaches pre[t], and dpre[s + f] reaches dx[s], through it
   load_taps(w, r.c0, W, true, wrev);
-  const int64_t t_hi = (r.t1 + W - 1 < L ? r.t1 + W - 1 : L) - 1;
+  float dp[kD][VEC], dwrev[WMAX][VEC] = {};  // dwrev[f] = the sub-run's part of dw[W-1-f]
+#pragma unroll
+  for (int u = 0; u < kD; ++u)
+#pragma unroll
+    for (int i = 0; i < VEC; ++i) {
+      float pre = 0.f;
+#pragma unroll
+      for (int f = 0; f < WMAX; ++f)
+        if (f < W) pre += wrev[f][i] * ld(xrows[u + WMAX - 1 - f].v[i]);
+      dp[u][i] = ld(dyrows[u].v[i]) * silu_grad_f(pre);  // dy is zero past t_end: so is dp
+    }
+#pragma unroll
+  for (int s = 0; s < kSubRows; ++s) {
+    if (r.t0 + s >= r.t1) break;
+    float out[VEC];
+#pragma unroll
+    for (int i = 0; i < VEC; ++i) {
+      out[i] = 0.f;
+#pragma unroll
+      for (int f = 0; f < WMAX; ++f)
+        if (f < W) {
+          out[i] += wrev[f][i] * dp[s + f][i];
+          dwrev[f][i] += dp[s][i] * ld(xrows[s + WMAX - 1 - f].v[i]);
+        }
+    }
+    st_vec<VEC>(dx + r.base + (r.t0 + s) * C, out);
+  }
+  // dw[j] = dwrev[W-1-j]: W is a runtime value, so the selection is unrolled over both indices.
 #pragma unroll
   for (int j = 0; j < WMAX; ++j)
-    if (j < W) load_row<VEC>(x, r.base, t_hi - (W - 1) + j, C, win[j]);
-#pragma unroll 4
-  for (int64_t t = t_hi; t >= r.t0; --t) {
-    float g[VEC];
-    ld_vec<VEC>(dy + r.base + t * C, g);
 #pragma unroll
-    for (int f = WMAX - 1; f > 0; --f)
-      if (f < W)
+    for (int f = 0; f < WMAX; ++f)
+      if (f == W - 1 - j)
 #pragma unroll
-        for (int i = 0; i < VEC; ++i) dp[f][i] = dp[f - 1][i];
-#pragma unroll
-    for (int i = 0; i < VEC; ++i) dp[0][i] = g[i] * silu_grad_f(tap_dot(wr, win, i, W));
-    if (t < r.t1) {
-      float out[VEC];
-#pragma unroll
-      for (int i = 0; i < VEC; ++i) {
-        out[i] = tap_dot(wrev, dp, i, W);
-#pragma unroll
-        for (int j = 0; j < WMAX; ++j)
-          if (j < W) dw[j][i] += dp[0][i] * win[j][i];
-      }
-      st_vec<VEC>(dx + r.base + t * C, out);
-    }
-    // Slide the input window one row back: win[j] = x[t - 1 - (W-1) + j].
-#pragma unroll
-    for (int j = WMAX - 1; j > 0; --j)
-      if (j < W)
-#pragma unroll
-        for (int i = 0; i < VEC; ++i) win[j][i] = win[j - 1][i];
-    load_row<VEC>(x, r.base, t - W, C, win[0]);
-  }
+        for (int i = 0; i < VEC; ++i) dw[j][i] = dwrev[f][i];
 }
 
 // One block per run: each warp walks its sub-run, then the block's dw partial of the run goes

@@ -150,8 +150,9 @@ TEST(CudaMixers, ConvSilu) {
   struct Shape4 {
     int64_t B, L, C, W;
   };
+  // W 4 (a compile-time width), 3 and 1 (runtime widths up to 4), 6 (the wide kernel); ragged runs.
   for (const Shape4 s : {Shape4{2, 37, 70, 4}, Shape4{2, 75, 64, 4}, Shape4{1, 40, 8, 6}, Shape4{2, 3, 12, 4},
-                         Shape4{1, 33, 16, 1}})
+                         Shape4{1, 33, 16, 1}, Shape4{2, 75, 64, 3}})
     for (DType dt : kDtypes)
       for (DType wdt : {DType::F32, dt}) {  // the weight may be F32 or the activations' dtype
         SCOPED_TRACE(cat("conv B", s.B, " L", s.L, " C", s.C, " W", s.W, " x ", dtype_name(dt), " w ",
