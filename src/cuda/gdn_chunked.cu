@@ -451,40 +451,37 @@ __device__ __forceinline__ void cp_async_wait() {
 // dst[r][c] (row stride LD) = src[r * stride + c] for r < nr, c < nc, zero elsewhere in R × W.
 // Rows that allow it go by cp.async, all in flight at once (the caller commits and waits, then
 // synchronises the block); other shapes fall back to plain loads, complete on return.
-// NTH: the block's threads (all of them take part).
-template <int R, int W, int LD, int NTH = kThreads, class T>
+template <int R, int W, int LD, class T>
 __device__ __forceinline__ void load_tile_async(T* dst, const T* src, int64_t stride, int nr, int nc) {
   constexpr int VEC = 16 / int(sizeof(T));
   static_assert(W % VEC == 0 && LD % VEC == 0, "tile rows must hold whole 16-byte vectors");
   const bool vec = nc % VEC == 0 && stride % VEC == 0 && (reinterpret_cast<uintptr_t>(src) & 15) == 0;
   constexpr int GPR = W / VEC;  // 16-byte groups per row
   if (vec) {
-    if constexpr (NTH % GPR == 0 && (R % (NTH / GPR) == 0 || NTH / GPR > R)) {
+    if constexpr (kThreads % GPR == 0 && R % (kThreads / GPR) == 0) {
       // Each thread's column group and first row follow from its index and the passes are
       // unrolled, so the 64-bit row offsets are computed once (ncu, split-tile scans: the generic
       // loop below spent ~50 index and address instructions per 16-byte copy, a fifth of the
-      // reverse scan's instructions). With more threads than 16-byte groups, one pass and the
-      // threads past the last row idle.
-      constexpr int RPP = NTH / GPR;  // rows per pass
+      // reverse scan's instructions).
+      constexpr int RPP = kThreads / GPR;  // rows per pass
       const int r0 = int(threadIdx.x) / GPR, c = (int(threadIdx.x) % GPR) * VEC;
-      if (RPP > R && r0 >= R) return;
       const T* s = src + r0 * stride + c;
       T* dd = dst + r0 * LD + c;
       const bool col_ok = c < nc;
 #pragma unroll
-      for (int p = 0; p < (RPP > R ? 1 : R / RPP); ++p) {
+      for (int p = 0; p < R / RPP; ++p) {
         const bool ok = col_ok && r0 + RPP * p < nr;
         cp_async16(dd + RPP * p * LD, ok ? s + RPP * p * stride : src, ok);  // src itself is always a valid address
       }
     } else {
-      for (int idx = threadIdx.x; idx < R * GPR; idx += NTH) {
+      for (int idx = threadIdx.x; idx < R * GPR; idx += kThreads) {
         const int r = idx / GPR, c = (idx % GPR) * VEC;
         const bool ok = r < nr && c < nc;
         cp_async16(dst + r * LD + c, ok ? src + r * stride + c : src, ok);
       }
     }
   } else {
-    for (int idx = threadIdx.x; idx < R * W; idx += NTH) {
+    for (int idx = threadIdx.x; idx < R * W; idx += kThreads) {
       const int r = idx / W, c = idx % W;
       dst[r * LD + c] = (r < nr && c < nc) ? src[r * stride + c] : st<T>(0.f);
     }
@@ -1155,7 +1152,7 @@ __device__ __forceinline__ void scale_split8(float s, const uint4& x, uint4* hi,
   *lo = make_uint4(l[0], l[1], l[2], l[3]);
 }
 
-template <int KP, int VT, int NTH>
+template <int KP, int VT>
 __device__ __forceinline__ void scan_x2_issue_inputs(const ScanArgs& a, int c, int buf, int64_t b, int64_t hv,
                                                      int64_t col0, int ncol, bool want_q, const bf16* src,
                                                      unsigned char* smem) {
@@ -1166,18 +1163,18 @@ __device__ __forceinline__ void scan_x2_issue_inputs(const ScanArgs& a, int c, i
   unsigned char* base = smem + Lay::BUF + buf * Lay::BUF_BYTES;
   const int64_t qk_off = ((b * d.L + t0) * d.H + h) * d.K;
   if (want_q)
-    load_tile_async<kC, KP, Lay::LDK, NTH>(reinterpret_cast<bf16*>(base), static_cast<const bf16*>(a.q) + qk_off,
-                                           d.H * d.K, n, int(d.K));
-  load_tile_async<kC, KP, Lay::LDK, NTH>(reinterpret_cast<bf16*>(base + Lay::BK),
-                                         static_cast<const bf16*>(a.k) + qk_off, d.H * d.K, n, int(d.K));
-  load_tile_async<kC, VT, Lay::LDV, NTH>(reinterpret_cast<bf16*>(base + Lay::BV),
+    load_tile_async<kC, KP, Lay::LDK>(reinterpret_cast<bf16*>(base), static_cast<const bf16*>(a.q) + qk_off,
+                                      d.H * d.K, n, int(d.K));
+  load_tile_async<kC, KP, Lay::LDK>(reinterpret_cast<bf16*>(base + Lay::BK), static_cast<const bf16*>(a.k) + qk_off,
+                                    d.H * d.K, n, int(d.K));
+  load_tile_async<kC, VT, Lay::LDV>(reinterpret_cast<bf16*>(base + Lay::BV),
                                     src + ((b * d.L + t0) * d.HV + hv) * d.V + col0, d.HV * d.V, n, ncol);
 }
 // Au of chunk c (hi and lo planes, 64 × 64 each, from prep) as one 128-row tile.
-template <int KP, int VT, int NTH>
+template <int KP, int VT>
 __device__ __forceinline__ void scan_x2_issue_Au(const ScanArgs& a, int c, int64_t bhv, unsigned char* smem) {
   using Lay = ScanX2Layout<KP, VT>;
-  load_tile_async<2 * kC, kC, Lay::LDC, NTH>(reinterpret_cast<bf16*>(smem + Lay::AU),
+  load_tile_async<2 * kC, kC, Lay::LDC>(reinterpret_cast<bf16*>(smem + Lay::AU),
                                         a.Au2 + (bhv * a.d.NC + c) * (2 * kC * kC), kC, 2 * kC, kC);
 }
 
@@ -1186,27 +1183,25 @@ __device__ __forceinline__ void scan_x2_issue_Au(const ScanArgs& a, int c, int64
 // one published (it is rewritten only after the chunk's last barrier). Every thread copies 16-byte
 // words: coalesced stores, and no second split of the register tiles (the walk used to split them
 // again and store 4-byte pairs to both planes).
-template <int KP, int VT, int NTH>
+template <int KP, int VT>
 __device__ __forceinline__ void scan_x2_store_ckpt(bf16* dst, const bf16* Sp) {
   using Lay = ScanX2Layout<KP, VT>;
   constexpr int GPR = VT / 8, WORDS = 2 * KP * GPR;  // 16-byte words per row, in all
-  static_assert(WORDS % NTH == 0, "checkpoint copy mapping");
+  static_assert(WORDS % kThreads == 0, "checkpoint copy mapping");
 #pragma unroll
-  for (int it = 0; it < WORDS / NTH; ++it) {
-    const int w = int(threadIdx.x) + NTH * it, row = w / GPR, c8 = 8 * (w % GPR);  // row = plane · KP + i
+  for (int it = 0; it < WORDS / kThreads; ++it) {
+    const int w = int(threadIdx.x) + kThreads * it, row = w / GPR, c8 = 8 * (w % GPR);  // row = plane · KP + i
     const uint4 x = *reinterpret_cast<const uint4*>(Sp + (row / KP) * Lay::SPL + (row % KP) * Lay::LDV + c8);
     *reinterpret_cast<uint4*>(dst + row * VT + c8) = x;
   }
 }
 
-// Forward walk, value columns [col0, col0 + VT). NW warps: warp w owns rows 16 (w % 4) and column
-// group w / 4 (of NCG = NW / 4) of every 64-row product, and NT state tiles of 16 × VT / NCG.
-template <int KP, int VT, int NW>
+// Forward walk, value columns [col0, col0 + VT).
+template <int KP, int VT>
 __device__ __forceinline__ void scan_x2_forward(const ScanArgs& a, int tile, unsigned char* smem) {
   using Lay = ScanX2Layout<KP, VT>;
-  constexpr int NTH = 32 * NW, NCG = NW / 4;
-  constexpr int P = kBF16x2, NS = VT / (8 * NCG), LDK = Lay::LDK, LDV = Lay::LDV, LDC = Lay::LDC;
-  constexpr int NT = KP / 64;  // state tiles of 16 × VT / NCG per warp: (KP / 16) · NCG tiles over NW warps
+  constexpr int P = kBF16x2, NS = VT / 16, LDK = Lay::LDK, LDV = Lay::LDV, LDC = Lay::LDC;
+  constexpr int NT = KP / 64;  // state tiles of 16 × VT/2 per warp
   bf16* Sp = reinterpret_cast<bf16*>(smem + Lay::S);
   bf16* Mp = reinterpret_cast<bf16*>(smem + Lay::M);
   bf16* Xp = reinterpret_cast<bf16*>(smem + Lay::T1);
@@ -1224,21 +1219,16 @@ __device__ __forceinline__ void scan_x2_forward(const ScanArgs& a, int tile, uns
   bf16* o = static_cast<bf16*>(a.o);
   const bool want_o = o != nullptr;
   const bool pairs = (d.V & 1) == 0;  // (col0 + cc) is even: 4-byte stores of column pairs
-  const int m0 = 16 * (warp & 3), n0 = (warp >> 2) * (VT / NCG);
-  // The tiles of M that O reads (those strictly above the diagonal never are). With 8 warps the
-  // six 16 × 32 ones, one to each warp with rows m0 < 48, whose Δ = Au X (k < m0 + 16) is the
-  // shorter: tile ti = 2 (warp % 4) + warp / 4 is rows 16 ti (ti < 4) or 32 + 16 (ti − 4), columns
-  // 0 or 32. With 16 warps the ten 16 × 16 ones on and below the diagonal, each to the warp of
-  // those rows and columns.
-  constexpr int NSM = NW == 8 ? 4 : 2;
-  static_assert(NW == 8 || NW == 16, "M tiles");
+  const int m0 = 16 * (warp & 3), n0 = (warp >> 2) * (VT / 2);
+  // The six 16 × 32 tiles of M that O reads (those strictly above the diagonal never are), one to
+  // each warp with rows m0 < 48, whose Δ = Au X (k < m0 + 16) is the shorter: tile
+  // ti = 2 (warp % 4) + warp / 4 is rows 16 ti (ti < 4) or 32 + 16 (ti − 4), columns 0 or 32.
   const int ti = 2 * (warp & 3) + (warp >> 2);
-  const bool m_tile = NW == 8 ? (warp & 3) != 3 : (warp >> 2) <= (warp & 3);
-  const int mM = NW == 8 ? (ti < 4 ? 16 * ti : 32 + 16 * (ti - 4)) : m0;
-  const int nMM = NW == 8 ? (ti < 4 ? 0 : 32) : 16 * (warp >> 2);
+  const bool m_tile = (warp & 3) != 3;
+  const int mM = ti < 4 ? 16 * ti : 32 + 16 * (ti - 4), nMM = ti < 4 ? 0 : 32;
 
-  scan_x2_issue_inputs<KP, VT, NTH>(a, 0, 0, b, hv, col0, ncol, want_o, vsrc, smem);
-  scan_x2_issue_Au<KP, VT, NTH>(a, 0, bhv, smem);
+  scan_x2_issue_inputs<KP, VT>(a, 0, 0, b, hv, col0, ncol, want_o, vsrc, smem);
+  scan_x2_issue_Au<KP, VT>(a, 0, bhv, smem);
   cp_async_commit();
   put_gates(vec0, fetch_gates(a, 0, b, hv));
   Gates gt;
@@ -1246,7 +1236,7 @@ __device__ __forceinline__ void scan_x2_forward(const ScanArgs& a, int tile, uns
   float St[NT][NS][4];
 #pragma unroll
   for (int u = 0; u < NT; ++u) {
-    const int tt = warp + NW * u, mS = 16 * (tt / NCG), nS = (tt % NCG) * (VT / NCG);
+    const int tt = warp + kWarps * u, mS = 16 * (tt >> 1), nS = (tt & 1) * (VT / 2);
     for_acc(St[u], mS, nS, [&](int i, int cc, float& x) {
       x = (a.h0 && i < d.K && cc < ncol) ? a.h0[(bhv * d.K + i) * d.V + col0 + cc] : 0.f;
     });
@@ -1271,13 +1261,13 @@ __device__ __forceinline__ void scan_x2_forward(const ScanArgs& a, int tile, uns
     cp_async_wait<0>();
     __syncthreads();  // chunk c's inputs and gates are in; chunk c − 1 is done with every buffer
     if (next) {
-      scan_x2_issue_inputs<KP, VT, NTH>(a, c + 1, buf ^ 1, b, hv, col0, ncol, want_o, vsrc, smem);
+      scan_x2_issue_inputs<KP, VT>(a, c + 1, buf ^ 1, b, hv, col0, ncol, want_o, vsrc, smem);
       cp_async_commit();
       put_gates(vec0 + (buf ^ 1) * 4 * kC, gt);
       if (c + 2 < NC) gt = fetch_gates(a, c + 2, b, hv);
     }
     if (a.ckS)
-      scan_x2_store_ckpt<KP, VT, NTH>(static_cast<bf16*>(a.ckS) + ((bhv * d.NC + c) * a.tiles + tile) * (2 * KP * VT), Sp);
+      scan_x2_store_ckpt<KP, VT>(static_cast<bf16*>(a.ckS) + ((bhv * d.NC + c) * a.tiles + tile) * (2 * KP * VT), Sp);
     // X = V − diag(e) K S (split);  P = diag(e) Q S kept for O;  M = tril(Q Kᵀ) ⊙ Γ (split).
     float accO[NS][4] = {};
     {
@@ -1299,7 +1289,7 @@ __device__ __forceinline__ void scan_x2_forward(const ScanArgs& a, int tile, uns
       });
     }
     if (want_o && m_tile) {  // M = tril(Q Kᵀ) ⊙ Γ here, not with K S: Δ's triangle leaves these warps time
-      float accM[NSM][4] = {};
+      float accM[4][4] = {};
       warp_mma<P>(accM, Qa, Kt, mM, nMM, 0, KP);
       for_pairs(accM, mM, nMM, [&](int r, int s, float x0, float x1) {
         put_split(Mp, LDC, Lay::CPL, r, s, s <= r ? x0 * expf(gam[r] - gam[s]) : 0.f,
@@ -1308,7 +1298,7 @@ __device__ __forceinline__ void scan_x2_forward(const ScanArgs& a, int tile, uns
     }
     __syncthreads();
     if (next) {  // Au is read only above
-      scan_x2_issue_Au<KP, VT, NTH>(a, c + 1, bhv, smem);
+      scan_x2_issue_Au<KP, VT>(a, c + 1, bhv, smem);
       cp_async_commit();
     }
     if (want_o) {  // O = P + M Δ
@@ -1322,7 +1312,7 @@ __device__ __forceinline__ void scan_x2_forward(const ScanArgs& a, int tile, uns
     const float el = e[kC - 1];
 #pragma unroll
     for (int u = 0; u < NT; ++u) {
-      const int tt = warp + NW * u, mS = 16 * (tt / NCG), nS = (tt % NCG) * (VT / NCG);
+      const int tt = warp + kWarps * u, mS = 16 * (tt >> 1), nS = (tt & 1) * (VT / 2);
       for_acc(St[u], mS, nS, [&](int, int, float& x) { x *= el; });
       warp_mma<P>(St[u], Kt, Gb, mS, nS, 0, kC);
       for_pairs(St[u], mS, nS, [&](int i, int cc, float x0, float x1) { put_split(Sp, LDV, Lay::SPL, i, cc, x0, x1); });
@@ -1331,7 +1321,7 @@ __device__ __forceinline__ void scan_x2_forward(const ScanArgs& a, int tile, uns
   if (a.hT) {
 #pragma unroll
     for (int u = 0; u < NT; ++u) {
-      const int tt = warp + NW * u, mS = 16 * (tt / NCG), nS = (tt % NCG) * (VT / NCG);
+      const int tt = warp + kWarps * u, mS = 16 * (tt >> 1), nS = (tt & 1) * (VT / 2);
       for_acc(St[u], mS, nS, [&](int i, int cc, float& x) {
         if (i < d.K && cc < ncol) a.hT[(bhv * d.K + i) * d.V + col0 + cc] = x;
       });
@@ -1341,12 +1331,11 @@ __device__ __forceinline__ void scan_x2_forward(const ScanArgs& a, int tile, uns
 
 // Reverse walk, value columns [col0, col0 + VT): dS ← dhT; per chunk (last first)
 // dΔ = Γl K dS + Mᵀ dO, dX = Auᵀ dΔ (= dv), dS ← e_{C−1} dS + Qᵀ (e dO) + Kᵀ (−e dX).
-template <int KP, int VT, int NW>
+template <int KP, int VT>
 __device__ __forceinline__ void scan_x2_reverse(const ScanArgs& a, int tile, unsigned char* smem) {
   using Lay = ScanX2Layout<KP, VT>;
-  constexpr int NTH = 32 * NW, NCG = NW / 4;
-  constexpr int P = kBF16x2, NS = VT / (8 * NCG), LDK = Lay::LDK, LDV = Lay::LDV, LDC = Lay::LDC;
-  constexpr int NT = KP / 64, NSM = kC / (8 * NCG);
+  constexpr int P = kBF16x2, NS = VT / 16, LDK = Lay::LDK, LDV = Lay::LDV, LDC = Lay::LDC;
+  constexpr int NT = KP / 64;
   bf16* Sp = reinterpret_cast<bf16*>(smem + Lay::S);
   bf16* Mp = reinterpret_cast<bf16*>(smem + Lay::M);
   bf16* Ep = reinterpret_cast<bf16*>(smem + Lay::T1);  // e dO
@@ -1363,11 +1352,11 @@ __device__ __forceinline__ void scan_x2_reverse(const ScanArgs& a, int tile, uns
   const bf16* dosrc = static_cast<const bf16*>(a.dout);
   bf16* dv = static_cast<bf16*>(a.dv);
   const bool pairs = (d.V & 1) == 0;
-  const int m0 = 16 * (warp & 3), n0 = (warp >> 2) * (VT / NCG), nM = (warp >> 2) * (kC / NCG);
-  const bool m_tile = nM < m0 + 16;  // Mᵀ is read at rows >= m0 of M only: the lower tiles
+  const int m0 = 16 * (warp & 3), n0 = (warp >> 2) * (VT / 2), nM = 32 * (warp >> 2);
+  const bool m_tile = (warp >> 2) == 0 || (warp & 3) >= 2;  // Mᵀ is read at rows >= m0 of M only
 
-  scan_x2_issue_inputs<KP, VT, NTH>(a, NC - 1, 0, b, hv, col0, ncol, true, dosrc, smem);
-  scan_x2_issue_Au<KP, VT, NTH>(a, NC - 1, bhv, smem);
+  scan_x2_issue_inputs<KP, VT>(a, NC - 1, 0, b, hv, col0, ncol, true, dosrc, smem);
+  scan_x2_issue_Au<KP, VT>(a, NC - 1, bhv, smem);
   cp_async_commit();
   put_gates(vec0, fetch_gates(a, NC - 1, b, hv));
   Gates gt;
@@ -1375,7 +1364,7 @@ __device__ __forceinline__ void scan_x2_reverse(const ScanArgs& a, int tile, uns
   float St[NT][NS][4];
 #pragma unroll
   for (int u = 0; u < NT; ++u) {
-    const int tt = warp + NW * u, mS = 16 * (tt / NCG), nS = (tt % NCG) * (VT / NCG);
+    const int tt = warp + kWarps * u, mS = 16 * (tt >> 1), nS = (tt & 1) * (VT / 2);
     for_acc(St[u], mS, nS, [&](int i, int cc, float& x) {
       x = (a.dhT && i < d.K && cc < ncol) ? a.dhT[(bhv * d.K + i) * d.V + col0 + cc] : 0.f;
     });
@@ -1401,20 +1390,20 @@ __device__ __forceinline__ void scan_x2_reverse(const ScanArgs& a, int tile, uns
     cp_async_wait<0>();
     __syncthreads();
     if (next) {
-      scan_x2_issue_inputs<KP, VT, NTH>(a, c - 1, buf ^ 1, b, hv, col0, ncol, true, dosrc, smem);
+      scan_x2_issue_inputs<KP, VT>(a, c - 1, buf ^ 1, b, hv, col0, ncol, true, dosrc, smem);
       cp_async_commit();
       put_gates(vec0 + (buf ^ 1) * 4 * kC, gt);
       if (it + 2 < NC) gt = fetch_gates(a, c - 2, b, hv);
     }
     if (a.ckD)
-      scan_x2_store_ckpt<KP, VT, NTH>(static_cast<bf16*>(a.ckD) + ((bhv * d.NC + c) * a.tiles + tile) * (2 * KP * VT), Sp);
-    for (int idx = tid; idx < kC * (VT / 8); idx += NTH) {  // e dO, split, 8 columns (16 bytes) at a time
+      scan_x2_store_ckpt<KP, VT>(static_cast<bf16*>(a.ckD) + ((bhv * d.NC + c) * a.tiles + tile) * (2 * KP * VT), Sp);
+    for (int idx = tid; idx < kC * (VT / 8); idx += kThreads) {  // e dO, split, 8 columns (16 bytes) at a time
       const int o = (idx / (VT / 8)) * LDV + 8 * (idx % (VT / 8));
       scale_split8(e[idx / (VT / 8)], *reinterpret_cast<const uint4*>(dos + o), reinterpret_cast<uint4*>(Ep + o),
                    reinterpret_cast<uint4*>(Ep + Lay::TPL + o));
     }
     if (m_tile) {
-      float accM[NSM][4] = {};
+      float accM[4][4] = {};
       warp_mma<P>(accM, Qa, Kt, m0, nM, 0, KP);
       for_pairs(accM, m0, nM, [&](int r, int s, float x0, float x1) {
         put_split(Mp, LDC, Lay::CPL, r, s, s <= r ? x0 * expf(gam[r] - gam[s]) : 0.f,
@@ -1430,7 +1419,7 @@ __device__ __forceinline__ void scan_x2_reverse(const ScanArgs& a, int tile, uns
     const float el = e[kC - 1];
 #pragma unroll
     for (int u = 0; u < NT; ++u) {  // dS ← e_{C−1} dS + Qᵀ (e dO), in registers
-      const int tt = warp + NW * u, mS = 16 * (tt / NCG), nS = (tt % NCG) * (VT / NCG);
+      const int tt = warp + kWarps * u, mS = 16 * (tt >> 1), nS = (tt & 1) * (VT / 2);
       for_acc(St[u], mS, nS, [&](int, int, float& x) { x *= el; });
       warp_mma<P>(St[u], Qt, Eb, mS, nS, 0, kC);
     }
@@ -1445,12 +1434,12 @@ __device__ __forceinline__ void scan_x2_reverse(const ScanArgs& a, int tile, uns
     }
     __syncthreads();
     if (next) {  // Au is read only above
-      scan_x2_issue_Au<KP, VT, NTH>(a, c - 1, bhv, smem);
+      scan_x2_issue_Au<KP, VT>(a, c - 1, bhv, smem);
       cp_async_commit();
     }
 #pragma unroll
     for (int u = 0; u < NT; ++u) {  // dS += Kᵀ (−e dX); its split copy for the next chunk
-      const int tt = warp + NW * u, mS = 16 * (tt / NCG), nS = (tt % NCG) * (VT / NCG);
+      const int tt = warp + kWarps * u, mS = 16 * (tt >> 1), nS = (tt & 1) * (VT / 2);
       warp_mma<P>(St[u], Kt, Xb, mS, nS, 0, kC);
       for_pairs(St[u], mS, nS, [&](int i, int cc, float x0, float x1) { put_split(Sp, LDV, Lay::SPL, i, cc, x0, x1); });
     }
@@ -1458,7 +1447,7 @@ __device__ __forceinline__ void scan_x2_reverse(const ScanArgs& a, int tile, uns
   if (a.dh0) {
 #pragma unroll
     for (int u = 0; u < NT; ++u) {
-      const int tt = warp + NW * u, mS = 16 * (tt / NCG), nS = (tt % NCG) * (VT / NCG);
+      const int tt = warp + kWarps * u, mS = 16 * (tt >> 1), nS = (tt & 1) * (VT / 2);
       for_acc(St[u], mS, nS, [&](int i, int cc, float& x) {
         if (i < d.K && cc < ncol) a.dh0[(bhv * d.K + i) * d.V + col0 + cc] = x;
       });
@@ -1466,12 +1455,12 @@ __device__ __forceinline__ void scan_x2_reverse(const ScanArgs& a, int tile, uns
   }
 }
 
-template <int KP, int VT, int NW>
-__global__ void __launch_bounds__(32 * NW, 1) gdn_scan_x2_kernel(ScanArgs a) {
+template <int KP, int VT>
+__global__ void __launch_bounds__(kThreads, 1) gdn_scan_x2_kernel(ScanArgs a) {
   extern __shared__ __align__(16) unsigned char smem[];
   const int role = a.first_role + int(blockIdx.x) / a.tiles, tile = int(blockIdx.x) % a.tiles;
-  if (role == 0) scan_x2_forward<KP, VT, NW>(a, tile, smem);
-  else scan_x2_reverse<KP, VT, NW>(a, tile, smem);
+  if (role == 0) scan_x2_forward<KP, VT>(a, tile, smem);
+  else scan_x2_reverse<KP, VT>(a, tile, smem);
 }
 
 // ---- grad: per chunk, everything that sums over the value columns --------------------------------
@@ -1828,13 +1817,7 @@ __global__ void __launch_bounds__(kThreads, 1) gdn_grad_kernel(GradArgs a) {
 // computes; the grad kernel runs one block per SM, so an exposed load idles the SM); v goes
 // straight to registers, also a value block ahead. The tail (the 64 × 64 gradients, once per chunk) is gdn_grad_kernel's,
 // reading A again into the freed value-block region.
-//
-// Warps: NW = 16 (512 threads, so at most 128 registers each). The kernel is latency-bound at one
-// block per SM (shared memory): with 8 warps (247 registers) ncu showed 7.2 cycles per issued
-// instruction per warp, issue ~27 % and the tensor pipe ~24 %. Sixteen warps share the same
-// products: warp w owns rows 16 (w % 4) and column group w / 4 (of NW / 4) of every product, so
-// each holds half the accumulators and the SM has twice the warps to hide latency with.
-template <int KP, int VB, int NW>
+template <int KP, int VB>
 struct GradX2Layout {
   static constexpr int LDK = KP + 8, LDB = VB + 8, LDC = kC + 8, LDY = KP + 8;
   static constexpr int SPL = KP * LDB, TPL = kC * LDB, CPL = kC * LDC, YPL = kC * LDY;  // elements per plane
@@ -1863,18 +1846,16 @@ struct GradX2Layout {
   static constexpr size_t YS = W1;
   static_assert(4 * size_t(YPL) <= 8 * size_t(CPL), "Y fits in W1 and W2");
   static constexpr size_t DBE = W2 + 4 * size_t(CPL);
-  // Row sums s, c, t over the value columns, one per column group, [3][NW / 4][64]: summed in
-  // registers through the value loop and stored here only for the tail.
-  static constexpr size_t PART = DBE + 2 * 4 * kC;
-  static constexpr size_t R_TAIL = PART + 4 * 3 * (NW / 4) * kC;
+  static constexpr size_t R_TAIL = DBE + 2 * 4 * kC;
   static constexpr size_t VEC = R_VALUES > R_TAIL ? R_VALUES : R_TAIL;  // β, γ, e, Γl
-  static constexpr size_t bytes = VEC + 4 * 4 * kC;
+  static constexpr size_t PART = VEC + 4 * 4 * kC;  // row sums s, c, t per column half, [3][2][64]
+  static constexpr size_t bytes = PART + 4 * 6 * kC;
 };
 
-// out += Σ over the warp's columns of acc · other (both accumulator tiles of this lane), for rows
-// m0 + g (out[0]) and m0 + g + 8 (out[1]); every lane of a row ends with the same sums.
+// out[row] += Σ over the warp's columns of acc · other (both accumulator tiles of this lane).
 template <int NS>
-__device__ __forceinline__ void row_dot2(const float (&acc)[NS][4], const float (&other)[NS][4], float (&out)[2]) {
+__device__ __forceinline__ void row_dot2(const float (&acc)[NS][4], const float (&other)[NS][4], int m0, float* out) {
+  const int g = lane_g(), t = lane_t();
   float s0 = 0.f, s1 = 0.f;
 #pragma unroll
   for (int j = 0; j < NS; ++j) {
@@ -1885,12 +1866,14 @@ __device__ __forceinline__ void row_dot2(const float (&acc)[NS][4], const float 
   s0 += __shfl_xor_sync(kFull, s0, 2);
   s1 += __shfl_xor_sync(kFull, s1, 1);
   s1 += __shfl_xor_sync(kFull, s1, 2);
-  out[0] += s0;
-  out[1] += s1;
+  if (t == 0) {
+    out[m0 + g] += s0;
+    out[m0 + g + 8] += s1;
+  }
 }
-// out += Σ over the warp's columns of acc(row, col) · other(row, col) (row_dot2's rows and sums).
+// out[row] += Σ over the warp's columns of acc(row, col) · other(row, col) (row_dot, accumulating).
 template <int NS, class F>
-__device__ __forceinline__ void row_dot_acc(const float (&acc)[NS][4], int m0, int n0, const F& other, float (&out)[2]) {
+__device__ __forceinline__ void row_dot_acc(const float (&acc)[NS][4], int m0, int n0, const F& other, float* out) {
   const int g = lane_g(), t = lane_t();
   float s0 = 0.f, s1 = 0.f;
 #pragma unroll
@@ -1905,8 +1888,10 @@ __device__ __forceinline__ void row_dot_acc(const float (&acc)[NS][4], int m0, i
   s0 += __shfl_xor_sync(kFull, s0, 2);
   s1 += __shfl_xor_sync(kFull, s1, 1);
   s1 += __shfl_xor_sync(kFull, s1, 2);
-  out[0] += s0;
-  out[1] += s1;
+  if (t == 0) {
+    out[m0 + g] += s0;
+    out[m0 + g + 8] += s1;
+  }
 }
 
 // acc (this lane's elements of the 16 × 8·NS tile at m0, n0) loaded from (store = false) or stored to
@@ -1945,14 +1930,11 @@ __device__ __forceinline__ float split_dot8(const uint4& ah, const uint4& al, co
   return acc;
 }
 
-template <int KP, int VB, int NW>
-__global__ void __launch_bounds__(32 * NW, 1) gdn_grad_x2_kernel(GradArgs a) {
-  using Lay = GradX2Layout<KP, VB, NW>;
+template <int KP, int VB>
+__global__ void __launch_bounds__(kThreads, 1) gdn_grad_x2_kernel(GradArgs a) {
+  using Lay = GradX2Layout<KP, VB>;
   using T = bf16;
-  // Column groups, and this warp's n-tiles of the 64 × VB, 64 × KP and 64 × 64 products.
-  constexpr int P = kBF16x2, NTH = 32 * NW, NCG = NW / 4;
-  constexpr int NS1 = VB / (8 * NCG), NSO = KP / (8 * NCG), NSM = kC / (8 * NCG);
-  static_assert(NW % 4 == 0 && NS1 >= 1, "warps: four row groups, whole n-tiles per column group");
+  constexpr int P = kBF16x2, NS1 = VB / 16, NSO = KP / 16;
   constexpr int LDK = Lay::LDK, LDB = Lay::LDB, LDC = Lay::LDC;
   extern __shared__ __align__(16) unsigned char smem[];
   T* qs = reinterpret_cast<T*>(smem + Lay::Q);
@@ -1976,13 +1958,13 @@ __global__ void __launch_bounds__(32 * NW, 1) gdn_grad_x2_kernel(GradArgs a) {
   float* gam = bet + kC;
   float* e = bet + 2 * kC;
   float* gl = bet + 3 * kC;
-  // Row sums over the value columns, one per column group (each (group, row) has one writer):
+  // Row sums over the value columns, one per column half (each (half, row) has one writer):
   float* part_s = reinterpret_cast<float*>(smem + Lay::PART);  // Σ e dO · Q S
-  float* part_c = part_s + NCG * kC;                           // Σ Δ · Γl K dS'
-  float* part_t = part_s + 2 * NCG * kC;                       // Σ dX · e K S
+  float* part_c = part_s + 2 * kC;                             // Σ Δ · Γl K dS'
+  float* part_t = part_s + 4 * kC;                             // Σ dX · e K S
 
   const GdnDims& d = a.d;
-  const int c = blockIdx.x, tid = threadIdx.x, warp = tid >> 5, cg = warp >> 2;
+  const int c = blockIdx.x, tid = threadIdx.x, warp = tid >> 5, half = warp >> 2;
   const int64_t hv = blockIdx.y, b = blockIdx.z, h = hv / d.G, bhv = b * d.HV + hv;
   const int64_t t0 = int64_t(c) * kC;
   const int n = int(min64(kC, d.L - t0));
@@ -1994,35 +1976,36 @@ __global__ void __launch_bounds__(32 * NW, 1) gdn_grad_x2_kernel(GradArgs a) {
   const bf16* ckD = static_cast<const bf16*>(a.ckD);
   const int nvb = int((d.V + VB - 1) / VB);
   const int vt = a.vt, tiles = a.tiles;
-  const int m0v = 16 * (warp & 3), n1v = cg * (VB / NCG);  // = m0, n1 below
+  const int m0v = 16 * (warp & 3), n1v = half * (VB / 2);  // = m0, n1 below
 
+  // All of one value block's loads (S, dS' split planes, dout) into buffer buf, in flight at once.
   // The value-block loads (S, dS' split planes, dout) into buffer buf, all in flight at once. Each
   // thread moves the same 16-byte column group of the same plane rows (row0 + RPP·pass) in every
   // block, so its addresses are set up once here and the passes are unrolled (ncu: the generic
   // loop's per-element index and 64-bit address arithmetic took ~14 % of the kernel's instructions).
   constexpr int GPR = VB / 8;          // 16-byte groups per row
-  constexpr int RPP = NTH / GPR;  // plane rows per pass (of the 2 KP rows of the hi and lo planes)
-  static_assert(NTH % GPR == 0 && (KP % RPP == 0 || RPP == 2 * KP), "value-block load mapping");
+  constexpr int RPP = kThreads / GPR;  // plane rows per pass
+  static_assert(kThreads % GPR == 0 && KP % RPP == 0, "value-block load mapping");
   const int row0 = tid / GPR, cc8 = 8 * (tid % GPR);
   const int vt_shift = __ffs(vt) - 1;  // vt is 32 or 64 (choose_vt)
   const int64_t ck_thread = (bhv * d.NC + c) * tiles * (2 * int64_t(KP) * vt) + int64_t(row0) * vt + cc8;
   const T* dout_c = dout + ((b * d.L + t0) * d.HV + hv) * d.V;
   auto issue = [&](int vbi, int buf) {
     unsigned char* base = smem + Lay::SB + buf * Lay::SBUF;
-    bf16* sd = reinterpret_cast<bf16*>(base) + (row0 / KP) * Lay::SPL + (row0 % KP) * LDB + cc8;
+    bf16* sd = reinterpret_cast<bf16*>(base) + row0 * LDB + cc8;
     bf16* dsd = sd + 2 * Lay::SPL;
     T* dd = reinterpret_cast<T*>(base + 2 * 4 * size_t(Lay::SPL));
     const int colb = vbi * VB;  // tile colb / vt of the checkpoints, column colb % vt in it
     const int64_t blk = ck_thread + ((int64_t(colb >> vt_shift) * (2 * KP)) << vt_shift) + (colb & (vt - 1));
 #pragma unroll
     for (int pass = 0; pass < 2 * KP / RPP; ++pass) {
-      const int row = RPP * pass;  // + row0 (in sd): plane row / KP, row row % KP of it
+      const int row = RPP * pass;  // + row0: plane row / KP, row row % KP of it
       const int so = (row / KP) * Lay::SPL + (row % KP) * LDB;
       const int64_t go = blk + (int64_t(row) << vt_shift);
       cp_async16(sd + so, ckS + go, true);
       cp_async16(dsd + so, ckD + go, true);
     }
-    load_tile_async<kC, VB, LDB, NTH>(dd, dout_c + colb, d.HV * d.V, n, int(min64(VB, d.V - colb)));
+    load_tile_async<kC, VB, LDB>(dd, dout_c + colb, d.HV * d.V, n, int(min64(VB, d.V - colb)));
   };
   // v of value block vbi at this lane's accumulator positions (rows m0 + g, + 8; column pairs), as
   // BF16 pairs (the lower column in the low half) straight into registers: used once, for X, and
@@ -2033,11 +2016,11 @@ __global__ void __launch_bounds__(32 * NW, 1) gdn_grad_x2_kernel(GradArgs a) {
   const T* v_lane = v + ((b * d.L + t0 + m0v + gv) * d.HV + hv) * d.V + n1v + 2 * tv;  // row m0 + g
   const int64_t v_8rows = 8 * d.HV * d.V;
   const bool v_row_in[2] = {m0v + gv < n, m0v + gv + 8 < n};
-  auto load_v = [&](int vbi, uint32_t (&vr)[NS1][2]) {
+  auto load_v = [&](int vbi, uint32_t (&vr)[VB / 16][2]) {
     const int colb = vbi * VB;
     const int ncol = int(min64(VB, d.V - colb));
 #pragma unroll
-    for (int j = 0; j < NS1; ++j)
+    for (int j = 0; j < VB / 16; ++j)
 #pragma unroll
       for (int hh = 0; hh < 2; ++hh) {
         const int cc = n1v + 8 * j + 2 * tv;
@@ -2055,13 +2038,13 @@ __global__ void __launch_bounds__(32 * NW, 1) gdn_grad_x2_kernel(GradArgs a) {
       }
   };
 
-  load_tile_async<kC, KP, LDK, NTH>(qs, q + ((b * d.L + t0) * d.H + h) * d.K, d.H * d.K, n, int(d.K));
-  load_tile_async<kC, KP, LDK, NTH>(ks, k + ((b * d.L + t0) * d.H + h) * d.K, d.H * d.K, n, int(d.K));
-  load_tile_async<2 * kC, kC, LDC, NTH>(Aup, a.Au2 + (bhv * d.NC + c) * (2 * kC * kC), kC, 2 * kC, kC);
+  load_tile_async<kC, KP, LDK>(qs, q + ((b * d.L + t0) * d.H + h) * d.K, d.H * d.K, n, int(d.K));
+  load_tile_async<kC, KP, LDK>(ks, k + ((b * d.L + t0) * d.H + h) * d.K, d.H * d.K, n, int(d.K));
+  load_tile_async<2 * kC, kC, LDC>(Aup, a.Au2 + (bhv * d.NC + c) * (2 * kC * kC), kC, 2 * kC, kC);
   cp_async_commit();
   issue(0, 0);
   cp_async_commit();
-  for (int idx = tid; idx < kC * kLDA; idx += NTH) {
+  for (int idx = tid; idx < kC * kLDA; idx += kThreads) {
     DM[idx] = 0.f;
     DAU[idx] = 0.f;
   }
@@ -2073,6 +2056,7 @@ __global__ void __launch_bounds__(32 * NW, 1) gdn_grad_x2_kernel(GradArgs a) {
     e[tid] = expf(gr);
     gl[tid] = expf(glast - gr);
   }
+  for (int idx = tid; idx < 6 * kC; idx += kThreads) part_s[idx] = 0.f;
   cp_async_wait<1>();  // q, k, Au (the first value block may still be in flight)
   __syncthreads();
 
@@ -2082,12 +2066,12 @@ __global__ void __launch_bounds__(32 * NW, 1) gdn_grad_x2_kernel(GradArgs a) {
   const SplitTile<true> AutA{Aup, LDC, Lay::CPL}, MtA{Msp, LDC, Lay::CPL};
   const SplitTile<true> DlT{Dp, LDB, Lay::TPL}, XT{Xp, LDB, Lay::TPL};
   const int m0 = 16 * (warp & 3);      // this warp's 16 rows of every 64-row product
-  const int nM = cg * (kC / NCG);      // its columns of the 64 × 64 ones
-  const int n1 = cg * (VB / NCG);      // of the 64 × VB ones
-  const int no = cg * (KP / NCG);      // of the 64 × KP ones (dq, dk)
-  const bool lower_tile = nM < m0 + 16;  // its 64 × 64 tile meets the lower triangle
+  const int nM = 32 * half;            // its columns of the 64 × 64 ones
+  const int n1 = half * (VB / 2);      // of the 64 × VB ones
+  const int no = half * (KP / 2);      // of the 64 × KP ones (dq, dk)
+  const bool lower_tile = half == 0 || (warp & 3) >= 2;
   {  // M = tril(Q Kᵀ) ⊙ Γ, all of it (zeros above the diagonal), split
-    float accM[NSM][4] = {};
+    float accM[4][4] = {};
     warp_mma<P>(accM, Qa, Kt, m0, nM, 0, KP);
     for_pairs(accM, m0, nM, [&](int r, int s, float x0, float x1) {
       put_split(Msp, LDC, Lay::CPL, r, s, s <= r ? x0 * expf(gam[r] - gam[s]) : 0.f,
@@ -2099,8 +2083,6 @@ __global__ void __launch_bounds__(32 * NW, 1) gdn_grad_x2_kernel(GradArgs a) {
   // product by Auᵀ moves out of the value loop, to once per chunk in the tail).
   float accQ[NSO][4] = {}, accK[NSO][4] = {}, accY[NSO][4] = {};
   float dss = 0.f;  // this thread's share of <dS', S>
-  // This warp's row sums over its value columns (rows m0 + g, m0 + g + 8), stored for the tail.
-  float ps[2] = {}, pc[2] = {}, pt[2] = {};
   const int g = lane_g(), t4 = lane_t();
   uint32_t vcur[NS1][2], vnext[NS1][2] = {};
   load_v(0, vcur);
@@ -2123,7 +2105,7 @@ __global__ void __launch_bounds__(32 * NW, 1) gdn_grad_x2_kernel(GradArgs a) {
     const SplitTile<false> Sb{Sp, LDB, Lay::SPL}, dSb{dSp, LDB, Lay::SPL};
     const SplitTile<true> ST{Sp, LDB, Lay::SPL}, dST{dSp, LDB, Lay::SPL};
     const RowTile<T> dOa{dos, LDB}, dOb{dos, LDB};
-    for (int idx = tid; idx < KP * (VB / 8); idx += NTH) {  // <dS', S> from the split copies, 8 at a time
+    for (int idx = tid; idx < KP * (VB / 8); idx += kThreads) {  // <dS', S> from the split copies, 8 at a time
       const int o = (idx / (VB / 8)) * LDB + 8 * (idx % (VB / 8));
       auto word = [&](const bf16* p) { return *reinterpret_cast<const uint4*>(p + o); };
       dss += split_dot8(word(Sp), word(Sp + Lay::SPL), word(dSp), word(dSp + Lay::SPL));
@@ -2144,13 +2126,13 @@ __global__ void __launch_bounds__(32 * NW, 1) gdn_grad_x2_kernel(GradArgs a) {
         put_split(Xp, LDB, Lay::TPL, m0 + g, cc, lo(vcur[j][0]) - aKS[j][0], hi(vcur[j][0]) - aKS[j][1]);
         put_split(Xp, LDB, Lay::TPL, m0 + g + 8, cc, lo(vcur[j][1]) - aKS[j][2], hi(vcur[j][1]) - aKS[j][3]);
       }
-      row_dot_acc(aQS, m0, n1, [&](int r, int cc) { return e[r] * ld(dos[r * LDB + cc]); }, ps);
+      row_dot_acc(aQS, m0, n1, [&](int r, int cc) { return e[r] * ld(dos[r * LDB + cc]); }, part_s + half * kC);
     }
     __syncthreads();
     {  // Δ = Au X;  dΔ = Γl K dS' + Mᵀ dO
       float aD[NS1][4] = {};
       warp_mma<P>(aD, Aua, Xb, m0, n1, 0, m0 + 16);
-      row_dot2(aD, aG, pc);
+      row_dot2(aD, aG, m0, part_c + half * kC);
       for_pairs(aD, m0, n1, [&](int r, int cc, float x0, float x1) { put_split(Dp, LDB, Lay::TPL, r, cc, x0, x1); });
       warp_mma<P>(aG, MtA, dOb, m0, n1, m0, kC);
       for_pairs(aG, m0, n1, [&](int r, int cc, float x0, float x1) { put_split(Gp, LDB, Lay::TPL, r, cc, x0, x1); });
@@ -2159,10 +2141,10 @@ __global__ void __launch_bounds__(32 * NW, 1) gdn_grad_x2_kernel(GradArgs a) {
     {  // dX = Auᵀ dΔ, for its row dot with e K S only (dv comes from the scan)
       float aX[NS1][4] = {};
       warp_mma<P>(aX, AutA, Gb, m0, n1, m0, kC);
-      row_dot2(aX, aKS, pt);
+      row_dot2(aX, aKS, m0, part_t + half * kC);
     }
     if (lower_tile) {  // dM += dO Δᵀ;  dAu += dΔ Xᵀ (only the lower triangle is ever used)
-      float acc[NSM][4];
+      float acc[4][4];
       acc_pairs(acc, DM, m0, nM, false);
       warp_mma<P>(acc, dOa, DlT, m0, nM, 0, VB);
       acc_pairs(acc, DM, m0, nM, true);
@@ -2179,27 +2161,18 @@ __global__ void __launch_bounds__(32 * NW, 1) gdn_grad_x2_kernel(GradArgs a) {
       vcur[j][1] = vnext[j][1];
     }
   }
-  dss = block_sum(dss);  // its barriers also end the last value block (PART is in its region)
-  if (t4 == 0) {
-    const int col = cg * kC + m0 + g;
-    part_s[col] = ps[0];
-    part_s[col + 8] = ps[1];
-    part_c[col] = pc[0];
-    part_c[col + 8] = pc[1];
-    part_t[col] = pt[0];
-    part_t[col + 8] = pt[1];
-  }
+  dss = block_sum(dss);  // its barriers also end the last value block
 
   // ---- tail: the 64 × 64 gradients (steps e, f of the CPU code) and the rest of dq / dk ----
   // The same steps as gdn_grad_kernel's tail, on split tiles: A (split from prep), dA = dAu diag(β),
   // Tm = Aᵀ dA, dQK = dM ⊙ Γ and dKK + dKKᵀ are each written split once and read by ldmatrix; the
   // row and column sums run four threads to a row (fixed order, shuffles).
-  load_tile_async<2 * kC, kC, LDC, NTH>(Asp, a.A2 + (bhv * d.NC + c) * (2 * kC * kC), kC, 2 * kC, kC);
+  load_tile_async<2 * kC, kC, LDC>(Asp, a.A2 + (bhv * d.NC + c) * (2 * kC * kC), kC, 2 * kC, kC);
   cp_async_commit();
   for_pairs(accY, m0, no, [&](int r, int i, float x0, float x1) { put_split(Yp, Lay::LDY, Lay::YPL, r, i, x0, x1); });
   for_acc(accQ, m0, no, [&](int r, int, float& x) { x *= e[r]; });
   {
-    float acc[NSM][4] = {};  // K Kᵀ
+    float acc[4][4] = {};  // K Kᵀ
     warp_mma<P>(acc, Ka, Kt, m0, nM, 0, KP);
     for_acc(acc, m0, nM, [&](int r, int s, float& x) { KK[r * kLDA + s] = x; });
   }
@@ -2218,17 +2191,16 @@ __global__ void __launch_bounds__(32 * NW, 1) gdn_grad_x2_kernel(GradArgs a) {
       }
   }
   auto a_at = [&](int r, int s) { return ld(Asp[r * LDC + s]) + ld(Asp[Lay::CPL + r * LDC + s]); };
-  constexpr int TPR = NTH / kC;  // threads a row (or column) in the sums below
-  {  // dβ_s from Au = A diag(β): Σ_{r >= s} dAu[r,s] A[r,s], TPR threads a column
-    const int s = tid / TPR, p = tid % TPR;
+  {  // dβ_s from Au = A diag(β): Σ_{r >= s} dAu[r,s] A[r,s], four threads a column
+    const int s = tid >> 2, p = tid & 3;
     float acc = 0.f;
-    for (int r = s + p; r < kC; r += TPR) acc += DAU[r * kLDA + s] * a_at(r, s);
-#pragma unroll
-    for (int m = 1; m < TPR; m <<= 1) acc += __shfl_xor_sync(kFull, acc, m);
+    for (int r = s + p; r < kC; r += 4) acc += DAU[r * kLDA + s] * a_at(r, s);
+    acc += __shfl_xor_sync(kFull, acc, 1);
+    acc += __shfl_xor_sync(kFull, acc, 2);
     if (p == 0) dbe[s] = acc;
   }
   __syncthreads();  // Y is read (W1 / W2 are free), dAu's column sums are done
-  for (int idx = tid; idx < kC * kC / 2; idx += NTH) {  // dA = dAu diag(β), split
+  for (int idx = tid; idx < kC * kC / 2; idx += kThreads) {  // dA = dAu diag(β), split
     const int r = idx / (kC / 2), s = 2 * (idx % (kC / 2));
     put_split(W1, LDC, Lay::CPL, r, s, DAU[r * kLDA + s] * bet[s], DAU[r * kLDA + s + 1] * bet[s + 1]);
   }
@@ -2236,21 +2208,21 @@ __global__ void __launch_bounds__(32 * NW, 1) gdn_grad_x2_kernel(GradArgs a) {
   const SplitTile<false> W1a{W1, LDC, Lay::CPL}, W2a{W2, LDC, Lay::CPL};
   const SplitTile<true> W2t{W2, LDC, Lay::CPL}, AT{Asp, LDC, Lay::CPL};
   {  // Tm = Aᵀ dA (Aᵀ upper triangular: rows i >= m0), split
-    float acc[NSM][4] = {};
+    float acc[4][4] = {};
     warp_mma<P>(acc, AT, W1a, m0, nM, m0, kC);
     for_pairs(acc, m0, nM, [&](int r, int s, float x0, float x1) { put_split(W2, LDC, Lay::CPL, r, s, x0, x1); });
   }
   __syncthreads();
-  {  // dL = −Tm Aᵀ (Aᵀ upper triangular: only j <= s, i.e. j < nM + 8 NSM)
-    float acc[NSM][4] = {};
-    warp_mma<P>(acc, W2a, AT, m0, nM, 0, nM + 8 * NSM);
+  {  // dL = −Tm Aᵀ (Aᵀ upper triangular: only j <= s, i.e. j < nM + 32)
+    float acc[4][4] = {};
+    warp_mma<P>(acc, W2a, AT, m0, nM, 0, nM + 32);
     for_acc(acc, m0, nM, [&](int r, int s, float& x) { DAU[r * kLDA + s] = -x; });
   }
   __syncthreads();
   auto m_at = [&](int r, int s) {  // M from its split copy (hi + lo)
     return ld(Msp[r * LDC + s]) + ld(Msp[Lay::CPL + r * LDC + s]);
   };
-  for (int idx = tid; idx < kC * kC / 2; idx += NTH) {
+  for (int idx = tid; idx < kC * kC / 2; idx += kThreads) {
     const int r = idx / (kC / 2), s0 = 2 * (idx % (kC / 2));
     float dqk[2], ds[2], dst[2];
 #pragma unroll
@@ -2277,25 +2249,18 @@ __global__ void __launch_bounds__(32 * NW, 1) gdn_grad_x2_kernel(GradArgs a) {
     put_split(W1, LDC, Lay::CPL, r, s0, ds[0] + dst[0], ds[1] + dst[1]);
   }
   __syncthreads();
-  // Σ over the column groups of a row's partial sums, in group order.
-  auto groups = [&](const float* part, int r) {
-    float x = part[r];
-#pragma unroll
-    for (int q = 1; q < NCG; ++q) x += part[q * kC + r];
-    return x;
-  };
-  {  // dγ_r and dβ_r, TPR threads a row, every sum in a fixed order
-    const int r = tid / TPR, p = tid % TPR;
+  {  // dγ_r and dβ_r, four threads a row, every sum in a fixed order
+    const int r = tid >> 2, p = tid & 3;
     float rowP = 0.f, colP = 0.f, rowx = 0.f, colbx = 0.f, cs = 0.f;
-    for (int s = p; s < kC; s += TPR) {
+    for (int s = p; s < kC; s += 4) {
       if (s <= r) rowP += KK[r * kLDA + s];
       if (s >= r) colP += KK[s * kLDA + r];
       if (s < r) rowx += Tm[r * kLDA + s];
       if (s > r) colbx += bet[s] * Tm[s * kLDA + r];
-      cs += groups(part_c, s);
+      cs += part_c[s] + part_c[kC + s];
     }
 #pragma unroll
-    for (int m = 1; m < TPR; m <<= 1) {
+    for (int m = 1; m <= 2; m <<= 1) {
       rowP += __shfl_xor_sync(kFull, rowP, m);
       colP += __shfl_xor_sync(kFull, colP, m);
       rowx += __shfl_xor_sync(kFull, rowx, m);
@@ -2303,7 +2268,7 @@ __global__ void __launch_bounds__(32 * NW, 1) gdn_grad_x2_kernel(GradArgs a) {
       cs += __shfl_xor_sync(kFull, cs, m);
     }
     if (p == 0) {
-      const float cr = groups(part_c, r), sr = groups(part_s, r), tr = groups(part_t, r);
+      const float cr = part_c[r] + part_c[kC + r], sr = part_s[r] + part_s[kC + r], tr = part_t[r] + part_t[kC + r];
       float dgr = -cr + sr - tr + rowP - colP + bet[r] * rowx - colbx;
       if (r == kC - 1) dgr += cs + e[kC - 1] * dss;  // the chunk's last γ also scales the handed-on state
       dgam[r] = dgr;
@@ -2518,21 +2483,15 @@ void launch_scan_vt(const ScanArgs& a, int roles) {
                                stream()>>>(a);
   check_launch("gdn chunked scan");
 }
-template <int KP, int VT, int NW>
-void launch_scan_x2_nw(const ScanArgs& a, int roles) {
-  constexpr size_t smem = ScanX2Layout<KP, VT>::bytes;
-  static_assert(smem <= kSmemLimit, "scan shared memory");
-  static const bool once = (allow_smem(gdn_scan_x2_kernel<KP, VT, NW>, smem, "scan x2"), true);
-  (void)once;
-  gdn_scan_x2_kernel<KP, VT, NW><<<dim3(unsigned(a.tiles * roles), unsigned(a.d.HV), unsigned(a.d.B)), 32 * NW, smem,
-                                   stream()>>>(a);
-  check_launch("gdn chunked scan x2");
-}
 template <int KP, int VT>
 void launch_scan_x2(const ScanArgs& a, int roles) {
-  const char* s = std::getenv("LT2_GDN_SCAN_WARPS");  // TEMP: A/B of the warp count
-  if (s && std::atoi(s) == 16) launch_scan_x2_nw<KP, VT, 16>(a, roles);
-  else launch_scan_x2_nw<KP, VT, 8>(a, roles);
+  constexpr size_t smem = ScanX2Layout<KP, VT>::bytes;
+  static_assert(smem <= kSmemLimit, "scan shared memory");
+  static const bool once = (allow_smem(gdn_scan_x2_kernel<KP, VT>, smem, "scan x2"), true);
+  (void)once;
+  gdn_scan_x2_kernel<KP, VT><<<dim3(unsigned(a.tiles * roles), unsigned(a.d.HV), unsigned(a.d.B)), kThreads, smem,
+                               stream()>>>(a);
+  check_launch("gdn chunked scan x2");
 }
 template <class T, int KP, int P>
 void launch_scan(int vt, const ScanArgs& a, int roles) {
@@ -2547,22 +2506,16 @@ void launch_scan(int vt, const ScanArgs& a, int roles) {
   else launch_scan_vt<T, KP, 64, P>(a, roles);
 }
 
-template <int KP, int NW>
-void launch_grad_x2_nw(const GradArgs& ga) {
-  constexpr int VB = 32;
-  constexpr size_t smem = GradX2Layout<KP, VB, NW>::bytes;
-  static_assert(smem <= kSmemLimit, "grad shared memory");
-  static const bool once = (allow_smem(gdn_grad_x2_kernel<KP, VB, NW>, smem, "grad x2"), true);
-  (void)once;
-  const GdnDims& d = ga.d;
-  gdn_grad_x2_kernel<KP, VB, NW><<<dim3(unsigned(d.NC), unsigned(d.HV), unsigned(d.B)), 32 * NW, smem, stream()>>>(ga);
-  check_launch("gdn chunked grad x2");
-}
 template <int KP>
 void launch_grad_x2(const GradArgs& ga) {
-  const char* s = std::getenv("LT2_GDN_GRAD_WARPS");  // TEMP: A/B of the warp count
-  if (s && std::atoi(s) == 8) launch_grad_x2_nw<KP, 8>(ga);
-  else launch_grad_x2_nw<KP, 16>(ga);
+  constexpr int VB = 32;
+  constexpr size_t smem = GradX2Layout<KP, VB>::bytes;
+  static_assert(smem <= kSmemLimit, "grad shared memory");
+  static const bool once = (allow_smem(gdn_grad_x2_kernel<KP, VB>, smem, "grad x2"), true);
+  (void)once;
+  const GdnDims& d = ga.d;
+  gdn_grad_x2_kernel<KP, VB><<<dim3(unsigned(d.NC), unsigned(d.HV), unsigned(d.B)), kThreads, smem, stream()>>>(ga);
+  check_launch("gdn chunked grad x2");
 }
 
 Tensor f32_scratch(int64_t n) { return Tensor::empty({n}, DType::F32, Device::CUDA); }
