@@ -74,7 +74,10 @@
 // so every instruction that is not an mma costs time: the value-block loads, the input tiles
 // (load_tile_async) and the checkpoints go by 16-byte words with per-thread addresses set up once,
 // and results are stored in pairs (bench/gpu/gdn_speed2_h100.txt: fwd+bwd 2.47 -> 2.06 ms and
-// 3.47 -> 2.96 ms at the two issue shapes; more independent mma chains did not help).
+// 3.47 -> 2.96 ms at the two issue shapes; more independent mma chains did not help). Sixteen
+// warps per block did not help either (34d809e, bench/gpu/gdn_occ16_ncu_s5_h100.txt): the grad
+// kernel issued 24 % more per cycle but ran 29 % more instructions and hit the shared-memory
+// pipe (1.03 -> 1.07 ms); the scans gained nothing.
 #include "cuda/gdn_chunked.h"
 
 #include <algorithm>
