@@ -122,8 +122,10 @@ void host_wait(F&& f) {
   const auto t0 = std::chrono::steady_clock::now();
   f();
   if (g_stream_created) LT2_CUDA_CHECK(cudaStreamSynchronize(stream()));
-  g_wait_ns += uint64_t(std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - t0).count());
+  const auto waited = std::chrono::steady_clock::now() - t0;
+  g_wait_ns += uint64_t(std::chrono::duration_cast<std::chrono::nanoseconds>(waited).count());
 }
+std::atomic<uint64_t> g_launches{0};
 }  // namespace
 void copy_to_device(void* dst, const void* src, size_t bytes) {
   // src is pageable host memory that the caller may free at once: wait for the copy.
@@ -140,10 +142,9 @@ void synchronize() {
   host_wait([] {});
 }
 uint64_t wait_count() { return g_waits.load(); }
-std::atomic<uint64_t> g_launches{0};
+double wait_seconds() { return double(g_wait_ns.load()) * 1e-9; }
 void count_launch() { ++g_launches; }
 uint64_t launch_count() { return g_launches.load(); }
-double wait_seconds() { return double(g_wait_ns.load()) * 1e-9; }
 
 // ---- cast and add -----------------------------------------------------------------
 void cast(const void* src, int src_dtype, void* dst, int dst_dtype, int64_t n) {
