@@ -9,9 +9,10 @@
 // thread walked its rows with the window in registers, so what bounds it is not the loads in
 // flight; the step gained 0.6 % (116.0 -> 116.6 K tokens/s, same call), from the backward. The
 // backward computes dpre = dy silu'(pre) for its rows, then dx and the sub-run's dw, and the
-// block adds its four sub-runs' dw in shared memory in a fixed order. The weight may be F32 or the activations' dtype; its gradient is F32
-// and accumulated (+=) from the runs' partial sums through op_util's deterministic column sum
-// (no atomics). W = 4 (GDN's) is a compile-time constant of its kernels.
+// block adds its four sub-runs' dw in shared memory in a fixed order. The weight may be F32 or
+// the activations' dtype; its gradient is F32 and accumulated (+=) from the runs' partial sums
+// through op_util's deterministic column sum (no atomics). W = 4 (GDN's) is a compile-time
+// constant of its kernels.
 #include "cuda/common.cuh"
 #include "cuda/cuda_ops.h"
 #include "cuda/op_util.cuh"
@@ -68,19 +69,19 @@ struct ConvRun {
   }
 };
 
-// taps[f][i] = w[c0 + i, f] (reversed: w[c0 + i, W-1-f]), zero for f >= W.
+// wrev[f][i] = w[c0 + i, W-1-f], the tap through which x[t - f] reaches pre[t] (and dpre[s + f]
+// reaches dx[s]); zero for f >= W.
 template <int VEC, int WMAX, class TW>
-__device__ __forceinline__ void load_taps(const TW* w, int64_t c0, int W, bool reversed, float (&taps)[WMAX][VEC]) {
+__device__ __forceinline__ void load_taps(const TW* w, int64_t c0, int W, float (&wrev)[WMAX][VEC]) {
 #pragma unroll
   for (int f = 0; f < WMAX; ++f)
 #pragma unroll
-    for (int i = 0; i < VEC; ++i) taps[f][i] = f < W ? ld(w[(c0 + i) * W + (reversed ? W - 1 - f : f)]) : 0.f;
+    for (int i = 0; i < VEC; ++i) wrev[f][i] = f < W ? ld(w[(c0 + i) * W + (W - 1 - f)]) : 0.f;
 }
 
 // VEC channels of rows [t - (WMAX-1), t - (WMAX-1) + N) into raw (storage-type) packs, zeros
 // before the sequence start and from row `end` on: every load of a sub-run is issued before the
-// first is used. (Walking the rows with the window in fp32 registers left each thread ~2 loads in
-// flight and the forward latency-bound at 36-46 % of DRAM bandwidth, ncu on an H100.)
+// first is used.
 template <int N, int WMAX, int VEC, class T>
 __device__ __forceinline__ void load_rows(const T* x, int64_t base, int64_t t, int64_t end, int64_t C,
                                           Pack<T, VEC> (&rows)[N]) {
@@ -96,6 +97,18 @@ __device__ __forceinline__ void load_rows(const T* x, int64_t base, int64_t t, i
   }
 }
 
+// pre[t0 + u] of channel c0 + i: sum over f < W of w[W-1-f] x[t0 + u - f], from rows as
+// load_rows leaves them (rows[u + WMAX-1 - f] = x[t0 + u - f]).
+template <int WMAX, int VEC, int N, class T>
+__device__ __forceinline__ float pre_activation(const float (&wrev)[WMAX][VEC], const Pack<T, VEC> (&rows)[N],
+                                                int u, int i, int W) {
+  float acc = 0.f;
+#pragma unroll
+  for (int f = 0; f < WMAX; ++f)
+    if (f < W) acc += wrev[f][i] * ld(rows[u + WMAX - 1 - f].v[i]);
+  return acc;
+}
+
 // WMAX: compile-time bound on W (the register arrays' size); W itself is a runtime argument,
 // unless EXACT (W == WMAX, known at compile time). A thread loads its sub-run's rows and the
 // W-1 before them at once, then computes each output from them.
@@ -107,20 +120,14 @@ __global__ void __launch_bounds__(kConvThreads) conv_silu_kernel(const T* __rest
   if (!r.active || r.t0 == r.t1) return;  // an empty sub-run past L must not read its halo rows
   Pack<T, VEC> rows[kSubRows + WMAX - 1];  // rows[s + WMAX-1 - f] = x[t0 + s - f]
   load_rows<kSubRows + WMAX - 1, WMAX>(x, r.base, r.t0, r.t1, C, rows);
-  float wrev[WMAX][VEC];  // wrev[f] = w[W-1-f], the tap that reads x[t - f]
-  load_taps(w, r.c0, W, true, wrev);
+  float wrev[WMAX][VEC];
+  load_taps(w, r.c0, W, wrev);
 #pragma unroll
   for (int s = 0; s < kSubRows; ++s) {
     if (r.t0 + s >= r.t1) break;
     float out[VEC];
 #pragma unroll
-    for (int i = 0; i < VEC; ++i) {
-      float acc = 0.f;
-#pragma unroll
-      for (int f = 0; f < WMAX; ++f)
-        if (f < W) acc += wrev[f][i] * ld(rows[s + WMAX - 1 - f].v[i]);
-      out[i] = silu_f(acc);
-    }
+    for (int i = 0; i < VEC; ++i) out[i] = silu_f(pre_activation(wrev, rows, s, i, W));
     st_vec<VEC>(y + r.base + (r.t0 + s) * C, out);
   }
 }
@@ -130,7 +137,7 @@ __global__ void __launch_bounds__(kConvThreads) conv_silu_kernel(const T* __rest
 // dpre[t] = dy[t] silu'(pre[t]); dx[s] = sum_f w[W-1-f] dpre[s + f] for its rows; dw[j][i] +=
 // sum over its rows t of dpre[t] x[t - (W-1) + j] for channel c0 + i.
 template <class T, class TW, int VEC, int WMAX>
-__device__ __forceinline__ void conv_backward_walk(const T* __restrict__ x, const TW* __restrict__ w,
+__device__ __forceinline__ void conv_backward_subrun(const T* __restrict__ x, const TW* __restrict__ w,
                                                    const T* __restrict__ dy, T* __restrict__ dx, const ConvRun& r,
                                                    int64_t L, int64_t C, int W, float (&dw)[WMAX][VEC]) {
   constexpr int kD = kSubRows + WMAX - 1;  // dpre rows t0 + u, u < kD
@@ -138,19 +145,14 @@ __device__ __forceinline__ void conv_backward_walk(const T* __restrict__ x, cons
   Pack<T, VEC> xrows[kD + WMAX - 1], dyrows[kD];  // xrows[u + WMAX-1 - f] = x[t0 + u - f]
   load_rows<kD + WMAX - 1, WMAX>(x, r.base, r.t0, t_end, C, xrows);
   load_rows<kD, 1>(dy, r.base, r.t0, t_end, C, dyrows);
-  float wrev[WMAX][VEC];  // wrev[f] = w[W-1-f]: x[t - f] reaches pre[t], and dpre[s + f] reaches dx[s], through it
-  load_taps(w, r.c0, W, true, wrev);
+  float wrev[WMAX][VEC];
+  load_taps(w, r.c0, W, wrev);
   float dp[kD][VEC], dwrev[WMAX][VEC] = {};  // dwrev[f] = the sub-run's part of dw[W-1-f]
 #pragma unroll
   for (int u = 0; u < kD; ++u)
 #pragma unroll
-    for (int i = 0; i < VEC; ++i) {
-      float pre = 0.f;
-#pragma unroll
-      for (int f = 0; f < WMAX; ++f)
-        if (f < W) pre += wrev[f][i] * ld(xrows[u + WMAX - 1 - f].v[i]);
-      dp[u][i] = ld(dyrows[u].v[i]) * silu_grad_f(pre);  // dy is zero past t_end: so is dp
-    }
+    for (int i = 0; i < VEC; ++i)  // dy is zero past t_end: so is dp
+      dp[u][i] = ld(dyrows[u].v[i]) * silu_grad_f(pre_activation(wrev, xrows, u, i, W));
 #pragma unroll
   for (int s = 0; s < kSubRows; ++s) {
     if (r.t0 + s >= r.t1) break;
@@ -177,7 +179,7 @@ __device__ __forceinline__ void conv_backward_walk(const T* __restrict__ x, cons
         for (int i = 0; i < VEC; ++i) dw[j][i] = dwrev[f][i];
 }
 
-// One block per run: each warp walks its sub-run, then the block's dw partial of the run goes
+// One block per run: each warp takes its sub-run, then the block's dw partial of the run goes
 // to partial[run, c * W + j].
 template <class T, class TW, int VEC, int WMAX, bool EXACT>
 __global__ void __launch_bounds__(kConvThreads) conv_silu_backward_kernel(
@@ -186,7 +188,7 @@ __global__ void __launch_bounds__(kConvThreads) conv_silu_backward_kernel(
   const int W = EXACT ? WMAX : w_arg;
   const ConvRun r(L, C, VEC);
   float dw[WMAX][VEC] = {};
-  if (r.active && r.t0 < r.t1) conv_backward_walk(x, w, dy, dx, r, L, C, W, dw);
+  if (r.active && r.t0 < r.t1) conv_backward_subrun(x, w, dy, dx, r, L, C, W, dw);
   __shared__ float red[kSubRuns - 1][WMAX * VEC][kConvLanes];  // sub-runs 1.. hand dw to sub-run 0
   // dw of the block's run: sub-run 0 adds the others' in order 1, 2, 3 (deterministic).
   const int s = threadIdx.x / kConvLanes, lane = threadIdx.x % kConvLanes;
