@@ -1,5 +1,6 @@
 // lt2 bench gemm: the model's projection GEMMs on the GPU (cuBLASLt, or cuda/linear_narrow.cu
-// for N <= 8; BF16 operands, fp32 accumulation), timed alone with CUDA events (median of --reps after --warmup): for each
+// for N <= 8; BF16 operands, fp32 accumulation), timed alone with CUDA events (median of
+// --reps after --warmup): for each
 // projection of the config's layers, the forward y = x Wᵀ, the input gradient dx = dy W and
 // the weight gradient dW += dyᵀ x (fp32, as training accumulates it), at M = batch × seq_len
 // rows. "fused" rows time the concatenation of a layer's input projections as one GEMM, the
@@ -69,22 +70,6 @@ std::vector<Projection> projections(const ModelConfig& c) {
   return p;
 }
 
-// One cuda::gemm call (BF16 operands), as cuda/linear.cu makes it, for --algos.
-struct GemmCall {
-  bool ta, tb;
-  int64_t m, n, k;
-  const void* a;
-  int64_t lda;
-  const void* b;
-  int64_t ldb;
-  float beta;
-  void* c;
-  int64_t ldc;
-  DType c_dtype;
-  std::vector<double> candidates_ms(int count, int reps) const {
-    return cuda::gemm_algo_ms(ta, tb, m, n, k, a, lda, b, ldb, DType::BF16, beta, c, ldc, c_dtype, count, reps);
-  }
-};
 
 }  // namespace
 #endif
@@ -152,17 +137,18 @@ int bench_gemm(int argc, char** argv) {
     }
     if (algos > 0) {
       // The three GEMMs of cuda/linear.cu through each candidate algorithm: (first, fastest, its rank).
-      const GemmCall fwd{false, true, M, p.n, p.k, x.bytes(), p.k, w.bytes(), p.k, 0.f, y.bytes(), p.n, DType::BF16};
-      const GemmCall dgrad{false, false, M, p.k, p.n, dy.bytes(), p.n, w.bytes(), p.k, 0.f, dx.bytes(), p.k,
-                           DType::BF16};
-      const GemmCall wgrad{true, false, p.n, p.k, M, dy.bytes(), p.n, x.bytes(), p.k, 1.f, dw.bytes(), p.k, DType::F32};
-      auto best = [&](const GemmCall& g) {
-        const std::vector<double> ms = g.candidates_ms(algos, reps);
+      auto best = [&](const std::vector<double>& ms) {
         const size_t i = size_t(std::min_element(ms.begin(), ms.end()) - ms.begin());
         return cat(ms[0], " -> ", ms[i], " (#", i + 1, " of ", ms.size(), ")");
       };
-      std::printf("    algorithms (ms, first -> fastest): fwd %s, dx %s, dW %s\n", best(fwd).c_str(),
-                  best(dgrad).c_str(), best(wgrad).c_str());
+      const auto f_ms = cuda::gemm_algo_ms(false, true, M, p.n, p.k, x.bytes(), p.k, w.bytes(), p.k, DType::BF16, 0.f,
+                                           y.bytes(), p.n, DType::BF16, algos, reps);
+      const auto x_ms = cuda::gemm_algo_ms(false, false, M, p.k, p.n, dy.bytes(), p.n, w.bytes(), p.k, DType::BF16,
+                                           0.f, dx.bytes(), p.k, DType::BF16, algos, reps);
+      const auto w_ms = cuda::gemm_algo_ms(true, false, p.n, p.k, M, dy.bytes(), p.n, x.bytes(), p.k, DType::BF16,
+                                           1.f, dw.bytes(), p.k, DType::F32, algos, reps);
+      std::printf("    algorithms (ms, first -> fastest): fwd %s, dx %s, dW %s\n", best(f_ms).c_str(),
+                  best(x_ms).c_str(), best(w_ms).c_str());
     }
     std::fflush(stdout);
   }
