@@ -17,6 +17,10 @@
 // and, for comparison, the path it replaced (the L = 1 recurrence writing a new state, then a
 // copy back). Each timed run steps through enough separate states (>= 256 MiB together) that
 // no state is still in the L2 cache when its turn comes, as in a real model's many layers.
+//
+// --conv times GDN's short convolution + SiLU (ops::conv_silu, width 4, F32 taps) and its
+// backward on [B, L, C] activations: bandwidth-bound, so it reports GB/s of activations moved
+// (forward: x read, y written; backward: x and dy read, dx written) against the copy bandwidth.
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
@@ -142,6 +146,34 @@ void bench_decode(const Args& a, DType dt, const std::string& dts, int warmup, i
               "the second row actually moves the state four times (read, write hT, copy back).\n");
 }
 
+// "BxLxC".
+std::vector<int64_t> parse_conv_shape(const std::string& s) {
+  const std::vector<int64_t> v = Args::dims(s, "conv-shapes", "BxLxC");
+  LT2_CHECK(v.size() == 3, "--conv-shapes: '", s, "' needs 3 numbers (BxLxC)");
+  return v;
+}
+
+void bench_conv(const Args& a, DType dt, const std::string& dts, int warmup, int reps) {
+  const double copy_gbps = cuda::measure_copy_gbps();
+  std::printf("device %s, short conv (width 4) + SiLU, %s activations, F32 taps; median of %d after %d warm-up runs;\n"
+              "measured device-to-device copy: %.0f GB/s (read + write)\n",
+              cuda::device_name(0).c_str(), dts.c_str(), reps, warmup, copy_gbps);
+  std::printf("%-18s %9s %8s %7s %9s %8s %7s\n", "BxLxC", "fwd us", "GB/s", "% copy", "bwd us", "GB/s", "% copy");
+  for (const auto& item : a.list("conv-shapes", "16x2048x512,16x2048x1024")) {
+    const std::vector<int64_t> s = parse_conv_shape(item);
+    const Tensor x = random_rows({s[0], s[1], s[2]}, 21, 0.0, dt), dy = random_rows({s[0], s[1], s[2]}, 22, 0.0, dt);
+    const Tensor w = random_rows({s[2], 4}, 23, 0.0, DType::F32);
+    Tensor dw = Tensor::zeros({s[2], 4}, DType::F32, Device::CUDA), y, dx;
+    const double fwd_ms = cuda::time_ms([&] { y = ops::conv_silu(x, w); }, warmup, reps);
+    const double bwd_ms = cuda::time_ms([&] { dx = ops::conv_silu_backward(x, w, dy, dw); }, warmup, reps);
+    const double bytes = double(x.nbytes());
+    auto gbps = [&](double n, double ms) { return n * bytes / (ms * 1e-3) / 1e9; };
+    std::printf("%-18s %9.1f %8.0f %6.1f%% %9.1f %8.0f %6.1f%%\n", item.c_str(), fwd_ms * 1e3, gbps(2, fwd_ms),
+                100.0 * gbps(2, fwd_ms) / copy_gbps, bwd_ms * 1e3, gbps(3, bwd_ms), 100.0 * gbps(3, bwd_ms) / copy_gbps);
+    std::fflush(stdout);
+  }
+}
+
 }  // namespace
 #endif
 
@@ -156,7 +188,9 @@ int bench_gdn(int argc, char** argv) {
           {"decode", false,
            "time the decode step (gdn_step: one token per sequence, fp32 state updated in place) instead"},
           {"batch", true, "--decode: sequences per step (default 64)"},
-          {"decode-shapes", true, "--decode: comma list of HxKxV, value heads = H (default 6x128x256,16x128x128)"}},
+          {"decode-shapes", true, "--decode: comma list of HxKxV, value heads = H (default 6x128x256,16x128x128)"},
+          {"conv", false, "time the short conv + SiLU (forward, backward) instead"},
+          {"conv-shapes", true, "--conv: comma list of BxLxC (default 16x2048x512,16x2048x1024)"}},
          argc, argv, 3);
   if (a.help()) {
     std::printf(
@@ -166,7 +200,9 @@ int bench_gdn(int argc, char** argv) {
         "microseconds per step (median of --reps after --warmup, CUDA events; each run steps through several\n"
         "states, >= 256 MiB together, so none is served from L2), GB/s of state read + written, and that as a\n"
         "percentage of the card's measured device-to-device copy bandwidth. A second row times the path the\n"
-        "step replaced (L = 1 recurrence to a new state, then a copy back) unless --no-recurrent.\n\n%s",
+        "step replaced (L = 1 recurrence to a new state, then a copy back) unless --no-recurrent.\n\n"
+        "With --conv: the short conv + SiLU (width 4) and its backward on each of --conv-shapes, with GB/s of\n"
+        "activations moved (forward 2, backward 3 tensors of [B, L, C]) against the measured copy bandwidth.\n\n%s",
         a.usage().c_str());
     return 0;
   }
@@ -181,6 +217,10 @@ int bench_gdn(int argc, char** argv) {
   const DType dt = dts == "bf16" ? DType::BF16 : DType::F32;
   if (a.has("decode")) {
     bench_decode(a, dt, dts, warmup, reps);
+    return 0;
+  }
+  if (a.has("conv")) {
+    bench_conv(a, dt, dts, warmup, reps);
     return 0;
   }
   std::vector<int> tiles;

@@ -143,8 +143,9 @@ static void check_conv_silu(int64_t B, int64_t L, int64_t C, int64_t W, DType dt
 }
 
 // The kernels tile each sequence into runs of 32 rows and take 4 channels per thread when
-// C allows it: the shapes cover one and several runs, ragged last runs, the 1-channel path
-// (C = 70), widths 1 and 6 (the wide kernel) and sequences shorter than the width.
+// C allows it: the shapes cover one and several runs, ragged last runs, several channel
+// stripes with a partial last one (C = 520), the 1-channel path (C = 70), widths 1 and 6 (the
+// wide kernel) and sequences shorter than the width.
 TEST(CudaMixers, ConvSilu) {
   LT2_REQUIRE_GPU();
   struct Shape4 {
@@ -152,7 +153,7 @@ TEST(CudaMixers, ConvSilu) {
   };
   // W 4 (a compile-time width), 3 and 1 (runtime widths up to 4), 6 (the wide kernel); ragged runs.
   for (const Shape4 s : {Shape4{2, 37, 70, 4}, Shape4{2, 75, 64, 4}, Shape4{1, 40, 8, 6}, Shape4{2, 3, 12, 4},
-                         Shape4{1, 33, 16, 1}, Shape4{2, 75, 64, 3}})
+                         Shape4{1, 33, 16, 1}, Shape4{2, 75, 64, 3}, Shape4{2, 70, 520, 4}})
     for (DType dt : kDtypes)
       for (DType wdt : {DType::F32, dt}) {  // the weight may be F32 or the activations' dtype
         SCOPED_TRACE(cat("conv B", s.B, " L", s.L, " C", s.C, " W", s.W, " x ", dtype_name(dt), " w ",
