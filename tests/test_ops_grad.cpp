@@ -211,6 +211,16 @@ TEST(OpsGrad, ConvSilu) {
   check_grad("dw", loss, w, dw);
 }
 
+// GDN's q / k path: the conv, then the L2 norm over heads of 4 channels (C 8: two heads).
+TEST(OpsGrad, ConvSiluL2norm) {
+  Tensor x = randn({2, 6, 8}, 1), w = randn({8, 4}, 2), gy = randn({2, 6, 8}, 3);
+  Tensor dw = Tensor::zeros({8, 4}, DType::F64);
+  Tensor dx = ops::conv_silu_l2norm_backward(x, w, 4, 0.7, gy, dw);
+  auto loss = [&] { return dot(ops::conv_silu_l2norm(x, w, 4, 0.7), gy); };
+  check_grad("dx", loss, x, dx);
+  check_grad("dw", loss, w, dw);
+}
+
 TEST(OpsGrad, CrossEntropyWithIgnoredRows) {
   Tensor logits = randn({4, 6}, 1, 2.0), tg = Tensor::empty({4}, DType::I32);
   int vals[4] = {2, -1, 5, 0};

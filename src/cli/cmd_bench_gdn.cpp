@@ -19,8 +19,9 @@
 // no state is still in the L2 cache when its turn comes, as in a real model's many layers.
 //
 // --conv times GDN's short convolution + SiLU (ops::conv_silu, width 4, F32 taps) and its
-// backward on [B, L, C] activations: bandwidth-bound, so it reports GB/s of activations moved
-// (forward: x read, y written; backward: x and dy read, dx written) against the copy bandwidth.
+// backward on [B, L, C] activations, and the same with the per-head L2 norm of q and k
+// (ops::conv_silu_l2norm, heads of 128): GB/s of activations moved (forward: x read, y
+// written; backward: x and dy read, dx written) against the copy bandwidth.
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
@@ -158,19 +159,27 @@ void bench_conv(const Args& a, DType dt, const std::string& dts, int warmup, int
   std::printf("device %s, short conv (width 4) + SiLU, %s activations, F32 taps; median of %d after %d warm-up runs;\n"
               "measured device-to-device copy: %.0f GB/s (read + write)\n",
               cuda::device_name(0).c_str(), dts.c_str(), reps, warmup, copy_gbps);
-  std::printf("%-18s %9s %8s %7s %9s %8s %7s\n", "BxLxC", "fwd us", "GB/s", "% copy", "bwd us", "GB/s", "% copy");
+  std::printf("%-18s %-20s %9s %8s %7s %9s %8s %7s\n", "BxLxC", "op", "fwd us", "GB/s", "% copy", "bwd us", "GB/s",
+              "% copy");
   for (const auto& item : a.list("conv-shapes", "16x2048x512,16x2048x1024")) {
     const std::vector<int64_t> s = parse_conv_shape(item);
     const Tensor x = random_rows({s[0], s[1], s[2]}, 21, 0.0, dt), dy = random_rows({s[0], s[1], s[2]}, 22, 0.0, dt);
     const Tensor w = random_rows({s[2], 4}, 23, 0.0, DType::F32);
     Tensor dw = Tensor::zeros({s[2], 4}, DType::F32, Device::CUDA), y, dx;
-    const double fwd_ms = cuda::time_ms([&] { y = ops::conv_silu(x, w); }, warmup, reps);
-    const double bwd_ms = cuda::time_ms([&] { dx = ops::conv_silu_backward(x, w, dy, dw); }, warmup, reps);
     const double bytes = double(x.nbytes());
-    auto gbps = [&](double n, double ms) { return n * bytes / (ms * 1e-3) / 1e9; };
-    std::printf("%-18s %9.1f %8.0f %6.1f%% %9.1f %8.0f %6.1f%%\n", item.c_str(), fwd_ms * 1e3, gbps(2, fwd_ms),
-                100.0 * gbps(2, fwd_ms) / copy_gbps, bwd_ms * 1e3, gbps(3, bwd_ms), 100.0 * gbps(3, bwd_ms) / copy_gbps);
-    std::fflush(stdout);
+    auto report = [&](const char* op, double fwd_ms, double bwd_ms) {
+      auto gbps = [&](double n, double ms) { return n * bytes / (ms * 1e-3) / 1e9; };
+      std::printf("%-18s %-20s %9.1f %8.0f %6.1f%% %9.1f %8.0f %6.1f%%\n", item.c_str(), op, fwd_ms * 1e3,
+                  gbps(2, fwd_ms), 100.0 * gbps(2, fwd_ms) / copy_gbps, bwd_ms * 1e3, gbps(3, bwd_ms),
+                  100.0 * gbps(3, bwd_ms) / copy_gbps);
+      std::fflush(stdout);
+    };
+    report("conv_silu", cuda::time_ms([&] { y = ops::conv_silu(x, w); }, warmup, reps),
+           cuda::time_ms([&] { dx = ops::conv_silu_backward(x, w, dy, dw); }, warmup, reps));
+    // GDN's q / k path (heads of 128): the same traffic, the norm fused in.
+    if (s[2] % 128 == 0)
+      report("conv_silu_l2norm 128", cuda::time_ms([&] { y = ops::conv_silu_l2norm(x, w, 128, 1.0); }, warmup, reps),
+             cuda::time_ms([&] { dx = ops::conv_silu_l2norm_backward(x, w, 128, 1.0, dy, dw); }, warmup, reps));
   }
 }
 

@@ -13,6 +13,11 @@
 // the activations' dtype; its gradient is F32 and accumulated (+=) from the runs' partial sums
 // through op_util's deterministic column sum (no atomics). W = 4 (GDN's) is a compile-time
 // constant of its kernels.
+// conv_silu_l2norm (GDN's q, k) runs the same kernels with NORM lanes a head (head 32 / 64 /
+// 128 channels, 4 a lane): the forward scales each row's head by its L2 norm before the store,
+// the backward turns dy into d(conv output) with the head's two sums (warp shuffles) before
+// dpre. Shapes outside that (other heads, widths, C not a multiple of 128 channels) compose
+// conv_silu and l2norm.
 #include "cuda/common.cuh"
 #include "cuda/cuda_ops.h"
 #include "cuda/op_util.cuh"
@@ -109,12 +114,56 @@ __device__ __forceinline__ float pre_activation(const float (&wrev)[WMAX][VEC], 
   return acc;
 }
 
+// Sum of v over the NORM lanes of a head (xor offsets below NORM stay inside it).
+template <int NORM>
+__device__ __forceinline__ float head_sum(float v) {
+#pragma unroll
+  for (int o = NORM / 2; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+  return v;
+}
+
+// y (this lane's VEC values of a head spread over NORM lanes) scaled to scale y / sqrt(sum y^2 +
+// 1e-6) over the head, as l2norm.
+template <int NORM, int VEC>
+__device__ __forceinline__ void l2norm_head(float (&y)[VEC], float scale) {
+  float ss = 0.f;
+#pragma unroll
+  for (int i = 0; i < VEC; ++i) ss += y[i] * y[i];
+  const float f = scale * rsqrtf(head_sum<NORM>(ss) + 1e-6f);
+#pragma unroll
+  for (int i = 0; i < VEC; ++i) y[i] *= f;
+}
+
+// dpre of one row for VEC channels from pre and the incoming gradient g. With NORM, g is the
+// gradient of the normalised output scale y / n (y = silu(pre), n = sqrt(sum y^2 + 1e-6) over
+// the head): d y = scale (g / n - y (g . y) / n^3), as l2norm_backward.
+template <int NORM, int VEC>
+__device__ __forceinline__ void row_dpre(const float (&pre)[VEC], float (&g)[VEC], float scale) {
+  if constexpr (NORM > 0) {
+    float y[VEC], ss = 0.f, dot = 0.f;
+#pragma unroll
+    for (int i = 0; i < VEC; ++i) {
+      y[i] = silu_f(pre[i]);
+      ss += y[i] * y[i];
+      dot += y[i] * g[i];
+    }
+    const float inv = rsqrtf(head_sum<NORM>(ss) + 1e-6f), a = scale * inv;
+    const float b = a * head_sum<NORM>(dot) * inv * inv;
+#pragma unroll
+    for (int i = 0; i < VEC; ++i) g[i] = g[i] * a - y[i] * b;
+  }
+#pragma unroll
+  for (int i = 0; i < VEC; ++i) g[i] *= silu_grad_f(pre[i]);
+}
+
 // WMAX: compile-time bound on W (the register arrays' size); W itself is a runtime argument,
 // unless EXACT (W == WMAX, known at compile time). A thread loads its sub-run's rows and the
-// W-1 before them at once, then computes each output from them.
-template <class T, class TW, int VEC, int WMAX, bool EXACT>
+// W-1 before them at once, then computes each output from them. NORM > 0: l2norm over heads of
+// NORM lanes (every lane of the warp active: C a multiple of 32 VEC).
+template <class T, class TW, int VEC, int WMAX, bool EXACT, int NORM = 0>
 __global__ void __launch_bounds__(kConvThreads) conv_silu_kernel(const T* __restrict__ x, const TW* __restrict__ w,
-                                                                  T* __restrict__ y, int64_t L, int64_t C, int w_arg) {
+                                                                  T* __restrict__ y, int64_t L, int64_t C, int w_arg,
+                                                                  float scale) {
   const int W = EXACT ? WMAX : w_arg;
   const ConvRun r(L, C, VEC);
   if (!r.active || r.t0 == r.t1) return;  // an empty sub-run past L must not read its halo rows
@@ -128,6 +177,7 @@ __global__ void __launch_bounds__(kConvThreads) conv_silu_kernel(const T* __rest
     float out[VEC];
 #pragma unroll
     for (int i = 0; i < VEC; ++i) out[i] = silu_f(pre_activation(wrev, rows, s, i, W));
+    if constexpr (NORM > 0) l2norm_head<NORM>(out, scale);
     st_vec<VEC>(y + r.base + (r.t0 + s) * C, out);
   }
 }
@@ -136,10 +186,10 @@ __global__ void __launch_bounds__(kConvThreads) conv_silu_kernel(const T* __rest
 // t0 .. t1 + W - 2 (every dpre a dx of the sub-run needs), x from W-1 rows before those.
 // dpre[t] = dy[t] silu'(pre[t]); dx[s] = sum_f w[W-1-f] dpre[s + f] for its rows; dw[j][i] +=
 // sum over its rows t of dpre[t] x[t - (W-1) + j] for channel c0 + i.
-template <class T, class TW, int VEC, int WMAX>
+template <class T, class TW, int VEC, int WMAX, int NORM>
 __device__ __forceinline__ void conv_backward_subrun(const T* __restrict__ x, const TW* __restrict__ w,
                                                    const T* __restrict__ dy, T* __restrict__ dx, const ConvRun& r,
-                                                   int64_t L, int64_t C, int W, float (&dw)[WMAX][VEC]) {
+                                                   int64_t L, int64_t C, int W, float scale, float (&dw)[WMAX][VEC]) {
   constexpr int kD = kSubRows + WMAX - 1;  // dpre rows t0 + u, u < kD
   const int64_t t_end = r.t1 + W - 1 < L ? r.t1 + W - 1 : L;
   Pack<T, VEC> xrows[kD + WMAX - 1], dyrows[kD];  // xrows[u + WMAX-1 - f] = x[t0 + u - f]
@@ -149,10 +199,12 @@ __device__ __forceinline__ void conv_backward_subrun(const T* __restrict__ x, co
   load_taps(w, r.c0, W, wrev);
   float dp[kD][VEC], dwrev[WMAX][VEC] = {};  // dwrev[f] = the sub-run's part of dw[W-1-f]
 #pragma unroll
-  for (int u = 0; u < kD; ++u)
+  for (int u = 0; u < kD; ++u) {  // dy is zero past t_end: so is dp
+    float pre[VEC];
 #pragma unroll
-    for (int i = 0; i < VEC; ++i)  // dy is zero past t_end: so is dp
-      dp[u][i] = ld(dyrows[u].v[i]) * silu_grad_f(pre_activation(wrev, xrows, u, i, W));
+    for (int i = 0; i < VEC; ++i) pre[i] = pre_activation(wrev, xrows, u, i, W), dp[u][i] = ld(dyrows[u].v[i]);
+    row_dpre<NORM>(pre, dp[u], scale);
+  }
 #pragma unroll
   for (int s = 0; s < kSubRows; ++s) {
     if (r.t0 + s >= r.t1) break;
@@ -181,14 +233,14 @@ __device__ __forceinline__ void conv_backward_subrun(const T* __restrict__ x, co
 
 // One block per run: each warp takes its sub-run, then the block's dw partial of the run goes
 // to partial[run, c * W + j].
-template <class T, class TW, int VEC, int WMAX, bool EXACT>
+template <class T, class TW, int VEC, int WMAX, bool EXACT, int NORM = 0>
 __global__ void __launch_bounds__(kConvThreads) conv_silu_backward_kernel(
     const T* __restrict__ x, const TW* __restrict__ w, const T* __restrict__ dy, T* __restrict__ dx,
-    float* __restrict__ partial, int64_t L, int64_t C, int w_arg) {
+    float* __restrict__ partial, int64_t L, int64_t C, int w_arg, float scale) {
   const int W = EXACT ? WMAX : w_arg;
   const ConvRun r(L, C, VEC);
   float dw[WMAX][VEC] = {};
-  if (r.active && r.t0 < r.t1) conv_backward_subrun(x, w, dy, dx, r, L, C, W, dw);
+  if (r.active && r.t0 < r.t1) conv_backward_subrun<T, TW, VEC, WMAX, NORM>(x, w, dy, dx, r, L, C, W, scale, dw);
   __shared__ float red[kSubRuns - 1][WMAX * VEC][kConvLanes];  // sub-runs 1.. hand dw to sub-run 0
   // dw of the block's run: sub-run 0 adds the others' in order 1, 2, 3 (deterministic).
   const int s = threadIdx.x / kConvLanes, lane = threadIdx.x % kConvLanes;
@@ -253,10 +305,28 @@ __global__ void conv_step_kernel(const T* x, TC* cache, const TW* w, T* y, int64
   }
 }
 
-}  // namespace
+// Lanes a head for conv_silu_l2norm's fused kernels (4 channels a lane: W = 4, whole warps of
+// channels), or 0 where it composes conv_silu and l2norm.
+int norm_lanes(const Tensor& x, const Tensor& w, int64_t head, std::initializer_list<const void*> ptrs) {
+  const int64_t C = x.dim(2);
+  if (w.dim(1) != 4 || C % (4 * kConvLanes) != 0 || !vec_aligned(4, C, dtype_size(x.dtype()), ptrs)) return 0;
+  return head == 32 || head == 64 || head == 128 ? int(head / 4) : 0;
+}
 
-Tensor conv_silu(const Tensor& x, const Tensor& w) {
-  check_conv(x, w, "conv_silu");
+// Calls launch(VEC, WMAX, EXACT, NORM) as integral constants: with_shape's choice, or the fused
+// norm's W = 4 kernels with `lanes` lanes a head.
+template <class F>
+void with_kernel(bool vec4, int W, int lanes, F&& launch) {
+  using std::integral_constant;
+  const auto four = integral_constant<int, 4>{};
+  if (lanes == 8) launch(four, four, std::true_type{}, integral_constant<int, 8>{});
+  else if (lanes == 16) launch(four, four, std::true_type{}, integral_constant<int, 16>{});
+  else if (lanes == 32) launch(four, four, std::true_type{}, integral_constant<int, 32>{});
+  else with_shape(vec4, W, [&](auto vec, auto wmax, auto exact) { launch(vec, wmax, exact, integral_constant<int, 0>{}); });
+}
+
+// y = conv_silu(x, w), normalised over heads of `lanes` lanes when lanes > 0.
+Tensor conv_forward(const Tensor& x, const Tensor& w, int lanes, float scale) {
   const int64_t B = x.dim(0), L = x.dim(1), C = x.dim(2);
   const int W = int(w.dim(1));
   Tensor y = Tensor::empty_like(x);
@@ -265,22 +335,18 @@ Tensor conv_silu(const Tensor& x, const Tensor& w) {
   dispatch_conv(x.dtype(), w.dtype(), [&](auto x_tag, auto w_tag) {
     using T = decltype(x_tag);
     using TW = decltype(w_tag);
-    with_shape(vec4, W, [&](auto vec, auto wmax, auto exact) {
-      conv_silu_kernel<T, TW, vec(), wmax(), exact()><<<conv_grid(B, L, C, vec()), kConvThreads, 0, stream()>>>(
-          x.data<T>(), w.data<TW>(), y.data<T>(), L, C, W);
+    with_kernel(vec4, W, lanes, [&](auto vec, auto wmax, auto exact, auto norm) {
+      conv_silu_kernel<T, TW, vec(), wmax(), exact(), norm()>
+          <<<conv_grid(B, L, C, vec()), kConvThreads, 0, stream()>>>(x.data<T>(), w.data<TW>(), y.data<T>(), L, C, W,
+                                                                      scale);
     });
   });
   check_launch("conv_silu");
   return y;
 }
 
-Tensor conv_silu_backward(const Tensor& x, const Tensor& w, const Tensor& dy, Tensor& dw) {
-  check_conv(x, w, "conv_silu_backward");
-  expect_cuda({&dy, &dw}, "conv_silu_backward");
-  check_shape(dy, x.shape(), "conv_silu_backward dy");
-  check_same_dtype(x, dy, "conv_silu_backward dy");
-  check_shape(dw, w.shape(), "conv_silu_backward dw");
-  expect_f32(dw, "conv_silu_backward", "dw");
+// dx of conv_forward (dy the gradient of its output); dw += the taps' gradient.
+Tensor conv_backward(const Tensor& x, const Tensor& w, const Tensor& dy, Tensor& dw, int lanes, float scale) {
   const int64_t B = x.dim(0), L = x.dim(1), C = x.dim(2);
   const int W = int(w.dim(1));
   Tensor dx = Tensor::empty_like(x);
@@ -291,14 +357,64 @@ Tensor conv_silu_backward(const Tensor& x, const Tensor& w, const Tensor& dy, Te
   dispatch_conv(x.dtype(), w.dtype(), [&](auto x_tag, auto w_tag) {
     using T = decltype(x_tag);
     using TW = decltype(w_tag);
-    with_shape(vec4, W, [&](auto vec, auto wmax, auto exact) {
-      conv_silu_backward_kernel<T, TW, vec(), wmax(), exact()><<<conv_grid(B, L, C, vec()), kConvThreads, 0, stream()>>>(
-          x.data<T>(), w.data<TW>(), dy.data<T>(), dx.data<T>(), partial.data<float>(), L, C, W);
+    with_kernel(vec4, W, lanes, [&](auto vec, auto wmax, auto exact, auto norm) {
+      conv_silu_backward_kernel<T, TW, vec(), wmax(), exact(), norm()>
+          <<<conv_grid(B, L, C, vec()), kConvThreads, 0, stream()>>>(
+              x.data<T>(), w.data<TW>(), dy.data<T>(), dx.data<T>(), partial.data<float>(), L, C, W, scale);
     });
   });
   check_launch("conv_silu_backward");
   colsum_accumulate(ConvDwPartial{partial.data<float>(), C * W}, runs, C * W, dw, "conv_silu_backward dw");
   return dx;
+}
+
+void check_conv_backward(const Tensor& x, const Tensor& w, const Tensor& dy, const Tensor& dw, const char* op) {
+  check_conv(x, w, op);
+  expect_cuda({&dy, &dw}, op);
+  check_shape(dy, x.shape(), op);
+  check_same_dtype(x, dy, op);
+  check_shape(dw, w.shape(), op);
+  expect_f32(dw, op, "dw");
+}
+
+// [B, L, C / head, head] for conv_silu_l2norm's composed path.
+Shape head_shape(const Tensor& x, int64_t head, const char* op) {
+  LT2_CHECK(head >= 1 && x.dim(2) % head == 0, op, ": C = ", x.dim(2), " is not a multiple of the head size ", head);
+  return {x.dim(0), x.dim(1), x.dim(2) / head, head};
+}
+
+}  // namespace
+
+Tensor conv_silu(const Tensor& x, const Tensor& w) {
+  check_conv(x, w, "conv_silu");
+  return conv_forward(x, w, 0, 0.f);
+}
+
+Tensor conv_silu_backward(const Tensor& x, const Tensor& w, const Tensor& dy, Tensor& dw) {
+  check_conv_backward(x, w, dy, dw, "conv_silu_backward");
+  return conv_backward(x, w, dy, dw, 0, 0.f);
+}
+
+Tensor conv_silu_l2norm(const Tensor& x, const Tensor& w, int64_t head, double scale) {
+  check_conv(x, w, "conv_silu_l2norm");
+  const Shape heads = head_shape(x, head, "conv_silu_l2norm");
+  const int lanes = norm_lanes(x, w, head, {x.bytes()});  // y is a fresh (aligned) tensor
+  if (lanes) return conv_forward(x, w, lanes, float(scale));
+  return l2norm(conv_forward(x, w, 0, 0.f).reshape(heads), scale).reshape(x.shape());
+}
+
+Tensor conv_silu_l2norm_backward(const Tensor& x, const Tensor& w, int64_t head, double scale, const Tensor& dy,
+                                 Tensor& dw) {
+  check_conv_backward(x, w, dy, dw, "conv_silu_l2norm_backward");
+  const Shape heads = head_shape(x, head, "conv_silu_l2norm_backward");
+  const int lanes = norm_lanes(x, w, head, {x.bytes(), dy.bytes()});
+  if (lanes) return conv_backward(x, w, dy, dw, lanes, float(scale));
+  const Tensor y = conv_forward(x, w, 0, 0.f).reshape(heads);
+  return conv_backward(x, w, l2norm_backward(y, scale, dy.reshape(heads)).reshape(x.shape()), dw, 0, 0.f);
+}
+
+bool conv_silu_l2norm_fused(const Tensor& x, const Tensor& w, int64_t head) {
+  return norm_lanes(x, w, head, {x.bytes()}) > 0;
 }
 
 Tensor conv_silu_step(const Tensor& x, Tensor& cache, const Tensor& w) {

@@ -14,4 +14,8 @@ namespace lt2::cuda {
 
 #include "ops/op_list.inc"
 
+// Whether conv_silu_l2norm runs its fused kernels for this shape (otherwise it composes
+// conv_silu and l2norm); the GPU tests check that the cases meant for them take them.
+bool conv_silu_l2norm_fused(const Tensor& x, const Tensor& w, int64_t head);
+
 }  // namespace lt2::cuda

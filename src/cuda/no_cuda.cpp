@@ -1,5 +1,6 @@
 // Built when no CUDA compiler is found: the engine reports that no GPU backend exists.
 #include "core/error.h"
+#include "cuda/cuda_ops.h"
 #include "cuda/linear_narrow.h"
 #include "cuda/runtime.h"
 
@@ -32,4 +33,5 @@ double measure_gemm_tflops() { no_cuda(); }
 double measure_copy_gbps() { no_cuda(); }
 double time_ms(const std::function<void()>&, int, int) { no_cuda(); }
 bool narrow_linear_fits(const Tensor&, int64_t, int64_t) { return false; }  // the GPU tests name it
+bool conv_silu_l2norm_fused(const Tensor&, const Tensor&, int64_t) { return false; }  // and this
 }  // namespace lt2::cuda

@@ -8,8 +8,8 @@
 namespace lt2 {
 
 struct GdnMixer::Ctx : MixerCtx {
-  // Only the projections before the conv: backward() rebuilds the convolved qc, kc, v and the
-  // normalised q, k (two cheap passes instead of five kept tensors).
+  // Only the projections before the conv: backward() rebuilds q, k, v from them (three cheap
+  // passes instead of three kept tensors).
   Tensor qp, kp, vp, a, b, beta, g, o, z;
   Tensor states;  // the GPU forward's per-chunk states, so the backward need not rebuild them
 };
@@ -36,22 +36,20 @@ void GdnMixer::collect(ParamList& out) {
   out.insert(out.end(), {&q_, &k_, &v_, &a_, &b_, &g_, &o_, &q_conv_, &k_conv_, &v_conv_, &A_log_, &dt_bias_, &o_norm_});
 }
 
-void GdnMixer::convolve(const Tensor& qp, const Tensor& kp, const Tensor& vp, Tensor& qc, Tensor& kc,
+void GdnMixer::convolve(const Tensor& qp, const Tensor& kp, const Tensor& vp, Tensor& q, Tensor& k,
                         Tensor& v) const {
   const int64_t B = qp.dim(0), L = qp.dim(1);
-  qc = ops::conv_silu(qp, conv_w(q_conv_)).reshape({B, L, H_, K_});
-  kc = ops::conv_silu(kp, conv_w(k_conv_)).reshape({B, L, H_, K_});
+  q = ops::conv_silu_l2norm(qp, conv_w(q_conv_), K_, q_scale()).reshape({B, L, H_, K_});
+  k = ops::conv_silu_l2norm(kp, conv_w(k_conv_), K_, 1.0).reshape({B, L, H_, K_});
   v = ops::conv_silu(vp, conv_w(v_conv_)).reshape({B, L, HV_, V_});
 }
 
 void GdnMixer::normalize(const Tensor& qc, const Tensor& kc, Tensor& q, Tensor& k) const {
-  q = ops::l2norm(qc, 1.0 / std::sqrt(double(K_)));
+  q = ops::l2norm(qc, q_scale());
   k = ops::l2norm(kc, 1.0);
 }
 
-void GdnMixer::activate(const Tensor& qc, const Tensor& kc, const Tensor& x, Tensor& q, Tensor& k, Tensor& a,
-                        Tensor& b, Tensor& beta, Tensor& g) const {
-  normalize(qc, kc, q, k);
+void GdnMixer::gates(const Tensor& x, Tensor& a, Tensor& b, Tensor& beta, Tensor& g) const {
   a = ops::linear(x, a_.w());
   b = ops::linear(x, b_.w());
   ops::gdn_gates(a, b, A_log_.w(), dt_bias_.w(), beta, g);
@@ -65,10 +63,9 @@ Tensor GdnMixer::output(const Tensor& x, const Tensor& o, Tensor* z) const {
 
 Tensor GdnMixer::forward(const Tensor& x, int, std::unique_ptr<MixerCtx>* ctx) const {
   Tensor qp = ops::linear(x, q_.w()), kp = ops::linear(x, k_.w()), vp = ops::linear(x, v_.w());
-  Tensor qc, kc, v;
-  convolve(qp, kp, vp, qc, kc, v);
-  Tensor q, k, a, b, beta, g, z, states;
-  activate(qc, kc, x, q, k, a, b, beta, g);
+  Tensor q, k, v, a, b, beta, g, z, states;
+  convolve(qp, kp, vp, q, k, v);
+  gates(x, a, b, beta, g);
   Tensor o = ops::gdn(q, k, v, beta, g, Tensor(), nullptr, chunked_, ctx ? &states : nullptr);
   Tensor y = output(x, o, &z);
   if (ctx) {
@@ -109,26 +106,22 @@ Tensor GdnMixer::run(const Tensor& x, int, LayerCache& base, const CacheRun& r) 
   auto& c = static_cast<GdnCache&>(base);
   const int64_t B = x.dim(0), L = x.dim(1);
   Tensor qp = ops::linear(x, q_.w()), kp = ops::linear(x, k_.w()), vp = ops::linear(x, v_.w());
-  Tensor qc, kc, v;
+  Tensor q, k, v;
   if (r.mode == CacheRun::Prefill) {
     LT2_CHECK(B == 1, "GDN prefill takes one prompt at a time");
-    qc = ops::conv_silu(qp, conv_w(q_conv_));
-    kc = ops::conv_silu(kp, conv_w(k_conv_));
-    v = ops::conv_silu(vp, conv_w(v_conv_));
+    convolve(qp, kp, vp, q, k, v);
     keep_conv_tail(qp, c.conv_q, r.slot);
     keep_conv_tail(kp, c.conv_k, r.slot);
     keep_conv_tail(vp, c.conv_v, r.slot);
   } else {
     LT2_CHECK(L == 1, "GDN decode takes one token per sequence");
-    qc = ops::conv_silu_step(qp, c.conv_q, conv_w(q_conv_));
-    kc = ops::conv_silu_step(kp, c.conv_k, conv_w(k_conv_));
-    v = ops::conv_silu_step(vp, c.conv_v, conv_w(v_conv_));
+    const Tensor qc = ops::conv_silu_step(qp, c.conv_q, conv_w(q_conv_)).reshape({B, L, H_, K_});
+    const Tensor kc = ops::conv_silu_step(kp, c.conv_k, conv_w(k_conv_)).reshape({B, L, H_, K_});
+    v = ops::conv_silu_step(vp, c.conv_v, conv_w(v_conv_)).reshape({B, L, HV_, V_});
+    normalize(qc, kc, q, k);
   }
-  qc = qc.reshape({B, L, H_, K_});
-  kc = kc.reshape({B, L, H_, K_});
-  v = v.reshape({B, L, HV_, V_});
-  Tensor q, k, a, b, beta, g, z, hT;
-  activate(qc, kc, x, q, k, a, b, beta, g);
+  Tensor a, b, beta, g, z, hT;
+  gates(x, a, b, beta, g);
   Tensor o;
   if (r.mode == CacheRun::Prefill) {
     o = ops::gdn(q, k, v, beta, g, Tensor(), &hT, chunked_);
@@ -148,21 +141,18 @@ Tensor GdnMixer::backward(MixerCtx& base, const Tensor& x, const Tensor& dy) {
   ops::gated_rmsnorm_backward(c.o, c.z, o_norm_.w(), eps_, dyn, d_o, dz, o_norm_.grad, &y);
   ops::linear_backward_dw(y.reshape({B, L, HV_ * V_}), dy, o_.grad);
   Tensor dx = ops::linear_backward(x, g_.w(), dz.reshape({B, L, HV_ * V_}), g_.grad);
-  Tensor qc, kc, v, q, k;
-  convolve(c.qp, c.kp, c.vp, qc, kc, v);
-  normalize(qc, kc, q, k);
+  Tensor q, k, v;
+  convolve(c.qp, c.kp, c.vp, q, k, v);
   ops::GdnGrads gr = ops::gdn_backward(q, k, v, c.beta, c.g, Tensor(), d_o, Tensor(), chunked_, c.states);
   Tensor da, db;
   ops::gdn_gates_backward(c.a, c.b, A_log_.w(), dt_bias_.w(), gr.dbeta, gr.dg, da, db, A_log_.grad, dt_bias_.grad);
   ops::linear_backward(x, a_.w(), da, a_.grad, &dx);
   ops::linear_backward(x, b_.w(), db, b_.grad, &dx);
-  Tensor dqc = ops::l2norm_backward(qc, 1.0 / std::sqrt(double(K_)), gr.dq).reshape({B, L, H_ * K_});
-  Tensor dkc = ops::l2norm_backward(kc, 1.0, gr.dk).reshape({B, L, H_ * K_});
   Tensor qcw = conv_w(q_conv_), kcw = conv_w(k_conv_), vcw = conv_w(v_conv_);
   Tensor dqcw = q_conv_.grad.reshape(qcw.shape()), dkcw = k_conv_.grad.reshape(kcw.shape()),
          dvcw = v_conv_.grad.reshape(vcw.shape());
-  Tensor dqp = ops::conv_silu_backward(c.qp, qcw, dqc, dqcw);
-  Tensor dkp = ops::conv_silu_backward(c.kp, kcw, dkc, dkcw);
+  Tensor dqp = ops::conv_silu_l2norm_backward(c.qp, qcw, K_, q_scale(), gr.dq.reshape({B, L, H_ * K_}), dqcw);
+  Tensor dkp = ops::conv_silu_l2norm_backward(c.kp, kcw, K_, 1.0, gr.dk.reshape({B, L, H_ * K_}), dkcw);
   Tensor dvp = ops::conv_silu_backward(c.vp, vcw, gr.dv.reshape({B, L, HV_ * V_}), dvcw);
   ops::linear_backward(x, q_.w(), dqp, q_.grad, &dx);
   ops::linear_backward(x, k_.w(), dkp, k_.grad, &dx);

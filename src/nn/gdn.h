@@ -3,6 +3,8 @@
 //   q, k, v = silu(conv4(x W^T)); q, k L2-normalised per head, q scaled by 1/sqrt(K);
 //   beta = sigmoid(x W_b^T); g = -exp(A_log) softplus(x W_a^T + dt_bias);
 //   o = GDN core; y = W_o [ RMSNorm_V(o) * w_norm * silu(x W_g^T) ].
+#include <cmath>
+
 #include "model/config.h"
 #include "nn/mixer.h"
 
@@ -19,13 +21,14 @@ class GdnMixer : public Mixer {
 
  private:
   struct Ctx;
-  // qc, kc, v: silu(conv4(.)) of the projections [B, L, C], shaped per head.
-  void convolve(const Tensor& qp, const Tensor& kp, const Tensor& vp, Tensor& qc, Tensor& kc, Tensor& v) const;
-  // q and k: the convolved projections qc, kc L2-normalised per head (q also scaled by 1/sqrt(K)).
+  // q, k, v from the projections [B, L, C], shaped per head: silu(conv4(.)), q and k
+  // L2-normalised per head in the same op (q also scaled by q_scale()).
+  void convolve(const Tensor& qp, const Tensor& kp, const Tensor& vp, Tensor& q, Tensor& k, Tensor& v) const;
+  // q and k from already convolved qc, kc (the decode step's path).
   void normalize(const Tensor& qc, const Tensor& kc, Tensor& q, Tensor& k) const;
-  // The core's inputs from the convolved projections and the gate projections.
-  void activate(const Tensor& qc, const Tensor& kc, const Tensor& x, Tensor& q, Tensor& k, Tensor& a, Tensor& b,
-                Tensor& beta, Tensor& g) const;
+  // The core's gates from the gate projections of x.
+  void gates(const Tensor& x, Tensor& a, Tensor& b, Tensor& beta, Tensor& g) const;
+  double q_scale() const { return 1.0 / std::sqrt(double(K_)); }
   // o_proj( RMSNorm(o) * w * silu(g_proj x) ); z = g_proj x.
   Tensor output(const Tensor& x, const Tensor& o, Tensor* z) const;
   int64_t H_, HV_, K_, V_, W_;

@@ -159,6 +159,13 @@ Tensor conv_silu_backward(const Tensor& x, const Tensor& w, const Tensor& dy, Te
   LT2_OP(Gdn, x, conv_silu_backward(x, w, dy, dw));
 }
 Tensor conv_silu_step(const Tensor& x, Tensor& cache, const Tensor& w) { LT2_OP(Gdn, x, conv_silu_step(x, cache, w)); }
+Tensor conv_silu_l2norm(const Tensor& x, const Tensor& w, int64_t head, double scale) {
+  LT2_OP(Gdn, x, conv_silu_l2norm(x, w, head, scale));
+}
+Tensor conv_silu_l2norm_backward(const Tensor& x, const Tensor& w, int64_t head, double scale, const Tensor& dy,
+                                 Tensor& dw) {
+  LT2_OP(Gdn, x, conv_silu_l2norm_backward(x, w, head, scale, dy, dw));
+}
 Tensor gdn(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& beta, const Tensor& g, const Tensor& h0,
            Tensor* hT, bool chunked, Tensor* states) {
   LT2_OP(Gdn, q, gdn(q, k, v, beta, g, h0, hT, chunked, states));

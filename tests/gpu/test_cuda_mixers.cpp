@@ -9,6 +9,7 @@
 #include <cmath>
 #include <string>
 
+#include "cuda/cuda_ops.h"  // conv_silu_l2norm_fused (a stub without CUDA)
 #include "gdn_cases.h"
 
 using namespace lt2;
@@ -160,6 +161,34 @@ TEST(CudaMixers, ConvSilu) {
                          dtype_name(wdt)));
         check_conv_silu(s.B, s.L, s.C, s.W, dt, wdt);
       }
+}
+
+// The conv with GDN's per-head L2 norm: heads of 128, 64 and 32 channels take the fused
+// kernels (32, 16 and 8 lanes a head; the test asserts it), other shapes the composed ops.
+TEST(CudaMixers, ConvSiluL2norm) {
+  LT2_REQUIRE_GPU();
+  struct Case {
+    int64_t B, L, C, W, head;
+    bool fused;
+  };
+  for (const Case s : {Case{2, 75, 512, 4, 128, true}, Case{1, 37, 256, 4, 64, true}, Case{2, 33, 128, 4, 32, true},
+                       Case{1, 40, 96, 4, 32, false}, Case{1, 20, 256, 4, 256, false}, Case{2, 9, 128, 3, 64, false}})
+    for (DType dt : kDtypes) {
+      SCOPED_TRACE(cat("conv+l2norm B", s.B, " L", s.L, " C", s.C, " W", s.W, " head ", s.head, " ", dtype_name(dt)));
+      Tensor x = randn({s.B, s.L, s.C}, 90), w = randn({s.C, s.W}, 91, 0.5), gy = randn({s.B, s.L, s.C}, 92);
+      Tensor dw0 = randn({s.C, s.W}, 93, 0.5);
+      const Tensor xr = rounded(x, dt), wr = rounded(w, DType::F32), gyr = rounded(gy, dt);
+      const Tensor xg = on_gpu(x, dt), wg = on_gpu(w, DType::F32);
+      ASSERT_EQ(cuda::conv_silu_l2norm_fused(xg, wg, s.head), s.fused);
+      const double tol = parity_tol(dt);
+      expect_gpu(gpu::conv_silu_l2norm(xg, wg, s.head, 0.3), dt, cpu::conv_silu_l2norm(xr, wr, s.head, 0.3), tol,
+                 name("y", dt));
+      Tensor dw_ref = rounded(dw0, DType::F32), dw = on_gpu(dw0, DType::F32);
+      const Tensor dx_ref = cpu::conv_silu_l2norm_backward(xr, wr, s.head, 0.3, gyr, dw_ref);
+      const Tensor dx = gpu::conv_silu_l2norm_backward(xg, wg, s.head, 0.3, on_gpu(gy, dt), dw);
+      expect_gpu(dx, dt, dx_ref, tol, name("dx", dt));
+      expect_gpu(dw, DType::F32, dw_ref, tol, name("dw (accumulated)", dt));
+    }
 }
 
 TEST(CudaMixers, ConvSiluStepMatchesFullConv) {
