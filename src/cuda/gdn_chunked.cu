@@ -1828,8 +1828,13 @@ struct GradX2Layout {
   static constexpr size_t Kk = up16(Q + 2 * kC * LDK);
   static constexpr size_t AU = up16(Kk + 2 * kC * LDK);  // Au split
   static constexpr size_t MS = AU + 4 * size_t(CPL);     // M split
+  // dM's row stride: 72 words ≡ 8 (mod 32), so the 8-byte accesses of acc_pairs (rows g = 0..3 of a
+  // half warp, 8 words each) fall on disjoint banks; at kLDA = 68 ≡ 4 they overlapped (ncu, 8 warps:
+  // shared stores 1.8-way conflicted). dAu keeps kLDA: the tail reads it by columns too, which
+  // stride 72 would conflict 16-way.
+  static constexpr int LDM = 72;
   static constexpr size_t DM = MS + 4 * size_t(CPL);
-  static constexpr size_t DAU = DM + 4 * kC * kLDA;
+  static constexpr size_t DAU = DM + 4 * kC * LDM;
   static constexpr size_t R = DAU + 4 * kC * kLDA;  // union of the two layouts below
   // Value blocks: S and dS' split (KP × VB) and dout (64 × VB), two buffers so that the next
   // block's arrive while this one computes; then X, Δ, dΔ split (64 × VB).
@@ -1849,16 +1854,18 @@ struct GradX2Layout {
   static constexpr size_t YS = W1;
   static_assert(4 * size_t(YPL) <= 8 * size_t(CPL), "Y fits in W1 and W2");
   static constexpr size_t DBE = W2 + 4 * size_t(CPL);
-  static constexpr size_t R_TAIL = DBE + 2 * 4 * kC;
+  // Row sums s, c, t over the value columns, one per column half, [3][2][64]: summed in registers
+  // through the value loop and stored here only for the tail (which leaves room for LDM above).
+  static constexpr size_t PART = DBE + 2 * 4 * kC;
+  static constexpr size_t R_TAIL = PART + 4 * 6 * kC;
   static constexpr size_t VEC = R_VALUES > R_TAIL ? R_VALUES : R_TAIL;  // β, γ, e, Γl
-  static constexpr size_t PART = VEC + 4 * 4 * kC;  // row sums s, c, t per column half, [3][2][64]
-  static constexpr size_t bytes = PART + 4 * 6 * kC;
+  static constexpr size_t bytes = VEC + 4 * 4 * kC;
 };
 
-// out[row] += Σ over the warp's columns of acc · other (both accumulator tiles of this lane).
+// out += Σ over the warp's columns of acc · other (both accumulator tiles of this lane), for rows
+// m0 + g (out[0]) and m0 + g + 8 (out[1]); every lane of a row ends with the same sums.
 template <int NS>
-__device__ __forceinline__ void row_dot2(const float (&acc)[NS][4], const float (&other)[NS][4], int m0, float* out) {
-  const int g = lane_g(), t = lane_t();
+__device__ __forceinline__ void row_dot2(const float (&acc)[NS][4], const float (&other)[NS][4], float (&out)[2]) {
   float s0 = 0.f, s1 = 0.f;
 #pragma unroll
   for (int j = 0; j < NS; ++j) {
@@ -1869,14 +1876,12 @@ __device__ __forceinline__ void row_dot2(const float (&acc)[NS][4], const float 
   s0 += __shfl_xor_sync(kFull, s0, 2);
   s1 += __shfl_xor_sync(kFull, s1, 1);
   s1 += __shfl_xor_sync(kFull, s1, 2);
-  if (t == 0) {
-    out[m0 + g] += s0;
-    out[m0 + g + 8] += s1;
-  }
+  out[0] += s0;
+  out[1] += s1;
 }
-// out[row] += Σ over the warp's columns of acc(row, col) · other(row, col) (row_dot, accumulating).
+// out += Σ over the warp's columns of acc(row, col) · other(row, col) (row_dot2's rows and sums).
 template <int NS, class F>
-__device__ __forceinline__ void row_dot_acc(const float (&acc)[NS][4], int m0, int n0, const F& other, float* out) {
+__device__ __forceinline__ void row_dot_acc(const float (&acc)[NS][4], int m0, int n0, const F& other, float (&out)[2]) {
   const int g = lane_g(), t = lane_t();
   float s0 = 0.f, s1 = 0.f;
 #pragma unroll
@@ -1891,22 +1896,20 @@ __device__ __forceinline__ void row_dot_acc(const float (&acc)[NS][4], int m0, i
   s0 += __shfl_xor_sync(kFull, s0, 2);
   s1 += __shfl_xor_sync(kFull, s1, 1);
   s1 += __shfl_xor_sync(kFull, s1, 2);
-  if (t == 0) {
-    out[m0 + g] += s0;
-    out[m0 + g + 8] += s1;
-  }
+  out[0] += s0;
+  out[1] += s1;
 }
 
 // acc (this lane's elements of the 16 × 8·NS tile at m0, n0) loaded from (store = false) or stored to
-// a 64 × 64 fp32 matrix of row stride kLDA, by column pairs (adjacent, even: one 8-byte access each).
+// a 64 × 64 fp32 matrix of row stride ld, by column pairs (adjacent, even: one 8-byte access each).
 template <int NS>
-__device__ __forceinline__ void acc_pairs(float (&acc)[NS][4], float* p, int m0, int n0, bool store) {
+__device__ __forceinline__ void acc_pairs(float (&acc)[NS][4], float* p, int ld, int m0, int n0, bool store) {
   const int g = lane_g(), t = lane_t();
 #pragma unroll
   for (int j = 0; j < NS; ++j)
 #pragma unroll
     for (int hh = 0; hh < 2; ++hh) {
-      float2* q = reinterpret_cast<float2*>(p + (m0 + g + 8 * hh) * kLDA + n0 + 8 * j + 2 * t);
+      float2* q = reinterpret_cast<float2*>(p + (m0 + g + 8 * hh) * ld + n0 + 8 * j + 2 * t);
       if (store) {
         *q = make_float2(acc[j][2 * hh], acc[j][2 * hh + 1]);
       } else {
@@ -1961,7 +1964,7 @@ __global__ void __launch_bounds__(kThreads, 1) gdn_grad_x2_kernel(GradArgs a) {
   float* gam = bet + kC;
   float* e = bet + 2 * kC;
   float* gl = bet + 3 * kC;
-  // Row sums over the value columns, one per column half (each (half, row) has one writer):
+  // Row sums over the value columns, one per column half (each (half, row) has one writer), for the tail:
   float* part_s = reinterpret_cast<float*>(smem + Lay::PART);  // Σ e dO · Q S
   float* part_c = part_s + 2 * kC;                             // Σ Δ · Γl K dS'
   float* part_t = part_s + 4 * kC;                             // Σ dX · e K S
@@ -2047,9 +2050,9 @@ __global__ void __launch_bounds__(kThreads, 1) gdn_grad_x2_kernel(GradArgs a) {
   cp_async_commit();
   issue(0, 0);
   cp_async_commit();
-  for (int idx = tid; idx < kC * kLDA; idx += kThreads) {
+  for (int idx = tid; idx < kC * Lay::LDM; idx += kThreads) {
     DM[idx] = 0.f;
-    DAU[idx] = 0.f;
+    if (idx < kC * kLDA) DAU[idx] = 0.f;
   }
   if (tid < kC) {
     const float* gc = a.gam + (bhv * d.NC + c) * kC;
@@ -2059,7 +2062,6 @@ __global__ void __launch_bounds__(kThreads, 1) gdn_grad_x2_kernel(GradArgs a) {
     e[tid] = expf(gr);
     gl[tid] = expf(glast - gr);
   }
-  for (int idx = tid; idx < 6 * kC; idx += kThreads) part_s[idx] = 0.f;
   cp_async_wait<1>();  // q, k, Au (the first value block may still be in flight)
   __syncthreads();
 
@@ -2086,6 +2088,7 @@ __global__ void __launch_bounds__(kThreads, 1) gdn_grad_x2_kernel(GradArgs a) {
   // product by Auᵀ moves out of the value loop, to once per chunk in the tail).
   float accQ[NSO][4] = {}, accK[NSO][4] = {}, accY[NSO][4] = {};
   float dss = 0.f;  // this thread's share of <dS', S>
+  float ps[2] = {}, pc[2] = {}, pt[2] = {};  // this warp's row sums (rows m0 + g, + 8) over its columns
   const int g = lane_g(), t4 = lane_t();
   uint32_t vcur[NS1][2], vnext[NS1][2] = {};
   load_v(0, vcur);
@@ -2108,8 +2111,13 @@ __global__ void __launch_bounds__(kThreads, 1) gdn_grad_x2_kernel(GradArgs a) {
     const SplitTile<false> Sb{Sp, LDB, Lay::SPL}, dSb{dSp, LDB, Lay::SPL};
     const SplitTile<true> ST{Sp, LDB, Lay::SPL}, dST{dSp, LDB, Lay::SPL};
     const RowTile<T> dOa{dos, LDB}, dOb{dos, LDB};
-    for (int idx = tid; idx < KP * (VB / 8); idx += kThreads) {  // <dS', S> from the split copies, 8 at a time
-      const int o = (idx / (VB / 8)) * LDB + 8 * (idx % (VB / 8));
+    // <dS', S> from the split copies, 8 at a time. Each 8 lanes (one 128-byte wavefront of 16-byte
+    // loads) read the same column group of 8 successive rows, whose starts (LDB = 20 words apart)
+    // fall on 8 different 4-bank groups; lanes along a row instead collided (rows 20 words apart,
+    // 16 words each).
+    static_assert(KP % 8 == 0 && LDB == 40, "<dS', S> load mapping");
+    for (int idx = tid; idx < KP * (VB / 8); idx += kThreads) {
+      const int o = (8 * (idx / (8 * (VB / 8))) + idx % 8) * LDB + 8 * ((idx / 8) % (VB / 8));
       auto word = [&](const bf16* p) { return *reinterpret_cast<const uint4*>(p + o); };
       dss += split_dot8(word(Sp), word(Sp + Lay::SPL), word(dSp), word(dSp + Lay::SPL));
     }
@@ -2129,13 +2137,13 @@ __global__ void __launch_bounds__(kThreads, 1) gdn_grad_x2_kernel(GradArgs a) {
         put_split(Xp, LDB, Lay::TPL, m0 + g, cc, lo(vcur[j][0]) - aKS[j][0], hi(vcur[j][0]) - aKS[j][1]);
         put_split(Xp, LDB, Lay::TPL, m0 + g + 8, cc, lo(vcur[j][1]) - aKS[j][2], hi(vcur[j][1]) - aKS[j][3]);
       }
-      row_dot_acc(aQS, m0, n1, [&](int r, int cc) { return e[r] * ld(dos[r * LDB + cc]); }, part_s + half * kC);
+      row_dot_acc(aQS, m0, n1, [&](int r, int cc) { return e[r] * ld(dos[r * LDB + cc]); }, ps);
     }
     __syncthreads();
     {  // Δ = Au X;  dΔ = Γl K dS' + Mᵀ dO
       float aD[NS1][4] = {};
       warp_mma<P>(aD, Aua, Xb, m0, n1, 0, m0 + 16);
-      row_dot2(aD, aG, m0, part_c + half * kC);
+      row_dot2(aD, aG, pc);
       for_pairs(aD, m0, n1, [&](int r, int cc, float x0, float x1) { put_split(Dp, LDB, Lay::TPL, r, cc, x0, x1); });
       warp_mma<P>(aG, MtA, dOb, m0, n1, m0, kC);
       for_pairs(aG, m0, n1, [&](int r, int cc, float x0, float x1) { put_split(Gp, LDB, Lay::TPL, r, cc, x0, x1); });
@@ -2144,16 +2152,16 @@ __global__ void __launch_bounds__(kThreads, 1) gdn_grad_x2_kernel(GradArgs a) {
     {  // dX = Auᵀ dΔ, for its row dot with e K S only (dv comes from the scan)
       float aX[NS1][4] = {};
       warp_mma<P>(aX, AutA, Gb, m0, n1, m0, kC);
-      row_dot2(aX, aKS, m0, part_t + half * kC);
+      row_dot2(aX, aKS, pt);
     }
     if (lower_tile) {  // dM += dO Δᵀ;  dAu += dΔ Xᵀ (only the lower triangle is ever used)
       float acc[4][4];
-      acc_pairs(acc, DM, m0, nM, false);
+      acc_pairs(acc, DM, Lay::LDM, m0, nM, false);
       warp_mma<P>(acc, dOa, DlT, m0, nM, 0, VB);
-      acc_pairs(acc, DM, m0, nM, true);
-      acc_pairs(acc, DAU, m0, nM, false);
+      acc_pairs(acc, DM, Lay::LDM, m0, nM, true);
+      acc_pairs(acc, DAU, kLDA, m0, nM, false);
       warp_mma<P>(acc, Gb, XT, m0, nM, 0, VB);
-      acc_pairs(acc, DAU, m0, nM, true);
+      acc_pairs(acc, DAU, kLDA, m0, nM, true);
     }
     // Σ dO Sᵀ and Σ dΔ Sᵀ (one read of Sᵀ for both), Σ Δ dS'ᵀ.
     warp_mma_2a<P>(accQ, accY, dOa, Gb, ST, m0, no, 0, VB);
@@ -2164,7 +2172,16 @@ __global__ void __launch_bounds__(kThreads, 1) gdn_grad_x2_kernel(GradArgs a) {
       vcur[j][1] = vnext[j][1];
     }
   }
-  dss = block_sum(dss);  // its barriers also end the last value block
+  dss = block_sum(dss);  // its barriers also end the last value block (PART is in its region)
+  if (t4 == 0) {
+    const int col = half * kC + m0 + g;
+    part_s[col] = ps[0];
+    part_s[col + 8] = ps[1];
+    part_c[col] = pc[0];
+    part_c[col + 8] = pc[1];
+    part_t[col] = pt[0];
+    part_t[col + 8] = pt[1];
+  }
 
   // ---- tail: the 64 × 64 gradients (steps e, f of the CPU code) and the rest of dq / dk ----
   // The same steps as gdn_grad_kernel's tail, on split tiles: A (split from prep), dA = dAu diag(β),
@@ -2227,27 +2244,34 @@ __global__ void __launch_bounds__(kThreads, 1) gdn_grad_x2_kernel(GradArgs a) {
   };
   for (int idx = tid; idx < kC * kC / 2; idx += kThreads) {
     const int r = idx / (kC / 2), s0 = 2 * (idx % (kC / 2));
-    float dqk[2], ds[2], dst[2];
+    // Row elements (r, s0), (r, s0 + 1) by 8-byte pairs: a warp's 4-byte accesses to every other
+    // word of a row were 2-way conflicted.
+    float dqk[2], ds[2], dst[2], tm[2], pm[2];
+    const float2 kk2 = *reinterpret_cast<const float2*>(KK + r * kLDA + s0);
+    const float2 dm2 = *reinterpret_cast<const float2*>(DM + r * Lay::LDM + s0);
+    const float2 dl2 = *reinterpret_cast<const float2*>(DAU + r * kLDA + s0);
 #pragma unroll
     for (int u = 0; u < 2; ++u) {
       const int s = s0 + u;
-      const float dm = DM[r * kLDA + s];
+      const float dm = u ? dm2.y : dm2.x;
       if (s < r) {
         const float G = expf(gam[r] - gam[s]);
-        const float gx = DAU[r * kLDA + s] * G;    // dL ⊙ Γ
-        Tm[r * kLDA + s] = gx * KK[r * kLDA + s];  // x
-        KK[r * kLDA + s] = dm * m_at(r, s);        // P = dM ⊙ M
+        const float gx = (u ? dl2.y : dl2.x) * G;  // dL ⊙ Γ
+        tm[u] = gx * (u ? kk2.y : kk2.x);          // x
+        pm[u] = dm * m_at(r, s);                   // P = dM ⊙ M
         dqk[u] = dm * G;                           // dQK = dM ⊙ Γ
         ds[u] = bet[r] * gx;                       // dKK (lower), r > s
       } else {
-        Tm[r * kLDA + s] = 0.f;
-        KK[r * kLDA + s] = s == r ? dm * m_at(r, s) : 0.f;
+        tm[u] = 0.f;
+        pm[u] = s == r ? dm * m_at(r, s) : 0.f;
         dqk[u] = s == r ? dm : 0.f;
         ds[u] = 0.f;
       }
       // dKK's transpose: element (r, s) with r < s is β_s (dL ⊙ Γ)[s, r]
       dst[u] = s > r ? bet[s] * DAU[s * kLDA + r] * expf(gam[s] - gam[r]) : 0.f;
     }
+    *reinterpret_cast<float2*>(Tm + r * kLDA + s0) = make_float2(tm[0], tm[1]);
+    *reinterpret_cast<float2*>(KK + r * kLDA + s0) = make_float2(pm[0], pm[1]);
     put_split(W2, LDC, Lay::CPL, r, s0, dqk[0], dqk[1]);
     put_split(W1, LDC, Lay::CPL, r, s0, ds[0] + dst[0], ds[1] + dst[1]);
   }
