@@ -16,10 +16,11 @@ inline int ew_grid(int64_t n) { return int(std::clamp<int64_t>(blocks_for(n, kEw
 inline int row_threads(int64_t n) { return int(std::clamp<int64_t>((n + 31) / 32 * 32, 32, 256)); }
 
 // Activation functions in fp32, with the CPU reference's formulas (cpu/common.h). The sigmoid
-// takes the hardware exp2 (__expf, a few ulp) and a correctly rounded reciprocal instead of
-// expf and an IEEE division (~20 instructions a value, enough to make the short conv's walk
-// issue-bound); its error stays ~1e-7 relative, far inside the fp32 parity bound.
-__device__ __forceinline__ float sigmoid_f(float x) { return __frcp_rn(1.f + __expf(-x)); }
+// takes the hardware exp2 (__expf, a few ulp) and reciprocal (__fdividef: one MUFU.RCP, 1 ulp;
+// 1 / inf = 0, so sigmoid(-inf) = 0) instead of expf and an IEEE division (~20 instructions a
+// value, enough to make the short conv issue-bound); its error stays ~1e-7 relative, far inside
+// the fp32 parity bound.
+__device__ __forceinline__ float sigmoid_f(float x) { return __fdividef(1.f, 1.f + __expf(-x)); }
 __device__ __forceinline__ float silu_f(float x) { return x * sigmoid_f(x); }
 // d silu / dx = s (1 + x (1 - s)), s = sigmoid(x)
 __device__ __forceinline__ float silu_grad_f(float x) {
