@@ -4,10 +4,10 @@
 // 32 · VEC channels. Each warp takes a sub-run of kSubRows rows; a thread owns VEC adjacent
 // channels of it (a warp covers consecutive channels of a row, in 8- or 16-byte accesses) and
 // loads all the rows it reads, its sub-run plus the W-1 rows before it (and, backward, the
-// W-1 rows of dpre after it), before it uses the first. Measured on an H100 (ncu, small-125m
-// hybrid step): the forward stays at 42 us for C = 512 (36 % of DRAM bandwidth), as when each
-// thread walked its rows with the window in registers, so what bounds it is not the loads in
-// flight; the step gained 0.6 % (116.0 -> 116.6 K tokens/s, same call), from the backward. The
+// W-1 rows of dpre after it), before it uses the first. Measured on an H100: the kernels are
+// bound by issuing instructions, not by DRAM (a walk with the window in registers, rows staged
+// in shared memory, 16-byte rows and other block orders were no faster; the sigmoid's one-MUFU
+// reciprocal was: 48 -> 38 us forward, 102 -> 76 us backward at C 512; bench/RESULTS.md). The
 // backward computes dpre = dy silu'(pre) for its rows, then dx and the sub-run's dw, and the
 // block adds its four sub-runs' dw in shared memory in a fixed order. The weight may be F32 or
 // the activations' dtype; its gradient is F32 and accumulated (+=) from the runs' partial sums
