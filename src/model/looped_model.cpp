@@ -1,6 +1,8 @@
 #include "model/looped_model.h"
 
 #include <algorithm>
+#include <cstdlib>
+#include <string>
 
 #include "ops/ops.h"
 
@@ -15,6 +17,7 @@ LoopedModel::LoopedModel(const ModelConfig& cfg, DType dt)
   for (int l = 0; l < cfg_.num_hidden_layers; ++l) {
     blocks_.push_back(std::make_unique<Block>(cfg_, l, dt));
     blocks_.back()->collect(params_);
+    blocks_.back()->collect_fused(fused_);
   }
   if (!cfg_.norm_between_loops) {
     rho_ = Param("model.loop_residual", {cfg_.num_loops, cfg_.hidden_size}, dt, Init::Zeros, false);
@@ -48,6 +51,7 @@ void LoopedModel::to(Device device, DType compute) {
             device_name(device));
   device_ = device;
   compute_dtype_ = compute;
+  for (FusedProj* f : fused_) f->unpack();  // the move below gives each part its own tensors
   for (Param* p : params_) {
     if (p->value.device() != device) p->value = p->value.to(device), p->grad = p->grad.to(device);
     p->compute = Tensor();
@@ -55,7 +59,22 @@ void LoopedModel::to(Device device, DType compute) {
   refresh_compute();
 }
 
+// LT2_FUSED_PROJ=0 runs fused projections part by part on every path (for timing the fusion
+// against the unfused code in one binary).
+static bool fusion_enabled() {
+  static const bool on = [] {
+    const char* s = std::getenv("LT2_FUSED_PROJ");
+    return !(s && std::string(s) == "0");
+  }();
+  return on;
+}
+
 void LoopedModel::refresh_compute() {
+  for (FusedProj* f : fused_) {
+    const bool copies = compute_dtype_ != dtype_ &&
+                        std::all_of(f->parts.begin(), f->parts.end(), [](Param* p) { return has_compute_copy(*p); });
+    if (copies && fusion_enabled()) f->pack(compute_dtype_);
+  }
   for (Param* p : params_) {
     if (compute_dtype_ == dtype_ || !has_compute_copy(*p)) continue;
     if (!p->compute.defined()) p->compute = Tensor::empty(p->value.shape(), compute_dtype_, device_);

@@ -91,6 +91,7 @@ class LoopedModel {
   Param embed_, rho_, norm_, head_;
   std::vector<std::unique_ptr<Block>> blocks_;
   ParamList params_;
+  std::vector<FusedProj*> fused_;  // the layers' fused projections (packed on the BF16 path)
   const Tensor& head_weight() const { return cfg_.tie_word_embeddings ? embed_.w() : head_.w(); }
 };
 
