@@ -8,8 +8,15 @@
 
 namespace lt2 {
 
+// LT2_FUSED_PROJ=0 runs fused projections part by part (to time the fusion against the unfused
+// code in one binary).
+static LoopedModel::Fusion fusion_from_env() {
+  const char* s = std::getenv("LT2_FUSED_PROJ");
+  return s && std::string(s) == "0" ? LoopedModel::Fusion::Off : LoopedModel::Fusion::LowPrecision;
+}
+
 LoopedModel::LoopedModel(const ModelConfig& cfg, DType dt)
-    : cfg_(cfg), dtype_(dt), compute_dtype_(dt),
+    : cfg_(cfg), dtype_(dt), compute_dtype_(dt), fusion_(fusion_from_env()),
       embed_("model.embed_tokens.weight", {cfg.vocab_size, cfg.hidden_size}, dt, Init::Normal, true),
       norm_("model.norm.weight", {cfg.hidden_size}, dt, Init::Ones, false) {
   cfg_.validate("model config");
@@ -59,24 +66,21 @@ void LoopedModel::to(Device device, DType compute) {
   refresh_compute();
 }
 
-// LT2_FUSED_PROJ=0 runs fused projections part by part on every path (for timing the fusion
-// against the unfused code in one binary).
-static bool fusion_enabled() {
-  static const bool on = [] {
-    const char* s = std::getenv("LT2_FUSED_PROJ");
-    return !(s && std::string(s) == "0");
-  }();
-  return on;
+void LoopedModel::set_fusion(Fusion f) {
+  fusion_ = f;
+  for (FusedProj* fp : fused_) fp->unpack();
+  refresh_compute();
 }
 
 void LoopedModel::refresh_compute() {
   for (FusedProj* f : fused_) {
     const bool copies = compute_dtype_ != dtype_ &&
                         std::all_of(f->parts.begin(), f->parts.end(), [](Param* p) { return has_compute_copy(*p); });
-    if (copies && fusion_enabled()) f->pack(compute_dtype_);
+    if (fusion_ == Fusion::Always || (copies && fusion_ == Fusion::LowPrecision)) f->pack(compute_dtype_);
   }
   for (Param* p : params_) {
-    if (compute_dtype_ == dtype_ || !has_compute_copy(*p)) continue;
+    // A packed part has a compute copy (a view of its pack) whatever the dtypes.
+    if (!p->compute.defined() && (compute_dtype_ == dtype_ || !has_compute_copy(*p))) continue;
     if (!p->compute.defined()) p->compute = Tensor::empty(p->value.shape(), compute_dtype_, device_);
     p->compute.copy_from(p->value);
   }
