@@ -4,6 +4,7 @@
 #include <algorithm>
 
 #include "cuda/common.cuh"
+#include "ops/op_types.h"
 
 namespace lt2::cuda {
 
