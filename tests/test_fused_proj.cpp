@@ -175,6 +175,8 @@ TEST(FusedProj, ModelFusedPathMatchesUnfusedAndFiniteDifferences) {
   EXPECT_TRUE(packed_together(*fused.find(l0 + "attn.v_proj.weight"), *fused.find(l0 + "attn.g_proj.weight")));
   EXPECT_TRUE(packed_together(*fused.find(ff + "gate_proj.weight"), *fused.find(ff + "up_proj.weight")));
   EXPECT_FALSE(plain.find(l0 + "attn.q_proj.weight")->compute.defined());
+  EXPECT_EQ(fused.packed_projections(), 5);  // 2 attention layers (full, window), 3 FFNs
+  EXPECT_EQ(plain.packed_projections(), 0);
 
   Tensor ids = Tensor::empty({2, 5}, DType::I32);
   for (int64_t i = 0; i < ids.numel(); ++i) ids.set(i, double((i * 7 + 3) % 11));
@@ -222,6 +224,7 @@ TEST(FusedProj, UnpackKeepsGradients) {
   Param& k = *m.find("model.layers.0.attn.k_proj.weight");
   k.grad.fill(0.5);
   m.set_fusion(LoopedModel::Fusion::Off);
+  EXPECT_EQ(m.packed_projections(), 0);
   EXPECT_FALSE(k.compute.defined());
   EXPECT_DOUBLE_EQ(k.grad.item(0), 0.5);
   EXPECT_DOUBLE_EQ(k.grad.item(k.grad.numel() - 1), 0.5);

@@ -72,6 +72,10 @@ void LoopedModel::set_fusion(Fusion f) {
   refresh_compute();
 }
 
+int64_t LoopedModel::packed_projections() const {
+  return std::count_if(fused_.begin(), fused_.end(), [](const FusedProj* f) { return f->packed(); });
+}
+
 void LoopedModel::refresh_compute() {
   for (FusedProj* f : fused_) {
     const bool copies = compute_dtype_ != dtype_ &&

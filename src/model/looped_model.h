@@ -40,6 +40,8 @@ class LoopedModel {
   // (the CPU tests run the fused path in F64 that way); Off runs every projection alone.
   enum class Fusion { Off, LowPrecision, Always };
   void set_fusion(Fusion f);
+  // How many fused projections are packed now (each runs as one GEMM a pass).
+  int64_t packed_projections() const;
   // All parameters, in a fixed order (checkpoint order).
   const ParamList& params() const { return params_; }
   Param* find(const std::string& name) const;

@@ -82,12 +82,8 @@ void check_model_parity(const std::string& pattern, DType compute, double loss_t
     ref.params()[i]->value = p->value.to(low ? DType::BF16 : DType::F32).to(DType::F64);
   }
   gpu.to(Device::CUDA, compute);
-  if (fusable) {
-    const Param& q = *gpu.find("model.layers.0.attn.q_proj.weight");
-    const Param& k = *gpu.find("model.layers.0.attn.k_proj.weight");
-    ASSERT_TRUE(q.compute.defined() && q.compute.bytes() + q.compute.nbytes() == k.compute.bytes())
-        << "q_proj and k_proj are not packed together";
-  }
+  // The 3 FFNs and, when fusable, the 2 attention layers (full, window) pack on the BF16 path.
+  if (compute == DType::BF16) EXPECT_EQ(gpu.packed_projections(), fusable ? 5 : 3);
   const Tensor ids = random_ids(2, 45, cfg.vocab_size, 9), targets = random_ids(1, 90, cfg.vocab_size, 10).reshape({90});
   const LossAndGrads want = loss_and_grads(ref, ids, targets), got = loss_and_grads(gpu, ids, targets);
   EXPECT_NEAR(got.loss, want.loss, loss_tol * std::abs(want.loss)) << pattern;
@@ -116,10 +112,14 @@ TEST(CudaModel, LossAndGradientsBf16) {
 }
 
 // The same with the attention projections fused as well (one batched GEMM forward, dq, dk, dv,
-// dz written into one packed gradient, one GEMM each for dx and dW).
+// dz written into one packed gradient, one GEMM each for dx and dW), at a config with as many
+// kv heads as query heads. Its bf16 drift is larger than the GQA config's: 0.20 and 0.22 relative
+// L2 measured on an H100 (layer 0's input norm, the GDN layer's k conv), hence 0.3 here (a gross
+// error gives order 1); the fused path is exact in F64 on the CPU (FusedProj tests) and the test
+// below compares it with the unfused path on the GPU tightly.
 TEST(CudaModel, LossAndGradientsBf16FusedProjections) {
   LT2_REQUIRE_GPU();
-  check_model_parity("full,gdn,window(8)", DType::BF16, 1e-2, 0.2, false, true);
+  check_model_parity("full,gdn,window(8)", DType::BF16, 1e-2, 0.3, false, true);
 }
 
 // Fused and unfused BF16 runs of one model: the same arithmetic up to the GEMMs' summation
@@ -132,11 +132,10 @@ TEST(CudaModel, FusedProjectionsMatchUnfusedBf16) {
   randomize(m, 5);
   m.to(Device::CUDA, DType::BF16);
   const Tensor ids = random_ids(2, 45, cfg.vocab_size, 9), targets = random_ids(1, 90, cfg.vocab_size, 10).reshape({90});
+  ASSERT_EQ(m.packed_projections(), 5);
   const LossAndGrads fused = loss_and_grads(m, ids, targets);
   m.set_fusion(LoopedModel::Fusion::Off);
-  ASSERT_FALSE(m.find("model.layers.0.attn.k_proj.weight")->compute.bytes() ==
-               m.find("model.layers.0.attn.q_proj.weight")->compute.bytes() +
-                   m.find("model.layers.0.attn.q_proj.weight")->compute.nbytes());
+  ASSERT_EQ(m.packed_projections(), 0);
   const LossAndGrads plain = loss_and_grads(m, ids, targets);
   EXPECT_NEAR(fused.loss, plain.loss, 2e-3 * std::abs(plain.loss));
   for (size_t i = 0; i < plain.grads.size(); ++i) {
