@@ -83,7 +83,9 @@ void check_model_parity(const std::string& pattern, DType compute, double loss_t
   }
   gpu.to(Device::CUDA, compute);
   // The 3 FFNs and, when fusable, the 2 attention layers (full, window) pack on the BF16 path.
-  if (compute == DType::BF16) EXPECT_EQ(gpu.packed_projections(), fusable ? 5 : 3);
+  if (compute == DType::BF16) {
+    EXPECT_EQ(gpu.packed_projections(), fusable ? 5 : 3);
+  }
   const Tensor ids = random_ids(2, 45, cfg.vocab_size, 9), targets = random_ids(1, 90, cfg.vocab_size, 10).reshape({90});
   const LossAndGrads want = loss_and_grads(ref, ids, targets), got = loss_and_grads(gpu, ids, targets);
   EXPECT_NEAR(got.loss, want.loss, loss_tol * std::abs(want.loss)) << pattern;
