@@ -16,10 +16,11 @@ static LoopedModel::Fusion fusion_from_env() {
 }
 
 LoopedModel::LoopedModel(const ModelConfig& cfg, DType dt)
-    : cfg_(cfg), dtype_(dt), compute_dtype_(dt), fusion_(fusion_from_env()),
+    : cfg_(cfg), dtype_(dt), compute_dtype_(dt),
       embed_("model.embed_tokens.weight", {cfg.vocab_size, cfg.hidden_size}, dt, Init::Normal, true),
       norm_("model.norm.weight", {cfg.hidden_size}, dt, Init::Ones, false) {
   cfg_.validate("model config");
+  fusion_ = fusion_from_env();
   params_.push_back(&embed_);
   for (int l = 0; l < cfg_.num_hidden_layers; ++l) {
     blocks_.push_back(std::make_unique<Block>(cfg_, l, dt));

@@ -99,7 +99,7 @@ class LoopedModel {
   std::vector<std::unique_ptr<Block>> blocks_;
   ParamList params_;
   std::vector<FusedProj*> fused_;  // the layers' fused projections (packed on the BF16 path)
-  Fusion fusion_;
+  Fusion fusion_ = Fusion::LowPrecision;
   const Tensor& head_weight() const { return cfg_.tie_word_embeddings ? embed_.w() : head_.w(); }
 };
 
