@@ -4,7 +4,8 @@
 // projection of the config's layers, the forward y = x Wᵀ, the input gradient dx = dy W and
 // the weight gradient dW += dyᵀ x (fp32, as training accumulates it), at M = batch × seq_len
 // rows. "fused" rows time the concatenation of a layer's input projections as one GEMM, the
-// measure of what merging them would buy. The step total weighs each row by its calls per
+// measure of what merging them would buy; where the parts are equally wide (what the model
+// fuses), also the forward as the model runs it: linear_split, one strided-batched GEMM. The step total weighs each row by its calls per
 // training step (forward twice with recompute_loops, minus the loops it keeps).
 #include <algorithm>
 #include <cstdio>
@@ -33,6 +34,7 @@ struct Projection {
   int64_t layers;    // how many layers of the stack have it
   bool input = true;  // an input projection (what the fused row merges)
   bool fused = false;
+  int64_t parts = 0;  // a fused row of equal parts: the model's forward is linear_split (batched)
 };
 
 // The config's projections (names as in the checkpoint), each with its layer count.
@@ -60,13 +62,14 @@ std::vector<Projection> projections(const ModelConfig& c) {
     p.push_back({"attn v_proj", kv, d, attn});
     if (g > 0) p.push_back({"attn g_proj", g, d, attn});
     p.push_back({"attn o_proj", d, q, attn, false});
-    p.push_back({"attn q,k,v,g", q + 2 * kv + g, d, attn, true, true});
+    const bool equal = kv == q && (g == 0 || g == q);
+    p.push_back({"attn q,k,v,g", q + 2 * kv + g, d, attn, true, true, equal ? (g > 0 ? 4 : 3) : 0});
   }
   const int64_t ffn = c.num_hidden_layers, f = c.intermediate_size;
   p.push_back({"ffn gate_proj", f, d, ffn});
   p.push_back({"ffn up_proj", f, d, ffn});
   p.push_back({"ffn down_proj", d, f, ffn, false});
-  p.push_back({"ffn gate,up", 2 * f, d, ffn, true, true});
+  p.push_back({"ffn gate,up", 2 * f, d, ffn, true, true, 2});
   return p;
 }
 
@@ -128,7 +131,13 @@ int bench_gemm(int argc, char** argv) {
                 (long long)p.n, (long long)p.k, (long long)p.layers, f, flop / (f * 1e9), gx, flop / (gx * 1e9), gw,
                 flop / (gw * 1e9), step);
     if (p.fused) {
-      std::printf("  one GEMM instead of the %.2f ms of its separate input projections\n", inputs);
+      std::printf("  one GEMM instead of the %.2f ms of its separate input projections", inputs);
+      if (p.parts > 0) {
+        Tensor ys;
+        const double fs = cuda::time_ms([&] { ys = ops::linear_split(x, w, p.parts); }, warmup, reps);
+        std::printf("; fwd as linear_split (%lld parts) %.3f ms", (long long)p.parts, fs);
+      }
+      std::printf("\n");
       inputs = 0;
     } else {
       std::printf("\n");

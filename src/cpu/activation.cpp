@@ -20,7 +20,8 @@ Tensor swiglu(const Tensor& g, const Tensor& u) {
   return h;
 }
 
-void swiglu_backward(const Tensor& g, const Tensor& u, const Tensor& dh, Tensor& dg, Tensor& du, Tensor* h) {
+void swiglu_backward(const Tensor& g, const Tensor& u, const Tensor& dh, Tensor& dg, Tensor& du, Tensor* h,
+                     const ColBlock* dg_out, const ColBlock* du_out) {
   check_cpu_real(g, "swiglu_backward", "gate");
   check_shape(u, g.shape(), "swiglu up");
   check_shape(dh, g.shape(), "swiglu dh");
@@ -43,6 +44,8 @@ void swiglu_backward(const Tensor& g, const Tensor& u, const Tensor& dh, Tensor&
       if (hp) hp[i] = silu(gp[i]) * up[i];
     }
   });
+  if (dg_out) put_cols(dg, *dg_out, "swiglu_backward dg"), dg = Tensor();
+  if (du_out) put_cols(du, *du_out, "swiglu_backward du"), du = Tensor();
 }
 
 // Per channel when z has as many elements as a, per head when it has one per D-group.
@@ -70,7 +73,8 @@ Tensor sigmoid_gate(const Tensor& a, const Tensor& z) {
   return y;
 }
 
-void sigmoid_gate_backward(const Tensor& a, const Tensor& z, const Tensor& dy, Tensor& da, Tensor& dz, Tensor* y) {
+void sigmoid_gate_backward(const Tensor& a, const Tensor& z, const Tensor& dy, Tensor& da, Tensor& dz, Tensor* y,
+                           const ColBlock* dz_out) {
   const int64_t grp = gate_group(a, z), nz = z.numel();
   check_shape(dy, a.shape(), "sigmoid_gate dy");
   da = Tensor::empty(a.shape(), a.dtype());
@@ -96,6 +100,7 @@ void sigmoid_gate_backward(const Tensor& a, const Tensor& z, const Tensor& dy, T
       dzp[j] = acc * s * (R(1) - s);
     }
   });
+  if (dz_out) put_cols(dz, *dz_out, "sigmoid_gate_backward dz"), dz = Tensor();
 }
 
 void gdn_gates(const Tensor& a, const Tensor& b, const Tensor& A_log, const Tensor& dt_bias, Tensor& beta, Tensor& g) {

@@ -90,7 +90,8 @@ Tensor attention(const Tensor& q, const Tensor& k, const Tensor& v, int64_t wind
 }
 
 void attention_backward(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& o, const Tensor& lse,
-                        const Tensor& dout, int64_t window, double scale, Tensor& dq, Tensor& dk, Tensor& dv) {
+                        const Tensor& dout, int64_t window, double scale, Tensor& dq, Tensor& dk, Tensor& dv,
+                        const ColBlock* dv_out) {
   const AttnDims d = attn_dims(q, k, v);
   dq = Tensor::empty(q.shape(), q.dtype());
   dk = Tensor::zeros(k.shape(), k.dtype());
@@ -142,6 +143,7 @@ void attention_backward(const Tensor& q, const Tensor& k, const Tensor& v, const
         }
     }
   });
+  if (dv_out) put_cols(dv.reshape({d.B * d.L, d.Hkv * d.D}), *dv_out, "attention_backward dv"), dv = Tensor();
 }
 
 // One query per sequence against its cached keys lo..pos; softmax in double.

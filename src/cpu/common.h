@@ -2,7 +2,10 @@
 // Small numeric helpers shared by the CPU kernels.
 #include <cmath>
 
+#include <cstring>
+
 #include "core/tensor.h"
+#include "ops/op_types.h"
 
 namespace lt2::cpu {
 
@@ -17,6 +20,16 @@ template <class R> inline R softplus(R x) { return x > R(20) ? x : std::log1p(st
 
 // Rows of the last dimension: a tensor [.., n] viewed as [rows, n].
 inline int64_t rows_of(const Tensor& t) { return t.ndim() == 0 ? 1 : t.numel() / t.dim(-1); }
+
+// Writes src [.., width] into its column block (see ColBlock) row by row.
+inline void put_cols(const Tensor& src, const ColBlock& dst, const char* op) {
+  const int64_t width = src.dim(-1), rows = rows_of(src), es = int64_t(dtype_size(src.dtype()));
+  check_col_block(dst, rows, width, src.dtype(), op);
+  const std::byte* s = src.bytes();
+  Tensor out = dst.t;  // a handle on the same storage
+  std::byte* d = out.bytes() + dst.col * es;
+  for (int64_t r = 0; r < rows; ++r) std::memcpy(d + r * dst.ld() * es, s + r * width * es, size_t(width * es));
+}
 
 inline void check_cpu_real(const Tensor& t, const char* op, const char* what) {
   LT2_CHECK(t.defined(), op, ": tensor '", what, "' is missing");

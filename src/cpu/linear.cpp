@@ -94,3 +94,20 @@ void embedding_backward(const Tensor& ids, const Tensor& dy, Tensor& dtable) {
 }
 
 }  // namespace lt2::cpu
+
+namespace lt2::cpu {
+
+// The reference: each part's plain linear, stacked.
+Tensor linear_split(const Tensor& x, const Tensor& w, int64_t parts) {
+  LT2_CHECK(w.ndim() == 2 && parts >= 1 && w.dim(0) % parts == 0, "linear_split: weight ", shape_str(w.shape()),
+            " does not split into ", parts, " equal row blocks");
+  const int64_t N = w.dim(0) / parts;
+  Shape ys = x.shape();
+  ys.back() = N;
+  ys.insert(ys.begin(), parts);
+  Tensor y = Tensor::empty(ys, x.dtype());
+  for (int64_t i = 0; i < parts; ++i) y.select(i).copy_from(linear(x, w.narrow(i * N, N)));
+  return y;
+}
+
+}  // namespace lt2::cpu

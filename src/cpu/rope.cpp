@@ -40,7 +40,20 @@ static Tensor rotate(const Tensor& x, double theta, int64_t pos0, double sign) {
   return y;
 }
 
-Tensor rope(const Tensor& x, double theta, int64_t pos0) { return rotate(x, theta, pos0, 1.0); }
-Tensor rope_backward(const Tensor& dy, double theta, int64_t pos0) { return rotate(dy, theta, pos0, -1.0); }
+// With out: the rotation is computed whole first, so out may share x's storage.
+static Tensor rotate_to(const Tensor& x, double theta, int64_t pos0, double sign, const ColBlock* out,
+                        const char* op) {
+  Tensor y = rotate(x, theta, pos0, sign);
+  if (!out) return y;
+  put_cols(y.reshape({y.dim(0) * y.dim(1), y.dim(2) * y.dim(3)}), *out, op);
+  return Tensor();
+}
+
+Tensor rope(const Tensor& x, double theta, int64_t pos0, const ColBlock* out) {
+  return rotate_to(x, theta, pos0, 1.0, out, "rope");
+}
+Tensor rope_backward(const Tensor& dy, double theta, int64_t pos0, const ColBlock* out) {
+  return rotate_to(dy, theta, pos0, -1.0, out, "rope_backward");
+}
 
 }  // namespace lt2::cpu

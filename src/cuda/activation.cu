@@ -24,10 +24,12 @@ struct Swiglu {
 };
 
 // h (may be null): the forward's output, rebuilt from the g and u this pass reads anyway.
+// dg, du may be column blocks of a fused projection's packed gradient.
 template <class T>
 struct SwigluBackward {
   const T *g, *u, *dh;
-  T *dg, *du, *h;
+  Out<T> dg, du;
+  T* h;
   template <int V>
   __device__ void apply(int64_t i) const {
     float gv[V], uv[V], dv[V], hv[V];
@@ -40,8 +42,8 @@ struct SwigluBackward {
       uv[k] = dv[k] * uv[k] * silu_grad_f(gv[k]);  // dg
       dv[k] = dv[k] * silu_f(gv[k]);              // du
     }
-    st_vec<V>(dg + i, uv);
-    st_vec<V>(du + i, dv);
+    st_vec<V>(dg.at(i), uv);
+    st_vec<V>(du.at(i), dv);
     if (h) st_vec<V>(h + i, hv);
   }
 };
@@ -69,10 +71,13 @@ struct SigmoidGateChannel {
   }
 };
 // y (may be null): the forward's output, rebuilt (as in the head kernel below).
+// dz may be a column block of a fused projection's packed gradient.
 template <class T>
 struct SigmoidGateChannelBackward {
   const T *a, *z, *dy;
-  T *da, *dz, *y;
+  T* da;
+  Out<T> dz;
+  T* y;
   template <int V>
   __device__ void apply(int64_t i) const {
     float av[V], zv[V], gv[V];
@@ -87,14 +92,14 @@ struct SigmoidGateChannelBackward {
       av[k] *= s;                             // y
     }
     st_vec<V>(da + i, gv);
-    st_vec<V>(dz + i, zv);
+    st_vec<V>(dz.at(i), zv);
     if (y) st_vec<V>(y + i, av);
   }
 };
 
 // Per head: dz[j] sums over the head's grp channels, one warp per gate value.
 template <class T>
-__global__ void sigmoid_gate_backward_head_kernel(const T* a, const T* z, const T* dy, T* da, T* dz, T* y,
+__global__ void sigmoid_gate_backward_head_kernel(const T* a, const T* z, const T* dy, T* da, Out<T> dz, T* y,
                                                   int64_t nz, int64_t grp) {
   const int64_t j = blockIdx.x * int64_t(blockDim.x / 32) + threadIdx.x / 32;
   if (j >= nz) return;  // whole warps leave together: the shuffles below stay full-warp
@@ -108,7 +113,7 @@ __global__ void sigmoid_gate_backward_head_kernel(const T* a, const T* z, const 
     if (y) y[i] = st<T>(av * s);
   }
   acc = warp_sum(acc);
-  if (lane == 0) dz[j] = st<T>(acc * s * (1.f - s));
+  if (lane == 0) *dz.at(j) = st<T>(acc * s * (1.f - s));
 }
 
 // ---- GDN gates -----------------------------------------------------------------------------
@@ -191,23 +196,23 @@ Tensor swiglu(const Tensor& g, const Tensor& u) {
   return h;
 }
 
-void swiglu_backward(const Tensor& g, const Tensor& u, const Tensor& dh, Tensor& dg, Tensor& du, Tensor* h) {
+void swiglu_backward(const Tensor& g, const Tensor& u, const Tensor& dh, Tensor& dg, Tensor& du, Tensor* h,
+                     const ColBlock* dg_out, const ColBlock* du_out) {
   expect_cuda({&g, &u, &dh}, "swiglu_backward");
   check_shape(u, g.shape(), "swiglu up");
   check_shape(dh, g.shape(), "swiglu dh");
   check_same_dtype(g, u, "swiglu_backward");
   check_same_dtype(g, dh, "swiglu_backward");
-  dg = Tensor::empty_like(g);
-  du = Tensor::empty_like(u);
   if (h) *h = Tensor::empty_like(g);
-  const int64_t n = g.numel();
-  if (n == 0) return;
   dispatch_float(g.dtype(), [&](auto t) {
     using T = decltype(t);
+    const Out<T> dgo = make_out<T>(g, dg, dg_out, "swiglu_backward dg");
+    const Out<T> duo = make_out<T>(u, du, du_out, "swiglu_backward du");
     T* hp = h ? h->data<T>() : nullptr;
-    ew_map<T>(n, {g.bytes(), u.bytes(), dh.bytes(), dg.bytes(), du.bytes(), hp},
-              SwigluBackward<T>{g.data<T>(), u.data<T>(), dh.data<T>(), dg.data<T>(), du.data<T>(), hp},
-              "swiglu_backward");
+    constexpr int kWide = 16 / sizeof(T);
+    ew_map<T>(g.numel(), {g.bytes(), u.bytes(), dh.bytes(), dgo.p, duo.p, hp},
+              SwigluBackward<T>{g.data<T>(), u.data<T>(), dh.data<T>(), dgo, duo, hp}, "swiglu_backward",
+              dgo.splits_into(kWide) && duo.splits_into(kWide));
   });
 }
 
@@ -230,26 +235,27 @@ Tensor sigmoid_gate(const Tensor& a, const Tensor& z) {
   return y;
 }
 
-void sigmoid_gate_backward(const Tensor& a, const Tensor& z, const Tensor& dy, Tensor& da, Tensor& dz, Tensor* y) {
+void sigmoid_gate_backward(const Tensor& a, const Tensor& z, const Tensor& dy, Tensor& da, Tensor& dz, Tensor* y,
+                           const ColBlock* dz_out) {
   expect_cuda({&a, &z, &dy}, "sigmoid_gate_backward");
   const int64_t grp = gate_group(a, z), n = a.numel(), nz = z.numel();
   check_shape(dy, a.shape(), "sigmoid_gate dy");
   check_same_dtype(a, dy, "sigmoid_gate_backward");
   da = Tensor::empty_like(a);
-  dz = Tensor::empty_like(z);
   if (y) *y = Tensor::empty_like(a);
-  if (n == 0) return;
   dispatch_float(a.dtype(), [&](auto t) {
     using T = decltype(t);
+    const Out<T> dzo = make_out<T>(z, dz, dz_out, "sigmoid_gate_backward dz");
+    if (n == 0) return;
     T* yp = y ? y->data<T>() : nullptr;
     if (grp == 1) {
-      ew_map<T>(n, {a.bytes(), z.bytes(), dy.bytes(), da.bytes(), dz.bytes(), yp},
-                SigmoidGateChannelBackward<T>{a.data<T>(), z.data<T>(), dy.data<T>(), da.data<T>(), dz.data<T>(), yp},
-                "sigmoid_gate_backward");
+      ew_map<T>(n, {a.bytes(), z.bytes(), dy.bytes(), da.bytes(), dzo.p, yp},
+                SigmoidGateChannelBackward<T>{a.data<T>(), z.data<T>(), dy.data<T>(), da.data<T>(), dzo, yp},
+                "sigmoid_gate_backward", dzo.splits_into(16 / sizeof(T)));
     } else {
       const int warps = kEwThreads / 32;
       sigmoid_gate_backward_head_kernel<<<unsigned(blocks_for(nz, warps)), kEwThreads, 0, stream()>>>(
-          a.data<T>(), z.data<T>(), dy.data<T>(), da.data<T>(), dz.data<T>(), yp, nz, grp);
+          a.data<T>(), z.data<T>(), dy.data<T>(), da.data<T>(), dzo, yp, nz, grp);
     }
   });
   check_launch("sigmoid_gate_backward");

@@ -23,6 +23,7 @@
 #include "cuda/common.cuh"
 #include "cuda/cuda_ops.h"
 #include "cuda/flash_attention.h"
+#include "cuda/op_util.cuh"
 
 namespace lt2::cuda {
 
@@ -468,7 +469,8 @@ Tensor attention(const Tensor& q, const Tensor& k, const Tensor& v, int64_t wind
 }
 
 void attention_backward(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& o, const Tensor& lse,
-                        const Tensor& dout, int64_t window, double scale, Tensor& dq, Tensor& dk, Tensor& dv) {
+                        const Tensor& dout, int64_t window, double scale, Tensor& dq, Tensor& dk, Tensor& dv,
+                        const ColBlock* dv_out) {
   const AttnShape sh = attn_shape(q, k, v, window, scale, "attention_backward");
   expect_cuda({&o, &lse, &dout}, "attention_backward");
   check_shape(o, q.shape(), "attention_backward o");
@@ -479,11 +481,23 @@ void attention_backward(const Tensor& q, const Tensor& k, const Tensor& v, const
   expect_f32(lse, "attention_backward", "lse");
   dq = Tensor::empty(q.shape(), q.dtype(), Device::CUDA);
   dk = Tensor::empty(k.shape(), k.dtype(), Device::CUDA);
-  dv = Tensor::empty(v.shape(), v.dtype(), Device::CUDA);
-  if (sh.B * sh.L * sh.H == 0) return;
-  if (flash_supported(q, k, v, &o, &dout)) {
-    flash_backward(q, k, v, o, lse, dout, window, scale, dq, dk, dv);
-    return;
+  if (dv_out) {
+    expect_cuda({&dv_out->t}, "attention_backward");
+    check_col_block(*dv_out, sh.B * sh.L, sh.Hkv * sh.D, v.dtype(), "attention_backward dv");
+  }
+  // The flash kernels store dv in 4-byte pairs straight into a block with an even start and row
+  // stride; every other case writes a dense dv, which finish() copies into the block.
+  const bool flash = flash_supported(q, k, v, &o, &dout);
+  const bool dv_direct = flash && dv_out && dv_out->col % 2 == 0 && dv_out->ld() % 2 == 0;
+  if (!dv_direct) dv = Tensor::empty(v.shape(), v.dtype(), Device::CUDA);
+  auto finish = [&] {
+    if (dv_out && dv.defined()) put_cols(dv.reshape({sh.B * sh.L, sh.Hkv * sh.D}), *dv_out, "attention_backward dv");
+    if (dv_out) dv = Tensor();
+  };
+  if (sh.B * sh.L * sh.H == 0) return finish();
+  if (flash) {
+    flash_backward(q, k, v, o, lse, dout, window, scale, dq, dk, dv, nullptr, dv_direct ? dv_out : nullptr);
+    return finish();
   }
   Tensor delta = Tensor::empty({sh.B, sh.H, sh.L}, DType::F32, Device::CUDA);
   const size_t smem_dq = sizeof(float) * size_t(2 * kRows * pad4(sh.D) + 2 * kTile * lane_stride(sh.D));
@@ -510,6 +524,7 @@ void attention_backward(const Tensor& q, const Tensor& k, const Tensor& v, const
       check_launch("attention_backward dk dv");
     });
   });
+  finish();
 }
 
 }  // namespace lt2::cuda

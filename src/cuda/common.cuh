@@ -51,12 +51,38 @@ __device__ __forceinline__ void ld_vec(const T* p, float (&out)[VEC]) {
 #pragma unroll
   for (int i = 0; i < VEC; ++i) out[i] = ld(pk.v[i]);
 }
+// The 32-bit words of the converted values, low element first (how they sit in memory).
+__device__ __forceinline__ unsigned word_of(float a) { return __float_as_uint(a); }
+__device__ __forceinline__ unsigned word_of(bf16 lo, bf16 hi) {
+  return unsigned(__bfloat16_as_ushort(lo)) | (unsigned(__bfloat16_as_ushort(hi)) << 16);
+}
+// The values go out as 32-bit words in one 16-, 8- or 4-byte store each (global memory only):
+// nvcc split a plain store of the pack (struct or uint4) into 2- and 4-byte stores (RoPE's
+// PTX: 7 or 4 stores for one 16-byte pack of bf16).
 template <int VEC, class T>
 __device__ __forceinline__ void st_vec(T* p, const float (&in)[VEC]) {
-  Pack<T, VEC> pk;
+  constexpr int kWords = int(sizeof(T)) * VEC / 4;
+  if constexpr (kWords == 0) {  // one bf16
+    *p = st<T>(in[0]);
+  } else {
+    unsigned w[kWords];
 #pragma unroll
-  for (int i = 0; i < VEC; ++i) pk.v[i] = st<T>(in[i]);
-  *reinterpret_cast<Pack<T, VEC>*>(p) = pk;
+    for (int j = 0; j < kWords; ++j) {
+      if constexpr (sizeof(T) == 4) w[j] = word_of(in[j]);
+      else w[j] = word_of(st<T>(in[2 * j]), st<T>(in[2 * j + 1]));
+    }
+    // __stwb: the plain (write-back) global store as one instruction.
+    if constexpr (kWords % 4 == 0) {
+#pragma unroll
+      for (int j = 0; j < kWords; j += 4)
+        __stwb(reinterpret_cast<uint4*>(p) + j / 4, make_uint4(w[j], w[j + 1], w[j + 2], w[j + 3]));
+    } else if constexpr (kWords == 2) {
+      __stwb(reinterpret_cast<uint2*>(p), make_uint2(w[0], w[1]));
+    } else {
+      static_assert(kWords == 1, "st_vec: 2, 4, 8, 16 or 32 bytes");
+      __stwb(reinterpret_cast<unsigned*>(p), w[0]);
+    }
+  }
 }
 // Whether every address is a multiple of `bytes`.
 inline bool aligned_to(size_t bytes, std::initializer_list<const void*> ptrs) {

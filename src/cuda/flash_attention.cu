@@ -65,6 +65,7 @@ struct FlashParams {
   bf16* out;         // forward: O; dQ kernel: dQ
   bf16* dk;
   bf16* dv;
+  int64_t dv_ld;       // backward: dv's row stride (Hkv * D, or a fused projection's packed gradient width)
   float* lse;          // forward: written when non-null
   const float* lse_in; // backward
   float* delta;        // backward: rowsum(dO * O), [B, H, L]
@@ -737,11 +738,12 @@ __global__ void __launch_bounds__(kThreads, MinBlocks) flash_bwd_kernel(const Fl
     const int s = wk0 + g + 8 * r;
     if (s >= p.L) continue;
     const int64_t off = kv_off + int64_t(s) * kv_ld + 2 * tq;
+    const int64_t dv_off = (int64_t(b) * p.L + s) * p.dv_ld + int64_t(hk) * D + 2 * tq;
 #pragma unroll
     for (int i = 0; i < D / 8; ++i) {
       *reinterpret_cast<uint32_t*>(p.dk + off + i * 8) =
           pack_bf16(acc_k[i][2 * r] * p.scale, acc_k[i][2 * r + 1] * p.scale);
-      *reinterpret_cast<uint32_t*>(p.dv + off + i * 8) = pack_bf16(acc_v[i][2 * r], acc_v[i][2 * r + 1]);
+      *reinterpret_cast<uint32_t*>(p.dv + dv_off + i * 8) = pack_bf16(acc_v[i][2 * r], acc_v[i][2 * r + 1]);
     }
   }
 }
@@ -1363,11 +1365,12 @@ __global__ void __launch_bounds__(kThreads, MinBlocks) wg_dkv_kernel(const Flash
     const int s = wk0 + g + 8 * r;
     if (s >= p.L) continue;
     const int64_t off = kv_off + int64_t(s) * kv_ld + 2 * tq;
+    const int64_t dv_off = (int64_t(b) * p.L + s) * p.dv_ld + int64_t(hk) * D + 2 * tq;
 #pragma unroll
     for (int i = 0; i < D / 8; ++i) {
       *reinterpret_cast<uint32_t*>(p.dk + off + i * 8) =
           pack_bf16(acc_k[i][2 * r] * p.scale, acc_k[i][2 * r + 1] * p.scale);
-      *reinterpret_cast<uint32_t*>(p.dv + off + i * 8) = pack_bf16(acc_v[i][2 * r], acc_v[i][2 * r + 1]);
+      *reinterpret_cast<uint32_t*>(p.dv + dv_off + i * 8) = pack_bf16(acc_v[i][2 * r], acc_v[i][2 * r + 1]);
     }
   }
 #else
@@ -1491,7 +1494,7 @@ void launch_bwd_mma(const FlashParams& p, int64_t B) {
 
 void flash_backward(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& o, const Tensor& lse,
                     const Tensor& dout, int64_t window, double scale, Tensor& dq, Tensor& dk, Tensor& dv,
-                    const Tensor* mask) {
+                    const Tensor* mask, const ColBlock* dv_out) {
   FlashParams p = make_params(q, k, v, window, scale, mask);
   const int64_t B = q.dim(0), D = q.dim(3);
   Tensor delta = Tensor::empty({B, p.H, p.L}, DType::F32, Device::CUDA);
@@ -1501,7 +1504,14 @@ void flash_backward(const Tensor& q, const Tensor& k, const Tensor& v, const Ten
   p.delta = delta.data<float>();
   p.out = dq.data<bf16>();
   p.dk = dk.data<bf16>();
-  p.dv = dv.data<bf16>();
+  if (dv_out) {
+    Tensor block = dv_out->t;  // a handle on the packed gradient's storage
+    p.dv = block.data<bf16>() + dv_out->col;
+    p.dv_ld = dv_out->ld();
+  } else {
+    p.dv = dv.data<bf16>();
+    p.dv_ld = int64_t(p.Hkv) * D;
+  }
   Tensor mask_t;
   if (mask) {
     mask_t = Tensor::empty(mask->shape(), DType::I32, Device::CUDA);

@@ -12,6 +12,7 @@
 #include <cstdint>
 
 #include "core/tensor.h"
+#include "ops/op_types.h"
 
 namespace lt2::cuda {
 
@@ -32,9 +33,10 @@ void flash_forward(const Tensor& q, const Tensor& k, const Tensor& v, int64_t wi
 
 // dq, dk, dv: BF16 like q, k, v (allocated; every element is written). lse from the forward.
 // Deterministic: no atomics; GQA sums over the query heads of a group in a fixed order.
+// dv_out (BF16, even column and row stride, checked by the caller): dv goes there instead.
 void flash_backward(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& o, const Tensor& lse,
                     const Tensor& dout, int64_t window, double scale, Tensor& dq, Tensor& dk, Tensor& dv,
-                    const Tensor* mask = nullptr);
+                    const Tensor* mask = nullptr, const ColBlock* dv_out = nullptr);
 
 // DSA's KL target in dense form: probs F32 [B, L, L] (allocated) receives, for every s <= t, the
 // mean over query heads of exp(q_t . k_s * scale - lse[b, h, t]); entries above the diagonal are

@@ -2,6 +2,7 @@
 // per (shape, dtypes, alignment) so steady-state calls do no planning.
 #include <cublasLt.h>
 
+#include <cstdint>
 #include <map>
 #include <mutex>
 #include <tuple>
@@ -43,7 +44,21 @@ struct Plan {
 };
 
 using Key = std::tuple<bool, bool, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int, int, uint32_t, uint32_t,
-                       uint32_t, bool>;
+                       uint32_t, bool, int64_t, int64_t, int64_t, int64_t>;
+
+// A strided batch: `count` products, the i-th reading A + i * a, B + i * b and writing C + i * c
+// (strides in elements; 0 reuses one matrix).
+struct Batch {
+  int64_t count = 1, a = 0, b = 0, c = 0;
+};
+
+void set_batch(cublasLtMatrixLayout_t layout, int64_t count, int64_t stride) {
+  if (count == 1) return;
+  const int32_t n = int32_t(count);
+  LT2_CUBLAS_CHECK(cublasLtMatrixLayoutSetAttribute(layout, CUBLASLT_MATRIX_LAYOUT_BATCH_COUNT, &n, sizeof(n)));
+  LT2_CUBLAS_CHECK(
+      cublasLtMatrixLayoutSetAttribute(layout, CUBLASLT_MATRIX_LAYOUT_STRIDED_BATCH_OFFSET, &stride, sizeof(stride)));
+}
 
 struct Lt {
   cublasLtHandle_t handle = nullptr;
@@ -64,7 +79,7 @@ Lt& lt() {
 // `count` algorithms (the first is the plan's; all of them land in *more).
 Plan make_plan(cublasLtHandle_t h, cublasOperation_t opa, cublasOperation_t opb, int64_t m, int64_t n, int64_t k,
                int64_t lda, int64_t ldb, int64_t ldc, cudaDataType_t ab, cudaDataType_t ct, uint32_t align_a,
-               uint32_t align_b, uint32_t align_c, bool accumulate, int count = 1,
+               uint32_t align_b, uint32_t align_c, bool accumulate, const Batch& batch, int count = 1,
                std::vector<cublasLtMatmulAlgo_t>* more = nullptr) {
   Plan p;
   LT2_CUBLAS_CHECK(cublasLtMatmulDescCreate(&p.op, CUBLAS_COMPUTE_32F, CUDA_R_32F));
@@ -74,6 +89,9 @@ Plan make_plan(cublasLtHandle_t h, cublasOperation_t opa, cublasOperation_t opb,
   LT2_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&p.a, ab, opa == CUBLAS_OP_N ? m : k, opa == CUBLAS_OP_N ? k : m, lda));
   LT2_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&p.b, ab, opb == CUBLAS_OP_N ? k : n, opb == CUBLAS_OP_N ? n : k, ldb));
   LT2_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&p.c, ct, m, n, ldc));
+  set_batch(p.a, batch.count, batch.a);
+  set_batch(p.b, batch.count, batch.b);
+  set_batch(p.c, batch.count, batch.c);
   cublasLtMatmulPreference_t pref;
   LT2_CUBLAS_CHECK(cublasLtMatmulPreferenceCreate(&pref));
   size_t ws = kWorkspaceBytes;
@@ -97,10 +115,11 @@ Plan make_plan(cublasLtHandle_t h, cublasOperation_t opa, cublasOperation_t opb,
 // product, which run() then calls with B and A in that order.
 Plan plan_row_major(cublasLtHandle_t h, bool ta, bool tb, int64_t M, int64_t N, int64_t K, const void* A, int64_t lda,
                     const void* B, int64_t ldb, DType ab_dtype, float beta, const void* C, int64_t ldc, DType c_dtype,
-                    int count = 1, std::vector<cublasLtMatmulAlgo_t>* more = nullptr) {
+                    const Batch& batch = {}, int count = 1, std::vector<cublasLtMatmulAlgo_t>* more = nullptr) {
   const cublasOperation_t opa = tb ? CUBLAS_OP_T : CUBLAS_OP_N, opb = ta ? CUBLAS_OP_T : CUBLAS_OP_N;
+  const Batch swapped{batch.count, batch.b, batch.a, batch.c};  // cuBLASLt's A is our B
   return make_plan(h, opa, opb, N, M, K, ldb, lda, ldc, cuda_type(ab_dtype), cuda_type(c_dtype), alignment_of(B),
-                   alignment_of(A), alignment_of(C), beta != 0, count, more);
+                   alignment_of(A), alignment_of(C), beta != 0, swapped, count, more);
 }
 
 void run(Lt& l, const Plan& p, const cublasLtMatmulAlgo_t& algo, float alpha, const void* A, const void* B, float beta,
@@ -111,20 +130,38 @@ void run(Lt& l, const Plan& p, const cublasLtMatmulAlgo_t& algo, float alpha, co
 
 }  // namespace
 
-void gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, const void* A, int64_t lda, const void* B,
-          int64_t ldb, DType ab_dtype, float beta, void* C, int64_t ldc, DType c_dtype) {
-  if (M == 0 || N == 0) return;
+namespace {
+void gemm_batch(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, const void* A, int64_t lda,
+                const void* B, int64_t ldb, DType ab_dtype, float beta, void* C, int64_t ldc, DType c_dtype,
+                const Batch& batch) {
+  if (M == 0 || N == 0 || batch.count == 0) return;
   if (K == 0) fail("GPU GEMM with an empty inner dimension");
   Lt& l = lt();
   std::lock_guard<std::mutex> lock(l.mu);
   const Key key{ta, tb, M, N, K, lda, ldb, ldc, int(ab_dtype), int(c_dtype), alignment_of(B), alignment_of(A),
-                alignment_of(C), beta != 0};
+                alignment_of(C), beta != 0, batch.count, batch.a, batch.b, batch.c};
   auto it = l.plans.find(key);
   if (it == l.plans.end())
-    it = l.plans.emplace(key, plan_row_major(l.handle, ta, tb, M, N, K, A, lda, B, ldb, ab_dtype, beta, C, ldc, c_dtype))
+    it = l.plans
+             .emplace(key, plan_row_major(l.handle, ta, tb, M, N, K, A, lda, B, ldb, ab_dtype, beta, C, ldc, c_dtype,
+                                          batch))
              .first;
   run(l, it->second, it->second.algo, alpha, A, B, beta, C);
   count_launch();
+}
+}  // namespace
+
+void gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, const void* A, int64_t lda, const void* B,
+          int64_t ldb, DType ab_dtype, float beta, void* C, int64_t ldc, DType c_dtype) {
+  gemm_batch(ta, tb, M, N, K, alpha, A, lda, B, ldb, ab_dtype, beta, C, ldc, c_dtype, Batch{});
+}
+
+void gemm_strided_batched(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, const void* A, int64_t lda,
+                          int64_t stride_a, const void* B, int64_t ldb, int64_t stride_b, DType ab_dtype, float beta,
+                          void* C, int64_t ldc, int64_t stride_c, DType c_dtype, int64_t count) {
+  LT2_CHECK(count >= 1 && count <= INT32_MAX, "GPU GEMM batch of ", count);
+  gemm_batch(ta, tb, M, N, K, alpha, A, lda, B, ldb, ab_dtype, beta, C, ldc, c_dtype,
+             Batch{count, stride_a, stride_b, stride_c});
 }
 
 std::vector<double> gemm_algo_ms(bool ta, bool tb, int64_t M, int64_t N, int64_t K, const void* A, int64_t lda,
@@ -132,8 +169,8 @@ std::vector<double> gemm_algo_ms(bool ta, bool tb, int64_t M, int64_t N, int64_t
                                  DType c_dtype, int count, int reps) {
   Lt& l = lt();
   std::vector<cublasLtMatmulAlgo_t> algos;
-  const Plan p = plan_row_major(l.handle, ta, tb, M, N, K, A, lda, B, ldb, ab_dtype, beta, C, ldc, c_dtype, count,
-                                &algos);
+  const Plan p = plan_row_major(l.handle, ta, tb, M, N, K, A, lda, B, ldb, ab_dtype, beta, C, ldc, c_dtype, Batch{},
+                                count, &algos);
   std::vector<double> ms;
   for (const cublasLtMatmulAlgo_t& algo : algos)
     ms.push_back(time_ms([&] { run(l, p, algo, 1.f, A, B, beta, C); }, 1, reps));

@@ -32,6 +32,24 @@ Tensor linear(const Tensor& x, const Tensor& w) {
   return y;
 }
 
+// One strided-batched GEMM: part i reads the shared x (stride 0) and w's i-th row block, and
+// writes its own contiguous [M, N] slab of y.
+Tensor linear_split(const Tensor& x, const Tensor& w, int64_t parts) {
+  expect_cuda({&x, &w}, "linear_split");
+  LT2_CHECK(w.ndim() == 2 && x.ndim() >= 1 && x.dim(-1) == w.dim(1) && parts >= 1 && w.dim(0) % parts == 0,
+            "linear_split: x ", shape_str(x.shape()), " and weight ", shape_str(w.shape()), " do not make ", parts,
+            " equal projections");
+  const int64_t M = rows(x), N = w.dim(0) / parts, K = w.dim(1);
+  Shape ys = x.shape();
+  ys.back() = N;
+  ys.insert(ys.begin(), parts);
+  Tensor y = Tensor::empty(ys, x.dtype(), Device::CUDA);
+  const Tensor wc = weight_as(w, x.dtype());
+  gemm_strided_batched(false, true, M, N, K, 1.f, x.bytes(), K, 0, wc.bytes(), K, N * K, x.dtype(), 0.f, y.bytes(), N,
+                       M * N, y.dtype(), parts);
+  return y;
+}
+
 Tensor linear_backward_dx(const Tensor& w, const Tensor& dy, Tensor* dx_acc) {
   expect_cuda({&w, &dy}, "linear_backward");
   LT2_CHECK(w.ndim() == 2 && dy.ndim() >= 1 && dy.dim(-1) == w.dim(0), "linear_backward: dy shape ",

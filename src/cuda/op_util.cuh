@@ -4,6 +4,7 @@
 #include <algorithm>
 
 #include "cuda/common.cuh"
+#include "ops/op_types.h"
 
 namespace lt2::cuda {
 
@@ -45,11 +46,13 @@ __global__ void __launch_bounds__(kEwThreads) ew_map_kernel(F f, int64_t n) {
   LT2_GRID_STRIDE(j, nv) f.template apply<VEC>(j * VEC);
   if (blockIdx.x == 0 && threadIdx.x < n - nv * VEC) f.template apply<1>(nv * VEC + threadIdx.x);
 }
+// wide_ok = false keeps every access one element wide (an output block whose rows do not split
+// into whole 16-byte vectors, see Out).
 template <class T, class F>
-void ew_map(int64_t n, std::initializer_list<const void*> ptrs, const F& f, const char* op) {
+void ew_map(int64_t n, std::initializer_list<const void*> ptrs, const F& f, const char* op, bool wide_ok = true) {
   if (n == 0) return;
   constexpr int kWide = 16 / sizeof(T);
-  if (aligned_to(16, ptrs)) ew_map_kernel<kWide><<<ew_grid(std::max<int64_t>(1, n / kWide)), kEwThreads, 0, stream()>>>(f, n);
+  if (wide_ok && aligned_to(16, ptrs)) ew_map_kernel<kWide><<<ew_grid(std::max<int64_t>(1, n / kWide)), kEwThreads, 0, stream()>>>(f, n);
   else ew_map_kernel<1><<<ew_grid(n), kEwThreads, 0, stream()>>>(f, n);
   check_launch(op);
 }
@@ -149,6 +152,43 @@ void colsum_accumulate(const F& f, int64_t rows, int64_t n, Tensor& grad, const 
   colsum_finish_kernel<<<unsigned(blocks_for(n, 256)), 256, 0, stream()>>>(partial.data<float>(), chunks, n,
                                                                           grad.data<float>());
   check_launch(op);
+}
+
+// ---- outputs written into a column block (ColBlock) ------------------------------------------
+// Where element i of a [rows, w] result goes: p[i] when contiguous (ld == w), else row i / w of
+// a wider row-major tensor, column i % w of the block that starts at p.
+template <class T>
+struct Out {
+  T* p;
+  int64_t w, ld;
+  __device__ __forceinline__ T* at(int64_t i) const { return ld == w ? p + i : p + (i / w) * ld + i % w; }
+  // A V-wide access [i, i + V) with V | i stays inside one row and aligned (given an aligned p).
+  bool splits_into(int V) const { return w % V == 0 && ld % V == 0; }
+};
+
+// The destination of a result shaped like `like` ([.., w]): the block when one is given (then
+// `dense` is left undefined), else `dense`, allocated here.
+template <class T>
+Out<T> make_out(const Tensor& like, Tensor& dense, const ColBlock* block, const char* op) {
+  const int64_t w = like.ndim() == 0 ? 1 : like.dim(-1);
+  if (!block) {
+    dense = Tensor::empty_like(like);
+    return {dense.data<T>(), w, w};
+  }
+  expect_cuda({&block->t}, op);
+  check_col_block(*block, rows_of(like), w, like.dtype(), op);
+  dense = Tensor();
+  Tensor t = block->t;  // a handle on the block's storage
+  return {t.data<T>() + block->col, w, block->ld()};
+}
+
+// Copies src [.., w] into its column block (a strided 2-D copy on the stream).
+inline void put_cols(const Tensor& src, const ColBlock& dst, const char* op) {
+  const int64_t w = src.dim(-1), es = int64_t(dtype_size(src.dtype()));
+  check_col_block(dst, rows_of(src), w, src.dtype(), op);
+  Tensor t = dst.t;
+  LT2_CUDA_CHECK(cudaMemcpy2DAsync(t.bytes() + dst.col * es, size_t(dst.ld() * es), src.bytes(), size_t(w * es),
+                                   size_t(w * es), size_t(rows_of(src)), cudaMemcpyDeviceToDevice, stream()));
 }
 
 }  // namespace lt2::cuda

@@ -1,20 +1,31 @@
 #include "model/looped_model.h"
 
 #include <algorithm>
+#include <cstdlib>
+#include <string>
 
 #include "ops/ops.h"
 
 namespace lt2 {
+
+// LT2_FUSED_PROJ=0 runs fused projections part by part (to time the fusion against the unfused
+// code in one binary).
+static LoopedModel::Fusion fusion_from_env() {
+  const char* s = std::getenv("LT2_FUSED_PROJ");
+  return s && std::string(s) == "0" ? LoopedModel::Fusion::Off : LoopedModel::Fusion::LowPrecision;
+}
 
 LoopedModel::LoopedModel(const ModelConfig& cfg, DType dt)
     : cfg_(cfg), dtype_(dt), compute_dtype_(dt),
       embed_("model.embed_tokens.weight", {cfg.vocab_size, cfg.hidden_size}, dt, Init::Normal, true),
       norm_("model.norm.weight", {cfg.hidden_size}, dt, Init::Ones, false) {
   cfg_.validate("model config");
+  fusion_ = fusion_from_env();
   params_.push_back(&embed_);
   for (int l = 0; l < cfg_.num_hidden_layers; ++l) {
     blocks_.push_back(std::make_unique<Block>(cfg_, l, dt));
     blocks_.back()->collect(params_);
+    blocks_.back()->collect_fused(fused_);
   }
   if (!cfg_.norm_between_loops) {
     rho_ = Param("model.loop_residual", {cfg_.num_loops, cfg_.hidden_size}, dt, Init::Zeros, false);
@@ -48,6 +59,7 @@ void LoopedModel::to(Device device, DType compute) {
             device_name(device));
   device_ = device;
   compute_dtype_ = compute;
+  for (FusedProj* f : fused_) f->unpack();  // the move below gives each part its own tensors
   for (Param* p : params_) {
     if (p->value.device() != device) p->value = p->value.to(device), p->grad = p->grad.to(device);
     p->compute = Tensor();
@@ -55,9 +67,25 @@ void LoopedModel::to(Device device, DType compute) {
   refresh_compute();
 }
 
+void LoopedModel::set_fusion(Fusion f) {
+  fusion_ = f;
+  for (FusedProj* fp : fused_) fp->unpack();
+  refresh_compute();
+}
+
+int64_t LoopedModel::packed_projections() const {
+  return std::count_if(fused_.begin(), fused_.end(), [](const FusedProj* f) { return f->packed(); });
+}
+
 void LoopedModel::refresh_compute() {
+  for (FusedProj* f : fused_) {
+    const bool copies = compute_dtype_ != dtype_ &&
+                        std::all_of(f->parts.begin(), f->parts.end(), [](Param* p) { return has_compute_copy(*p); });
+    if (fusion_ == Fusion::Always || (copies && fusion_ == Fusion::LowPrecision)) f->pack(compute_dtype_);
+  }
   for (Param* p : params_) {
-    if (compute_dtype_ == dtype_ || !has_compute_copy(*p)) continue;
+    // A packed part has a compute copy (a view of its pack) whatever the dtypes.
+    if (!p->compute.defined() && (compute_dtype_ == dtype_ || !has_compute_copy(*p))) continue;
     if (!p->compute.defined()) p->compute = Tensor::empty(p->value.shape(), compute_dtype_, device_);
     p->compute.copy_from(p->value);
   }

@@ -35,6 +35,13 @@ class LoopedModel {
   // rewrites them after the masters change (optimizer step, checkpoint load).
   void to(Device device, DType compute);
   void refresh_compute();
+  // Fused input projections (FusedProj): LowPrecision (the default; Off when LT2_FUSED_PROJ=0)
+  // packs them where compute copies exist (BF16 on the GPU); Always also in the master dtype
+  // (the CPU tests run the fused path in F64 that way); Off runs every projection alone.
+  enum class Fusion { Off, LowPrecision, Always };
+  void set_fusion(Fusion f);
+  // How many fused projections are packed now (each runs as one GEMM a pass).
+  int64_t packed_projections() const;
   // All parameters, in a fixed order (checkpoint order).
   const ParamList& params() const { return params_; }
   Param* find(const std::string& name) const;
@@ -91,6 +98,8 @@ class LoopedModel {
   Param embed_, rho_, norm_, head_;
   std::vector<std::unique_ptr<Block>> blocks_;
   ParamList params_;
+  std::vector<FusedProj*> fused_;  // the layers' fused projections (packed on the BF16 path)
+  Fusion fusion_ = Fusion::LowPrecision;
   const Tensor& head_weight() const { return cfg_.tie_word_embeddings ? embed_.w() : head_.w(); }
 };
 

@@ -32,6 +32,38 @@ AttentionMixer::AttentionMixer(const ModelConfig& c, int layer, const std::strin
   if (c.layer_types.at(layer).kind == MixerSpec::Dsa) indexer_ = std::make_unique<DsaIndexer>(c, p, dt);
 }
 
+void AttentionMixer::collect_fused(std::vector<FusedProj*>& out) {
+  // One batched GEMM needs equal widths: no GQA, a per-channel gate (or none). DSA layers keep
+  // their separate projections (the sparse backward writes a dense dv).
+  const bool equal = Hkv_ == H_ && (!gated_ || g_.value.dim(0) == H_ * D_);
+  if (!equal || indexer_) return;
+  qkvg_.parts = {&q_, &k_, &v_};
+  if (gated_) qkvg_.parts.push_back(&g_);
+  out.push_back(&qkvg_);
+}
+
+void AttentionMixer::project_fused(const Tensor& x, Tensor& q, Tensor& k, Tensor& v, Tensor& z) const {
+  const int64_t B = x.dim(0), L = x.dim(1);
+  const Tensor y = ops::linear_split(x, qkvg_.w, qkvg_.n());  // [parts, B, L, H * D]
+  // RoPE in place: the rotated q, k take the unrotated ones' slabs.
+  q = y.select(0).reshape({B, L, H_, D_});
+  k = y.select(1).reshape({B, L, Hkv_, D_});
+  const ColBlock q_out{q.reshape({B * L, H_ * D_}), 0}, k_out{k.reshape({B * L, Hkv_ * D_}), 0};
+  ops::rope(q, theta_, 0, &q_out);
+  ops::rope(k, theta_, 0, &k_out);
+  v = y.select(2).reshape({B, L, Hkv_, D_});
+  if (gated_) z = y.select(3);
+}
+
+Tensor AttentionMixer::backward_fused(const Tensor& x, const Tensor& dq, const Tensor& dk, const Tensor& dY) {
+  const int64_t B = x.dim(0), L = x.dim(1), N = H_ * D_;
+  const Tensor dY2 = dY.reshape({B * L, qkvg_.n() * N});
+  const ColBlock dq_out{dY2, 0}, dk_out{dY2, N};
+  ops::rope_backward(dq, theta_, 0, &dq_out);
+  ops::rope_backward(dk, theta_, 0, &dk_out);
+  return ops::linear_backward(x, qkvg_.w, dY, qkvg_.grad);
+}
+
 void AttentionMixer::collect(ParamList& out) {
   out.insert(out.end(), {&q_, &k_, &v_, &o_});
   if (gated_) out.push_back(&g_);
@@ -51,9 +83,14 @@ Tensor AttentionMixer::sparse(const Tensor& x, const Tensor& q, const Tensor& k,
 Tensor AttentionMixer::forward(const Tensor& x, int loop, std::unique_ptr<MixerCtx>* ctx) const {
   const int64_t B = x.dim(0), L = x.dim(1);
   const int64_t window = window_per_loop_.at(loop);
-  Tensor q = ops::rope(ops::linear(x, q_.w()).reshape({B, L, H_, D_}), theta_, 0);
-  Tensor k = ops::rope(ops::linear(x, k_.w()).reshape({B, L, Hkv_, D_}), theta_, 0);
-  Tensor v = ops::linear(x, v_.w()).reshape({B, L, Hkv_, D_});
+  Tensor q, k, v, z;
+  if (qkvg_.packed()) {
+    project_fused(x, q, k, v, z);
+  } else {
+    q = ops::rope(ops::linear(x, q_.w()).reshape({B, L, H_, D_}), theta_, 0);
+    k = ops::rope(ops::linear(x, k_.w()).reshape({B, L, Hkv_, D_}), theta_, 0);
+    v = ops::linear(x, v_.w()).reshape({B, L, Hkv_, D_});
+  }
   auto c = ctx ? std::make_unique<Ctx>() : nullptr;
   Tensor lse, a;
   if (indexer_ && !dsa_dense_) {
@@ -63,7 +100,6 @@ Tensor AttentionMixer::forward(const Tensor& x, int loop, std::unique_ptr<MixerC
     // DSA stage 1: the indexer learns on every key (its scores on the dense causal set are I itself).
     if (indexer_ && c) c->indexer = indexer_->project(x), c->Isel = indexer_->scores(c->indexer);
   }
-  Tensor z;
   Tensor y = output(x, a, &z);
   if (c) {
     c->q = q, c->k = k, c->v = v, c->a = a, c->lse = lse, c->z = z;
@@ -119,7 +155,7 @@ double AttentionMixer::topk_mass(const MixerCtx& base) const {
 Tensor AttentionMixer::output(const Tensor& x, const Tensor& a, Tensor* z) const {
   Tensor gated = a;
   if (gated_) {
-    *z = ops::linear(x, g_.w());
+    if (!z->defined()) *z = ops::linear(x, g_.w());
     gated = ops::sigmoid_gate(a, *z);
   }
   return ops::linear(gated.reshape({x.dim(0), x.dim(1), H_ * D_}), o_.w());
@@ -200,19 +236,25 @@ Tensor AttentionMixer::backward(MixerCtx& base, const Tensor& x, const Tensor& d
   const int64_t B = x.dim(0), L = x.dim(1);
   // o_proj's input (the gated output) is not kept: the gate's backward pass rebuilds it for o_proj's dW.
   Tensor dgated = ops::linear_backward_dx(o_.w(), dy).reshape(c.a.shape());
+  // Fused: dq, dk, dv, dz land side by side in dY [B, L, parts * H * D] (blocks in qkvg_'s order).
+  const bool fused = qkvg_.packed();
+  const int64_t N = H_ * D_;
+  const Tensor dY = fused ? Tensor::empty({B, L, qkvg_.n() * N}, dgated.dtype(), dgated.device()) : Tensor();
+  const ColBlock dv_out{dY, 2 * N}, dz_out{dY, 3 * N};
   Tensor da = dgated, dx, gated = c.a;
   if (gated_) {
     Tensor dz;
-    ops::sigmoid_gate_backward(c.a, c.z, dgated, da, dz, &gated);
-    dx = ops::linear_backward(x, g_.w(), dz, g_.grad);
+    ops::sigmoid_gate_backward(c.a, c.z, dgated, da, dz, &gated, fused ? &dz_out : nullptr);
+    if (!fused) dx = ops::linear_backward(x, g_.w(), dz, g_.grad);
   }
   ops::linear_backward_dw(gated.reshape({B, L, H_ * D_}), dy, o_.grad);
   Tensor dq, dk, dv;
   if (c.idx.defined())
     ops::sparse_attention_backward(c.q, c.k, c.v, c.a, c.lse, c.idx, da, scale_, dq, dk, dv);
   else
-    ops::attention_backward(c.q, c.k, c.v, c.a, c.lse, da, c.window, scale_, dq, dk, dv);
+    ops::attention_backward(c.q, c.k, c.v, c.a, c.lse, da, c.window, scale_, dq, dk, dv, fused ? &dv_out : nullptr);
   if (indexer_) indexer_->learn(x, c.indexer, c.Isel, c.idx, c.q, c.k, c.lse, scale_);
+  if (fused) return backward_fused(x, dq, dk, dY);
   dq = ops::rope_backward(dq, theta_, 0).reshape({B, L, H_ * D_});
   dk = ops::rope_backward(dk, theta_, 0).reshape({B, L, Hkv_ * D_});
   dx = ops::linear_backward(x, q_.w(), dq, q_.grad, dx.defined() ? &dx : nullptr);

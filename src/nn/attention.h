@@ -15,6 +15,7 @@ class AttentionMixer : public Mixer {
   Tensor forward(const Tensor& x, int loop, std::unique_ptr<MixerCtx>* ctx) const override;
   Tensor backward(MixerCtx& ctx, const Tensor& x, const Tensor& dy) override;
   void collect(ParamList& out) override;
+  void collect_fused(std::vector<FusedProj*>& out) override;
   double first_token_mass(const MixerCtx& ctx) const override;
   double topk_mass(const MixerCtx& ctx) const override;
   std::unique_ptr<LayerCache> make_cache(int loop, int64_t batch, int64_t context) const override;
@@ -31,8 +32,14 @@ class AttentionMixer : public Mixer {
   struct Ctx;
   // DSA's sparse attention: the indexer's top-k keys and the attention over them.
   Tensor sparse(const Tensor& x, const Tensor& q, const Tensor& k, const Tensor& v, Ctx* ctx, Tensor* lse) const;
-  // o_proj( a * sigmoid(g_proj x) ); the gate pre-activation z = g_proj x is returned for backward.
+  // o_proj( a * sigmoid(g_proj x) ); the gate pre-activation z = g_proj x is returned for backward
+  // (or, already defined, taken as it is: the fused projection computed it).
   Tensor output(const Tensor& x, const Tensor& a, Tensor* z) const;
+  // q, k (RoPE applied), v and z = g_proj x from one GEMM (qkvg_ packed).
+  void project_fused(const Tensor& x, Tensor& q, Tensor& k, Tensor& v, Tensor& z) const;
+  // The backward of project_fused given dq, dk (before RoPE's backward) and the packed gradient
+  // dY whose v and g blocks are already written; returns dx.
+  Tensor backward_fused(const Tensor& x, const Tensor& dq, const Tensor& dk, const Tensor& dY);
   int64_t H_, Hkv_, D_;
   double theta_, scale_;
   bool gated_;
@@ -41,6 +48,7 @@ class AttentionMixer : public Mixer {
   std::unique_ptr<DsaIndexer> indexer_;
   std::vector<int64_t> window_per_loop_;  // 0 = full causal
   Param q_, k_, v_, o_, g_;
+  FusedProj qkvg_;  // q, k, v (and g): registered only when all are equally wide, without DSA
 };
 
 }  // namespace lt2

@@ -18,6 +18,11 @@ Block::Block(const ModelConfig& c, int layer, DType dt)
   }
 }
 
+void Block::collect_fused(std::vector<FusedProj*>& out) {
+  mixer_->collect_fused(out);
+  ffn_.collect_fused(out);
+}
+
 void Block::collect(ParamList& out) {
   out.push_back(&norm1_);
   mixer_->collect(out);

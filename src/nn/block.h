@@ -27,6 +27,7 @@ class Block {
   }
   Tensor backward(Ctx& ctx, const Tensor& dout);  // returns dh, frees ctx
   void collect(ParamList& out);
+  void collect_fused(std::vector<FusedProj*>& out);
   double first_token_mass(const Ctx& c) const { return mixer_->first_token_mass(*c.mixer); }
   Mixer& mixer() { return *mixer_; }
   const Mixer& mixer() const { return *mixer_; }

@@ -13,8 +13,15 @@ class SwiGluFfn {
   // silu(gate x) * up x, rebuilt from a forward context (which does not keep it).
   static Tensor hidden(const Ctx& ctx);
   void collect(ParamList& out) { out.insert(out.end(), {&gate, &up, &down}); }
+  void collect_fused(std::vector<FusedProj*>& out) {
+    gate_up_.parts = {&gate, &up};  // set here, once the layer sits where it stays
+    out.push_back(&gate_up_);
+  }
 
   Param gate, up, down;
+
+ private:
+  FusedProj gate_up_;
 };
 
 }  // namespace lt2

@@ -24,6 +24,8 @@ class Mixer {
   virtual Tensor forward(const Tensor& x, int loop, std::unique_ptr<MixerCtx>* ctx) const = 0;
   virtual Tensor backward(MixerCtx& ctx, const Tensor& x, const Tensor& dy) = 0;
   virtual void collect(ParamList& out) = 0;
+  // Projections this mixer runs as one GEMM when the model packs them (see FusedProj).
+  virtual void collect_fused(std::vector<FusedProj*>& /*out*/) {}
   // Diagnostics from a forward context: mean attention probability on the first token over
   // every (batch, head, query) that can see it; NaN for mixers without softmax attention.
   virtual double first_token_mass(const MixerCtx&) const { return NAN; }

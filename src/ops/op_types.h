@@ -6,6 +6,23 @@
 
 namespace lt2 {
 struct GdnGrads { Tensor dq, dk, dv, dbeta, dg, dh0; };
+// Columns [col, col + width) of t viewed as [rows, t.dim(-1)], width being that of what is
+// written there. A fused projection's backward has its ops write each input gradient straight
+// into its block of one packed gradient [.., sum of widths], which a single GEMM then reads:
+// no copy pass joins them.
+struct ColBlock {
+  Tensor t;
+  int64_t col = 0;
+  int64_t ld() const { return t.dim(-1); }
+  int64_t rows() const { return t.ndim() == 0 ? 1 : t.numel() / t.dim(-1); }
+};
+// Checks that a result of `rows` rows of `width` values in dtype dt fits the block.
+inline void check_col_block(const ColBlock& b, int64_t rows, int64_t width, DType dt, const char* op) {
+  LT2_CHECK(b.t.defined() && b.t.ndim() >= 1, op, ": the output block's tensor is missing");
+  LT2_CHECK(b.t.dtype() == dt, op, ": output block is ", dtype_name(b.t.dtype()), ", the result ", dtype_name(dt));
+  LT2_CHECK(b.rows() == rows && b.col >= 0 && b.col + width <= b.ld(), op, ": a [", rows, ", ", width,
+            "] result does not fit columns ", b.col, ".. of ", shape_str(b.t.shape()));
+}
 // step counts from 1. With max_norm > 0 and norm_sq (F64, element 0 = the squared global
 // gradient norm, on the parameters' device) the gradient is scaled by min(1, max_norm / norm)
 // inside the update: clipping without reading the norm back to the host.

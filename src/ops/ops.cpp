@@ -79,6 +79,7 @@ Tensor linear_backward_dx(const Tensor& w, const Tensor& dy, Tensor* dx_acc) {
   LT2_OP(Gemm, dy, linear_backward_dx(w, dy, dx_acc));
 }
 void linear_backward_dw(const Tensor& x, const Tensor& dy, Tensor& dw) { LT2_OP(Gemm, x, linear_backward_dw(x, dy, dw)); }
+Tensor linear_split(const Tensor& x, const Tensor& w, int64_t parts) { LT2_OP(Gemm, x, linear_split(x, w, parts)); }
 Tensor embedding(const Tensor& ids, const Tensor& table, bool ids_checked) {
   LT2_OP(NormsElementwise, table, embedding(ids, table, ids_checked));
 }
@@ -103,12 +104,14 @@ void gated_rmsnorm_backward(const Tensor& o, const Tensor& z, const Tensor& w, d
   LT2_OP(NormsElementwise, o, gated_rmsnorm_backward(o, z, w, eps, dy, do_, dz, dw, y));
 }
 Tensor swiglu(const Tensor& g, const Tensor& u) { LT2_OP(NormsElementwise, g, swiglu(g, u)); }
-void swiglu_backward(const Tensor& g, const Tensor& u, const Tensor& dh, Tensor& dg, Tensor& du, Tensor* h) {
-  LT2_OP(NormsElementwise, g, swiglu_backward(g, u, dh, dg, du, h));
+void swiglu_backward(const Tensor& g, const Tensor& u, const Tensor& dh, Tensor& dg, Tensor& du, Tensor* h,
+                     const ColBlock* dg_out, const ColBlock* du_out) {
+  LT2_OP(NormsElementwise, g, swiglu_backward(g, u, dh, dg, du, h, dg_out, du_out));
 }
 Tensor sigmoid_gate(const Tensor& a, const Tensor& z) { LT2_OP(NormsElementwise, a, sigmoid_gate(a, z)); }
-void sigmoid_gate_backward(const Tensor& a, const Tensor& z, const Tensor& dy, Tensor& da, Tensor& dz, Tensor* y) {
-  LT2_OP(NormsElementwise, a, sigmoid_gate_backward(a, z, dy, da, dz, y));
+void sigmoid_gate_backward(const Tensor& a, const Tensor& z, const Tensor& dy, Tensor& da, Tensor& dz, Tensor* y,
+                           const ColBlock* dz_out) {
+  LT2_OP(NormsElementwise, a, sigmoid_gate_backward(a, z, dy, da, dz, y, dz_out));
 }
 void gdn_gates(const Tensor& a, const Tensor& b, const Tensor& A_log, const Tensor& dt_bias, Tensor& beta, Tensor& g) {
   LT2_OP(Gdn, a, gdn_gates(a, b, A_log, dt_bias, beta, g));
@@ -118,14 +121,19 @@ void gdn_gates_backward(const Tensor& a, const Tensor& b, const Tensor& A_log, c
                         Tensor& ddt_bias) {
   LT2_OP(Gdn, a, gdn_gates_backward(a, b, A_log, dt_bias, dbeta, dg, da, db, dA_log, ddt_bias));
 }
-Tensor rope(const Tensor& x, double theta, int64_t pos0) { LT2_OP(NormsElementwise, x, rope(x, theta, pos0)); }
-Tensor rope_backward(const Tensor& dy, double theta, int64_t pos0) { LT2_OP(NormsElementwise, dy, rope_backward(dy, theta, pos0)); }
+Tensor rope(const Tensor& x, double theta, int64_t pos0, const ColBlock* out) {
+  LT2_OP(NormsElementwise, x, rope(x, theta, pos0, out));
+}
+Tensor rope_backward(const Tensor& dy, double theta, int64_t pos0, const ColBlock* out) {
+  LT2_OP(NormsElementwise, dy, rope_backward(dy, theta, pos0, out));
+}
 Tensor attention(const Tensor& q, const Tensor& k, const Tensor& v, int64_t window, double scale, Tensor* lse) {
   LT2_OP(Attention, q, attention(q, k, v, window, scale, lse));
 }
 void attention_backward(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& o, const Tensor& lse,
-                        const Tensor& dout, int64_t window, double scale, Tensor& dq, Tensor& dk, Tensor& dv) {
-  LT2_OP(Attention, q, attention_backward(q, k, v, o, lse, dout, window, scale, dq, dk, dv));
+                        const Tensor& dout, int64_t window, double scale, Tensor& dq, Tensor& dk, Tensor& dv,
+                        const ColBlock* dv_out) {
+  LT2_OP(Attention, q, attention_backward(q, k, v, o, lse, dout, window, scale, dq, dk, dv, dv_out));
 }
 Tensor attention_decode(const Tensor& q, const Tensor& k_cache, const Tensor& v_cache, const Tensor& positions,
                         int64_t window, bool ring, double scale) {
