@@ -319,10 +319,11 @@ template <class F>
 void with_kernel(bool vec4, int W, int lanes, F&& launch) {
   using std::integral_constant;
   const auto four = integral_constant<int, 4>{};
+  const auto no_norm = integral_constant<int, 0>{};
   if (lanes == 8) launch(four, four, std::true_type{}, integral_constant<int, 8>{});
   else if (lanes == 16) launch(four, four, std::true_type{}, integral_constant<int, 16>{});
   else if (lanes == 32) launch(four, four, std::true_type{}, integral_constant<int, 32>{});
-  else with_shape(vec4, W, [&](auto vec, auto wmax, auto exact) { launch(vec, wmax, exact, integral_constant<int, 0>{}); });
+  else with_shape(vec4, W, [&](auto vec, auto wmax, auto exact) { launch(vec, wmax, exact, no_norm); });
 }
 
 // y = conv_silu(x, w), normalised over heads of `lanes` lanes when lanes > 0.
