@@ -108,20 +108,14 @@ Tensor conv_silu_backward(const Tensor& x, const Tensor& w, const Tensor& dy, Te
 }
 
 // The reference composes the two ops (the conv output as an intermediate tensor).
-static Shape head_shape(const Tensor& x, int64_t head, const char* op) {
-  LT2_CHECK(x.ndim() == 3, op, ": x must be [B, L, C], got ", shape_str(x.shape()));
-  LT2_CHECK(head >= 1 && x.dim(2) % head == 0, op, ": C = ", x.dim(2), " is not a multiple of the head size ", head);
-  return {x.dim(0), x.dim(1), x.dim(2) / head, head};
-}
-
 Tensor conv_silu_l2norm(const Tensor& x, const Tensor& w, int64_t head, double scale) {
-  const Shape heads = head_shape(x, head, "conv_silu_l2norm");
+  const Shape heads = conv_head_shape(x, head, "conv_silu_l2norm");
   return l2norm(conv_silu(x, w).reshape(heads), scale).reshape(x.shape());
 }
 
 Tensor conv_silu_l2norm_backward(const Tensor& x, const Tensor& w, int64_t head, double scale, const Tensor& dy,
                                  Tensor& dw) {
-  const Shape heads = head_shape(x, head, "conv_silu_l2norm_backward");
+  const Shape heads = conv_head_shape(x, head, "conv_silu_l2norm_backward");
   check_shape(dy, x.shape(), "conv_silu_l2norm_backward dy");
   const Tensor y = conv_silu(x, w).reshape(heads);
   return conv_silu_backward(x, w, l2norm_backward(y, scale, dy.reshape(heads)).reshape(x.shape()), dw);

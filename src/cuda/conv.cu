@@ -378,12 +378,6 @@ void check_conv_backward(const Tensor& x, const Tensor& w, const Tensor& dy, con
   expect_f32(dw, op, "dw");
 }
 
-// [B, L, C / head, head] for conv_silu_l2norm's composed path.
-Shape head_shape(const Tensor& x, int64_t head, const char* op) {
-  LT2_CHECK(head >= 1 && x.dim(2) % head == 0, op, ": C = ", x.dim(2), " is not a multiple of the head size ", head);
-  return {x.dim(0), x.dim(1), x.dim(2) / head, head};
-}
-
 }  // namespace
 
 Tensor conv_silu(const Tensor& x, const Tensor& w) {
@@ -398,7 +392,7 @@ Tensor conv_silu_backward(const Tensor& x, const Tensor& w, const Tensor& dy, Te
 
 Tensor conv_silu_l2norm(const Tensor& x, const Tensor& w, int64_t head, double scale) {
   check_conv(x, w, "conv_silu_l2norm");
-  const Shape heads = head_shape(x, head, "conv_silu_l2norm");
+  const Shape heads = conv_head_shape(x, head, "conv_silu_l2norm");
   const int lanes = norm_lanes(x, w, head, {x.bytes()});  // y is a fresh (aligned) tensor
   if (lanes) return conv_forward(x, w, lanes, float(scale));
   return l2norm(conv_forward(x, w, 0, 0.f).reshape(heads), scale).reshape(x.shape());
@@ -407,7 +401,7 @@ Tensor conv_silu_l2norm(const Tensor& x, const Tensor& w, int64_t head, double s
 Tensor conv_silu_l2norm_backward(const Tensor& x, const Tensor& w, int64_t head, double scale, const Tensor& dy,
                                  Tensor& dw) {
   check_conv_backward(x, w, dy, dw, "conv_silu_l2norm_backward");
-  const Shape heads = head_shape(x, head, "conv_silu_l2norm_backward");
+  const Shape heads = conv_head_shape(x, head, "conv_silu_l2norm_backward");
   const int lanes = norm_lanes(x, w, head, {x.bytes(), dy.bytes()});
   if (lanes) return conv_backward(x, w, dy, dw, lanes, float(scale));
   const Tensor y = conv_forward(x, w, 0, 0.f).reshape(heads);

@@ -23,6 +23,12 @@ inline void check_col_block(const ColBlock& b, int64_t rows, int64_t width, DTyp
   LT2_CHECK(b.rows() == rows && b.col >= 0 && b.col + width <= b.ld(), op, ": a [", rows, ", ", width,
             "] result does not fit columns ", b.col, ".. of ", shape_str(b.t.shape()));
 }
+// conv_silu_l2norm's x [B, L, C] viewed per head: [B, L, C / head, head] (C a multiple of head).
+inline Shape conv_head_shape(const Tensor& x, int64_t head, const char* op) {
+  LT2_CHECK(x.ndim() == 3, op, ": x must be [B, L, C], got ", shape_str(x.shape()));
+  LT2_CHECK(head >= 1 && x.dim(2) % head == 0, op, ": C = ", x.dim(2), " is not a multiple of the head size ", head);
+  return {x.dim(0), x.dim(1), x.dim(2) / head, head};
+}
 // step counts from 1. With max_norm > 0 and norm_sq (F64, element 0 = the squared global
 // gradient norm, on the parameters' device) the gradient is scaled by min(1, max_norm / norm)
 // inside the update: clipping without reading the norm back to the host.
