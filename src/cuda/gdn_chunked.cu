@@ -47,7 +47,7 @@
 // Operands are read from shared memory through small accessor lambdas, so transposes, row
 // scalings (e, Γl, β) and the X = V − eKS difference are applied on the fly without extra copies.
 //
-// BF16 modes (K <= 128 with BF16 activations; LT2_GDN_MMA = bf16x2 (the default), bf16 or
+// BF16 modes (K <= 128 with BF16 activations; LT2_GDN_MMA = bf16 (the default), bf16x2 or
 // tf32): mma.sync m16n8k16 on BF16 operands, the raw q / k / v / dout tiles (exact in BF16) fed
 // by ldmatrix; fp32 operands (states, A, Δ, dΔ, ...) split into hi + lo BF16 halves (bf16x2,
 // ~16 bits, so raw × fp32 costs two mma and fp32 × fp32 three) or rounded to BF16 once (bf16);
@@ -58,11 +58,12 @@
 // Measured on an H100 (bench/gpu/gdn_bf16x2_h100.txt): bf16x2 passes every parity test at the
 // output-rounding floor (o, dq, dk, dv ≈ 1.7e-3; hT, dh0, dβ, dg <= 1.5e-5, where TF32 gives
 // 1e-4 to 4e-4) and takes fwd+bwd from 3.66 / 5.19 ms (TF32) to 3.07–3.13 / 4.04–4.15 ms at the
-// two issue shapes; bf16 passes too (2.45–2.48 / 3.29–3.37 ms) but with hT up to 3.6e-3 against
-// the 5e-3 bound, so it stays opt-in.
+// two issue shapes; bf16 passes too (2.45–2.48 / 3.29–3.37 ms) with hT up to 3.6e-3 against
+// the 5e-3 bound. (In the accessor kernels; the default is now bf16 in the split-tile kernels.)
 //
-// Split-tile kernels (bf16x2 with BF16 activations and K <= 128, the default; LT2_GDN_LEGACY=1
-// runs the accessor kernels above instead): gdn_scan_x2_kernel and gdn_grad_x2_kernel do the same
+// Split-tile kernels (bf16 and bf16x2 with BF16 activations and K <= 128, bf16 the default since
+// the seventh session; LT2_GDN_LEGACY=1 runs the accessor kernels above instead; in bf16 a split
+// tile is its hi plane alone): gdn_scan_x2_kernel and gdn_grad_x2_kernel do the same
 // work with the same split points, but every fp32 operand is written ONCE as a split tile (hi and
 // lo BF16 planes in shared memory, row scalings folded in) by the warp that computes it, and
 // every product reads its operands by ldmatrix; prep hands them Au = A diag(β) and A split, the
@@ -173,12 +174,19 @@ __device__ __forceinline__ void split_bf16(float x0, float x1, uint32_t& hi, uin
   else lo = 0u;
 }
 
-// The split (hi, lo) of the pair (x0, x1) into element (r, c) of a split tile (c even).
+// BF16 planes of a split tile in mode P: hi and lo (kBF16x2), or hi alone (kBF16, where every
+// fp32 operand is rounded to BF16 once and the lo plane is never written nor read).
+template <int P>
+constexpr int planes() {
+  return P == kBF16x2 ? 2 : 1;
+}
+// The split (hi, lo) of the pair (x0, x1) into element (r, c) of a split tile (c even); hi only in kBF16.
+template <int P>
 __device__ __forceinline__ void put_split(bf16* p, int s, int lo, int r, int c, float x0, float x1) {
   uint32_t hi, lw;
-  split_bf16<true>(x0, x1, hi, lw);
+  split_bf16<P == kBF16x2>(x0, x1, hi, lw);
   *reinterpret_cast<uint32_t*>(p + r * s + c) = hi;
-  *reinterpret_cast<uint32_t*>(p + lo + r * s + c) = lw;
+  if constexpr (P == kBF16x2) *reinterpret_cast<uint32_t*>(p + lo + r * s + c) = lw;
 }
 __device__ __forceinline__ void ldsm_x4(uint32_t (&r)[4], const void* p) {
   const unsigned a = static_cast<unsigned>(__cvta_generic_to_shared(p));
@@ -311,6 +319,10 @@ __device__ __forceinline__ void load_b(const FB& B, int k, int n, uint32_t (&b)[
     } else if constexpr (is_row_tile<FB>::value) {  // k-major, transposed on the way: rows k + l % 16
       ldsm_x2_t(b, B.p + (k + (l & 15)) * B.s + n);
       bs[0] = bs[1] = 0u;
+    } else if constexpr (is_split<FB>::value && P != kBF16x2) {  // the hi plane only
+      if constexpr (split_col<FB>::value) ldsm_x2(b, B.p + (n + (l & 7)) * B.s + k + 8 * ((l >> 3) & 1));
+      else ldsm_x2_t(b, B.p + (k + (l & 15)) * B.s + n);
+      bs[0] = bs[1] = 0u;
     } else if constexpr (is_split<FB>::value) {  // hi (lanes 0–15) and lo (16–31) in one instruction
       uint32_t r[4];
       const bf16* q = (l & 16) ? B.p + B.lo : B.p;
@@ -318,8 +330,8 @@ __device__ __forceinline__ void load_b(const FB& B, int k, int n, uint32_t (&b)[
       else ldsm_x4_t(r, q + (k + (l & 15)) * B.s + n);
       b[0] = r[0];
       b[1] = r[1];
-      bs[0] = P == kBF16x2 ? r[2] : 0u;
-      bs[1] = P == kBF16x2 ? r[3] : 0u;
+      bs[0] = r[2];
+      bs[1] = r[3];
     } else {
       constexpr bool S = P == kBF16x2 && !is_raw<FB>::value;
       split_bf16<S>(B(k + 2 * t, n + g), B(k + 2 * t + 1, n + g), b[0], bs[0]);
@@ -744,8 +756,8 @@ __global__ void __launch_bounds__(kThreads) gdn_prep_kernel(const T* __restrict_
     bf16* dsa = a2_out ? a2_out + (bhv * d.NC + c) * (2 * kC * kC) : nullptr;
     for (int idx = tid; idx < kC * kC / 2; idx += kThreads) {
       const int r = idx / (kC / 2), s = 2 * (idx % (kC / 2));
-      put_split(dst, kC, kC * kC, r, s, Am[r * Lay::LDA + s] * bet[s], Am[r * Lay::LDA + s + 1] * bet[s + 1]);
-      if (a2_out) put_split(dsa, kC, kC * kC, r, s, Am[r * Lay::LDA + s], Am[r * Lay::LDA + s + 1]);
+      put_split<P>(dst, kC, kC * kC, r, s, Am[r * Lay::LDA + s] * bet[s], Am[r * Lay::LDA + s + 1] * bet[s + 1]);
+      if (a2_out) put_split<P>(dsa, kC, kC * kC, r, s, Am[r * Lay::LDA + s], Am[r * Lay::LDA + s + 1]);
     }
   }
 }
@@ -1145,14 +1157,15 @@ __device__ __forceinline__ void for_pairs(float (&acc)[NS][4], int m0, int n0, c
 
 // hi, lo = the split of s · x for 8 BF16 values x (one 16-byte word), the same values as put_split
 // of each pair, stored as 16-byte words.
+template <int P>
 __device__ __forceinline__ void scale_split8(float s, const uint4& x, uint4* hi, uint4* lo) {
   const uint32_t in[4] = {x.x, x.y, x.z, x.w};
   uint32_t h[4], l[4];
 #pragma unroll
   for (int w = 0; w < 4; ++w)
-    split_bf16<true>(s * __uint_as_float(in[w] << 16), s * __uint_as_float(in[w] & 0xffff0000u), h[w], l[w]);
+    split_bf16<P == kBF16x2>(s * __uint_as_float(in[w] << 16), s * __uint_as_float(in[w] & 0xffff0000u), h[w], l[w]);
   *hi = make_uint4(h[0], h[1], h[2], h[3]);
-  *lo = make_uint4(l[0], l[1], l[2], l[3]);
+  if constexpr (P == kBF16x2) *lo = make_uint4(l[0], l[1], l[2], l[3]);
 }
 
 template <int KP, int VT>
@@ -1186,10 +1199,10 @@ __device__ __forceinline__ void scan_x2_issue_Au(const ScanArgs& a, int c, int64
 // one published (it is rewritten only after the chunk's last barrier). Every thread copies 16-byte
 // words: coalesced stores, and no second split of the register tiles (the walk used to split them
 // again and store 4-byte pairs to both planes).
-template <int KP, int VT>
+template <int KP, int VT, int P>
 __device__ __forceinline__ void scan_x2_store_ckpt(bf16* dst, const bf16* Sp) {
   using Lay = ScanX2Layout<KP, VT>;
-  constexpr int GPR = VT / 8, WORDS = 2 * KP * GPR;  // 16-byte words per row, in all
+  constexpr int GPR = VT / 8, WORDS = planes<P>() * KP * GPR;  // 16-byte words per row, in all
   static_assert(WORDS % kThreads == 0, "checkpoint copy mapping");
 #pragma unroll
   for (int it = 0; it < WORDS / kThreads; ++it) {
@@ -1200,10 +1213,10 @@ __device__ __forceinline__ void scan_x2_store_ckpt(bf16* dst, const bf16* Sp) {
 }
 
 // Forward walk, value columns [col0, col0 + VT).
-template <int KP, int VT>
+template <int KP, int VT, int P>
 __device__ __forceinline__ void scan_x2_forward(const ScanArgs& a, int tile, unsigned char* smem) {
   using Lay = ScanX2Layout<KP, VT>;
-  constexpr int P = kBF16x2, NS = VT / 16, LDK = Lay::LDK, LDV = Lay::LDV, LDC = Lay::LDC;
+  constexpr int NS = VT / 16, LDK = Lay::LDK, LDV = Lay::LDV, LDC = Lay::LDC;
   constexpr int NT = KP / 64;  // state tiles of 16 × VT/2 per warp
   bf16* Sp = reinterpret_cast<bf16*>(smem + Lay::S);
   bf16* Mp = reinterpret_cast<bf16*>(smem + Lay::M);
@@ -1243,7 +1256,7 @@ __device__ __forceinline__ void scan_x2_forward(const ScanArgs& a, int tile, uns
     for_acc(St[u], mS, nS, [&](int i, int cc, float& x) {
       x = (a.h0 && i < d.K && cc < ncol) ? a.h0[(bhv * d.K + i) * d.V + col0 + cc] : 0.f;
     });
-    for_pairs(St[u], mS, nS, [&](int i, int cc, float x0, float x1) { put_split(Sp, LDV, Lay::SPL, i, cc, x0, x1); });
+    for_pairs(St[u], mS, nS, [&](int i, int cc, float x0, float x1) { put_split<P>(Sp, LDV, Lay::SPL, i, cc, x0, x1); });
   }
 
   for (int c = 0; c < NC; ++c) {
@@ -1270,7 +1283,7 @@ __device__ __forceinline__ void scan_x2_forward(const ScanArgs& a, int tile, uns
       if (c + 2 < NC) gt = fetch_gates(a, c + 2, b, hv);
     }
     if (a.ckS)
-      scan_x2_store_ckpt<KP, VT>(static_cast<bf16*>(a.ckS) + ((bhv * d.NC + c) * a.tiles + tile) * (2 * KP * VT), Sp);
+      scan_x2_store_ckpt<KP, VT, P>(static_cast<bf16*>(a.ckS) + ((bhv * d.NC + c) * a.tiles + tile) * (planes<P>() * KP * VT), Sp);
     // X = V − diag(e) K S (split);  P = diag(e) Q S kept for O;  M = tril(Q Kᵀ) ⊙ Γ (split).
     float accO[NS][4] = {};
     {
@@ -1278,7 +1291,7 @@ __device__ __forceinline__ void scan_x2_forward(const ScanArgs& a, int tile, uns
       if (want_o) warp_mma_2a<P>(accK, accO, Ka, Qa, Sb, m0, n0, 0, KP);
       else warp_mma<P>(accK, Ka, Sb, m0, n0, 0, KP);
       for_pairs(accK, m0, n0, [&](int r, int cc, float x0, float x1) {
-        put_split(Xp, LDV, Lay::TPL, r, cc, ld(vs[r * LDV + cc]) - e[r] * x0, ld(vs[r * LDV + cc + 1]) - e[r] * x1);
+        put_split<P>(Xp, LDV, Lay::TPL, r, cc, ld(vs[r * LDV + cc]) - e[r] * x0, ld(vs[r * LDV + cc + 1]) - e[r] * x1);
       });
     }
     if (want_o) for_acc(accO, m0, n0, [&](int r, int, float& x) { x *= e[r]; });
@@ -1287,15 +1300,15 @@ __device__ __forceinline__ void scan_x2_forward(const ScanArgs& a, int tile, uns
       float accD[NS][4] = {};
       warp_mma<P>(accD, Aua, Xb, m0, n0, 0, m0 + 16);
       for_pairs(accD, m0, n0, [&](int r, int cc, float x0, float x1) {
-        put_split(Dp, LDV, Lay::TPL, r, cc, x0, x1);
-        put_split(Gp, LDV, Lay::TPL, r, cc, gl[r] * x0, gl[r] * x1);
+        put_split<P>(Dp, LDV, Lay::TPL, r, cc, x0, x1);
+        put_split<P>(Gp, LDV, Lay::TPL, r, cc, gl[r] * x0, gl[r] * x1);
       });
     }
     if (want_o && m_tile) {  // M = tril(Q Kᵀ) ⊙ Γ here, not with K S: Δ's triangle leaves these warps time
       float accM[4][4] = {};
       warp_mma<P>(accM, Qa, Kt, mM, nMM, 0, KP);
       for_pairs(accM, mM, nMM, [&](int r, int s, float x0, float x1) {
-        put_split(Mp, LDC, Lay::CPL, r, s, s <= r ? x0 * expf(gam[r] - gam[s]) : 0.f,
+        put_split<P>(Mp, LDC, Lay::CPL, r, s, s <= r ? x0 * expf(gam[r] - gam[s]) : 0.f,
                   s + 1 <= r ? x1 * expf(gam[r] - gam[s + 1]) : 0.f);
       });
     }
@@ -1318,7 +1331,7 @@ __device__ __forceinline__ void scan_x2_forward(const ScanArgs& a, int tile, uns
       const int tt = warp + kWarps * u, mS = 16 * (tt >> 1), nS = (tt & 1) * (VT / 2);
       for_acc(St[u], mS, nS, [&](int, int, float& x) { x *= el; });
       warp_mma<P>(St[u], Kt, Gb, mS, nS, 0, kC);
-      for_pairs(St[u], mS, nS, [&](int i, int cc, float x0, float x1) { put_split(Sp, LDV, Lay::SPL, i, cc, x0, x1); });
+      for_pairs(St[u], mS, nS, [&](int i, int cc, float x0, float x1) { put_split<P>(Sp, LDV, Lay::SPL, i, cc, x0, x1); });
     }
   }
   if (a.hT) {
@@ -1334,10 +1347,10 @@ __device__ __forceinline__ void scan_x2_forward(const ScanArgs& a, int tile, uns
 
 // Reverse walk, value columns [col0, col0 + VT): dS ← dhT; per chunk (last first)
 // dΔ = Γl K dS + Mᵀ dO, dX = Auᵀ dΔ (= dv), dS ← e_{C−1} dS + Qᵀ (e dO) + Kᵀ (−e dX).
-template <int KP, int VT>
+template <int KP, int VT, int P>
 __device__ __forceinline__ void scan_x2_reverse(const ScanArgs& a, int tile, unsigned char* smem) {
   using Lay = ScanX2Layout<KP, VT>;
-  constexpr int P = kBF16x2, NS = VT / 16, LDK = Lay::LDK, LDV = Lay::LDV, LDC = Lay::LDC;
+  constexpr int NS = VT / 16, LDK = Lay::LDK, LDV = Lay::LDV, LDC = Lay::LDC;
   constexpr int NT = KP / 64;
   bf16* Sp = reinterpret_cast<bf16*>(smem + Lay::S);
   bf16* Mp = reinterpret_cast<bf16*>(smem + Lay::M);
@@ -1371,7 +1384,7 @@ __device__ __forceinline__ void scan_x2_reverse(const ScanArgs& a, int tile, uns
     for_acc(St[u], mS, nS, [&](int i, int cc, float& x) {
       x = (a.dhT && i < d.K && cc < ncol) ? a.dhT[(bhv * d.K + i) * d.V + col0 + cc] : 0.f;
     });
-    for_pairs(St[u], mS, nS, [&](int i, int cc, float x0, float x1) { put_split(Sp, LDV, Lay::SPL, i, cc, x0, x1); });
+    for_pairs(St[u], mS, nS, [&](int i, int cc, float x0, float x1) { put_split<P>(Sp, LDV, Lay::SPL, i, cc, x0, x1); });
   }
 
   for (int it = 0; it < NC; ++it) {
@@ -1399,17 +1412,17 @@ __device__ __forceinline__ void scan_x2_reverse(const ScanArgs& a, int tile, uns
       if (it + 2 < NC) gt = fetch_gates(a, c - 2, b, hv);
     }
     if (a.ckD)
-      scan_x2_store_ckpt<KP, VT>(static_cast<bf16*>(a.ckD) + ((bhv * d.NC + c) * a.tiles + tile) * (2 * KP * VT), Sp);
+      scan_x2_store_ckpt<KP, VT, P>(static_cast<bf16*>(a.ckD) + ((bhv * d.NC + c) * a.tiles + tile) * (planes<P>() * KP * VT), Sp);
     for (int idx = tid; idx < kC * (VT / 8); idx += kThreads) {  // e dO, split, 8 columns (16 bytes) at a time
       const int o = (idx / (VT / 8)) * LDV + 8 * (idx % (VT / 8));
-      scale_split8(e[idx / (VT / 8)], *reinterpret_cast<const uint4*>(dos + o), reinterpret_cast<uint4*>(Ep + o),
+      scale_split8<P>(e[idx / (VT / 8)], *reinterpret_cast<const uint4*>(dos + o), reinterpret_cast<uint4*>(Ep + o),
                    reinterpret_cast<uint4*>(Ep + Lay::TPL + o));
     }
     if (m_tile) {
       float accM[4][4] = {};
       warp_mma<P>(accM, Qa, Kt, m0, nM, 0, KP);
       for_pairs(accM, m0, nM, [&](int r, int s, float x0, float x1) {
-        put_split(Mp, LDC, Lay::CPL, r, s, s <= r ? x0 * expf(gam[r] - gam[s]) : 0.f,
+        put_split<P>(Mp, LDC, Lay::CPL, r, s, s <= r ? x0 * expf(gam[r] - gam[s]) : 0.f,
                   s + 1 <= r ? x1 * expf(gam[r] - gam[s + 1]) : 0.f);
       });
     }
@@ -1418,7 +1431,7 @@ __device__ __forceinline__ void scan_x2_reverse(const ScanArgs& a, int tile, uns
     for_acc(accG, m0, n0, [&](int r, int, float& x) { x *= gl[r]; });
     __syncthreads();
     warp_mma<P>(accG, MtA, dOb, m0, n0, m0, kC);  // Mᵀ is upper triangular: rows s >= m0
-    for_pairs(accG, m0, n0, [&](int r, int cc, float x0, float x1) { put_split(Gp, LDV, Lay::TPL, r, cc, x0, x1); });
+    for_pairs(accG, m0, n0, [&](int r, int cc, float x0, float x1) { put_split<P>(Gp, LDV, Lay::TPL, r, cc, x0, x1); });
     const float el = e[kC - 1];
 #pragma unroll
     for (int u = 0; u < NT; ++u) {  // dS ← e_{C−1} dS + Qᵀ (e dO), in registers
@@ -1431,7 +1444,7 @@ __device__ __forceinline__ void scan_x2_reverse(const ScanArgs& a, int tile, uns
       float accX[NS][4] = {};  // dX = Auᵀ dΔ
       warp_mma<P>(accX, AutA, Gb, m0, n0, m0, kC);
       for_pairs(accX, m0, n0, [&](int r, int cc, float x0, float x1) {
-        put_split(Xp, LDV, Lay::TPL, r, cc, -e[r] * x0, -e[r] * x1);
+        put_split<P>(Xp, LDV, Lay::TPL, r, cc, -e[r] * x0, -e[r] * x1);
         if (r < n) store_pair(dv + ((b * d.L + t0 + r) * d.HV + hv) * d.V + col0 + cc, x0, x1, ncol - cc, pairs);
       });
     }
@@ -1444,7 +1457,7 @@ __device__ __forceinline__ void scan_x2_reverse(const ScanArgs& a, int tile, uns
     for (int u = 0; u < NT; ++u) {  // dS += Kᵀ (−e dX); its split copy for the next chunk
       const int tt = warp + kWarps * u, mS = 16 * (tt >> 1), nS = (tt & 1) * (VT / 2);
       warp_mma<P>(St[u], Kt, Xb, mS, nS, 0, kC);
-      for_pairs(St[u], mS, nS, [&](int i, int cc, float x0, float x1) { put_split(Sp, LDV, Lay::SPL, i, cc, x0, x1); });
+      for_pairs(St[u], mS, nS, [&](int i, int cc, float x0, float x1) { put_split<P>(Sp, LDV, Lay::SPL, i, cc, x0, x1); });
     }
   }
   if (a.dh0) {
@@ -1458,12 +1471,12 @@ __device__ __forceinline__ void scan_x2_reverse(const ScanArgs& a, int tile, uns
   }
 }
 
-template <int KP, int VT>
+template <int KP, int VT, int P>
 __global__ void __launch_bounds__(kThreads, 1) gdn_scan_x2_kernel(ScanArgs a) {
   extern __shared__ __align__(16) unsigned char smem[];
   const int role = a.first_role + int(blockIdx.x) / a.tiles, tile = int(blockIdx.x) % a.tiles;
-  if (role == 0) scan_x2_forward<KP, VT>(a, tile, smem);
-  else scan_x2_reverse<KP, VT>(a, tile, smem);
+  if (role == 0) scan_x2_forward<KP, VT, P>(a, tile, smem);
+  else scan_x2_reverse<KP, VT, P>(a, tile, smem);
 }
 
 // ---- grad: per chunk, everything that sums over the value columns --------------------------------
@@ -1920,27 +1933,40 @@ __device__ __forceinline__ void acc_pairs(float (&acc)[NS][4], float* p, int ld,
     }
 }
 
-// Σ over 8 elements of (hi + lo) · (hi' + lo'): a, b as 16-byte words of their hi and lo planes.
-__device__ __forceinline__ float split_dot8(const uint4& ah, const uint4& al, const uint4& bh, const uint4& bl) {
-  const uint32_t xa[4] = {ah.x, ah.y, ah.z, ah.w}, ya[4] = {al.x, al.y, al.z, al.w};
-  const uint32_t xb[4] = {bh.x, bh.y, bh.z, bh.w}, yb[4] = {bl.x, bl.y, bl.z, bl.w};
+// Σ over 8 elements of (hi + lo) · (hi' + lo') (kBF16: hi · hi'), a and b at the same offset of
+// their planes (lo = the lo plane's offset in elements), read as 16-byte words.
+template <int P>
+__device__ __forceinline__ float split_dot8(const bf16* a, const bf16* b, int lo) {
+  auto word = [](const bf16* p) { return *reinterpret_cast<const uint4*>(p); };
+  const uint4 ah = word(a), bh = word(b);
+  const uint32_t xa[4] = {ah.x, ah.y, ah.z, ah.w}, xb[4] = {bh.x, bh.y, bh.z, bh.w};
+  uint32_t ya[4] = {}, yb[4] = {};
+  if constexpr (P == kBF16x2) {
+    const uint4 al = word(a + lo), bl = word(b + lo);
+    ya[0] = al.x, ya[1] = al.y, ya[2] = al.z, ya[3] = al.w;
+    yb[0] = bl.x, yb[1] = bl.y, yb[2] = bl.z, yb[3] = bl.w;
+  }
   float acc = 0.f;
 #pragma unroll
   for (int w = 0; w < 4; ++w) {
-    const float a0 = __uint_as_float(xa[w] << 16) + __uint_as_float(ya[w] << 16);
-    const float a1 = __uint_as_float(xa[w] & 0xffff0000u) + __uint_as_float(ya[w] & 0xffff0000u);
-    const float b0 = __uint_as_float(xb[w] << 16) + __uint_as_float(yb[w] << 16);
-    const float b1 = __uint_as_float(xb[w] & 0xffff0000u) + __uint_as_float(yb[w] & 0xffff0000u);
+    float a0 = __uint_as_float(xa[w] << 16), a1 = __uint_as_float(xa[w] & 0xffff0000u);
+    float b0 = __uint_as_float(xb[w] << 16), b1 = __uint_as_float(xb[w] & 0xffff0000u);
+    if constexpr (P == kBF16x2) {
+      a0 += __uint_as_float(ya[w] << 16);
+      a1 += __uint_as_float(ya[w] & 0xffff0000u);
+      b0 += __uint_as_float(yb[w] << 16);
+      b1 += __uint_as_float(yb[w] & 0xffff0000u);
+    }
     acc += a0 * b0 + a1 * b1;
   }
   return acc;
 }
 
-template <int KP, int VB>
+template <int KP, int VB, int P>
 __global__ void __launch_bounds__(kThreads, 1) gdn_grad_x2_kernel(GradArgs a) {
   using Lay = GradX2Layout<KP, VB>;
   using T = bf16;
-  constexpr int P = kBF16x2, NS1 = VB / 16, NSO = KP / 16;
+  constexpr int NS1 = VB / 16, NSO = KP / 16, NPL = planes<P>();
   constexpr int LDK = Lay::LDK, LDB = Lay::LDB, LDC = Lay::LDC;
   extern __shared__ __align__(16) unsigned char smem[];
   T* qs = reinterpret_cast<T*>(smem + Lay::Q);
@@ -1994,7 +2020,7 @@ __global__ void __launch_bounds__(kThreads, 1) gdn_grad_x2_kernel(GradArgs a) {
   static_assert(kThreads % GPR == 0 && KP % RPP == 0, "value-block load mapping");
   const int row0 = tid / GPR, cc8 = 8 * (tid % GPR);
   const int vt_shift = __ffs(vt) - 1;  // vt is 32 or 64 (choose_vt)
-  const int64_t ck_thread = (bhv * d.NC + c) * tiles * (2 * int64_t(KP) * vt) + int64_t(row0) * vt + cc8;
+  const int64_t ck_thread = (bhv * d.NC + c) * tiles * (NPL * int64_t(KP) * vt) + int64_t(row0) * vt + cc8;
   const T* dout_c = dout + ((b * d.L + t0) * d.HV + hv) * d.V;
   auto issue = [&](int vbi, int buf) {
     unsigned char* base = smem + Lay::SB + buf * Lay::SBUF;
@@ -2002,9 +2028,9 @@ __global__ void __launch_bounds__(kThreads, 1) gdn_grad_x2_kernel(GradArgs a) {
     bf16* dsd = sd + 2 * Lay::SPL;
     T* dd = reinterpret_cast<T*>(base + 2 * 4 * size_t(Lay::SPL));
     const int colb = vbi * VB;  // tile colb / vt of the checkpoints, column colb % vt in it
-    const int64_t blk = ck_thread + ((int64_t(colb >> vt_shift) * (2 * KP)) << vt_shift) + (colb & (vt - 1));
+    const int64_t blk = ck_thread + ((int64_t(colb >> vt_shift) * (NPL * KP)) << vt_shift) + (colb & (vt - 1));
 #pragma unroll
-    for (int pass = 0; pass < 2 * KP / RPP; ++pass) {
+    for (int pass = 0; pass < NPL * KP / RPP; ++pass) {
       const int row = RPP * pass;  // + row0: plane row / KP, row row % KP of it
       const int so = (row / KP) * Lay::SPL + (row % KP) * LDB;
       const int64_t go = blk + (int64_t(row) << vt_shift);
@@ -2079,7 +2105,7 @@ __global__ void __launch_bounds__(kThreads, 1) gdn_grad_x2_kernel(GradArgs a) {
     float accM[4][4] = {};
     warp_mma<P>(accM, Qa, Kt, m0, nM, 0, KP);
     for_pairs(accM, m0, nM, [&](int r, int s, float x0, float x1) {
-      put_split(Msp, LDC, Lay::CPL, r, s, s <= r ? x0 * expf(gam[r] - gam[s]) : 0.f,
+      put_split<P>(Msp, LDC, Lay::CPL, r, s, s <= r ? x0 * expf(gam[r] - gam[s]) : 0.f,
                 s + 1 <= r ? x1 * expf(gam[r] - gam[s + 1]) : 0.f);
     });
   }
@@ -2118,8 +2144,7 @@ __global__ void __launch_bounds__(kThreads, 1) gdn_grad_x2_kernel(GradArgs a) {
     static_assert(KP % 8 == 0 && LDB == 40, "<dS', S> load mapping");
     for (int idx = tid; idx < KP * (VB / 8); idx += kThreads) {
       const int o = (8 * (idx / (8 * (VB / 8))) + idx % 8) * LDB + 8 * ((idx / 8) % (VB / 8));
-      auto word = [&](const bf16* p) { return *reinterpret_cast<const uint4*>(p + o); };
-      dss += split_dot8(word(Sp), word(Sp + Lay::SPL), word(dSp), word(dSp + Lay::SPL));
+      dss += split_dot8<P>(Sp + o, dSp + o, Lay::SPL);
     }
     // K S, K dS', Q S: X = V − e K S split; e K S and Γl K dS' stay in registers.
     float aKS[NS1][4] = {}, aG[NS1][4] = {};
@@ -2134,8 +2159,8 @@ __global__ void __launch_bounds__(kThreads, 1) gdn_grad_x2_kernel(GradArgs a) {
         const int cc = n1 + 8 * j + 2 * t4;
         auto lo = [](uint32_t x) { return __uint_as_float(x << 16); };
         auto hi = [](uint32_t x) { return __uint_as_float(x & 0xffff0000u); };
-        put_split(Xp, LDB, Lay::TPL, m0 + g, cc, lo(vcur[j][0]) - aKS[j][0], hi(vcur[j][0]) - aKS[j][1]);
-        put_split(Xp, LDB, Lay::TPL, m0 + g + 8, cc, lo(vcur[j][1]) - aKS[j][2], hi(vcur[j][1]) - aKS[j][3]);
+        put_split<P>(Xp, LDB, Lay::TPL, m0 + g, cc, lo(vcur[j][0]) - aKS[j][0], hi(vcur[j][0]) - aKS[j][1]);
+        put_split<P>(Xp, LDB, Lay::TPL, m0 + g + 8, cc, lo(vcur[j][1]) - aKS[j][2], hi(vcur[j][1]) - aKS[j][3]);
       }
       row_dot_acc(aQS, m0, n1, [&](int r, int cc) { return e[r] * ld(dos[r * LDB + cc]); }, ps);
     }
@@ -2144,9 +2169,9 @@ __global__ void __launch_bounds__(kThreads, 1) gdn_grad_x2_kernel(GradArgs a) {
       float aD[NS1][4] = {};
       warp_mma<P>(aD, Aua, Xb, m0, n1, 0, m0 + 16);
       row_dot2(aD, aG, pc);
-      for_pairs(aD, m0, n1, [&](int r, int cc, float x0, float x1) { put_split(Dp, LDB, Lay::TPL, r, cc, x0, x1); });
+      for_pairs(aD, m0, n1, [&](int r, int cc, float x0, float x1) { put_split<P>(Dp, LDB, Lay::TPL, r, cc, x0, x1); });
       warp_mma<P>(aG, MtA, dOb, m0, n1, m0, kC);
-      for_pairs(aG, m0, n1, [&](int r, int cc, float x0, float x1) { put_split(Gp, LDB, Lay::TPL, r, cc, x0, x1); });
+      for_pairs(aG, m0, n1, [&](int r, int cc, float x0, float x1) { put_split<P>(Gp, LDB, Lay::TPL, r, cc, x0, x1); });
     }
     __syncthreads();
     {  // dX = Auᵀ dΔ, for its row dot with e K S only (dv comes from the scan)
@@ -2189,7 +2214,7 @@ __global__ void __launch_bounds__(kThreads, 1) gdn_grad_x2_kernel(GradArgs a) {
   // row and column sums run four threads to a row (fixed order, shuffles).
   load_tile_async<2 * kC, kC, LDC>(Asp, a.A2 + (bhv * d.NC + c) * (2 * kC * kC), kC, 2 * kC, kC);
   cp_async_commit();
-  for_pairs(accY, m0, no, [&](int r, int i, float x0, float x1) { put_split(Yp, Lay::LDY, Lay::YPL, r, i, x0, x1); });
+  for_pairs(accY, m0, no, [&](int r, int i, float x0, float x1) { put_split<P>(Yp, Lay::LDY, Lay::YPL, r, i, x0, x1); });
   for_acc(accQ, m0, no, [&](int r, int, float& x) { x *= e[r]; });
   {
     float acc[4][4] = {};  // K Kᵀ
@@ -2210,7 +2235,9 @@ __global__ void __launch_bounds__(kThreads, 1) gdn_grad_x2_kernel(GradArgs a) {
         accK[j][qq] = gl[r] * accK[j][qq] - e[r] * accX[j][qq];
       }
   }
-  auto a_at = [&](int r, int s) { return ld(Asp[r * LDC + s]) + ld(Asp[Lay::CPL + r * LDC + s]); };
+  auto a_at = [&](int r, int s) {  // A from its split copy (hi + lo; hi in kBF16)
+    return P == kBF16x2 ? ld(Asp[r * LDC + s]) + ld(Asp[Lay::CPL + r * LDC + s]) : ld(Asp[r * LDC + s]);
+  };
   {  // dβ_s from Au = A diag(β): Σ_{r >= s} dAu[r,s] A[r,s], four threads a column
     const int s = tid >> 2, p = tid & 3;
     float acc = 0.f;
@@ -2222,7 +2249,7 @@ __global__ void __launch_bounds__(kThreads, 1) gdn_grad_x2_kernel(GradArgs a) {
   __syncthreads();  // Y is read (W1 / W2 are free), dAu's column sums are done
   for (int idx = tid; idx < kC * kC / 2; idx += kThreads) {  // dA = dAu diag(β), split
     const int r = idx / (kC / 2), s = 2 * (idx % (kC / 2));
-    put_split(W1, LDC, Lay::CPL, r, s, DAU[r * kLDA + s] * bet[s], DAU[r * kLDA + s + 1] * bet[s + 1]);
+    put_split<P>(W1, LDC, Lay::CPL, r, s, DAU[r * kLDA + s] * bet[s], DAU[r * kLDA + s + 1] * bet[s + 1]);
   }
   __syncthreads();
   const SplitTile<false> W1a{W1, LDC, Lay::CPL}, W2a{W2, LDC, Lay::CPL};
@@ -2230,7 +2257,7 @@ __global__ void __launch_bounds__(kThreads, 1) gdn_grad_x2_kernel(GradArgs a) {
   {  // Tm = Aᵀ dA (Aᵀ upper triangular: rows i >= m0), split
     float acc[4][4] = {};
     warp_mma<P>(acc, AT, W1a, m0, nM, m0, kC);
-    for_pairs(acc, m0, nM, [&](int r, int s, float x0, float x1) { put_split(W2, LDC, Lay::CPL, r, s, x0, x1); });
+    for_pairs(acc, m0, nM, [&](int r, int s, float x0, float x1) { put_split<P>(W2, LDC, Lay::CPL, r, s, x0, x1); });
   }
   __syncthreads();
   {  // dL = −Tm Aᵀ (Aᵀ upper triangular: only j <= s, i.e. j < nM + 32)
@@ -2239,8 +2266,8 @@ __global__ void __launch_bounds__(kThreads, 1) gdn_grad_x2_kernel(GradArgs a) {
     for_acc(acc, m0, nM, [&](int r, int s, float& x) { DAU[r * kLDA + s] = -x; });
   }
   __syncthreads();
-  auto m_at = [&](int r, int s) {  // M from its split copy (hi + lo)
-    return ld(Msp[r * LDC + s]) + ld(Msp[Lay::CPL + r * LDC + s]);
+  auto m_at = [&](int r, int s) {  // M from its split copy (hi + lo; hi in kBF16)
+    return P == kBF16x2 ? ld(Msp[r * LDC + s]) + ld(Msp[Lay::CPL + r * LDC + s]) : ld(Msp[r * LDC + s]);
   };
   for (int idx = tid; idx < kC * kC / 2; idx += kThreads) {
     const int r = idx / (kC / 2), s0 = 2 * (idx % (kC / 2));
@@ -2272,8 +2299,8 @@ __global__ void __launch_bounds__(kThreads, 1) gdn_grad_x2_kernel(GradArgs a) {
     }
     *reinterpret_cast<float2*>(Tm + r * kLDA + s0) = make_float2(tm[0], tm[1]);
     *reinterpret_cast<float2*>(KK + r * kLDA + s0) = make_float2(pm[0], pm[1]);
-    put_split(W2, LDC, Lay::CPL, r, s0, dqk[0], dqk[1]);
-    put_split(W1, LDC, Lay::CPL, r, s0, ds[0] + dst[0], ds[1] + dst[1]);
+    put_split<P>(W2, LDC, Lay::CPL, r, s0, dqk[0], dqk[1]);
+    put_split<P>(W1, LDC, Lay::CPL, r, s0, ds[0] + dst[0], ds[1] + dst[1]);
   }
   __syncthreads();
   {  // dγ_r and dβ_r, four threads a row, every sum in a fixed order
@@ -2382,7 +2409,12 @@ int padded_k(int64_t K) { return K <= 64 ? 64 : K <= 128 ? 128 : 256; }
 // tf32, bf16 or bf16x2. The BF16 modes (and with them the blocked inverse, the two-blocks-per-SM
 // VT = 32 scan, BF16 checkpoints in kBF16 and the grad prefetch) are built for K <= 128 only, to
 // bound the compile time; K in (128, 256] runs kTF32, F32 activations kTF32x3.
-constexpr int kDefaultBf16Mode = kBF16x2;
+// kBF16 is the default: the split-tile kernels with every fp32 operand rounded to BF16 once (one
+// mma per product step instead of two or three, no lo planes), the precision of the Triton
+// kernels, within the issue's bounds (worst measured: o 3.3e-3, hT 3.6e-3 of 5e-3; dq, dk, dv
+// 4.3e-3 of 8e-3; dβ 4.7e-3, dg 3.1e-3 of 2e-2) and ~20 % faster than kBF16x2 on an H100
+// (bench/gpu/gdn_bf16_s7_h100.txt). kBF16x2 keeps states and gate gradients at ~1e-5.
+constexpr int kDefaultBf16Mode = kBF16;
 int bf16_mode() {
   if (const char* s = std::getenv("LT2_GDN_MMA"); s && *s) {
     const std::string m = s;
@@ -2478,9 +2510,13 @@ int choose_vt(int requested) {
 
 // The split-tile scan (gdn_scan_x2_kernel) serves kBF16x2 with BF16 activations;
 // LT2_GDN_LEGACY=1 runs the accessor kernels instead (same numbers, for before / after timings).
+template <int P>
+constexpr bool x2_mode() {
+  return P == kBF16x2 || P == kBF16;
+}
 template <class T, int P>
 bool use_x2() {
-  if constexpr (std::is_same<T, bf16>::value && P == kBF16x2) {
+  if constexpr (std::is_same<T, bf16>::value && x2_mode<P>()) {
     const char* s = std::getenv("LT2_GDN_LEGACY");
     return !(s && *s && *s != '0');
   } else {
@@ -2510,22 +2546,22 @@ void launch_scan_vt(const ScanArgs& a, int roles) {
                                stream()>>>(a);
   check_launch("gdn chunked scan");
 }
-template <int KP, int VT>
+template <int KP, int VT, int P>
 void launch_scan_x2(const ScanArgs& a, int roles) {
   constexpr size_t smem = ScanX2Layout<KP, VT>::bytes;
   static_assert(smem <= kSmemLimit, "scan shared memory");
-  static const bool once = (allow_smem(gdn_scan_x2_kernel<KP, VT>, smem, "scan x2"), true);
+  static const bool once = (allow_smem(gdn_scan_x2_kernel<KP, VT, P>, smem, "scan x2"), true);
   (void)once;
-  gdn_scan_x2_kernel<KP, VT><<<dim3(unsigned(a.tiles * roles), unsigned(a.d.HV), unsigned(a.d.B)), kThreads, smem,
+  gdn_scan_x2_kernel<KP, VT, P><<<dim3(unsigned(a.tiles * roles), unsigned(a.d.HV), unsigned(a.d.B)), kThreads, smem,
                                stream()>>>(a);
   check_launch("gdn chunked scan x2");
 }
 template <class T, int KP, int P>
 void launch_scan(int vt, const ScanArgs& a, int roles) {
-  if constexpr (std::is_same<T, bf16>::value && P == kBF16x2) {
+  if constexpr (std::is_same<T, bf16>::value && x2_mode<P>()) {
     if (a.Au2) {
-      if (vt == 32) launch_scan_x2<KP, 32>(a, roles);
-      else launch_scan_x2<KP, 64>(a, roles);
+      if (vt == 32) launch_scan_x2<KP, 32, P>(a, roles);
+      else launch_scan_x2<KP, 64, P>(a, roles);
       return;
     }
   }
@@ -2533,24 +2569,24 @@ void launch_scan(int vt, const ScanArgs& a, int roles) {
   else launch_scan_vt<T, KP, 64, P>(a, roles);
 }
 
-template <int KP>
+template <int KP, int P>
 void launch_grad_x2(const GradArgs& ga) {
   constexpr int VB = 32;
   constexpr size_t smem = GradX2Layout<KP, VB>::bytes;
   static_assert(smem <= kSmemLimit, "grad shared memory");
-  static const bool once = (allow_smem(gdn_grad_x2_kernel<KP, VB>, smem, "grad x2"), true);
+  static const bool once = (allow_smem(gdn_grad_x2_kernel<KP, VB, P>, smem, "grad x2"), true);
   (void)once;
   const GdnDims& d = ga.d;
-  gdn_grad_x2_kernel<KP, VB><<<dim3(unsigned(d.NC), unsigned(d.HV), unsigned(d.B)), kThreads, smem, stream()>>>(ga);
+  gdn_grad_x2_kernel<KP, VB, P><<<dim3(unsigned(d.NC), unsigned(d.HV), unsigned(d.B)), kThreads, smem, stream()>>>(ga);
   check_launch("gdn chunked grad x2");
 }
 
 Tensor f32_scratch(int64_t n) { return Tensor::empty({n}, DType::F32, Device::CUDA); }
 
-// The split-tile scan's checkpoints of S (hi and lo BF16 planes per chunk and value tile), the
-// layout gdn_scan_x2_kernel writes and gdn_grad_x2_kernel reads.
-Shape checkpoint_shape(const GdnDims& d, int tiles, int KP, int vt) {
-  return {d.B * d.HV * d.NC, int64_t(tiles), 2, int64_t(KP), int64_t(vt)};
+// The split-tile scan's checkpoints of S (BF16 planes per chunk and value tile: hi and lo, or hi
+// alone in kBF16), the layout gdn_scan_x2_kernel writes and gdn_grad_x2_kernel reads.
+Shape checkpoint_shape(const GdnDims& d, int tiles, int KP, int vt, int nplanes) {
+  return {d.B * d.HV * d.NC, int64_t(tiles), int64_t(nplanes), int64_t(KP), int64_t(vt)};
 }
 
 // LT2_GDN_PROFILE=1: times each kernel of one op with events and prints a line to stderr
@@ -2622,7 +2658,7 @@ Tensor gdn_chunked_forward(const Tensor& q, const Tensor& k, const Tensor& v, co
     a.tiles = int((d.V + vt - 1) / vt);
     a.first_role = 0;
     if (states && a.Au2) {  // the backward's checkpoints, written by the walk it would repeat
-      *states = Tensor::empty(checkpoint_shape(d, a.tiles, KP, vt), DType::BF16, Device::CUDA);
+      *states = Tensor::empty(checkpoint_shape(d, a.tiles, KP, vt, planes<P>()), DType::BF16, Device::CUDA);
       a.ckS = states->bytes();
     }
     launch_scan<T, KP, P>(vt, a, 1);
@@ -2654,13 +2690,13 @@ GdnGrads gdn_chunked_backward(const Tensor& q, const Tensor& k, const Tensor& v,
     using T = std::decay_t<decltype(tag)>;
     constexpr int KPc = decltype(kp)::value, P = decltype(pm)::value;
     const bool x2 = use_x2<T, P>();
-    // Checkpoints: ckpt_t<P>, or with the split-tile kernels hi and lo BF16 planes (the same bytes as fp32).
+    // Checkpoints: ckpt_t<P>, or with the split-tile kernels planes<P>() BF16 planes.
     const DType ckt = x2 || std::is_same<ckpt_t<P>, bf16>::value ? DType::BF16 : DType::F32;
-    const int64_t ckn = x2 ? 2 * ck : ck;
+    const int64_t ckn = x2 ? planes<P>() * ck : ck;
     // The forward's checkpoints when it kept them in exactly this layout: then only the reverse
     // scan runs below.
     const bool reuse = x2 && states.defined() && states.on_cuda() && states.dtype() == DType::BF16 &&
-                       states.shape() == checkpoint_shape(d, tiles, KPc, vt);
+                       states.shape() == checkpoint_shape(d, tiles, KPc, vt, planes<P>());
     Tensor ckS = reuse ? states : Tensor::empty({ckn}, ckt, Device::CUDA), ckD = Tensor::empty({ckn}, ckt, Device::CUDA);
     Tensor au2, a2;
     if (x2) {
@@ -2717,9 +2753,9 @@ GdnGrads gdn_chunked_backward(const Tensor& q, const Tensor& k, const Tensor& v,
     ga.d = d;
     ga.tiles = tiles;
     ga.vt = vt;
-    if constexpr (std::is_same<T, bf16>::value && P == kBF16x2) {
+    if constexpr (std::is_same<T, bf16>::value && x2_mode<P>()) {
       if (x2) {
-        launch_grad_x2<KPc>(ga);
+        launch_grad_x2<KPc, P>(ga);
         tm.mark("grad");
         if (d.G > 1) {
           const int64_t total = d.B * d.L * d.H * d.K;
