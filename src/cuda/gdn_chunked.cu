@@ -2525,14 +2525,14 @@ bool use_x2() {
 }
 
 template <class T, int KP, int P>
-void launch_prep(const Tensor& k, const Tensor& beta, const Tensor& g, const GdnDims& d, Tensor& A, Tensor& gam,
+void launch_prep(const Tensor& k, const Tensor& beta, const Tensor& g, const GdnDims& d, Tensor& A, float* gam,
                  bf16* au2 = nullptr, bf16* a2 = nullptr) {
   constexpr size_t smem = PrepLayout<T, KP>::bytes;
   static_assert(smem <= kSmemLimit, "prep shared memory");
   static const bool once = (allow_smem(gdn_prep_kernel<T, KP, P>, smem, "prep"), true);
   (void)once;
   gdn_prep_kernel<T, KP, P><<<dim3(unsigned(d.NC), unsigned(d.HV), unsigned(d.B)), kThreads, smem, stream()>>>(
-      k.data<T>(), beta.data<float>(), g.data<float>(), d, au2 ? nullptr : A.data<float>(), gam.data<float>(), au2, a2);
+      k.data<T>(), beta.data<float>(), g.data<float>(), d, au2 ? nullptr : A.data<float>(), gam, au2, a2);
   check_launch("gdn chunked prep");
 }
 
@@ -2583,11 +2583,28 @@ void launch_grad_x2(const GradArgs& ga) {
 
 Tensor f32_scratch(int64_t n) { return Tensor::empty({n}, DType::F32, Device::CUDA); }
 
-// The split-tile scan's checkpoints of S (BF16 planes per chunk and value tile: hi and lo, or hi
-// alone in kBF16), the layout gdn_scan_x2_kernel writes and gdn_grad_x2_kernel reads.
-Shape checkpoint_shape(const GdnDims& d, int tiles, int KP, int vt, int nplanes) {
-  return {d.B * d.HV * d.NC, int64_t(tiles), int64_t(nplanes), int64_t(KP), int64_t(vt)};
-}
+// What the split-tile forward keeps for its backward (ops::gdn's `states`), so that the backward
+// runs neither the forward walk nor prep again: the scan's checkpoints of S (BF16 planes per chunk
+// and value tile: hi and lo, or hi alone in kBF16; the layout gdn_scan_x2_kernel writes and
+// gdn_grad_x2_kernel reads), then prep's outputs (Au and A as BF16 plane pairs, γ in fp32). One
+// BF16 tensor [rows, tiles, planes, KP, vt] whose first B·HV·NC rows are the checkpoints and whose
+// extra rows hold prep's outputs; its shape names the layout, so that a buffer of another value
+// tile or mode is not taken for this one (the backward then rebuilds everything).
+struct SavedX2 {
+  Shape shape;
+  int64_t ck = 0, au = 0;  // BF16 elements of the checkpoints and of one prep plane pair
+  SavedX2(const GdnDims& d, int tiles, int KP, int vt, int nplanes) {
+    const int64_t chunks = d.B * d.HV * d.NC, row = int64_t(tiles) * nplanes * KP * vt;
+    ck = chunks * row;
+    au = chunks * 2 * kC * kC;
+    const int64_t prep = 2 * au + 2 * chunks * kC;  // Au, A; γ (fp32, two BF16 slots each)
+    shape = {chunks + (prep + row - 1) / row, int64_t(tiles), int64_t(nplanes), int64_t(KP), int64_t(vt)};
+  }
+  // 16-byte aligned: ck and au are multiples of 64 elements.
+  bf16* au2(const Tensor& t) const { return const_cast<bf16*>(t.data<bf16>()) + ck; }
+  bf16* a2(const Tensor& t) const { return au2(t) + au; }
+  float* gam(const Tensor& t) const { return reinterpret_cast<float*>(a2(t) + au); }
+};
 
 // LT2_GDN_PROFILE=1: times each kernel of one op with events and prints a line to stderr
 // (diagnostics for tuning: it synchronises, so never leave it on for real runs).
@@ -2638,29 +2655,38 @@ Tensor gdn_chunked_forward(const Tensor& q, const Tensor& k, const Tensor& v, co
   with_config(q.dtype(), d.K, [&](auto tag, auto kp, auto pm) {
     using T = std::decay_t<decltype(tag)>;
     constexpr int KP = decltype(kp)::value, P = decltype(pm)::value;
-    Tensor au2;  // the split-tile scan reads Au split, not A
-    if (use_x2<T, P>()) au2 = Tensor::empty({d.B * d.HV * d.NC * 2 * kC * kC}, DType::BF16, Device::CUDA);
+    const int tiles = int((d.V + vt - 1) / vt);
+    const SavedX2 saved(d, tiles, KP, vt, planes<P>());
+    // The split-tile scan reads Au split, not A. With `states` it and prep's other outputs go
+    // where the backward will find them.
+    Tensor au2;
+    bf16 *au2p = nullptr, *a2p = nullptr;
+    float* gamp = gam.data<float>();
+    if (use_x2<T, P>() && states) {
+      *states = Tensor::empty(saved.shape, DType::BF16, Device::CUDA);
+      au2p = saved.au2(*states), a2p = saved.a2(*states), gamp = saved.gam(*states);
+    } else if (use_x2<T, P>()) {
+      au2 = Tensor::empty({d.B * d.HV * d.NC * 2 * kC * kC}, DType::BF16, Device::CUDA);
+      au2p = au2.data<bf16>();
+    }
     KernelTimer tm;
-    launch_prep<T, KP, P>(k, beta, g, d, A, gam, au2.defined() ? au2.data<bf16>() : nullptr);
+    launch_prep<T, KP, P>(k, beta, g, d, A, gamp, au2p, a2p);
     tm.mark("prep");
     ScanArgs a{};
-    a.Au2 = au2.defined() ? au2.data<bf16>() : nullptr;
+    a.Au2 = au2p;
     a.q = q.data<T>();
     a.k = k.data<T>();
     a.v = v.data<T>();
     a.beta = beta.data<float>();
     a.A = A.data<float>();
-    a.gam = gam.data<float>();
+    a.gam = gamp;
     a.h0 = h0.defined() ? h0.data<float>() : nullptr;
     a.o = o.data<T>();
     a.hT = hT ? h.data<float>() : nullptr;
     a.d = d;
-    a.tiles = int((d.V + vt - 1) / vt);
+    a.tiles = tiles;
     a.first_role = 0;
-    if (states && a.Au2) {  // the backward's checkpoints, written by the walk it would repeat
-      *states = Tensor::empty(checkpoint_shape(d, a.tiles, KP, vt, planes<P>()), DType::BF16, Device::CUDA);
-      a.ckS = states->bytes();
-    }
+    if (use_x2<T, P>() && states) a.ckS = states->bytes();  // the checkpoints, first in `states`
     launch_scan<T, KP, P>(vt, a, 1);
     tm.mark("scan");
     tm.report("fwd");
@@ -2693,30 +2719,37 @@ GdnGrads gdn_chunked_backward(const Tensor& q, const Tensor& k, const Tensor& v,
     // Checkpoints: ckpt_t<P>, or with the split-tile kernels planes<P>() BF16 planes.
     const DType ckt = x2 || std::is_same<ckpt_t<P>, bf16>::value ? DType::BF16 : DType::F32;
     const int64_t ckn = x2 ? planes<P>() * ck : ck;
-    // The forward's checkpoints when it kept them in exactly this layout: then only the reverse
-    // scan runs below.
+    // What the forward kept (SavedX2) when it is exactly this layout: then neither prep nor the
+    // forward walk runs again, only the reverse scan.
+    const SavedX2 saved(d, tiles, KPc, vt, planes<P>());
     const bool reuse = x2 && states.defined() && states.on_cuda() && states.dtype() == DType::BF16 &&
-                       states.shape() == checkpoint_shape(d, tiles, KPc, vt, planes<P>());
+                       states.shape() == saved.shape;
     Tensor ckS = reuse ? states : Tensor::empty({ckn}, ckt, Device::CUDA), ckD = Tensor::empty({ckn}, ckt, Device::CUDA);
     Tensor au2, a2;
-    if (x2) {
-      au2 = Tensor::empty({d.B * d.HV * d.NC * 2 * kC * kC}, DType::BF16, Device::CUDA);
-      a2 = Tensor::empty({d.B * d.HV * d.NC * 2 * kC * kC}, DType::BF16, Device::CUDA);
-    }
+    bf16 *au2p = nullptr, *a2p = nullptr;
+    float* gamp = gam.data<float>();
     KernelTimer tm;
-    launch_prep<T, KPc, P>(k, beta, g, d, A, gam, au2.defined() ? au2.data<bf16>() : nullptr,
-                           a2.defined() ? a2.data<bf16>() : nullptr);
-    tm.mark("prep");
+    if (reuse) {
+      au2p = saved.au2(states), a2p = saved.a2(states), gamp = saved.gam(states);
+    } else {
+      if (x2) {
+        au2 = Tensor::empty({d.B * d.HV * d.NC * 2 * kC * kC}, DType::BF16, Device::CUDA);
+        a2 = Tensor::empty({d.B * d.HV * d.NC * 2 * kC * kC}, DType::BF16, Device::CUDA);
+        au2p = au2.data<bf16>(), a2p = a2.data<bf16>();
+      }
+      launch_prep<T, KPc, P>(k, beta, g, d, A, gamp, au2p, a2p);
+      tm.mark("prep");
+    }
     // One launch: forward blocks store S per chunk, reverse blocks dS' per chunk, dv and dh0.
     ScanArgs a{};
-    a.Au2 = au2.defined() ? au2.data<bf16>() : nullptr;
+    a.Au2 = au2p;
     a.q = q.data<T>();
     a.k = k.data<T>();
     a.v = v.data<T>();
     a.dout = dout.data<T>();
     a.beta = beta.data<float>();
     a.A = A.data<float>();
-    a.gam = gam.data<float>();
+    a.gam = gamp;
     a.h0 = h0.defined() ? h0.data<float>() : nullptr;
     a.dhT = dhT.defined() ? dhT.data<float>() : nullptr;
     a.ckS = static_cast<void*>(ckS.bytes());
@@ -2736,11 +2769,11 @@ GdnGrads gdn_chunked_backward(const Tensor& q, const Tensor& k, const Tensor& v,
     ga.dout = dout.data<T>();
     ga.beta = beta.data<float>();
     ga.A = A.data<float>();
-    ga.gam = gam.data<float>();
+    ga.gam = gamp;
     ga.ckS = static_cast<void*>(ckS.bytes());
     ga.ckD = static_cast<void*>(ckD.bytes());
     ga.Au2 = a.Au2;
-    ga.A2 = a2.defined() ? a2.data<bf16>() : nullptr;
+    ga.A2 = a2p;
     if (d.G == 1) {
       ga.dq = gr.dq.data<T>();
       ga.dk = gr.dk.data<T>();
