@@ -752,8 +752,8 @@ __global__ void __launch_bounds__(kThreads) gdn_prep_kernel(const T* __restrict_
   }
   if (tid < kC) gam_out[(bhv * d.NC + c) * kC + tid] = gam[tid];
   if (au2_out) {  // Au = A diag(β) and A split into hi and lo BF16 planes, for the split-tile kernels
-    bf16* dst = au2_out + (bhv * d.NC + c) * (2 * kC * kC);
-    bf16* dsa = a2_out ? a2_out + (bhv * d.NC + c) * (2 * kC * kC) : nullptr;
+    bf16* dst = au2_out + (bhv * d.NC + c) * (planes<P>() * kC * kC);
+    bf16* dsa = a2_out ? a2_out + (bhv * d.NC + c) * (planes<P>() * kC * kC) : nullptr;
     for (int idx = tid; idx < kC * kC / 2; idx += kThreads) {
       const int r = idx / (kC / 2), s = 2 * (idx % (kC / 2));
       put_split<P>(dst, kC, kC * kC, r, s, Am[r * Lay::LDA + s] * bet[s], Am[r * Lay::LDA + s + 1] * bet[s + 1]);
@@ -771,7 +771,7 @@ struct ScanArgs {
   const void* dout;
   const float* beta;
   const float* A;
-  const bf16* Au2;  // kBF16x2 split-tile scan: A diag(β) as hi and lo BF16 planes per chunk
+  const bf16* Au2;  // split-tile scan: A diag(β) as BF16 planes per chunk (planes<P>())
   const float* gam;
   const float* h0;   // null: zero
   const float* dhT;  // null: zero
@@ -1186,12 +1186,13 @@ __device__ __forceinline__ void scan_x2_issue_inputs(const ScanArgs& a, int c, i
   load_tile_async<kC, VT, Lay::LDV>(reinterpret_cast<bf16*>(base + Lay::BV),
                                     src + ((b * d.L + t0) * d.HV + hv) * d.V + col0, d.HV * d.V, n, ncol);
 }
-// Au of chunk c (hi and lo planes, 64 × 64 each, from prep) as one 128-row tile.
-template <int KP, int VT>
+// Au of chunk c (its BF16 planes from prep, 64 × 64 each: hi and lo, or hi alone in kBF16) as one tile.
+template <int KP, int VT, int P>
 __device__ __forceinline__ void scan_x2_issue_Au(const ScanArgs& a, int c, int64_t bhv, unsigned char* smem) {
+  constexpr int R = planes<P>() * kC;  // the planes as one tile of R rows
   using Lay = ScanX2Layout<KP, VT>;
-  load_tile_async<2 * kC, kC, Lay::LDC>(reinterpret_cast<bf16*>(smem + Lay::AU),
-                                        a.Au2 + (bhv * a.d.NC + c) * (2 * kC * kC), kC, 2 * kC, kC);
+  load_tile_async<R, kC, Lay::LDC>(reinterpret_cast<bf16*>(smem + Lay::AU), a.Au2 + (bhv * a.d.NC + c) * (R * kC), kC,
+                                   R, kC);
 }
 
 // Checkpoint (S or dS', [2][KP][VT] BF16 planes, as gdn_grad_x2_kernel reads them) = the split copy
@@ -1244,7 +1245,7 @@ __device__ __forceinline__ void scan_x2_forward(const ScanArgs& a, int tile, uns
   const int mM = ti < 4 ? 16 * ti : 32 + 16 * (ti - 4), nMM = ti < 4 ? 0 : 32;
 
   scan_x2_issue_inputs<KP, VT>(a, 0, 0, b, hv, col0, ncol, want_o, vsrc, smem);
-  scan_x2_issue_Au<KP, VT>(a, 0, bhv, smem);
+  scan_x2_issue_Au<KP, VT, P>(a, 0, bhv, smem);
   cp_async_commit();
   put_gates(vec0, fetch_gates(a, 0, b, hv));
   Gates gt;
@@ -1314,7 +1315,7 @@ __device__ __forceinline__ void scan_x2_forward(const ScanArgs& a, int tile, uns
     }
     __syncthreads();
     if (next) {  // Au is read only above
-      scan_x2_issue_Au<KP, VT>(a, c + 1, bhv, smem);
+      scan_x2_issue_Au<KP, VT, P>(a, c + 1, bhv, smem);
       cp_async_commit();
     }
     if (want_o) {  // O = P + M Δ
@@ -1372,7 +1373,7 @@ __device__ __forceinline__ void scan_x2_reverse(const ScanArgs& a, int tile, uns
   const bool m_tile = (warp >> 2) == 0 || (warp & 3) >= 2;  // Mᵀ is read at rows >= m0 of M only
 
   scan_x2_issue_inputs<KP, VT>(a, NC - 1, 0, b, hv, col0, ncol, true, dosrc, smem);
-  scan_x2_issue_Au<KP, VT>(a, NC - 1, bhv, smem);
+  scan_x2_issue_Au<KP, VT, P>(a, NC - 1, bhv, smem);
   cp_async_commit();
   put_gates(vec0, fetch_gates(a, NC - 1, b, hv));
   Gates gt;
@@ -1450,7 +1451,7 @@ __device__ __forceinline__ void scan_x2_reverse(const ScanArgs& a, int tile, uns
     }
     __syncthreads();
     if (next) {  // Au is read only above
-      scan_x2_issue_Au<KP, VT>(a, c - 1, bhv, smem);
+      scan_x2_issue_Au<KP, VT, P>(a, c - 1, bhv, smem);
       cp_async_commit();
     }
 #pragma unroll
@@ -2072,7 +2073,8 @@ __global__ void __launch_bounds__(kThreads, 1) gdn_grad_x2_kernel(GradArgs a) {
 
   load_tile_async<kC, KP, LDK>(qs, q + ((b * d.L + t0) * d.H + h) * d.K, d.H * d.K, n, int(d.K));
   load_tile_async<kC, KP, LDK>(ks, k + ((b * d.L + t0) * d.H + h) * d.K, d.H * d.K, n, int(d.K));
-  load_tile_async<2 * kC, kC, LDC>(Aup, a.Au2 + (bhv * d.NC + c) * (2 * kC * kC), kC, 2 * kC, kC);
+  constexpr int PR = NPL * kC;  // rows of a chunk's Au or A planes
+  load_tile_async<PR, kC, LDC>(Aup, a.Au2 + (bhv * d.NC + c) * (PR * kC), kC, PR, kC);
   cp_async_commit();
   issue(0, 0);
   cp_async_commit();
@@ -2212,7 +2214,7 @@ __global__ void __launch_bounds__(kThreads, 1) gdn_grad_x2_kernel(GradArgs a) {
   // The same steps as gdn_grad_kernel's tail, on split tiles: A (split from prep), dA = dAu diag(β),
   // Tm = Aᵀ dA, dQK = dM ⊙ Γ and dKK + dKKᵀ are each written split once and read by ldmatrix; the
   // row and column sums run four threads to a row (fixed order, shuffles).
-  load_tile_async<2 * kC, kC, LDC>(Asp, a.A2 + (bhv * d.NC + c) * (2 * kC * kC), kC, 2 * kC, kC);
+  load_tile_async<PR, kC, LDC>(Asp, a.A2 + (bhv * d.NC + c) * (PR * kC), kC, PR, kC);
   cp_async_commit();
   for_pairs(accY, m0, no, [&](int r, int i, float x0, float x1) { put_split<P>(Yp, Lay::LDY, Lay::YPL, r, i, x0, x1); });
   for_acc(accQ, m0, no, [&](int r, int, float& x) { x *= e[r]; });
@@ -2596,7 +2598,7 @@ struct SavedX2 {
   SavedX2(const GdnDims& d, int tiles, int KP, int vt, int nplanes) {
     const int64_t chunks = d.B * d.HV * d.NC, row = int64_t(tiles) * nplanes * KP * vt;
     ck = chunks * row;
-    au = chunks * 2 * kC * kC;
+    au = chunks * nplanes * kC * kC;
     const int64_t prep = 2 * au + 2 * chunks * kC;  // Au, A; γ (fp32, two BF16 slots each)
     shape = {chunks + (prep + row - 1) / row, int64_t(tiles), int64_t(nplanes), int64_t(KP), int64_t(vt)};
   }
@@ -2666,7 +2668,7 @@ Tensor gdn_chunked_forward(const Tensor& q, const Tensor& k, const Tensor& v, co
       *states = Tensor::empty(saved.shape, DType::BF16, Device::CUDA);
       au2p = saved.au2(*states), a2p = saved.a2(*states), gamp = saved.gam(*states);
     } else if (use_x2<T, P>()) {
-      au2 = Tensor::empty({d.B * d.HV * d.NC * 2 * kC * kC}, DType::BF16, Device::CUDA);
+      au2 = Tensor::empty(Shape{saved.au}, DType::BF16, Device::CUDA);
       au2p = au2.data<bf16>();
     }
     KernelTimer tm;
@@ -2733,8 +2735,8 @@ GdnGrads gdn_chunked_backward(const Tensor& q, const Tensor& k, const Tensor& v,
       au2p = saved.au2(states), a2p = saved.a2(states), gamp = saved.gam(states);
     } else {
       if (x2) {
-        au2 = Tensor::empty({d.B * d.HV * d.NC * 2 * kC * kC}, DType::BF16, Device::CUDA);
-        a2 = Tensor::empty({d.B * d.HV * d.NC * 2 * kC * kC}, DType::BF16, Device::CUDA);
+        au2 = Tensor::empty(Shape{saved.au}, DType::BF16, Device::CUDA);
+        a2 = Tensor::empty(Shape{saved.au}, DType::BF16, Device::CUDA);
         au2p = au2.data<bf16>(), a2p = a2.data<bf16>();
       }
       launch_prep<T, KPc, P>(k, beta, g, d, A, gamp, au2p, a2p);
