@@ -1,15 +1,18 @@
-// cuBLASLt behind cuda::gemm: one handle, one workspace, and the heuristic's choice cached
-// per (shape, dtypes, alignment) so steady-state calls do no planning.
+// cuBLASLt behind cuda::gemm: one handle, one workspace, and a plan cached per (shape, dtypes,
+// alignment) so steady-state calls do no planning. A large shape's algorithm is the fastest of
+// the heuristic's candidates, timed once and kept in a cache file (gemm_tune.h).
 #include <cublasLt.h>
 
 #include <cstdint>
 #include <map>
 #include <mutex>
+#include <string>
 #include <tuple>
 #include <vector>
 
 #include "cuda/common.cuh"
 #include "cuda/gemm.h"
+#include "cuda/gemm_tune.h"
 
 namespace lt2::cuda {
 
@@ -131,6 +134,39 @@ void run(Lt& l, const Plan& p, const cublasLtMatmulAlgo_t& algo, float alpha, co
 }  // namespace
 
 namespace {
+constexpr int kCandidates = 8;  // the heuristic's first algorithms a large shape is timed with
+
+// The plan's key as text, for the tuning cache file.
+std::string key_text(const Key& k) {
+  std::string s;
+  std::apply([&](const auto&... f) { ((s += cat(s.empty() ? "" : " ", int64_t(f))), ...); }, k);
+  return s;
+}
+
+// A new plan: the heuristic's candidates, then choose_algo's pick for a large shape, timed on
+// the call's own A and B with the output in scratch memory (C may be an accumulator).
+Plan new_plan(Lt& l, const Key& key, bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, const void* A,
+              int64_t lda, const void* B, int64_t ldb, DType ab_dtype, float beta, const void* C, int64_t ldc,
+              DType c_dtype, const Batch& batch) {
+  std::vector<cublasLtMatmulAlgo_t> algos;
+  Plan p = plan_row_major(l.handle, ta, tb, M, N, K, A, lda, B, ldb, ab_dtype, beta, C, ldc, c_dtype, batch,
+                          kCandidates, &algos);
+  if (2.0 * double(M) * double(N) * double(K) * double(batch.count) < kTuneMinFlops) return p;
+  const size_t elems = size_t((batch.count - 1) * batch.c + (M - 1) * ldc + N);
+  void* scratch = alloc(elems * dtype_size(c_dtype));
+  memset_zero(scratch, elems * dtype_size(c_dtype));
+  p.algo = choose_algo(
+      key_text(key), algos,
+      [&](const cublasLtMatmulAlgo_t& a) { return time_ms([&] { run(l, p, a, alpha, A, B, beta, scratch); }, 1, 5); },
+      [&](const cublasLtMatmulAlgo_t& a) {
+        cublasLtMatmulHeuristicResult_t r{};
+        return cublasLtMatmulAlgoCheck(l.handle, p.op, p.a, p.b, p.c, p.c, &a, &r) == CUBLAS_STATUS_SUCCESS &&
+               r.workspaceSize <= kWorkspaceBytes;
+      });
+  release(scratch);
+  return p;
+}
+
 void gemm_batch(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, const void* A, int64_t lda,
                 const void* B, int64_t ldb, DType ab_dtype, float beta, void* C, int64_t ldc, DType c_dtype,
                 const Batch& batch) {
@@ -142,9 +178,8 @@ void gemm_batch(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, 
                 alignment_of(C), beta != 0, batch.count, batch.a, batch.b, batch.c};
   auto it = l.plans.find(key);
   if (it == l.plans.end())
-    it = l.plans
-             .emplace(key, plan_row_major(l.handle, ta, tb, M, N, K, A, lda, B, ldb, ab_dtype, beta, C, ldc, c_dtype,
-                                          batch))
+    it = l.plans.emplace(key, new_plan(l, key, ta, tb, M, N, K, alpha, A, lda, B, ldb, ab_dtype, beta, C, ldc, c_dtype,
+                                       batch))
              .first;
   run(l, it->second, it->second.algo, alpha, A, B, beta, C);
   count_launch();

@@ -5,8 +5,12 @@
 // Sizes are odd on purpose (rows 37, widths 96 / 130 / 600) to catch tail bugs.
 #include <gtest/gtest.h>
 
+#include <unistd.h>
+
 #include <cmath>
+#include <cstdio>
 #include <cstring>
+#include <fstream>
 #include <string>
 
 #include "cuda/linear_narrow.h"
@@ -70,6 +74,32 @@ TEST(CudaOps, Linear) {
       expect_gpu(dw.gpu, DType::F32, dw.cpu, parity_tol(dt), name((what + " dw half").c_str(), dt));
     }
   }
+}
+
+// Shapes of at least a GFLOP time the heuristic's candidate algorithms at their first call
+// (cuda/gemm_tune.h): the timing writes to scratch memory, so an accumulating GEMM (dW +=) adds
+// exactly once, and the choice lands in the cache file for later runs.
+TEST(CudaOps, GemmTuningOnFirstUse) {
+  LT2_REQUIRE_GPU();
+  const std::string cache = cat("/tmp/lt2_gemm_tune_test_", ::getpid(), ".txt");
+  std::remove(cache.c_str());
+  ScopedEnv env("LT2_GEMM_CACHE", cache.c_str());
+  const DType dt = DType::BF16;
+  // Shapes no other test plans: x [1000, 1064], W [1032, 1064] (2.2 GFLOP a product).
+  Tensor x = randn({1, 1000, 1064}, 11), w = randn({1032, 1064}, 12, 0.05), dy = randn({1, 1000, 1032}, 13);
+  const Tensor xr = rounded(x, dt), wr = rounded(w, dt), dyr = rounded(dy, dt);
+  expect_gpu(gpu::linear(on_gpu(x, dt), on_gpu(w, dt)), dt, cpu::linear(xr, wr), parity_tol(dt), "tuned linear");
+  ParamGrad dw({1032, 1064}, 14);
+  const Tensor dx_ref = cpu::linear_backward(xr, wr, dyr, dw.cpu);
+  expect_gpu(gpu::linear_backward(on_gpu(x, dt), on_gpu(w, dt), on_gpu(dy, dt), dw.gpu), dt, dx_ref, parity_tol(dt),
+             "tuned linear dx");
+  expect_gpu(dw.gpu, DType::F32, dw.cpu, parity_tol(dt), "tuned dw += (accumulated once)");
+  std::ifstream in(cache);
+  std::string line;
+  int lines = 0;
+  while (std::getline(in, line)) lines += line.find('|') != std::string::npos;
+  EXPECT_GE(lines, 1) << "no tuning choice written to " << cache;
+  std::remove(cache.c_str());
 }
 
 // Layers with at most 8 outputs (GDN's a / b projections) take linear_narrow.cu's forward and
