@@ -12,7 +12,8 @@
 // block adds its four sub-runs' dw in shared memory in a fixed order. The weight may be F32 or
 // the activations' dtype; its gradient is F32 and accumulated (+=) from the runs' partial sums
 // through op_util's deterministic column sum (no atomics). W = 4 (GDN's) is a compile-time
-// constant of its kernels.
+// constant of its kernels. The backward may store dx with a wider row stride, into a column
+// block of a fused projection's packed gradient (GDN's [dq | dk] and [dv | dz]).
 // conv_silu_l2norm (GDN's q, k) runs the same kernels with NORM lanes a head (head 32 / 64 /
 // 128 channels, 4 a lane): the forward scales each row's head by its L2 norm before the store,
 // the backward turns dy into d(conv output) with the head's two sums (warp shuffles) before
