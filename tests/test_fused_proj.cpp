@@ -142,6 +142,52 @@ TEST(FusedProj, AttentionDvIntoColumnBlock) {
              cols(dY, col, w).reshape(v.shape()));
 }
 
+// GDN's fused pairs: the convs' dx into the q, k / v block of a packed gradient (dw still
+// accumulated), the gated norm's dz (z [B, L, H, D]: H·D columns a row) into the g block.
+TEST(FusedProj, ConvSiluDxIntoColumnBlock) {
+  const int64_t B = 2, L = 6, C = 8, ld = 2 * C + 1, col = C + 1;
+  Tensor x = randn({B, L, C}, 1), w = randn({C, 4}, 2), gy = randn({B, L, C}, 3);
+  for (bool norm : {false, true}) {
+    SCOPED_TRACE(norm ? "conv_silu_l2norm" : "conv_silu");
+    auto back = [&](Tensor& dw, const ColBlock* out) {
+      return norm ? ops::conv_silu_l2norm_backward(x, w, 4, 0.7, gy, dw, out) : ops::conv_silu_backward(x, w, gy, dw, out);
+    };
+    Tensor dw_ref = Tensor::zeros({C, 4}, DType::F64), dw = Tensor::zeros({C, 4}, DType::F64);
+    const Tensor dx_ref = back(dw_ref, nullptr);
+    Tensor dY = sentinel(B * L, ld);
+    const ColBlock out{dY, col};
+    EXPECT_FALSE(back(dw, &out).defined());
+    expect_block(dY, col, dx_ref, "dx block");
+    for (int64_t i = 0; i < dw.numel(); ++i) ASSERT_EQ(dw.item(i), dw_ref.item(i)) << "dw " << i;
+    auto loss = [&] { return dot(norm ? ops::conv_silu_l2norm(x, w, 4, 0.7) : ops::conv_silu(x, w), gy); };
+    check_grad("dx", loss, x, cols(dY, col, C).reshape(x.shape()));
+    const ColBlock too_far{dY, ld - C + 1};
+    EXPECT_THROW(back(dw, &too_far), Error);
+  }
+}
+
+TEST(FusedProj, GatedRmsnormDzIntoColumnBlock) {
+  const int64_t B = 2, L = 3, H = 2, D = 6, w = H * D, ld = 2 * w + 3, col = w + 2;
+  Tensor o = randn({B, L, H, D}, 1), z = randn({B, L, H, D}, 2), nw = randn({D}, 3), gy = randn({B, L, H, D}, 4);
+  Tensor do_ref, dz_ref, d_o, dz, y, y_ref;
+  Tensor dw_ref = Tensor::zeros({D}, DType::F64), dw = Tensor::zeros({D}, DType::F64);
+  ops::gated_rmsnorm_backward(o, z, nw, 1e-5, gy, do_ref, dz_ref, dw_ref, &y_ref);
+  Tensor dY = sentinel(B * L, ld);
+  const ColBlock out{dY, col};
+  ops::gated_rmsnorm_backward(o, z, nw, 1e-5, gy, d_o, dz, dw, &y, &out);
+  EXPECT_FALSE(dz.defined());
+  expect_block(dY, col, dz_ref, "dz block");
+  for (int64_t i = 0; i < d_o.numel(); ++i) ASSERT_EQ(d_o.item(i), do_ref.item(i)) << "do " << i;
+  for (int64_t i = 0; i < y.numel(); ++i) ASSERT_EQ(y.item(i), y_ref.item(i)) << "y " << i;
+  for (int64_t i = 0; i < D; ++i) ASSERT_EQ(dw.item(i), dw_ref.item(i)) << "dw " << i;
+  check_grad("dz", [&] { return dot(ops::gated_rmsnorm(o, z, nw, 1e-5), gy); }, z,
+             cols(dY, col, w).reshape(z.shape()));
+  // Blocks the result does not fill evenly (B L + 1 rows), or that end past the tensor's last column.
+  const ColBlock bad{sentinel(B * L + 1, ld), 0}, too_far{dY, ld - w + 1};
+  EXPECT_THROW(ops::gated_rmsnorm_backward(o, z, nw, 1e-5, gy, d_o, dz, dw, nullptr, &bad), Error);
+  EXPECT_THROW(ops::gated_rmsnorm_backward(o, z, nw, 1e-5, gy, d_o, dz, dw, nullptr, &too_far), Error);
+}
+
 namespace {
 
 // A tiny config whose attention layers fuse (as many kv heads as query heads, per-channel gate).
@@ -174,8 +220,13 @@ TEST(FusedProj, ModelFusedPathMatchesUnfusedAndFiniteDifferences) {
   EXPECT_TRUE(packed_together(*q, *fused.find(l0 + "attn.k_proj.weight")));
   EXPECT_TRUE(packed_together(*fused.find(l0 + "attn.v_proj.weight"), *fused.find(l0 + "attn.g_proj.weight")));
   EXPECT_TRUE(packed_together(*fused.find(ff + "gate_proj.weight"), *fused.find(ff + "up_proj.weight")));
+  const std::string g1 = "model.layers.1.attn.";  // the GDN layer: (q, k) and (v, g), a and b apart
+  EXPECT_TRUE(packed_together(*fused.find(g1 + "q_proj.weight"), *fused.find(g1 + "k_proj.weight")));
+  EXPECT_TRUE(packed_together(*fused.find(g1 + "v_proj.weight"), *fused.find(g1 + "g_proj.weight")));
+  EXPECT_FALSE(fused.find(g1 + "a_proj.weight")->compute.defined());
+  EXPECT_FALSE(fused.find(g1 + "b_proj.weight")->compute.defined());
   EXPECT_FALSE(plain.find(l0 + "attn.q_proj.weight")->compute.defined());
-  EXPECT_EQ(fused.packed_projections(), 5);  // 2 attention layers (full, window), 3 FFNs
+  EXPECT_EQ(fused.packed_projections(), 7);  // 2 attention layers (full, window), 2 GDN pairs, 3 FFNs
   EXPECT_EQ(plain.packed_projections(), 0);
 
   Tensor ids = Tensor::empty({2, 5}, DType::I32);
@@ -199,7 +250,8 @@ TEST(FusedProj, ModelFusedPathMatchesUnfusedAndFiniteDifferences) {
   };
   for (const std::string& name : {l0 + "attn.q_proj.weight", l0 + "attn.k_proj.weight",
                                   l0 + "attn.v_proj.weight", l0 + "attn.g_proj.weight",
-                                  ff + "gate_proj.weight", ff + "up_proj.weight"}) {
+                                  ff + "gate_proj.weight", ff + "up_proj.weight", g1 + "q_proj.weight",
+                                  g1 + "k_proj.weight", g1 + "v_proj.weight", g1 + "g_proj.weight"}) {
     Param& p = *fused.find(name);
     const Tensor ana = p.grad.clone();
     for (int64_t i = 0; i < p.value.numel(); i += 5) {

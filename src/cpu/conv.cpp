@@ -60,7 +60,7 @@ Tensor conv_silu(const Tensor& x, const Tensor& w) {
   return y;
 }
 
-Tensor conv_silu_backward(const Tensor& x, const Tensor& w, const Tensor& dy, Tensor& dw) {
+Tensor conv_silu_backward(const Tensor& x, const Tensor& w, const Tensor& dy, Tensor& dw, const ColBlock* dx_out) {
   check_conv(x, w);
   const int64_t B = x.dim(0), L = x.dim(1), C = x.dim(2), W = w.dim(1);
   Tensor dx = Tensor::zeros(x.shape(), x.dtype());
@@ -104,7 +104,9 @@ Tensor conv_silu_backward(const Tensor& x, const Tensor& w, const Tensor& dy, Te
       for (int64_t c = 0; c < C; ++c)
         for (int64_t j = 0; j < W; ++j) dwp[c * W + j] += dwt[j * C + c];
   });
-  return dx;
+  if (!dx_out) return dx;
+  put_cols(dx, *dx_out, "conv_silu_backward dx");
+  return Tensor();
 }
 
 // The reference composes the two ops (the conv output as an intermediate tensor).
@@ -114,11 +116,11 @@ Tensor conv_silu_l2norm(const Tensor& x, const Tensor& w, int64_t head, double s
 }
 
 Tensor conv_silu_l2norm_backward(const Tensor& x, const Tensor& w, int64_t head, double scale, const Tensor& dy,
-                                 Tensor& dw) {
+                                 Tensor& dw, const ColBlock* dx_out) {
   const Shape heads = conv_head_shape(x, head, "conv_silu_l2norm_backward");
   check_shape(dy, x.shape(), "conv_silu_l2norm_backward dy");
   const Tensor y = conv_silu(x, w).reshape(heads);
-  return conv_silu_backward(x, w, l2norm_backward(y, scale, dy.reshape(heads)).reshape(x.shape()), dw);
+  return conv_silu_backward(x, w, l2norm_backward(y, scale, dy.reshape(heads)).reshape(x.shape()), dw, dx_out);
 }
 
 Tensor conv_silu_step(const Tensor& x, Tensor& cache, const Tensor& w) {

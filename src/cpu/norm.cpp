@@ -144,7 +144,7 @@ Tensor gated_rmsnorm(const Tensor& o, const Tensor& z, const Tensor& w, double e
 }
 
 void gated_rmsnorm_backward(const Tensor& o, const Tensor& z, const Tensor& w, double eps, const Tensor& dy,
-                            Tensor& do_, Tensor& dz, Tensor& dw, Tensor* y) {
+                            Tensor& do_, Tensor& dz, Tensor& dw, Tensor* y, const ColBlock* dz_out) {
   const int64_t n = o.dim(-1), rows = rows_of(o);
   do_ = Tensor::empty(o.shape(), o.dtype());
   dz = Tensor::empty(z.shape(), z.dtype());
@@ -182,6 +182,11 @@ void gated_rmsnorm_backward(const Tensor& o, const Tensor& z, const Tensor& w, d
     for (int64_t r = 0; r < rows; ++r)
       for (int64_t c = 0; c < n; ++c) dwp[c] += dwr[r * n + c];
   });
+  if (dz_out) {
+    const int64_t width = col_block_width(*dz_out, dz.numel(), n, dz.dtype(), "gated_rmsnorm_backward dz");
+    put_cols(dz.reshape({dz.numel() / width, width}), *dz_out, "gated_rmsnorm_backward dz");
+    dz = Tensor();
+  }
 }
 
 }  // namespace lt2::cpu

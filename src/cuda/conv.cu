@@ -12,7 +12,8 @@
 // block adds its four sub-runs' dw in shared memory in a fixed order. The weight may be F32 or
 // the activations' dtype; its gradient is F32 and accumulated (+=) from the runs' partial sums
 // through op_util's deterministic column sum (no atomics). W = 4 (GDN's) is a compile-time
-// constant of its kernels.
+// constant of its kernels. The backward may store dx with a wider row stride, into a column
+// block of a fused projection's packed gradient (GDN's [dq | dk] and [dv | dz]).
 // conv_silu_l2norm (GDN's q, k) runs the same kernels with NORM lanes a head (head 32 / 64 /
 // 128 channels, 4 a lane): the forward scales each row's head by its L2 norm before the store,
 // the backward turns dy into d(conv output) with the head's two sums (warp shuffles) before
@@ -59,6 +60,7 @@ void dispatch_conv(DType xt, DType wt, F&& f) {
 // t1 = t0, past the sequence's end).
 struct ConvRun {
   int64_t base, c0, t0, t1;  // base: offset of (b, t = 0, c0)
+  int64_t row0;              // b L: the row of (b, t = 0) in [B L, C]
   int64_t run;               // index of the block's run (b, row tile), for dw partials
   bool active;
   __device__ ConvRun(int64_t L, int64_t C, int vec) {
@@ -70,7 +72,8 @@ struct ConvRun {
     if (t1 < t0) t1 = t0;
     c0 = (int64_t(blockIdx.y) * kConvLanes + threadIdx.x % kConvLanes) * vec;
     active = c0 < C;
-    base = b * L * C + c0;
+    row0 = b * L;
+    base = row0 * C + c0;
   }
 };
 
@@ -185,11 +188,13 @@ __global__ void __launch_bounds__(kConvThreads) conv_silu_kernel(const T* __rest
 // The backward of one sub-run [t0, t1), its loads issued at once as in the forward: dy at rows
 // t0 .. t1 + W - 2 (every dpre a dx of the sub-run needs), x from W-1 rows before those.
 // dpre[t] = dy[t] silu'(pre[t]); dx[s] = sum_f w[W-1-f] dpre[s + f] for its rows; dw[j][i] +=
-// sum over its rows t of dpre[t] x[t - (W-1) + j] for channel c0 + i.
+// sum over its rows t of dpre[t] x[t - (W-1) + j] for channel c0 + i. dx rows are ldx apart
+// (C, or wider when dx is a column block of a fused projection's gradient).
 template <class T, class TW, int VEC, int WMAX, int NORM>
 __device__ __forceinline__ void conv_backward_subrun(const T* __restrict__ x, const TW* __restrict__ w,
-                                                   const T* __restrict__ dy, T* __restrict__ dx, const ConvRun& r,
-                                                   int64_t L, int64_t C, int W, float scale, float (&dw)[WMAX][VEC]) {
+                                                   const T* __restrict__ dy, T* __restrict__ dx, int64_t ldx,
+                                                   const ConvRun& r, int64_t L, int64_t C, int W, float scale,
+                                                   float (&dw)[WMAX][VEC]) {
   constexpr int kD = kSubRows + WMAX - 1;  // dpre rows t0 + u, u < kD
   const int64_t t_end = r.t1 + W - 1 < L ? r.t1 + W - 1 : L;
   Pack<T, VEC> xrows[kD + WMAX - 1], dyrows[kD];  // xrows[u + WMAX-1 - f] = x[t0 + u - f]
@@ -219,7 +224,7 @@ __device__ __forceinline__ void conv_backward_subrun(const T* __restrict__ x, co
           dwrev[f][i] += dp[s][i] * ld(xrows[s + WMAX - 1 - f].v[i]);
         }
     }
-    st_vec<VEC>(dx + r.base + (r.t0 + s) * C, out);
+    st_vec<VEC>(dx + (r.row0 + r.t0 + s) * ldx + r.c0, out);
   }
   // dw[j] = dwrev[W-1-j]: W is a runtime value, so the selection is unrolled over both indices.
 #pragma unroll
@@ -235,12 +240,12 @@ __device__ __forceinline__ void conv_backward_subrun(const T* __restrict__ x, co
 // to partial[run, c * W + j].
 template <class T, class TW, int VEC, int WMAX, bool EXACT, int NORM = 0>
 __global__ void __launch_bounds__(kConvThreads) conv_silu_backward_kernel(
-    const T* __restrict__ x, const TW* __restrict__ w, const T* __restrict__ dy, T* __restrict__ dx,
+    const T* __restrict__ x, const TW* __restrict__ w, const T* __restrict__ dy, T* __restrict__ dx, int64_t ldx,
     float* __restrict__ partial, int64_t L, int64_t C, int w_arg, float scale) {
   const int W = EXACT ? WMAX : w_arg;
   const ConvRun r(L, C, VEC);
   float dw[WMAX][VEC] = {};
-  if (r.active && r.t0 < r.t1) conv_backward_subrun<T, TW, VEC, WMAX, NORM>(x, w, dy, dx, r, L, C, W, scale, dw);
+  if (r.active && r.t0 < r.t1) conv_backward_subrun<T, TW, VEC, WMAX, NORM>(x, w, dy, dx, ldx, r, L, C, W, scale, dw);
   __shared__ float red[kSubRuns - 1][WMAX * VEC][kConvLanes];  // sub-runs 1.. hand dw to sub-run 0
   // dw of the block's run: sub-run 0 adds the others' in order 1, 2, 3 (deterministic).
   const int s = threadIdx.x / kConvLanes, lane = threadIdx.x % kConvLanes;
@@ -346,27 +351,50 @@ Tensor conv_forward(const Tensor& x, const Tensor& w, int lanes, float scale) {
   return y;
 }
 
-// dx of conv_forward (dy the gradient of its output); dw += the taps' gradient.
-Tensor conv_backward(const Tensor& x, const Tensor& w, const Tensor& dy, Tensor& dw, int lanes, float scale) {
+// Where conv_backward writes dx: its first element and row stride (in elements).
+struct DxDest {
+  std::byte* p;
+  int64_t ld;
+};
+
+// dx's destination: dx_out's block when given (dx left undefined), else dx, allocated here.
+DxDest dx_dest(const Tensor& x, Tensor& dx, const ColBlock* dx_out, const char* op) {
+  if (!dx_out) {
+    dx = Tensor::empty_like(x);
+    return {dx.bytes(), x.dim(2)};
+  }
+  expect_cuda({&dx_out->t}, op);
+  check_col_block(*dx_out, x.dim(0) * x.dim(1), x.dim(2), x.dtype(), op);
+  dx = Tensor();
+  Tensor t = dx_out->t;  // a handle on the block's storage
+  return {t.bytes() + dx_out->col * int64_t(dtype_size(x.dtype())), dx_out->ld()};
+}
+
+// Whether the 4-channel kernels may write dx there (with x's own alignment checked apart).
+bool dx_vec4(const DxDest& d, DType dt) { return d.ld % 4 == 0 && aligned_to(4 * dtype_size(dt), {d.p}); }
+
+// dx of conv_forward (dy the gradient of its output) into `out`; dw += the taps' gradient.
+// `lanes` > 0 needs 4-wide access to x, dy and out (norm_lanes and dx_vec4).
+void conv_backward(const Tensor& x, const Tensor& w, const Tensor& dy, Tensor& dw, int lanes, float scale,
+                   const DxDest& out) {
   const int64_t B = x.dim(0), L = x.dim(1), C = x.dim(2);
   const int W = int(w.dim(1));
-  Tensor dx = Tensor::empty_like(x);
-  if (x.numel() == 0) return dx;
+  if (x.numel() == 0) return;
   const int64_t runs = B * ((L + kConvRows - 1) / kConvRows);
   Tensor partial = Tensor::empty({runs, C * W}, DType::F32, Device::CUDA);
-  const bool vec4 = vec_aligned(4, C, dtype_size(x.dtype()), {x.bytes(), dy.bytes(), dx.bytes()});
+  const bool vec4 = vec_aligned(4, C, dtype_size(x.dtype()), {x.bytes(), dy.bytes()}) && dx_vec4(out, x.dtype());
   dispatch_conv(x.dtype(), w.dtype(), [&](auto x_tag, auto w_tag) {
     using T = decltype(x_tag);
     using TW = decltype(w_tag);
     with_kernel(vec4, W, lanes, [&](auto vec, auto wmax, auto exact, auto norm) {
       conv_silu_backward_kernel<T, TW, vec(), wmax(), exact(), norm()>
-          <<<conv_grid(B, L, C, vec()), kConvThreads, 0, stream()>>>(
-              x.data<T>(), w.data<TW>(), dy.data<T>(), dx.data<T>(), partial.data<float>(), L, C, W, scale);
+          <<<conv_grid(B, L, C, vec()), kConvThreads, 0, stream()>>>(x.data<T>(), w.data<TW>(), dy.data<T>(),
+                                                                      reinterpret_cast<T*>(out.p), out.ld,
+                                                                      partial.data<float>(), L, C, W, scale);
     });
   });
   check_launch("conv_silu_backward");
   colsum_accumulate(ConvDwPartial{partial.data<float>(), C * W}, runs, C * W, dw, "conv_silu_backward dw");
-  return dx;
 }
 
 void check_conv_backward(const Tensor& x, const Tensor& w, const Tensor& dy, const Tensor& dw, const char* op) {
@@ -385,9 +413,11 @@ Tensor conv_silu(const Tensor& x, const Tensor& w) {
   return conv_forward(x, w, 0, 0.f);
 }
 
-Tensor conv_silu_backward(const Tensor& x, const Tensor& w, const Tensor& dy, Tensor& dw) {
+Tensor conv_silu_backward(const Tensor& x, const Tensor& w, const Tensor& dy, Tensor& dw, const ColBlock* dx_out) {
   check_conv_backward(x, w, dy, dw, "conv_silu_backward");
-  return conv_backward(x, w, dy, dw, 0, 0.f);
+  Tensor dx;
+  conv_backward(x, w, dy, dw, 0, 0.f, dx_dest(x, dx, dx_out, "conv_silu_backward dx"));
+  return dx;
 }
 
 Tensor conv_silu_l2norm(const Tensor& x, const Tensor& w, int64_t head, double scale) {
@@ -399,13 +429,19 @@ Tensor conv_silu_l2norm(const Tensor& x, const Tensor& w, int64_t head, double s
 }
 
 Tensor conv_silu_l2norm_backward(const Tensor& x, const Tensor& w, int64_t head, double scale, const Tensor& dy,
-                                 Tensor& dw) {
+                                 Tensor& dw, const ColBlock* dx_out) {
   check_conv_backward(x, w, dy, dw, "conv_silu_l2norm_backward");
   const Shape heads = conv_head_shape(x, head, "conv_silu_l2norm_backward");
-  const int lanes = norm_lanes(x, w, head, {x.bytes(), dy.bytes()});
-  if (lanes) return conv_backward(x, w, dy, dw, lanes, float(scale));
-  const Tensor y = conv_forward(x, w, 0, 0.f).reshape(heads);
-  return conv_backward(x, w, l2norm_backward(y, scale, dy.reshape(heads)).reshape(x.shape()), dw, 0, 0.f);
+  Tensor dx;
+  const DxDest out = dx_dest(x, dx, dx_out, "conv_silu_l2norm_backward dx");
+  const int lanes = dx_vec4(out, x.dtype()) ? norm_lanes(x, w, head, {x.bytes(), dy.bytes()}) : 0;
+  if (lanes) {
+    conv_backward(x, w, dy, dw, lanes, float(scale), out);
+  } else {
+    const Tensor y = conv_forward(x, w, 0, 0.f).reshape(heads);
+    conv_backward(x, w, l2norm_backward(y, scale, dy.reshape(heads)).reshape(x.shape()), dw, 0, 0.f, out);
+  }
+  return dx;
 }
 
 bool conv_silu_l2norm_fused(const Tensor& x, const Tensor& w, int64_t head) {

@@ -153,10 +153,12 @@ struct DwLaunch {
 // Calls launch(VEC, grid): VEC = 16 bytes of T when every row of n elements at these
 // addresses (activations of T, weights of P) allows it, else 1.
 template <class T, class P, class F>
-void launch_rows(int64_t rows, int64_t n, std::initializer_list<const void*> acts, const void* weight, F&& launch) {
+void launch_rows(int64_t rows, int64_t n, std::initializer_list<const void*> acts, const void* weight, F&& launch,
+                 bool wide_ok = true) {
   constexpr int kWide = 16 / sizeof(T);
   const dim3 grid(unsigned(blocks_for(rows, kRowsPerBlock)));
-  const bool wide = vec_aligned(kWide, n, sizeof(T), acts) && (!weight || vec_aligned(kWide, n, sizeof(P), {weight}));
+  const bool wide = wide_ok && vec_aligned(kWide, n, sizeof(T), acts) &&
+                    (!weight || vec_aligned(kWide, n, sizeof(P), {weight}));
   if (wide) launch(std::integral_constant<int, kWide>{}, grid);
   else launch(std::integral_constant<int, 1>{}, grid);
 }
@@ -330,9 +332,10 @@ __global__ void __launch_bounds__(32 * kRowsPerBlock) gated_rmsnorm_kernel(const
 // With dn = dy w silu(z): do = inv (dn - o k), k = inv^2 mean(dn o); dz = dy o inv w silu'(z).
 // dw terms dy o inv silu(z) go to the block's partials (see DwLaunch); without them, the row's
 // inv goes to inv_out for the separate dw pass. y (may be null): the forward's output, rebuilt.
+// dz may be a column block (a fused projection's gradient): a row's n values stay contiguous.
 template <class T, class P, int VEC>
 __global__ void __launch_bounds__(32 * kRowsPerBlock) gated_rmsnorm_backward_kernel(
-    const T* o, const T* z, const P* w, const T* dy, T* do_, T* dz, T* y, float* dw_partial, float* inv_out,
+    const T* o, const T* z, const P* w, const T* dy, T* do_, Out<T> dz, T* y, float* dw_partial, float* inv_out,
     int64_t rows, int64_t n, float eps) {
   float* dw_acc = dw_tile_begin(dw_partial, n);
   for (int step = 0; step < kDwRowsPerWarp; ++step) {
@@ -366,7 +369,7 @@ __global__ void __launch_bounds__(32 * kRowsPerBlock) gated_rmsnorm_backward_ker
         yv[i] = ov[i] * (inv * wv[i] * sz);  // as gated_rmsnorm_kernel computes it
       }
       st_vec<VEC>(do_ + base + c, dov);
-      st_vec<VEC>(dz + base + c, dzv);
+      st_vec<VEC>(dz.at(base) + c, dzv);
       if (y) st_vec<VEC>(y + base + c, yv);
     }
     if (inv_out && wr.c0 == 0) inv_out[wr.r] = inv;
@@ -533,7 +536,7 @@ Tensor gated_rmsnorm(const Tensor& o, const Tensor& z, const Tensor& w, double e
 }
 
 void gated_rmsnorm_backward(const Tensor& o, const Tensor& z, const Tensor& w, double eps, const Tensor& dy,
-                            Tensor& do_, Tensor& dz, Tensor& dw, Tensor* y) {
+                            Tensor& do_, Tensor& dz, Tensor& dw, Tensor* y, const ColBlock* dz_out) {
   expect_cuda({&o, &z, &w, &dy, &dw}, "gated_rmsnorm_backward");
   const int64_t n = o.dim(-1), rows = rows_of(o);
   check_shape(z, o.shape(), "gated_rmsnorm gate");
@@ -544,7 +547,12 @@ void gated_rmsnorm_backward(const Tensor& o, const Tensor& z, const Tensor& w, d
   check_same_dtype(o, dy, "gated_rmsnorm_backward");
   expect_f32(dw, "gated_rmsnorm_backward", "dw");
   do_ = Tensor::empty_like(o);
-  dz = Tensor::empty_like(z);
+  // dz's destination: element i of z's layout goes to dz_at.at(i) (the block's rows, or dense dz).
+  dz = dz_out ? Tensor() : Tensor::empty_like(z);
+  const int64_t dz_w = dz_out ? col_block_width(*dz_out, z.numel(), n, z.dtype(), "gated_rmsnorm_backward dz") : n;
+  if (dz_out) expect_cuda({&dz_out->t}, "gated_rmsnorm_backward dz");
+  Tensor dz_t = dz_out ? dz_out->t : dz;  // a handle on dz's storage
+  const int64_t dz_ld = dz_out ? dz_out->ld() : n, dz_col = dz_out ? dz_out->col : 0;
   if (y) *y = Tensor::empty_like(o);
   if (rows == 0 || n == 0) return;
   DwLaunch dl(rows, n);
@@ -556,13 +564,15 @@ void gated_rmsnorm_backward(const Tensor& o, const Tensor& z, const Tensor& w, d
       using T = decltype(t);
       using P = decltype(p);
       T* yp = y ? y->data<T>() : nullptr;
-      launch_rows<T, P>(rows, n, {o.bytes(), z.bytes(), dy.bytes(), do_.bytes(), dz.bytes(), yp}, w.bytes(),
-                        [&](auto vec, dim3) {
-                          gated_rmsnorm_backward_kernel<T, P, vec()>
-                              <<<dl.grid, 32 * kRowsPerBlock, dl.smem, stream()>>>(
-                                  o.data<T>(), z.data<T>(), w.data<P>(), dy.data<T>(), do_.data<T>(), dz.data<T>(),
-                                  yp, dl.partials(), inv_out, rows, n, float(eps));
-                        });
+      const Out<T> dzo{dz_t.data<T>() + dz_col, dz_w, dz_ld};
+      launch_rows<T, P>(
+          rows, n, {o.bytes(), z.bytes(), dy.bytes(), do_.bytes(), dzo.p, yp}, w.bytes(),
+          [&](auto vec, dim3) {
+            gated_rmsnorm_backward_kernel<T, P, vec()><<<dl.grid, 32 * kRowsPerBlock, dl.smem, stream()>>>(
+                o.data<T>(), z.data<T>(), w.data<P>(), dy.data<T>(), do_.data<T>(), dzo, yp, dl.partials(), inv_out,
+                rows, n, float(eps));
+          },
+          dzo.splits_into(16 / sizeof(T)));
     });
     check_launch("gated_rmsnorm_backward");
     using T = decltype(t);

@@ -38,6 +38,24 @@ void GdnMixer::collect(ParamList& out) {
   out.insert(out.end(), {&q_, &k_, &v_, &a_, &b_, &g_, &o_, &q_conv_, &k_conv_, &v_conv_, &A_log_, &dt_bias_, &o_norm_});
 }
 
+void GdnMixer::collect_fused(std::vector<FusedProj*>& out) {
+  qk_.parts = {&q_, &k_};  // set here, once the layer sits where it stays
+  vg_.parts = {&v_, &g_};
+  out.insert(out.end(), {&qk_, &vg_});
+}
+
+void GdnMixer::project(const Tensor& x, Tensor& qp, Tensor& kp, Tensor& vp, Tensor& z) const {
+  const int64_t B = x.dim(0), L = x.dim(1);
+  if (qk_.packed() && vg_.packed()) {
+    // Each pair's outputs come out as contiguous [B, L, N] slabs: the convs read them unchanged.
+    const Tensor qk = ops::linear_split(x, qk_.w, 2), vg = ops::linear_split(x, vg_.w, 2);
+    qp = qk.select(0), kp = qk.select(1), vp = vg.select(0), z = vg.select(1);
+  } else {
+    qp = ops::linear(x, q_.w()), kp = ops::linear(x, k_.w()), vp = ops::linear(x, v_.w()), z = ops::linear(x, g_.w());
+  }
+  z = z.reshape({B, L, HV_, V_});
+}
+
 void GdnMixer::convolve(const Tensor& qp, const Tensor& kp, const Tensor& vp, Tensor& q, Tensor& k,
                         Tensor& v) const {
   const int64_t B = qp.dim(0), L = qp.dim(1);
@@ -57,19 +75,18 @@ void GdnMixer::gates(const Tensor& x, Tensor& a, Tensor& b, Tensor& beta, Tensor
   ops::gdn_gates(a, b, A_log_.w(), dt_bias_.w(), beta, g);
 }
 
-Tensor GdnMixer::output(const Tensor& x, const Tensor& o, Tensor* z) const {
-  const int64_t B = x.dim(0), L = x.dim(1);
-  *z = ops::linear(x, g_.w()).reshape({B, L, HV_, V_});
-  return ops::linear(ops::gated_rmsnorm(o, *z, o_norm_.w(), eps_).reshape({B, L, HV_ * V_}), o_.w());
+Tensor GdnMixer::output(const Tensor& o, const Tensor& z) const {
+  const int64_t B = z.dim(0), L = z.dim(1);
+  return ops::linear(ops::gated_rmsnorm(o, z, o_norm_.w(), eps_).reshape({B, L, HV_ * V_}), o_.w());
 }
 
 Tensor GdnMixer::forward(const Tensor& x, int, std::unique_ptr<MixerCtx>* ctx) const {
-  Tensor qp = ops::linear(x, q_.w()), kp = ops::linear(x, k_.w()), vp = ops::linear(x, v_.w());
-  Tensor q, k, v, a, b, beta, g, z, states;
+  Tensor qp, kp, vp, z, q, k, v, a, b, beta, g, states;
+  project(x, qp, kp, vp, z);
   convolve(qp, kp, vp, q, k, v);
   gates(x, a, b, beta, g);
   Tensor o = ops::gdn(q, k, v, beta, g, Tensor(), nullptr, chunked_, ctx ? &states : nullptr);
-  Tensor y = output(x, o, &z);
+  Tensor y = output(o, z);
   if (ctx) {
     auto c = std::make_unique<Ctx>();
     c->states = states;
@@ -107,8 +124,8 @@ static void keep_conv_tail(const Tensor& xp, Tensor& cache, int64_t slot) {
 Tensor GdnMixer::run(const Tensor& x, int, LayerCache& base, const CacheRun& r) const {
   auto& c = static_cast<GdnCache&>(base);
   const int64_t B = x.dim(0), L = x.dim(1);
-  Tensor qp = ops::linear(x, q_.w()), kp = ops::linear(x, k_.w()), vp = ops::linear(x, v_.w());
-  Tensor q, k, v;
+  Tensor qp, kp, vp, z, q, k, v;
+  project(x, qp, kp, vp, z);
   if (r.mode == CacheRun::Prefill) {
     LT2_CHECK(B == 1, "GDN prefill takes one prompt at a time");
     convolve(qp, kp, vp, q, k, v);
@@ -122,7 +139,7 @@ Tensor GdnMixer::run(const Tensor& x, int, LayerCache& base, const CacheRun& r) 
     v = ops::conv_silu_step(vp, c.conv_v, conv_w(v_conv_)).reshape({B, L, HV_, V_});
     normalize(qc, kc, q, k);
   }
-  Tensor a, b, beta, g, z, hT;
+  Tensor a, b, beta, g, hT;
   gates(x, a, b, beta, g);
   Tensor o;
   if (r.mode == CacheRun::Prefill) {
@@ -131,33 +148,46 @@ Tensor GdnMixer::run(const Tensor& x, int, LayerCache& base, const CacheRun& r) 
   } else {
     o = ops::gdn_step(q, k, v, beta, g, c.state);  // one token; the state is updated in place
   }
-  return output(x, o, &z);
+  return output(o, z);
 }
 
 Tensor GdnMixer::backward(MixerCtx& base, const Tensor& x, const Tensor& dy) {
   auto& c = static_cast<Ctx&>(base);
-  const int64_t B = x.dim(0), L = x.dim(1);
+  const int64_t B = x.dim(0), L = x.dim(1), NK = H_ * K_, NV = HV_ * V_;
+  // Fused: the pairs' input gradients land side by side, [dq | dk] in dQK and [dv | dz] in dVG,
+  // written there by the ops that make them; dx and each pair's dW are then one GEMM each.
+  const bool fused = qk_.packed() && vg_.packed();
+  const Tensor dQK = fused ? Tensor::empty({B, L, 2 * NK}, dy.dtype(), dy.device()) : Tensor();
+  const Tensor dVG = fused ? Tensor::empty({B, L, 2 * NV}, dy.dtype(), dy.device()) : Tensor();
+  const ColBlock dq_out{dQK, 0}, dk_out{dQK, NK}, dv_out{dVG, 0}, dz_out{dVG, NV};
   // o_proj's input is not kept: the norm's backward pass rebuilds it, for o_proj's dW after.
   Tensor dyn = ops::linear_backward_dx(o_.w(), dy).reshape({B, L, HV_, V_});
-  Tensor d_o, dz, y;
-  ops::gated_rmsnorm_backward(c.o, c.z, o_norm_.w(), eps_, dyn, d_o, dz, o_norm_.grad, &y);
-  ops::linear_backward_dw(y.reshape({B, L, HV_ * V_}), dy, o_.grad);
-  Tensor dx = ops::linear_backward(x, g_.w(), dz.reshape({B, L, HV_ * V_}), g_.grad);
+  Tensor d_o, dz, y, dx;
+  ops::gated_rmsnorm_backward(c.o, c.z, o_norm_.w(), eps_, dyn, d_o, dz, o_norm_.grad, &y, fused ? &dz_out : nullptr);
+  ops::linear_backward_dw(y.reshape({B, L, NV}), dy, o_.grad);
+  if (!fused) dx = ops::linear_backward(x, g_.w(), dz.reshape({B, L, NV}), g_.grad);
   const Tensor v = ops::conv_silu(c.vp, conv_w(v_conv_)).reshape({B, L, HV_, V_});
   ops::GdnGrads gr = ops::gdn_backward(c.q, c.k, v, c.beta, c.g, Tensor(), d_o, Tensor(), chunked_, c.states);
   Tensor da, db;
   ops::gdn_gates_backward(c.a, c.b, A_log_.w(), dt_bias_.w(), gr.dbeta, gr.dg, da, db, A_log_.grad, dt_bias_.grad);
-  ops::linear_backward(x, a_.w(), da, a_.grad, &dx);
-  ops::linear_backward(x, b_.w(), db, b_.grad, &dx);
   Tensor qcw = conv_w(q_conv_), kcw = conv_w(k_conv_), vcw = conv_w(v_conv_);
   Tensor dqcw = q_conv_.grad.reshape(qcw.shape()), dkcw = k_conv_.grad.reshape(kcw.shape()),
          dvcw = v_conv_.grad.reshape(vcw.shape());
-  Tensor dqp = ops::conv_silu_l2norm_backward(c.qp, qcw, K_, q_scale(), gr.dq.reshape({B, L, H_ * K_}), dqcw);
-  Tensor dkp = ops::conv_silu_l2norm_backward(c.kp, kcw, K_, 1.0, gr.dk.reshape({B, L, H_ * K_}), dkcw);
-  Tensor dvp = ops::conv_silu_backward(c.vp, vcw, gr.dv.reshape({B, L, HV_ * V_}), dvcw);
-  ops::linear_backward(x, q_.w(), dqp, q_.grad, &dx);
-  ops::linear_backward(x, k_.w(), dkp, k_.grad, &dx);
-  ops::linear_backward(x, v_.w(), dvp, v_.grad, &dx);
+  Tensor dqp = ops::conv_silu_l2norm_backward(c.qp, qcw, K_, q_scale(), gr.dq.reshape({B, L, NK}), dqcw,
+                                              fused ? &dq_out : nullptr);
+  Tensor dkp = ops::conv_silu_l2norm_backward(c.kp, kcw, K_, 1.0, gr.dk.reshape({B, L, NK}), dkcw,
+                                              fused ? &dk_out : nullptr);
+  Tensor dvp = ops::conv_silu_backward(c.vp, vcw, gr.dv.reshape({B, L, NV}), dvcw, fused ? &dv_out : nullptr);
+  if (fused) {
+    dx = ops::linear_backward(x, vg_.w, dVG, vg_.grad);
+    ops::linear_backward(x, qk_.w, dQK, qk_.grad, &dx);
+  } else {
+    ops::linear_backward(x, q_.w(), dqp, q_.grad, &dx);
+    ops::linear_backward(x, k_.w(), dkp, k_.grad, &dx);
+    ops::linear_backward(x, v_.w(), dvp, v_.grad, &dx);
+  }
+  ops::linear_backward(x, a_.w(), da, a_.grad, &dx);
+  ops::linear_backward(x, b_.w(), db, b_.grad, &dx);
   return dx;
 }
 

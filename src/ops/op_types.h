@@ -23,6 +23,17 @@ inline void check_col_block(const ColBlock& b, int64_t rows, int64_t width, DTyp
   LT2_CHECK(b.rows() == rows && b.col >= 0 && b.col + width <= b.ld(), op, ": a [", rows, ", ", width,
             "] result does not fit columns ", b.col, ".. of ", shape_str(b.t.shape()));
 }
+// The width a result of `numel` elements takes in block b when it fills the block's rows in
+// order (a [B, L, H, D] result in a [B·L, ..] block: H·D), checked to fit; a multiple of `unit`,
+// the op's own row length, so none of the op's rows straddles two of the block's.
+inline int64_t col_block_width(const ColBlock& b, int64_t numel, int64_t unit, DType dt, const char* op) {
+  LT2_CHECK(b.t.defined() && b.t.ndim() >= 1, op, ": the output block's tensor is missing");
+  const int64_t rows = b.rows();
+  LT2_CHECK(rows > 0 && numel % rows == 0 && unit > 0 && (numel / rows) % unit == 0, op, ": a result of ", numel,
+            " elements in rows of ", unit, " does not fill the ", rows, " rows of ", shape_str(b.t.shape()));
+  check_col_block(b, rows, numel / rows, dt, op);
+  return numel / rows;
+}
 // conv_silu_l2norm's x [B, L, C] viewed per head: [B, L, C / head, head] (C a multiple of head).
 inline Shape conv_head_shape(const Tensor& x, int64_t head, const char* op) {
   LT2_CHECK(x.ndim() == 3, op, ": x must be [B, L, C], got ", shape_str(x.shape()));

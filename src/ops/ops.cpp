@@ -100,8 +100,8 @@ Tensor gated_rmsnorm(const Tensor& o, const Tensor& z, const Tensor& w, double e
   LT2_OP(NormsElementwise, o, gated_rmsnorm(o, z, w, eps));
 }
 void gated_rmsnorm_backward(const Tensor& o, const Tensor& z, const Tensor& w, double eps, const Tensor& dy,
-                            Tensor& do_, Tensor& dz, Tensor& dw, Tensor* y) {
-  LT2_OP(NormsElementwise, o, gated_rmsnorm_backward(o, z, w, eps, dy, do_, dz, dw, y));
+                            Tensor& do_, Tensor& dz, Tensor& dw, Tensor* y, const ColBlock* dz_out) {
+  LT2_OP(NormsElementwise, o, gated_rmsnorm_backward(o, z, w, eps, dy, do_, dz, dw, y, dz_out));
 }
 Tensor swiglu(const Tensor& g, const Tensor& u) { LT2_OP(NormsElementwise, g, swiglu(g, u)); }
 void swiglu_backward(const Tensor& g, const Tensor& u, const Tensor& dh, Tensor& dg, Tensor& du, Tensor* h,
@@ -163,16 +163,16 @@ Tensor dsa_decode(const Tensor& q, const Tensor& k_cache, const Tensor& v_cache,
   LT2_OP(Attention, q, dsa_decode(q, k_cache, v_cache, qI, w, kI_cache, positions, topk, w_scale, scale));
 }
 Tensor conv_silu(const Tensor& x, const Tensor& w) { LT2_OP(Gdn, x, conv_silu(x, w)); }
-Tensor conv_silu_backward(const Tensor& x, const Tensor& w, const Tensor& dy, Tensor& dw) {
-  LT2_OP(Gdn, x, conv_silu_backward(x, w, dy, dw));
+Tensor conv_silu_backward(const Tensor& x, const Tensor& w, const Tensor& dy, Tensor& dw, const ColBlock* dx_out) {
+  LT2_OP(Gdn, x, conv_silu_backward(x, w, dy, dw, dx_out));
 }
 Tensor conv_silu_step(const Tensor& x, Tensor& cache, const Tensor& w) { LT2_OP(Gdn, x, conv_silu_step(x, cache, w)); }
 Tensor conv_silu_l2norm(const Tensor& x, const Tensor& w, int64_t head, double scale) {
   LT2_OP(Gdn, x, conv_silu_l2norm(x, w, head, scale));
 }
 Tensor conv_silu_l2norm_backward(const Tensor& x, const Tensor& w, int64_t head, double scale, const Tensor& dy,
-                                 Tensor& dw) {
-  LT2_OP(Gdn, x, conv_silu_l2norm_backward(x, w, head, scale, dy, dw));
+                                 Tensor& dw, const ColBlock* dx_out) {
+  LT2_OP(Gdn, x, conv_silu_l2norm_backward(x, w, head, scale, dy, dw, dx_out));
 }
 Tensor gdn(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& beta, const Tensor& g, const Tensor& h0,
            Tensor* hT, bool chunked, Tensor* states) {

@@ -157,3 +157,61 @@ TEST(CudaFused, AttentionDvIntoBlock) {
     }
   }
 }
+
+// GDN's pairs: the short conv's dx (plain, and with the per-head L2 norm) into the q, k or v
+// block of a packed gradient. Aligned blocks take the 4-channel kernels (C 512 with heads of
+// 128: the fused conv + norm kernels), an odd column start the one-channel kernels (and, with
+// the norm, the composed ops); dw is accumulated as without a block.
+TEST(CudaFused, ConvSiluDxIntoBlock) {
+  LT2_REQUIRE_GPU();
+  const int64_t B = 2, L = 75, C = 512, ld = 2 * C + 4, head = 128;  // ld: 16-byte rows
+  Tensor x = randn({B, L, C}, 1), w = randn({C, 4}, 2, 0.5), dy = randn({B, L, C}, 3), dw0 = randn({C, 4}, 4, 0.5);
+  for (bool norm : {false, true}) {
+    for (DType dt : kDtypes) {
+      const Tensor xr = rounded(x, dt), wr = rounded(w, DType::F32), dyr = rounded(dy, dt);
+      Tensor dw_ref = rounded(dw0, DType::F32);
+      const Tensor dx_ref = norm ? cpu::conv_silu_l2norm_backward(xr, wr, head, 0.3, dyr, dw_ref)
+                                 : cpu::conv_silu_backward(xr, wr, dyr, dw_ref);
+      const Tensor xg = on_gpu(x, dt), wg = on_gpu(w, DType::F32), dyg = on_gpu(dy, dt);
+      for (int64_t col : {C, int64_t(0), int64_t(1)}) {
+        const std::string what = cat(norm ? "conv_silu_l2norm" : "conv_silu", " dx col=", col);
+        Tensor dY = sentinel_gpu(B * L, ld, dt), dw = on_gpu(dw0, DType::F32);
+        const ColBlock out{dY, col};
+        const Tensor dx = norm ? gpu::conv_silu_l2norm_backward(xg, wg, head, 0.3, dyg, dw, &out)
+                               : gpu::conv_silu_backward(xg, wg, dyg, dw, &out);
+        EXPECT_FALSE(dx.defined()) << what;
+        expect_block(dY, col, dx_ref, dt, name(what, dt));
+        expect_gpu(dw, DType::F32, dw_ref, parity_tol(dt), name(what + " dw", dt));
+      }
+    }
+  }
+}
+
+// The gated RMSNorm's dz (z [B, L, H, V], rows of V) into the g block of GDN's packed [dv | dz]
+// gradient, H·V columns a row: V 256 as GDN's (16-byte accesses at an aligned column) and an
+// odd column start (one element at a time); do, y and dw as without a block.
+TEST(CudaFused, GatedRmsnormDzIntoBlock) {
+  LT2_REQUIRE_GPU();
+  const int64_t B = 2, L = 19, H = 3;
+  for (int64_t V : {256, 6}) {
+    const int64_t w = H * V, ld = 2 * w + 8;  // 16-byte rows
+    Tensor o = randn({B, L, H, V}, 1), z = randn({B, L, H, V}, 2, 2.0), nw = randn({V}, 3), dy = randn({B, L, H, V}, 4);
+    for (DType dt : kDtypes) {
+      const Tensor orr = rounded(o, dt), zr = rounded(z, dt), dyr = rounded(dy, dt);
+      Tensor do_ref, dz_ref, y_ref, dw_ref = Tensor::zeros({V}, DType::F64);
+      cpu::gated_rmsnorm_backward(orr, zr, rounded(nw, DType::F32), 1e-6, dyr, do_ref, dz_ref, dw_ref, &y_ref);
+      for (int64_t col : {w, int64_t(1)}) {
+        const std::string what = cat("gated_rmsnorm V=", V, " col=", col);
+        Tensor dY = sentinel_gpu(B * L, ld, dt), d_o, dz, y, dw = Tensor::zeros({V}, DType::F32, Device::CUDA);
+        const ColBlock out{dY, col};
+        gpu::gated_rmsnorm_backward(on_gpu(o, dt), on_gpu(z, dt), on_gpu(nw, DType::F32), 1e-6, on_gpu(dy, dt), d_o, dz,
+                                    dw, &y, &out);
+        EXPECT_FALSE(dz.defined()) << what;
+        expect_block(dY, col, dz_ref, dt, name(what + " dz", dt));
+        expect_gpu(d_o, dt, do_ref, parity_tol(dt), name(what + " do", dt));
+        expect_gpu(y, dt, y_ref, parity_tol(dt), name(what + " y", dt));
+        expect_gpu(dw, DType::F32, dw_ref, parity_tol(dt), name(what + " dw", dt));
+      }
+    }
+  }
+}

@@ -82,9 +82,13 @@ void check_model_parity(const std::string& pattern, DType compute, double loss_t
     ref.params()[i]->value = p->value.to(low ? DType::BF16 : DType::F32).to(DType::F64);
   }
   gpu.to(Device::CUDA, compute);
-  // The 3 FFNs and, when fusable, the 2 attention layers (full, window) pack on the BF16 path.
+  // On the BF16 path every FFN packs (gate, up), every GDN layer two pairs ((q, k), (v, g)) and,
+  // when fusable, every attention layer but DSA's (q, k, v, g).
   if (compute == DType::BF16) {
-    EXPECT_EQ(gpu.packed_projections(), fusable ? 5 : 3);
+    int64_t want = 0;
+    for (const MixerSpec& t : cfg.layer_types)
+      want += 1 + (t.kind == MixerSpec::Gdn ? 2 : fusable && t.kind != MixerSpec::Dsa ? 1 : 0);
+    EXPECT_EQ(gpu.packed_projections(), want);
   }
   const Tensor ids = random_ids(2, 45, cfg.vocab_size, 9), targets = random_ids(1, 90, cfg.vocab_size, 10).reshape({90});
   const LossAndGrads want = loss_and_grads(ref, ids, targets), got = loss_and_grads(gpu, ids, targets);
@@ -126,23 +130,31 @@ TEST(CudaModel, LossAndGradientsBf16FusedProjections) {
 
 // Fused and unfused BF16 runs of one model: the same arithmetic up to the GEMMs' summation
 // order and bf16 rounding of intermediate values, so far closer than either is to the F64 reference.
+// The GDN layer's q, k heads of 32 channels (C 64) take the composed conv + L2 norm; the second
+// config's heads of 64 (C 128, V 32) take the fused conv + norm kernels, writing dq, dk into the
+// packed gradient.
 TEST(CudaModel, FusedProjectionsMatchUnfusedBf16) {
   LT2_REQUIRE_GPU();
-  ModelConfig cfg = parity_config("full,gdn,window(8)");
-  cfg.num_key_value_heads = cfg.num_attention_heads;
-  LoopedModel m(cfg, DType::F32);
-  randomize(m, 5);
-  m.to(Device::CUDA, DType::BF16);
-  const Tensor ids = random_ids(2, 45, cfg.vocab_size, 9), targets = random_ids(1, 90, cfg.vocab_size, 10).reshape({90});
-  ASSERT_EQ(m.packed_projections(), 5);
-  const LossAndGrads fused = loss_and_grads(m, ids, targets);
-  m.set_fusion(LoopedModel::Fusion::Off);
-  ASSERT_EQ(m.packed_projections(), 0);
-  const LossAndGrads plain = loss_and_grads(m, ids, targets);
-  EXPECT_NEAR(fused.loss, plain.loss, 2e-3 * std::abs(plain.loss));
-  for (size_t i = 0; i < plain.grads.size(); ++i) {
-    const double err = rel_l2(fused.grads[i], plain.grads[i]);
-    EXPECT_LE(err, 0.05) << m.params()[i]->name << ": relative L2 " << err;
+  for (int64_t gdn_k : {32, 64}) {
+    SCOPED_TRACE(cat("GDN K ", gdn_k));
+    ModelConfig cfg = parity_config("full,gdn,window(8)");
+    cfg.num_key_value_heads = cfg.num_attention_heads;
+    cfg.gdn_head_k_dim = gdn_k;
+    cfg.gdn_head_v_dim = gdn_k / 2;
+    LoopedModel m(cfg, DType::F32);
+    randomize(m, 5);
+    m.to(Device::CUDA, DType::BF16);
+    const Tensor ids = random_ids(2, 45, cfg.vocab_size, 9), targets = random_ids(1, 90, cfg.vocab_size, 10).reshape({90});
+    ASSERT_EQ(m.packed_projections(), 7);  // 3 FFNs, 2 attention layers, the GDN layer's 2 pairs
+    const LossAndGrads fused = loss_and_grads(m, ids, targets);
+    m.set_fusion(LoopedModel::Fusion::Off);
+    ASSERT_EQ(m.packed_projections(), 0);
+    const LossAndGrads plain = loss_and_grads(m, ids, targets);
+    EXPECT_NEAR(fused.loss, plain.loss, 2e-3 * std::abs(plain.loss));
+    for (size_t i = 0; i < plain.grads.size(); ++i) {
+      const double err = rel_l2(fused.grads[i], plain.grads[i]);
+      EXPECT_LE(err, 0.05) << m.params()[i]->name << ": relative L2 " << err;
+    }
   }
 }
 
