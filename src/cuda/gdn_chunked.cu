@@ -1150,7 +1150,7 @@ struct ScanX2Layout {
   static constexpr size_t bytes = VEC + 2 * 4 * 4 * kC;
 };
 // Scan variant V2 of mode P: 0 the default layout, one block per SM; 1 and 2 the lean layouts
-// (kBF16 at VT = 32 only) with NK = V2 copies of k, two blocks per SM.
+// (kBF16 only) with NK = V2 copies of k, two blocks per SM (at VT = 64 only NK = 1 fits twice).
 template <int KP, int VT, int P, int V2>
 using ScanX2Lay = std::conditional_t<V2 == 0, ScanX2Layout<KP, VT>, ScanX2Layout<KP, VT, planes<P>(), 1, V2>>;
 static_assert(ScanX2Layout<128, 32>::bytes == 169984 && ScanX2Layout<128, 64>::bytes == 219136,
@@ -2562,11 +2562,12 @@ GdnDims dims_of(const Tensor& q, const Tensor& v) {
 // LT2_GDN_SCAN2 = 1 or 2 (issue 5, experimental): in kBF16 the split-tile scan at VT = 32 runs a
 // lean layout (one plane per split region, one q / value copy, 1 or 2 k copies) two blocks per
 // SM instead of the default layout one block per SM, and the automatic value tile becomes 32.
+// 3: the one-k-copy lean layout at VT = 64, two blocks per SM (128 registers: it spills).
 int scan2_variant() {
   const char* s = std::getenv("LT2_GDN_SCAN2");
   if (!s || !*s) return 0;
   const int x = std::atoi(s);
-  return x == 1 || x == 2 ? x : 0;
+  return x >= 1 && x <= 3 ? x : 0;
 }
 // Whether gdn_chunked_* of this dtype and K run the kBF16 split-tile scan (where scan2_variant applies).
 bool lean_scan_applies(DType dt, int64_t K) {
@@ -2581,7 +2582,8 @@ int choose_vt(int requested, DType dt, int64_t K) {
     const int x = std::atoi(s);
     if (x == 32 || x == 64) return x;
   }
-  return scan2_variant() != 0 && lean_scan_applies(dt, K) ? 32 : 64;
+  const int v2 = scan2_variant();
+  return (v2 == 1 || v2 == 2) && lean_scan_applies(dt, K) ? 32 : 64;
 }
 
 // The split-tile scan (gdn_scan_x2_kernel) serves kBF16x2 with BF16 activations;
@@ -2639,9 +2641,14 @@ void launch_scan(int vt, const ScanArgs& a, int roles) {
   if constexpr (std::is_same<T, bf16>::value && x2_mode<P>()) {
     if (a.Au2) {
       if constexpr (P == kBF16) {
-        if (const int v2 = scan2_variant(); vt == 32 && v2 != 0) {
+        const int v2 = scan2_variant();
+        if (vt == 32 && (v2 == 1 || v2 == 2)) {
           if (v2 == 2) launch_scan_x2<KP, 32, P, 2>(a, roles);
           else launch_scan_x2<KP, 32, P, 1>(a, roles);
+          return;
+        }
+        if (vt == 64 && v2 == 3) {  // the one-k-copy layout at VT = 64 (~108 KB) also fits twice
+          launch_scan_x2<KP, 64, P, 1>(a, roles);
           return;
         }
       }
