@@ -1121,7 +1121,12 @@ __global__ void __launch_bounds__(kThreads, ScanLayout<T, KP, VT, P>::MINB) gdn_
 // kBF16 (LT2_GDN_SCAN2, issue 5) keep one plane (the only one kBF16 writes) and one q / value
 // copy, with one k copy (variant 1, ~86 KB) or two (variant 2, ~103 KB), so that two blocks
 // share an SM: the walk is latency-bound, and a second block may hide more of it than the
-// prefetch does.
+// prefetch does. Measured on an H100 (bench/gpu/gdn_scan2_h100.txt): at VT = 32 two blocks per
+// SM beat one (scan2 at B4 L4096 H16: 1.00 -> 0.83 ms) but not VT = 64 (0.71 ms), which does
+// half the k-side work per column; at VT = 64 (variant 3, ~108 KB, 92 B of spills) they win
+// where the grid has more blocks than SMs (scan2 there 0.71 -> 0.59 ms, forward at B8 L2048 H6
+// V256 0.36 -> 0.29 ms) and lose where it has fewer (forward at B4 L4096 H16, 128 blocks:
+// 0.36 -> 0.47 ms).
 template <int KP, int VT, int NPL = 2, int NQV = 2, int NK = 2>
 struct ScanX2Layout {
   static_assert(NQV == NK || NQV == 1, "q / value copies: as many as k, or one");
@@ -2562,12 +2567,22 @@ GdnDims dims_of(const Tensor& q, const Tensor& v) {
 // LT2_GDN_SCAN2 = 1 or 2 (issue 5, experimental): in kBF16 the split-tile scan at VT = 32 runs a
 // lean layout (one plane per split region, one q / value copy, 1 or 2 k copies) two blocks per
 // SM instead of the default layout one block per SM, and the automatic value tile becomes 32.
-// 3: the one-k-copy lean layout at VT = 64, two blocks per SM (128 registers: it spills).
+// 3: the one-k-copy lean layout at VT = 64, two blocks per SM (128 registers: it spills);
+// 4: that layout only where the grid has more blocks than the GPU has SMs (see launch_scan).
+int sm_count() {
+  static const int sms = [] {
+    int dev = 0, count = 0;
+    LT2_CUDA_CHECK(cudaGetDevice(&dev));
+    LT2_CUDA_CHECK(cudaDeviceGetAttribute(&count, cudaDevAttrMultiProcessorCount, dev));
+    return count;
+  }();
+  return sms;
+}
 int scan2_variant() {
   const char* s = std::getenv("LT2_GDN_SCAN2");
   if (!s || !*s) return 0;
   const int x = std::atoi(s);
-  return x >= 1 && x <= 3 ? x : 0;
+  return x >= 1 && x <= 4 ? x : 0;
 }
 // Whether gdn_chunked_* of this dtype and K run the kBF16 split-tile scan (where scan2_variant applies).
 bool lean_scan_applies(DType dt, int64_t K) {
@@ -2647,7 +2662,11 @@ void launch_scan(int vt, const ScanArgs& a, int roles) {
           else launch_scan_x2<KP, 32, P, 1>(a, roles);
           return;
         }
-        if (vt == 64 && v2 == 3) {  // the one-k-copy layout at VT = 64 (~108 KB) also fits twice
+        // The one-k-copy layout at VT = 64 (~108 KB) also fits twice. 4: only where the grid
+        // exceeds one block per SM. Measured with 3 (bench/gpu/gdn_scan2_h100.txt), a grid of
+        // 128 blocks on 132 SMs ran 21 % slower lean than one block per SM, grids of 192 and 256
+        // blocks 16-23 % faster (no second wave).
+        if (vt == 64 && (v2 == 3 || (v2 == 4 && int64_t(a.tiles) * roles * a.d.HV * a.d.B > sm_count()))) {
           launch_scan_x2<KP, 64, P, 1>(a, roles);
           return;
         }
