@@ -1114,25 +1114,52 @@ __global__ void __launch_bounds__(kThreads, ScanLayout<T, KP, VT, P>::MINB) gdn_
 // writes only their split copy to shared memory, for the next chunk's products. Same values
 // and the same split points as the accessor version, so the same accuracy. Three barriers per
 // chunk forward, four in reverse (gates double-buffered, A fetched during the state update).
-template <int KP, int VT>
+//
+// Layout: NPL planes per split region and NQV copies of the q and value (v / dout) tiles, NK of
+// the k tile. The default (2, 2, 2) reserves two planes in every mode and double-buffers every
+// input, [q | k | v] per buffer: ~166 KB at VT = 32, one block per SM. The lean layouts of
+// kBF16 (LT2_GDN_SCAN2, issue 5) keep one plane (the only one kBF16 writes) and one q / value
+// copy, with one k copy (variant 1, ~86 KB) or two (variant 2, ~103 KB), so that two blocks
+// share an SM: the walk is latency-bound, and a second block may hide more of it than the
+// prefetch does. Measured on an H100 (bench/gpu/gdn_scan2_h100.txt): at VT = 32 two blocks per
+// SM beat one (scan2 at B4 L4096 H16: 1.00 -> 0.83 ms) but not VT = 64 (0.71 ms), which does
+// half the k-side work per column; at VT = 64 (variant 3, ~108 KB, 92 B of spills) they win
+// where the grid has more blocks than SMs (scan2 there 0.71 -> 0.59 ms, forward at B8 L2048 H6
+// V256 0.36 -> 0.29 ms) and lose where it has fewer (forward at B4 L4096 H16, 128 blocks:
+// 0.36 -> 0.47 ms).
+template <int KP, int VT, int NPL = 2, int NQV = 2, int NK = 2>
 struct ScanX2Layout {
+  static_assert(NQV == NK || NQV == 1, "q / value copies: as many as k, or one");
+  static constexpr int kKP = KP, kVT = VT;
   static constexpr int LDK = KP + 8, LDV = VT + 8, LDC = kC + 8;
   static constexpr int SPL = KP * LDV;  // elements per plane: the state,
   static constexpr int TPL = kC * LDV;  // a 64 × VT tile,
   static constexpr int CPL = kC * LDC;  // a 64 × 64 tile
   static constexpr size_t S = 0;
-  static constexpr size_t BUF = S + 2 * 2 * size_t(SPL);
-  static constexpr size_t BK = up16(2 * kC * LDK);
-  static constexpr size_t BV = BK + up16(2 * kC * LDK);
-  static constexpr size_t BUF_BYTES = BV + up16(2 * kC * LDV);
-  static constexpr size_t AU = BUF + 2 * BUF_BYTES;
-  static constexpr size_t M = AU + 2 * 2 * size_t(CPL);
-  static constexpr size_t T1 = M + 2 * 2 * size_t(CPL);
-  static constexpr size_t T2 = T1 + 2 * 2 * size_t(TPL);
-  static constexpr size_t T3 = T2 + 2 * 2 * size_t(TPL);
-  static constexpr size_t VEC = T3 + 2 * 2 * size_t(TPL);  // two gate buffers [β | γ | e | Γl]
+  static constexpr size_t BUF = S + 2 * NPL * size_t(SPL);
+  static constexpr size_t QB = up16(2 * kC * LDK), VB = up16(2 * kC * LDV);  // one q (or k) tile, one value tile
+  static constexpr size_t BUF_BYTES = 2 * QB + VB;  // [q | k | v] when NQV == NK
+  // Input tiles of buffer parity buf: with NQV == NK buffer buf is [q | k | v]; otherwise q and v
+  // once, then the NK copies of k.
+  __host__ __device__ static constexpr size_t q_at(int buf) { return BUF + (NQV == 2 ? buf : 0) * BUF_BYTES; }
+  __host__ __device__ static constexpr size_t k_at(int buf) {
+    return NQV == NK ? q_at(buf) + QB : BUF + QB + VB + (NK == 2 ? buf : 0) * QB;
+  }
+  __host__ __device__ static constexpr size_t v_at(int buf) { return NQV == NK ? q_at(buf) + 2 * QB : BUF + QB; }
+  static constexpr size_t AU = BUF + NQV * (QB + VB) + NK * QB;
+  static constexpr size_t M = AU + 2 * NPL * size_t(CPL);
+  static constexpr size_t T1 = M + 2 * NPL * size_t(CPL);
+  static constexpr size_t T2 = T1 + 2 * NPL * size_t(TPL);
+  static constexpr size_t T3 = T2 + 2 * NPL * size_t(TPL);
+  static constexpr size_t VEC = T3 + 2 * NPL * size_t(TPL);  // two gate buffers [β | γ | e | Γl]
   static constexpr size_t bytes = VEC + 2 * 4 * 4 * kC;
 };
+// Scan variant V2 of mode P: 0 the default layout, one block per SM; 1 and 2 the lean layouts
+// (kBF16 only) with NK = V2 copies of k, two blocks per SM (at VT = 64 only NK = 1 fits twice).
+template <int KP, int VT, int P, int V2>
+using ScanX2Lay = std::conditional_t<V2 == 0, ScanX2Layout<KP, VT>, ScanX2Layout<KP, VT, planes<P>(), 1, V2>>;
+static_assert(ScanX2Layout<128, 32>::bytes == 169984 && ScanX2Layout<128, 64>::bytes == 219136,
+              "the default layout is the one the VT 64 / kBF16x2 timings were measured with");
 
 // f(row, col, x0, x1) for each pair of accumulator elements (col, col + 1) this lane holds.
 // dst[0], dst[1] = x0, x1 as BF16 where column cc, cc + 1 < ncol (left = ncol − cc); one 4-byte
@@ -1168,29 +1195,31 @@ __device__ __forceinline__ void scale_split8(float s, const uint4& x, uint4* hi,
   if constexpr (P == kBF16x2) *lo = make_uint4(l[0], l[1], l[2], l[3]);
 }
 
-template <int KP, int VT>
+// Which input tiles scan_x2_issue_inputs fetches.
+enum : int { kInQ = 1, kInK = 2, kInV = 4, kInAll = 7 };
+template <class Lay>
 __device__ __forceinline__ void scan_x2_issue_inputs(const ScanArgs& a, int c, int buf, int64_t b, int64_t hv,
                                                      int64_t col0, int ncol, bool want_q, const bf16* src,
-                                                     unsigned char* smem) {
-  using Lay = ScanX2Layout<KP, VT>;
+                                                     unsigned char* smem, int parts) {
+  constexpr int KP = Lay::kKP, VT = Lay::kVT;
   const GdnDims& d = a.d;
   const int64_t h = hv / d.G, t0 = int64_t(c) * kC;
   const int n = int(min64(kC, d.L - t0));
-  unsigned char* base = smem + Lay::BUF + buf * Lay::BUF_BYTES;
   const int64_t qk_off = ((b * d.L + t0) * d.H + h) * d.K;
-  if (want_q)
-    load_tile_async<kC, KP, Lay::LDK>(reinterpret_cast<bf16*>(base), static_cast<const bf16*>(a.q) + qk_off,
-                                      d.H * d.K, n, int(d.K));
-  load_tile_async<kC, KP, Lay::LDK>(reinterpret_cast<bf16*>(base + Lay::BK), static_cast<const bf16*>(a.k) + qk_off,
-                                    d.H * d.K, n, int(d.K));
-  load_tile_async<kC, VT, Lay::LDV>(reinterpret_cast<bf16*>(base + Lay::BV),
-                                    src + ((b * d.L + t0) * d.HV + hv) * d.V + col0, d.HV * d.V, n, ncol);
+  if (want_q && (parts & kInQ))
+    load_tile_async<kC, KP, Lay::LDK>(reinterpret_cast<bf16*>(smem + Lay::q_at(buf)),
+                                      static_cast<const bf16*>(a.q) + qk_off, d.H * d.K, n, int(d.K));
+  if (parts & kInK)
+    load_tile_async<kC, KP, Lay::LDK>(reinterpret_cast<bf16*>(smem + Lay::k_at(buf)),
+                                      static_cast<const bf16*>(a.k) + qk_off, d.H * d.K, n, int(d.K));
+  if (parts & kInV)
+    load_tile_async<kC, VT, Lay::LDV>(reinterpret_cast<bf16*>(smem + Lay::v_at(buf)),
+                                      src + ((b * d.L + t0) * d.HV + hv) * d.V + col0, d.HV * d.V, n, ncol);
 }
 // Au of chunk c (its BF16 planes from prep, 64 × 64 each: hi and lo, or hi alone in kBF16) as one tile.
-template <int KP, int VT, int P>
+template <class Lay, int P>
 __device__ __forceinline__ void scan_x2_issue_Au(const ScanArgs& a, int c, int64_t bhv, unsigned char* smem) {
   constexpr int R = planes<P>() * kC;  // the planes as one tile of R rows
-  using Lay = ScanX2Layout<KP, VT>;
   load_tile_async<R, kC, Lay::LDC>(reinterpret_cast<bf16*>(smem + Lay::AU), a.Au2 + (bhv * a.d.NC + c) * (R * kC), kC,
                                    R, kC);
 }
@@ -1200,9 +1229,9 @@ __device__ __forceinline__ void scan_x2_issue_Au(const ScanArgs& a, int c, int64
 // one published (it is rewritten only after the chunk's last barrier). Every thread copies 16-byte
 // words: coalesced stores, and no second split of the register tiles (the walk used to split them
 // again and store 4-byte pairs to both planes).
-template <int KP, int VT, int P>
+template <class Lay, int P>
 __device__ __forceinline__ void scan_x2_store_ckpt(bf16* dst, const bf16* Sp) {
-  using Lay = ScanX2Layout<KP, VT>;
+  constexpr int KP = Lay::kKP, VT = Lay::kVT;
   constexpr int GPR = VT / 8, WORDS = planes<P>() * KP * GPR;  // 16-byte words per row, in all
   static_assert(WORDS % kThreads == 0, "checkpoint copy mapping");
 #pragma unroll
@@ -1214,9 +1243,16 @@ __device__ __forceinline__ void scan_x2_store_ckpt(bf16* dst, const bf16* Sp) {
 }
 
 // Forward walk, value columns [col0, col0 + VT).
-template <int KP, int VT, int P>
+//
+// Input schedule: the default layout issues all of chunk c + 1's tiles at the top of chunk c into
+// the other buffer. The lean layouts (V2 > 0) have one q / v copy, last read before the second
+// barrier (v by X, q by M), so those go after it; k is read until the state update at the end:
+// with two copies (V2 = 2) it still goes at the top, with one (V2 = 1) after a barrier behind
+// the state update, which then runs before O so that O's product overlaps the fetch.
+template <int KP, int VT, int P, int V2>
 __device__ __forceinline__ void scan_x2_forward(const ScanArgs& a, int tile, unsigned char* smem) {
-  using Lay = ScanX2Layout<KP, VT>;
+  using Lay = ScanX2Lay<KP, VT, P, V2>;
+  constexpr int kTop = V2 == 0 ? kInAll : V2 == 2 ? kInK : 0;  // issued at the top of a chunk
   constexpr int NS = VT / 16, LDK = Lay::LDK, LDV = Lay::LDV, LDC = Lay::LDC;
   constexpr int NT = KP / 64;  // state tiles of 16 × VT/2 per warp
   bf16* Sp = reinterpret_cast<bf16*>(smem + Lay::S);
@@ -1244,8 +1280,8 @@ __device__ __forceinline__ void scan_x2_forward(const ScanArgs& a, int tile, uns
   const bool m_tile = (warp & 3) != 3;
   const int mM = ti < 4 ? 16 * ti : 32 + 16 * (ti - 4), nMM = ti < 4 ? 0 : 32;
 
-  scan_x2_issue_inputs<KP, VT>(a, 0, 0, b, hv, col0, ncol, want_o, vsrc, smem);
-  scan_x2_issue_Au<KP, VT, P>(a, 0, bhv, smem);
+  scan_x2_issue_inputs<Lay>(a, 0, 0, b, hv, col0, ncol, want_o, vsrc, smem, kInAll);
+  scan_x2_issue_Au<Lay, P>(a, 0, bhv, smem);
   cp_async_commit();
   put_gates(vec0, fetch_gates(a, 0, b, hv));
   Gates gt;
@@ -1265,10 +1301,9 @@ __device__ __forceinline__ void scan_x2_forward(const ScanArgs& a, int tile, uns
     const int n = int(min64(kC, d.L - t0));
     const int buf = c & 1;
     const bool next = c + 1 < NC;
-    const unsigned char* in = smem + Lay::BUF + buf * Lay::BUF_BYTES;
-    const bf16* qs = reinterpret_cast<const bf16*>(in);
-    const bf16* ks = reinterpret_cast<const bf16*>(in + Lay::BK);
-    const bf16* vs = reinterpret_cast<const bf16*>(in + Lay::BV);
+    const bf16* qs = reinterpret_cast<const bf16*>(smem + Lay::q_at(buf));
+    const bf16* ks = reinterpret_cast<const bf16*>(smem + Lay::k_at(buf));
+    const bf16* vs = reinterpret_cast<const bf16*>(smem + Lay::v_at(buf));
     const float* vec = vec0 + buf * 4 * kC;
     const float* gam = vec + kC;
     const float* e = vec + 2 * kC;
@@ -1278,13 +1313,13 @@ __device__ __forceinline__ void scan_x2_forward(const ScanArgs& a, int tile, uns
     cp_async_wait<0>();
     __syncthreads();  // chunk c's inputs and gates are in; chunk c − 1 is done with every buffer
     if (next) {
-      scan_x2_issue_inputs<KP, VT>(a, c + 1, buf ^ 1, b, hv, col0, ncol, want_o, vsrc, smem);
+      if constexpr (kTop != 0) scan_x2_issue_inputs<Lay>(a, c + 1, buf ^ 1, b, hv, col0, ncol, want_o, vsrc, smem, kTop);
       cp_async_commit();
       put_gates(vec0 + (buf ^ 1) * 4 * kC, gt);
       if (c + 2 < NC) gt = fetch_gates(a, c + 2, b, hv);
     }
     if (a.ckS)
-      scan_x2_store_ckpt<KP, VT, P>(static_cast<bf16*>(a.ckS) + ((bhv * d.NC + c) * a.tiles + tile) * (planes<P>() * KP * VT), Sp);
+      scan_x2_store_ckpt<Lay, P>(static_cast<bf16*>(a.ckS) + ((bhv * d.NC + c) * a.tiles + tile) * (planes<P>() * KP * VT), Sp);
     // X = V − diag(e) K S (split);  P = diag(e) Q S kept for O;  M = tril(Q Kᵀ) ⊙ Γ (split).
     float accO[NS][4] = {};
     {
@@ -1314,16 +1349,20 @@ __device__ __forceinline__ void scan_x2_forward(const ScanArgs& a, int tile, uns
       });
     }
     __syncthreads();
-    if (next) {  // Au is read only above
-      scan_x2_issue_Au<KP, VT, P>(a, c + 1, bhv, smem);
+    if (next) {  // Au is read only above (and in the lean layouts q and v)
+      scan_x2_issue_Au<Lay, P>(a, c + 1, bhv, smem);
+      if constexpr (V2 != 0) scan_x2_issue_inputs<Lay>(a, c + 1, buf ^ 1, b, hv, col0, ncol, want_o, vsrc, smem, kInQ | kInV);
       cp_async_commit();
     }
-    if (want_o) {  // O = P + M Δ
-      warp_mma<P>(accO, Ma, Db, m0, n0, 0, m0 + 16);
-      for_pairs(accO, m0, n0, [&](int r, int cc, float x0, float x1) {
-        if (r < n) store_pair(o + ((b * d.L + t0 + r) * d.HV + hv) * d.V + col0 + cc, x0, x1, ncol - cc, pairs);
-      });
-    }
+    const auto out = [&] {  // O = P + M Δ
+      if (want_o) {
+        warp_mma<P>(accO, Ma, Db, m0, n0, 0, m0 + 16);
+        for_pairs(accO, m0, n0, [&](int r, int cc, float x0, float x1) {
+          if (r < n) store_pair(o + ((b * d.L + t0 + r) * d.HV + hv) * d.V + col0 + cc, x0, x1, ncol - cc, pairs);
+        });
+      }
+    };
+    if constexpr (V2 != 1) out();
     // S ← e_{C−1} S + Kᵀ (Γl Δ), in registers; then its split copy for the next chunk's products
     // (the copy is read only before the first barrier of a chunk).
     const float el = e[kC - 1];
@@ -1333,6 +1372,14 @@ __device__ __forceinline__ void scan_x2_forward(const ScanArgs& a, int tile, uns
       for_acc(St[u], mS, nS, [&](int, int, float& x) { x *= el; });
       warp_mma<P>(St[u], Kt, Gb, mS, nS, 0, kC);
       for_pairs(St[u], mS, nS, [&](int i, int cc, float x0, float x1) { put_split<P>(Sp, LDV, Lay::SPL, i, cc, x0, x1); });
+    }
+    if constexpr (V2 == 1) {  // the one k copy is free once every warp is past the state update
+      __syncthreads();
+      if (next) {
+        scan_x2_issue_inputs<Lay>(a, c + 1, buf ^ 1, b, hv, col0, ncol, want_o, vsrc, smem, kInK);
+        cp_async_commit();
+      }
+      out();
     }
   }
   if (a.hT) {
@@ -1348,9 +1395,13 @@ __device__ __forceinline__ void scan_x2_forward(const ScanArgs& a, int tile, uns
 
 // Reverse walk, value columns [col0, col0 + VT): dS ← dhT; per chunk (last first)
 // dΔ = Γl K dS + Mᵀ dO, dX = Auᵀ dΔ (= dv), dS ← e_{C−1} dS + Qᵀ (e dO) + Kᵀ (−e dX).
-template <int KP, int VT, int P>
+// Inputs as in the forward walk: in the lean layouts q and dout (last read before the second
+// barrier) go after it, k (read until the final dS update) at the top with two copies or after a
+// barrier at the end of the chunk with one.
+template <int KP, int VT, int P, int V2>
 __device__ __forceinline__ void scan_x2_reverse(const ScanArgs& a, int tile, unsigned char* smem) {
-  using Lay = ScanX2Layout<KP, VT>;
+  using Lay = ScanX2Lay<KP, VT, P, V2>;
+  constexpr int kTop = V2 == 0 ? kInAll : V2 == 2 ? kInK : 0;
   constexpr int NS = VT / 16, LDK = Lay::LDK, LDV = Lay::LDV, LDC = Lay::LDC;
   constexpr int NT = KP / 64;
   bf16* Sp = reinterpret_cast<bf16*>(smem + Lay::S);
@@ -1372,8 +1423,8 @@ __device__ __forceinline__ void scan_x2_reverse(const ScanArgs& a, int tile, uns
   const int m0 = 16 * (warp & 3), n0 = (warp >> 2) * (VT / 2), nM = 32 * (warp >> 2);
   const bool m_tile = (warp >> 2) == 0 || (warp & 3) >= 2;  // Mᵀ is read at rows >= m0 of M only
 
-  scan_x2_issue_inputs<KP, VT>(a, NC - 1, 0, b, hv, col0, ncol, true, dosrc, smem);
-  scan_x2_issue_Au<KP, VT, P>(a, NC - 1, bhv, smem);
+  scan_x2_issue_inputs<Lay>(a, NC - 1, 0, b, hv, col0, ncol, true, dosrc, smem, kInAll);
+  scan_x2_issue_Au<Lay, P>(a, NC - 1, bhv, smem);
   cp_async_commit();
   put_gates(vec0, fetch_gates(a, NC - 1, b, hv));
   Gates gt;
@@ -1394,10 +1445,9 @@ __device__ __forceinline__ void scan_x2_reverse(const ScanArgs& a, int tile, uns
     const int n = int(min64(kC, d.L - t0));
     const int buf = it & 1;
     const bool next = it + 1 < NC;  // the next chunk is c − 1
-    const unsigned char* in = smem + Lay::BUF + buf * Lay::BUF_BYTES;
-    const bf16* qs = reinterpret_cast<const bf16*>(in);
-    const bf16* ks = reinterpret_cast<const bf16*>(in + Lay::BK);
-    const bf16* dos = reinterpret_cast<const bf16*>(in + Lay::BV);
+    const bf16* qs = reinterpret_cast<const bf16*>(smem + Lay::q_at(buf));
+    const bf16* ks = reinterpret_cast<const bf16*>(smem + Lay::k_at(buf));
+    const bf16* dos = reinterpret_cast<const bf16*>(smem + Lay::v_at(buf));
     const float* vec = vec0 + buf * 4 * kC;
     const float* gam = vec + kC;
     const float* e = vec + 2 * kC;
@@ -1407,13 +1457,13 @@ __device__ __forceinline__ void scan_x2_reverse(const ScanArgs& a, int tile, uns
     cp_async_wait<0>();
     __syncthreads();
     if (next) {
-      scan_x2_issue_inputs<KP, VT>(a, c - 1, buf ^ 1, b, hv, col0, ncol, true, dosrc, smem);
+      if constexpr (kTop != 0) scan_x2_issue_inputs<Lay>(a, c - 1, buf ^ 1, b, hv, col0, ncol, true, dosrc, smem, kTop);
       cp_async_commit();
       put_gates(vec0 + (buf ^ 1) * 4 * kC, gt);
       if (it + 2 < NC) gt = fetch_gates(a, c - 2, b, hv);
     }
     if (a.ckD)
-      scan_x2_store_ckpt<KP, VT, P>(static_cast<bf16*>(a.ckD) + ((bhv * d.NC + c) * a.tiles + tile) * (planes<P>() * KP * VT), Sp);
+      scan_x2_store_ckpt<Lay, P>(static_cast<bf16*>(a.ckD) + ((bhv * d.NC + c) * a.tiles + tile) * (planes<P>() * KP * VT), Sp);
     for (int idx = tid; idx < kC * (VT / 8); idx += kThreads) {  // e dO, split, 8 columns (16 bytes) at a time
       const int o = (idx / (VT / 8)) * LDV + 8 * (idx % (VT / 8));
       scale_split8<P>(e[idx / (VT / 8)], *reinterpret_cast<const uint4*>(dos + o), reinterpret_cast<uint4*>(Ep + o),
@@ -1441,6 +1491,12 @@ __device__ __forceinline__ void scan_x2_reverse(const ScanArgs& a, int tile, uns
       warp_mma<P>(St[u], Qt, Eb, mS, nS, 0, kC);
     }
     __syncthreads();
+    if constexpr (V2 != 0) {  // q and dout are read only above
+      if (next) {
+        scan_x2_issue_inputs<Lay>(a, c - 1, buf ^ 1, b, hv, col0, ncol, true, dosrc, smem, kInQ | kInV);
+        cp_async_commit();
+      }
+    }
     {
       float accX[NS][4] = {};  // dX = Auᵀ dΔ
       warp_mma<P>(accX, AutA, Gb, m0, n0, m0, kC);
@@ -1451,7 +1507,7 @@ __device__ __forceinline__ void scan_x2_reverse(const ScanArgs& a, int tile, uns
     }
     __syncthreads();
     if (next) {  // Au is read only above
-      scan_x2_issue_Au<KP, VT, P>(a, c - 1, bhv, smem);
+      scan_x2_issue_Au<Lay, P>(a, c - 1, bhv, smem);
       cp_async_commit();
     }
 #pragma unroll
@@ -1459,6 +1515,13 @@ __device__ __forceinline__ void scan_x2_reverse(const ScanArgs& a, int tile, uns
       const int tt = warp + kWarps * u, mS = 16 * (tt >> 1), nS = (tt & 1) * (VT / 2);
       warp_mma<P>(St[u], Kt, Xb, mS, nS, 0, kC);
       for_pairs(St[u], mS, nS, [&](int i, int cc, float x0, float x1) { put_split<P>(Sp, LDV, Lay::SPL, i, cc, x0, x1); });
+    }
+    if constexpr (V2 == 1) {  // the one k copy is free once every warp is past the update above
+      __syncthreads();
+      if (next) {
+        scan_x2_issue_inputs<Lay>(a, c - 1, buf ^ 1, b, hv, col0, ncol, true, dosrc, smem, kInK);
+        cp_async_commit();
+      }
     }
   }
   if (a.dh0) {
@@ -1472,12 +1535,13 @@ __device__ __forceinline__ void scan_x2_reverse(const ScanArgs& a, int tile, uns
   }
 }
 
-template <int KP, int VT, int P>
-__global__ void __launch_bounds__(kThreads, 1) gdn_scan_x2_kernel(ScanArgs a) {
+// V2 > 0 (the lean layouts): two blocks per SM, so at most 128 registers per thread.
+template <int KP, int VT, int P, int V2 = 0>
+__global__ void __launch_bounds__(kThreads, V2 == 0 ? 1 : 2) gdn_scan_x2_kernel(ScanArgs a) {
   extern __shared__ __align__(16) unsigned char smem[];
   const int role = a.first_role + int(blockIdx.x) / a.tiles, tile = int(blockIdx.x) % a.tiles;
-  if (role == 0) scan_x2_forward<KP, VT, P>(a, tile, smem);
-  else scan_x2_reverse<KP, VT, P>(a, tile, smem);
+  if (role == 0) scan_x2_forward<KP, VT, P, V2>(a, tile, smem);
+  else scan_x2_reverse<KP, VT, P, V2>(a, tile, smem);
 }
 
 // ---- grad: per chunk, everything that sums over the value columns --------------------------------
@@ -2509,14 +2573,41 @@ GdnDims dims_of(const Tensor& q, const Tensor& v) {
 // Value columns per scan block: 32 doubles the blocks of the sequential walk, 64 halves the
 // k-side work (q, k loads, M, K S) repeated per column. 64 was faster on an H100 at both target
 // shapes (lt2 bench gdn; LT2_GDN_VT or value_tile picks either).
-int choose_vt(int requested) {
+// LT2_GDN_SCAN2 = 1 or 2 (issue 5, experimental): in kBF16 the split-tile scan at VT = 32 runs a
+// lean layout (one plane per split region, one q / value copy, 1 or 2 k copies) two blocks per
+// SM instead of the default layout one block per SM, and the automatic value tile becomes 32.
+// 3: the one-k-copy lean layout at VT = 64, two blocks per SM (128 registers: it spills);
+// 4: that layout only where the grid has more blocks than the GPU has SMs (see launch_scan).
+int sm_count() {
+  static const int sms = [] {
+    int dev = 0, count = 0;
+    LT2_CUDA_CHECK(cudaGetDevice(&dev));
+    LT2_CUDA_CHECK(cudaDeviceGetAttribute(&count, cudaDevAttrMultiProcessorCount, dev));
+    return count;
+  }();
+  return sms;
+}
+int scan2_variant() {
+  const char* s = std::getenv("LT2_GDN_SCAN2");
+  if (!s || !*s) return 0;
+  const int x = std::atoi(s);
+  return x >= 1 && x <= 4 ? x : 0;
+}
+// Whether gdn_chunked_* of this dtype and K run the kBF16 split-tile scan (where scan2_variant applies).
+bool lean_scan_applies(DType dt, int64_t K) {
+  const char* legacy = std::getenv("LT2_GDN_LEGACY");
+  return dt == DType::BF16 && K <= 128 && bf16_mode() == kBF16 && !(legacy && *legacy && *legacy != '0');
+}
+
+int choose_vt(int requested, DType dt, int64_t K) {
   if (requested == 32 || requested == 64) return requested;
   LT2_CHECK(requested == 0, "gdn chunked: value tile must be 0 (auto), 32 or 64, got ", requested);
   if (const char* s = std::getenv("LT2_GDN_VT")) {
     const int x = std::atoi(s);
     if (x == 32 || x == 64) return x;
   }
-  return 64;
+  const int v2 = scan2_variant();
+  return (v2 == 1 || v2 == 2) && lean_scan_applies(dt, K) ? 32 : 64;
 }
 
 // The split-tile scan (gdn_scan_x2_kernel) serves kBF16x2 with BF16 activations;
@@ -2557,20 +2648,38 @@ void launch_scan_vt(const ScanArgs& a, int roles) {
                                stream()>>>(a);
   check_launch("gdn chunked scan");
 }
-template <int KP, int VT, int P>
+template <int KP, int VT, int P, int V2 = 0>
 void launch_scan_x2(const ScanArgs& a, int roles) {
-  constexpr size_t smem = ScanX2Layout<KP, VT>::bytes;
+  constexpr size_t smem = ScanX2Lay<KP, VT, P, V2>::bytes;
   static_assert(smem <= kSmemLimit, "scan shared memory");
-  static const bool once = (allow_smem(gdn_scan_x2_kernel<KP, VT, P>, smem, "scan x2"), true);
+  // 228 KiB per SM, 1 KiB of it reserved per block
+  static_assert(V2 == 0 || 2 * (smem + 1024) <= 233472, "two lean scan blocks per SM");
+  static const bool once = (allow_smem(gdn_scan_x2_kernel<KP, VT, P, V2>, smem, "scan x2"), true);
   (void)once;
-  gdn_scan_x2_kernel<KP, VT, P><<<dim3(unsigned(a.tiles * roles), unsigned(a.d.HV), unsigned(a.d.B)), kThreads, smem,
-                               stream()>>>(a);
+  gdn_scan_x2_kernel<KP, VT, P, V2><<<dim3(unsigned(a.tiles * roles), unsigned(a.d.HV), unsigned(a.d.B)), kThreads,
+                                      smem, stream()>>>(a);
   check_launch("gdn chunked scan x2");
 }
 template <class T, int KP, int P>
 void launch_scan(int vt, const ScanArgs& a, int roles) {
   if constexpr (std::is_same<T, bf16>::value && x2_mode<P>()) {
     if (a.Au2) {
+      if constexpr (P == kBF16) {
+        const int v2 = scan2_variant();
+        if (vt == 32 && (v2 == 1 || v2 == 2)) {
+          if (v2 == 2) launch_scan_x2<KP, 32, P, 2>(a, roles);
+          else launch_scan_x2<KP, 32, P, 1>(a, roles);
+          return;
+        }
+        // The one-k-copy layout at VT = 64 (~108 KB) also fits twice. 4: only where the grid
+        // exceeds one block per SM. Measured with 3 (bench/gpu/gdn_scan2_h100.txt), a grid of
+        // 128 blocks on 132 SMs ran 21 % slower lean than one block per SM, grids of 192 and 256
+        // blocks 16-23 % faster (no second wave).
+        if (vt == 64 && (v2 == 3 || (v2 == 4 && int64_t(a.tiles) * roles * a.d.HV * a.d.B > sm_count()))) {
+          launch_scan_x2<KP, 64, P, 1>(a, roles);
+          return;
+        }
+      }
       if (vt == 32) launch_scan_x2<KP, 32, P>(a, roles);
       else launch_scan_x2<KP, 64, P>(a, roles);
       return;
@@ -2658,7 +2767,7 @@ Tensor gdn_chunked_forward(const Tensor& q, const Tensor& k, const Tensor& v, co
   const GdnDims d = dims_of(q, v);
   LT2_CHECK(gdn_chunked_supported(q.dtype(), d.K, d.V), "gdn chunked: unsupported K ", d.K, " / dtype ",
             dtype_name(q.dtype()));
-  const int vt = choose_vt(value_tile);
+  const int vt = choose_vt(value_tile, q.dtype(), d.K);
   Tensor o = Tensor::empty({d.B, d.L, d.HV, d.V}, q.dtype(), Device::CUDA);
   Tensor h = hT ? Tensor::empty({d.B, d.HV, d.K, d.V}, DType::F32, Device::CUDA) : Tensor();
   // Scratch lives until the op returns; the allocator reuses it only in stream order.
@@ -2712,7 +2821,7 @@ GdnGrads gdn_chunked_backward(const Tensor& q, const Tensor& k, const Tensor& v,
   const GdnDims d = dims_of(q, v);
   LT2_CHECK(gdn_chunked_supported(q.dtype(), d.K, d.V), "gdn chunked: unsupported K ", d.K, " / dtype ",
             dtype_name(q.dtype()));
-  const int vt = choose_vt(value_tile);
+  const int vt = choose_vt(value_tile, q.dtype(), d.K);
   const int tiles = int((d.V + vt - 1) / vt);
   GdnGrads gr = empty_gdn_grads(q, k, v, beta, g, h0);
   const int KP = padded_k(d.K);
