@@ -1117,16 +1117,15 @@ __global__ void __launch_bounds__(kThreads, ScanLayout<T, KP, VT, P>::MINB) gdn_
 //
 // Layout: NPL planes per split region and NQV copies of the q and value (v / dout) tiles, NK of
 // the k tile. The default (2, 2, 2) reserves two planes in every mode and double-buffers every
-// input, [q | k | v] per buffer: ~166 KB at VT = 32, one block per SM. The lean layouts of
-// kBF16 (LT2_GDN_SCAN2, issue 5) keep one plane (the only one kBF16 writes) and one q / value
-// copy, with one k copy (variant 1, ~86 KB) or two (variant 2, ~103 KB), so that two blocks
-// share an SM: the walk is latency-bound, and a second block may hide more of it than the
-// prefetch does. Measured on an H100 (bench/gpu/gdn_scan2_h100.txt): at VT = 32 two blocks per
-// SM beat one (scan2 at B4 L4096 H16: 1.00 -> 0.83 ms) but not VT = 64 (0.71 ms), which does
-// half the k-side work per column; at VT = 64 (variant 3, ~108 KB, 92 B of spills) they win
-// where the grid has more blocks than SMs (scan2 there 0.71 -> 0.59 ms, forward at B8 L2048 H6
-// V256 0.36 -> 0.29 ms) and lose where it has fewer (forward at B4 L4096 H16, 128 blocks:
-// 0.36 -> 0.47 ms).
+// input, [q | k | v] per buffer: ~214 KB at VT = 64, one block per SM. The lean layout of kBF16
+// keeps one plane (the only one kBF16 writes) and one copy of each input (~108 KB at VT = 64, 128
+// registers with ~92 bytes of spills) so that two blocks share an SM: the walk is latency-bound,
+// and a second block hides more of it than the prefetch does. It runs where the grid has more
+// blocks than the GPU has SMs (lean_scan): measured on an H100 (bench/gpu/gdn_scan2_h100.txt,
+// gdn_lean_scan_s7_h100.txt), the forward at B8 L2048 H6 V256 0.39 -> 0.31 ms and the backward's
+// two-role scan at B4 L4096 H16 0.71 -> 0.59 ms, where a grid of 128 blocks on 132 SMs (one role
+// at B4 L4096 H16) ran 21 % slower. At VT = 32 two lean blocks per SM beat one default block but
+// not VT = 64 (scan2 there 0.83 against 0.71 ms): VT = 64 does half the k-side work per column.
 template <int KP, int VT, int NPL = 2, int NQV = 2, int NK = 2>
 struct ScanX2Layout {
   static_assert(NQV == NK || NQV == 1, "q / value copies: as many as k, or one");
@@ -1154,10 +1153,9 @@ struct ScanX2Layout {
   static constexpr size_t VEC = T3 + 2 * NPL * size_t(TPL);  // two gate buffers [β | γ | e | Γl]
   static constexpr size_t bytes = VEC + 2 * 4 * 4 * kC;
 };
-// Scan variant V2 of mode P: 0 the default layout, one block per SM; 1 and 2 the lean layouts
-// (kBF16 only) with NK = V2 copies of k, two blocks per SM (at VT = 64 only NK = 1 fits twice).
-template <int KP, int VT, int P, int V2>
-using ScanX2Lay = std::conditional_t<V2 == 0, ScanX2Layout<KP, VT>, ScanX2Layout<KP, VT, planes<P>(), 1, V2>>;
+// The scan's layout: LEAN = 0 the default, one block per SM; 1 the lean one (kBF16 only), two.
+template <int KP, int VT, int P, int LEAN>
+using ScanX2Lay = std::conditional_t<LEAN == 0, ScanX2Layout<KP, VT>, ScanX2Layout<KP, VT, planes<P>(), 1, LEAN>>;
 static_assert(ScanX2Layout<128, 32>::bytes == 169984 && ScanX2Layout<128, 64>::bytes == 219136,
               "the default layout is the one the VT 64 / kBF16x2 timings were measured with");
 
@@ -1245,14 +1243,14 @@ __device__ __forceinline__ void scan_x2_store_ckpt(bf16* dst, const bf16* Sp) {
 // Forward walk, value columns [col0, col0 + VT).
 //
 // Input schedule: the default layout issues all of chunk c + 1's tiles at the top of chunk c into
-// the other buffer. The lean layouts (V2 > 0) have one q / v copy, last read before the second
-// barrier (v by X, q by M), so those go after it; k is read until the state update at the end:
-// with two copies (V2 = 2) it still goes at the top, with one (V2 = 1) after a barrier behind
-// the state update, which then runs before O so that O's product overlaps the fetch.
-template <int KP, int VT, int P, int V2>
+// the other buffer. The lean layout (LEAN = 1) has one copy of each: q and v are last read before
+// the second barrier (v by X, q by M), so they go after it; k is read until the state update at
+// the end, so it goes after a barrier behind the state update, which then runs before O so that
+// O's product overlaps the fetch.
+template <int KP, int VT, int P, int LEAN>
 __device__ __forceinline__ void scan_x2_forward(const ScanArgs& a, int tile, unsigned char* smem) {
-  using Lay = ScanX2Lay<KP, VT, P, V2>;
-  constexpr int kTop = V2 == 0 ? kInAll : V2 == 2 ? kInK : 0;  // issued at the top of a chunk
+  using Lay = ScanX2Lay<KP, VT, P, LEAN>;
+  constexpr int kTop = LEAN == 0 ? kInAll : 0;  // issued at the top of a chunk
   constexpr int NS = VT / 16, LDK = Lay::LDK, LDV = Lay::LDV, LDC = Lay::LDC;
   constexpr int NT = KP / 64;  // state tiles of 16 × VT/2 per warp
   bf16* Sp = reinterpret_cast<bf16*>(smem + Lay::S);
@@ -1351,7 +1349,7 @@ __device__ __forceinline__ void scan_x2_forward(const ScanArgs& a, int tile, uns
     __syncthreads();
     if (next) {  // Au is read only above (and in the lean layouts q and v)
       scan_x2_issue_Au<Lay, P>(a, c + 1, bhv, smem);
-      if constexpr (V2 != 0) scan_x2_issue_inputs<Lay>(a, c + 1, buf ^ 1, b, hv, col0, ncol, want_o, vsrc, smem, kInQ | kInV);
+      if constexpr (LEAN != 0) scan_x2_issue_inputs<Lay>(a, c + 1, buf ^ 1, b, hv, col0, ncol, want_o, vsrc, smem, kInQ | kInV);
       cp_async_commit();
     }
     const auto out = [&] {  // O = P + M Δ
@@ -1362,7 +1360,7 @@ __device__ __forceinline__ void scan_x2_forward(const ScanArgs& a, int tile, uns
         });
       }
     };
-    if constexpr (V2 != 1) out();
+    if constexpr (LEAN == 0) out();
     // S ← e_{C−1} S + Kᵀ (Γl Δ), in registers; then its split copy for the next chunk's products
     // (the copy is read only before the first barrier of a chunk).
     const float el = e[kC - 1];
@@ -1373,7 +1371,7 @@ __device__ __forceinline__ void scan_x2_forward(const ScanArgs& a, int tile, uns
       warp_mma<P>(St[u], Kt, Gb, mS, nS, 0, kC);
       for_pairs(St[u], mS, nS, [&](int i, int cc, float x0, float x1) { put_split<P>(Sp, LDV, Lay::SPL, i, cc, x0, x1); });
     }
-    if constexpr (V2 == 1) {  // the one k copy is free once every warp is past the state update
+    if constexpr (LEAN == 1) {  // the one k copy is free once every warp is past the state update
       __syncthreads();
       if (next) {
         scan_x2_issue_inputs<Lay>(a, c + 1, buf ^ 1, b, hv, col0, ncol, want_o, vsrc, smem, kInK);
@@ -1395,13 +1393,12 @@ __device__ __forceinline__ void scan_x2_forward(const ScanArgs& a, int tile, uns
 
 // Reverse walk, value columns [col0, col0 + VT): dS ← dhT; per chunk (last first)
 // dΔ = Γl K dS + Mᵀ dO, dX = Auᵀ dΔ (= dv), dS ← e_{C−1} dS + Qᵀ (e dO) + Kᵀ (−e dX).
-// Inputs as in the forward walk: in the lean layouts q and dout (last read before the second
-// barrier) go after it, k (read until the final dS update) at the top with two copies or after a
-// barrier at the end of the chunk with one.
-template <int KP, int VT, int P, int V2>
+// Inputs as in the forward walk: in the lean layout q and dout (last read before the second
+// barrier) go after it, k (read until the final dS update) after a barrier at the end of the chunk.
+template <int KP, int VT, int P, int LEAN>
 __device__ __forceinline__ void scan_x2_reverse(const ScanArgs& a, int tile, unsigned char* smem) {
-  using Lay = ScanX2Lay<KP, VT, P, V2>;
-  constexpr int kTop = V2 == 0 ? kInAll : V2 == 2 ? kInK : 0;
+  using Lay = ScanX2Lay<KP, VT, P, LEAN>;
+  constexpr int kTop = LEAN == 0 ? kInAll : 0;
   constexpr int NS = VT / 16, LDK = Lay::LDK, LDV = Lay::LDV, LDC = Lay::LDC;
   constexpr int NT = KP / 64;
   bf16* Sp = reinterpret_cast<bf16*>(smem + Lay::S);
@@ -1491,7 +1488,7 @@ __device__ __forceinline__ void scan_x2_reverse(const ScanArgs& a, int tile, uns
       warp_mma<P>(St[u], Qt, Eb, mS, nS, 0, kC);
     }
     __syncthreads();
-    if constexpr (V2 != 0) {  // q and dout are read only above
+    if constexpr (LEAN != 0) {  // q and dout are read only above
       if (next) {
         scan_x2_issue_inputs<Lay>(a, c - 1, buf ^ 1, b, hv, col0, ncol, true, dosrc, smem, kInQ | kInV);
         cp_async_commit();
@@ -1516,7 +1513,7 @@ __device__ __forceinline__ void scan_x2_reverse(const ScanArgs& a, int tile, uns
       warp_mma<P>(St[u], Kt, Xb, mS, nS, 0, kC);
       for_pairs(St[u], mS, nS, [&](int i, int cc, float x0, float x1) { put_split<P>(Sp, LDV, Lay::SPL, i, cc, x0, x1); });
     }
-    if constexpr (V2 == 1) {  // the one k copy is free once every warp is past the update above
+    if constexpr (LEAN == 1) {  // the one k copy is free once every warp is past the update above
       __syncthreads();
       if (next) {
         scan_x2_issue_inputs<Lay>(a, c - 1, buf ^ 1, b, hv, col0, ncol, true, dosrc, smem, kInK);
@@ -1535,13 +1532,13 @@ __device__ __forceinline__ void scan_x2_reverse(const ScanArgs& a, int tile, uns
   }
 }
 
-// V2 > 0 (the lean layouts): two blocks per SM, so at most 128 registers per thread.
-template <int KP, int VT, int P, int V2 = 0>
-__global__ void __launch_bounds__(kThreads, V2 == 0 ? 1 : 2) gdn_scan_x2_kernel(ScanArgs a) {
+// LEAN = 1 (the lean layout): two blocks per SM, so at most 128 registers per thread.
+template <int KP, int VT, int P, int LEAN = 0>
+__global__ void __launch_bounds__(kThreads, LEAN == 0 ? 1 : 2) gdn_scan_x2_kernel(ScanArgs a) {
   extern __shared__ __align__(16) unsigned char smem[];
   const int role = a.first_role + int(blockIdx.x) / a.tiles, tile = int(blockIdx.x) % a.tiles;
-  if (role == 0) scan_x2_forward<KP, VT, P, V2>(a, tile, smem);
-  else scan_x2_reverse<KP, VT, P, V2>(a, tile, smem);
+  if (role == 0) scan_x2_forward<KP, VT, P, LEAN>(a, tile, smem);
+  else scan_x2_reverse<KP, VT, P, LEAN>(a, tile, smem);
 }
 
 // ---- grad: per chunk, everything that sums over the value columns --------------------------------
@@ -2573,11 +2570,16 @@ GdnDims dims_of(const Tensor& q, const Tensor& v) {
 // Value columns per scan block: 32 doubles the blocks of the sequential walk, 64 halves the
 // k-side work (q, k loads, M, K S) repeated per column. 64 was faster on an H100 at both target
 // shapes (lt2 bench gdn; LT2_GDN_VT or value_tile picks either).
-// LT2_GDN_SCAN2 = 1 or 2 (issue 5, experimental): in kBF16 the split-tile scan at VT = 32 runs a
-// lean layout (one plane per split region, one q / value copy, 1 or 2 k copies) two blocks per
-// SM instead of the default layout one block per SM, and the automatic value tile becomes 32.
-// 3: the one-k-copy lean layout at VT = 64, two blocks per SM (128 registers: it spills);
-// 4: that layout only where the grid has more blocks than the GPU has SMs (see launch_scan).
+int choose_vt(int requested) {
+  if (requested == 32 || requested == 64) return requested;
+  LT2_CHECK(requested == 0, "gdn chunked: value tile must be 0 (auto), 32 or 64, got ", requested);
+  if (const char* s = std::getenv("LT2_GDN_VT")) {
+    const int x = std::atoi(s);
+    if (x == 32 || x == 64) return x;
+  }
+  return 64;
+}
+
 int sm_count() {
   static const int sms = [] {
     int dev = 0, count = 0;
@@ -2587,27 +2589,14 @@ int sm_count() {
   }();
   return sms;
 }
-int scan2_variant() {
-  const char* s = std::getenv("LT2_GDN_SCAN2");
-  if (!s || !*s) return 0;
-  const int x = std::atoi(s);
-  return x >= 1 && x <= 4 ? x : 0;
-}
-// Whether gdn_chunked_* of this dtype and K run the kBF16 split-tile scan (where scan2_variant applies).
-bool lean_scan_applies(DType dt, int64_t K) {
-  const char* legacy = std::getenv("LT2_GDN_LEGACY");
-  return dt == DType::BF16 && K <= 128 && bf16_mode() == kBF16 && !(legacy && *legacy && *legacy != '0');
-}
-
-int choose_vt(int requested, DType dt, int64_t K) {
-  if (requested == 32 || requested == 64) return requested;
-  LT2_CHECK(requested == 0, "gdn chunked: value tile must be 0 (auto), 32 or 64, got ", requested);
-  if (const char* s = std::getenv("LT2_GDN_VT")) {
-    const int x = std::atoi(s);
-    if (x == 32 || x == 64) return x;
-  }
-  const int v2 = scan2_variant();
-  return (v2 == 1 || v2 == 2) && lean_scan_applies(dt, K) ? 32 : 64;
+// The lean scan (kBF16, VT 64, two blocks per SM; see ScanX2Layout) where the grid has more
+// blocks than the GPU has SMs; LT2_GDN_LEAN_SCAN=0 never, =1 always (the tests' small grids).
+// Measured on an H100 (bench/gpu/gdn_scan2_h100.txt, gdn_lean_scan_s7_h100.txt): grids of 192
+// and 256 blocks ran 16-23 % faster lean (no second wave), a grid of 128 blocks on 132 SMs 21 %
+// slower.
+bool lean_scan(int64_t blocks) {
+  if (const char* s = std::getenv("LT2_GDN_LEAN_SCAN"); s && *s) return std::string(s) != "0";
+  return blocks > sm_count();
 }
 
 // The split-tile scan (gdn_scan_x2_kernel) serves kBF16x2 with BF16 activations;
@@ -2648,15 +2637,15 @@ void launch_scan_vt(const ScanArgs& a, int roles) {
                                stream()>>>(a);
   check_launch("gdn chunked scan");
 }
-template <int KP, int VT, int P, int V2 = 0>
+template <int KP, int VT, int P, int LEAN = 0>
 void launch_scan_x2(const ScanArgs& a, int roles) {
-  constexpr size_t smem = ScanX2Lay<KP, VT, P, V2>::bytes;
+  constexpr size_t smem = ScanX2Lay<KP, VT, P, LEAN>::bytes;
   static_assert(smem <= kSmemLimit, "scan shared memory");
   // 228 KiB per SM, 1 KiB of it reserved per block
-  static_assert(V2 == 0 || 2 * (smem + 1024) <= 233472, "two lean scan blocks per SM");
-  static const bool once = (allow_smem(gdn_scan_x2_kernel<KP, VT, P, V2>, smem, "scan x2"), true);
+  static_assert(LEAN == 0 || 2 * (smem + 1024) <= 233472, "two lean scan blocks per SM");
+  static const bool once = (allow_smem(gdn_scan_x2_kernel<KP, VT, P, LEAN>, smem, "scan x2"), true);
   (void)once;
-  gdn_scan_x2_kernel<KP, VT, P, V2><<<dim3(unsigned(a.tiles * roles), unsigned(a.d.HV), unsigned(a.d.B)), kThreads,
+  gdn_scan_x2_kernel<KP, VT, P, LEAN><<<dim3(unsigned(a.tiles * roles), unsigned(a.d.HV), unsigned(a.d.B)), kThreads,
                                       smem, stream()>>>(a);
   check_launch("gdn chunked scan x2");
 }
@@ -2665,17 +2654,7 @@ void launch_scan(int vt, const ScanArgs& a, int roles) {
   if constexpr (std::is_same<T, bf16>::value && x2_mode<P>()) {
     if (a.Au2) {
       if constexpr (P == kBF16) {
-        const int v2 = scan2_variant();
-        if (vt == 32 && (v2 == 1 || v2 == 2)) {
-          if (v2 == 2) launch_scan_x2<KP, 32, P, 2>(a, roles);
-          else launch_scan_x2<KP, 32, P, 1>(a, roles);
-          return;
-        }
-        // The one-k-copy layout at VT = 64 (~108 KB) also fits twice. 4: only where the grid
-        // exceeds one block per SM. Measured with 3 (bench/gpu/gdn_scan2_h100.txt), a grid of
-        // 128 blocks on 132 SMs ran 21 % slower lean than one block per SM, grids of 192 and 256
-        // blocks 16-23 % faster (no second wave).
-        if (vt == 64 && (v2 == 3 || (v2 == 4 && int64_t(a.tiles) * roles * a.d.HV * a.d.B > sm_count()))) {
+        if (vt == 64 && lean_scan(int64_t(a.tiles) * roles * a.d.HV * a.d.B)) {
           launch_scan_x2<KP, 64, P, 1>(a, roles);
           return;
         }
@@ -2767,7 +2746,7 @@ Tensor gdn_chunked_forward(const Tensor& q, const Tensor& k, const Tensor& v, co
   const GdnDims d = dims_of(q, v);
   LT2_CHECK(gdn_chunked_supported(q.dtype(), d.K, d.V), "gdn chunked: unsupported K ", d.K, " / dtype ",
             dtype_name(q.dtype()));
-  const int vt = choose_vt(value_tile, q.dtype(), d.K);
+  const int vt = choose_vt(value_tile);
   Tensor o = Tensor::empty({d.B, d.L, d.HV, d.V}, q.dtype(), Device::CUDA);
   Tensor h = hT ? Tensor::empty({d.B, d.HV, d.K, d.V}, DType::F32, Device::CUDA) : Tensor();
   // Scratch lives until the op returns; the allocator reuses it only in stream order.
@@ -2821,7 +2800,7 @@ GdnGrads gdn_chunked_backward(const Tensor& q, const Tensor& k, const Tensor& v,
   const GdnDims d = dims_of(q, v);
   LT2_CHECK(gdn_chunked_supported(q.dtype(), d.K, d.V), "gdn chunked: unsupported K ", d.K, " / dtype ",
             dtype_name(q.dtype()));
-  const int vt = choose_vt(value_tile, q.dtype(), d.K);
+  const int vt = choose_vt(value_tile);
   const int tiles = int((d.V + vt - 1) / vt);
   GdnGrads gr = empty_gdn_grads(q, k, v, beta, g, h0);
   const int KP = padded_k(d.K);

@@ -140,6 +140,19 @@ TEST(CudaGdnChunked, OtherPrecisionModes) {
   check({1, 500, 1, 3, 128, 64, Decay::Strong, true, false}, DType::BF16, 1100);
 }
 
+// The lean scan (one plane, one copy of each input, two blocks per SM), which the default picks
+// only for grids larger than the GPU (LT2_GDN_LEAN_SCAN=1 forces it onto these small ones; it
+// serves the 64-column value tile): the bounds, with partial chunks, grouped value heads,
+// odd K and V, a long walk and a non-zero initial state.
+TEST(CudaGdnChunked, LeanScan) {
+  LT2_REQUIRE_GPU();
+  ScopedEnv lean("LT2_GDN_LEAN_SCAN", "1");
+  check({2, 75, 2, 2, 128, 96, Decay::ZeroSteps, true, true}, DType::BF16, 1010);
+  check({1, 130, 1, 1, 37, 45, Decay::Normal, false, true}, DType::BF16, 1020);
+  check({1, 500, 1, 3, 128, 64, Decay::Strong, true, false}, DType::BF16, 1100);
+  check({1, 4096, 1, 1, 128, 128, Decay::Normal, true, true}, DType::BF16, 1120);
+}
+
 // Same inputs, same bits: every reduction has a fixed order (no atomics).
 TEST(CudaGdnChunked, Deterministic) {
   LT2_REQUIRE_GPU();
@@ -164,8 +177,7 @@ TEST(CudaGdnChunked, Deterministic) {
 // The forward's kept per-chunk states (ops::gdn's `states`) give the backward bit for bit the
 // gradients it gets by rebuilding them: grouped value heads, h0 and dhT, a partial last chunk,
 // both value tiles. Without the buffer, or with one of another layout, it rebuilds them.
-TEST(CudaGdnChunked, BackwardReusesTheForwardStates) {
-  LT2_REQUIRE_GPU();
+static void check_states_reuse() {
   const GdnCase c{2, 200, 1, 2, 128, 128, Decay::Normal, true, true};
   const GdnInputs in = make_gdn_inputs(c, 1350);
   const DType dt = DType::BF16;
@@ -193,6 +205,12 @@ TEST(CudaGdnChunked, BackwardReusesTheForwardStates) {
       EXPECT_EQ(diff, 0) << what << " differs with the forward's states, vt " << vt;
     }
   }
+}
+TEST(CudaGdnChunked, BackwardReusesTheForwardStates) {
+  LT2_REQUIRE_GPU();
+  check_states_reuse();
+  ScopedEnv lean("LT2_GDN_LEAN_SCAN", "1");  // the lean scan's checkpoints too
+  check_states_reuse();
 }
 
 // Tokens [t0, t0 + len) of a packed [1, T, ...] tensor as a [1, len, ...] view.
