@@ -152,18 +152,25 @@ Plan new_plan(Lt& l, const Key& key, bool ta, bool tb, int64_t M, int64_t N, int
   Plan p = plan_row_major(l.handle, ta, tb, M, N, K, A, lda, B, ldb, ab_dtype, beta, C, ldc, c_dtype, batch,
                           kCandidates, &algos);
   if (2.0 * double(M) * double(N) * double(K) * double(batch.count) < kTuneMinFlops) return p;
-  const size_t elems = size_t((batch.count - 1) * batch.c + (M - 1) * ldc + N);
-  void* scratch = alloc(elems * dtype_size(c_dtype));
-  memset_zero(scratch, elems * dtype_size(c_dtype));
+  // The timed runs' output, allocated at the first of them: a choice read from the cache file
+  // times nothing and needs none.
+  const size_t bytes = size_t((batch.count - 1) * batch.c + (M - 1) * ldc + N) * dtype_size(c_dtype);
+  void* scratch = nullptr;
   p.algo = choose_algo(
       key_text(key), algos,
-      [&](const cublasLtMatmulAlgo_t& a) { return time_ms([&] { run(l, p, a, alpha, A, B, beta, scratch); }, 1, 5); },
+      [&](const cublasLtMatmulAlgo_t& a) {
+        if (!scratch) {
+          scratch = alloc(bytes);
+          memset_zero(scratch, bytes);
+        }
+        return time_ms([&] { run(l, p, a, alpha, A, B, beta, scratch); }, 1, 5);
+      },
       [&](const cublasLtMatmulAlgo_t& a) {
         cublasLtMatmulHeuristicResult_t r{};
         return cublasLtMatmulAlgoCheck(l.handle, p.op, p.a, p.b, p.c, p.c, &a, &r) == CUBLAS_STATUS_SUCCESS &&
                r.workspaceSize <= kWorkspaceBytes;
       });
-  release(scratch);
+  if (scratch) release(scratch);
   return p;
 }
 

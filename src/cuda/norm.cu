@@ -547,7 +547,7 @@ void gated_rmsnorm_backward(const Tensor& o, const Tensor& z, const Tensor& w, d
   check_same_dtype(o, dy, "gated_rmsnorm_backward");
   expect_f32(dw, "gated_rmsnorm_backward", "dw");
   do_ = Tensor::empty_like(o);
-  // dz's destination: element i of z's layout goes to dz_at.at(i) (the block's rows, or dense dz).
+  // dz's destination: element i of z's layout goes to dzo.at(i) below (the block's rows, or dense dz).
   dz = dz_out ? Tensor() : Tensor::empty_like(z);
   const int64_t dz_w = dz_out ? col_block_width(*dz_out, z.numel(), n, z.dtype(), "gated_rmsnorm_backward dz") : n;
   if (dz_out) expect_cuda({&dz_out->t}, "gated_rmsnorm_backward dz");

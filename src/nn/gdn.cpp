@@ -61,7 +61,11 @@ void GdnMixer::convolve(const Tensor& qp, const Tensor& kp, const Tensor& vp, Te
   const int64_t B = qp.dim(0), L = qp.dim(1);
   q = ops::conv_silu_l2norm(qp, conv_w(q_conv_), K_, q_scale()).reshape({B, L, H_, K_});
   k = ops::conv_silu_l2norm(kp, conv_w(k_conv_), K_, 1.0).reshape({B, L, H_, K_});
-  v = ops::conv_silu(vp, conv_w(v_conv_)).reshape({B, L, HV_, V_});
+  v = convolve_v(vp);
+}
+
+Tensor GdnMixer::convolve_v(const Tensor& vp) const {
+  return ops::conv_silu(vp, conv_w(v_conv_)).reshape({vp.dim(0), vp.dim(1), HV_, V_});
 }
 
 void GdnMixer::normalize(const Tensor& qc, const Tensor& kc, Tensor& q, Tensor& k) const {
@@ -166,7 +170,7 @@ Tensor GdnMixer::backward(MixerCtx& base, const Tensor& x, const Tensor& dy) {
   ops::gated_rmsnorm_backward(c.o, c.z, o_norm_.w(), eps_, dyn, d_o, dz, o_norm_.grad, &y, fused ? &dz_out : nullptr);
   ops::linear_backward_dw(y.reshape({B, L, NV}), dy, o_.grad);
   if (!fused) dx = ops::linear_backward(x, g_.w(), dz.reshape({B, L, NV}), g_.grad);
-  const Tensor v = ops::conv_silu(c.vp, conv_w(v_conv_)).reshape({B, L, HV_, V_});
+  const Tensor v = convolve_v(c.vp);
   ops::GdnGrads gr = ops::gdn_backward(c.q, c.k, v, c.beta, c.g, Tensor(), d_o, Tensor(), chunked_, c.states);
   Tensor da, db;
   ops::gdn_gates_backward(c.a, c.b, A_log_.w(), dt_bias_.w(), gr.dbeta, gr.dg, da, db, A_log_.grad, dt_bias_.grad);

@@ -28,6 +28,8 @@ class GdnMixer : public Mixer {
   // q, k, v from the projections [B, L, C], shaped per head: silu(conv4(.)), q and k
   // L2-normalised per head in the same op (q also scaled by q_scale()).
   void convolve(const Tensor& qp, const Tensor& kp, const Tensor& vp, Tensor& q, Tensor& k, Tensor& v) const;
+  // v alone (the backward rebuilds it; it keeps q, k).
+  Tensor convolve_v(const Tensor& vp) const;
   // q and k from already convolved qc, kc (the decode step's path).
   void normalize(const Tensor& qc, const Tensor& kc, Tensor& q, Tensor& k) const;
   // The core's gates from the gate projections of x.
