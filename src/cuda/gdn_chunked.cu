@@ -466,19 +466,20 @@ __device__ __forceinline__ void cp_async_wait() {
 // dst[r][c] (row stride LD) = src[r * stride + c] for r < nr, c < nc, zero elsewhere in R × W.
 // Rows that allow it go by cp.async, all in flight at once (the caller commits and waits, then
 // synchronises the block); other shapes fall back to plain loads, complete on return.
-template <int R, int W, int LD, class T>
+// NT: the threads of the block that share the copy.
+template <int R, int W, int LD, class T, int NT = kThreads>
 __device__ __forceinline__ void load_tile_async(T* dst, const T* src, int64_t stride, int nr, int nc) {
   constexpr int VEC = 16 / int(sizeof(T));
   static_assert(W % VEC == 0 && LD % VEC == 0, "tile rows must hold whole 16-byte vectors");
   const bool vec = nc % VEC == 0 && stride % VEC == 0 && (reinterpret_cast<uintptr_t>(src) & 15) == 0;
   constexpr int GPR = W / VEC;  // 16-byte groups per row
   if (vec) {
-    if constexpr (kThreads % GPR == 0 && R % (kThreads / GPR) == 0) {
+    if constexpr (NT % GPR == 0 && R % (NT / GPR) == 0) {
       // Each thread's column group and first row follow from its index and the passes are
       // unrolled, so the 64-bit row offsets are computed once (ncu, split-tile scans: the generic
       // loop below spent ~50 index and address instructions per 16-byte copy, a fifth of the
       // reverse scan's instructions).
-      constexpr int RPP = kThreads / GPR;  // rows per pass
+      constexpr int RPP = NT / GPR;  // rows per pass
       const int r0 = int(threadIdx.x) / GPR, c = (int(threadIdx.x) % GPR) * VEC;
       const T* s = src + r0 * stride + c;
       T* dd = dst + r0 * LD + c;
@@ -489,14 +490,14 @@ __device__ __forceinline__ void load_tile_async(T* dst, const T* src, int64_t st
         cp_async16(dd + RPP * p * LD, ok ? s + RPP * p * stride : src, ok);  // src itself is always a valid address
       }
     } else {
-      for (int idx = threadIdx.x; idx < R * GPR; idx += kThreads) {
+      for (int idx = threadIdx.x; idx < R * GPR; idx += NT) {
         const int r = idx / GPR, c = (idx % GPR) * VEC;
         const bool ok = r < nr && c < nc;
         cp_async16(dst + r * LD + c, ok ? src + r * stride + c : src, ok);
       }
     }
   } else {
-    for (int idx = threadIdx.x; idx < R * W; idx += kThreads) {
+    for (int idx = threadIdx.x; idx < R * W; idx += NT) {
       const int r = idx / W, c = idx % W;
       dst[r * LD + c] = (r < nr && c < nc) ? src[r * stride + c] : st<T>(0.f);
     }
@@ -1540,6 +1541,8 @@ __global__ void __launch_bounds__(kThreads, LEAN == 0 ? 1 : 2) gdn_scan_x2_kerne
   if (role == 0) scan_x2_forward<KP, VT, P, LEAN>(a, tile, smem);
   else scan_x2_reverse<KP, VT, P, LEAN>(a, tile, smem);
 }
+
+#include "cuda/gdn_scan_warp.cuh"  // gdn_scan_warp_kernel: the default walk in kBF16 mode
 
 // ---- grad: per chunk, everything that sums over the value columns --------------------------------
 
@@ -2649,11 +2652,32 @@ void launch_scan_x2(const ScanArgs& a, int roles) {
                                       smem, stream()>>>(a);
   check_launch("gdn chunked scan x2");
 }
+// The warp-column scan (gdn_scan_warp.cuh) serves kBF16 at VT 64; LT2_GDN_WARP_SCAN=0 runs the
+// split-tile scan instead (for before / after timings).
+bool warp_scan() {
+  const char* s = std::getenv("LT2_GDN_WARP_SCAN");
+  return !(s && *s == '0');
+}
+template <int KP>
+void launch_scan_warp(const ScanArgs& a, int roles) {
+  constexpr size_t smem = WarpScanLayout<KP>::bytes;
+  static_assert(2 * (smem + 1024) <= 233472, "two warp-scan blocks per SM");
+  static const bool once = (allow_smem(gdn_scan_warp_kernel<KP>, smem, "scan warp"), true);
+  (void)once;
+  gdn_scan_warp_kernel<KP><<<dim3(unsigned(a.tiles * roles), unsigned(a.d.HV), unsigned(a.d.B)), kWsThreads, smem,
+                             stream()>>>(a);
+  check_launch("gdn chunked scan warp");
+}
+
 template <class T, int KP, int P>
 void launch_scan(int vt, const ScanArgs& a, int roles) {
   if constexpr (std::is_same<T, bf16>::value && x2_mode<P>()) {
     if (a.Au2) {
       if constexpr (P == kBF16) {
+        if (vt == kWsVT && warp_scan()) {
+          launch_scan_warp<KP>(a, roles);
+          return;
+        }
         if (vt == 64 && lean_scan(int64_t(a.tiles) * roles * a.d.HV * a.d.B)) {
           launch_scan_x2<KP, 64, P, 1>(a, roles);
           return;

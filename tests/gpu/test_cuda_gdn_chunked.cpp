@@ -140,17 +140,25 @@ TEST(CudaGdnChunked, OtherPrecisionModes) {
   check({1, 500, 1, 3, 128, 64, Decay::Strong, true, false}, DType::BF16, 1100);
 }
 
-// The lean scan (one plane, one copy of each input, two blocks per SM), which the default picks
-// only for grids larger than the GPU (LT2_GDN_LEAN_SCAN=1 forces it onto these small ones; it
-// serves the 64-column value tile): the bounds, with partial chunks, grouped value heads,
-// odd K and V, a long walk and a non-zero initial state.
-TEST(CudaGdnChunked, LeanScan) {
-  LT2_REQUIRE_GPU();
-  ScopedEnv lean("LT2_GDN_LEAN_SCAN", "1");
+// The split-tile scans that the default bf16 mode no longer runs at the 64-column value tile
+// (LT2_GDN_WARP_SCAN=0): one block per SM, and the lean one (one plane, one copy of each input,
+// two blocks per SM; LT2_GDN_LEAN_SCAN=1 forces it onto these small grids). The bounds,
+// with partial chunks, grouped value heads, odd K and V, a long walk and a non-zero initial state.
+static void check_scan_cases() {
   check({2, 75, 2, 2, 128, 96, Decay::ZeroSteps, true, true}, DType::BF16, 1010);
   check({1, 130, 1, 1, 37, 45, Decay::Normal, false, true}, DType::BF16, 1020);
   check({1, 500, 1, 3, 128, 64, Decay::Strong, true, false}, DType::BF16, 1100);
   check({1, 4096, 1, 1, 128, 128, Decay::Normal, true, true}, DType::BF16, 1120);
+}
+TEST(CudaGdnChunked, SplitTileScans) {
+  LT2_REQUIRE_GPU();
+  ScopedEnv split("LT2_GDN_WARP_SCAN", "0");
+  {
+    ScopedEnv lean("LT2_GDN_LEAN_SCAN", "0");
+    check_scan_cases();
+  }
+  ScopedEnv lean("LT2_GDN_LEAN_SCAN", "1");
+  check_scan_cases();
 }
 
 // Same inputs, same bits: every reduction has a fixed order (no atomics).
@@ -209,7 +217,9 @@ static void check_states_reuse() {
 TEST(CudaGdnChunked, BackwardReusesTheForwardStates) {
   LT2_REQUIRE_GPU();
   check_states_reuse();
-  ScopedEnv lean("LT2_GDN_LEAN_SCAN", "1");  // the lean scan's checkpoints too
+  ScopedEnv split("LT2_GDN_WARP_SCAN", "0");  // the split-tile scans' checkpoints too
+  check_states_reuse();
+  ScopedEnv lean("LT2_GDN_LEAN_SCAN", "1");
   check_states_reuse();
 }
 
