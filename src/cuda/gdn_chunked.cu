@@ -2653,20 +2653,30 @@ void launch_scan_x2(const ScanArgs& a, int roles) {
   check_launch("gdn chunked scan x2");
 }
 // The warp-column scan (gdn_scan_warp.cuh) serves kBF16 at VT 64; LT2_GDN_WARP_SCAN=0 runs the
-// split-tile scan instead (for before / after timings).
+// split-tile scan instead (for before / after timings). Its Au comes a chunk ahead (two buffers,
+// one block per SM) where the grid has no more blocks than SMs; LT2_GDN_WARP_SCAN_AU=1 or 2 forces
+// one or two buffers (the tests' small grids).
 bool warp_scan() {
   const char* s = std::getenv("LT2_GDN_WARP_SCAN");
   return !(s && *s == '0');
 }
+template <int KP, int NAU>
+void launch_scan_warp_nau(const ScanArgs& a, int roles) {
+  constexpr size_t smem = WarpScanLayout<KP, NAU>::bytes;
+  static_assert(NAU == 2 || 2 * (smem + 1024) <= 233472, "two warp-scan blocks per SM");
+  static const bool once = (allow_smem(gdn_scan_warp_kernel<KP, NAU>, smem, "scan warp"), true);
+  (void)once;
+  gdn_scan_warp_kernel<KP, NAU><<<dim3(unsigned(a.tiles), unsigned(a.d.HV), unsigned(a.d.B * roles)), kWsThreads,
+                                  smem, stream()>>>(a);
+  check_launch("gdn chunked scan warp");
+}
 template <int KP>
 void launch_scan_warp(const ScanArgs& a, int roles) {
-  constexpr size_t smem = WarpScanLayout<KP>::bytes;
-  static_assert(2 * (smem + 1024) <= 233472, "two warp-scan blocks per SM");
-  static const bool once = (allow_smem(gdn_scan_warp_kernel<KP>, smem, "scan warp"), true);
-  (void)once;
-  gdn_scan_warp_kernel<KP><<<dim3(unsigned(a.tiles * roles), unsigned(a.d.HV), unsigned(a.d.B)), kWsThreads, smem,
-                             stream()>>>(a);
-  check_launch("gdn chunked scan warp");
+  const char* s = std::getenv("LT2_GDN_WARP_SCAN_AU");
+  const bool forced = s && (*s == '1' || *s == '2');
+  const bool two = forced ? *s == '2' : int64_t(a.tiles) * roles * a.d.HV * a.d.B <= sm_count();
+  if (two) launch_scan_warp_nau<KP, 2>(a, roles);
+  else launch_scan_warp_nau<KP, 1>(a, roles);
 }
 
 template <class T, int KP, int P>

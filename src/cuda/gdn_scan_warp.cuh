@@ -22,7 +22,10 @@
 
 constexpr int kWsWarps = 4, kWsThreads = 32 * kWsWarps, kWsVT = 16 * kWsWarps;
 
-template <int KP>
+// NAU: Au buffers. With one, chunk c's Au is fetched at its top (its previous reader, Δ or dX of
+// chunk c − 1, is then done) and waited for at the middle barrier; with two (~9 KB more, one block
+// per SM, for grids that have no more blocks than SMs) it comes a chunk ahead with the other tiles.
+template <int KP, int NAU>
 struct WarpScanLayout {
   static constexpr int LDK = KP + 8, LDV = kWsVT + 8, LDC = kC + 8;
   static constexpr size_t QK = 2 * size_t(kC) * LDK;  // bytes of one q or k tile
@@ -32,7 +35,8 @@ struct WarpScanLayout {
   __host__ __device__ static constexpr size_t k_at(int buf) { return (2 + buf) * QK; }
   __host__ __device__ static constexpr size_t v_at(int buf) { return 4 * QK + buf * VTB; }
   static constexpr size_t AU = 4 * QK + 2 * VTB;
-  static constexpr size_t M = AU + CT;
+  __host__ __device__ static constexpr size_t au_at(int buf) { return AU + (NAU == 2 ? buf : 0) * CT; }
+  static constexpr size_t M = AU + NAU * CT;
   static constexpr size_t VEC = M + CT;  // two gate buffers [β | γ | e | Γl]
   static constexpr size_t bytes = VEC + 2 * 4 * 4 * kC;
 };
@@ -99,6 +103,15 @@ __device__ __forceinline__ void ws_mma_row(float (&acc)[NJ][4], const uint32_t (
 __device__ __forceinline__ void ws_store_t(bf16* dst, int64_t ld, const float (&acc)[8][4], int n, int cw, int ncol,
                                            bool pairs) {
   const int g = lane_g(), t = lane_t();
+  if (n == kC && ncol - cw >= 16 && pairs) {  // a whole tile: 4-byte stores at fixed offsets, no tests
+    bf16* lane_dst = dst + g * ld + cw + 2 * t;
+#pragma unroll
+    for (int j = 0; j < 8; ++j) {
+      *reinterpret_cast<uint32_t*>(lane_dst + 8 * j * ld) = movmatrix_t(pack_bf16(acc[j][0], acc[j][1]));
+      *reinterpret_cast<uint32_t*>(lane_dst + 8 * j * ld + 8) = movmatrix_t(pack_bf16(acc[j][2], acc[j][3]));
+    }
+    return;
+  }
 #pragma unroll
   for (int j = 0; j < 8; ++j) {
     const uint32_t lo = movmatrix_t(pack_bf16(acc[j][0], acc[j][1]));  // row 8j + g, columns 2t, 2t + 1
@@ -115,21 +128,16 @@ __device__ __forceinline__ void ws_store_t(bf16* dst, int64_t ld, const float (&
   }
 }
 
-// A checkpoint tile ([KP][kWsVT] BF16, as gdn_grad_x2_kernel reads it): this warp's columns of Sᵀ,
-// rounded to BF16 (the A fragments the products read), transposed back.
+// A checkpoint tile ([KP][kWsVT] BF16, as gdn_grad_x2_kernel reads it): this warp's columns of Sᵀ
+// from its A fragments (the BF16 values the products read), transposed back.
 template <int KP>
-__device__ __forceinline__ void ws_store_ckpt(bf16* dst, const float (&St)[KP / 8][4], int cw) {
-  const int g = lane_g(), t = lane_t();
+__device__ __forceinline__ void ws_store_ckpt(bf16* dst, const uint32_t (&Sa)[KP / 16][4], int cw) {
+  bf16* lane_dst = dst + lane_g() * kWsVT + cw + 2 * lane_t();
 #pragma unroll
-  for (int kk = 0; kk < KP / 16; ++kk) {
-    uint32_t a[4];
-    ws_c_to_a(a, St[2 * kk], St[2 * kk + 1]);
+  for (int kk = 0; kk < KP / 16; ++kk)
 #pragma unroll
-    for (int q = 0; q < 4; ++q) {  // a[q]: value rows 8 (q & 1) .., key columns 16 kk + 8 (q >> 1) ..
-      const int row = 16 * kk + 8 * (q >> 1) + g, col = cw + 8 * (q & 1) + 2 * t;
-      *reinterpret_cast<uint32_t*>(dst + row * kWsVT + col) = movmatrix_t(a[q]);
-    }
-  }
+    for (int q = 0; q < 4; ++q)  // Sa[kk][q]: value rows 8 (q & 1) .., key columns 16 kk + 8 (q >> 1) ..
+      *reinterpret_cast<uint32_t*>(lane_dst + (16 * kk + 8 * (q >> 1)) * kWsVT + 8 * (q & 1)) = movmatrix_t(Sa[kk][q]);
 }
 
 // Sᵀ (or dS'ᵀ) from a [B·HV, K, V] fp32 state (null: zero), and back.
@@ -159,10 +167,10 @@ __device__ __forceinline__ void ws_store_state(float* dst, const float (&St)[KP 
 }
 
 // Chunk c's q (if want_q), k and value tile (v or dout, the block's 64 columns) into buffer buf; Au.
-template <int KP>
+template <int KP, int NAU>
 __device__ __forceinline__ void ws_issue_inputs(const ScanArgs& a, int c, int buf, int64_t b, int64_t hv, int64_t col0,
                                                 int ncol, bool want_q, const bf16* src, unsigned char* smem) {
-  using Lay = WarpScanLayout<KP>;
+  using Lay = WarpScanLayout<KP, NAU>;
   const GdnDims& d = a.d;
   const int64_t h = hv / d.G, t0 = int64_t(c) * kC;
   const int n = int(min64(kC, d.L - t0));
@@ -176,10 +184,10 @@ __device__ __forceinline__ void ws_issue_inputs(const ScanArgs& a, int c, int bu
                                                          src + ((b * d.L + t0) * d.HV + hv) * d.V + col0, d.HV * d.V,
                                                          n, ncol);
 }
-template <int KP>
-__device__ __forceinline__ void ws_issue_Au(const ScanArgs& a, int c, int64_t bhv, unsigned char* smem) {
-  using Lay = WarpScanLayout<KP>;
-  load_tile_async<kC, kC, Lay::LDC, bf16, kWsThreads>(reinterpret_cast<bf16*>(smem + Lay::AU),
+template <int KP, int NAU>
+__device__ __forceinline__ void ws_issue_Au(const ScanArgs& a, int c, int buf, int64_t bhv, unsigned char* smem) {
+  using Lay = WarpScanLayout<KP, NAU>;
+  load_tile_async<kC, kC, Lay::LDC, bf16, kWsThreads>(reinterpret_cast<bf16*>(smem + Lay::au_at(buf)),
                                                       a.Au2 + (bhv * a.d.NC + c) * (kC * kC), kC, kC, kC);
 }
 
@@ -194,9 +202,9 @@ __device__ __forceinline__ float ws_exp2(float x) {
 // warps in turn (3, 3, 2, 2 blocks: rows by warp left warp 3 four times warp 0's work, and the
 // middle barrier waits for the slowest). ncu had the generic version (expf with its branches per
 // element) at half the walk's instructions.
-template <int KP>
+template <int KP, int NAU>
 __device__ __forceinline__ void ws_m_blocks(const bf16* qs, const bf16* ks, const float* gam, bf16* Mp, int warp) {
-  using Lay = WarpScanLayout<KP>;
+  using Lay = WarpScanLayout<KP, NAU>;
   constexpr float kLog2e = 1.4426950408889634f;
   const int lane = threadIdx.x & 31, g = lane_g(), t = lane_t();
 #pragma unroll
@@ -233,12 +241,12 @@ __device__ __forceinline__ void ws_m_blocks(const bf16* qs, const bf16* ks, cons
 }
 
 // Forward walk of value tile `tile`: o, the checkpoints of S (if a.ckS) and hT.
-template <int KP>
-__device__ __forceinline__ void ws_forward(const ScanArgs& a, int tile, unsigned char* smem) {
-  using Lay = WarpScanLayout<KP>;
+template <int KP, int NAU>
+__device__ __forceinline__ void ws_forward(const ScanArgs& a, int tile, int64_t b, unsigned char* smem) {
+  using Lay = WarpScanLayout<KP, NAU>;
   constexpr int NK = KP / 8, LDK = Lay::LDK, LDC = Lay::LDC;
   const GdnDims& d = a.d;
-  const int64_t hv = blockIdx.y, b = blockIdx.z, bhv = b * d.HV + hv;
+  const int64_t hv = blockIdx.y, bhv = b * d.HV + hv;
   const int warp = threadIdx.x >> 5, t = lane_t(), NC = int(d.NC);
   const int64_t col0 = int64_t(tile) * kWsVT;
   const int ncol = int(min64(kWsVT, d.V - col0)), cw = 16 * warp;
@@ -246,10 +254,10 @@ __device__ __forceinline__ void ws_forward(const ScanArgs& a, int tile, unsigned
   const bool want_o = o != nullptr, pairs = (d.V & 1) == 0;
   const bf16* vsrc = static_cast<const bf16*>(a.v);
   bf16* Mp = reinterpret_cast<bf16*>(smem + Lay::M);
-  const bf16* Aus = reinterpret_cast<const bf16*>(smem + Lay::AU);
   float* vec0 = reinterpret_cast<float*>(smem + Lay::VEC);
 
-  ws_issue_inputs<KP>(a, 0, 0, b, hv, col0, ncol, want_o, vsrc, smem);
+  ws_issue_inputs<KP, NAU>(a, 0, 0, b, hv, col0, ncol, want_o, vsrc, smem);
+  if constexpr (NAU == 2) ws_issue_Au<KP, NAU>(a, 0, 0, bhv, smem);
   cp_async_commit();
   put_gates(vec0, fetch_gates(a, 0, b, hv));
   Gates gt;
@@ -268,26 +276,29 @@ __device__ __forceinline__ void ws_forward(const ScanArgs& a, int tile, unsigned
     const float *gam = vec + kC, *e = vec + 2 * kC, *gl = vec + 3 * kC;
     cp_async_wait<0>();
     __syncthreads();  // chunk c's tiles and gates are in; chunk c − 1's buffers, Au and M are free
-    ws_issue_Au<KP>(a, c, bhv, smem);
-    cp_async_commit();
+    const bf16* Aus = reinterpret_cast<const bf16*>(smem + Lay::au_at(buf));
+    if constexpr (NAU == 1) {
+      ws_issue_Au<KP, NAU>(a, c, 0, bhv, smem);
+      cp_async_commit();
+    }
     if (next) {
-      ws_issue_inputs<KP>(a, c + 1, buf ^ 1, b, hv, col0, ncol, want_o, vsrc, smem);
+      ws_issue_inputs<KP, NAU>(a, c + 1, buf ^ 1, b, hv, col0, ncol, want_o, vsrc, smem);
+      if constexpr (NAU == 2) ws_issue_Au<KP, NAU>(a, c + 1, buf ^ 1, bhv, smem);
       cp_async_commit();
       put_gates(vec0 + (buf ^ 1) * 4 * kC, gt);
       if (c + 2 < NC) gt = fetch_gates(a, c + 2, b, hv);
     }
-    if (a.ckS)
-      ws_store_ckpt<KP>(static_cast<bf16*>(a.ckS) + ((bhv * d.NC + c) * a.tiles + tile) * (KP * kWsVT), St, cw);
+    uint32_t Sa[KP / 16][4];  // Sᵀ as A fragments (BF16), for the checkpoint, Xᵀ and Oᵀ
+#pragma unroll
+    for (int kk = 0; kk < KP / 16; ++kk) ws_c_to_a(Sa[kk], St[2 * kk], St[2 * kk + 1]);
+    if (a.ckS) ws_store_ckpt<KP>(static_cast<bf16*>(a.ckS) + ((bhv * d.NC + c) * a.tiles + tile) * (KP * kWsVT), Sa, cw);
     // Xᵀ = Vᵀ − (Sᵀ Kᵀ) diag(e), as A fragments (BF16).
     uint32_t Xa[4][4];
     {
       float X[8][4] = {};
 #pragma unroll
-      for (int kk = 0; kk < KP / 16; ++kk) {
-        uint32_t sa[4];
-        ws_c_to_a(sa, St[2 * kk], St[2 * kk + 1]);
-        ws_mma_row(X, sa, 0, 4, [&](uint32_t (&bb)[4], int jj) { ws_ldb_nk(bb, ks, LDK, 16 * jj, 16 * kk); });
-      }
+      for (int kk = 0; kk < KP / 16; ++kk)
+        ws_mma_row(X, Sa[kk], 0, 4, [&](uint32_t (&bb)[4], int jj) { ws_ldb_nk(bb, ks, LDK, 16 * jj, 16 * kk); });
 #pragma unroll
       for (int kk = 0; kk < 4; ++kk) {
         uint32_t va[4];  // Vᵀ's A fragment: its pairs are the C positions of blocks 2kk, 2kk + 1
@@ -304,9 +315,22 @@ __device__ __forceinline__ void ws_forward(const ScanArgs& a, int tile, unsigned
         ws_c_to_a(Xa[kk], X[2 * kk], X[2 * kk + 1]);
       }
     }
-    if (want_o) ws_m_blocks<KP>(qs, ks, gam, Mp, warp);
-    cp_async_wait<1>();  // Au (the next chunk's tiles may still fly)
-    if (!next) cp_async_wait<0>();
+    float O[8][4] = {};  // Oᵀ = (Sᵀ Qᵀ) diag(e) + Δᵀ Mᵀ: its first product needs neither Δ nor M
+    if (want_o) {
+      ws_m_blocks<KP, NAU>(qs, ks, gam, Mp, warp);
+#pragma unroll
+      for (int kk = 0; kk < KP / 16; ++kk)
+        ws_mma_row(O, Sa[kk], 0, 4, [&](uint32_t (&bb)[4], int jj) { ws_ldb_nk(bb, qs, LDK, 16 * jj, 16 * kk); });
+#pragma unroll
+      for (int j = 0; j < 8; ++j) {
+        const int r = 8 * j + 2 * t;
+        O[j][0] *= e[r], O[j][1] *= e[r + 1], O[j][2] *= e[r], O[j][3] *= e[r + 1];
+      }
+    }
+    if constexpr (NAU == 1) {  // Au (the next chunk's tiles may still fly)
+      cp_async_wait<1>();
+      if (!next) cp_async_wait<0>();
+    }
     __syncthreads();  // M complete, Au landed
     // Δᵀ = Xᵀ Auᵀ (Au lower triangular: k-steps kk <= jj).
     uint32_t Da[4][4], Ga[4][4];  // Δᵀ and Δᵀ diag(Γl), A fragments
@@ -321,19 +345,7 @@ __device__ __forceinline__ void ws_forward(const ScanArgs& a, int tile, unsigned
         ws_c_to_a_scaled(Ga[kk], D[2 * kk], D[2 * kk + 1], gl, 16 * kk);
       }
     }
-    if (want_o) {  // Oᵀ = (Sᵀ Qᵀ) diag(e) + Δᵀ Mᵀ
-      float O[8][4] = {};
-#pragma unroll
-      for (int kk = 0; kk < KP / 16; ++kk) {
-        uint32_t sa[4];
-        ws_c_to_a(sa, St[2 * kk], St[2 * kk + 1]);
-        ws_mma_row(O, sa, 0, 4, [&](uint32_t (&bb)[4], int jj) { ws_ldb_nk(bb, qs, LDK, 16 * jj, 16 * kk); });
-      }
-#pragma unroll
-      for (int j = 0; j < 8; ++j) {
-        const int r = 8 * j + 2 * t;
-        O[j][0] *= e[r], O[j][1] *= e[r + 1], O[j][2] *= e[r], O[j][3] *= e[r + 1];
-      }
+    if (want_o) {
 #pragma unroll
       for (int kk = 0; kk < 4; ++kk)
         ws_mma_row(O, Da[kk], kk, 4, [&](uint32_t (&bb)[4], int jj) { ws_ldb_nk(bb, Mp, LDC, 16 * jj, 16 * kk); });
@@ -353,12 +365,12 @@ __device__ __forceinline__ void ws_forward(const ScanArgs& a, int tile, unsigned
 }
 
 // Reverse walk of value tile `tile`: dv, the checkpoints of dS' (if a.ckD) and dh0.
-template <int KP>
-__device__ __forceinline__ void ws_reverse(const ScanArgs& a, int tile, unsigned char* smem) {
-  using Lay = WarpScanLayout<KP>;
+template <int KP, int NAU>
+__device__ __forceinline__ void ws_reverse(const ScanArgs& a, int tile, int64_t b, unsigned char* smem) {
+  using Lay = WarpScanLayout<KP, NAU>;
   constexpr int NK = KP / 8, LDK = Lay::LDK, LDC = Lay::LDC;
   const GdnDims& d = a.d;
-  const int64_t hv = blockIdx.y, b = blockIdx.z, bhv = b * d.HV + hv;
+  const int64_t hv = blockIdx.y, bhv = b * d.HV + hv;
   const int warp = threadIdx.x >> 5, t = lane_t(), NC = int(d.NC);
   const int64_t col0 = int64_t(tile) * kWsVT;
   const int ncol = int(min64(kWsVT, d.V - col0)), cw = 16 * warp;
@@ -366,10 +378,10 @@ __device__ __forceinline__ void ws_reverse(const ScanArgs& a, int tile, unsigned
   const bool pairs = (d.V & 1) == 0;
   const bf16* dosrc = static_cast<const bf16*>(a.dout);
   bf16* Mp = reinterpret_cast<bf16*>(smem + Lay::M);
-  const bf16* Aus = reinterpret_cast<const bf16*>(smem + Lay::AU);
   float* vec0 = reinterpret_cast<float*>(smem + Lay::VEC);
 
-  ws_issue_inputs<KP>(a, NC - 1, 0, b, hv, col0, ncol, true, dosrc, smem);
+  ws_issue_inputs<KP, NAU>(a, NC - 1, 0, b, hv, col0, ncol, true, dosrc, smem);
+  if constexpr (NAU == 2) ws_issue_Au<KP, NAU>(a, NC - 1, 0, bhv, smem);
   cp_async_commit();
   put_gates(vec0, fetch_gates(a, NC - 1, b, hv));
   Gates gt;
@@ -389,23 +401,28 @@ __device__ __forceinline__ void ws_reverse(const ScanArgs& a, int tile, unsigned
     const float *gam = vec + kC, *e = vec + 2 * kC, *gl = vec + 3 * kC;
     cp_async_wait<0>();
     __syncthreads();
-    ws_issue_Au<KP>(a, c, bhv, smem);
-    cp_async_commit();
+    const bf16* Aus = reinterpret_cast<const bf16*>(smem + Lay::au_at(buf));
+    if constexpr (NAU == 1) {
+      ws_issue_Au<KP, NAU>(a, c, 0, bhv, smem);
+      cp_async_commit();
+    }
     if (next) {
-      ws_issue_inputs<KP>(a, c - 1, buf ^ 1, b, hv, col0, ncol, true, dosrc, smem);
+      ws_issue_inputs<KP, NAU>(a, c - 1, buf ^ 1, b, hv, col0, ncol, true, dosrc, smem);
+      if constexpr (NAU == 2) ws_issue_Au<KP, NAU>(a, c - 1, buf ^ 1, bhv, smem);
       cp_async_commit();
       put_gates(vec0 + (buf ^ 1) * 4 * kC, gt);
       if (it + 2 < NC) gt = fetch_gates(a, c - 2, b, hv);
     }
-    if (a.ckD)
-      ws_store_ckpt<KP>(static_cast<bf16*>(a.ckD) + ((bhv * d.NC + c) * a.tiles + tile) * (KP * kWsVT), St, cw);
-    // dΔᵀ = (dS'ᵀ Kᵀ) diag(Γl) + dOᵀ M
-    float G[8][4] = {};
+    float G[8][4] = {};  // dΔᵀ = (dS'ᵀ Kᵀ) diag(Γl) + dOᵀ M
+    {
+      uint32_t Sa[KP / 16][4];  // dS'ᵀ as A fragments, for the checkpoint and the product
 #pragma unroll
-    for (int kk = 0; kk < KP / 16; ++kk) {
-      uint32_t sa[4];
-      ws_c_to_a(sa, St[2 * kk], St[2 * kk + 1]);
-      ws_mma_row(G, sa, 0, 4, [&](uint32_t (&bb)[4], int jj) { ws_ldb_nk(bb, ks, LDK, 16 * jj, 16 * kk); });
+      for (int kk = 0; kk < KP / 16; ++kk) ws_c_to_a(Sa[kk], St[2 * kk], St[2 * kk + 1]);
+      if (a.ckD)
+        ws_store_ckpt<KP>(static_cast<bf16*>(a.ckD) + ((bhv * d.NC + c) * a.tiles + tile) * (KP * kWsVT), Sa, cw);
+#pragma unroll
+      for (int kk = 0; kk < KP / 16; ++kk)
+        ws_mma_row(G, Sa[kk], 0, 4, [&](uint32_t (&bb)[4], int jj) { ws_ldb_nk(bb, ks, LDK, 16 * jj, 16 * kk); });
     }
 #pragma unroll
     for (int j = 0; j < 8; ++j) {
@@ -415,9 +432,11 @@ __device__ __forceinline__ void ws_reverse(const ScanArgs& a, int tile, unsigned
     uint32_t dOa[4][4];  // dOᵀ, A fragments
 #pragma unroll
     for (int kk = 0; kk < 4; ++kk) ws_lda_t(dOa[kk], dos, Lay::LDV, 16 * kk, cw);
-    ws_m_blocks<KP>(qs, ks, gam, Mp, warp);
-    cp_async_wait<1>();
-    if (!next) cp_async_wait<0>();
+    ws_m_blocks<KP, NAU>(qs, ks, gam, Mp, warp);
+    if constexpr (NAU == 1) {
+      cp_async_wait<1>();
+      if (!next) cp_async_wait<0>();
+    }
     __syncthreads();  // M complete, Au landed
 #pragma unroll
     for (int kk = 0; kk < 4; ++kk)  // M[s][r] is zero for r > s: n-blocks jj <= kk
@@ -458,10 +477,17 @@ __device__ __forceinline__ void ws_reverse(const ScanArgs& a, int tile, unsigned
   if (a.dh0) ws_store_state<KP>(a.dh0, St, d, bhv, col0 + cw, ncol - cw);
 }
 
-template <int KP>
+// Grid (tiles, HV, B · roles), role-major, the reverse role (the longer walk) first: the block
+// scheduler spreads a grid over the SMs before it doubles up, so with both roles in one launch
+// (B4 L4096 H16: 128 blocks each on 132 SMs) most SMs hold one block of each; with the roles
+// interleaved by blockIdx.x they came in same-role pairs, and the SMs holding two reverse blocks
+// set the time. Where the grid exceeds the SMs' slots, the reverse blocks start first.
+template <int KP, int NAU>
 __global__ void __launch_bounds__(kWsThreads, 2) gdn_scan_warp_kernel(ScanArgs a) {
   extern __shared__ __align__(16) unsigned char smem[];
-  const int role = a.first_role + int(blockIdx.x) / a.tiles, tile = int(blockIdx.x) % a.tiles;
-  if (role == 0) ws_forward<KP>(a, tile, smem);
-  else ws_reverse<KP>(a, tile, smem);
+  const int rz = int(blockIdx.z / a.d.B);
+  const int role = gridDim.z > a.d.B ? 1 - rz : a.first_role;
+  const int64_t b = blockIdx.z % a.d.B;
+  if (role == 0) ws_forward<KP, NAU>(a, int(blockIdx.x), b, smem);
+  else ws_reverse<KP, NAU>(a, int(blockIdx.x), b, smem);
 }

@@ -140,16 +140,24 @@ TEST(CudaGdnChunked, OtherPrecisionModes) {
   check({1, 500, 1, 3, 128, 64, Decay::Strong, true, false}, DType::BF16, 1100);
 }
 
-// The split-tile scans that the default bf16 mode no longer runs at the 64-column value tile
-// (LT2_GDN_WARP_SCAN=0): one block per SM, and the lean one (one plane, one copy of each input,
-// two blocks per SM; LT2_GDN_LEAN_SCAN=1 forces it onto these small grids). The bounds,
-// with partial chunks, grouped value heads, odd K and V, a long walk and a non-zero initial state.
+// Scan variants that the default does not pick for the small test grids, at the bounds:
+// partial chunks, grouped value heads, odd K and V, a long walk and a non-zero initial state.
 static void check_scan_cases() {
   check({2, 75, 2, 2, 128, 96, Decay::ZeroSteps, true, true}, DType::BF16, 1010);
   check({1, 130, 1, 1, 37, 45, Decay::Normal, false, true}, DType::BF16, 1020);
   check({1, 500, 1, 3, 128, 64, Decay::Strong, true, false}, DType::BF16, 1100);
   check({1, 4096, 1, 1, 128, 128, Decay::Normal, true, true}, DType::BF16, 1120);
 }
+// The default warp-column scan with one Au buffer, which it picks for grids larger than the GPU
+// (these small grids get two; LT2_GDN_WARP_SCAN_AU=1 forces one).
+TEST(CudaGdnChunked, WarpScanOneAuBuffer) {
+  LT2_REQUIRE_GPU();
+  ScopedEnv one("LT2_GDN_WARP_SCAN_AU", "1");
+  check_scan_cases();
+}
+// The split-tile scans that the default bf16 mode no longer runs at the 64-column value tile
+// (LT2_GDN_WARP_SCAN=0): one block per SM, and the lean one (one plane, one copy of each input,
+// two blocks per SM; LT2_GDN_LEAN_SCAN=1 forces it onto these small grids).
 TEST(CudaGdnChunked, SplitTileScans) {
   LT2_REQUIRE_GPU();
   ScopedEnv split("LT2_GDN_WARP_SCAN", "0");
