@@ -2653,30 +2653,36 @@ void launch_scan_x2(const ScanArgs& a, int roles) {
   check_launch("gdn chunked scan x2");
 }
 // The warp-column scan (gdn_scan_warp.cuh) serves kBF16 at VT 64; LT2_GDN_WARP_SCAN=0 runs the
-// split-tile scan instead (for before / after timings). Its Au comes a chunk ahead (two buffers,
-// one block per SM) where the grid has no more blocks than SMs; LT2_GDN_WARP_SCAN_AU=1 or 2 forces
-// one or two buffers (the tests' small grids).
+// split-tile scan instead (for before / after timings). Where the grid has no more blocks than
+// SMs, its Au comes a chunk ahead (two buffers, one block per SM), and a forward launch with an
+// output splits each block's walk and output between two warp groups (8 warps).
+// LT2_GDN_WARP_SCAN_AU=1 or 2 forces one or two Au buffers without the split (for the tests'
+// small grids).
 bool warp_scan() {
   const char* s = std::getenv("LT2_GDN_WARP_SCAN");
   return !(s && *s == '0');
 }
-template <int KP, int NAU>
-void launch_scan_warp_nau(const ScanArgs& a, int roles) {
-  constexpr size_t smem = WarpScanLayout<KP, NAU>::bytes;
-  static_assert(NAU == 2 || 2 * (smem + 1024) <= 233472, "two warp-scan blocks per SM");
-  static const bool once = (allow_smem(gdn_scan_warp_kernel<KP, NAU>, smem, "scan warp"), true);
-  (void)once;
-  gdn_scan_warp_kernel<KP, NAU><<<dim3(unsigned(a.tiles), unsigned(a.d.HV), unsigned(a.d.B * roles)), kWsThreads,
-                                  smem, stream()>>>(a);
-  check_launch("gdn chunked scan warp");
-}
 template <int KP>
 void launch_scan_warp(const ScanArgs& a, int roles) {
+  using One = WarpScanLayout<KP, 1>;
+  using Two = WarpScanLayout<KP, 2>;
+  static_assert(2 * (One::bytes + 1024) <= 233472, "two warp-scan blocks per SM");
+  static const bool once = (allow_smem(gdn_scan_warp_kernel<KP, 1>, One::bytes, "scan warp"),
+                            allow_smem(gdn_scan_warp_kernel<KP, 2>, Two::bytes, "scan warp"),
+                            allow_smem(gdn_scan_warp_split_kernel<KP>, Two::split_bytes, "scan warp"), true);
+  (void)once;
   const char* s = std::getenv("LT2_GDN_WARP_SCAN_AU");
   const bool forced = s && (*s == '1' || *s == '2');
-  const bool two = forced ? *s == '2' : int64_t(a.tiles) * roles * a.d.HV * a.d.B <= sm_count();
-  if (two) launch_scan_warp_nau<KP, 2>(a, roles);
-  else launch_scan_warp_nau<KP, 1>(a, roles);
+  const bool fits = int64_t(a.tiles) * roles * a.d.HV * a.d.B <= sm_count();
+  const dim3 grid(unsigned(a.tiles), unsigned(a.d.HV), unsigned(a.d.B * roles));
+  if (forced ? *s == '1' : !fits) {
+    gdn_scan_warp_kernel<KP, 1><<<grid, kWsThreads, One::bytes, stream()>>>(a);
+  } else if (forced || roles != 1 || a.first_role != 0 || !a.o) {
+    gdn_scan_warp_kernel<KP, 2><<<grid, kWsThreads, Two::bytes, stream()>>>(a);
+  } else {
+    gdn_scan_warp_split_kernel<KP><<<grid, 2 * kWsThreads, Two::split_bytes, stream()>>>(a);
+  }
+  check_launch("gdn chunked scan warp");
 }
 
 template <class T, int KP, int P>

@@ -39,6 +39,8 @@ struct WarpScanLayout {
   static constexpr size_t M = AU + NAU * CT;
   static constexpr size_t VEC = M + CT;  // two gate buffers [β | γ | e | Γl]
   static constexpr size_t bytes = VEC + 2 * 4 * 4 * kC;
+  // The split forward walk's handoff after it: Sᵀ and Δᵀ fragments of the 4 walk warps.
+  static constexpr size_t split_bytes = bytes + 4 * (KP / 16) * 512 + 4 * 4 * 512;
 };
 
 // The transpose of an 8 × 8 BF16 matrix held one pair a lane (row g, columns 2t, 2t + 1).
@@ -240,30 +242,70 @@ __device__ __forceinline__ void ws_m_blocks(const bf16* qs, const bf16* ks, cons
   }
 }
 
+// The A fragments of Sᵀ (BF16) that the products and the checkpoint read.
+template <int KP>
+__device__ __forceinline__ void ws_fragments(uint32_t (&Sa)[KP / 16][4], const float (&St)[KP / 8][4]) {
+#pragma unroll
+  for (int kk = 0; kk < KP / 16; ++kk) ws_c_to_a(Sa[kk], St[2 * kk], St[2 * kk + 1]);
+}
+// A warp's fragment registers through shared memory ([register / 4][lane] 16-byte words: each
+// instruction moves 512 consecutive bytes), for the output warps of the split forward walk.
+template <int N>
+__device__ __forceinline__ void ws_put_frags(uint4* dst, const uint32_t (&r)[N][4]) {
+  const int lane = threadIdx.x & 31;
+#pragma unroll
+  for (int i = 0; i < N; ++i) dst[i * 32 + lane] = make_uint4(r[i][0], r[i][1], r[i][2], r[i][3]);
+}
+template <int N>
+__device__ __forceinline__ void ws_get_frags(uint32_t (&r)[N][4], const uint4* src) {
+  const int lane = threadIdx.x & 31;
+#pragma unroll
+  for (int i = 0; i < N; ++i) {
+    const uint4 x = src[i * 32 + lane];
+    r[i][0] = x.x, r[i][1] = x.y, r[i][2] = x.z, r[i][3] = x.w;
+  }
+}
+
 // Forward walk of value tile `tile`: o, the checkpoints of S (if a.ckS) and hT.
-template <int KP, int NAU>
+//
+// SPLIT (8 warps, NAU = 2; for grids with no more blocks than SMs, where each SM would otherwise
+// run one warp per scheduler): warps 0–3 walk the state (X, Δ, S'), warps 4–7 the output of the
+// same columns (M, O), so each chain carries about half of a chunk's instructions. The walk warps
+// hand Sᵀ (at the end of the previous chunk) and Δᵀ (before the middle barrier) to their output
+// warps as fragments in shared memory; the two barriers a chunk order every handoff.
+template <int KP, int NAU, bool SPLIT = false>
 __device__ __forceinline__ void ws_forward(const ScanArgs& a, int tile, int64_t b, unsigned char* smem) {
   using Lay = WarpScanLayout<KP, NAU>;
+  static_assert(!SPLIT || NAU == 2, "the split walk computes Δ before the middle barrier");
   constexpr int NK = KP / 8, LDK = Lay::LDK, LDC = Lay::LDC;
   const GdnDims& d = a.d;
   const int64_t hv = blockIdx.y, bhv = b * d.HV + hv;
   const int warp = threadIdx.x >> 5, t = lane_t(), NC = int(d.NC);
+  const int cwarp = SPLIT ? warp & 3 : warp;                   // the warp's columns
+  const bool walk = !SPLIT || warp < 4, out = !SPLIT || warp >= 4;  // its jobs
   const int64_t col0 = int64_t(tile) * kWsVT;
-  const int ncol = int(min64(kWsVT, d.V - col0)), cw = 16 * warp;
+  const int ncol = int(min64(kWsVT, d.V - col0)), cw = 16 * cwarp;
   bf16* o = static_cast<bf16*>(a.o);
   const bool want_o = o != nullptr, pairs = (d.V & 1) == 0;
   const bf16* vsrc = static_cast<const bf16*>(a.v);
   bf16* Mp = reinterpret_cast<bf16*>(smem + Lay::M);
   float* vec0 = reinterpret_cast<float*>(smem + Lay::VEC);
+  uint4* SF = reinterpret_cast<uint4*>(smem + Lay::bytes) + cwarp * (KP / 16) * 32;  // SPLIT: Sᵀ handoff
+  uint4* DF = reinterpret_cast<uint4*>(smem + Lay::bytes + 4 * KP / 16 * 512) + cwarp * 4 * 32;  // Δᵀ
 
-  ws_issue_inputs<KP, NAU>(a, 0, 0, b, hv, col0, ncol, want_o, vsrc, smem);
-  if constexpr (NAU == 2) ws_issue_Au<KP, NAU>(a, 0, 0, bhv, smem);
-  cp_async_commit();
-  put_gates(vec0, fetch_gates(a, 0, b, hv));
   Gates gt;
-  if (NC > 1) gt = fetch_gates(a, 1, b, hv);
   float St[NK][4];
-  ws_load_state<KP>(St, a.h0, d, bhv, col0 + cw, ncol - cw);
+  uint32_t Sa[KP / 16][4];  // Sᵀ as A fragments: the checkpoint, Xᵀ, Oᵀ
+  if (walk) {  // the copies are the walk warps' (in SPLIT, the first 128 threads)
+    ws_issue_inputs<KP, NAU>(a, 0, 0, b, hv, col0, ncol, want_o, vsrc, smem);
+    if constexpr (NAU == 2) ws_issue_Au<KP, NAU>(a, 0, 0, bhv, smem);
+    cp_async_commit();
+    put_gates(vec0, fetch_gates(a, 0, b, hv));
+    if (NC > 1) gt = fetch_gates(a, 1, b, hv);
+    ws_load_state<KP>(St, a.h0, d, bhv, col0 + cw, ncol - cw);
+    ws_fragments<KP>(Sa, St);
+    if (SPLIT) ws_put_frags(SF, Sa);
+  }
 
   for (int c = 0; c < NC; ++c) {
     const int64_t t0 = int64_t(c) * kC;
@@ -275,26 +317,40 @@ __device__ __forceinline__ void ws_forward(const ScanArgs& a, int tile, int64_t 
     const float* vec = vec0 + buf * 4 * kC;
     const float *gam = vec + kC, *e = vec + 2 * kC, *gl = vec + 3 * kC;
     cp_async_wait<0>();
-    __syncthreads();  // chunk c's tiles and gates are in; chunk c − 1's buffers, Au and M are free
+    __syncthreads();  // chunk c's tiles, gates (and SPLIT's Sᵀ) are in; chunk c − 1's buffers are free
     const bf16* Aus = reinterpret_cast<const bf16*>(smem + Lay::au_at(buf));
-    if constexpr (NAU == 1) {
-      ws_issue_Au<KP, NAU>(a, c, 0, bhv, smem);
-      cp_async_commit();
+    if (walk) {
+      if constexpr (NAU == 1) {
+        ws_issue_Au<KP, NAU>(a, c, 0, bhv, smem);
+        cp_async_commit();
+      }
+      if (next) {
+        ws_issue_inputs<KP, NAU>(a, c + 1, buf ^ 1, b, hv, col0, ncol, want_o, vsrc, smem);
+        if constexpr (NAU == 2) ws_issue_Au<KP, NAU>(a, c + 1, buf ^ 1, bhv, smem);
+        cp_async_commit();
+        put_gates(vec0 + (buf ^ 1) * 4 * kC, gt);
+        if (c + 2 < NC) gt = fetch_gates(a, c + 2, b, hv);
+      }
+    } else {
+      ws_get_frags(Sa, SF);
     }
-    if (next) {
-      ws_issue_inputs<KP, NAU>(a, c + 1, buf ^ 1, b, hv, col0, ncol, want_o, vsrc, smem);
-      if constexpr (NAU == 2) ws_issue_Au<KP, NAU>(a, c + 1, buf ^ 1, bhv, smem);
-      cp_async_commit();
-      put_gates(vec0 + (buf ^ 1) * 4 * kC, gt);
-      if (c + 2 < NC) gt = fetch_gates(a, c + 2, b, hv);
-    }
-    uint32_t Sa[KP / 16][4];  // Sᵀ as A fragments (BF16), for the checkpoint, Xᵀ and Oᵀ
+    uint32_t Xa[4][4], Da[4][4], Ga[4][4];  // Xᵀ, Δᵀ and Δᵀ diag(Γl) as A fragments (BF16)
+    // Δᵀ = Xᵀ Auᵀ (Au lower triangular: k-steps kk <= jj).
+    const auto delta = [&] {
+      float D[8][4] = {};
 #pragma unroll
-    for (int kk = 0; kk < KP / 16; ++kk) ws_c_to_a(Sa[kk], St[2 * kk], St[2 * kk + 1]);
-    if (a.ckS) ws_store_ckpt<KP>(static_cast<bf16*>(a.ckS) + ((bhv * d.NC + c) * a.tiles + tile) * (KP * kWsVT), Sa, cw);
-    // Xᵀ = Vᵀ − (Sᵀ Kᵀ) diag(e), as A fragments (BF16).
-    uint32_t Xa[4][4];
-    {
+      for (int kk = 0; kk < 4; ++kk)
+        ws_mma_row(D, Xa[kk], kk, 4, [&](uint32_t (&bb)[4], int jj) { ws_ldb_nk(bb, Aus, LDC, 16 * jj, 16 * kk); });
+#pragma unroll
+      for (int kk = 0; kk < 4; ++kk) {
+        ws_c_to_a(Da[kk], D[2 * kk], D[2 * kk + 1]);
+        ws_c_to_a_scaled(Ga[kk], D[2 * kk], D[2 * kk + 1], gl, 16 * kk);
+      }
+    };
+    if (walk) {
+      if (a.ckS)
+        ws_store_ckpt<KP>(static_cast<bf16*>(a.ckS) + ((bhv * d.NC + c) * a.tiles + tile) * (KP * kWsVT), Sa, cw);
+      // Xᵀ = Vᵀ − (Sᵀ Kᵀ) diag(e)
       float X[8][4] = {};
 #pragma unroll
       for (int kk = 0; kk < KP / 16; ++kk)
@@ -314,10 +370,14 @@ __device__ __forceinline__ void ws_forward(const ScanArgs& a, int tile, int64_t 
         }
         ws_c_to_a(Xa[kk], X[2 * kk], X[2 * kk + 1]);
       }
+      if constexpr (NAU == 2) {  // Au came with the chunk's tiles
+        delta();
+        if (SPLIT) ws_put_frags(DF, Da);
+      }
     }
     float O[8][4] = {};  // Oᵀ = (Sᵀ Qᵀ) diag(e) + Δᵀ Mᵀ: its first product needs neither Δ nor M
-    if (want_o) {
-      ws_m_blocks<KP, NAU>(qs, ks, gam, Mp, warp);
+    if (want_o && out) {
+      ws_m_blocks<KP, NAU>(qs, ks, gam, Mp, cwarp);
 #pragma unroll
       for (int kk = 0; kk < KP / 16; ++kk)
         ws_mma_row(O, Sa[kk], 0, 4, [&](uint32_t (&bb)[4], int jj) { ws_ldb_nk(bb, qs, LDK, 16 * jj, 16 * kk); });
@@ -331,37 +391,29 @@ __device__ __forceinline__ void ws_forward(const ScanArgs& a, int tile, int64_t 
       cp_async_wait<1>();
       if (!next) cp_async_wait<0>();
     }
-    __syncthreads();  // M complete, Au landed
-    // Δᵀ = Xᵀ Auᵀ (Au lower triangular: k-steps kk <= jj).
-    uint32_t Da[4][4], Ga[4][4];  // Δᵀ and Δᵀ diag(Γl), A fragments
-    {
-      float D[8][4] = {};
-#pragma unroll
-      for (int kk = 0; kk < 4; ++kk)
-        ws_mma_row(D, Xa[kk], kk, 4, [&](uint32_t (&bb)[4], int jj) { ws_ldb_nk(bb, Aus, LDC, 16 * jj, 16 * kk); });
-#pragma unroll
-      for (int kk = 0; kk < 4; ++kk) {
-        ws_c_to_a(Da[kk], D[2 * kk], D[2 * kk + 1]);
-        ws_c_to_a_scaled(Ga[kk], D[2 * kk], D[2 * kk + 1], gl, 16 * kk);
-      }
-    }
-    if (want_o) {
+    __syncthreads();  // M complete, Au landed (and SPLIT's Δᵀ handed over)
+    if constexpr (NAU == 1) delta();
+    if (want_o && out) {
+      if (SPLIT) ws_get_frags(Da, DF);
 #pragma unroll
       for (int kk = 0; kk < 4; ++kk)
         ws_mma_row(O, Da[kk], kk, 4, [&](uint32_t (&bb)[4], int jj) { ws_ldb_nk(bb, Mp, LDC, 16 * jj, 16 * kk); });
       ws_store_t(o + ((b * d.L + t0) * d.HV + hv) * d.V + col0, d.HV * d.V, O, n, cw, ncol, pairs);
     }
-    // S'ᵀ = e_{C−1} Sᵀ + Δᵀ diag(Γl) K
-    const float el = e[kC - 1];
+    if (walk) {  // S'ᵀ = e_{C−1} Sᵀ + Δᵀ diag(Γl) K
+      const float el = e[kC - 1];
 #pragma unroll
-    for (int j = 0; j < NK; ++j)
+      for (int j = 0; j < NK; ++j)
 #pragma unroll
-      for (int q = 0; q < 4; ++q) St[j][q] *= el;
+        for (int q = 0; q < 4; ++q) St[j][q] *= el;
 #pragma unroll
-    for (int kk = 0; kk < 4; ++kk)
-      ws_mma_row(St, Ga[kk], 0, NK / 2, [&](uint32_t (&bb)[4], int jj) { ws_ldb_kn(bb, ks, LDK, 16 * kk, 16 * jj); });
+      for (int kk = 0; kk < 4; ++kk)
+        ws_mma_row(St, Ga[kk], 0, NK / 2, [&](uint32_t (&bb)[4], int jj) { ws_ldb_kn(bb, ks, LDK, 16 * kk, 16 * jj); });
+      ws_fragments<KP>(Sa, St);
+      if (SPLIT && next) ws_put_frags(SF, Sa);  // the output warps read the last one before the barrier above
+    }
   }
-  if (a.hT) ws_store_state<KP>(a.hT, St, d, bhv, col0 + cw, ncol - cw);
+  if (walk && a.hT) ws_store_state<KP>(a.hT, St, d, bhv, col0 + cw, ncol - cw);
 }
 
 // Reverse walk of value tile `tile`: dv, the checkpoints of dS' (if a.ckD) and dh0.
@@ -416,8 +468,7 @@ __device__ __forceinline__ void ws_reverse(const ScanArgs& a, int tile, int64_t 
     float G[8][4] = {};  // dΔᵀ = (dS'ᵀ Kᵀ) diag(Γl) + dOᵀ M
     {
       uint32_t Sa[KP / 16][4];  // dS'ᵀ as A fragments, for the checkpoint and the product
-#pragma unroll
-      for (int kk = 0; kk < KP / 16; ++kk) ws_c_to_a(Sa[kk], St[2 * kk], St[2 * kk + 1]);
+      ws_fragments<KP>(Sa, St);
       if (a.ckD)
         ws_store_ckpt<KP>(static_cast<bf16*>(a.ckD) + ((bhv * d.NC + c) * a.tiles + tile) * (KP * kWsVT), Sa, cw);
 #pragma unroll
@@ -490,4 +541,11 @@ __global__ void __launch_bounds__(kWsThreads, 2) gdn_scan_warp_kernel(ScanArgs a
   const int64_t b = blockIdx.z % a.d.B;
   if (role == 0) ws_forward<KP, NAU>(a, int(blockIdx.x), b, smem);
   else ws_reverse<KP, NAU>(a, int(blockIdx.x), b, smem);
+}
+
+// The split forward walk (8 warps, one block per SM): forward launches whose grid fits the SMs.
+template <int KP>
+__global__ void __launch_bounds__(2 * kWsThreads, 1) gdn_scan_warp_split_kernel(ScanArgs a) {
+  extern __shared__ __align__(16) unsigned char smem[];
+  ws_forward<KP, 2, true>(a, int(blockIdx.x), int64_t(blockIdx.z), smem);
 }

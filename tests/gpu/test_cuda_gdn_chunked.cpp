@@ -148,12 +148,16 @@ static void check_scan_cases() {
   check({1, 500, 1, 3, 128, 64, Decay::Strong, true, false}, DType::BF16, 1100);
   check({1, 4096, 1, 1, 128, 128, Decay::Normal, true, true}, DType::BF16, 1120);
 }
-// The default warp-column scan with one Au buffer, which it picks for grids larger than the GPU
-// (these small grids get two; LT2_GDN_WARP_SCAN_AU=1 forces one).
-TEST(CudaGdnChunked, WarpScanOneAuBuffer) {
+// The warp-column scan's layouts that these small grids do not get by default (they get two Au
+// buffers, and the forward the split walk): one Au buffer (grids larger than the GPU), and two
+// without the split (LT2_GDN_WARP_SCAN_AU forces them).
+TEST(CudaGdnChunked, WarpScanLayouts) {
   LT2_REQUIRE_GPU();
-  ScopedEnv one("LT2_GDN_WARP_SCAN_AU", "1");
-  check_scan_cases();
+  for (const char* au : {"1", "2"}) {
+    SCOPED_TRACE(cat("LT2_GDN_WARP_SCAN_AU=", au));
+    ScopedEnv layout("LT2_GDN_WARP_SCAN_AU", au);
+    check_scan_cases();
+  }
 }
 // The split-tile scans that the default bf16 mode no longer runs at the 64-column value tile
 // (LT2_GDN_WARP_SCAN=0): one block per SM, and the lean one (one plane, one copy of each input,
