@@ -22,13 +22,14 @@
 // chunk's inputs while it computes the current one, so no phase waits on a round trip to memory.
 // (Measured on an H100, that gained only ~5 %: the scan's time goes elsewhere.)
 //
-// Kernels (each thread block 8 warps):
+// Kernels (each thread block 8 warps; the warp-column scan 4 or 8):
 //   prep  (chunk, hv, b), parallel: γ, K Kᵀ, L and A = (I + L)^{-1} by column-parallel forward
 //         substitution in fp32 (a blocked tensor-core inverse in the BF16 modes); writes A and γ
 //         per chunk (the only chunk-level scratch; for the split-tile kernels below, Au = A diag(β)
 //         and A as hi / lo BF16 planes instead of A in fp32).
 //   scan  (value tile of VT columns, hv, b): walks the chunks in order keeping the K×VT fp32
-//         state in shared memory (in registers in the split-tile scan); per chunk X, Δ, O and the
+//         state in shared memory (in registers in the split-tile scan, and in the warp-column
+//         scan of gdn_scan_warp.cuh that bf16 mode runs at VT 64); per chunk X, Δ, O and the
 //         state update. In the backward op the same launch also holds the reverse scan blocks
 //         (dS, dv, dh0): the two are independent, so they share the machine. The forward blocks
 //         then store each chunk's entering state S and the reverse blocks each chunk's dS'
