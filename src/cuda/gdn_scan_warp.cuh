@@ -99,6 +99,22 @@ __device__ __forceinline__ void ws_mma_row(float (&acc)[NJ][4], const uint32_t (
   }
 }
 
+// acc = (Sᵀ Tᵀ) diag(s) for a row-major [64][KP] tile T (k, q or K): the product of Sᵀ's A
+// fragments with T's rows, column r scaled by s[r].
+template <int KP>
+__device__ __forceinline__ void ws_times_rows(float (&acc)[8][4], const uint32_t (&Sa)[KP / 16][4], const bf16* tile,
+                                              int ld, const float* s) {
+#pragma unroll
+  for (int kk = 0; kk < KP / 16; ++kk)
+    ws_mma_row(acc, Sa[kk], 0, 4, [&](uint32_t (&bb)[4], int jj) { ws_ldb_nk(bb, tile, ld, 16 * jj, 16 * kk); });
+  const int t = lane_t();
+#pragma unroll
+  for (int j = 0; j < 8; ++j) {
+    const int r = 8 * j + 2 * t;
+    acc[j][0] *= s[r], acc[j][1] *= s[r + 1], acc[j][2] *= s[r], acc[j][3] *= s[r + 1];
+  }
+}
+
 // Stores the transpose of a warp's 16 × 64 accumulator (rows = its 16 value columns, columns =
 // the chunk's rows r) as BF16: row t0 + r of dst (row stride ld), columns col .. col + 15, rows
 // r < n and columns < ncol only (the warp's first column is col − col_tile0 of the tile).
@@ -142,29 +158,23 @@ __device__ __forceinline__ void ws_store_ckpt(bf16* dst, const uint32_t (&Sa)[KP
       *reinterpret_cast<uint32_t*>(lane_dst + (16 * kk + 8 * (q >> 1)) * kWsVT + 8 * (q & 1)) = movmatrix_t(Sa[kk][q]);
 }
 
-// Sᵀ (or dS'ᵀ) from a [B·HV, K, V] fp32 state (null: zero), and back.
-template <int KP>
-__device__ __forceinline__ void ws_load_state(float (&St)[KP / 8][4], const float* src, const GdnDims& d, int64_t bhv,
-                                              int64_t col, int vleft) {
+// Sᵀ (or dS'ᵀ) from a [B·HV, K, V] fp32 state (STORE = false; null: zero), or to one.
+template <int KP, bool STORE, class F>
+__device__ __forceinline__ void ws_state_io(float (&St)[KP / 8][4], F* p, const GdnDims& d, int64_t bhv, int64_t col,
+                                            int vleft) {
   const int g = lane_g(), t = lane_t();
 #pragma unroll
   for (int j = 0; j < KP / 8; ++j)
 #pragma unroll
     for (int q = 0; q < 4; ++q) {
       const int i = 8 * j + 2 * t + (q & 1), v = g + 8 * (q >> 1);
-      St[j][q] = (src && i < d.K && v < vleft) ? src[(bhv * d.K + i) * d.V + col + v] : 0.f;
-    }
-}
-template <int KP>
-__device__ __forceinline__ void ws_store_state(float* dst, const float (&St)[KP / 8][4], const GdnDims& d, int64_t bhv,
-                                               int64_t col, int vleft) {
-  const int g = lane_g(), t = lane_t();
-#pragma unroll
-  for (int j = 0; j < KP / 8; ++j)
-#pragma unroll
-    for (int q = 0; q < 4; ++q) {
-      const int i = 8 * j + 2 * t + (q & 1), v = g + 8 * (q >> 1);
-      if (i < d.K && v < vleft) dst[(bhv * d.K + i) * d.V + col + v] = St[j][q];
+      const bool in = i < d.K && v < vleft;
+      const int64_t at = (bhv * d.K + i) * d.V + col + v;
+      if constexpr (STORE) {
+        if (in) p[at] = St[j][q];
+      } else {
+        St[j][q] = (p && in) ? p[at] : 0.f;
+      }
     }
 }
 
@@ -302,7 +312,7 @@ __device__ __forceinline__ void ws_forward(const ScanArgs& a, int tile, int64_t 
     cp_async_commit();
     put_gates(vec0, fetch_gates(a, 0, b, hv));
     if (NC > 1) gt = fetch_gates(a, 1, b, hv);
-    ws_load_state<KP>(St, a.h0, d, bhv, col0 + cw, ncol - cw);
+    ws_state_io<KP, false>(St, a.h0, d, bhv, col0 + cw, ncol - cw);
     ws_fragments<KP>(Sa, St);
     if (SPLIT) ws_put_frags(SF, Sa);
   }
@@ -352,9 +362,7 @@ __device__ __forceinline__ void ws_forward(const ScanArgs& a, int tile, int64_t 
         ws_store_ckpt<KP>(static_cast<bf16*>(a.ckS) + ((bhv * d.NC + c) * a.tiles + tile) * (KP * kWsVT), Sa, cw);
       // Xᵀ = Vᵀ − (Sᵀ Kᵀ) diag(e)
       float X[8][4] = {};
-#pragma unroll
-      for (int kk = 0; kk < KP / 16; ++kk)
-        ws_mma_row(X, Sa[kk], 0, 4, [&](uint32_t (&bb)[4], int jj) { ws_ldb_nk(bb, ks, LDK, 16 * jj, 16 * kk); });
+      ws_times_rows<KP>(X, Sa, ks, LDK, e);
 #pragma unroll
       for (int kk = 0; kk < 4; ++kk) {
         uint32_t va[4];  // Vᵀ's A fragment: its pairs are the C positions of blocks 2kk, 2kk + 1
@@ -362,11 +370,10 @@ __device__ __forceinline__ void ws_forward(const ScanArgs& a, int tile, int64_t 
 #pragma unroll
         for (int h = 0; h < 2; ++h) {
           float(&x)[4] = X[2 * kk + h];
-          const int r = 16 * kk + 8 * h + 2 * t;
-          x[0] = bf_lo(va[2 * h]) - e[r] * x[0];
-          x[1] = bf_hi(va[2 * h]) - e[r + 1] * x[1];
-          x[2] = bf_lo(va[2 * h + 1]) - e[r] * x[2];
-          x[3] = bf_hi(va[2 * h + 1]) - e[r + 1] * x[3];
+          x[0] = bf_lo(va[2 * h]) - x[0];
+          x[1] = bf_hi(va[2 * h]) - x[1];
+          x[2] = bf_lo(va[2 * h + 1]) - x[2];
+          x[3] = bf_hi(va[2 * h + 1]) - x[3];
         }
         ws_c_to_a(Xa[kk], X[2 * kk], X[2 * kk + 1]);
       }
@@ -378,14 +385,7 @@ __device__ __forceinline__ void ws_forward(const ScanArgs& a, int tile, int64_t 
     float O[8][4] = {};  // Oᵀ = (Sᵀ Qᵀ) diag(e) + Δᵀ Mᵀ: its first product needs neither Δ nor M
     if (want_o && out) {
       ws_m_blocks<KP, NAU>(qs, ks, gam, Mp, cwarp);
-#pragma unroll
-      for (int kk = 0; kk < KP / 16; ++kk)
-        ws_mma_row(O, Sa[kk], 0, 4, [&](uint32_t (&bb)[4], int jj) { ws_ldb_nk(bb, qs, LDK, 16 * jj, 16 * kk); });
-#pragma unroll
-      for (int j = 0; j < 8; ++j) {
-        const int r = 8 * j + 2 * t;
-        O[j][0] *= e[r], O[j][1] *= e[r + 1], O[j][2] *= e[r], O[j][3] *= e[r + 1];
-      }
+      ws_times_rows<KP>(O, Sa, qs, LDK, e);
     }
     if constexpr (NAU == 1) {  // Au (the next chunk's tiles may still fly)
       cp_async_wait<1>();
@@ -413,7 +413,7 @@ __device__ __forceinline__ void ws_forward(const ScanArgs& a, int tile, int64_t 
       if (SPLIT && next) ws_put_frags(SF, Sa);  // the output warps read the last one before the barrier above
     }
   }
-  if (walk && a.hT) ws_store_state<KP>(a.hT, St, d, bhv, col0 + cw, ncol - cw);
+  if (walk && a.hT) ws_state_io<KP, true>(St, a.hT, d, bhv, col0 + cw, ncol - cw);
 }
 
 // Reverse walk of value tile `tile`: dv, the checkpoints of dS' (if a.ckD) and dh0.
@@ -439,7 +439,7 @@ __device__ __forceinline__ void ws_reverse(const ScanArgs& a, int tile, int64_t 
   Gates gt;
   if (NC > 1) gt = fetch_gates(a, NC - 2, b, hv);
   float St[NK][4];  // dS'ᵀ
-  ws_load_state<KP>(St, a.dhT, d, bhv, col0 + cw, ncol - cw);
+  ws_state_io<KP, false>(St, a.dhT, d, bhv, col0 + cw, ncol - cw);
 
   for (int it = 0; it < NC; ++it) {
     const int c = NC - 1 - it;
@@ -471,14 +471,7 @@ __device__ __forceinline__ void ws_reverse(const ScanArgs& a, int tile, int64_t 
       ws_fragments<KP>(Sa, St);
       if (a.ckD)
         ws_store_ckpt<KP>(static_cast<bf16*>(a.ckD) + ((bhv * d.NC + c) * a.tiles + tile) * (KP * kWsVT), Sa, cw);
-#pragma unroll
-      for (int kk = 0; kk < KP / 16; ++kk)
-        ws_mma_row(G, Sa[kk], 0, 4, [&](uint32_t (&bb)[4], int jj) { ws_ldb_nk(bb, ks, LDK, 16 * jj, 16 * kk); });
-    }
-#pragma unroll
-    for (int j = 0; j < 8; ++j) {
-      const int r = 8 * j + 2 * t;
-      G[j][0] *= gl[r], G[j][1] *= gl[r + 1], G[j][2] *= gl[r], G[j][3] *= gl[r + 1];
+      ws_times_rows<KP>(G, Sa, ks, LDK, gl);
     }
     uint32_t dOa[4][4];  // dOᵀ, A fragments
 #pragma unroll
@@ -525,7 +518,7 @@ __device__ __forceinline__ void ws_reverse(const ScanArgs& a, int tile, int64_t 
       ws_mma_row(St, xa, 0, NK / 2, [&](uint32_t (&bb)[4], int jj) { ws_ldb_kn(bb, ks, LDK, 16 * kk, 16 * jj); });
     }
   }
-  if (a.dh0) ws_store_state<KP>(a.dh0, St, d, bhv, col0 + cw, ncol - cw);
+  if (a.dh0) ws_state_io<KP, true>(St, a.dh0, d, bhv, col0 + cw, ncol - cw);
 }
 
 // Grid (tiles, HV, B · roles), role-major, the reverse role (the longer walk) first: the block
