@@ -2675,6 +2675,8 @@ void launch_scan_warp(const ScanArgs& a, int roles) {
   const char* s = std::getenv("LT2_GDN_WARP_SCAN_AU");
   const bool forced = s && (*s == '1' || *s == '2');
   const bool fits = int64_t(a.tiles) * roles * a.d.HV * a.d.B <= sm_count();
+  LT2_CHECK(a.d.B * roles <= 65535, "gdn chunked: batch ", a.d.B, " exceeds the warp scan's grid (at most ",
+            65535 / roles, " sequences a call)");
   const dim3 grid(unsigned(a.tiles), unsigned(a.d.HV), unsigned(a.d.B * roles));
   if (forced ? *s == '1' : !fits) {
     gdn_scan_warp_kernel<KP, 1><<<grid, kWsThreads, One::bytes, stream()>>>(a);

@@ -307,6 +307,21 @@ TEST(CudaGdnChunked, VarlenPacked) {
 
 // lt2::cuda::gdn / gdn_backward take the chunked path for long sequences; the recurrence
 // (LT2_GDN_RECURRENT=1, and always for short ones) agrees within the bf16 tolerances.
+// A backward launches both walks along the grid's z (2 per sequence, at most 65535): a batch past
+// that gets an error naming the limit, not a failed launch.
+TEST(CudaGdnChunked, RejectsBatchBeyondTheGrid) {
+  LT2_REQUIRE_GPU();
+  const GdnInputs in = make_gdn_inputs({32768, 1, 1, 1, 64, 64, Decay::Normal, false, false}, 1600);
+  const DType dt = DType::BF16;
+  try {
+    cuda::gdn_chunked_backward(on_gpu(in.q, dt), on_gpu(in.k, dt), on_gpu(in.v, dt), gpu_f32(in.beta),
+                               gpu_f32(in.g), Tensor(), on_gpu(in.dout, dt), Tensor());
+    FAIL() << "no error for a batch of 32768";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("32767 sequences"), std::string::npos) << e.what();
+  }
+}
+
 TEST(CudaGdnChunked, RoutedThroughOps) {
   LT2_REQUIRE_GPU();
   const GdnCase c{1, 200, 2, 2, 128, 64, Decay::Normal, true, true};
