@@ -10,15 +10,20 @@
 // every product of the chain takes its left operand from the previous product's accumulators
 // (the C fragments of two 8-column blocks are the A fragment of the next 16-wide k-step), and its
 // right operand (K, Q, Au, M) from the chunk's shared tiles:
-//   Xᵀ = Vᵀ − (Sᵀ Kᵀ) diag(e),  Δᵀ = Xᵀ Auᵀ,  Oᵀ = (Sᵀ Qᵀ) diag(e) + Δᵀ Mᵀ,  S'ᵀ = e_{C−1} Sᵀ + Δᵀ diag(Γl) K
-//   dΔᵀ = (dS'ᵀ Kᵀ) diag(Γl) + dOᵀ M,  dXᵀ = dΔᵀ Au,  dSᵀ = e_{C−1} dS'ᵀ + dOᵀ diag(e) Q − dXᵀ diag(e) K
+//   Xᵀ = Vᵀ − (Sᵀ Kᵀ) diag(e),  Δᵀ = Xᵀ Auᵀ,  Oᵀ = (Sᵀ Qᵀ) diag(e) + Δᵀ Mᵀ,
+//   S'ᵀ = e_{C−1} Sᵀ + Δᵀ diag(Γl) K;
+//   dΔᵀ = (dS'ᵀ Kᵀ) diag(Γl) + dOᵀ M,  dXᵀ = dΔᵀ Au,
+//   dSᵀ = e_{C−1} dS'ᵀ + dOᵀ diag(e) Q − dXᵀ diag(e) K.
 // A warp never waits for another inside the chain. The block (4 warps, one 64-column value tile,
 // the checkpoints' vt) shares the chunk's tiles: M = tril(Q Kᵀ) ⊙ Γ is computed in 16 × 16 blocks
-// dealt to the warps, and two barriers a chunk guard the buffers (the top one: the chunk's inputs are in and
-// the previous chunk's buffers are free; the middle one: M is complete and Au has landed).
-// Shared memory is ~106 KB at KP = 128 (q, k and the value tile double-buffered, Au and M once),
-// so two blocks share an SM. Outputs that are transposed here (o, dv, the checkpoints) are
-// turned back by movmatrix before their stores.
+// dealt to the warps, and two barriers a chunk guard the buffers (the top one: the chunk's inputs
+// are in and the previous chunk's buffers are free; the middle one: M is complete and Au has
+// landed). Shared memory is ~106 KB at KP = 128 (q, k and the value tile double-buffered, Au and
+// M once), so two blocks share an SM; grids that fit the SMs take Au a chunk ahead instead, and
+// their forward launches split each block into walk and output warps (ws_forward). Outputs that
+// are transposed here (o, dv, the checkpoints) are turned back by movmatrix before their stores.
+// Measured on an H100 against the split-tile scan (bench/gpu/gdn_warp_scan_s8_h100.txt): fwd+bwd
+// 1.33 -> 1.18 ms at B8 L2048 H6 V256, 2.04 -> 1.69 ms at B4 L4096 H16 V128.
 
 constexpr int kWsWarps = 4, kWsThreads = 32 * kWsWarps, kWsVT = 16 * kWsWarps;
 
@@ -115,9 +120,9 @@ __device__ __forceinline__ void ws_times_rows(float (&acc)[8][4], const uint32_t
   }
 }
 
-// Stores the transpose of a warp's 16 × 64 accumulator (rows = its 16 value columns, columns =
-// the chunk's rows r) as BF16: row t0 + r of dst (row stride ld), columns col .. col + 15, rows
-// r < n and columns < ncol only (the warp's first column is col − col_tile0 of the tile).
+// Stores the transpose of a warp's 16 × 64 accumulator (rows = its value columns cw .. cw + 15,
+// columns = the chunk's rows r) as BF16 into dst (the chunk's first row at the tile's first
+// column, row stride ld): rows r < n and columns < ncol only.
 __device__ __forceinline__ void ws_store_t(bf16* dst, int64_t ld, const float (&acc)[8][4], int n, int cw, int ncol,
                                            bool pairs) {
   const int g = lane_g(), t = lane_t();
@@ -178,7 +183,8 @@ __device__ __forceinline__ void ws_state_io(float (&St)[KP / 8][4], F* p, const 
     }
 }
 
-// Chunk c's q (if want_q), k and value tile (v or dout, the block's 64 columns) into buffer buf; Au.
+// Chunk c's q (if want_q), k and value tile (v or dout, the block's 64 columns) into buffer buf;
+// ws_issue_Au: its Au into Au buffer buf.
 template <int KP, int NAU>
 __device__ __forceinline__ void ws_issue_inputs(const ScanArgs& a, int c, int buf, int64_t b, int64_t hv, int64_t col0,
                                                 int ncol, bool want_q, const bf16* src, unsigned char* smem) {
