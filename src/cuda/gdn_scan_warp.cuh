@@ -209,21 +209,12 @@ __device__ __forceinline__ void ws_issue_Au(const ScanArgs& a, int c, int buf, i
                                                       a.Au2 + (bhv * a.d.NC + c) * (kC * kC), kC, kC, kC);
 }
 
-// 2^x by the SFU (ex2.approx: relative error ~2^-22, far below the BF16 rounding of M).
-__device__ __forceinline__ float ws_exp2(float x) {
-  float y;
-  asm("ex2.approx.ftz.f32 %0, %1;\n" : "=f"(y) : "f"(x));
-  return y;
-}
-
 // M = tril(Q Kᵀ) ⊙ Γ (BF16), the 10 blocks of 16 × 16 on or below the diagonal, dealt to the
 // warps in turn (3, 3, 2, 2 blocks: rows by warp left warp 3 four times warp 0's work, and the
-// middle barrier waits for the slowest). ncu had the generic version (expf with its branches per
-// element) at half the walk's instructions.
+// middle barrier waits for the slowest), Γ by exp_sfu.
 template <int KP, int NAU>
 __device__ __forceinline__ void ws_m_blocks(const bf16* qs, const bf16* ks, const float* gam, bf16* Mp, int warp) {
   using Lay = WarpScanLayout<KP, NAU>;
-  constexpr float kLog2e = 1.4426950408889634f;
   const int lane = threadIdx.x & 31, g = lane_g(), t = lane_t();
 #pragma unroll
   for (int u = 0; u < 3; ++u) {
@@ -242,16 +233,16 @@ __device__ __forceinline__ void ws_m_blocks(const bf16* qs, const bf16* ks, cons
       mma_bf16(acc[1], a, b1);
     }
     const int r0 = 16 * rb + g;
-    const float gr[2] = {gam[r0] * kLog2e, gam[r0 + 8] * kLog2e};
+    const float gr[2] = {gam[r0], gam[r0 + 8]};
 #pragma unroll
     for (int h = 0; h < 2; ++h) {
       const int s = 16 * cb + 8 * h + 2 * t;
-      const float gs0 = gam[s] * kLog2e, gs1 = gam[s + 1] * kLog2e;
+      const float gs0 = gam[s], gs1 = gam[s + 1];
 #pragma unroll
       for (int rr = 0; rr < 2; ++rr) {
         const int r = r0 + 8 * rr;
-        const float m0 = s <= r ? acc[h][2 * rr] * ws_exp2(gr[rr] - gs0) : 0.f;
-        const float m1 = s + 1 <= r ? acc[h][2 * rr + 1] * ws_exp2(gr[rr] - gs1) : 0.f;
+        const float m0 = s <= r ? acc[h][2 * rr] * exp_sfu(gr[rr] - gs0) : 0.f;
+        const float m1 = s + 1 <= r ? acc[h][2 * rr + 1] * exp_sfu(gr[rr] - gs1) : 0.f;
         *reinterpret_cast<uint32_t*>(Mp + r * Lay::LDC + s) = pack_bf16(m0, m1);
       }
     }
