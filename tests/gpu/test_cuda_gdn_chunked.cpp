@@ -305,8 +305,6 @@ TEST(CudaGdnChunked, VarlenPacked) {
   check_varlen(DType::BF16, 128, 256);
 }
 
-// lt2::cuda::gdn / gdn_backward take the chunked path for long sequences; the recurrence
-// (LT2_GDN_RECURRENT=1, and always for short ones) agrees within the bf16 tolerances.
 // A backward launches both walks along the grid's z (2 per sequence, at most 65535): a batch past
 // that gets an error naming the limit, not a failed launch.
 TEST(CudaGdnChunked, RejectsBatchBeyondTheGrid) {
@@ -322,6 +320,8 @@ TEST(CudaGdnChunked, RejectsBatchBeyondTheGrid) {
   }
 }
 
+// lt2::cuda::gdn / gdn_backward take the chunked path for long sequences; the recurrence
+// (LT2_GDN_RECURRENT=1, and always for short ones) agrees within the bf16 tolerances.
 TEST(CudaGdnChunked, RoutedThroughOps) {
   LT2_REQUIRE_GPU();
   const GdnCase c{1, 200, 2, 2, 128, 64, Decay::Normal, true, true};
