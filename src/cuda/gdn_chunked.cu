@@ -60,7 +60,8 @@
 // output-rounding floor (o, dq, dk, dv ≈ 1.7e-3; hT, dh0, dβ, dg <= 1.5e-5, where TF32 gives
 // 1e-4 to 4e-4) and takes fwd+bwd from 3.66 / 5.19 ms (TF32) to 3.07–3.13 / 4.04–4.15 ms at the
 // two issue shapes; bf16 passes too (2.45–2.48 / 3.29–3.37 ms) with hT up to 3.6e-3 against
-// the 5e-3 bound. (In the accessor kernels; the default is now bf16 in the split-tile kernels.)
+// the 5e-3 bound. (In the accessor kernels; the default is now bf16 in the split-tile grad kernel
+// and, at VT 64, the warp-column scan.)
 //
 // Split-tile kernels (bf16 and bf16x2 with BF16 activations and K <= 128, bf16 the default since
 // the seventh session; LT2_GDN_LEGACY=1 runs the accessor kernels above instead; in bf16 a split
@@ -91,6 +92,7 @@
 #include <type_traits>
 
 #include "cuda/common.cuh"
+#include "cuda/mma_sync.cuh"  // cp.async, pack_bf16, c_to_a
 
 namespace lt2::cuda {
 
@@ -170,12 +172,6 @@ __device__ __forceinline__ float exp_sfu(float x) {
   return y;
 }
 
-// BF16 pair (x0 in the low half), round to nearest.
-__device__ __forceinline__ uint32_t pack_bf16(float x0, float x1) {
-  uint32_t r;
-  asm("cvt.rn.bf16x2.f32 %0, %1, %2;" : "=r"(r) : "f"(x1), "f"(x0));
-  return r;
-}
 // hi = (x0, x1) in BF16; with SPLIT, lo = the remainders in BF16 (x ≈ hi + lo to ~16 bits).
 template <bool SPLIT>
 __device__ __forceinline__ void split_bf16(float x0, float x1, uint32_t& hi, uint32_t& lo) {
@@ -460,18 +456,6 @@ __device__ __forceinline__ void row_dot(const float (&acc)[NS][4], int m0, int n
 }
 
 // ---- tiles between global and shared memory ----------------------------------------------------
-
-// cp.async: 16 bytes global -> shared without holding registers; src_bytes 0 writes zeros.
-__device__ __forceinline__ void cp_async16(void* dst, const void* src, bool valid) {
-  const unsigned d = static_cast<unsigned>(__cvta_generic_to_shared(dst));
-  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(d), "l"(src), "r"(valid ? 16 : 0) : "memory");
-}
-__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::: "memory"); }
-// Waits until at most N of this thread's committed groups are still in flight.
-template <int N>
-__device__ __forceinline__ void cp_async_wait() {
-  asm volatile("cp.async.wait_group %0;\n" ::"n"(N) : "memory");
-}
 
 // dst[r][c] (row stride LD) = src[r * stride + c] for r < nr, c < nc, zero elsewhere in R × W.
 // Rows that allow it go by cp.async, all in flight at once (the caller commits and waits, then
@@ -1126,47 +1110,33 @@ __global__ void __launch_bounds__(kThreads, ScanLayout<T, KP, VT, P>::MINB) gdn_
 // and the same split points as the accessor version, so the same accuracy. Three barriers per
 // chunk forward, four in reverse (gates double-buffered, A fetched during the state update).
 //
-// Layout: NPL planes per split region and NQV copies of the q and value (v / dout) tiles, NK of
-// the k tile. The default (2, 2, 2) reserves two planes in every mode and double-buffers every
-// input, [q | k | v] per buffer: ~214 KB at VT = 64, one block per SM. The lean layout of kBF16
-// keeps one plane (the only one kBF16 writes) and one copy of each input (~108 KB at VT = 64, 128
-// registers with ~92 bytes of spills) so that two blocks share an SM: the walk is latency-bound,
-// and a second block hides more of it than the prefetch does. It runs where the grid has more
-// blocks than the GPU has SMs (lean_scan): measured on an H100 (bench/gpu/gdn_scan2_h100.txt,
-// gdn_lean_scan_s7_h100.txt), the forward at B8 L2048 H6 V256 0.39 -> 0.31 ms and the backward's
-// two-role scan at B4 L4096 H16 0.71 -> 0.59 ms, where a grid of 128 blocks on 132 SMs (one role
-// at B4 L4096 H16) ran 21 % slower. At VT = 32 two lean blocks per SM beat one default block but
-// not VT = 64 (scan2 there 0.83 against 0.71 ms): VT = 64 does half the k-side work per column.
-template <int KP, int VT, int NPL = 2, int NQV = 2, int NK = 2>
+// Layout: two planes per split region in every mode, every input double-buffered, [q | k | v] per
+// buffer: ~214 KB at VT = 64, one block per SM. (A lean layout of kBF16 with one plane and one
+// copy of each input ran two blocks an SM, 16-23 % faster on grids larger than the GPU
+// (bench/gpu/gdn_lean_scan_s7_h100.txt); the warp-column scan replaced it as kBF16's walk and it
+// was removed.)
+template <int KP, int VT>
 struct ScanX2Layout {
-  static_assert(NQV == NK || NQV == 1, "q / value copies: as many as k, or one");
   static constexpr int kKP = KP, kVT = VT;
   static constexpr int LDK = KP + 8, LDV = VT + 8, LDC = kC + 8;
   static constexpr int SPL = KP * LDV;  // elements per plane: the state,
   static constexpr int TPL = kC * LDV;  // a 64 × VT tile,
   static constexpr int CPL = kC * LDC;  // a 64 × 64 tile
   static constexpr size_t S = 0;
-  static constexpr size_t BUF = S + 2 * NPL * size_t(SPL);
+  static constexpr size_t BUF = S + 4 * size_t(SPL);
   static constexpr size_t QB = up16(2 * kC * LDK), VB = up16(2 * kC * LDV);  // one q (or k) tile, one value tile
-  static constexpr size_t BUF_BYTES = 2 * QB + VB;  // [q | k | v] when NQV == NK
-  // Input tiles of buffer parity buf: with NQV == NK buffer buf is [q | k | v]; otherwise q and v
-  // once, then the NK copies of k.
-  __host__ __device__ static constexpr size_t q_at(int buf) { return BUF + (NQV == 2 ? buf : 0) * BUF_BYTES; }
-  __host__ __device__ static constexpr size_t k_at(int buf) {
-    return NQV == NK ? q_at(buf) + QB : BUF + QB + VB + (NK == 2 ? buf : 0) * QB;
-  }
-  __host__ __device__ static constexpr size_t v_at(int buf) { return NQV == NK ? q_at(buf) + 2 * QB : BUF + QB; }
-  static constexpr size_t AU = BUF + NQV * (QB + VB) + NK * QB;
-  static constexpr size_t M = AU + 2 * NPL * size_t(CPL);
-  static constexpr size_t T1 = M + 2 * NPL * size_t(CPL);
-  static constexpr size_t T2 = T1 + 2 * NPL * size_t(TPL);
-  static constexpr size_t T3 = T2 + 2 * NPL * size_t(TPL);
-  static constexpr size_t VEC = T3 + 2 * NPL * size_t(TPL);  // two gate buffers [β | γ | e | Γl]
+  static constexpr size_t BUF_BYTES = 2 * QB + VB;  // [q | k | v]
+  __host__ __device__ static constexpr size_t q_at(int buf) { return BUF + buf * BUF_BYTES; }
+  __host__ __device__ static constexpr size_t k_at(int buf) { return q_at(buf) + QB; }
+  __host__ __device__ static constexpr size_t v_at(int buf) { return q_at(buf) + 2 * QB; }
+  static constexpr size_t AU = BUF + 2 * BUF_BYTES;
+  static constexpr size_t M = AU + 4 * size_t(CPL);
+  static constexpr size_t T1 = M + 4 * size_t(CPL);
+  static constexpr size_t T2 = T1 + 4 * size_t(TPL);
+  static constexpr size_t T3 = T2 + 4 * size_t(TPL);
+  static constexpr size_t VEC = T3 + 4 * size_t(TPL);  // two gate buffers [β | γ | e | Γl]
   static constexpr size_t bytes = VEC + 2 * 4 * 4 * kC;
 };
-// The scan's layout: LEAN = 0 the default, one block per SM; 1 the lean one (kBF16 only), two.
-template <int KP, int VT, int P, int LEAN>
-using ScanX2Lay = std::conditional_t<LEAN == 0, ScanX2Layout<KP, VT>, ScanX2Layout<KP, VT, planes<P>(), 1, LEAN>>;
 static_assert(ScanX2Layout<128, 32>::bytes == 169984 && ScanX2Layout<128, 64>::bytes == 219136,
               "the default layout is the one the VT 64 / kBF16x2 timings were measured with");
 
@@ -1204,25 +1174,21 @@ __device__ __forceinline__ void scale_split8(float s, const uint4& x, uint4* hi,
   if constexpr (P == kBF16x2) *lo = make_uint4(l[0], l[1], l[2], l[3]);
 }
 
-// Which input tiles scan_x2_issue_inputs fetches.
-enum : int { kInQ = 1, kInK = 2, kInV = 4, kInAll = 7 };
 template <class Lay>
 __device__ __forceinline__ void scan_x2_issue_inputs(const ScanArgs& a, int c, int buf, int64_t b, int64_t hv,
                                                      int64_t col0, int ncol, bool want_q, const bf16* src,
-                                                     unsigned char* smem, int parts) {
+                                                     unsigned char* smem) {
   constexpr int KP = Lay::kKP, VT = Lay::kVT;
   const GdnDims& d = a.d;
   const int64_t h = hv / d.G, t0 = int64_t(c) * kC;
   const int n = int(min64(kC, d.L - t0));
   const int64_t qk_off = ((b * d.L + t0) * d.H + h) * d.K;
-  if (want_q && (parts & kInQ))
+  if (want_q)
     load_tile_async<kC, KP, Lay::LDK>(reinterpret_cast<bf16*>(smem + Lay::q_at(buf)),
                                       static_cast<const bf16*>(a.q) + qk_off, d.H * d.K, n, int(d.K));
-  if (parts & kInK)
-    load_tile_async<kC, KP, Lay::LDK>(reinterpret_cast<bf16*>(smem + Lay::k_at(buf)),
+  load_tile_async<kC, KP, Lay::LDK>(reinterpret_cast<bf16*>(smem + Lay::k_at(buf)),
                                       static_cast<const bf16*>(a.k) + qk_off, d.H * d.K, n, int(d.K));
-  if (parts & kInV)
-    load_tile_async<kC, VT, Lay::LDV>(reinterpret_cast<bf16*>(smem + Lay::v_at(buf)),
+  load_tile_async<kC, VT, Lay::LDV>(reinterpret_cast<bf16*>(smem + Lay::v_at(buf)),
                                       src + ((b * d.L + t0) * d.HV + hv) * d.V + col0, d.HV * d.V, n, ncol);
 }
 // Au of chunk c (its BF16 planes from prep, 64 × 64 each: hi and lo, or hi alone in kBF16) as one tile.
@@ -1253,15 +1219,11 @@ __device__ __forceinline__ void scan_x2_store_ckpt(bf16* dst, const bf16* Sp) {
 
 // Forward walk, value columns [col0, col0 + VT).
 //
-// Input schedule: the default layout issues all of chunk c + 1's tiles at the top of chunk c into
-// the other buffer. The lean layout (LEAN = 1) has one copy of each: q and v are last read before
-// the second barrier (v by X, q by M), so they go after it; k is read until the state update at
-// the end, so it goes after a barrier behind the state update, which then runs before O so that
-// O's product overlaps the fetch.
-template <int KP, int VT, int P, int LEAN>
+// Input schedule: all of chunk c + 1's tiles are issued at the top of chunk c into the other
+// buffer.
+template <int KP, int VT, int P>
 __device__ __forceinline__ void scan_x2_forward(const ScanArgs& a, int tile, unsigned char* smem) {
-  using Lay = ScanX2Lay<KP, VT, P, LEAN>;
-  constexpr int kTop = LEAN == 0 ? kInAll : 0;  // issued at the top of a chunk
+  using Lay = ScanX2Layout<KP, VT>;
   constexpr int NS = VT / 16, LDK = Lay::LDK, LDV = Lay::LDV, LDC = Lay::LDC;
   constexpr int NT = KP / 64;  // state tiles of 16 × VT/2 per warp
   bf16* Sp = reinterpret_cast<bf16*>(smem + Lay::S);
@@ -1289,7 +1251,7 @@ __device__ __forceinline__ void scan_x2_forward(const ScanArgs& a, int tile, uns
   const bool m_tile = (warp & 3) != 3;
   const int mM = ti < 4 ? 16 * ti : 32 + 16 * (ti - 4), nMM = ti < 4 ? 0 : 32;
 
-  scan_x2_issue_inputs<Lay>(a, 0, 0, b, hv, col0, ncol, want_o, vsrc, smem, kInAll);
+  scan_x2_issue_inputs<Lay>(a, 0, 0, b, hv, col0, ncol, want_o, vsrc, smem);
   scan_x2_issue_Au<Lay, P>(a, 0, bhv, smem);
   cp_async_commit();
   put_gates(vec0, fetch_gates(a, 0, b, hv));
@@ -1322,7 +1284,7 @@ __device__ __forceinline__ void scan_x2_forward(const ScanArgs& a, int tile, uns
     cp_async_wait<0>();
     __syncthreads();  // chunk c's inputs and gates are in; chunk c − 1 is done with every buffer
     if (next) {
-      if constexpr (kTop != 0) scan_x2_issue_inputs<Lay>(a, c + 1, buf ^ 1, b, hv, col0, ncol, want_o, vsrc, smem, kTop);
+      scan_x2_issue_inputs<Lay>(a, c + 1, buf ^ 1, b, hv, col0, ncol, want_o, vsrc, smem);
       cp_async_commit();
       put_gates(vec0 + (buf ^ 1) * 4 * kC, gt);
       if (c + 2 < NC) gt = fetch_gates(a, c + 2, b, hv);
@@ -1358,20 +1320,16 @@ __device__ __forceinline__ void scan_x2_forward(const ScanArgs& a, int tile, uns
       });
     }
     __syncthreads();
-    if (next) {  // Au is read only above (and in the lean layouts q and v)
+    if (next) {  // Au is read only above
       scan_x2_issue_Au<Lay, P>(a, c + 1, bhv, smem);
-      if constexpr (LEAN != 0) scan_x2_issue_inputs<Lay>(a, c + 1, buf ^ 1, b, hv, col0, ncol, want_o, vsrc, smem, kInQ | kInV);
       cp_async_commit();
     }
-    const auto out = [&] {  // O = P + M Δ
-      if (want_o) {
-        warp_mma<P>(accO, Ma, Db, m0, n0, 0, m0 + 16);
-        for_pairs(accO, m0, n0, [&](int r, int cc, float x0, float x1) {
-          if (r < n) store_pair(o + ((b * d.L + t0 + r) * d.HV + hv) * d.V + col0 + cc, x0, x1, ncol - cc, pairs);
-        });
-      }
-    };
-    if constexpr (LEAN == 0) out();
+    if (want_o) {  // O = P + M Δ
+      warp_mma<P>(accO, Ma, Db, m0, n0, 0, m0 + 16);
+      for_pairs(accO, m0, n0, [&](int r, int cc, float x0, float x1) {
+        if (r < n) store_pair(o + ((b * d.L + t0 + r) * d.HV + hv) * d.V + col0 + cc, x0, x1, ncol - cc, pairs);
+      });
+    }
     // S ← e_{C−1} S + Kᵀ (Γl Δ), in registers; then its split copy for the next chunk's products
     // (the copy is read only before the first barrier of a chunk).
     const float el = e[kC - 1];
@@ -1381,14 +1339,6 @@ __device__ __forceinline__ void scan_x2_forward(const ScanArgs& a, int tile, uns
       for_acc(St[u], mS, nS, [&](int, int, float& x) { x *= el; });
       warp_mma<P>(St[u], Kt, Gb, mS, nS, 0, kC);
       for_pairs(St[u], mS, nS, [&](int i, int cc, float x0, float x1) { put_split<P>(Sp, LDV, Lay::SPL, i, cc, x0, x1); });
-    }
-    if constexpr (LEAN == 1) {  // the one k copy is free once every warp is past the state update
-      __syncthreads();
-      if (next) {
-        scan_x2_issue_inputs<Lay>(a, c + 1, buf ^ 1, b, hv, col0, ncol, want_o, vsrc, smem, kInK);
-        cp_async_commit();
-      }
-      out();
     }
   }
   if (a.hT) {
@@ -1404,12 +1354,10 @@ __device__ __forceinline__ void scan_x2_forward(const ScanArgs& a, int tile, uns
 
 // Reverse walk, value columns [col0, col0 + VT): dS ← dhT; per chunk (last first)
 // dΔ = Γl K dS + Mᵀ dO, dX = Auᵀ dΔ (= dv), dS ← e_{C−1} dS + Qᵀ (e dO) + Kᵀ (−e dX).
-// Inputs as in the forward walk: in the lean layout q and dout (last read before the second
-// barrier) go after it, k (read until the final dS update) after a barrier at the end of the chunk.
-template <int KP, int VT, int P, int LEAN>
+// Inputs as in the forward walk.
+template <int KP, int VT, int P>
 __device__ __forceinline__ void scan_x2_reverse(const ScanArgs& a, int tile, unsigned char* smem) {
-  using Lay = ScanX2Lay<KP, VT, P, LEAN>;
-  constexpr int kTop = LEAN == 0 ? kInAll : 0;
+  using Lay = ScanX2Layout<KP, VT>;
   constexpr int NS = VT / 16, LDK = Lay::LDK, LDV = Lay::LDV, LDC = Lay::LDC;
   constexpr int NT = KP / 64;
   bf16* Sp = reinterpret_cast<bf16*>(smem + Lay::S);
@@ -1431,7 +1379,7 @@ __device__ __forceinline__ void scan_x2_reverse(const ScanArgs& a, int tile, uns
   const int m0 = 16 * (warp & 3), n0 = (warp >> 2) * (VT / 2), nM = 32 * (warp >> 2);
   const bool m_tile = (warp >> 2) == 0 || (warp & 3) >= 2;  // Mᵀ is read at rows >= m0 of M only
 
-  scan_x2_issue_inputs<Lay>(a, NC - 1, 0, b, hv, col0, ncol, true, dosrc, smem, kInAll);
+  scan_x2_issue_inputs<Lay>(a, NC - 1, 0, b, hv, col0, ncol, true, dosrc, smem);
   scan_x2_issue_Au<Lay, P>(a, NC - 1, bhv, smem);
   cp_async_commit();
   put_gates(vec0, fetch_gates(a, NC - 1, b, hv));
@@ -1465,7 +1413,7 @@ __device__ __forceinline__ void scan_x2_reverse(const ScanArgs& a, int tile, uns
     cp_async_wait<0>();
     __syncthreads();
     if (next) {
-      if constexpr (kTop != 0) scan_x2_issue_inputs<Lay>(a, c - 1, buf ^ 1, b, hv, col0, ncol, true, dosrc, smem, kTop);
+      scan_x2_issue_inputs<Lay>(a, c - 1, buf ^ 1, b, hv, col0, ncol, true, dosrc, smem);
       cp_async_commit();
       put_gates(vec0 + (buf ^ 1) * 4 * kC, gt);
       if (it + 2 < NC) gt = fetch_gates(a, c - 2, b, hv);
@@ -1499,12 +1447,6 @@ __device__ __forceinline__ void scan_x2_reverse(const ScanArgs& a, int tile, uns
       warp_mma<P>(St[u], Qt, Eb, mS, nS, 0, kC);
     }
     __syncthreads();
-    if constexpr (LEAN != 0) {  // q and dout are read only above
-      if (next) {
-        scan_x2_issue_inputs<Lay>(a, c - 1, buf ^ 1, b, hv, col0, ncol, true, dosrc, smem, kInQ | kInV);
-        cp_async_commit();
-      }
-    }
     {
       float accX[NS][4] = {};  // dX = Auᵀ dΔ
       warp_mma<P>(accX, AutA, Gb, m0, n0, m0, kC);
@@ -1524,13 +1466,6 @@ __device__ __forceinline__ void scan_x2_reverse(const ScanArgs& a, int tile, uns
       warp_mma<P>(St[u], Kt, Xb, mS, nS, 0, kC);
       for_pairs(St[u], mS, nS, [&](int i, int cc, float x0, float x1) { put_split<P>(Sp, LDV, Lay::SPL, i, cc, x0, x1); });
     }
-    if constexpr (LEAN == 1) {  // the one k copy is free once every warp is past the update above
-      __syncthreads();
-      if (next) {
-        scan_x2_issue_inputs<Lay>(a, c - 1, buf ^ 1, b, hv, col0, ncol, true, dosrc, smem, kInK);
-        cp_async_commit();
-      }
-    }
   }
   if (a.dh0) {
 #pragma unroll
@@ -1543,13 +1478,12 @@ __device__ __forceinline__ void scan_x2_reverse(const ScanArgs& a, int tile, uns
   }
 }
 
-// LEAN = 1 (the lean layout): two blocks per SM, so at most 128 registers per thread.
-template <int KP, int VT, int P, int LEAN = 0>
-__global__ void __launch_bounds__(kThreads, LEAN == 0 ? 1 : 2) gdn_scan_x2_kernel(ScanArgs a) {
+template <int KP, int VT, int P>
+__global__ void __launch_bounds__(kThreads, 1) gdn_scan_x2_kernel(ScanArgs a) {
   extern __shared__ __align__(16) unsigned char smem[];
   const int role = a.first_role + int(blockIdx.x) / a.tiles, tile = int(blockIdx.x) % a.tiles;
-  if (role == 0) scan_x2_forward<KP, VT, P, LEAN>(a, tile, smem);
-  else scan_x2_reverse<KP, VT, P, LEAN>(a, tile, smem);
+  if (role == 0) scan_x2_forward<KP, VT, P>(a, tile, smem);
+  else scan_x2_reverse<KP, VT, P>(a, tile, smem);
 }
 
 #include "cuda/gdn_scan_warp.cuh"  // gdn_scan_warp_kernel: the default walk in kBF16 mode
@@ -2602,15 +2536,6 @@ int sm_count() {
   }();
   return sms;
 }
-// The lean scan (kBF16, VT 64, two blocks per SM; see ScanX2Layout) where the grid has more
-// blocks than the GPU has SMs; LT2_GDN_LEAN_SCAN=0 never, =1 always (the tests' small grids).
-// Measured on an H100 (bench/gpu/gdn_scan2_h100.txt, gdn_lean_scan_s7_h100.txt): grids of 192
-// and 256 blocks ran 16-23 % faster lean (no second wave), a grid of 128 blocks on 132 SMs 21 %
-// slower.
-bool lean_scan(int64_t blocks) {
-  if (const char* s = std::getenv("LT2_GDN_LEAN_SCAN"); s && *s) return std::string(s) != "0";
-  return blocks > sm_count();
-}
 
 // The split-tile scan (gdn_scan_x2_kernel) serves kBF16x2 with BF16 activations;
 // LT2_GDN_LEGACY=1 runs the accessor kernels instead (same numbers, for before / after timings).
@@ -2650,16 +2575,14 @@ void launch_scan_vt(const ScanArgs& a, int roles) {
                                stream()>>>(a);
   check_launch("gdn chunked scan");
 }
-template <int KP, int VT, int P, int LEAN = 0>
+template <int KP, int VT, int P>
 void launch_scan_x2(const ScanArgs& a, int roles) {
-  constexpr size_t smem = ScanX2Lay<KP, VT, P, LEAN>::bytes;
+  constexpr size_t smem = ScanX2Layout<KP, VT>::bytes;
   static_assert(smem <= kSmemLimit, "scan shared memory");
-  // 228 KiB per SM, 1 KiB of it reserved per block
-  static_assert(LEAN == 0 || 2 * (smem + 1024) <= 233472, "two lean scan blocks per SM");
-  static const bool once = (allow_smem(gdn_scan_x2_kernel<KP, VT, P, LEAN>, smem, "scan x2"), true);
+  static const bool once = (allow_smem(gdn_scan_x2_kernel<KP, VT, P>, smem, "scan x2"), true);
   (void)once;
-  gdn_scan_x2_kernel<KP, VT, P, LEAN><<<dim3(unsigned(a.tiles * roles), unsigned(a.d.HV), unsigned(a.d.B)), kThreads,
-                                      smem, stream()>>>(a);
+  gdn_scan_x2_kernel<KP, VT, P><<<dim3(unsigned(a.tiles * roles), unsigned(a.d.HV), unsigned(a.d.B)), kThreads, smem,
+                                stream()>>>(a);
   check_launch("gdn chunked scan x2");
 }
 // The warp-column scan (gdn_scan_warp.cuh) serves kBF16 at VT 64; LT2_GDN_WARP_SCAN=0 runs the
@@ -2676,7 +2599,7 @@ template <int KP>
 void launch_scan_warp(const ScanArgs& a, int roles) {
   using One = WarpScanLayout<KP, 1>;
   using Two = WarpScanLayout<KP, 2>;
-  static_assert(2 * (One::bytes + 1024) <= 233472, "two warp-scan blocks per SM");
+  static_assert(2 * (One::bytes + 1024) <= 233472, "two warp-scan blocks per SM");  // 228 KiB, 1 KiB a block reserved
   static const bool once = (allow_smem(gdn_scan_warp_kernel<KP, 1>, One::bytes, "scan warp"),
                             allow_smem(gdn_scan_warp_kernel<KP, 2>, Two::bytes, "scan warp"),
                             allow_smem(gdn_scan_warp_split_kernel<KP>, Two::split_bytes, "scan warp"), true);
@@ -2704,10 +2627,6 @@ void launch_scan(int vt, const ScanArgs& a, int roles) {
       if constexpr (P == kBF16) {
         if (vt == kWsVT && warp_scan()) {
           launch_scan_warp<KP>(a, roles);
-          return;
-        }
-        if (vt == 64 && lean_scan(int64_t(a.tiles) * roles * a.d.HV * a.d.B)) {
-          launch_scan_x2<KP, 64, P, 1>(a, roles);
           return;
         }
       }

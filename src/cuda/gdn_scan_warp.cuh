@@ -44,8 +44,9 @@ struct WarpScanLayout {
   static constexpr size_t M = AU + NAU * CT;
   static constexpr size_t VEC = M + CT;  // two gate buffers [β | γ | e | Γl]
   static constexpr size_t bytes = VEC + 2 * 4 * 4 * kC;
-  // The split forward walk's handoff after it: Sᵀ and Δᵀ fragments of the 4 walk warps.
-  static constexpr size_t split_bytes = bytes + 4 * (KP / 16) * 512 + 4 * 4 * 512;
+  // The split forward walk's handoff after it: Sᵀ and Δᵀ fragments of the 4 walk warps (one
+  // 512-byte word row per 4 fragment registers).
+  static constexpr size_t SF = bytes, DF = SF + 4 * (KP / 16) * 512, split_bytes = DF + 4 * 4 * 512;
 };
 
 // The transpose of an 8 × 8 BF16 matrix held one pair a lane (row g, columns 2t, 2t + 1).
@@ -57,14 +58,8 @@ __device__ __forceinline__ uint32_t movmatrix_t(uint32_t x) {
 __device__ __forceinline__ float bf_lo(uint32_t x) { return __uint_as_float(x << 16); }
 __device__ __forceinline__ float bf_hi(uint32_t x) { return __uint_as_float(x & 0xffff0000u); }
 
-// The A fragment of k-step kk from the C fragments of column blocks 2kk and 2kk + 1.
-__device__ __forceinline__ void ws_c_to_a(uint32_t (&a)[4], const float (&c0)[4], const float (&c1)[4]) {
-  a[0] = pack_bf16(c0[0], c0[1]);
-  a[1] = pack_bf16(c0[2], c0[3]);
-  a[2] = pack_bf16(c1[0], c1[1]);
-  a[3] = pack_bf16(c1[2], c1[3]);
-}
-// The same, column r of the product scaled by s[r] first (r = the block's column of each element).
+// c_to_a (mma_sync.cuh) with column r of the product scaled by s[r] first (r = the block's column
+// of each element).
 __device__ __forceinline__ void ws_c_to_a_scaled(uint32_t (&a)[4], const float (&c0)[4], const float (&c1)[4],
                                                  const float* s, int r0) {
   const int t = lane_t(), r = r0 + 2 * t;
@@ -74,20 +69,21 @@ __device__ __forceinline__ void ws_c_to_a_scaled(uint32_t (&a)[4], const float (
   a[3] = pack_bf16(c1[2] * s[r + 8], c1[3] * s[r + 9]);
 }
 
-// B fragments of the n-blocks n0, n0 + 8 at k-step k0 (regs 0, 1 and 2, 3):
-//   ws_ldb_nk from a row-major [n][k] tile (B[k][n] = T[n][k]), ws_ldb_kn from a row-major [k][n] one.
-__device__ __forceinline__ void ws_ldb_nk(uint32_t (&b)[4], const bf16* tile, int ld, int n0, int k0) {
-  const int lane = threadIdx.x & 31;
-  ldsm_x4(b, tile + (n0 + (lane & 7) + (lane >> 4) * 8) * ld + k0 + ((lane >> 3) & 1) * 8);
+// B fragments of the n-blocks n0, n0 + 8 at k-step k0 (regs 0, 1 and 2, 3) from a tile of row
+// stride LD, by the ldmatrix patterns of mma_sync.cuh: ws_ldb_nk from a row-major [n][k] tile
+// (B[k][n] = T[n][k]), ws_ldb_kn from a row-major [k][n] one.
+template <int LD>
+__device__ __forceinline__ void ws_ldb_nk(uint32_t (&b)[4], const bf16* tile, int n0, int k0) {
+  ldsm_x4(b, tile + n0 * LD + k0 + lane_off_b<LD>(threadIdx.x & 31));
 }
-__device__ __forceinline__ void ws_ldb_kn(uint32_t (&b)[4], const bf16* tile, int ld, int k0, int n0) {
-  const int lane = threadIdx.x & 31;
-  ldsm_x4_t(b, tile + (k0 + (lane & 7) + ((lane >> 3) & 1) * 8) * ld + n0 + (lane >> 4) * 8);
+template <int LD>
+__device__ __forceinline__ void ws_ldb_kn(uint32_t (&b)[4], const bf16* tile, int k0, int n0) {
+  ldsm_x4_t(b, tile + k0 * LD + n0 + lane_off_a<LD>(threadIdx.x & 31));
 }
 // The A fragment of Xᵀ (16 × 16, rows m0.., k-step k0) from a row-major [k][m] tile X.
-__device__ __forceinline__ void ws_lda_t(uint32_t (&a)[4], const bf16* tile, int ld, int k0, int m0) {
-  const int lane = threadIdx.x & 31;
-  ldsm_x4_t(a, tile + (k0 + (lane & 7) + (lane >> 4) * 8) * ld + m0 + ((lane >> 3) & 1) * 8);
+template <int LD>
+__device__ __forceinline__ void ws_lda_t(uint32_t (&a)[4], const bf16* tile, int k0, int m0) {
+  ldsm_x4_t(a, tile + k0 * LD + m0 + lane_off_b<LD>(threadIdx.x & 31));
 }
 
 // acc[2jj], acc[2jj + 1] += a · B over the n-block pairs jj in [j0, j1) (B from ldb(jj)).
@@ -106,12 +102,12 @@ __device__ __forceinline__ void ws_mma_row(float (&acc)[NJ][4], const uint32_t (
 
 // acc = (Sᵀ Tᵀ) diag(s) for a row-major [64][KP] tile T (k, q or K): the product of Sᵀ's A
 // fragments with T's rows, column r scaled by s[r].
-template <int KP>
+template <int KP, int LD>
 __device__ __forceinline__ void ws_times_rows(float (&acc)[8][4], const uint32_t (&Sa)[KP / 16][4], const bf16* tile,
-                                              int ld, const float* s) {
+                                              const float* s) {
 #pragma unroll
   for (int kk = 0; kk < KP / 16; ++kk)
-    ws_mma_row(acc, Sa[kk], 0, 4, [&](uint32_t (&bb)[4], int jj) { ws_ldb_nk(bb, tile, ld, 16 * jj, 16 * kk); });
+    ws_mma_row(acc, Sa[kk], 0, 4, [&](uint32_t (&bb)[4], int jj) { ws_ldb_nk<LD>(bb, tile, 16 * jj, 16 * kk); });
   const int t = lane_t();
 #pragma unroll
   for (int j = 0; j < 8; ++j) {
@@ -183,8 +179,14 @@ __device__ __forceinline__ void ws_state_io(float (&St)[KP / 8][4], F* p, const 
     }
 }
 
-// Chunk c's q (if want_q), k and value tile (v or dout, the block's 64 columns) into buffer buf;
-// ws_issue_Au: its Au into Au buffer buf.
+// ws_issue_Au: chunk c's Au into Au buffer buf. ws_issue_inputs: its q (if want_q), k and value
+// tile (v or dout, the block's 64 columns) into buffer buf, and with two Au buffers its Au too.
+template <int KP, int NAU>
+__device__ __forceinline__ void ws_issue_Au(const ScanArgs& a, int c, int buf, int64_t bhv, unsigned char* smem) {
+  using Lay = WarpScanLayout<KP, NAU>;
+  load_tile_async<kC, kC, Lay::LDC, bf16, kWsThreads>(reinterpret_cast<bf16*>(smem + Lay::au_at(buf)),
+                                                      a.Au2 + (bhv * a.d.NC + c) * (kC * kC), kC, kC, kC);
+}
 template <int KP, int NAU>
 __device__ __forceinline__ void ws_issue_inputs(const ScanArgs& a, int c, int buf, int64_t b, int64_t hv, int64_t col0,
                                                 int ncol, bool want_q, const bf16* src, unsigned char* smem) {
@@ -201,12 +203,7 @@ __device__ __forceinline__ void ws_issue_inputs(const ScanArgs& a, int c, int bu
   load_tile_async<kC, kWsVT, Lay::LDV, bf16, kWsThreads>(reinterpret_cast<bf16*>(smem + Lay::v_at(buf)),
                                                          src + ((b * d.L + t0) * d.HV + hv) * d.V + col0, d.HV * d.V,
                                                          n, ncol);
-}
-template <int KP, int NAU>
-__device__ __forceinline__ void ws_issue_Au(const ScanArgs& a, int c, int buf, int64_t bhv, unsigned char* smem) {
-  using Lay = WarpScanLayout<KP, NAU>;
-  load_tile_async<kC, kC, Lay::LDC, bf16, kWsThreads>(reinterpret_cast<bf16*>(smem + Lay::au_at(buf)),
-                                                      a.Au2 + (bhv * a.d.NC + c) * (kC * kC), kC, kC, kC);
+  if constexpr (NAU == 2) ws_issue_Au<KP, NAU>(a, c, buf, b * d.HV + hv, smem);
 }
 
 // M = tril(Q Kᵀ) ⊙ Γ (BF16), the 10 blocks of 16 × 16 on or below the diagonal, dealt to the
@@ -226,8 +223,8 @@ __device__ __forceinline__ void ws_m_blocks(const bf16* qs, const bf16* ks, cons
 #pragma unroll
     for (int kk = 0; kk < KP / 16; ++kk) {
       uint32_t a[4], b[4];
-      ldsm_x4(a, qs + (16 * rb + (lane & 7) + ((lane >> 3) & 1) * 8) * Lay::LDK + 16 * kk + (lane >> 4) * 8);
-      ws_ldb_nk(b, ks, Lay::LDK, 16 * cb, 16 * kk);
+      ldsm_x4(a, qs + 16 * rb * Lay::LDK + 16 * kk + lane_off_a<Lay::LDK>(lane));
+      ws_ldb_nk<Lay::LDK>(b, ks, 16 * cb, 16 * kk);
       const uint32_t b0[2] = {b[0], b[1]}, b1[2] = {b[2], b[3]};
       mma_bf16(acc[0], a, b0);
       mma_bf16(acc[1], a, b1);
@@ -253,7 +250,7 @@ __device__ __forceinline__ void ws_m_blocks(const bf16* qs, const bf16* ks, cons
 template <int KP>
 __device__ __forceinline__ void ws_fragments(uint32_t (&Sa)[KP / 16][4], const float (&St)[KP / 8][4]) {
 #pragma unroll
-  for (int kk = 0; kk < KP / 16; ++kk) ws_c_to_a(Sa[kk], St[2 * kk], St[2 * kk + 1]);
+  for (int kk = 0; kk < KP / 16; ++kk) c_to_a(Sa[kk], St[2 * kk], St[2 * kk + 1]);
 }
 // A warp's fragment registers through shared memory ([register / 4][lane] 16-byte words: each
 // instruction moves 512 consecutive bytes), for the output warps of the split forward walk.
@@ -297,15 +294,14 @@ __device__ __forceinline__ void ws_forward(const ScanArgs& a, int tile, int64_t 
   const bf16* vsrc = static_cast<const bf16*>(a.v);
   bf16* Mp = reinterpret_cast<bf16*>(smem + Lay::M);
   float* vec0 = reinterpret_cast<float*>(smem + Lay::VEC);
-  uint4* SF = reinterpret_cast<uint4*>(smem + Lay::bytes) + cwarp * (KP / 16) * 32;  // SPLIT: Sᵀ handoff
-  uint4* DF = reinterpret_cast<uint4*>(smem + Lay::bytes + 4 * KP / 16 * 512) + cwarp * 4 * 32;  // Δᵀ
+  uint4* SF = reinterpret_cast<uint4*>(smem + Lay::SF) + cwarp * (KP / 16) * 32;  // SPLIT: Sᵀ handoff
+  uint4* DF = reinterpret_cast<uint4*>(smem + Lay::DF) + cwarp * 4 * 32;          // and Δᵀ
 
   Gates gt;
   float St[NK][4];
   uint32_t Sa[KP / 16][4];  // Sᵀ as A fragments: the checkpoint, Xᵀ, Oᵀ
   if (walk) {  // the copies are the walk warps' (in SPLIT, the first 128 threads)
     ws_issue_inputs<KP, NAU>(a, 0, 0, b, hv, col0, ncol, want_o, vsrc, smem);
-    if constexpr (NAU == 2) ws_issue_Au<KP, NAU>(a, 0, 0, bhv, smem);
     cp_async_commit();
     put_gates(vec0, fetch_gates(a, 0, b, hv));
     if (NC > 1) gt = fetch_gates(a, 1, b, hv);
@@ -333,7 +329,6 @@ __device__ __forceinline__ void ws_forward(const ScanArgs& a, int tile, int64_t 
       }
       if (next) {
         ws_issue_inputs<KP, NAU>(a, c + 1, buf ^ 1, b, hv, col0, ncol, want_o, vsrc, smem);
-        if constexpr (NAU == 2) ws_issue_Au<KP, NAU>(a, c + 1, buf ^ 1, bhv, smem);
         cp_async_commit();
         put_gates(vec0 + (buf ^ 1) * 4 * kC, gt);
         if (c + 2 < NC) gt = fetch_gates(a, c + 2, b, hv);
@@ -347,10 +342,10 @@ __device__ __forceinline__ void ws_forward(const ScanArgs& a, int tile, int64_t 
       float D[8][4] = {};
 #pragma unroll
       for (int kk = 0; kk < 4; ++kk)
-        ws_mma_row(D, Xa[kk], kk, 4, [&](uint32_t (&bb)[4], int jj) { ws_ldb_nk(bb, Aus, LDC, 16 * jj, 16 * kk); });
+        ws_mma_row(D, Xa[kk], kk, 4, [&](uint32_t (&bb)[4], int jj) { ws_ldb_nk<LDC>(bb, Aus, 16 * jj, 16 * kk); });
 #pragma unroll
       for (int kk = 0; kk < 4; ++kk) {
-        ws_c_to_a(Da[kk], D[2 * kk], D[2 * kk + 1]);
+        c_to_a(Da[kk], D[2 * kk], D[2 * kk + 1]);
         ws_c_to_a_scaled(Ga[kk], D[2 * kk], D[2 * kk + 1], gl, 16 * kk);
       }
     };
@@ -359,11 +354,11 @@ __device__ __forceinline__ void ws_forward(const ScanArgs& a, int tile, int64_t 
         ws_store_ckpt<KP>(static_cast<bf16*>(a.ckS) + ((bhv * d.NC + c) * a.tiles + tile) * (KP * kWsVT), Sa, cw);
       // Xᵀ = Vᵀ − (Sᵀ Kᵀ) diag(e)
       float X[8][4] = {};
-      ws_times_rows<KP>(X, Sa, ks, LDK, e);
+      ws_times_rows<KP, LDK>(X, Sa, ks, e);
 #pragma unroll
       for (int kk = 0; kk < 4; ++kk) {
         uint32_t va[4];  // Vᵀ's A fragment: its pairs are the C positions of blocks 2kk, 2kk + 1
-        ws_lda_t(va, vs, Lay::LDV, 16 * kk, cw);
+        ws_lda_t<Lay::LDV>(va, vs, 16 * kk, cw);
 #pragma unroll
         for (int h = 0; h < 2; ++h) {
           float(&x)[4] = X[2 * kk + h];
@@ -372,7 +367,7 @@ __device__ __forceinline__ void ws_forward(const ScanArgs& a, int tile, int64_t 
           x[2] = bf_lo(va[2 * h + 1]) - x[2];
           x[3] = bf_hi(va[2 * h + 1]) - x[3];
         }
-        ws_c_to_a(Xa[kk], X[2 * kk], X[2 * kk + 1]);
+        c_to_a(Xa[kk], X[2 * kk], X[2 * kk + 1]);
       }
       if constexpr (NAU == 2) {  // Au came with the chunk's tiles
         delta();
@@ -382,7 +377,7 @@ __device__ __forceinline__ void ws_forward(const ScanArgs& a, int tile, int64_t 
     float O[8][4] = {};  // Oᵀ = (Sᵀ Qᵀ) diag(e) + Δᵀ Mᵀ: its first product needs neither Δ nor M
     if (want_o && out) {
       ws_m_blocks<KP, NAU>(qs, ks, gam, Mp, cwarp);
-      ws_times_rows<KP>(O, Sa, qs, LDK, e);
+      ws_times_rows<KP, LDK>(O, Sa, qs, e);
     }
     if constexpr (NAU == 1) {  // Au (the next chunk's tiles may still fly)
       cp_async_wait<1>();
@@ -394,7 +389,7 @@ __device__ __forceinline__ void ws_forward(const ScanArgs& a, int tile, int64_t 
       if (SPLIT) ws_get_frags(Da, DF);
 #pragma unroll
       for (int kk = 0; kk < 4; ++kk)
-        ws_mma_row(O, Da[kk], kk, 4, [&](uint32_t (&bb)[4], int jj) { ws_ldb_nk(bb, Mp, LDC, 16 * jj, 16 * kk); });
+        ws_mma_row(O, Da[kk], kk, 4, [&](uint32_t (&bb)[4], int jj) { ws_ldb_nk<LDC>(bb, Mp, 16 * jj, 16 * kk); });
       ws_store_t(o + ((b * d.L + t0) * d.HV + hv) * d.V + col0, d.HV * d.V, O, n, cw, ncol, pairs);
     }
     if (walk) {  // S'ᵀ = e_{C−1} Sᵀ + Δᵀ diag(Γl) K
@@ -405,7 +400,7 @@ __device__ __forceinline__ void ws_forward(const ScanArgs& a, int tile, int64_t 
         for (int q = 0; q < 4; ++q) St[j][q] *= el;
 #pragma unroll
       for (int kk = 0; kk < 4; ++kk)
-        ws_mma_row(St, Ga[kk], 0, NK / 2, [&](uint32_t (&bb)[4], int jj) { ws_ldb_kn(bb, ks, LDK, 16 * kk, 16 * jj); });
+        ws_mma_row(St, Ga[kk], 0, NK / 2, [&](uint32_t (&bb)[4], int jj) { ws_ldb_kn<LDK>(bb, ks, 16 * kk, 16 * jj); });
       ws_fragments<KP>(Sa, St);
       if (SPLIT && next) ws_put_frags(SF, Sa);  // the output warps read the last one before the barrier above
     }
@@ -430,7 +425,6 @@ __device__ __forceinline__ void ws_reverse(const ScanArgs& a, int tile, int64_t 
   float* vec0 = reinterpret_cast<float*>(smem + Lay::VEC);
 
   ws_issue_inputs<KP, NAU>(a, NC - 1, 0, b, hv, col0, ncol, true, dosrc, smem);
-  if constexpr (NAU == 2) ws_issue_Au<KP, NAU>(a, NC - 1, 0, bhv, smem);
   cp_async_commit();
   put_gates(vec0, fetch_gates(a, NC - 1, b, hv));
   Gates gt;
@@ -457,7 +451,6 @@ __device__ __forceinline__ void ws_reverse(const ScanArgs& a, int tile, int64_t 
     }
     if (next) {
       ws_issue_inputs<KP, NAU>(a, c - 1, buf ^ 1, b, hv, col0, ncol, true, dosrc, smem);
-      if constexpr (NAU == 2) ws_issue_Au<KP, NAU>(a, c - 1, buf ^ 1, bhv, smem);
       cp_async_commit();
       put_gates(vec0 + (buf ^ 1) * 4 * kC, gt);
       if (it + 2 < NC) gt = fetch_gates(a, c - 2, b, hv);
@@ -468,11 +461,11 @@ __device__ __forceinline__ void ws_reverse(const ScanArgs& a, int tile, int64_t 
       ws_fragments<KP>(Sa, St);
       if (a.ckD)
         ws_store_ckpt<KP>(static_cast<bf16*>(a.ckD) + ((bhv * d.NC + c) * a.tiles + tile) * (KP * kWsVT), Sa, cw);
-      ws_times_rows<KP>(G, Sa, ks, LDK, gl);
+      ws_times_rows<KP, LDK>(G, Sa, ks, gl);
     }
     uint32_t dOa[4][4];  // dOᵀ, A fragments
 #pragma unroll
-    for (int kk = 0; kk < 4; ++kk) ws_lda_t(dOa[kk], dos, Lay::LDV, 16 * kk, cw);
+    for (int kk = 0; kk < 4; ++kk) ws_lda_t<Lay::LDV>(dOa[kk], dos, 16 * kk, cw);
     ws_m_blocks<KP, NAU>(qs, ks, gam, Mp, warp);
     if constexpr (NAU == 1) {
       cp_async_wait<1>();
@@ -481,16 +474,16 @@ __device__ __forceinline__ void ws_reverse(const ScanArgs& a, int tile, int64_t 
     __syncthreads();  // M complete, Au landed
 #pragma unroll
     for (int kk = 0; kk < 4; ++kk)  // M[s][r] is zero for r > s: n-blocks jj <= kk
-      ws_mma_row(G, dOa[kk], 0, kk + 1, [&](uint32_t (&bb)[4], int jj) { ws_ldb_kn(bb, Mp, LDC, 16 * kk, 16 * jj); });
+      ws_mma_row(G, dOa[kk], 0, kk + 1, [&](uint32_t (&bb)[4], int jj) { ws_ldb_kn<LDC>(bb, Mp, 16 * kk, 16 * jj); });
     // dXᵀ = dΔᵀ Au (Au[r][s] is zero for s > r: n-blocks jj <= kk); dv = dX
     float X[8][4] = {};
     {
       uint32_t Ga[4][4];
 #pragma unroll
-      for (int kk = 0; kk < 4; ++kk) ws_c_to_a(Ga[kk], G[2 * kk], G[2 * kk + 1]);
+      for (int kk = 0; kk < 4; ++kk) c_to_a(Ga[kk], G[2 * kk], G[2 * kk + 1]);
 #pragma unroll
       for (int kk = 0; kk < 4; ++kk)
-        ws_mma_row(X, Ga[kk], 0, kk + 1, [&](uint32_t (&bb)[4], int jj) { ws_ldb_kn(bb, Aus, LDC, 16 * kk, 16 * jj); });
+        ws_mma_row(X, Ga[kk], 0, kk + 1, [&](uint32_t (&bb)[4], int jj) { ws_ldb_kn<LDC>(bb, Aus, 16 * kk, 16 * jj); });
     }
     ws_store_t(dv + ((b * d.L + t0) * d.HV + hv) * d.V + col0, d.HV * d.V, X, n, cw, ncol, pairs);
     // dSᵀ = e_{C−1} dS'ᵀ + dOᵀ diag(e) Q − dXᵀ diag(e) K
@@ -511,8 +504,8 @@ __device__ __forceinline__ void ws_reverse(const ScanArgs& a, int tile, int64_t 
       ws_c_to_a_scaled(xa, X[2 * kk], X[2 * kk + 1], e, 16 * kk);
 #pragma unroll
       for (int q = 0; q < 4; ++q) xa[q] ^= 0x80008000u;  // negate both halves
-      ws_mma_row(St, ea, 0, NK / 2, [&](uint32_t (&bb)[4], int jj) { ws_ldb_kn(bb, qs, LDK, 16 * kk, 16 * jj); });
-      ws_mma_row(St, xa, 0, NK / 2, [&](uint32_t (&bb)[4], int jj) { ws_ldb_kn(bb, ks, LDK, 16 * kk, 16 * jj); });
+      ws_mma_row(St, ea, 0, NK / 2, [&](uint32_t (&bb)[4], int jj) { ws_ldb_kn<LDK>(bb, qs, 16 * kk, 16 * jj); });
+      ws_mma_row(St, xa, 0, NK / 2, [&](uint32_t (&bb)[4], int jj) { ws_ldb_kn<LDK>(bb, ks, 16 * kk, 16 * jj); });
     }
   }
   if (a.dh0) ws_state_io<KP, true>(St, a.dh0, d, bhv, col0 + cw, ncol - cw);

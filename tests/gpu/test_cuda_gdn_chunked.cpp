@@ -159,17 +159,11 @@ TEST(CudaGdnChunked, WarpScanLayouts) {
     check_scan_cases();
   }
 }
-// The split-tile scans that the default bf16 mode no longer runs at the 64-column value tile
-// (LT2_GDN_WARP_SCAN=0): one block per SM, and the lean one (one plane, one copy of each input,
-// two blocks per SM; LT2_GDN_LEAN_SCAN=1 forces it onto these small grids).
-TEST(CudaGdnChunked, SplitTileScans) {
+// The split-tile scan, which the default bf16 mode no longer runs at the 64-column value tile
+// (LT2_GDN_WARP_SCAN=0).
+TEST(CudaGdnChunked, SplitTileScan) {
   LT2_REQUIRE_GPU();
   ScopedEnv split("LT2_GDN_WARP_SCAN", "0");
-  {
-    ScopedEnv lean("LT2_GDN_LEAN_SCAN", "0");
-    check_scan_cases();
-  }
-  ScopedEnv lean("LT2_GDN_LEAN_SCAN", "1");
   check_scan_cases();
 }
 
@@ -229,9 +223,7 @@ static void check_states_reuse() {
 TEST(CudaGdnChunked, BackwardReusesTheForwardStates) {
   LT2_REQUIRE_GPU();
   check_states_reuse();
-  ScopedEnv split("LT2_GDN_WARP_SCAN", "0");  // the split-tile scans' checkpoints too
-  check_states_reuse();
-  ScopedEnv lean("LT2_GDN_LEAN_SCAN", "1");
+  ScopedEnv split("LT2_GDN_WARP_SCAN", "0");  // the split-tile scan's checkpoints too
   check_states_reuse();
 }
 
