@@ -46,6 +46,7 @@
 
 #include "cuda/common.cuh"
 #include "cuda/mma_sync.cuh"
+#include "cuda/tma.h"
 
 namespace lt2::cuda {
 
@@ -69,6 +70,7 @@ struct FlashParams {
   float* lse;          // forward: written when non-null
   const float* lse_in; // backward
   float* delta;        // backward: rowsum(dO * O), [B, H, L]
+  float* lse2;         // backward: lse * log2(e), [B, H, L] (written with delta; the wgmma dK/dV kernel reads it)
   float* dq_acc;       // fused backward: fp32 dQ partial sums, [B, H, query tile, warp, lane, D / 8]
   unsigned* dq_cnt;    // fused backward: contributions added so far, [B, H, query tile, warp]
   int L, H, Hkv, G;    // G = H / Hkv query heads per KV head
@@ -98,9 +100,9 @@ __device__ __forceinline__ void load_rows(bf16* dst, const bf16* src, int64_t ld
     cp_async16(dst + r * S + c, ok ? src + int64_t(row0 + r) * ld + c : src, ok);
   }
 }
-template <int ROWS>
+template <int ROWS, int T = kThreads>
 __device__ __forceinline__ void load_floats(float* dst, const float* src, int row0, int row_end) {
-  for (int i = threadIdx.x; i < ROWS; i += kThreads) {
+  for (int i = threadIdx.x; i < ROWS; i += T) {
     const bool ok = row0 + i < row_end;
     cp_async4(dst + i, ok ? src + row0 + i : src, ok);
   }
@@ -462,7 +464,9 @@ __global__ void flash_delta_kernel(const FlashParams p, int64_t rows) {
   for (int o = kLanes / 2; o > 0; o >>= 1) sum += __shfl_xor_sync(0xffffffffu, sum, o);
   if (row < rows && c == 0) {
     const int64_t h = row % p.H, t = (row / p.H) % p.L, b = row / (int64_t(p.H) * p.L);
-    p.delta[(b * p.H + h) * p.L + t] = sum;
+    const int64_t at = (b * p.H + h) * p.L + t;
+    p.delta[at] = sum;
+    p.lse2[at] = p.lse_in[at] * kLog2e;
   }
 }
 
@@ -818,6 +822,31 @@ __device__ __forceinline__ unsigned char* align1k(unsigned char* p) {
   return p + ((1024u - (smem_u32(p) & 1023u)) & 1023u);
 }
 
+// ---- TMA copies completing on an mbarrier (see tma.h for the host-side maps) ----
+__device__ __forceinline__ void mbar_init(uint64_t* bar, unsigned count) {
+  asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;\n" ::"r"(smem_u32(bar)), "r"(count) : "memory");
+  asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
+}
+// One arrival that also announces `bytes` to come from the copies issued against this phase.
+__device__ __forceinline__ void mbar_arrive_expect(uint64_t* bar, unsigned bytes) {
+  asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;\n" ::"r"(smem_u32(bar)), "r"(bytes) : "memory");
+}
+__device__ __forceinline__ void mbar_wait(uint64_t* bar, unsigned parity) {
+  asm volatile(
+      "{\n.reg .pred done;\nLT2_MBAR_WAIT_%=:\n"
+      "mbarrier.try_wait.parity.shared::cta.b64 done, [%0], %1;\n"
+      "@!done bra LT2_MBAR_WAIT_%=;\n}\n" ::"r"(smem_u32(bar)), "r"(parity) : "memory");
+}
+// Box (c0, c1, c2, c3) of a rank-4 map into shared memory at dst (1024-byte aligned for the swizzle).
+__device__ __forceinline__ void tma_load_4d(void* dst, const CUtensorMap& map, uint64_t* bar, int c0, int c1, int c2,
+                                            int c3) {
+  asm volatile(
+      "cp.async.bulk.tensor.4d.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1, {%2, %3, %4, %5}], [%6];\n" ::"r"(
+          smem_u32(dst)),
+      "l"(reinterpret_cast<uint64_t>(&map)), "r"(c0), "r"(c1), "r"(c2), "r"(c3), "r"(smem_u32(bar))
+      : "memory");
+}
+
 __device__ __forceinline__ void wgmma_fence() { asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory"); }
 __device__ __forceinline__ void wgmma_commit() { asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory"); }
 template <int N>
@@ -846,14 +875,14 @@ __device__ __forceinline__ void reg_fence(uint32_t (&a)[N][4]) {
 
 // d (+)= A B for a 64 x N x 16 step: _ss with A from shared memory (K-major descriptor), _rs
 // with A in registers (the mma.m16n8k16 A fragment of the warp's 16 rows). accumulate = 0
-// overwrites d. TransB = 1: B is MN-major.
-template <int TransB>
+// overwrites d. TransB = 1: B is MN-major; TransA = 1: A (from shared memory) is MN-major.
+template <int TransB, int TransA>
 __device__ __forceinline__ void wgmma_ss_n64(float (&d)[8][4], uint64_t desc_a, uint64_t desc_b, int accumulate) {
   asm volatile(
       "{\n.reg .pred p;\nsetp.ne.b32 p, %34, 0;\n"
-      "wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16 {%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31}, %32, %33, p, 1, 1, 0, %35;\n}\n"
+      "wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16 {%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31}, %32, %33, p, 1, 1, %36, %35;\n}\n"
       : "+f"(d[0][0]), "+f"(d[0][1]), "+f"(d[0][2]), "+f"(d[0][3]), "+f"(d[1][0]), "+f"(d[1][1]), "+f"(d[1][2]), "+f"(d[1][3]), "+f"(d[2][0]), "+f"(d[2][1]), "+f"(d[2][2]), "+f"(d[2][3]), "+f"(d[3][0]), "+f"(d[3][1]), "+f"(d[3][2]), "+f"(d[3][3]), "+f"(d[4][0]), "+f"(d[4][1]), "+f"(d[4][2]), "+f"(d[4][3]), "+f"(d[5][0]), "+f"(d[5][1]), "+f"(d[5][2]), "+f"(d[5][3]), "+f"(d[6][0]), "+f"(d[6][1]), "+f"(d[6][2]), "+f"(d[6][3]), "+f"(d[7][0]), "+f"(d[7][1]), "+f"(d[7][2]), "+f"(d[7][3])
-      : "l"(desc_a), "l"(desc_b), "r"(accumulate), "n"(TransB));
+      : "l"(desc_a), "l"(desc_b), "r"(accumulate), "n"(TransB), "n"(TransA));
 }
 template <int TransB>
 __device__ __forceinline__ void wgmma_rs_n64(float (&d)[8][4], const uint32_t (&a)[4], uint64_t desc_b, int accumulate) {
@@ -880,9 +909,10 @@ __device__ __forceinline__ void wgmma_rs_n128(float (&d)[16][4], const uint32_t 
       : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(desc_b), "r"(accumulate), "n"(TransB));
 }
 
-template <int N, int TransB>
+template <int N, int TransB, int TransA = 0>  // TransA = 1 (MN-major A): N = 64 only
 __device__ __forceinline__ void wgmma_ss(float (&d)[N / 8][4], uint64_t a, uint64_t b, int accumulate) {
-  if constexpr (N == 64) wgmma_ss_n64<TransB>(d, a, b, accumulate);
+  static_assert(N == 64 || TransA == 0, "no transposed-A form for N = 128");
+  if constexpr (N == 64) wgmma_ss_n64<TransB, TransA>(d, a, b, accumulate);
   else wgmma_ss_n128<TransB>(d, a, b, accumulate);
 }
 template <int N, int TransB>
@@ -1238,54 +1268,74 @@ __global__ void __launch_bounds__(kThreads, MinBlocks) wg_dq_kernel(const FlashP
 #endif
 }
 
-// -- backward dK, dV: block = 2 warpgroups x 64 keys (128 keys), walking 64-query tiles of each
-// query head of the KV group in a fixed order; S^T = K Q^T and dP^T = V dO^T with keys as
-// rows, so P^T and dS^T are register A operands of dV += P^T dO and dK += dS^T Q.
-// Shared: Ks, Vs [128][D]; Qs, dOs [2][64][D]; lse, delta [2][64] (fp32).
-constexpr int kWgDkvKeys = 128, kWgDkvRows = 64;
-template <int D>
+// -- backward dK, dV: block = WGS warpgroups x 64 keys, walking 64-query tiles of each query
+// head of the KV group in a fixed order; S^T = K Q^T and dP^T = V dO^T with keys as rows, so
+// P^T and dS^T are register A operands of dV += P^T dO and dK += dS^T Q. Every product is waited
+// for at once (S, dP, dS and both accumulators take ~250 registers, no room for a second tile in
+// flight); with one warpgroup per block (WGS = 1) two blocks share an SM and run out of step,
+// one block's softmax overlapping the other's products.
+// The Q / dO tiles come by TMA (one thread issues four box copies onto the stage's mbarrier):
+// with cp.async every thread computed 16 row addresses per tile, and at 255 registers ptxas
+// rebuilt them each time (ncu: ~1300 instructions per warp and tile, 2 % of them wgmma).
+// Shared: Ks, Vs [64 WGS][D]; Qs, dOs [2][64][D]; lse2, delta [2][64] (fp32); 2 mbarriers.
+constexpr int kWgDkvRows = 64;
+template <int D, int WGS>
 constexpr size_t wg_dkv_smem() {
-  return sizeof(bf16) * size_t(2 * kWgDkvKeys + 4 * kWgDkvRows) * D + sizeof(float) * 4 * kWgDkvRows + 1024;
+  return sizeof(bf16) * size_t(2 * 64 * WGS + 4 * kWgDkvRows) * D + sizeof(float) * 4 * kWgDkvRows +
+         2 * sizeof(uint64_t) + 1024;
 }
+// The Q and dO maps: [B, L, H, D] bf16 in boxes of 64 columns x 64 rows of one (batch, head).
+struct QdoMaps {
+  CUtensorMap q, dout;
+};
 
-template <int D>
-constexpr int wg_dkv_min_blocks() {
-  return 1;
-}
-template <int D, int MinBlocks>
-__global__ void __launch_bounds__(kThreads, MinBlocks) wg_dkv_kernel(const FlashParams p) {
+template <int D, int WGS>
+__global__ void __launch_bounds__(128 * WGS, 3 - WGS) wg_dkv_kernel(const FlashParams p, const __grid_constant__ QdoMaps maps) {
 #ifdef LT2_FLASH_SM90A
-  constexpr int BN = kWgDkvKeys, BM = kWgDkvRows;
+  constexpr int BN = 64 * WGS, BM = kWgDkvRows, T = 128 * WGS;
+  constexpr unsigned kTileBytes = 2 * BM * D * sizeof(bf16);  // Q and dO of one tile
   extern __shared__ __align__(128) unsigned char smem_raw[];
   unsigned char* smem = align1k(smem_raw);
   bf16* Ks = reinterpret_cast<bf16*>(smem);
   bf16* Vs = Ks + BN * D;
   bf16* Qs = Vs + BN * D;       // [2][BM][D]
   bf16* dOs = Qs + 2 * BM * D;  // [2][BM][D]
-  float* lse_s = reinterpret_cast<float*>(dOs + 2 * BM * D);  // [2][BM]
+  float* lse_s = reinterpret_cast<float*>(dOs + 2 * BM * D);  // [2][BM], log2 domain
   float* dl_s = lse_s + 2 * BM;                               // [2][BM]
+  uint64_t* full = reinterpret_cast<uint64_t*>(dl_s + 2 * BM);  // [2]: the stage's Q / dO landed
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, tq = lane & 3, wg = warp >> 2;
   const BlockTile bt = block_tile();
   const int s0 = bt.rank * BN;
   const int hk = bt.head, b = bt.batch;
-  const int64_t q_ld = int64_t(p.H) * D, kv_ld = int64_t(p.Hkv) * D;
+  const int64_t kv_ld = int64_t(p.Hkv) * D;
   const int64_t kv_off = (int64_t(b) * p.L * p.Hkv + hk) * D;
   const int s_last = min(p.L, s0 + BN) - 1;
   const int q_end = p.window > 0 ? min(p.L, s_last + p.window) : p.L;
   const int qt_begin = s0 / BM, n_qt = (q_end - 1) / BM + 1 - qt_begin;
   const int n_iter = p.G * n_qt;
 
-  auto load_queries = [&](int it, int buf) {
-    const int h = hk * p.G + it / n_qt, qt0 = (qt_begin + it % n_qt) * BM;
-    const int64_t q_off = (int64_t(b) * p.L * p.H + h) * D, row_off = (int64_t(b) * p.H + h) * p.L;
-    load_rows_sw<BM, D>(Qs + buf * BM * D, p.q + q_off, q_ld, qt0, p.L);
-    load_rows_sw<BM, D>(dOs + buf * BM * D, p.dout + q_off, q_ld, qt0, p.L);
-    load_floats<BM>(lse_s + buf * BM, p.lse_in + row_off, qt0, p.L);
-    load_floats<BM>(dl_s + buf * BM, p.delta + row_off, qt0, p.L);
+  if (threadIdx.x == 0) {
+    mbar_init(&full[0], 1);
+    mbar_init(&full[1], 1);
+  }
+  __syncthreads();
+  // Tile (head h, rows qt0..) into stage buf: Q / dO by TMA, lse2 / delta by cp.async.
+  auto load_queries = [&](int h, int qt0, int buf) {
+    if (threadIdx.x == 0) {
+      mbar_arrive_expect(&full[buf], kTileBytes);
+#pragma unroll
+      for (int c = 0; c < D / 64; ++c) {
+        tma_load_4d(Qs + buf * BM * D + c * BM * 64, maps.q, &full[buf], c * 64, qt0, h, b);
+        tma_load_4d(dOs + buf * BM * D + c * BM * 64, maps.dout, &full[buf], c * 64, qt0, h, b);
+      }
+    }
+    const int64_t row_off = (int64_t(b) * p.H + h) * p.L;
+    load_floats<BM, T>(lse_s + buf * BM, p.lse2 + row_off, qt0, p.L);
+    load_floats<BM, T>(dl_s + buf * BM, p.delta + row_off, qt0, p.L);
   };
-  load_rows_sw<BN, D>(Ks, p.k + kv_off, kv_ld, s0, p.L);
-  load_rows_sw<BN, D>(Vs, p.v + kv_off, kv_ld, s0, p.L);
-  load_queries(0, 0);
+  load_rows_sw<BN, D, T>(Ks, p.k + kv_off, kv_ld, s0, p.L);
+  load_rows_sw<BN, D, T>(Vs, p.v + kv_off, kv_ld, s0, p.L);
+  load_queries(hk * p.G, qt_begin * BM, 0);
   cp_async_commit();
 
   const int wk0 = s0 + warp * 16, wgk0 = s0 + wg * 64;  // the warp's / warpgroup's first key
@@ -1296,24 +1346,25 @@ __global__ void __launch_bounds__(kThreads, MinBlocks) wg_dkv_kernel(const Flash
 #pragma unroll
     for (int j = 0; j < 4; ++j) acc_k[i][j] = acc_v[i][j] = 0.f;
 
+  int h = hk * p.G, qt = qt_begin;  // the tile of iteration it: heads outer, query tiles inner
   for (int it = 0; it < n_iter; ++it) {
     const int buf = it & 1;
+    const int h_nx = qt + 1 < qt_begin + n_qt ? h : h + 1, qt_nx = qt + 1 < qt_begin + n_qt ? qt + 1 : qt_begin;
     if (it + 1 < n_iter) {
-      load_queries(it + 1, buf ^ 1);
+      load_queries(h_nx, qt_nx * BM, buf ^ 1);
       cp_async_commit();
       cp_async_wait<1>();
     } else {
       cp_async_wait<0>();
     }
-    fence_proxy_async();
+    mbar_wait(&full[buf], (it >> 1) & 1);
+    fence_proxy_async();  // K / V (first tile) came by cp.async, through the generic proxy
     __syncthreads();
-    const int qt0 = (qt_begin + it % n_qt) * BM;
+    const int qt0 = qt * BM;
     const bool skip =
         wgk0 >= p.L || qt0 + BM - 1 < wgk0 || (p.window > 0 && qt0 - (wgk0 + 63) >= p.window);
     if (!skip) {
       const uint32_t q_tile = smem_u32(Qs + buf * BM * D), do_tile = smem_u32(dOs + buf * BM * D);
-      const float* lse_t = lse_s + buf * BM;
-      const float* dl_t = dl_s + buf * BM;
       float s[BM / 8][4], dp[BM / 8][4];
       wgmma_fence();
 #pragma unroll
@@ -1323,28 +1374,46 @@ __global__ void __launch_bounds__(kThreads, MinBlocks) wg_dkv_kernel(const Flash
       for (int kk = 0; kk < D / 16; ++kk)
         wgmma_ss<BM, 0>(dp, desc_kmajor<BN>(v_tile, wg * 64, kk), desc_kmajor<BM>(do_tile, 0, kk), kk);
       wgmma_commit();
+      // The thread's 16 query columns (8 blocks x 2): their lse2 and delta, read while S runs.
+      float2 lse_c[BM / 8], dl_c[BM / 8];
+#pragma unroll
+      for (int nb = 0; nb < BM / 8; ++nb) {
+        lse_c[nb] = *reinterpret_cast<const float2*>(lse_s + buf * BM + nb * 8 + 2 * tq);
+        dl_c[nb] = *reinterpret_cast<const float2*>(dl_s + buf * BM + nb * 8 + 2 * tq);
+      }
       wgmma_wait<0>();
       reg_fence(s);
       reg_fence(dp);
-      const bool need_mask = p.mask != nullptr ||
-          qt0 + BM > p.L || wk0 + 15 > qt0 || (p.window > 0 && qt0 + BM - 1 - wk0 >= p.window);
-      uint32_t mwt[2][(BM + 31) / 32];  // keys g, g + 8: their words for this query tile (all ones unmasked)
-      mask_words(p, p.mask_t, b, wk0 + g, qt0 >> 5, mwt);
-      uint32_t pa[BM / 16][4], sa[BM / 16][4];
 #pragma unroll
-      for (int nb = 0; nb < BM / 8; ++nb) {
+      for (int nb = 0; nb < BM / 8; ++nb)
 #pragma unroll
         for (int i = 0; i < 4; ++i) {
-          const int col = nb * 8 + 2 * tq + (i & 1), t = qt0 + col;
-          const bool vis = !need_mask || (t < p.L && visible_t(p, t, wk0 + g + 8 * (i >> 1), mwt[i >> 1][nb >> 2]));
-          const float pr = vis ? exp2f(s[nb][i] * p.scale_log2 - lse_t[col] * kLog2e) : 0.f;
+          const float pr = exp2_sfu(fmaf(s[nb][i], p.scale_log2, -((i & 1) ? lse_c[nb].y : lse_c[nb].x)));
           s[nb][i] = pr;
-          dp[nb][i] = pr * (dp[nb][i] - dl_t[col]);  // dS^T (scale applied at the end)
+          dp[nb][i] = pr * (dp[nb][i] - ((i & 1) ? dl_c[nb].y : dl_c[nb].x));  // dS^T (scale applied at the end)
         }
-        if (nb & 1) {
-          c_to_a(pa[nb >> 1], s[nb - 1], s[nb]);
-          c_to_a(sa[nb >> 1], dp[nb - 1], dp[nb]);
-        }
+      // Where the tile crosses the diagonal, the window edge or the end (or under a mask), the
+      // keys a query does not see get P = dS = 0: a select after the fact, no branch per score.
+      const bool need_mask = p.mask != nullptr ||
+          qt0 + BM > p.L || wk0 + 15 > qt0 || (p.window > 0 && qt0 + BM - 1 - wk0 >= p.window);
+      if (need_mask) {
+        uint32_t mwt[2][(BM + 31) / 32];  // keys g, g + 8: their words for this query tile (all ones unmasked)
+        mask_words(p, p.mask_t, b, wk0 + g, qt0 >> 5, mwt);
+#pragma unroll
+        for (int nb = 0; nb < BM / 8; ++nb)
+#pragma unroll
+          for (int i = 0; i < 4; ++i) {
+            const int t = qt0 + nb * 8 + 2 * tq + (i & 1);
+            const bool vis = t < p.L && visible_t(p, t, wk0 + g + 8 * (i >> 1), mwt[i >> 1][nb >> 2]);
+            s[nb][i] = vis ? s[nb][i] : 0.f;
+            dp[nb][i] = vis ? dp[nb][i] : 0.f;
+          }
+      }
+      uint32_t pa[BM / 16][4], sa[BM / 16][4];
+#pragma unroll
+      for (int kk = 0; kk < BM / 16; ++kk) {
+        c_to_a(pa[kk], s[2 * kk], s[2 * kk + 1]);
+        c_to_a(sa[kk], dp[2 * kk], dp[2 * kk + 1]);
       }
       wgmma_fence();
 #pragma unroll
@@ -1357,7 +1426,9 @@ __global__ void __launch_bounds__(kThreads, MinBlocks) wg_dkv_kernel(const Flash
       reg_fence(acc_v);
       reg_fence(acc_k);
     }
-    __syncthreads();
+    __syncthreads();  // every warp is done with the stage that the next iteration refills
+    h = h_nx;
+    qt = qt_nx;
   }
 
 #pragma unroll
@@ -1377,6 +1448,8 @@ __global__ void __launch_bounds__(kThreads, MinBlocks) wg_dkv_kernel(const Flash
   __trap();
 #endif
 }
+
+#include "cuda/flash_bwd_wg.cuh"  // the fused wgmma backward (D = 128)
 
 // ---- host side ---------------------------------------------------------------------------------
 
@@ -1474,12 +1547,31 @@ void launch_dq_wg(const FlashParams& p, int64_t B) {
            wg_dq_smem<D>(), stream()>>>(p);
 }
 
-template <int D>
+// A [B, L, H, D] bf16 tensor (q or dout) as a TMA map of 64-column x 64-row boxes of one (batch, head).
+CUtensorMap qdo_map(const bf16* base, int64_t B, int64_t L, int64_t H, int64_t D) {
+  const uint64_t dims[4] = {uint64_t(D), uint64_t(L), uint64_t(H), uint64_t(B)};
+  const uint64_t strides[3] = {uint64_t(H * D * 2), uint64_t(D * 2), uint64_t(L * H * D * 2)};
+  const uint32_t box[4] = {64, uint32_t(kWgDkvRows), 1, 1};
+  return tma_map_bf16_sw128(base, 4, dims, strides, box);
+}
+
+template <int D, int WGS>
 void launch_dkv_wg(const FlashParams& p, int64_t B) {
-  auto kernel = wg_dkv_kernel<D, wg_dkv_min_blocks<D>()>;
-  allow_smem(kernel, wg_dkv_smem<D>());
-  kernel<<<dim3(unsigned((p.L + kWgDkvKeys - 1) / kWgDkvKeys), unsigned(p.Hkv), unsigned(B)), kThreads,
-           wg_dkv_smem<D>(), stream()>>>(p);
+  QdoMaps maps;
+  maps.q = qdo_map(p.q, B, p.L, p.H, D);
+  maps.dout = qdo_map(p.dout, B, p.L, p.H, D);
+  auto kernel = wg_dkv_kernel<D, WGS>;
+  allow_smem(kernel, wg_dkv_smem<D, WGS>());
+  kernel<<<dim3(unsigned((p.L + 64 * WGS - 1) / (64 * WGS)), unsigned(p.Hkv), unsigned(B)), 128 * WGS,
+           wg_dkv_smem<D, WGS>(), stream()>>>(p, maps);
+}
+
+template <int D>
+void launch_bwd_wg(const FlashParams& p, int64_t B) {
+  auto kernel = wg_bwd_kernel<D>;
+  allow_smem(kernel, wg_bwd_smem<D>());
+  kernel<<<dim3(unsigned((p.L + kWgBwdKeys - 1) / kWgBwdKeys), unsigned(p.Hkv), unsigned(B)), kThreads,
+           wg_bwd_smem<D>(), stream()>>>(p);
 }
 
 template <int D>
@@ -1502,6 +1594,8 @@ void flash_backward(const Tensor& q, const Tensor& k, const Tensor& v, const Ten
   p.dout = dout.data<bf16>();
   p.lse_in = lse.data<float>();
   p.delta = delta.data<float>();
+  Tensor lse2 = Tensor::empty({B, p.H, p.L}, DType::F32, Device::CUDA);
+  p.lse2 = lse2.data<float>();
   p.out = dq.data<bf16>();
   p.dk = dk.data<bf16>();
   if (dv_out) {
@@ -1531,23 +1625,33 @@ void flash_backward(const Tensor& q, const Tensor& k, const Tensor& v, const Ten
     const int64_t rows = B * p.L * p.H, threads = rows * (Dc / 8);
     flash_delta_kernel<Dc><<<unsigned((threads + kThreads - 1) / kThreads), kThreads, 0, stream()>>>(p, rows);
     check_launch("flash attention backward delta");
+    const char* fused = std::getenv("LT2_FLASH_BWD_FUSED");  // A/B: the fused wgmma backward
+    const bool wg_fused = wg && fused && std::string(fused) == "1";
     if constexpr (Dc == 128) {
-      if (wg) {
+      if (wg && !wg_fused) {
         launch_dq_wg<Dc>(p, B);
         check_launch("flash attention backward dq");
-        launch_dkv_wg<Dc>(p, B);
+        const char* wgs = std::getenv("LT2_FLASH_DKV_WGS");  // A/B: warpgroups per dK/dV block
+        if (wgs && std::string(wgs) == "2") launch_dkv_wg<Dc, 2>(p, B);
+        else launch_dkv_wg<Dc, 1>(p, B);
         check_launch("flash attention backward dk dv");
         return;
       }
     }
-    // The fused kernel's dQ accumulator (fp32, fragment order) and its per-warp counters, which
+    // The fused kernels' dQ accumulator (fp32, fragment order) and its per-warp counters, which
     // must start at zero.
-    const int64_t n_qtiles = (p.L + kBwdRows - 1) / kBwdRows;
-    Tensor dq_acc = Tensor::empty({B * p.H * n_qtiles * kBwdRows * Dc}, DType::F32, Device::CUDA);
+    const int tile_rows = wg_fused ? kWgBwdRows : kBwdRows;
+    const int64_t n_qtiles = (p.L + tile_rows - 1) / tile_rows;
+    Tensor dq_acc = Tensor::empty({B * p.H * n_qtiles * tile_rows * Dc}, DType::F32, Device::CUDA);
     Tensor dq_cnt = Tensor::zeros({B * p.H * n_qtiles * (kThreads / 32)}, DType::I32, Device::CUDA);
     p.dq_acc = dq_acc.data<float>();
     p.dq_cnt = reinterpret_cast<unsigned*>(dq_cnt.data<int32_t>());
-    launch_bwd_mma<Dc>(p, B);
+    if constexpr (Dc == 128) {
+      if (wg_fused) launch_bwd_wg<Dc>(p, B);
+      else launch_bwd_mma<Dc>(p, B);
+    } else {
+      launch_bwd_mma<Dc>(p, B);
+    }
     check_launch("flash attention backward");
   });
 }
