@@ -1,8 +1,8 @@
 // Tensor-core causal attention (BF16, head dim 64 / 128): the FlashAttention-2 algorithm on
 // mma.sync.m16n8k16 (bf16 inputs, fp32 accumulators), with K/V (or Q/dO) tiles streamed
-// through shared memory by cp.async, two to four stages deep. On Hopper the forward (D 64 and
-// 128) and the D = 128 backward run the same passes on warpgroup MMA instead (the section
-// "Hopper kernels" below); everything else takes the mma.sync kernels described here.
+// through shared memory by cp.async, two to four stages deep. On Hopper the forward and the
+// backward run the same passes on warpgroup MMA instead, their streamed tiles copied by TMA
+// (the section "Hopper kernels" below); other GPUs take the mma.sync kernels described here.
 //
 // Forward: a block of 8 warps owns 128 queries of one (batch, head), each warp 16 of them;
 // it walks the 64-key tiles that hold a visible key (causal and window band only, so a window
@@ -17,18 +17,17 @@
 //   and adds its keys' share of dQ = scale * dS K into an fp32 accumulator, key tiles in
 //   ascending order (per-query-tile counters in global memory; see flash_bwd_kernel)
 // where P = exp(S * scale - lse) is recomputed from the forward's lse and
-// dS = P * (dO V^T - delta). The D = 128 backward on Hopper still runs two kernels (dQ, then
-// dK / dV, each recomputing S and dP) on warpgroup MMA.
+// dS = P * (dO V^T - delta). The backward on Hopper runs two kernels instead (dQ, then dK / dV,
+// each recomputing S and dP) on warpgroup MMA.
 //
 // Every tiled kernel takes its tile from block_tile(): the longest tiles of a group of 16
 // (batch, head) pairs first, so that no long tile starts last and runs alone at the end.
 //
-// Measured on an H100 (lt2 bench attn, bf16, full causal; bench/RESULTS.md): B8 L2048 H12 D64
-// fwd + bwd 1.37-1.38 ms (bwd 1.09-1.10) with the two-kernel backward, bwd 1.06 with the fused
-// one (bench/gpu/attn_fused_bm_s5_h100.txt), B4 L4096 H16 D128 5.10-5.14 ms; PyTorch's SDPA
-// (FlashAttention-2) 0.70 / 2.20 ms. The D = 64 backward is latency-bound (ncu: 4 warps per
-// scheduler, 0.5 eligible, tensor pipe 24-29% busy); wgmma versions of it were slower (see
-// flash_backward).
+// Measured on an H100 (lt2 bench attn, bf16, full causal; bench/RESULTS.md), the mma.sync
+// kernels: B8 L2048 H12 D64 fwd + bwd 1.37-1.38 ms (bwd 1.09-1.10) with the two-kernel
+// backward, bwd 1.06 with the fused one (bench/gpu/attn_fused_bm_s5_h100.txt); PyTorch's SDPA
+// (FlashAttention-2) 0.70 / 2.20 ms at B8 L2048 H12 D64 / B4 L4096 H16 D128. The Hopper
+// kernels: see their section.
 //
 // Fragment layouts: cuda/mma_sync.cuh. The C fragments of two adjacent 8-column blocks, packed
 // to bf16 pairs, are exactly the A fragment of the 16-wide k-step that follows, so P and dS
@@ -769,11 +768,14 @@ __global__ void __launch_bounds__(kThreads, MinBlocks) flash_bwd_kernel(const Fl
 // slower than the mma.sync kernel on an H100, the swizzled one 14% faster; bank conflicts of
 // the unswizzled reads are the likely cause, not profiled.)
 //
-// Measured on an H100 (lt2 bench attn, full causal, D = 128): 255-290 TFLOP/s forward and
-// 190-220 TFLOP/s forward + backward, well under what wgmma allows. Each warpgroup
-// still waits for its own products (no producer warp, no ping-pong between the groups, one
-// block-wide barrier per tile); warp specialisation with TMA and mbarriers is the next step.
-// The D = 64 backward stays on mma.sync (see flash_backward).
+// The tiles a block streams (K / V in the forward and dQ kernels, Q / dO in the dK / dV kernel)
+// come by TMA: one thread issues the box copies of a stage onto its mbarrier, and the other
+// threads compute no addresses. With cp.async, each thread's per-tile address arithmetic took
+// most of the instructions at 255 registers (ncu, dK / dV kernel: ~1300 instructions per warp
+// and tile, 2 % of them wgmma; with TMA ~730, and the kernel 2.3x faster).
+// Measured on an H100 (lt2 bench attn, full causal, fwd / fwd + bwd): B4 L4096 H16 D128 0.91 /
+// 2.81 ms, B8 L2048 H12 D64 0.23 / 0.81 ms (bench/RESULTS.md). Each warpgroup still waits for
+// its own products (no producer warp, no ping-pong between the groups).
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
 #define LT2_FLASH_SM90A 1
 #endif
@@ -939,11 +941,15 @@ constexpr int wg_fwd_min_blocks() {
 // Shared: Qs [128][D], Ks [3][BN][D], Vs [3][BN][D].
 template <int D, int BN>
 constexpr size_t wg_fwd_smem() {
-  return sizeof(bf16) * size_t(kWgFwdRows + 6 * BN) * D + 1024;
+  return sizeof(bf16) * size_t(kWgFwdRows + 6 * BN) * D + 3 * sizeof(uint64_t) + 1024;
 }
+// The K and V maps: [B, L, Hkv, D] bf16 in boxes of 64 columns x 64 rows of one (batch, head).
+struct KvMaps {
+  CUtensorMap k, v;
+};
 
 template <int D, int BN, int MinBlocks>
-__global__ void __launch_bounds__(kThreads, MinBlocks) wg_fwd_kernel(const FlashParams p) {
+__global__ void __launch_bounds__(kThreads, MinBlocks) wg_fwd_kernel(const FlashParams p, const __grid_constant__ KvMaps maps) {
 #ifdef LT2_FLASH_SM90A
   constexpr int BM = kWgFwdRows;
   extern __shared__ __align__(128) unsigned char smem_raw[];
@@ -951,26 +957,35 @@ __global__ void __launch_bounds__(kThreads, MinBlocks) wg_fwd_kernel(const Flash
   bf16* Qs = reinterpret_cast<bf16*>(smem);
   bf16* Ks = Qs + BM * D;
   bf16* Vs = Ks + 3 * BN * D;
+  uint64_t* full = reinterpret_cast<uint64_t*>(Vs + 3 * BN * D);  // [3]: the stage's K / V landed
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, tq = lane & 3, wg = warp >> 2;
   const int n_qt = (p.L + BM - 1) / BM;
   const BlockTile bt = block_tile();
   const int t0 = (n_qt - 1 - bt.rank) * BM;
   const int h = bt.head, b = bt.batch, hk = h / p.G;
-  const int64_t q_ld = int64_t(p.H) * D, kv_ld = int64_t(p.Hkv) * D;
+  const int64_t q_ld = int64_t(p.H) * D;
   const int64_t q_off = (int64_t(b) * p.L * p.H + h) * D;
-  const int64_t kv_off = (int64_t(b) * p.L * p.Hkv + hk) * D;
-  const bf16* kg = p.k + kv_off;
-  const bf16* vg = p.v + kv_off;
   const int t_last = min(p.L, t0 + BM) - 1;
   const int kt_begin = p.window > 0 ? max(0, t0 - p.window + 1) / BN : 0;
   const int n_kt = t_last / BN + 1 - kt_begin;
   const int wr0 = t0 + warp * 16;
   const uint32_t q_tile = smem_u32(Qs);
-  auto load_tile = [&](int j) {  // tile kt_begin + j into stage j % 3
+  if (threadIdx.x == 0) {
+#pragma unroll
+    for (int i = 0; i < 3; ++i) mbar_init(&full[i], 1);
+  }
+  __syncthreads();
+  auto load_tile = [&](int j) {  // tile kt_begin + j into stage j % 3 (thread 0, TMA)
+    if (threadIdx.x != 0) return;
     const int st = j % 3, s0 = (kt_begin + j) * BN;
-    load_rows_sw<BN, D>(Ks + st * BN * D, kg, kv_ld, s0, p.L);
-    load_rows_sw<BN, D>(Vs + st * BN * D, vg, kv_ld, s0, p.L);
+    mbar_arrive_expect(&full[st], 2 * BN * D * sizeof(bf16));
+#pragma unroll
+    for (int c = 0; c < D / 64; ++c) {
+      tma_load_4d(Ks + st * BN * D + c * BN * 64, maps.k, &full[st], c * 64, s0, hk, b);
+      tma_load_4d(Vs + st * BN * D + c * BN * 64, maps.v, &full[st], c * 64, s0, hk, b);
+    }
   };
+  auto wait_tile = [&](int j) { mbar_wait(&full[j % 3], (j / 3) & 1); };
   float m[2] = {-INFINITY, -INFINITY};
   float l[2] = {0.f, 0.f};
   // Softmax of tile j's scores s (raw): updates m, l, returns the rescale factor of O in corr
@@ -995,7 +1010,7 @@ __global__ void __launch_bounds__(kThreads, MinBlocks) wg_fwd_kernel(const Flash
     for (int r = 0; r < 2; ++r) {
       const float m_new = fmaxf(m[r], quad_max(mx[r]));
       m_use[r] = m_new == -INFINITY ? 0.f : m_new;  // exp2(-inf - 0) = 0, not NaN
-      corr[r] = exp2f(m[r] - m_use[r]);
+      corr[r] = exp2_sfu(m[r] - m_use[r]);
       m[r] = m_new;
     }
     float ls[2] = {0.f, 0.f};
@@ -1003,7 +1018,7 @@ __global__ void __launch_bounds__(kThreads, MinBlocks) wg_fwd_kernel(const Flash
     for (int nb = 0; nb < BN / 8; ++nb)
 #pragma unroll
       for (int i = 0; i < 4; ++i) {
-        const float e = exp2f(s[nb][i] - m_use[i >> 1]);
+        const float e = exp2_sfu(s[nb][i] - m_use[i >> 1]);
         s[nb][i] = e;
         ls[i >> 1] += e;
       }
@@ -1014,12 +1029,12 @@ __global__ void __launch_bounds__(kThreads, MinBlocks) wg_fwd_kernel(const Flash
   };
 
   load_rows_sw<BM, D>(Qs, p.q + q_off, q_ld, t0, p.L);
-  load_tile(0);
   cp_async_commit();
+  load_tile(0);
   if (n_kt > 1) load_tile(1);
-  cp_async_commit();  // possibly empty: keeps the group count fixed
-  cp_async_wait<1>();
-  fence_proxy_async();
+  cp_async_wait<0>();
+  wait_tile(0);
+  fence_proxy_async();  // Q came by cp.async, through the generic proxy
   __syncthreads();
 
   float acc[D / 8][4];
@@ -1043,11 +1058,9 @@ __global__ void __launch_bounds__(kThreads, MinBlocks) wg_fwd_kernel(const Flash
   }
 
   for (int j = 0; j + 1 < n_kt; ++j) {
-    cp_async_wait<0>();  // tile j + 1 landed
-    fence_proxy_async();
-    __syncthreads();  // every group is done with tile j - 1's stage; tile j + 1 is visible
+    wait_tile(j + 1);
+    __syncthreads();  // every group is done with tile j - 1's stage, which tile j + 2 takes
     if (j + 2 < n_kt) load_tile(j + 2);
-    cp_async_commit();
     const uint32_t k_tile = smem_u32(Ks + ((j + 1) % 3) * BN * D), v_tile = smem_u32(Vs + (j % 3) * BN * D);
     wgmma_fence();
 #pragma unroll
@@ -1114,55 +1127,64 @@ __global__ void __launch_bounds__(kThreads, MinBlocks) wg_fwd_kernel(const Flash
 constexpr int kWgDqRows = 128, kWgDqKeys = 64;
 
 // Software-pipelined like wg_fwd_kernel: S_{j+1}, dP_{j+1} and dQ += dS_j K_j are issued
-// together; dS_{j+1} is computed while dS_j K_j still runs. Three K/V stages.
-// Shared: Qs, dOs [128][D], Ks, Vs [3][64][D].
+// together; dS_{j+1} is computed while dS_j K_j still runs. Three K/V stages, filled by TMA
+// (one thread, four box copies onto the stage's mbarrier; see wg_dkv_kernel for why).
+// Shared: Qs, dOs [128][D], Ks, Vs [3][64][D], 3 mbarriers.
 template <int D>
 constexpr size_t wg_dq_smem() {
-  return sizeof(bf16) * size_t(2 * kWgDqRows + 6 * kWgDqKeys) * D + 1024;
+  return sizeof(bf16) * size_t(2 * kWgDqRows + 6 * kWgDqKeys) * D + 3 * sizeof(uint64_t) + 1024;
 }
-
 template <int D, int MinBlocks>
-__global__ void __launch_bounds__(kThreads, MinBlocks) wg_dq_kernel(const FlashParams p) {
+__global__ void __launch_bounds__(kThreads, MinBlocks) wg_dq_kernel(const FlashParams p, const __grid_constant__ KvMaps maps) {
 #ifdef LT2_FLASH_SM90A
   constexpr int BM = kWgDqRows, BN = kWgDqKeys;
+  constexpr unsigned kTileBytes = 2 * BN * D * sizeof(bf16);  // K and V of one tile
   extern __shared__ __align__(128) unsigned char smem_raw[];
   unsigned char* smem = align1k(smem_raw);
   bf16* Qs = reinterpret_cast<bf16*>(smem);
   bf16* dOs = Qs + BM * D;
   bf16* Ks = dOs + BM * D;
   bf16* Vs = Ks + 3 * BN * D;
+  uint64_t* full = reinterpret_cast<uint64_t*>(Vs + 3 * BN * D);  // [3]: the stage's K / V landed
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, tq = lane & 3, wg = warp >> 2;
   const int n_qt = (p.L + BM - 1) / BM;
   const BlockTile bt = block_tile();
   const int t0 = (n_qt - 1 - bt.rank) * BM;
   const int h = bt.head, b = bt.batch, hk = h / p.G;
-  const int64_t q_ld = int64_t(p.H) * D, kv_ld = int64_t(p.Hkv) * D;
+  const int64_t q_ld = int64_t(p.H) * D;
   const int64_t q_off = (int64_t(b) * p.L * p.H + h) * D;
-  const int64_t kv_off = (int64_t(b) * p.L * p.Hkv + hk) * D;
-  const bf16* kg = p.k + kv_off;
-  const bf16* vg = p.v + kv_off;
   const int t_last = min(p.L, t0 + BM) - 1;
   const int kt_begin = p.window > 0 ? max(0, t0 - p.window + 1) / BN : 0;
   const int n_kt = t_last / BN + 1 - kt_begin;
   const int wr0 = t0 + warp * 16;
-  auto load_tile = [&](int j) {
+  if (threadIdx.x == 0) {
+#pragma unroll
+    for (int i = 0; i < 3; ++i) mbar_init(&full[i], 1);
+  }
+  __syncthreads();
+  auto load_tile = [&](int j) {  // tile kt_begin + j into stage j % 3 (thread 0)
+    if (threadIdx.x != 0) return;
     const int st = j % 3, s0 = (kt_begin + j) * BN;
-    load_rows_sw<BN, D>(Ks + st * BN * D, kg, kv_ld, s0, p.L);
-    load_rows_sw<BN, D>(Vs + st * BN * D, vg, kv_ld, s0, p.L);
+    mbar_arrive_expect(&full[st], kTileBytes);
+#pragma unroll
+    for (int c = 0; c < D / 64; ++c) {
+      tma_load_4d(Ks + st * BN * D + c * BN * 64, maps.k, &full[st], c * 64, s0, hk, b);
+      tma_load_4d(Vs + st * BN * D + c * BN * 64, maps.v, &full[st], c * 64, s0, hk, b);
+    }
   };
+  auto wait_tile = [&](int j) { mbar_wait(&full[j % 3], (j / 3) & 1); };
   load_rows_sw<BM, D>(Qs, p.q + q_off, q_ld, t0, p.L);
   load_rows_sw<BM, D>(dOs, p.dout + q_off, q_ld, t0, p.L);
+  cp_async_commit();
   load_tile(0);
-  cp_async_commit();
   if (n_kt > 1) load_tile(1);
-  cp_async_commit();
 
   const int64_t row_off = (int64_t(b) * p.H + h) * p.L;
   float lse2[2], dl[2];
 #pragma unroll
   for (int r = 0; r < 2; ++r) {
     const int t = wr0 + g + 8 * r;
-    lse2[r] = t < p.L ? p.lse_in[row_off + t] * kLog2e : 0.f;
+    lse2[r] = t < p.L ? p.lse2[row_off + t] : 0.f;
     dl[r] = t < p.L ? p.delta[row_off + t] : 0.f;
   }
   const uint32_t q_tile = smem_u32(Qs), do_tile = smem_u32(dOs);
@@ -1176,28 +1198,37 @@ __global__ void __launch_bounds__(kThreads, MinBlocks) wg_dq_kernel(const FlashP
       wgmma_ss<BN, 0>(dp, desc_kmajor<BM>(do_tile, wg * 64, kk), desc_kmajor<BN>(v_tile, 0, kk), kk);
     wgmma_commit();
   };
-  // dS of tile j (unscaled) as bf16 A fragments, from the raw S and dP accumulators.
-  auto make_ds = [&](const float (&s)[BN / 8][4], const float (&dp)[BN / 8][4], int j, uint32_t (&sa)[BN / 16][4]) {
+  // dS of tile j (unscaled) as bf16 A fragments, from the raw S and dP accumulators; the keys a
+  // query does not see (diagonal, window edge, mask, end) get 0 by a select, not a branch.
+  auto make_ds = [&](float (&s)[BN / 8][4], const float (&dp)[BN / 8][4], int j, uint32_t (&sa)[BN / 16][4]) {
     const int s0 = (kt_begin + j) * BN;
-    const bool need_mask = p.mask != nullptr || s0 + BN - 1 > wr0 || (p.window > 0 && wr0 + 15 - s0 >= p.window);
-    uint32_t mw[2][(BN + 31) / 32];  // rows g, g + 8: their mask words for this tile (all ones unmasked)
-    mask_words(p, p.mask, b, wr0 + g, s0 >> 5, mw);
-    float ds[BN / 8][4];
 #pragma unroll
     for (int nb = 0; nb < BN / 8; ++nb)
 #pragma unroll
       for (int i = 0; i < 4; ++i) {
         const int r = i >> 1;
-        const bool vis = !need_mask || visible_w(p, wr0 + g + 8 * r, s0 + nb * 8 + 2 * tq + (i & 1), mw[r][nb >> 2]);
-        const float pr = vis ? exp2f(s[nb][i] * p.scale_log2 - lse2[r]) : 0.f;
-        ds[nb][i] = pr * (dp[nb][i] - dl[r]);
+        s[nb][i] = exp2_sfu(fmaf(s[nb][i], p.scale_log2, -lse2[r])) * (dp[nb][i] - dl[r]);
       }
+    const bool need_mask = p.mask != nullptr || s0 + BN - 1 > wr0 || (p.window > 0 && wr0 + 15 - s0 >= p.window);
+    if (need_mask) {
+      uint32_t mw[2][(BN + 31) / 32];  // rows g, g + 8: their mask words for this tile (all ones unmasked)
+      mask_words(p, p.mask, b, wr0 + g, s0 >> 5, mw);
 #pragma unroll
-    for (int kk = 0; kk < BN / 16; ++kk) c_to_a(sa[kk], ds[2 * kk], ds[2 * kk + 1]);
+      for (int nb = 0; nb < BN / 8; ++nb)
+#pragma unroll
+        for (int i = 0; i < 4; ++i) {
+          const int r = i >> 1;
+          const bool vis = visible_w(p, wr0 + g + 8 * r, s0 + nb * 8 + 2 * tq + (i & 1), mw[r][nb >> 2]);
+          s[nb][i] = vis ? s[nb][i] : 0.f;
+        }
+    }
+#pragma unroll
+    for (int kk = 0; kk < BN / 16; ++kk) c_to_a(sa[kk], s[2 * kk], s[2 * kk + 1]);
   };
 
-  cp_async_wait<1>();
-  fence_proxy_async();
+  cp_async_wait<0>();
+  wait_tile(0);
+  fence_proxy_async();  // Q / dO came by cp.async, through the generic proxy
   __syncthreads();
   float acc[D / 8][4];
 #pragma unroll
@@ -1212,11 +1243,9 @@ __global__ void __launch_bounds__(kThreads, MinBlocks) wg_dq_kernel(const FlashP
   make_ds(s_nx, dp_nx, 0, sa);
 
   for (int j = 0; j + 1 < n_kt; ++j) {
-    cp_async_wait<0>();
-    fence_proxy_async();
-    __syncthreads();
+    wait_tile(j + 1);
+    __syncthreads();  // every warp is done with tile j - 1, whose stage tile j + 2 takes
     if (j + 2 < n_kt) load_tile(j + 2);
-    cp_async_commit();
     wgmma_fence();
     issue_s_dp(s_nx, dp_nx, j + 1);
     const uint32_t k_tile = smem_u32(Ks + (j % 3) * BN * D);
@@ -1495,6 +1524,15 @@ bool flash_use_wgmma() {
   return sm90 && !(force && std::string(force) == "1");
 }
 
+// A [B, L, H, D] bf16 tensor (q, k, v or dout) as a TMA map of boxes of 64 columns x `rows`
+// rows of one (batch, head), in the swizzled tile layout of the wgmma kernels.
+CUtensorMap head_rows_map(const bf16* base, int64_t B, int64_t L, int64_t H, int64_t D, int rows) {
+  const uint64_t dims[4] = {uint64_t(D), uint64_t(L), uint64_t(H), uint64_t(B)};
+  const uint64_t strides[3] = {uint64_t(H * D * 2), uint64_t(D * 2), uint64_t(L * H * D * 2)};
+  const uint32_t box[4] = {64, uint32_t(rows), 1, 1};
+  return tma_map_bf16_sw128(base, 4, dims, strides, box);
+}
+
 template <class F>
 void with_head_dim(int64_t D, F&& f) {
   if (D == 64) f(std::integral_constant<int, 64>{});
@@ -1524,9 +1562,12 @@ void flash_forward(const Tensor& q, const Tensor& k, const Tensor& v, int64_t wi
     constexpr int D = decltype(d)::value;
     if (wg) {
       const dim3 grid(unsigned((p.L + kWgFwdRows - 1) / kWgFwdRows), unsigned(p.H), unsigned(q.dim(0)));
+      KvMaps maps;
+      maps.k = head_rows_map(p.k, q.dim(0), p.L, p.Hkv, D, kWgFwdKeys);
+      maps.v = head_rows_map(p.v, q.dim(0), p.L, p.Hkv, D, kWgFwdKeys);
       auto kernel = wg_fwd_kernel<D, kWgFwdKeys, wg_fwd_min_blocks<D>()>;
       allow_smem(kernel, wg_fwd_smem<D, kWgFwdKeys>());
-      kernel<<<grid, kThreads, wg_fwd_smem<D, kWgFwdKeys>(), stream()>>>(p);
+      kernel<<<grid, kThreads, wg_fwd_smem<D, kWgFwdKeys>(), stream()>>>(p, maps);
     } else {
       const dim3 grid(unsigned((p.L + kFwdRows - 1) / kFwdRows), unsigned(p.H), unsigned(q.dim(0)));
       auto kernel = flash_fwd_kernel<D, fwd_min_blocks<D>()>;
@@ -1541,25 +1582,20 @@ namespace {
 
 template <int D>
 void launch_dq_wg(const FlashParams& p, int64_t B) {
+  KvMaps maps;
+  maps.k = head_rows_map(p.k, B, p.L, p.Hkv, D, kWgDqKeys);
+  maps.v = head_rows_map(p.v, B, p.L, p.Hkv, D, kWgDqKeys);
   auto kernel = wg_dq_kernel<D, 1>;
   allow_smem(kernel, wg_dq_smem<D>());
   kernel<<<dim3(unsigned((p.L + kWgDqRows - 1) / kWgDqRows), unsigned(p.H), unsigned(B)), kThreads,
-           wg_dq_smem<D>(), stream()>>>(p);
-}
-
-// A [B, L, H, D] bf16 tensor (q or dout) as a TMA map of 64-column x 64-row boxes of one (batch, head).
-CUtensorMap qdo_map(const bf16* base, int64_t B, int64_t L, int64_t H, int64_t D) {
-  const uint64_t dims[4] = {uint64_t(D), uint64_t(L), uint64_t(H), uint64_t(B)};
-  const uint64_t strides[3] = {uint64_t(H * D * 2), uint64_t(D * 2), uint64_t(L * H * D * 2)};
-  const uint32_t box[4] = {64, uint32_t(kWgDkvRows), 1, 1};
-  return tma_map_bf16_sw128(base, 4, dims, strides, box);
+           wg_dq_smem<D>(), stream()>>>(p, maps);
 }
 
 template <int D, int WGS>
 void launch_dkv_wg(const FlashParams& p, int64_t B) {
   QdoMaps maps;
-  maps.q = qdo_map(p.q, B, p.L, p.H, D);
-  maps.dout = qdo_map(p.dout, B, p.L, p.H, D);
+  maps.q = head_rows_map(p.q, B, p.L, p.H, D, kWgDkvRows);
+  maps.dout = head_rows_map(p.dout, B, p.L, p.H, D, kWgDkvRows);
   auto kernel = wg_dkv_kernel<D, WGS>;
   allow_smem(kernel, wg_dkv_smem<D, WGS>());
   kernel<<<dim3(unsigned((p.L + 64 * WGS - 1) / (64 * WGS)), unsigned(p.Hkv), unsigned(B)), 128 * WGS,
@@ -1615,20 +1651,19 @@ void flash_backward(const Tensor& q, const Tensor& k, const Tensor& v, const Ten
     check_launch("flash attention mask transpose");
     p.mask_t = reinterpret_cast<const uint32_t*>(mask_t.data<int32_t>());
   }
-  // D = 64 keeps the mma.sync kernels on Hopper too: wgmma versions of its backward measured
-  // slower on an H100 (B8 L2048 H12, bwd ms: mma.sync 1.13; wgmma dQ + dK/dV 1.23 vs 1.20 in an
-  // earlier session; a software-pipelined wgmma dK/dV 1.18-1.20 and Q/dO as register operands
-  // of the wgmma dQ 1.17, branch attn-speed 1b82df8), the mma.sync ones fitting two blocks per SM.
-  const bool wg = flash_use_wgmma() && D == 128;
+  // Hopper runs the wgmma dQ and dK/dV kernels for both head sizes. With their tiles by TMA
+  // they beat the fused mma.sync kernel at D = 64 too (B8 L2048 H12, bwd 1.06 -> 0.58 ms;
+  // before TMA the wgmma pair had been slower, 1.17-1.23 ms).
+  const bool wg = flash_use_wgmma();
   with_head_dim(D, [&](auto d) {
     constexpr int Dc = decltype(d)::value;
     const int64_t rows = B * p.L * p.H, threads = rows * (Dc / 8);
     flash_delta_kernel<Dc><<<unsigned((threads + kThreads - 1) / kThreads), kThreads, 0, stream()>>>(p, rows);
     check_launch("flash attention backward delta");
     const char* fused = std::getenv("LT2_FLASH_BWD_FUSED");  // A/B: the fused wgmma backward
-    const bool wg_fused = wg && fused && std::string(fused) == "1";
-    if constexpr (Dc == 128) {
-      if (wg && !wg_fused) {
+    const bool wg_fused = wg && Dc == 128 && fused && std::string(fused) == "1";
+    if (wg && !wg_fused) {
+      {
         launch_dq_wg<Dc>(p, B);
         check_launch("flash attention backward dq");
         const char* wgs = std::getenv("LT2_FLASH_DKV_WGS");  // A/B: warpgroups per dK/dV block
