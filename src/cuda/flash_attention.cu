@@ -69,7 +69,7 @@ struct FlashParams {
   float* lse;          // forward: written when non-null
   const float* lse_in; // backward
   float* delta;        // backward: rowsum(dO * O), [B, H, L]
-  float* lse2;         // backward: lse * log2(e), [B, H, L] (written with delta; the wgmma dK/dV kernel reads it)
+  float* lse2;         // backward: lse * log2(e), [B, H, L] (written with delta; the wgmma kernels read it)
   float* dq_acc;       // fused backward: fp32 dQ partial sums, [B, H, query tile, warp, lane, D / 8]
   unsigned* dq_cnt;    // fused backward: contributions added so far, [B, H, query tile, warp]
   int L, H, Hkv, G;    // G = H / Hkv query heads per KV head
@@ -877,14 +877,14 @@ __device__ __forceinline__ void reg_fence(uint32_t (&a)[N][4]) {
 
 // d (+)= A B for a 64 x N x 16 step: _ss with A from shared memory (K-major descriptor), _rs
 // with A in registers (the mma.m16n8k16 A fragment of the warp's 16 rows). accumulate = 0
-// overwrites d. TransB = 1: B is MN-major; TransA = 1: A (from shared memory) is MN-major.
-template <int TransB, int TransA>
+// overwrites d. TransB = 1: B is MN-major.
+template <int TransB>
 __device__ __forceinline__ void wgmma_ss_n64(float (&d)[8][4], uint64_t desc_a, uint64_t desc_b, int accumulate) {
   asm volatile(
       "{\n.reg .pred p;\nsetp.ne.b32 p, %34, 0;\n"
-      "wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16 {%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31}, %32, %33, p, 1, 1, %36, %35;\n}\n"
+      "wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16 {%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31}, %32, %33, p, 1, 1, 0, %35;\n}\n"
       : "+f"(d[0][0]), "+f"(d[0][1]), "+f"(d[0][2]), "+f"(d[0][3]), "+f"(d[1][0]), "+f"(d[1][1]), "+f"(d[1][2]), "+f"(d[1][3]), "+f"(d[2][0]), "+f"(d[2][1]), "+f"(d[2][2]), "+f"(d[2][3]), "+f"(d[3][0]), "+f"(d[3][1]), "+f"(d[3][2]), "+f"(d[3][3]), "+f"(d[4][0]), "+f"(d[4][1]), "+f"(d[4][2]), "+f"(d[4][3]), "+f"(d[5][0]), "+f"(d[5][1]), "+f"(d[5][2]), "+f"(d[5][3]), "+f"(d[6][0]), "+f"(d[6][1]), "+f"(d[6][2]), "+f"(d[6][3]), "+f"(d[7][0]), "+f"(d[7][1]), "+f"(d[7][2]), "+f"(d[7][3])
-      : "l"(desc_a), "l"(desc_b), "r"(accumulate), "n"(TransB), "n"(TransA));
+      : "l"(desc_a), "l"(desc_b), "r"(accumulate), "n"(TransB));
 }
 template <int TransB>
 __device__ __forceinline__ void wgmma_rs_n64(float (&d)[8][4], const uint32_t (&a)[4], uint64_t desc_b, int accumulate) {
@@ -911,10 +911,9 @@ __device__ __forceinline__ void wgmma_rs_n128(float (&d)[16][4], const uint32_t 
       : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(desc_b), "r"(accumulate), "n"(TransB));
 }
 
-template <int N, int TransB, int TransA = 0>  // TransA = 1 (MN-major A): N = 64 only
+template <int N, int TransB>
 __device__ __forceinline__ void wgmma_ss(float (&d)[N / 8][4], uint64_t a, uint64_t b, int accumulate) {
-  static_assert(N == 64 || TransA == 0, "no transposed-A form for N = 128");
-  if constexpr (N == 64) wgmma_ss_n64<TransB, TransA>(d, a, b, accumulate);
+  if constexpr (N == 64) wgmma_ss_n64<TransB>(d, a, b, accumulate);
   else wgmma_ss_n128<TransB>(d, a, b, accumulate);
 }
 template <int N, int TransB>
@@ -1297,20 +1296,22 @@ __global__ void __launch_bounds__(kThreads, MinBlocks) wg_dq_kernel(const FlashP
 #endif
 }
 
-// -- backward dK, dV: block = WGS warpgroups x 64 keys, walking 64-query tiles of each query
+// -- backward dK, dV: block = one warpgroup x 64 keys, walking 64-query tiles of each query
 // head of the KV group in a fixed order; S^T = K Q^T and dP^T = V dO^T with keys as rows, so
 // P^T and dS^T are register A operands of dV += P^T dO and dK += dS^T Q. Every product is waited
 // for at once (S, dP, dS and both accumulators take ~250 registers, no room for a second tile in
-// flight); with one warpgroup per block (WGS = 1) two blocks share an SM and run out of step,
-// one block's softmax overlapping the other's products.
+// flight); two blocks share an SM and run out of step, one block's softmax overlapping the
+// other's products. Measured on an H100 (B4 L4096 H16 D128, bwd ms, same call): 2.57 against
+// 2.80 with two warpgroups x 128 keys a block (one block per SM, half the Q / dO traffic); at
+// D = 64 a third block per SM (170 registers, spilling) or two warpgroups lost too.
 // The Q / dO tiles come by TMA (one thread issues four box copies onto the stage's mbarrier):
 // with cp.async every thread computed 16 row addresses per tile, and at 255 registers ptxas
 // rebuilt them each time (ncu: ~1300 instructions per warp and tile, 2 % of them wgmma).
-// Shared: Ks, Vs [64 WGS][D]; Qs, dOs [2][64][D]; lse2, delta [2][64] (fp32); 2 mbarriers.
-constexpr int kWgDkvRows = 64;
-template <int D, int WGS>
+// Shared: Ks, Vs [64][D]; Qs, dOs [2][64][D]; lse2, delta [2][64] (fp32); 2 mbarriers.
+constexpr int kWgDkvKeys = 64, kWgDkvRows = 64;
+template <int D>
 constexpr size_t wg_dkv_smem() {
-  return sizeof(bf16) * size_t(2 * 64 * WGS + 4 * kWgDkvRows) * D + sizeof(float) * 4 * kWgDkvRows +
+  return sizeof(bf16) * size_t(2 * kWgDkvKeys + 4 * kWgDkvRows) * D + sizeof(float) * 4 * kWgDkvRows +
          2 * sizeof(uint64_t) + 1024;
 }
 // The Q and dO maps: [B, L, H, D] bf16 in boxes of 64 columns x 64 rows of one (batch, head).
@@ -1318,10 +1319,10 @@ struct QdoMaps {
   CUtensorMap q, dout;
 };
 
-template <int D, int WGS>
-__global__ void __launch_bounds__(128 * WGS, 3 - WGS) wg_dkv_kernel(const FlashParams p, const __grid_constant__ QdoMaps maps) {
+template <int D>
+__global__ void __launch_bounds__(128, 2) wg_dkv_kernel(const FlashParams p, const __grid_constant__ QdoMaps maps) {
 #ifdef LT2_FLASH_SM90A
-  constexpr int BN = 64 * WGS, BM = kWgDkvRows, T = 128 * WGS;
+  constexpr int BN = kWgDkvKeys, BM = kWgDkvRows, T = 128;
   constexpr unsigned kTileBytes = 2 * BM * D * sizeof(bf16);  // Q and dO of one tile
   extern __shared__ __align__(128) unsigned char smem_raw[];
   unsigned char* smem = align1k(smem_raw);
@@ -1332,7 +1333,7 @@ __global__ void __launch_bounds__(128 * WGS, 3 - WGS) wg_dkv_kernel(const FlashP
   float* lse_s = reinterpret_cast<float*>(dOs + 2 * BM * D);  // [2][BM], log2 domain
   float* dl_s = lse_s + 2 * BM;                               // [2][BM]
   uint64_t* full = reinterpret_cast<uint64_t*>(dl_s + 2 * BM);  // [2]: the stage's Q / dO landed
-  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, tq = lane & 3, wg = warp >> 2;
+  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, tq = lane & 3;
   const BlockTile bt = block_tile();
   const int s0 = bt.rank * BN;
   const int hk = bt.head, b = bt.batch;
@@ -1367,7 +1368,7 @@ __global__ void __launch_bounds__(128 * WGS, 3 - WGS) wg_dkv_kernel(const FlashP
   load_queries(hk * p.G, qt_begin * BM, 0);
   cp_async_commit();
 
-  const int wk0 = s0 + warp * 16, wgk0 = s0 + wg * 64;  // the warp's / warpgroup's first key
+  const int wk0 = s0 + warp * 16;  // the warp's first key
   const uint32_t k_tile = smem_u32(Ks), v_tile = smem_u32(Vs);
   float acc_k[D / 8][4], acc_v[D / 8][4];
 #pragma unroll
@@ -1390,18 +1391,18 @@ __global__ void __launch_bounds__(128 * WGS, 3 - WGS) wg_dkv_kernel(const FlashP
     fence_proxy_async();  // K / V (first tile) came by cp.async, through the generic proxy
     __syncthreads();
     const int qt0 = qt * BM;
-    const bool skip =
-        wgk0 >= p.L || qt0 + BM - 1 < wgk0 || (p.window > 0 && qt0 - (wgk0 + 63) >= p.window);
+    // Block-uniform: every query of the tile is before the block's keys or past their window.
+    const bool skip = qt0 + BM - 1 < s0 || (p.window > 0 && qt0 - (s0 + BN - 1) >= p.window);
     if (!skip) {
       const uint32_t q_tile = smem_u32(Qs + buf * BM * D), do_tile = smem_u32(dOs + buf * BM * D);
       float s[BM / 8][4], dp[BM / 8][4];
       wgmma_fence();
 #pragma unroll
       for (int kk = 0; kk < D / 16; ++kk)
-        wgmma_ss<BM, 0>(s, desc_kmajor<BN>(k_tile, wg * 64, kk), desc_kmajor<BM>(q_tile, 0, kk), kk);
+        wgmma_ss<BM, 0>(s, desc_kmajor<BN>(k_tile, 0, kk), desc_kmajor<BM>(q_tile, 0, kk), kk);
 #pragma unroll
       for (int kk = 0; kk < D / 16; ++kk)
-        wgmma_ss<BM, 0>(dp, desc_kmajor<BN>(v_tile, wg * 64, kk), desc_kmajor<BM>(do_tile, 0, kk), kk);
+        wgmma_ss<BM, 0>(dp, desc_kmajor<BN>(v_tile, 0, kk), desc_kmajor<BM>(do_tile, 0, kk), kk);
       wgmma_commit();
       // The thread's 16 query columns (8 blocks x 2): their lse2 and delta, read while S runs.
       float2 lse_c[BM / 8], dl_c[BM / 8];
@@ -1477,8 +1478,6 @@ __global__ void __launch_bounds__(128 * WGS, 3 - WGS) wg_dkv_kernel(const FlashP
   __trap();
 #endif
 }
-
-#include "cuda/flash_bwd_wg.cuh"  // the fused wgmma backward (D = 128)
 
 // ---- host side ---------------------------------------------------------------------------------
 
@@ -1591,23 +1590,15 @@ void launch_dq_wg(const FlashParams& p, int64_t B) {
            wg_dq_smem<D>(), stream()>>>(p, maps);
 }
 
-template <int D, int WGS>
+template <int D>
 void launch_dkv_wg(const FlashParams& p, int64_t B) {
   QdoMaps maps;
   maps.q = head_rows_map(p.q, B, p.L, p.H, D, kWgDkvRows);
   maps.dout = head_rows_map(p.dout, B, p.L, p.H, D, kWgDkvRows);
-  auto kernel = wg_dkv_kernel<D, WGS>;
-  allow_smem(kernel, wg_dkv_smem<D, WGS>());
-  kernel<<<dim3(unsigned((p.L + 64 * WGS - 1) / (64 * WGS)), unsigned(p.Hkv), unsigned(B)), 128 * WGS,
-           wg_dkv_smem<D, WGS>(), stream()>>>(p, maps);
-}
-
-template <int D>
-void launch_bwd_wg(const FlashParams& p, int64_t B) {
-  auto kernel = wg_bwd_kernel<D>;
-  allow_smem(kernel, wg_bwd_smem<D>());
-  kernel<<<dim3(unsigned((p.L + kWgBwdKeys - 1) / kWgBwdKeys), unsigned(p.Hkv), unsigned(B)), kThreads,
-           wg_bwd_smem<D>(), stream()>>>(p);
+  auto kernel = wg_dkv_kernel<D>;
+  allow_smem(kernel, wg_dkv_smem<D>());
+  kernel<<<dim3(unsigned((p.L + kWgDkvKeys - 1) / kWgDkvKeys), unsigned(p.Hkv), unsigned(B)), 128, wg_dkv_smem<D>(),
+           stream()>>>(p, maps);
 }
 
 template <int D>
@@ -1660,33 +1651,21 @@ void flash_backward(const Tensor& q, const Tensor& k, const Tensor& v, const Ten
     const int64_t rows = B * p.L * p.H, threads = rows * (Dc / 8);
     flash_delta_kernel<Dc><<<unsigned((threads + kThreads - 1) / kThreads), kThreads, 0, stream()>>>(p, rows);
     check_launch("flash attention backward delta");
-    const char* fused = std::getenv("LT2_FLASH_BWD_FUSED");  // A/B: the fused wgmma backward
-    const bool wg_fused = wg && Dc == 128 && fused && std::string(fused) == "1";
-    if (wg && !wg_fused) {
-      {
-        launch_dq_wg<Dc>(p, B);
-        check_launch("flash attention backward dq");
-        const char* wgs = std::getenv("LT2_FLASH_DKV_WGS");  // A/B: warpgroups per dK/dV block
-        if (wgs && std::string(wgs) == "2") launch_dkv_wg<Dc, 2>(p, B);
-        else launch_dkv_wg<Dc, 1>(p, B);
-        check_launch("flash attention backward dk dv");
-        return;
-      }
+    if (wg) {
+      launch_dq_wg<Dc>(p, B);
+      check_launch("flash attention backward dq");
+      launch_dkv_wg<Dc>(p, B);
+      check_launch("flash attention backward dk dv");
+      return;
     }
-    // The fused kernels' dQ accumulator (fp32, fragment order) and its per-warp counters, which
+    // The fused kernel's dQ accumulator (fp32, fragment order) and its per-warp counters, which
     // must start at zero.
-    const int tile_rows = wg_fused ? kWgBwdRows : kBwdRows;
-    const int64_t n_qtiles = (p.L + tile_rows - 1) / tile_rows;
-    Tensor dq_acc = Tensor::empty({B * p.H * n_qtiles * tile_rows * Dc}, DType::F32, Device::CUDA);
+    const int64_t n_qtiles = (p.L + kBwdRows - 1) / kBwdRows;
+    Tensor dq_acc = Tensor::empty({B * p.H * n_qtiles * kBwdRows * Dc}, DType::F32, Device::CUDA);
     Tensor dq_cnt = Tensor::zeros({B * p.H * n_qtiles * (kThreads / 32)}, DType::I32, Device::CUDA);
     p.dq_acc = dq_acc.data<float>();
     p.dq_cnt = reinterpret_cast<unsigned*>(dq_cnt.data<int32_t>());
-    if constexpr (Dc == 128) {
-      if (wg_fused) launch_bwd_wg<Dc>(p, B);
-      else launch_bwd_mma<Dc>(p, B);
-    } else {
-      launch_bwd_mma<Dc>(p, B);
-    }
+    launch_bwd_mma<Dc>(p, B);
     check_launch("flash attention backward");
   });
 }

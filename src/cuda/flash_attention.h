@@ -1,10 +1,9 @@
 #pragma once
 // Tensor-core causal attention for BF16 activations with head dim 64 or 128 (FlashAttention-2
-// algorithm with fp32 accumulation): on Hopper (sm_90a) warpgroup MMA (wgmma) kernels for the
-// forward and the D = 128 backward, mma.sync kernels for the rest, for other GPUs and for every
-// pass with LT2_FLASH_MMA=1. lt2::cuda::attention and attention_backward
-// (attention.cu) route here when flash_supported() says yes; every other case keeps the fp32
-// SIMT kernels there.
+// algorithm with fp32 accumulation): on Hopper (sm_90a) warpgroup MMA (wgmma) kernels fed by
+// TMA, mma.sync kernels on other GPUs and, for every pass, with LT2_FLASH_MMA=1.
+// lt2::cuda::attention and attention_backward (attention.cu) route here when flash_supported()
+// says yes; every other case keeps the fp32 SIMT kernels there.
 //
 // Same contract as the op (ops/op_list.inc): q [B, L, H, D]; k, v [B, L, Hkv, D] with Hkv | H;
 // window 0 = full causal, window w = query t sees keys t-w+1 .. t; lse [B, H, L] F32 is the
