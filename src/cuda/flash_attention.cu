@@ -1395,11 +1395,14 @@ __global__ void __launch_bounds__(128, 2) wg_dkv_kernel(const FlashParams p, con
     const bool skip = qt0 + BM - 1 < s0 || (p.window > 0 && qt0 - (s0 + BN - 1) >= p.window);
     if (!skip) {
       const uint32_t q_tile = smem_u32(Qs + buf * BM * D), do_tile = smem_u32(dOs + buf * BM * D);
+      // Four product groups, each waited for only when its result is needed: P = exp(S - lse)
+      // is computed while dP^T = V dO^T runs, and dS^T = P (dP - delta) while dV += P^T dO runs.
       float s[BM / 8][4], dp[BM / 8][4];
       wgmma_fence();
 #pragma unroll
       for (int kk = 0; kk < D / 16; ++kk)
         wgmma_ss<BM, 0>(s, desc_kmajor<BN>(k_tile, 0, kk), desc_kmajor<BM>(q_tile, 0, kk), kk);
+      wgmma_commit();
 #pragma unroll
       for (int kk = 0; kk < D / 16; ++kk)
         wgmma_ss<BM, 0>(dp, desc_kmajor<BN>(v_tile, 0, kk), desc_kmajor<BM>(do_tile, 0, kk), kk);
@@ -1411,19 +1414,16 @@ __global__ void __launch_bounds__(128, 2) wg_dkv_kernel(const FlashParams p, con
         lse_c[nb] = *reinterpret_cast<const float2*>(lse_s + buf * BM + nb * 8 + 2 * tq);
         dl_c[nb] = *reinterpret_cast<const float2*>(dl_s + buf * BM + nb * 8 + 2 * tq);
       }
-      wgmma_wait<0>();
+      wgmma_wait<1>();  // S^T
       reg_fence(s);
-      reg_fence(dp);
 #pragma unroll
       for (int nb = 0; nb < BM / 8; ++nb)
 #pragma unroll
-        for (int i = 0; i < 4; ++i) {
-          const float pr = exp2_sfu(fmaf(s[nb][i], p.scale_log2, -((i & 1) ? lse_c[nb].y : lse_c[nb].x)));
-          s[nb][i] = pr;
-          dp[nb][i] = pr * (dp[nb][i] - ((i & 1) ? dl_c[nb].y : dl_c[nb].x));  // dS^T (scale applied at the end)
-        }
+        for (int i = 0; i < 4; ++i)
+          s[nb][i] = exp2_sfu(fmaf(s[nb][i], p.scale_log2, -((i & 1) ? lse_c[nb].y : lse_c[nb].x)));
       // Where the tile crosses the diagonal, the window edge or the end (or under a mask), the
-      // keys a query does not see get P = dS = 0: a select after the fact, no branch per score.
+      // keys a query does not see get P = 0 (and so dS = 0): a select after the fact, no branch
+      // per score.
       const bool need_mask = p.mask != nullptr ||
           qt0 + BM > p.L || wk0 + 15 > qt0 || (p.window > 0 && qt0 + BM - 1 - wk0 >= p.window);
       if (need_mask) {
@@ -1436,25 +1436,33 @@ __global__ void __launch_bounds__(128, 2) wg_dkv_kernel(const FlashParams p, con
             const int t = qt0 + nb * 8 + 2 * tq + (i & 1);
             const bool vis = t < p.L && visible_t(p, t, wk0 + g + 8 * (i >> 1), mwt[i >> 1][nb >> 2]);
             s[nb][i] = vis ? s[nb][i] : 0.f;
-            dp[nb][i] = vis ? dp[nb][i] : 0.f;
           }
       }
       uint32_t pa[BM / 16][4], sa[BM / 16][4];
 #pragma unroll
-      for (int kk = 0; kk < BM / 16; ++kk) {
-        c_to_a(pa[kk], s[2 * kk], s[2 * kk + 1]);
-        c_to_a(sa[kk], dp[2 * kk], dp[2 * kk + 1]);
-      }
+      for (int kk = 0; kk < BM / 16; ++kk) c_to_a(pa[kk], s[2 * kk], s[2 * kk + 1]);
       wgmma_fence();
 #pragma unroll
-      for (int kk = 0; kk < BM / 16; ++kk) {
-        wgmma_rs<D, 1>(acc_v, pa[kk], desc_mnmajor<BM>(do_tile, kk), 1);
-        wgmma_rs<D, 1>(acc_k, sa[kk], desc_mnmajor<BM>(q_tile, kk), 1);
-      }
+      for (int kk = 0; kk < BM / 16; ++kk) wgmma_rs<D, 1>(acc_v, pa[kk], desc_mnmajor<BM>(do_tile, kk), 1);
+      wgmma_commit();
+      wgmma_wait<1>();  // dP^T (dV may still run)
+      reg_fence(dp);
+#pragma unroll
+      for (int nb = 0; nb < BM / 8; ++nb)
+#pragma unroll
+        for (int i = 0; i < 4; ++i)  // dS^T (scale applied at the end)
+          dp[nb][i] = s[nb][i] * (dp[nb][i] - ((i & 1) ? dl_c[nb].y : dl_c[nb].x));
+#pragma unroll
+      for (int kk = 0; kk < BM / 16; ++kk) c_to_a(sa[kk], dp[2 * kk], dp[2 * kk + 1]);
+      wgmma_fence();
+#pragma unroll
+      for (int kk = 0; kk < BM / 16; ++kk) wgmma_rs<D, 1>(acc_k, sa[kk], desc_mnmajor<BM>(q_tile, kk), 1);
       wgmma_commit();
       wgmma_wait<0>();
       reg_fence(acc_v);
       reg_fence(acc_k);
+      reg_fence(pa);  // the A operands stay untouched until their products are done
+      reg_fence(sa);
     }
     __syncthreads();  // every warp is done with the stage that the next iteration refills
     h = h_nx;
