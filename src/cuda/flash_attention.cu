@@ -946,6 +946,27 @@ constexpr size_t wg_fwd_smem() {
 struct KvMaps {
   CUtensorMap k, v;
 };
+#ifdef LT2_FLASH_SM90A
+// The forward's and dQ kernel's K / V stages: one mbarrier each (one arrival, the copy's bytes).
+__device__ __forceinline__ void init_kv_stages(uint64_t* full) {
+  if (threadIdx.x == 0) {
+#pragma unroll
+    for (int i = 0; i < 3; ++i) mbar_init(&full[i], 1);
+  }
+  __syncthreads();
+}
+// Thread 0 only: K and V rows s0 .. s0 + BN - 1 of (batch b, KV head hk) into stage st, by TMA.
+template <int BN, int D>
+__device__ __forceinline__ void load_kv_stage(const KvMaps& maps, uint64_t* full, bf16* Ks, bf16* Vs, int st, int s0,
+                                              int hk, int b) {
+  mbar_arrive_expect(&full[st], 2 * BN * D * sizeof(bf16));
+#pragma unroll
+  for (int c = 0; c < D / 64; ++c) {
+    tma_load_4d(Ks + st * BN * D + c * BN * 64, maps.k, &full[st], c * 64, s0, hk, b);
+    tma_load_4d(Vs + st * BN * D + c * BN * 64, maps.v, &full[st], c * 64, s0, hk, b);
+  }
+}
+#endif
 
 template <int D, int BN, int MinBlocks>
 __global__ void __launch_bounds__(kThreads, MinBlocks) wg_fwd_kernel(const FlashParams p, const __grid_constant__ KvMaps maps) {
@@ -969,20 +990,9 @@ __global__ void __launch_bounds__(kThreads, MinBlocks) wg_fwd_kernel(const Flash
   const int n_kt = t_last / BN + 1 - kt_begin;
   const int wr0 = t0 + warp * 16;
   const uint32_t q_tile = smem_u32(Qs);
-  if (threadIdx.x == 0) {
-#pragma unroll
-    for (int i = 0; i < 3; ++i) mbar_init(&full[i], 1);
-  }
-  __syncthreads();
-  auto load_tile = [&](int j) {  // tile kt_begin + j into stage j % 3 (thread 0, TMA)
-    if (threadIdx.x != 0) return;
-    const int st = j % 3, s0 = (kt_begin + j) * BN;
-    mbar_arrive_expect(&full[st], 2 * BN * D * sizeof(bf16));
-#pragma unroll
-    for (int c = 0; c < D / 64; ++c) {
-      tma_load_4d(Ks + st * BN * D + c * BN * 64, maps.k, &full[st], c * 64, s0, hk, b);
-      tma_load_4d(Vs + st * BN * D + c * BN * 64, maps.v, &full[st], c * 64, s0, hk, b);
-    }
+  init_kv_stages(full);
+  auto load_tile = [&](int j) {  // tile kt_begin + j into stage j % 3
+    if (threadIdx.x == 0) load_kv_stage<BN, D>(maps, full, Ks, Vs, j % 3, (kt_begin + j) * BN, hk, b);
   };
   auto wait_tile = [&](int j) { mbar_wait(&full[j % 3], (j / 3) & 1); };
   float m[2] = {-INFINITY, -INFINITY};
@@ -1137,7 +1147,6 @@ template <int D, int MinBlocks>
 __global__ void __launch_bounds__(kThreads, MinBlocks) wg_dq_kernel(const FlashParams p, const __grid_constant__ KvMaps maps) {
 #ifdef LT2_FLASH_SM90A
   constexpr int BM = kWgDqRows, BN = kWgDqKeys;
-  constexpr unsigned kTileBytes = 2 * BN * D * sizeof(bf16);  // K and V of one tile
   extern __shared__ __align__(128) unsigned char smem_raw[];
   unsigned char* smem = align1k(smem_raw);
   bf16* Qs = reinterpret_cast<bf16*>(smem);
@@ -1156,20 +1165,9 @@ __global__ void __launch_bounds__(kThreads, MinBlocks) wg_dq_kernel(const FlashP
   const int kt_begin = p.window > 0 ? max(0, t0 - p.window + 1) / BN : 0;
   const int n_kt = t_last / BN + 1 - kt_begin;
   const int wr0 = t0 + warp * 16;
-  if (threadIdx.x == 0) {
-#pragma unroll
-    for (int i = 0; i < 3; ++i) mbar_init(&full[i], 1);
-  }
-  __syncthreads();
-  auto load_tile = [&](int j) {  // tile kt_begin + j into stage j % 3 (thread 0)
-    if (threadIdx.x != 0) return;
-    const int st = j % 3, s0 = (kt_begin + j) * BN;
-    mbar_arrive_expect(&full[st], kTileBytes);
-#pragma unroll
-    for (int c = 0; c < D / 64; ++c) {
-      tma_load_4d(Ks + st * BN * D + c * BN * 64, maps.k, &full[st], c * 64, s0, hk, b);
-      tma_load_4d(Vs + st * BN * D + c * BN * 64, maps.v, &full[st], c * 64, s0, hk, b);
-    }
+  init_kv_stages(full);
+  auto load_tile = [&](int j) {  // tile kt_begin + j into stage j % 3
+    if (threadIdx.x == 0) load_kv_stage<BN, D>(maps, full, Ks, Vs, j % 3, (kt_begin + j) * BN, hk, b);
   };
   auto wait_tile = [&](int j) { mbar_wait(&full[j % 3], (j / 3) & 1); };
   load_rows_sw<BM, D>(Qs, p.q + q_off, q_ld, t0, p.L);
@@ -1298,10 +1296,11 @@ __global__ void __launch_bounds__(kThreads, MinBlocks) wg_dq_kernel(const FlashP
 
 // -- backward dK, dV: block = one warpgroup x 64 keys, walking 64-query tiles of each query
 // head of the KV group in a fixed order; S^T = K Q^T and dP^T = V dO^T with keys as rows, so
-// P^T and dS^T are register A operands of dV += P^T dO and dK += dS^T Q. Every product is waited
-// for at once (S, dP, dS and both accumulators take ~250 registers, no room for a second tile in
-// flight); two blocks share an SM and run out of step, one block's softmax overlapping the
-// other's products. Measured on an H100 (B4 L4096 H16 D128, bwd ms, same call): 2.57 against
+// P^T and dS^T are register A operands of dV += P^T dO and dK += dS^T Q. The four products of a
+// tile are committed as four groups and each waited for only when its result is needed (P while
+// dP runs, dS while dV runs); no second tile is in flight (the dK and dV accumulators alone take
+// 128 registers a thread at D = 128). Two blocks share an SM and run out of step, one block's
+// softmax overlapping the other's products. Measured on an H100 (B4 L4096 H16 D128, bwd ms, same call): 2.57 against
 // 2.80 with two warpgroups x 128 keys a block (one block per SM, half the Q / dO traffic); at
 // D = 64 a third block per SM (170 registers, spilling) or two warpgroups lost too.
 // The Q / dO tiles come by TMA (one thread issues four box copies onto the stage's mbarrier):
