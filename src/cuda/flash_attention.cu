@@ -69,7 +69,7 @@ struct FlashParams {
   float* lse;          // forward: written when non-null
   const float* lse_in; // backward
   float* delta;        // backward: rowsum(dO * O), [B, H, L]
-  float* lse2;         // backward: lse * log2(e), [B, H, L] (written with delta; the wgmma kernels read it)
+  float* lse2;         // backward: lse * log2(e), [B, H, L] (written with delta, read by the wgmma kernels)
   float* dq_acc;       // fused backward: fp32 dQ partial sums, [B, H, query tile, warp, lane, D / 8]
   unsigned* dq_cnt;    // fused backward: contributions added so far, [B, H, query tile, warp]
   int L, H, Hkv, G;    // G = H / Hkv query heads per KV head
@@ -774,8 +774,10 @@ __global__ void __launch_bounds__(kThreads, MinBlocks) flash_bwd_kernel(const Fl
 // most of the instructions at 255 registers (ncu, dK / dV kernel: ~1300 instructions per warp
 // and tile, 2 % of them wgmma; with TMA ~730, and the kernel 2.3x faster).
 // Measured on an H100 (lt2 bench attn, full causal, fwd / fwd + bwd): B4 L4096 H16 D128 0.91 /
-// 2.81 ms, B8 L2048 H12 D64 0.23 / 0.81 ms (bench/RESULTS.md). Each warpgroup still waits for
-// its own products (no producer warp, no ping-pong between the groups).
+// 2.72 ms, B8 L2048 H12 D64 0.23 / 0.79 ms (bench/RESULTS.md). Each warpgroup still waits for
+// its own products; no ping-pong between the groups. A producer warpgroup (setmaxnreg, empty /
+// full mbarriers per stage, no block barrier per tile) gained nothing at D 128 and cost D 64
+// its second block per SM (forward 0.23 -> 0.33 ms), so one thread of the block issues the copies.
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
 #define LT2_FLASH_SM90A 1
 #endif
@@ -937,7 +939,7 @@ constexpr int wg_fwd_min_blocks() {
 // product is done. S_{j+1} needs K_{j+1} while P_j V_j reads V_j, and the load of tile j + 2
 // goes into the stage tile j - 1 freed: three K/V stages. P_j (a register operand) stays
 // untouched until its product is done, so P is double-buffered.
-// Shared: Qs [128][D], Ks [3][BN][D], Vs [3][BN][D].
+// Shared: Qs [128][D], Ks [3][BN][D], Vs [3][BN][D], 3 mbarriers (K / V by TMA, one thread).
 template <int D, int BN>
 constexpr size_t wg_fwd_smem() {
   return sizeof(bf16) * size_t(kWgFwdRows + 6 * BN) * D + 3 * sizeof(uint64_t) + 1024;
@@ -969,7 +971,8 @@ __device__ __forceinline__ void load_kv_stage(const KvMaps& maps, uint64_t* full
 #endif
 
 template <int D, int BN, int MinBlocks>
-__global__ void __launch_bounds__(kThreads, MinBlocks) wg_fwd_kernel(const FlashParams p, const __grid_constant__ KvMaps maps) {
+__global__ void __launch_bounds__(kThreads, MinBlocks)
+    wg_fwd_kernel(const FlashParams p, const __grid_constant__ KvMaps maps) {
 #ifdef LT2_FLASH_SM90A
   constexpr int BM = kWgFwdRows;
   extern __shared__ __align__(128) unsigned char smem_raw[];
@@ -1144,7 +1147,8 @@ constexpr size_t wg_dq_smem() {
   return sizeof(bf16) * size_t(2 * kWgDqRows + 6 * kWgDqKeys) * D + 3 * sizeof(uint64_t) + 1024;
 }
 template <int D, int MinBlocks>
-__global__ void __launch_bounds__(kThreads, MinBlocks) wg_dq_kernel(const FlashParams p, const __grid_constant__ KvMaps maps) {
+__global__ void __launch_bounds__(kThreads, MinBlocks)
+    wg_dq_kernel(const FlashParams p, const __grid_constant__ KvMaps maps) {
 #ifdef LT2_FLASH_SM90A
   constexpr int BM = kWgDqRows, BN = kWgDqKeys;
   extern __shared__ __align__(128) unsigned char smem_raw[];
@@ -1319,7 +1323,8 @@ struct QdoMaps {
 };
 
 template <int D>
-__global__ void __launch_bounds__(128, 2) wg_dkv_kernel(const FlashParams p, const __grid_constant__ QdoMaps maps) {
+__global__ void __launch_bounds__(128, 2)
+    wg_dkv_kernel(const FlashParams p, const __grid_constant__ QdoMaps maps) {
 #ifdef LT2_FLASH_SM90A
   constexpr int BN = kWgDkvKeys, BM = kWgDkvRows, T = 128;
   constexpr unsigned kTileBytes = 2 * BM * D * sizeof(bf16);  // Q and dO of one tile
