@@ -16,8 +16,13 @@ EncodeTiled encode_tiled() {
   static const EncodeTiled fn = [] {
     void* p = nullptr;
     cudaDriverEntryPointQueryResult found{};
-    // 12.0: the first driver with the function; its signature has not changed since.
+    // 12.0: the first driver with the function; its signature has not changed since. The
+    // versioned lookup exists from runtime 12.5 on (the unversioned one is deprecated in 13).
+#if CUDART_VERSION >= 12050
     LT2_CUDA_CHECK(cudaGetDriverEntryPointByVersion("cuTensorMapEncodeTiled", &p, 12000, cudaEnableDefault, &found));
+#else
+    LT2_CUDA_CHECK(cudaGetDriverEntryPoint("cuTensorMapEncodeTiled", &p, cudaEnableDefault, &found));
+#endif
     LT2_CHECK(found == cudaDriverEntryPointSuccess && p, "the CUDA driver has no cuTensorMapEncodeTiled (needs 12.0+)");
     return reinterpret_cast<EncodeTiled>(p);
   }();
