@@ -1304,9 +1304,10 @@ __global__ void __launch_bounds__(kThreads, MinBlocks)
 // tile are committed as four groups and each waited for only when its result is needed (P while
 // dP runs, dS while dV runs); no second tile is in flight (the dK and dV accumulators alone take
 // 128 registers a thread at D = 128). Two blocks share an SM and run out of step, one block's
-// softmax overlapping the other's products. Measured on an H100 (B4 L4096 H16 D128, bwd ms, same call): 2.57 against
-// 2.80 with two warpgroups x 128 keys a block (one block per SM, half the Q / dO traffic); at
-// D = 64 a third block per SM (170 registers, spilling) or two warpgroups lost too.
+// softmax overlapping the other's products. Measured on an H100 (B4 L4096 H16 D128, bwd ms,
+// same call): 2.57 against 2.80 with two warpgroups x 128 keys a block (one block per SM, half
+// the Q / dO traffic); at D = 64 a third block per SM (170 registers, spilling) or two
+// warpgroups lost too.
 // The Q / dO tiles come by TMA (one thread issues four box copies onto the stage's mbarrier):
 // with cp.async every thread computed 16 row addresses per tile, and at 255 registers ptxas
 // rebuilt them each time (ncu: ~1300 instructions per warp and tile, 2 % of them wgmma).
