@@ -110,8 +110,9 @@ __device__ __forceinline__ void load_floats(float* dst, const float* src, int ro
 // Query t sees key s when the pair is causal and inside the window (0: none), in_band, and,
 // with a DSA mask, its bit is set (visible_w / visible_t below). Rows past L (a ragged last
 // tile) see nothing under a mask.
+// (Bitwise, not short-circuit: the kernels evaluate these per score, and && can compile to branches.)
 __device__ __forceinline__ bool in_band(const FlashParams& p, int t, int s) {
-  return s <= t && (p.window == 0 || t - s < p.window);
+  return (s <= t) & ((p.window == 0) | (t - s < p.window));
 }
 // Word w of row `row` of batch b's bit matrix m (the mask, or its transpose): all ones without a
 // mask, zeros past the end.
@@ -156,11 +157,11 @@ __device__ __forceinline__ BlockTile block_tile() {  // 32-bit: flash_supported 
 // With the row's mask word for s in hand: tiles start at multiples of 32 keys, so the loops
 // below read a row's words once per tile, not once per score.
 __device__ __forceinline__ bool visible_w(const FlashParams& p, int t, int s, uint32_t word) {
-  return in_band(p, t, s) && ((word >> (s & 31)) & 1u);
+  return in_band(p, t, s) & bool((word >> (s & 31)) & 1u);
 }
 // The dK/dV kernels' form, with key s's transposed word (bits by query) in hand.
 __device__ __forceinline__ bool visible_t(const FlashParams& p, int t, int s, uint32_t word_t) {
-  return in_band(p, t, s) && ((word_t >> (t & 31)) & 1u);
+  return in_band(p, t, s) & bool((word_t >> (t & 31)) & 1u);
 }
 
 __device__ __forceinline__ float quad_max(float x) {
@@ -998,31 +999,40 @@ __global__ void __launch_bounds__(kThreads, MinBlocks)
     if (threadIdx.x == 0) load_kv_stage<BN, D>(maps, full, Ks, Vs, j % 3, (kt_begin + j) * BN, hk, b);
   };
   auto wait_tile = [&](int j) { mbar_wait(&full[j % 3], (j / 3) & 1); };
-  float m[2] = {-INFINITY, -INFINITY};
+  float m[2] = {-INFINITY, -INFINITY};  // running row maxima in the exp2 domain (scores * scale * log2 e)
   float l[2] = {0.f, 0.f};
   // Softmax of tile j's scores s (raw): updates m, l, returns the rescale factor of O in corr
-  // and P as bf16 A fragments in pa.
+  // and P as bf16 A fragments in pa. The maximum is taken over the raw scores (the scale is
+  // positive), so each exponent is one FFMA: s * scale_log2 - m.
   auto softmax = [&](float (&s)[BN / 8][4], int j, uint32_t (&pa)[BN / 16][4], float (&corr)[2]) {
     const int s0 = (kt_begin + j) * BN;
+    // Where the tile crosses the diagonal or the window edge (or under a mask), the keys a row
+    // does not see get -inf: one warp-uniform branch, then a select per score. (A test per
+    // score, `need_mask && !visible`, compiled to a branch per score: ncu put 42 % of the
+    // forward's stall samples on those branches.)
     const bool need_mask = p.mask != nullptr || s0 + BN - 1 > wr0 || (p.window > 0 && wr0 + 15 - s0 >= p.window);
-    uint32_t mw[2][(BN + 31) / 32];  // rows g, g + 8: their mask words for this tile (all ones unmasked)
-    mask_words(p, p.mask, b, wr0 + g, s0 >> 5, mw);
+    if (need_mask) {
+      uint32_t mw[2][(BN + 31) / 32];  // rows g, g + 8: their mask words for this tile (all ones unmasked)
+      mask_words(p, p.mask, b, wr0 + g, s0 >> 5, mw);
+#pragma unroll
+      for (int nb = 0; nb < BN / 8; ++nb)
+#pragma unroll
+        for (int i = 0; i < 4; ++i) {
+          const bool vis = visible_w(p, wr0 + g + 8 * (i >> 1), s0 + nb * 8 + 2 * tq + (i & 1), mw[i >> 1][nb >> 2]);
+          s[nb][i] = vis ? s[nb][i] : -INFINITY;
+        }
+    }
     float mx[2] = {-INFINITY, -INFINITY};
 #pragma unroll
     for (int nb = 0; nb < BN / 8; ++nb)
 #pragma unroll
-      for (int i = 0; i < 4; ++i) {
-        float x = s[nb][i] * p.scale_log2;
-        if (need_mask && !visible_w(p, wr0 + g + 8 * (i >> 1), s0 + nb * 8 + 2 * tq + (i & 1), mw[i >> 1][nb >> 2])) x = -INFINITY;
-        s[nb][i] = x;
-        mx[i >> 1] = fmaxf(mx[i >> 1], x);
-      }
-    float m_use[2];
+      for (int i = 0; i < 4; ++i) mx[i >> 1] = fmaxf(mx[i >> 1], s[nb][i]);  // raw: the scale is positive
+    float ms[2];  // -m, the FFMA's addend (0 for a row that has seen no key yet: exp2(-inf) = 0)
 #pragma unroll
     for (int r = 0; r < 2; ++r) {
-      const float m_new = fmaxf(m[r], quad_max(mx[r]));
-      m_use[r] = m_new == -INFINITY ? 0.f : m_new;  // exp2(-inf - 0) = 0, not NaN
-      corr[r] = exp2_sfu(m[r] - m_use[r]);
+      const float m_new = fmaxf(m[r], quad_max(mx[r]) * p.scale_log2);
+      ms[r] = m_new == -INFINITY ? 0.f : -m_new;
+      corr[r] = exp2_sfu(m[r] + ms[r]);  // exp2(-inf) = 0, not NaN
       m[r] = m_new;
     }
     float ls[2] = {0.f, 0.f};
@@ -1030,7 +1040,7 @@ __global__ void __launch_bounds__(kThreads, MinBlocks)
     for (int nb = 0; nb < BN / 8; ++nb)
 #pragma unroll
       for (int i = 0; i < 4; ++i) {
-        const float e = exp2_sfu(s[nb][i] - m_use[i >> 1]);
+        const float e = exp2_sfu(fmaf(s[nb][i], p.scale_log2, ms[i >> 1]));
         s[nb][i] = e;
         ls[i >> 1] += e;
       }
@@ -1439,7 +1449,7 @@ __global__ void __launch_bounds__(128, 2)
 #pragma unroll
           for (int i = 0; i < 4; ++i) {
             const int t = qt0 + nb * 8 + 2 * tq + (i & 1);
-            const bool vis = t < p.L && visible_t(p, t, wk0 + g + 8 * (i >> 1), mwt[i >> 1][nb >> 2]);
+            const bool vis = (t < p.L) & visible_t(p, t, wk0 + g + 8 * (i >> 1), mwt[i >> 1][nb >> 2]);
             s[nb][i] = vis ? s[nb][i] : 0.f;
           }
       }
