@@ -807,20 +807,31 @@ __device__ __forceinline__ uint64_t gmma_desc(uint32_t addr, uint32_t lbo, uint3
   return uint64_t((addr & 0x3FFFF) >> 4) | (uint64_t(lbo >> 4) << 16) | (uint64_t(sbo >> 4) << 32) |
          (uint64_t(1) << 62);
 }
+// The descriptor `bytes` further on: added to the 14-bit address field in the low word, which
+// cannot carry (shared memory ends below 256 KB). The k-steps of one tile then share one
+// descriptor and each adds a constant (one instruction; ncu counted ~6 uniform-datapath
+// instructions per wgmma when every step rebuilt its descriptor from the address).
+__device__ __forceinline__ uint64_t desc_offset(uint64_t d, uint32_t bytes) {
+  return (d & 0xFFFFFFFF00000000ull) | uint32_t(uint32_t(d) + (bytes >> 4));
+}
 // An R-row tile as a K-major operand (its rows are M or N, its columns k): rows r0.. (multiple
 // of 8; row groups of 8 are 1024 bytes apart = SBO), k-step kk: 32 bytes further inside a
 // 64-column block, R * 128 bytes to the next block. LBO is unused for K-major swizzled layouts.
 template <int R>
 __device__ __forceinline__ uint64_t desc_kmajor(uint32_t tile, int r0, int kk) {
-  return gmma_desc(tile + (kk >> 2) * R * 128 + (kk & 3) * 32 + r0 * 128, 16, 1024);
+  return desc_offset(gmma_desc(tile, 16, 1024), (kk >> 2) * R * 128 + (kk & 3) * 32 + r0 * 128);
 }
 // The same tile as an MN-major operand (rows = k, columns = N), k-step kk = rows 16 kk ..:
 // two 1024-byte row groups per step; the next 64 columns (N) are R * 128 bytes on (LBO), the
 // next 8 rows (k) 1024 bytes (SBO).
 template <int R>
 __device__ __forceinline__ uint64_t desc_mnmajor(uint32_t tile, int kk) {
-  return gmma_desc(tile + kk * 2048, R * 128, 1024);
+  return desc_offset(gmma_desc(tile, R * 128, 1024), kk * 2048);
 }
+// threadIdx.x / 128, broadcast from lane 0 so that the compiler knows it is the same in the
+// whole warp: the descriptors built from it then stay in uniform registers, not rebuilt in
+// every thread's registers and moved over before each wgmma.
+__device__ __forceinline__ int warpgroup_index() { return __shfl_sync(~0u, int(threadIdx.x) >> 7, 0); }
 // Dynamic shared memory rounded up to the 1024-byte alignment the swizzle pattern assumes
 // (the kernels ask for 1 KiB more than their tiles need).
 __device__ __forceinline__ unsigned char* align1k(unsigned char* p) {
@@ -982,7 +993,8 @@ __global__ void __launch_bounds__(kThreads, MinBlocks)
   bf16* Ks = Qs + BM * D;
   bf16* Vs = Ks + 3 * BN * D;
   uint64_t* full = reinterpret_cast<uint64_t*>(Vs + 3 * BN * D);  // [3]: the stage's K / V landed
-  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, tq = lane & 3, wg = warp >> 2;
+  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, tq = lane & 3;
+  const int wg = warpgroup_index();
   const int n_qt = (p.L + BM - 1) / BM;
   const BlockTile bt = block_tile();
   const int t0 = (n_qt - 1 - bt.rank) * BM;
@@ -1168,7 +1180,8 @@ __global__ void __launch_bounds__(kThreads, MinBlocks)
   bf16* Ks = dOs + BM * D;
   bf16* Vs = Ks + 3 * BN * D;
   uint64_t* full = reinterpret_cast<uint64_t*>(Vs + 3 * BN * D);  // [3]: the stage's K / V landed
-  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, tq = lane & 3, wg = warp >> 2;
+  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, tq = lane & 3;
+  const int wg = warpgroup_index();
   const int n_qt = (p.L + BM - 1) / BM;
   const BlockTile bt = block_tile();
   const int t0 = (n_qt - 1 - bt.rank) * BM;
