@@ -853,6 +853,17 @@ __device__ __forceinline__ void mbar_wait(uint64_t* bar, unsigned parity) {
       "mbarrier.try_wait.parity.shared::cta.b64 done, [%0], %1;\n"
       "@!done bra LT2_MBAR_WAIT_%=;\n}\n" ::"r"(smem_u32(bar)), "r"(parity) : "memory");
 }
+// One arrival (no bytes announced): a consumer is done with a stage.
+__device__ __forceinline__ void mbar_arrive(uint64_t* bar) {
+  asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];\n" ::"r"(smem_u32(bar)) : "memory");
+}
+// Named barriers (ids 1.. ; 0 is __syncthreads) over n threads: sync waits, arrive does not.
+__device__ __forceinline__ void named_bar_sync(int id, int n) {
+  asm volatile("bar.sync %0, %1;\n" ::"r"(id), "r"(n) : "memory");
+}
+__device__ __forceinline__ void named_bar_arrive(int id, int n) {
+  asm volatile("bar.arrive %0, %1;\n" ::"r"(id), "r"(n) : "memory");
+}
 // Box (c0, c1, c2, c3) of a rank-4 map into shared memory at dst (1024-byte aligned for the swizzle).
 __device__ __forceinline__ void tma_load_4d(void* dst, const CUtensorMap& map, uint64_t* bar, int c0, int c1, int c2,
                                             int c3) {
@@ -954,18 +965,24 @@ constexpr int wg_fwd_min_blocks() {
 // Shared: Qs [128][D], Ks [3][BN][D], Vs [3][BN][D], 3 mbarriers (K / V by TMA, one thread).
 template <int D, int BN>
 constexpr size_t wg_fwd_smem() {
-  return sizeof(bf16) * size_t(kWgFwdRows + 6 * BN) * D + 3 * sizeof(uint64_t) + 1024;
+  return sizeof(bf16) * size_t(kWgFwdRows + 6 * BN) * D + 6 * sizeof(uint64_t) + 1024;
 }
 // The K and V maps: [B, L, Hkv, D] bf16 in boxes of 64 columns x 64 rows of one (batch, head).
 struct KvMaps {
   CUtensorMap k, v;
 };
 #ifdef LT2_FLASH_SM90A
-// The forward's and dQ kernel's K / V stages: one mbarrier each (one arrival, the copy's bytes).
+// The forward's and dQ kernel's K / V stages: full[3] (one arrival, the copy's bytes) and, in
+// the ping-pong kernels, empty[3] = full + 3 (the 256 consumer threads, once their products have
+// read the stage).
+template <bool PP>
 __device__ __forceinline__ void init_kv_stages(uint64_t* full) {
   if (threadIdx.x == 0) {
 #pragma unroll
-    for (int i = 0; i < 3; ++i) mbar_init(&full[i], 1);
+    for (int i = 0; i < 3; ++i) {
+      mbar_init(&full[i], 1);
+      if constexpr (PP) mbar_init(&full[3 + i], kThreads);
+    }
   }
   __syncthreads();
 }
@@ -980,10 +997,34 @@ __device__ __forceinline__ void load_kv_stage(const KvMaps& maps, uint64_t* full
     tma_load_4d(Vs + st * BN * D + c * BN * 64, maps.v, &full[st], c * 64, s0, hk, b);
   }
 }
+// Ping-pong (FlashAttention-3), in the forward at D = 128: a ninth warp issues
+// the K / V copies, each stage freed by its empty mbarrier (no block barrier per tile), and the
+// two warpgroups take turns issuing their products (named barriers 1 and 2), so that one group's
+// softmax runs while the other's products do. Measured on an H100 (B4 L4096 H16 D128, same
+// call): forward 0.62 -> 0.56 ms; the same in the dQ kernel gained nothing (see there). D = 64
+// runs two blocks per SM, which leave no registers for a ninth warp (ptxas serializes the
+// wgmma, C7512).
+// The ninth warp's lane 0: tile j + 3 into the stage that tile j freed (tiles 0-2 are issued
+// before the roles split).
+template <int BN, int D>
+__device__ __forceinline__ void kv_producer(const KvMaps& maps, uint64_t* full, bf16* Ks, bf16* Vs, int kt_begin,
+                                            int n_kt, int hk, int b) {
+  if ((threadIdx.x & 31) != 0) return;
+  for (int j = 0; j + 3 < n_kt; ++j) {
+    mbar_wait(&full[3 + j % 3], (j / 3) & 1);
+    load_kv_stage<BN, D>(maps, full, Ks, Vs, j % 3, (kt_begin + j + 3) * BN, hk, b);
+  }
+}
+// This warpgroup's turn to issue its products; then the other group's turn.
+__device__ __forceinline__ void pp_turn_begin(int wg) { named_bar_sync(1 + wg, kThreads); }
+__device__ __forceinline__ void pp_turn_end(int wg) { named_bar_arrive(1 + (wg ^ 1), kThreads); }
 #endif
-
-template <int D, int BN, int MinBlocks>
-__global__ void __launch_bounds__(kThreads, MinBlocks)
+template <bool PP>
+constexpr int wg_threads() {
+  return PP ? kThreads + 32 : kThreads;
+}
+template <int D, int BN, int MinBlocks, bool PP>
+__global__ void __launch_bounds__(wg_threads<PP>(), MinBlocks)
     wg_fwd_kernel(const FlashParams p, const __grid_constant__ KvMaps maps) {
 #ifdef LT2_FLASH_SM90A
   constexpr int BM = kWgFwdRows;
@@ -992,7 +1033,7 @@ __global__ void __launch_bounds__(kThreads, MinBlocks)
   bf16* Qs = reinterpret_cast<bf16*>(smem);
   bf16* Ks = Qs + BM * D;
   bf16* Vs = Ks + 3 * BN * D;
-  uint64_t* full = reinterpret_cast<uint64_t*>(Vs + 3 * BN * D);  // [3]: the stage's K / V landed
+  uint64_t* full = reinterpret_cast<uint64_t*>(Vs + 3 * BN * D);  // [3] (+ [3] empty with PP)
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, tq = lane & 3;
   const int wg = warpgroup_index();
   const int n_qt = (p.L + BM - 1) / BM;
@@ -1006,11 +1047,18 @@ __global__ void __launch_bounds__(kThreads, MinBlocks)
   const int n_kt = t_last / BN + 1 - kt_begin;
   const int wr0 = t0 + warp * 16;
   const uint32_t q_tile = smem_u32(Qs);
-  init_kv_stages(full);
+  constexpr int kIssuer = PP ? kThreads : 0;  // the thread that issues the copies (the ninth warp's first)
+  init_kv_stages<PP>(full);
   auto load_tile = [&](int j) {  // tile kt_begin + j into stage j % 3
-    if (threadIdx.x == 0) load_kv_stage<BN, D>(maps, full, Ks, Vs, j % 3, (kt_begin + j) * BN, hk, b);
+    if (threadIdx.x == kIssuer) load_kv_stage<BN, D>(maps, full, Ks, Vs, j % 3, (kt_begin + j) * BN, hk, b);
   };
   auto wait_tile = [&](int j) { mbar_wait(&full[j % 3], (j / 3) & 1); };
+  auto turn_begin = [&] {
+    if constexpr (PP) pp_turn_begin(wg);
+  };
+  auto turn_end = [&] {
+    if constexpr (PP) pp_turn_end(wg);
+  };
   float m[2] = {-INFINITY, -INFINITY};  // running row maxima in the exp2 domain (scores * scale * log2 e)
   float l[2] = {0.f, 0.f};
   // Softmax of tile j's scores s (raw): updates m, l, returns the rescale factor of O in corr
@@ -1062,14 +1110,28 @@ __global__ void __launch_bounds__(kThreads, MinBlocks)
     for (int kk = 0; kk < BN / 16; ++kk) c_to_a(pa[kk], s[2 * kk], s[2 * kk + 1]);
   };
 
-  load_rows_sw<BM, D>(Qs, p.q + q_off, q_ld, t0, p.L);
-  cp_async_commit();
-  load_tile(0);
-  if (n_kt > 1) load_tile(1);
-  cp_async_wait<0>();
-  wait_tile(0);
-  fence_proxy_async();  // Q came by cp.async, through the generic proxy
-  __syncthreads();
+  if constexpr (PP) {
+    load_tile(0);
+    if (n_kt > 1) load_tile(1);
+    if (n_kt > 2) load_tile(2);
+    if (threadIdx.x < kThreads) load_rows_sw<BM, D>(Qs, p.q + q_off, q_ld, t0, p.L);
+    cp_async_commit();
+    cp_async_wait<0>();
+    fence_proxy_async();  // Q came by cp.async, through the generic proxy
+    __syncthreads();
+    if (warp == kThreads / 32) return kv_producer<BN, D>(maps, full, Ks, Vs, kt_begin, n_kt, hk, b);
+    wait_tile(0);
+    if (wg == 1) named_bar_arrive(1, kThreads);  // group 0 issues first
+  } else {
+    load_rows_sw<BM, D>(Qs, p.q + q_off, q_ld, t0, p.L);
+    cp_async_commit();
+    load_tile(0);
+    if (n_kt > 1) load_tile(1);
+    cp_async_wait<0>();
+    wait_tile(0);
+    fence_proxy_async();  // Q came by cp.async, through the generic proxy
+    __syncthreads();
+  }
 
   float acc[D / 8][4];
 #pragma unroll
@@ -1080,11 +1142,13 @@ __global__ void __launch_bounds__(kThreads, MinBlocks)
   float s_nx[BN / 8][4];
   uint32_t pa[BN / 16][4];  // P_j, read by the product in flight
   {
+    turn_begin();
     wgmma_fence();
 #pragma unroll
     for (int kk = 0; kk < D / 16; ++kk)
       wgmma_ss<BN, 0>(s_nx, desc_kmajor<BM>(q_tile, wg * 64, kk), desc_kmajor<BN>(smem_u32(Ks), 0, kk), kk);
     wgmma_commit();
+    turn_end();
     wgmma_wait<0>();
     reg_fence(s_nx);
     float corr[2];
@@ -1093,9 +1157,12 @@ __global__ void __launch_bounds__(kThreads, MinBlocks)
 
   for (int j = 0; j + 1 < n_kt; ++j) {
     wait_tile(j + 1);
-    __syncthreads();  // every group is done with tile j - 1's stage, which tile j + 2 takes
-    if (j + 2 < n_kt) load_tile(j + 2);
+    if constexpr (!PP) {
+      __syncthreads();  // every group is done with tile j - 1's stage, which tile j + 2 takes
+      if (j + 2 < n_kt) load_tile(j + 2);
+    }
     const uint32_t k_tile = smem_u32(Ks + ((j + 1) % 3) * BN * D), v_tile = smem_u32(Vs + (j % 3) * BN * D);
+    turn_begin();
     wgmma_fence();
 #pragma unroll
     for (int kk = 0; kk < D / 16; ++kk)
@@ -1104,6 +1171,7 @@ __global__ void __launch_bounds__(kThreads, MinBlocks)
 #pragma unroll
     for (int kk = 0; kk < BN / 16; ++kk) wgmma_rs<D, 1>(acc, pa[kk], desc_mnmajor<BN>(v_tile, kk), 1);
     wgmma_commit();
+    turn_end();
     wgmma_wait<1>();  // S_{j+1} done; P_j V_j may still run
     reg_fence(s_nx);
     float s[BN / 8][4];
@@ -1117,6 +1185,7 @@ __global__ void __launch_bounds__(kThreads, MinBlocks)
     wgmma_wait<0>();
     reg_fence(acc);
     reg_fence(pa);  // P_j is read by the product until here: P_{j+1} must not take its registers
+    if constexpr (PP) mbar_arrive(&full[3 + j % 3]);  // K_j and V_j are read: the stage is empty
 #pragma unroll
     for (int i = 0; i < D / 8; ++i) {
       acc[i][0] *= corr[0];
@@ -1131,10 +1200,12 @@ __global__ void __launch_bounds__(kThreads, MinBlocks)
   }
   {  // the last tile's P V
     const uint32_t v_tile = smem_u32(Vs + ((n_kt - 1) % 3) * BN * D);
+    turn_begin();
     wgmma_fence();
 #pragma unroll
     for (int kk = 0; kk < BN / 16; ++kk) wgmma_rs<D, 1>(acc, pa[kk], desc_mnmajor<BN>(v_tile, kk), 1);
     wgmma_commit();
+    if (wg == 0) turn_end();  // group 1's last turn is its last: no arrival left pending at exit
     wgmma_wait<0>();
     reg_fence(acc);
   }
@@ -1161,9 +1232,11 @@ __global__ void __launch_bounds__(kThreads, MinBlocks)
 constexpr int kWgDqRows = 128, kWgDqKeys = 64;
 
 // Software-pipelined like wg_fwd_kernel: S_{j+1}, dP_{j+1} and dQ += dS_j K_j are issued
-// together; dS_{j+1} is computed while dS_j K_j still runs. Three K/V stages, filled by TMA
+// together (three commit groups, in that order); P_{j+1} is computed while dP_{j+1} runs, and
+// dS_{j+1} while dS_j K_j runs. Three K/V stages, filled by TMA
 // (one thread, four box copies onto the stage's mbarrier; see wg_dkv_kernel for why).
-// Shared: Qs, dOs [128][D], Ks, Vs [3][64][D], 3 mbarriers.
+// Shared: Qs, dOs [128][D], Ks, Vs [3][64][D], 3 mbarriers. (Ping-pong as in the forward gained
+// nothing here: B4 L4096 H16 D128 bwd 1.72-1.78 ms either way, H100.)
 template <int D>
 constexpr size_t wg_dq_smem() {
   return sizeof(bf16) * size_t(2 * kWgDqRows + 6 * kWgDqKeys) * D + 3 * sizeof(uint64_t) + 1024;
@@ -1179,7 +1252,7 @@ __global__ void __launch_bounds__(kThreads, MinBlocks)
   bf16* dOs = Qs + BM * D;
   bf16* Ks = dOs + BM * D;
   bf16* Vs = Ks + 3 * BN * D;
-  uint64_t* full = reinterpret_cast<uint64_t*>(Vs + 3 * BN * D);  // [3]: the stage's K / V landed
+  uint64_t* full = reinterpret_cast<uint64_t*>(Vs + 3 * BN * D);  // [3] (+ [3] empty with PP)
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, tq = lane & 3;
   const int wg = warpgroup_index();
   const int n_qt = (p.L + BM - 1) / BM;
@@ -1192,7 +1265,7 @@ __global__ void __launch_bounds__(kThreads, MinBlocks)
   const int kt_begin = p.window > 0 ? max(0, t0 - p.window + 1) / BN : 0;
   const int n_kt = t_last / BN + 1 - kt_begin;
   const int wr0 = t0 + warp * 16;
-  init_kv_stages(full);
+  init_kv_stages<false>(full);
   auto load_tile = [&](int j) {  // tile kt_begin + j into stage j % 3
     if (threadIdx.x == 0) load_kv_stage<BN, D>(maps, full, Ks, Vs, j % 3, (kt_begin + j) * BN, hk, b);
   };
@@ -1212,27 +1285,26 @@ __global__ void __launch_bounds__(kThreads, MinBlocks)
     dl[r] = t < p.L ? p.delta[row_off + t] : 0.f;
   }
   const uint32_t q_tile = smem_u32(Qs), do_tile = smem_u32(dOs);
+  // S_j and dP_j as two commit groups: P is computed while dP still runs.
   auto issue_s_dp = [&](float (&s)[BN / 8][4], float (&dp)[BN / 8][4], int j) {
     const uint32_t k_tile = smem_u32(Ks + (j % 3) * BN * D), v_tile = smem_u32(Vs + (j % 3) * BN * D);
 #pragma unroll
     for (int kk = 0; kk < D / 16; ++kk)
       wgmma_ss<BN, 0>(s, desc_kmajor<BM>(q_tile, wg * 64, kk), desc_kmajor<BN>(k_tile, 0, kk), kk);
+    wgmma_commit();
 #pragma unroll
     for (int kk = 0; kk < D / 16; ++kk)
       wgmma_ss<BN, 0>(dp, desc_kmajor<BM>(do_tile, wg * 64, kk), desc_kmajor<BN>(v_tile, 0, kk), kk);
     wgmma_commit();
   };
-  // dS of tile j (unscaled) as bf16 A fragments, from the raw S and dP accumulators; the keys a
-  // query does not see (diagonal, window edge, mask, end) get 0 by a select, not a branch.
-  auto make_ds = [&](float (&s)[BN / 8][4], const float (&dp)[BN / 8][4], int j, uint32_t (&sa)[BN / 16][4]) {
+  // P of tile j from the raw S accumulators, in place; the keys a query does not see
+  // (diagonal, window edge, mask, end) get 0 by a select, not a branch.
+  auto make_p = [&](float (&s)[BN / 8][4], int j) {
     const int s0 = (kt_begin + j) * BN;
 #pragma unroll
     for (int nb = 0; nb < BN / 8; ++nb)
 #pragma unroll
-      for (int i = 0; i < 4; ++i) {
-        const int r = i >> 1;
-        s[nb][i] = exp2_sfu(fmaf(s[nb][i], p.scale_log2, -lse2[r])) * (dp[nb][i] - dl[r]);
-      }
+      for (int i = 0; i < 4; ++i) s[nb][i] = exp2_sfu(fmaf(s[nb][i], p.scale_log2, -lse2[i >> 1]));
     const bool need_mask = p.mask != nullptr || s0 + BN - 1 > wr0 || (p.window > 0 && wr0 + 15 - s0 >= p.window);
     if (need_mask) {
       uint32_t mw[2][(BN + 31) / 32];  // rows g, g + 8: their mask words for this tile (all ones unmasked)
@@ -1246,8 +1318,16 @@ __global__ void __launch_bounds__(kThreads, MinBlocks)
           s[nb][i] = vis ? s[nb][i] : 0.f;
         }
     }
+  };
+  // dS = P (dP - delta) (unscaled) as bf16 A fragments.
+  auto make_ds = [&](const float (&pr)[BN / 8][4], const float (&dp)[BN / 8][4], uint32_t (&sa)[BN / 16][4]) {
+    float ds[BN / 8][4];
 #pragma unroll
-    for (int kk = 0; kk < BN / 16; ++kk) c_to_a(sa[kk], s[2 * kk], s[2 * kk + 1]);
+    for (int nb = 0; nb < BN / 8; ++nb)
+#pragma unroll
+      for (int i = 0; i < 4; ++i) ds[nb][i] = pr[nb][i] * (dp[nb][i] - dl[i >> 1]);
+#pragma unroll
+    for (int kk = 0; kk < BN / 16; ++kk) c_to_a(sa[kk], ds[2 * kk], ds[2 * kk + 1]);
   };
 
   cp_async_wait<0>();
@@ -1264,7 +1344,8 @@ __global__ void __launch_bounds__(kThreads, MinBlocks)
   wgmma_wait<0>();
   reg_fence(s_nx);
   reg_fence(dp_nx);
-  make_ds(s_nx, dp_nx, 0, sa);
+  make_p(s_nx, 0);
+  make_ds(s_nx, dp_nx, sa);
 
   for (int j = 0; j + 1 < n_kt; ++j) {
     wait_tile(j + 1);
@@ -1276,19 +1357,22 @@ __global__ void __launch_bounds__(kThreads, MinBlocks)
 #pragma unroll
     for (int kk = 0; kk < BN / 16; ++kk) wgmma_rs<D, 1>(acc, sa[kk], desc_mnmajor<BN>(k_tile, kk), 1);
     wgmma_commit();
-    wgmma_wait<1>();
+    wgmma_wait<2>();  // S_{j+1}; dP_{j+1} and dS_j K_j may still run
     reg_fence(s_nx);
-    reg_fence(dp_nx);
     float s[BN / 8][4], dp[BN / 8][4];
 #pragma unroll
     for (int i = 0; i < BN / 8; ++i)
 #pragma unroll
-      for (int c = 0; c < 4; ++c) {
-        s[i][c] = s_nx[i][c];
-        dp[i][c] = dp_nx[i][c];
-      }
+      for (int c = 0; c < 4; ++c) s[i][c] = s_nx[i][c];
+    make_p(s, j + 1);
+    wgmma_wait<1>();  // dP_{j+1}
+    reg_fence(dp_nx);
+#pragma unroll
+    for (int i = 0; i < BN / 8; ++i)
+#pragma unroll
+      for (int c = 0; c < 4; ++c) dp[i][c] = dp_nx[i][c];
     uint32_t sa_nx[BN / 16][4];
-    make_ds(s, dp, j + 1, sa_nx);
+    make_ds(s, dp, sa_nx);
     wgmma_wait<0>();
     reg_fence(acc);
     reg_fence(sa);
@@ -1600,9 +1684,10 @@ void flash_forward(const Tensor& q, const Tensor& k, const Tensor& v, int64_t wi
       KvMaps maps;
       maps.k = head_rows_map(p.k, q.dim(0), p.L, p.Hkv, D, kWgFwdKeys);
       maps.v = head_rows_map(p.v, q.dim(0), p.L, p.Hkv, D, kWgFwdKeys);
-      auto kernel = wg_fwd_kernel<D, kWgFwdKeys, wg_fwd_min_blocks<D>()>;
+      constexpr bool kPingPong = D == 128;
+      auto kernel = wg_fwd_kernel<D, kWgFwdKeys, wg_fwd_min_blocks<D>(), kPingPong>;
       allow_smem(kernel, wg_fwd_smem<D, kWgFwdKeys>());
-      kernel<<<grid, kThreads, wg_fwd_smem<D, kWgFwdKeys>(), stream()>>>(p, maps);
+      kernel<<<grid, wg_threads<kPingPong>(), wg_fwd_smem<D, kWgFwdKeys>(), stream()>>>(p, maps);
     } else {
       const dim3 grid(unsigned((p.L + kFwdRows - 1) / kFwdRows), unsigned(p.H), unsigned(q.dim(0)));
       auto kernel = flash_fwd_kernel<D, fwd_min_blocks<D>()>;
