@@ -775,10 +775,10 @@ __global__ void __launch_bounds__(kThreads, MinBlocks) flash_bwd_kernel(const Fl
 // most of the instructions at 255 registers (ncu, dK / dV kernel: ~1300 instructions per warp
 // and tile, 2 % of them wgmma; with TMA ~730, and the kernel 2.3x faster).
 // Measured on an H100 (lt2 bench attn, full causal, fwd / fwd + bwd): B4 L4096 H16 D128 0.91 /
-// 2.72 ms, B8 L2048 H12 D64 0.23 / 0.79 ms (bench/RESULTS.md). Each warpgroup still waits for
-// its own products; no ping-pong between the groups. A producer warpgroup (setmaxnreg, empty /
-// full mbarriers per stage, no block barrier per tile) gained nothing at D 128 and cost D 64
-// its second block per SM (forward 0.23 -> 0.33 ms), so one thread of the block issues the copies.
+// 2.72 ms, B8 L2048 H12 D64 0.23 / 0.79 ms in the ninth session; then (tenth session) the
+// mask as a select instead of a branch per score, the exponent as one FFMA, descriptors as a
+// base plus a constant in uniform registers, ping-pong in the D = 128 forward, and branch-free
+// copies in the dK/dV kernel: 0.54 / 2.17-2.22 and 0.15 / 0.64-0.66 ms (bench/RESULTS.md).
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
 #define LT2_FLASH_SM90A 1
 #endif
@@ -871,6 +871,24 @@ __device__ __forceinline__ void tma_load_4d(void* dst, const CUtensorMap& map, u
       "cp.async.bulk.tensor.4d.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1, {%2, %3, %4, %5}], [%6];\n" ::"r"(
           smem_u32(dst)),
       "l"(reinterpret_cast<uint64_t>(&map)), "r"(c0), "r"(c1), "r"(c2), "r"(c3), "r"(smem_u32(bar))
+      : "memory");
+}
+
+// The same two, issued only where `on`, by a predicate instead of a branch: ptxas serializes the
+// wgmma of a kernel that branches on the thread while one is in flight (C7515).
+__device__ __forceinline__ void mbar_arrive_expect_if(bool on, uint64_t* bar, unsigned bytes) {
+  asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %2, 0;\n@p mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;\n}\n" ::"r"(
+                   smem_u32(bar)),
+               "r"(bytes), "r"(int(on))
+               : "memory");
+}
+__device__ __forceinline__ void tma_load_4d_if(bool on, void* dst, const CUtensorMap& map, uint64_t* bar, int c0,
+                                               int c1, int c2, int c3) {
+  asm volatile(
+      "{\n.reg .pred p;\nsetp.ne.b32 p, %7, 0;\n"
+      "@p cp.async.bulk.tensor.4d.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1, {%2, %3, %4, %5}], [%6];\n}\n" ::"r"(
+          smem_u32(dst)),
+      "l"(reinterpret_cast<uint64_t>(&map)), "r"(c0), "r"(c1), "r"(c2), "r"(c3), "r"(smem_u32(bar)), "r"(int(on))
       : "memory");
 }
 
@@ -1409,15 +1427,18 @@ __global__ void __launch_bounds__(kThreads, MinBlocks)
 // head of the KV group in a fixed order; S^T = K Q^T and dP^T = V dO^T with keys as rows, so
 // P^T and dS^T are register A operands of dV += P^T dO and dK += dS^T Q. The four products of a
 // tile are committed as four groups and each waited for only when its result is needed (P while
-// dP runs, dS while dV runs); no second tile is in flight (the dK and dV accumulators alone take
-// 128 registers a thread at D = 128). Two blocks share an SM and run out of step, one block's
-// softmax overlapping the other's products. Measured on an H100 (B4 L4096 H16 D128, bwd ms,
+// dP runs, dS while dV runs); at D = 64 the next tile's S and dP are issued before dK (Ahead,
+// below), at D = 128 no second tile is in flight (the dK and dV accumulators alone take 128
+// registers a thread). Two blocks share an SM and run out of step, one block's softmax
+// overlapping the other's products. Measured on an H100 (B4 L4096 H16 D128, bwd ms,
 // same call): 2.57 against 2.80 with two warpgroups x 128 keys a block (one block per SM, half
 // the Q / dO traffic); at D = 64 a third block per SM (170 registers, spilling) or two
 // warpgroups lost too.
 // The Q / dO tiles come by TMA (one thread issues four box copies onto the stage's mbarrier):
 // with cp.async every thread computed 16 row addresses per tile, and at 255 registers ptxas
-// rebuilt them each time (ncu: ~1300 instructions per warp and tile, 2 % of them wgmma).
+// rebuilt them each time (ncu: ~1300 instructions per warp and tile, 2 % of them wgmma). The
+// copies of a tile branch on no thread (predicated TMA, lse2 / delta one row a thread): with
+// the branch-free copy, B4 L4096 H16 D128 bwd went 1.72-1.89 -> 1.63-1.66 ms (H100, same call).
 // Shared: Ks, Vs [64][D]; Qs, dOs [2][64][D]; lse2, delta [2][64] (fp32); 2 mbarriers.
 constexpr int kWgDkvKeys = 64, kWgDkvRows = 64;
 template <int D>
@@ -1430,7 +1451,7 @@ struct QdoMaps {
   CUtensorMap q, dout;
 };
 
-template <int D>
+template <int D, bool Ahead>
 __global__ void __launch_bounds__(128, 2)
     wg_dkv_kernel(const FlashParams p, const __grid_constant__ QdoMaps maps) {
 #ifdef LT2_FLASH_SM90A
@@ -1462,18 +1483,21 @@ __global__ void __launch_bounds__(128, 2)
   }
   __syncthreads();
   // Tile (head h, rows qt0..) into stage buf: Q / dO by TMA, lse2 / delta by cp.async.
+  // No branch on the thread (the copies are predicated, lse2 / delta one row a thread): it runs
+  // while products are in flight.
+  static_assert(T == 2 * BM, "threads 0-63 copy lse2, threads 64-127 delta");
   auto load_queries = [&](int h, int qt0, int buf) {
-    if (threadIdx.x == 0) {
-      mbar_arrive_expect(&full[buf], kTileBytes);
+    const bool issuer = threadIdx.x == 0;
+    mbar_arrive_expect_if(issuer, &full[buf], kTileBytes);
 #pragma unroll
-      for (int c = 0; c < D / 64; ++c) {
-        tma_load_4d(Qs + buf * BM * D + c * BM * 64, maps.q, &full[buf], c * 64, qt0, h, b);
-        tma_load_4d(dOs + buf * BM * D + c * BM * 64, maps.dout, &full[buf], c * 64, qt0, h, b);
-      }
+    for (int c = 0; c < D / 64; ++c) {
+      tma_load_4d_if(issuer, Qs + buf * BM * D + c * BM * 64, maps.q, &full[buf], c * 64, qt0, h, b);
+      tma_load_4d_if(issuer, dOs + buf * BM * D + c * BM * 64, maps.dout, &full[buf], c * 64, qt0, h, b);
     }
-    const int64_t row_off = (int64_t(b) * p.H + h) * p.L;
-    load_floats<BM, T>(lse_s + buf * BM, p.lse2 + row_off, qt0, p.L);
-    load_floats<BM, T>(dl_s + buf * BM, p.delta + row_off, qt0, p.L);
+    const int i = threadIdx.x % BM;
+    const bool ok = qt0 + i < p.L, is_delta = threadIdx.x >= BM;
+    const float* src = (is_delta ? p.delta : p.lse2) + (int64_t(b) * p.H + h) * p.L;
+    cp_async4((is_delta ? dl_s : lse_s) + buf * BM + i, ok ? src + qt0 + i : src, ok);
   };
   load_rows_sw<BN, D, T>(Ks, p.k + kv_off, kv_ld, s0, p.L);
   load_rows_sw<BN, D, T>(Vs, p.v + kv_off, kv_ld, s0, p.L);
@@ -1488,97 +1512,174 @@ __global__ void __launch_bounds__(128, 2)
 #pragma unroll
     for (int j = 0; j < 4; ++j) acc_k[i][j] = acc_v[i][j] = 0.f;
 
-  int h = hk * p.G, qt = qt_begin;  // the tile of iteration it: heads outer, query tiles inner
-  for (int it = 0; it < n_iter; ++it) {
-    const int buf = it & 1;
-    const int h_nx = qt + 1 < qt_begin + n_qt ? h : h + 1, qt_nx = qt + 1 < qt_begin + n_qt ? qt + 1 : qt_begin;
-    if (it + 1 < n_iter) {
-      load_queries(h_nx, qt_nx * BM, buf ^ 1);
-      cp_async_commit();
-      cp_async_wait<1>();
-    } else {
-      cp_async_wait<0>();
+  // The products of query tile (stage buf): S^T and dP^T as two commit groups; P and dS^T
+  // (scale applied at the end) from them, the keys' unseen queries (diagonal, window edge, end,
+  // mask) set to P = 0 by a select after the fact, not a branch per score.
+  float s[BM / 8][4], dp[BM / 8][4];
+  uint32_t pa[BM / 16][4], sa[BM / 16][4];  // A operands of dV and dK: untouched until those are done
+  auto issue_s_dp = [&](int buf) {
+    const uint32_t q_tile = smem_u32(Qs + buf * BM * D), do_tile = smem_u32(dOs + buf * BM * D);
+    wgmma_fence();
+#pragma unroll
+    for (int kk = 0; kk < D / 16; ++kk)
+      wgmma_ss<BM, 0>(s, desc_kmajor<BN>(k_tile, 0, kk), desc_kmajor<BM>(q_tile, 0, kk), kk);
+    wgmma_commit();
+#pragma unroll
+    for (int kk = 0; kk < D / 16; ++kk)
+      wgmma_ss<BM, 0>(dp, desc_kmajor<BN>(v_tile, 0, kk), desc_kmajor<BM>(do_tile, 0, kk), kk);
+    wgmma_commit();
+  };
+  auto make_p = [&](const float2 (&lse_c)[BM / 8], int qt0) {
+#pragma unroll
+    for (int nb = 0; nb < BM / 8; ++nb)
+#pragma unroll
+      for (int i = 0; i < 4; ++i)
+        s[nb][i] = exp2_sfu(fmaf(s[nb][i], p.scale_log2, -((i & 1) ? lse_c[nb].y : lse_c[nb].x)));
+    const bool need_mask = p.mask != nullptr ||
+        qt0 + BM > p.L || wk0 + 15 > qt0 || (p.window > 0 && qt0 + BM - 1 - wk0 >= p.window);
+    if (need_mask) {
+      uint32_t mwt[2][(BM + 31) / 32];  // keys g, g + 8: their words for this query tile (all ones unmasked)
+      mask_words(p, p.mask_t, b, wk0 + g, qt0 >> 5, mwt);
+#pragma unroll
+      for (int nb = 0; nb < BM / 8; ++nb)
+#pragma unroll
+        for (int i = 0; i < 4; ++i) {
+          const int t = qt0 + nb * 8 + 2 * tq + (i & 1);
+          const bool vis = (t < p.L) & visible_t(p, t, wk0 + g + 8 * (i >> 1), mwt[i >> 1][nb >> 2]);
+          s[nb][i] = vis ? s[nb][i] : 0.f;
+        }
     }
-    mbar_wait(&full[buf], (it >> 1) & 1);
-    fence_proxy_async();  // K / V (first tile) came by cp.async, through the generic proxy
+#pragma unroll
+    for (int kk = 0; kk < BM / 16; ++kk) c_to_a(pa[kk], s[2 * kk], s[2 * kk + 1]);
+  };
+  auto issue_dv = [&](int buf) {
+    const uint32_t do_tile = smem_u32(dOs + buf * BM * D);
+    wgmma_fence();
+#pragma unroll
+    for (int kk = 0; kk < BM / 16; ++kk) wgmma_rs<D, 1>(acc_v, pa[kk], desc_mnmajor<BM>(do_tile, kk), 1);
+    wgmma_commit();
+  };
+  auto make_ds = [&](const float2 (&dl_c)[BM / 8]) {
+#pragma unroll
+    for (int nb = 0; nb < BM / 8; ++nb)
+#pragma unroll
+      for (int i = 0; i < 4; ++i) dp[nb][i] = s[nb][i] * (dp[nb][i] - ((i & 1) ? dl_c[nb].y : dl_c[nb].x));
+#pragma unroll
+    for (int kk = 0; kk < BM / 16; ++kk) c_to_a(sa[kk], dp[2 * kk], dp[2 * kk + 1]);
+  };
+  auto issue_dk = [&](int buf) {
+    const uint32_t q_tile = smem_u32(Qs + buf * BM * D);
+    wgmma_fence();
+#pragma unroll
+    for (int kk = 0; kk < BM / 16; ++kk) wgmma_rs<D, 1>(acc_k, sa[kk], desc_mnmajor<BM>(q_tile, kk), 1);
+    wgmma_commit();
+  };
+  // The thread's 16 query columns (8 blocks x 2): their lse2 and delta.
+  auto read_rows = [&](const float* v, float2 (&c)[BM / 8]) {
+#pragma unroll
+    for (int nb = 0; nb < BM / 8; ++nb) c[nb] = *reinterpret_cast<const float2*>(v + nb * 8 + 2 * tq);
+  };
+
+  int h = hk * p.G, qt = qt_begin;  // the tile of iteration it: heads outer, query tiles inner
+  auto next_tile = [&](int hc, int qc, int& hn, int& qn) {  // the tile after (hc, qc)
+    hn = qc + 1 < qt_begin + n_qt ? hc : hc + 1;
+    qn = qc + 1 < qt_begin + n_qt ? qc + 1 : qt_begin;
+  };
+  if constexpr (Ahead) {
+    // Ahead: tile it + 1's S^T and dP^T are issued ahead of tile it's dK, so that the three
+    // products run back to back while the group waits once, and tile it + 1 starts with its
+    // scores in hand. Measured on an H100 (same call): B8 L2048 H12 D64 bwd 0.49-0.50 -> 0.48
+    // ms; at D = 128 the scores held across dK spill (255 registers) and bwd went 1.63-1.66 ->
+    // 1.73-1.91 ms, so D = 128 keeps the loop below. (Issuing them behind dK instead, waited
+    // for in the next iteration, makes ptxas serialize every wgmma of the kernel, C7515.)
+    if (n_iter > 1) {  // tile 1 into stage 1
+      int h1, qt1;
+      next_tile(h, qt, h1, qt1);
+      load_queries(h1, qt1 * BM, 1);
+      cp_async_commit();
+    }
+    cp_async_wait<0>();
+    mbar_wait(&full[0], 0);
+    fence_proxy_async();  // K / V and lse2 / delta came by cp.async, through the generic proxy
     __syncthreads();
-    const int qt0 = qt * BM;
-    // Block-uniform: every query of the tile is before the block's keys or past their window.
-    const bool skip = qt0 + BM - 1 < s0 || (p.window > 0 && qt0 - (s0 + BN - 1) >= p.window);
-    if (!skip) {
-      const uint32_t q_tile = smem_u32(Qs + buf * BM * D), do_tile = smem_u32(dOs + buf * BM * D);
-      // Four product groups, each waited for only when its result is needed: P = exp(S - lse)
-      // is computed while dP^T = V dO^T runs, and dS^T = P (dP - delta) while dV += P^T dO runs.
-      float s[BM / 8][4], dp[BM / 8][4];
-      wgmma_fence();
-#pragma unroll
-      for (int kk = 0; kk < D / 16; ++kk)
-        wgmma_ss<BM, 0>(s, desc_kmajor<BN>(k_tile, 0, kk), desc_kmajor<BM>(q_tile, 0, kk), kk);
-      wgmma_commit();
-#pragma unroll
-      for (int kk = 0; kk < D / 16; ++kk)
-        wgmma_ss<BM, 0>(dp, desc_kmajor<BN>(v_tile, 0, kk), desc_kmajor<BM>(do_tile, 0, kk), kk);
-      wgmma_commit();
-      // The thread's 16 query columns (8 blocks x 2): their lse2 and delta, read while S runs.
+    issue_s_dp(0);
+    wgmma_wait<0>();
+    reg_fence(s);
+    reg_fence(dp);
+    for (int it = 0; it < n_iter; ++it) {
+      const int buf = it & 1;
+      int h_nx, qt_nx;
+      next_tile(h, qt, h_nx, qt_nx);
       float2 lse_c[BM / 8], dl_c[BM / 8];
-#pragma unroll
-      for (int nb = 0; nb < BM / 8; ++nb) {
-        lse_c[nb] = *reinterpret_cast<const float2*>(lse_s + buf * BM + nb * 8 + 2 * tq);
-        dl_c[nb] = *reinterpret_cast<const float2*>(dl_s + buf * BM + nb * 8 + 2 * tq);
+      read_rows(lse_s + buf * BM, lse_c);
+      read_rows(dl_s + buf * BM, dl_c);
+      make_p(lse_c, qt * BM);
+      issue_dv(buf);
+      make_ds(dl_c);
+      if (it + 1 < n_iter) {
+        cp_async_wait<0>();
+        mbar_wait(&full[buf ^ 1], ((it + 1) >> 1) & 1);
+        __syncthreads();  // lse2 / delta of tile it + 1 (cp.async) seen by every thread
+        issue_s_dp(buf ^ 1);
       }
-      wgmma_wait<1>();  // S^T
-      reg_fence(s);
-#pragma unroll
-      for (int nb = 0; nb < BM / 8; ++nb)
-#pragma unroll
-        for (int i = 0; i < 4; ++i)
-          s[nb][i] = exp2_sfu(fmaf(s[nb][i], p.scale_log2, -((i & 1) ? lse_c[nb].y : lse_c[nb].x)));
-      // Where the tile crosses the diagonal, the window edge or the end (or under a mask), the
-      // keys a query does not see get P = 0 (and so dS = 0): a select after the fact, no branch
-      // per score.
-      const bool need_mask = p.mask != nullptr ||
-          qt0 + BM > p.L || wk0 + 15 > qt0 || (p.window > 0 && qt0 + BM - 1 - wk0 >= p.window);
-      if (need_mask) {
-        uint32_t mwt[2][(BM + 31) / 32];  // keys g, g + 8: their words for this query tile (all ones unmasked)
-        mask_words(p, p.mask_t, b, wk0 + g, qt0 >> 5, mwt);
-#pragma unroll
-        for (int nb = 0; nb < BM / 8; ++nb)
-#pragma unroll
-          for (int i = 0; i < 4; ++i) {
-            const int t = qt0 + nb * 8 + 2 * tq + (i & 1);
-            const bool vis = (t < p.L) & visible_t(p, t, wk0 + g + 8 * (i >> 1), mwt[i >> 1][nb >> 2]);
-            s[nb][i] = vis ? s[nb][i] : 0.f;
-          }
-      }
-      uint32_t pa[BM / 16][4], sa[BM / 16][4];
-#pragma unroll
-      for (int kk = 0; kk < BM / 16; ++kk) c_to_a(pa[kk], s[2 * kk], s[2 * kk + 1]);
-      wgmma_fence();
-#pragma unroll
-      for (int kk = 0; kk < BM / 16; ++kk) wgmma_rs<D, 1>(acc_v, pa[kk], desc_mnmajor<BM>(do_tile, kk), 1);
-      wgmma_commit();
-      wgmma_wait<1>();  // dP^T (dV may still run)
-      reg_fence(dp);
-#pragma unroll
-      for (int nb = 0; nb < BM / 8; ++nb)
-#pragma unroll
-        for (int i = 0; i < 4; ++i)  // dS^T (scale applied at the end)
-          dp[nb][i] = s[nb][i] * (dp[nb][i] - ((i & 1) ? dl_c[nb].y : dl_c[nb].x));
-#pragma unroll
-      for (int kk = 0; kk < BM / 16; ++kk) c_to_a(sa[kk], dp[2 * kk], dp[2 * kk + 1]);
-      wgmma_fence();
-#pragma unroll
-      for (int kk = 0; kk < BM / 16; ++kk) wgmma_rs<D, 1>(acc_k, sa[kk], desc_mnmajor<BM>(q_tile, kk), 1);
-      wgmma_commit();
+      issue_dk(buf);
       wgmma_wait<0>();
       reg_fence(acc_v);
       reg_fence(acc_k);
       reg_fence(pa);  // the A operands stay untouched until their products are done
       reg_fence(sa);
+      reg_fence(s);
+      reg_fence(dp);
+      __syncthreads();  // every warp is done with stage buf, which tile it + 2 takes
+      if (it + 2 < n_iter) {
+        int h2, qt2;
+        next_tile(h_nx, qt_nx, h2, qt2);
+        load_queries(h2, qt2 * BM, buf);
+        cp_async_commit();
+      }
+      h = h_nx;
+      qt = qt_nx;
     }
-    __syncthreads();  // every warp is done with the stage that the next iteration refills
-    h = h_nx;
-    qt = qt_nx;
+  } else {
+    for (int it = 0; it < n_iter; ++it) {
+      const int buf = it & 1;
+      int h_nx, qt_nx;
+      next_tile(h, qt, h_nx, qt_nx);
+      if (it + 1 < n_iter) {
+        load_queries(h_nx, qt_nx * BM, buf ^ 1);
+        cp_async_commit();
+        cp_async_wait<1>();
+      } else {
+        cp_async_wait<0>();
+      }
+      mbar_wait(&full[buf], (it >> 1) & 1);
+      fence_proxy_async();  // K / V (first tile) came by cp.async, through the generic proxy
+      __syncthreads();
+      {
+        // Four product groups, each waited for only when its result is needed: P = exp(S - lse)
+        // is computed while dP^T = V dO^T runs, and dS^T = P (dP - delta) while dV += P^T dO runs.
+        issue_s_dp(buf);
+        float2 lse_c[BM / 8], dl_c[BM / 8];
+        read_rows(lse_s + buf * BM, lse_c);  // while S runs
+        read_rows(dl_s + buf * BM, dl_c);
+        wgmma_wait<1>();  // S^T
+        reg_fence(s);
+        make_p(lse_c, qt * BM);
+        issue_dv(buf);
+        wgmma_wait<1>();  // dP^T (dV may still run)
+        reg_fence(dp);
+        make_ds(dl_c);
+        issue_dk(buf);
+        wgmma_wait<0>();
+        reg_fence(acc_v);
+        reg_fence(acc_k);
+        reg_fence(pa);  // the A operands stay untouched until their products are done
+        reg_fence(sa);
+      }
+      __syncthreads();  // every warp is done with the stage that the next iteration refills
+      h = h_nx;
+      qt = qt_nx;
+    }
   }
 
 #pragma unroll
@@ -1716,7 +1817,7 @@ void launch_dkv_wg(const FlashParams& p, int64_t B) {
   QdoMaps maps;
   maps.q = head_rows_map(p.q, B, p.L, p.H, D, kWgDkvRows);
   maps.dout = head_rows_map(p.dout, B, p.L, p.H, D, kWgDkvRows);
-  auto kernel = wg_dkv_kernel<D>;
+  auto kernel = wg_dkv_kernel<D, D == 64>;  // Ahead at D = 64 only (see the kernel)
   allow_smem(kernel, wg_dkv_smem<D>());
   kernel<<<dim3(unsigned((p.L + kWgDkvKeys - 1) / kWgDkvKeys), unsigned(p.Hkv), unsigned(B)), 128, wg_dkv_smem<D>(),
            stream()>>>(p, maps);
