@@ -1774,6 +1774,13 @@ bool flash_supported(const Tensor& q, const Tensor& k, const Tensor& v, const Te
   return aligned16(q) && aligned16(k) && aligned16(v) && (!o || aligned16(*o)) && (!dout || aligned16(*dout));
 }
 
+namespace {
+// The forward's and dQ kernel's K / V maps: boxes of `rows` keys of one (batch, KV head).
+KvMaps kv_maps(const FlashParams& p, int64_t B, int64_t D, int64_t rows) {
+  return {head_rows_map(p.k, B, p.L, p.Hkv, D, rows), head_rows_map(p.v, B, p.L, p.Hkv, D, rows)};
+}
+}  // namespace
+
 void flash_forward(const Tensor& q, const Tensor& k, const Tensor& v, int64_t window, double scale, Tensor& o,
                    Tensor* lse, const Tensor* mask) {
   FlashParams p = make_params(q, k, v, window, scale, mask);
@@ -1784,9 +1791,7 @@ void flash_forward(const Tensor& q, const Tensor& k, const Tensor& v, int64_t wi
     constexpr int D = decltype(d)::value;
     if (wg) {
       const dim3 grid(unsigned((p.L + kWgFwdRows - 1) / kWgFwdRows), unsigned(p.H), unsigned(q.dim(0)));
-      KvMaps maps;
-      maps.k = head_rows_map(p.k, q.dim(0), p.L, p.Hkv, D, kWgFwdKeys);
-      maps.v = head_rows_map(p.v, q.dim(0), p.L, p.Hkv, D, kWgFwdKeys);
+      const KvMaps maps = kv_maps(p, q.dim(0), D, kWgFwdKeys);
       constexpr bool kPingPong = D == 128;
       auto kernel = wg_fwd_kernel<D, kWgFwdKeys, wg_fwd_min_blocks<D>(), kPingPong>;
       allow_smem(kernel, wg_fwd_smem<D, kWgFwdKeys>());
@@ -1805,9 +1810,7 @@ namespace {
 
 template <int D>
 void launch_dq_wg(const FlashParams& p, int64_t B) {
-  KvMaps maps;
-  maps.k = head_rows_map(p.k, B, p.L, p.Hkv, D, kWgDqKeys);
-  maps.v = head_rows_map(p.v, B, p.L, p.Hkv, D, kWgDqKeys);
+  const KvMaps maps = kv_maps(p, B, D, kWgDqKeys);
   auto kernel = wg_dq_kernel<D, 1>;
   allow_smem(kernel, wg_dq_smem<D>());
   kernel<<<dim3(unsigned((p.L + kWgDqRows - 1) / kWgDqRows), unsigned(p.H), unsigned(B)), kThreads,
