@@ -164,6 +164,27 @@ __device__ __forceinline__ bool visible_t(const FlashParams& p, int t, int s, ui
   return in_band(p, t, s) & bool((word_t >> (t & 31)) & 1u);
 }
 
+// The keys that a thread's two fragment rows (wr0 + g, wr0 + g + 8) do not see in the tile of
+// BN keys from s0 get `fill`. One warp-uniform test whether the tile needs it (it crosses the
+// diagonal or the window edge, or there is a mask), then a select per score: the test per score
+// (`need_mask && !visible`) had compiled to a branch per score, which ncu charged with 42 % of
+// the wgmma forward's stall samples.
+template <int BN>
+__device__ __forceinline__ void mask_tile_rows(const FlashParams& p, int b, int wr0, int g, int tq, int s0,
+                                               float (&s)[BN / 8][4], float fill) {
+  const bool need_mask = p.mask != nullptr || s0 + BN - 1 > wr0 || (p.window > 0 && wr0 + 15 - s0 >= p.window);
+  if (!need_mask) return;
+  uint32_t mw[2][(BN + 31) / 32];  // rows g, g + 8: their mask words for this tile (all ones unmasked)
+  mask_words(p, p.mask, b, wr0 + g, s0 >> 5, mw);
+#pragma unroll
+  for (int nb = 0; nb < BN / 8; ++nb)
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+      const bool vis = visible_w(p, wr0 + g + 8 * (i >> 1), s0 + nb * 8 + 2 * tq + (i & 1), mw[i >> 1][nb >> 2]);
+      s[nb][i] = vis ? s[nb][i] : fill;
+    }
+}
+
 __device__ __forceinline__ float quad_max(float x) {
   x = fmaxf(x, __shfl_xor_sync(0xffffffffu, x, 1));
   return fmaxf(x, __shfl_xor_sync(0xffffffffu, x, 2));
@@ -1083,23 +1104,7 @@ __global__ void __launch_bounds__(wg_threads<PP>(), MinBlocks)
   // and P as bf16 A fragments in pa. The maximum is taken over the raw scores (the scale is
   // positive), so each exponent is one FFMA: s * scale_log2 - m.
   auto softmax = [&](float (&s)[BN / 8][4], int j, uint32_t (&pa)[BN / 16][4], float (&corr)[2]) {
-    const int s0 = (kt_begin + j) * BN;
-    // Where the tile crosses the diagonal or the window edge (or under a mask), the keys a row
-    // does not see get -inf: one warp-uniform branch, then a select per score. (A test per
-    // score, `need_mask && !visible`, compiled to a branch per score: ncu put 42 % of the
-    // forward's stall samples on those branches.)
-    const bool need_mask = p.mask != nullptr || s0 + BN - 1 > wr0 || (p.window > 0 && wr0 + 15 - s0 >= p.window);
-    if (need_mask) {
-      uint32_t mw[2][(BN + 31) / 32];  // rows g, g + 8: their mask words for this tile (all ones unmasked)
-      mask_words(p, p.mask, b, wr0 + g, s0 >> 5, mw);
-#pragma unroll
-      for (int nb = 0; nb < BN / 8; ++nb)
-#pragma unroll
-        for (int i = 0; i < 4; ++i) {
-          const bool vis = visible_w(p, wr0 + g + 8 * (i >> 1), s0 + nb * 8 + 2 * tq + (i & 1), mw[i >> 1][nb >> 2]);
-          s[nb][i] = vis ? s[nb][i] : -INFINITY;
-        }
-    }
+    mask_tile_rows<BN>(p, b, wr0, g, tq, (kt_begin + j) * BN, s, -INFINITY);
     float mx[2] = {-INFINITY, -INFINITY};
 #pragma unroll
     for (int nb = 0; nb < BN / 8; ++nb)
@@ -1318,24 +1323,11 @@ __global__ void __launch_bounds__(kThreads, MinBlocks)
   // P of tile j from the raw S accumulators, in place; the keys a query does not see
   // (diagonal, window edge, mask, end) get 0 by a select, not a branch.
   auto make_p = [&](float (&s)[BN / 8][4], int j) {
-    const int s0 = (kt_begin + j) * BN;
 #pragma unroll
     for (int nb = 0; nb < BN / 8; ++nb)
 #pragma unroll
       for (int i = 0; i < 4; ++i) s[nb][i] = exp2_sfu(fmaf(s[nb][i], p.scale_log2, -lse2[i >> 1]));
-    const bool need_mask = p.mask != nullptr || s0 + BN - 1 > wr0 || (p.window > 0 && wr0 + 15 - s0 >= p.window);
-    if (need_mask) {
-      uint32_t mw[2][(BN + 31) / 32];  // rows g, g + 8: their mask words for this tile (all ones unmasked)
-      mask_words(p, p.mask, b, wr0 + g, s0 >> 5, mw);
-#pragma unroll
-      for (int nb = 0; nb < BN / 8; ++nb)
-#pragma unroll
-        for (int i = 0; i < 4; ++i) {
-          const int r = i >> 1;
-          const bool vis = visible_w(p, wr0 + g + 8 * r, s0 + nb * 8 + 2 * tq + (i & 1), mw[r][nb >> 2]);
-          s[nb][i] = vis ? s[nb][i] : 0.f;
-        }
-    }
+    mask_tile_rows<BN>(p, b, wr0, g, tq, (kt_begin + j) * BN, s, 0.f);
   };
   // dS = P (dP - delta) (unscaled) as bf16 A fragments.
   auto make_ds = [&](const float (&pr)[BN / 8][4], const float (&dp)[BN / 8][4], uint32_t (&sa)[BN / 16][4]) {
