@@ -798,8 +798,9 @@ __global__ void __launch_bounds__(kThreads, MinBlocks) flash_bwd_kernel(const Fl
 // Measured on an H100 (lt2 bench attn, full causal, fwd / fwd + bwd): B4 L4096 H16 D128 0.91 /
 // 2.72 ms, B8 L2048 H12 D64 0.23 / 0.79 ms in the ninth session; then (tenth session) the
 // mask as a select instead of a branch per score, the exponent as one FFMA, descriptors as a
-// base plus a constant in uniform registers, ping-pong in the D = 128 forward, and branch-free
-// copies in the dK/dV kernel: 0.54 / 2.17-2.22 and 0.15 / 0.64-0.66 ms (bench/RESULTS.md).
+// base plus a constant in uniform registers, ping-pong in the D = 128 forward, branch-free
+// copies in the dK/dV kernel and Q in registers in the dQ kernel: 0.55 / 2.15-2.32 and 0.15 /
+// 0.63-0.70 ms, the spread from card to card and run to run (bench/RESULTS.md).
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
 #define LT2_FLASH_SM90A 1
 #endif
