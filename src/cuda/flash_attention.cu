@@ -799,8 +799,9 @@ __global__ void __launch_bounds__(kThreads, MinBlocks) flash_bwd_kernel(const Fl
 // 2.72 ms, B8 L2048 H12 D64 0.23 / 0.79 ms in the ninth session; then (tenth session) the
 // mask as a select instead of a branch per score, the exponent as one FFMA, descriptors as a
 // base plus a constant in uniform registers, ping-pong in the D = 128 forward, branch-free
-// copies in the dK/dV kernel and Q in registers in the dQ kernel: 0.55 / 2.15-2.32 and 0.15 /
-// 0.63-0.70 ms, the spread from card to card and run to run (bench/RESULTS.md).
+// copies in the dK/dV kernel and Q in registers in the dQ kernel and the D = 128 forward: 0.53 /
+// 2.15-2.32 and 0.15 / 0.63-0.70 ms, the spread from card to card and run to run
+// (bench/RESULTS.md).
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
 #define LT2_FLASH_SM90A 1
 #endif
@@ -1050,14 +1051,17 @@ __device__ __forceinline__ void load_kv_stage(const KvMaps& maps, uint64_t* full
     tma_load_4d(Vs + st * BN * D + c * BN * 64, maps.v, &full[st], c * 64, s0, hk, b);
   }
 }
-// Ping-pong (FlashAttention-3), in the forward at D = 128: a ninth warp issues
-// the K / V copies, each stage freed by its empty mbarrier (no block barrier per tile), and the
-// two warpgroups take turns issuing their products (named barriers 1 and 2), so that one group's
-// softmax runs while the other's products do. Measured on an H100 (B4 L4096 H16 D128, same
-// call): forward 0.62 -> 0.56 ms; the same in the dQ kernel gained nothing (see there). D = 64
-// runs two blocks per SM, which leave no registers for a ninth warp (ptxas serializes the
-// wgmma, C7512).
-// The ninth warp's lane 0: tile j + 3 into the stage that tile j freed (tiles 0-2 are issued
+// Ping-pong (FlashAttention-3), in the forward at D = 128: a producer warpgroup issues the
+// K / V copies, each stage freed by its empty mbarrier (no block barrier per tile), and the two
+// consumer warpgroups take turns issuing their products (named barriers 1 and 2), so that one
+// group's softmax runs while the other's products do. The producer keeps 24 registers and the
+// consumers take 240 (setmaxnreg), enough to hold their Q rows as register A operands of S
+// (half the shared-memory reads of that product). Measured on an H100 (B4 L4096 H16 D128, same
+// call each): forward 0.62 -> 0.56 ms with a ninth warp as producer, then 0.54-0.56 -> 0.53 ms
+// (16K: 1.88-1.90 -> 1.82-1.86) with the producer warpgroup and Q in registers; ping-pong in the
+// dQ kernel gained nothing (see there). D = 64 runs two blocks per SM, which leave no registers
+// for a producer.
+// The producer's first lane: tile j + 3 into the stage that tile j freed (tiles 0-2 are issued
 // before the roles split).
 template <int BN, int D>
 __device__ __forceinline__ void kv_producer(const KvMaps& maps, uint64_t* full, bf16* Ks, bf16* Vs, int kt_begin,
@@ -1068,13 +1072,25 @@ __device__ __forceinline__ void kv_producer(const KvMaps& maps, uint64_t* full, 
     load_kv_stage<BN, D>(maps, full, Ks, Vs, j % 3, (kt_begin + j + 3) * BN, hk, b);
   }
 }
+// Registers moved between warpgroups (whole warpgroups execute these): a producer group gives
+// its registers back, the consumer groups take them.
+template <int N>
+__device__ __forceinline__ void setmaxnreg_dec() {
+  asm volatile("setmaxnreg.dec.sync.aligned.u32 %0;\n" ::"n"(N));
+}
+template <int N>
+__device__ __forceinline__ void setmaxnreg_inc() {
+  asm volatile("setmaxnreg.inc.sync.aligned.u32 %0;\n" ::"n"(N));
+}
 // This warpgroup's turn to issue its products; then the other group's turn.
 __device__ __forceinline__ void pp_turn_begin(int wg) { named_bar_sync(1 + wg, kThreads); }
 __device__ __forceinline__ void pp_turn_end(int wg) { named_bar_arrive(1 + (wg ^ 1), kThreads); }
 #endif
+// PP: ping-pong, with a producer warpgroup (its first thread issues the copies) that hands its
+// registers to the two consumer groups, which hold their Q rows as register A operands of S.
 template <bool PP>
 constexpr int wg_threads() {
-  return PP ? kThreads + 32 : kThreads;
+  return PP ? kThreads + 128 : kThreads;
 }
 template <int D, int BN, int MinBlocks, bool PP>
 __global__ void __launch_bounds__(wg_threads<PP>(), MinBlocks)
@@ -1100,7 +1116,7 @@ __global__ void __launch_bounds__(wg_threads<PP>(), MinBlocks)
   const int n_kt = t_last / BN + 1 - kt_begin;
   const int wr0 = t0 + warp * 16;
   const uint32_t q_tile = smem_u32(Qs);
-  constexpr int kIssuer = PP ? kThreads : 0;  // the thread that issues the copies (the ninth warp's first)
+  constexpr int kIssuer = PP ? kThreads : 0;  // the thread that issues the copies (the producer group's first)
   init_kv_stages<PP>(full);
   auto load_tile = [&](int j) {  // tile kt_begin + j into stage j % 3
     if (threadIdx.x == kIssuer) load_kv_stage<BN, D>(maps, full, Ks, Vs, j % 3, (kt_begin + j) * BN, hk, b);
@@ -1147,6 +1163,7 @@ __global__ void __launch_bounds__(wg_threads<PP>(), MinBlocks)
     for (int kk = 0; kk < BN / 16; ++kk) c_to_a(pa[kk], s[2 * kk], s[2 * kk + 1]);
   };
 
+  uint32_t qa[PP ? D / 16 : 1][4];  // PP: the warp's Q rows as register A operands of S
   if constexpr (PP) {
     load_tile(0);
     if (n_kt > 1) load_tile(1);
@@ -1156,7 +1173,13 @@ __global__ void __launch_bounds__(wg_threads<PP>(), MinBlocks)
     cp_async_wait<0>();
     fence_proxy_async();  // Q came by cp.async, through the generic proxy
     __syncthreads();
-    if (warp == kThreads / 32) return kv_producer<BN, D>(maps, full, Ks, Vs, kt_begin, n_kt, hk, b);
+    if (wg == 2) {
+      setmaxnreg_dec<24>();
+      if (warp == kThreads / 32) kv_producer<BN, D>(maps, full, Ks, Vs, kt_begin, n_kt, hk, b);
+      return;
+    }
+    setmaxnreg_inc<240>();
+    load_a_frags<BM, D>(qa, q_tile, warp * 16, lane);
     wait_tile(0);
     if (wg == 1) named_bar_arrive(1, kThreads);  // group 0 issues first
   } else {
@@ -1183,7 +1206,8 @@ __global__ void __launch_bounds__(wg_threads<PP>(), MinBlocks)
     wgmma_fence();
 #pragma unroll
     for (int kk = 0; kk < D / 16; ++kk)
-      wgmma_ss<BN, 0>(s_nx, desc_kmajor<BM>(q_tile, wg * 64, kk), desc_kmajor<BN>(smem_u32(Ks), 0, kk), kk);
+      if constexpr (PP) wgmma_rs<BN, 0>(s_nx, qa[kk], desc_kmajor<BN>(smem_u32(Ks), 0, kk), kk);
+      else wgmma_ss<BN, 0>(s_nx, desc_kmajor<BM>(q_tile, wg * 64, kk), desc_kmajor<BN>(smem_u32(Ks), 0, kk), kk);
     wgmma_commit();
     turn_end();
     wgmma_wait<0>();
@@ -1203,7 +1227,8 @@ __global__ void __launch_bounds__(wg_threads<PP>(), MinBlocks)
     wgmma_fence();
 #pragma unroll
     for (int kk = 0; kk < D / 16; ++kk)
-      wgmma_ss<BN, 0>(s_nx, desc_kmajor<BM>(q_tile, wg * 64, kk), desc_kmajor<BN>(k_tile, 0, kk), kk);
+      if constexpr (PP) wgmma_rs<BN, 0>(s_nx, qa[kk], desc_kmajor<BN>(k_tile, 0, kk), kk);
+      else wgmma_ss<BN, 0>(s_nx, desc_kmajor<BM>(q_tile, wg * 64, kk), desc_kmajor<BN>(k_tile, 0, kk), kk);
     wgmma_commit();
 #pragma unroll
     for (int kk = 0; kk < BN / 16; ++kk) wgmma_rs<D, 1>(acc, pa[kk], desc_mnmajor<BN>(v_tile, kk), 1);
