@@ -910,8 +910,10 @@ __device__ __forceinline__ void tma_load_4d(void* dst, const CUtensorMap& map, u
       : "memory");
 }
 
-// The same two, issued only where `on`, by a predicate instead of a branch: ptxas serializes the
-// wgmma of a kernel that branches on the thread while one is in flight (C7515).
+// mbar_arrive_expect and tma_load_4d issued only where `on`, by a predicate instead of a branch:
+// ptxas serializes the wgmma of a kernel that branches on the thread while one is in flight
+// (C7515), and the dK/dV kernel ran faster with them; the forward and dQ kernels ran slower
+// (they issue from one thread in a branch, with nothing in flight).
 __device__ __forceinline__ void mbar_arrive_expect_if(bool on, uint64_t* bar, unsigned bytes) {
   asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %2, 0;\n@p mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;\n}\n" ::"r"(
                    smem_u32(bar)),
@@ -1511,8 +1513,11 @@ __global__ void __launch_bounds__(128, 2)
   const int64_t kv_off = (int64_t(b) * p.L * p.Hkv + hk) * D;
   const int s_last = min(p.L, s0 + BN) - 1;
   const int q_end = p.window > 0 ? min(p.L, s_last + p.window) : p.L;
+  // Exactly the query tiles that see a key of the block (BM = BN: the first is the diagonal
+  // tile, the last holds s_last + window - 1), so no tile is skipped.
   const int qt_begin = s0 / BM, n_qt = (q_end - 1) / BM + 1 - qt_begin;
   const int n_iter = p.G * n_qt;
+  static_assert(BM == BN, "tile qt_begin starts at the block's first key");
 
   if (threadIdx.x == 0) {
     mbar_init(&full[0], 1);
