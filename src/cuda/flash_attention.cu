@@ -1594,13 +1594,15 @@ __global__ void __launch_bounds__(128, 2)
 #pragma unroll
     for (int kk = 0; kk < BM / 16; ++kk) c_to_a(pa[kk], s[2 * kk], s[2 * kk + 1]);
   };
-  auto issue_dv = [&](int buf) {
-    const uint32_t do_tile = smem_u32(dOs + buf * BM * D);
+  // acc += A B with A in registers (P^T or dS^T) and B a stage's dO or Q tile (MN-major).
+  auto issue_rs = [&](float (&acc)[D / 8][4], const uint32_t (&a)[BM / 16][4], const bf16* tile) {
+    const uint32_t b_tile = smem_u32(tile);
     wgmma_fence();
 #pragma unroll
-    for (int kk = 0; kk < BM / 16; ++kk) wgmma_rs<D, 1>(acc_v, pa[kk], desc_mnmajor<BM>(do_tile, kk), 1);
+    for (int kk = 0; kk < BM / 16; ++kk) wgmma_rs<D, 1>(acc, a[kk], desc_mnmajor<BM>(b_tile, kk), 1);
     wgmma_commit();
   };
+  auto issue_dv = [&](int buf) { issue_rs(acc_v, pa, dOs + buf * BM * D); };
   auto make_ds = [&](const float2 (&dl_c)[BM / 8]) {
 #pragma unroll
     for (int nb = 0; nb < BM / 8; ++nb)
@@ -1609,13 +1611,7 @@ __global__ void __launch_bounds__(128, 2)
 #pragma unroll
     for (int kk = 0; kk < BM / 16; ++kk) c_to_a(sa[kk], dp[2 * kk], dp[2 * kk + 1]);
   };
-  auto issue_dk = [&](int buf) {
-    const uint32_t q_tile = smem_u32(Qs + buf * BM * D);
-    wgmma_fence();
-#pragma unroll
-    for (int kk = 0; kk < BM / 16; ++kk) wgmma_rs<D, 1>(acc_k, sa[kk], desc_mnmajor<BM>(q_tile, kk), 1);
-    wgmma_commit();
-  };
+  auto issue_dk = [&](int buf) { issue_rs(acc_k, sa, Qs + buf * BM * D); };
   // The thread's 16 query columns (8 blocks x 2): their lse2 and delta.
   auto read_rows = [&](const float* v, float2 (&c)[BM / 8]) {
 #pragma unroll
