@@ -3,6 +3,7 @@
 #include <cmath>
 
 #include "cli/bench_inputs.h"
+#include "cuda/dsa_floor.h"
 #include "cuda/runtime.h"
 #include "ops/ops.h"
 
@@ -42,6 +43,7 @@ DsaTimes time_dsa(const DsaBenchShape& s, DType dt, int warmup, int reps) {
                                            warmup, reps));
   t.parts.emplace_back("indexer bwd", cuda::time_ms(
       [&] { ops::dsa_indexer_scores_backward(qI, kI, w, ws, idx, dI, dqI, dkI, dw); }, warmup, reps));
+  t.gather_ms = cuda::time_ms([&] { (void)cuda::gather_rows_sum(k, v, idx); }, warmup, reps);
   return t;
 }
 

@@ -19,6 +19,7 @@ struct DsaBenchShape {
 struct DsaTimes {
   double fwd_ms, all_ms;
   std::vector<std::pair<std::string, double>> parts;  // each op alone, ms
+  double gather_ms;  // reading every selected key's K and V rows once, no math (cuda/dsa_floor.h)
 };
 DsaTimes time_dsa(const DsaBenchShape& s, DType dt, int warmup, int reps);
 

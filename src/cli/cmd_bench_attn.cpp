@@ -16,6 +16,7 @@
 #include "cli/bench_inputs.h"
 #include "cli/commands.h"
 #include "core/error.h"
+#include "cuda/dsa_floor.h"
 #include "cuda/runtime.h"
 #include "ops/ops.h"
 
@@ -61,7 +62,8 @@ int bench_attn(int argc, char** argv) {
     std::printf("usage: lt2 bench attn [flags]\n\nCausal attention forward and forward+backward on the GPU: full, "
                 "sliding window and DeepSeek sparse attention (DSA rows time the indexer scores, top-k and sparse "
                 "attention, and in the backward also the indexer's KL loss and gradient; TFLOP/s counts the attention "
-                "pairs only).\n\n%s",
+                "pairs only). Under each DSA row, the floor of any kernel that gathers: the selected K and V rows' "
+                "bytes at the card's measured L2 read speed, and the time to gather them with no math.\n\n%s",
                 a.usage().c_str());
     return 0;
   }
@@ -102,6 +104,7 @@ int bench_attn(int argc, char** argv) {
               warmup);
   std::printf("%-24s %16s %10s %9s %12s %9s %10s\n", "shape (B L H/Hkv D)", "window", "fwd ms", "TFLOP/s",
               "fwd+bwd ms", "TFLOP/s", "bwd ms");
+  double l2_tbps = 0;  // measured at the first DSA row
   for (const AttnShape& s : shapes) {
     const Tensor q = normal_on_gpu({s.B, s.L, s.H, s.D}, 1, dt), k = normal_on_gpu({s.B, s.L, s.Hkv, s.D}, 2, dt);
     const Tensor v = normal_on_gpu({s.B, s.L, s.Hkv, s.D}, 3, dt), dout = normal_on_gpu({s.B, s.L, s.H, s.D}, 4, dt);
@@ -135,6 +138,13 @@ int bench_attn(int argc, char** argv) {
         std::string parts = "    each op alone (ms):";
         for (const auto& [what, ms] : t.parts) parts += cat(" ", what, " ", ms, ";");
         std::printf("%s\n", parts.c_str());
+        // The floor of any kernel that gathers: the selected K and V rows move into the SMs once a
+        // pass (forward, and again in the backward), at best at the L2's read speed.
+        if (l2_tbps == 0) l2_tbps = cuda::measure_l2_read_tbps();
+        const double pass_gb = 2.0 * double(s.B * s.Hkv * s.D) * double(dtype_size(dt)) * visible_pairs(s.L, k) / 1e9;
+        std::printf("    floor: the selected K, V rows are %.2f GB a pass; at the L2 read ceiling (%.1f TB/s) >= %.3f "
+                    "ms fwd, >= %.3f ms fwd+bwd; gathered alone (no math) %.3f ms a pass\n",
+                    pass_gb, l2_tbps, pass_gb / l2_tbps, 2 * pass_gb / l2_tbps, t.gather_ms);
       }
   }
   return 0;

@@ -1,6 +1,7 @@
 // Built when no CUDA compiler is found: the engine reports that no GPU backend exists.
 #include "core/error.h"
 #include "cuda/cuda_ops.h"
+#include "cuda/dsa_floor.h"
 #include "cuda/linear_narrow.h"
 #include "cuda/runtime.h"
 
@@ -31,6 +32,8 @@ void add_inplace(void*, const void*, int, int64_t) { no_cuda(); }
 namespace lt2::cuda {
 double measure_gemm_tflops() { no_cuda(); }
 double measure_copy_gbps() { no_cuda(); }
+double measure_l2_read_tbps() { no_cuda(); }
+Tensor gather_rows_sum(const Tensor&, const Tensor&, const Tensor&) { no_cuda(); }
 double time_ms(const std::function<void()>&, int, int) { no_cuda(); }
 bool narrow_linear_fits(const Tensor&, int64_t, int64_t) { return false; }  // the GPU tests name it
 bool conv_silu_l2norm_fused(const Tensor&, const Tensor&, int64_t) { return false; }  // and this

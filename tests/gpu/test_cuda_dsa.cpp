@@ -9,6 +9,7 @@
 #include <string>
 
 #include "cpu/dsa.h"
+#include "cuda/dsa_floor.h"
 #include "cuda_util.h"
 
 using namespace lt2;
@@ -197,5 +198,34 @@ TEST(CudaDsa, DecodeStepEqualsTheCpu) {
       const Tensor got = gpu::dsa_decode(on_gpu(q, dt), on_gpu(kc, dt), on_gpu(vc, dt), on_gpu(qI, dt), on_gpu(w, dt),
                                          on_gpu(kIc, dt), positions.to(Device::CUDA), topk, 0.5, 0.125);
       expect_gpu(got, dt, want, parity_tol(dt), name("o", dt));
+    }
+}
+
+// The benchmark's data-movement floor (cuda/dsa_floor.h) sums each query's selected K and V
+// rows; checked against the float64 sum so the timed kernel is known to read what it claims.
+// Rows of 8 pieces (32 slot lanes a block), 64, 256 (one lane) and 512 (two pieces a thread).
+TEST(CudaDsa, GatherRowsSumReadsEverySelectedRow) {
+  LT2_REQUIRE_GPU();
+  struct Case { int64_t B, L, Hkv, D, k; };
+  for (const Case& c : {Case{2, 130, 1, 64, 16}, Case{1, 77, 4, 128, 33}, Case{1, 40, 16, 128, 8},
+                        Case{1, 33, 8, 256, 50}})
+    for (DType dt : kDtypes) {
+      SCOPED_TRACE(name(cat("gather B", c.B, " L", c.L, " Hkv", c.Hkv, " D", c.D, " k", c.k), dt));
+      const Tensor k = rounded(randn({c.B, c.L, c.Hkv, c.D}, 41), dt), v = rounded(randn({c.B, c.L, c.Hkv, c.D}, 42), dt);
+      const Tensor idx = cpu::dsa_topk(randn({c.B, c.L, c.L}, 43), c.k, nullptr);
+      const int64_t W = c.Hkv * c.D;
+      Tensor want = Tensor::zeros({c.B, c.L, W}, DType::F64);
+      for (int64_t b = 0; b < c.B; ++b)
+        for (int64_t t = 0; t < c.L; ++t)
+          for (int64_t j = 0; j < c.k; ++j) {
+            const int64_t s = int64_t(idx.item((b * c.L + t) * c.k + j));
+            if (s < 0) continue;
+            for (int64_t e = 0; e < W; ++e) {
+              const int64_t o = (b * c.L + t) * W + e, r = (b * c.L + s) * W + e;
+              want.set(o, want.item(o) + k.item(r) + v.item(r));
+            }
+          }
+      const Tensor got = cuda::gather_rows_sum(on_gpu(k, dt), on_gpu(v, dt), idx.to(Device::CUDA));
+      expect_gpu(got, DType::F32, want, 1e-5, "gathered sums");
     }
 }
