@@ -43,7 +43,15 @@ DsaTimes time_dsa(const DsaBenchShape& s, DType dt, int warmup, int reps) {
                                            warmup, reps));
   t.parts.emplace_back("indexer bwd", cuda::time_ms(
       [&] { ops::dsa_indexer_scores_backward(qI, kI, w, ws, idx, dI, dqI, dkI, dw); }, warmup, reps));
-  t.gather_ms = cuda::time_ms([&] { (void)cuda::gather_rows_sum(k, v, idx); }, warmup, reps);
+  Tensor rows;
+  t.gather_ms = cuda::time_ms([&] { rows = cuda::gather_rows_sum(k, v, idx); }, warmup, reps);
+  Tensor dk_rows = Tensor::zeros(rows.shape(), DType::F32, Device::CUDA), dv_rows = Tensor::zeros_like(dk_rows);
+  t.scatter_ms = cuda::time_ms(
+      [&] {
+        cuda::scatter_rows_add(rows, idx, dk_rows);
+        cuda::scatter_rows_add(rows, idx, dv_rows);
+      },
+      warmup, reps);
   return t;
 }
 

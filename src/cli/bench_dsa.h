@@ -19,7 +19,9 @@ struct DsaBenchShape {
 struct DsaTimes {
   double fwd_ms, all_ms;
   std::vector<std::pair<std::string, double>> parts;  // each op alone, ms
-  double gather_ms;  // reading every selected key's K and V rows once, no math (cuda/dsa_floor.h)
+  // Data movement alone (cuda/dsa_floor.h): reading every selected key's K and V rows once, and
+  // a backward's reduction of one row per pair into dK and into dV by atomics.
+  double gather_ms, scatter_ms;
 };
 DsaTimes time_dsa(const DsaBenchShape& s, DType dt, int warmup, int reps);
 

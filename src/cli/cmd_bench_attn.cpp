@@ -63,7 +63,7 @@ int bench_attn(int argc, char** argv) {
                 "sliding window and DeepSeek sparse attention (DSA rows time the indexer scores, top-k and sparse "
                 "attention, and in the backward also the indexer's KL loss and gradient; TFLOP/s counts the attention "
                 "pairs only). Under each DSA row, the floor of any kernel that gathers: the selected K and V rows' "
-                "bytes at the card's measured L2 read speed, and the time to gather them with no math.\n\n%s",
+                "bytes at the card's measured L2 read speed, and the time to gather them and to reduce a backward's dK and dV by atomics, with no math.\n\n%s",
                 a.usage().c_str());
     return 0;
   }
@@ -143,8 +143,10 @@ int bench_attn(int argc, char** argv) {
         if (l2_tbps == 0) l2_tbps = cuda::measure_l2_read_tbps();
         const double pass_gb = 2.0 * double(s.B * s.Hkv * s.D) * double(dtype_size(dt)) * visible_pairs(s.L, k) / 1e9;
         std::printf("    floor: the selected K, V rows are %.2f GB a pass; at the L2 read ceiling (%.1f TB/s) >= %.3f "
-                    "ms fwd, >= %.3f ms fwd+bwd; gathered alone (no math) %.3f ms a pass\n",
-                    pass_gb, l2_tbps, pass_gb / l2_tbps, 2 * pass_gb / l2_tbps, t.gather_ms);
+                    "ms fwd, >= %.3f ms fwd+bwd. Data movement alone, measured: gathering them %.3f ms a pass, the "
+                    "backward's dK + dV atomics %.3f ms; fwd %.3f, fwd+bwd %.3f ms\n",
+                    pass_gb, l2_tbps, pass_gb / l2_tbps, 2 * pass_gb / l2_tbps, t.gather_ms, t.scatter_ms, t.gather_ms,
+                    2 * t.gather_ms + t.scatter_ms);
       }
   }
   return 0;

@@ -65,6 +65,32 @@ __global__ void __launch_bounds__(kThreads) gather_rows_sum_kernel(const uint4* 
   }
 }
 
+// One block per query row (b, t), the threads laid out over (slot, 16-byte piece) as above:
+// each used slot s adds the row's piece src[b, t, c] into dst[b, s, c], four fp32 atomics in one
+// instruction where the card has them (sm_90).
+__global__ void __launch_bounds__(kThreads) scatter_rows_add_kernel(const float4* __restrict__ src,
+                                                                     const int32_t* __restrict__ idx, int64_t L,
+                                                                     int64_t slots, int64_t C, float4* __restrict__ dst) {
+  const int64_t row = blockIdx.x, b = row / L;
+  const int P = C < kThreads ? int(C) : kThreads, G = kThreads / P;
+  const int lane = threadIdx.x % P, first = threadIdx.x / P;
+  if (first >= G) return;
+  const int32_t* set = idx + row * slots;
+  for (int64_t c = lane; c < C; c += P) {
+    const float4 x = src[row * C + c];
+    for (int64_t j = first; j < slots; j += G) {
+      const int32_t s = set[j];
+      if (s < 0) continue;
+      float4* d = dst + (b * L + s) * C + c;
+#if __CUDA_ARCH__ >= 900
+      atomicAdd(d, x);
+#else
+      atomicAdd(&d->x, x.x), atomicAdd(&d->y, x.y), atomicAdd(&d->z, x.z), atomicAdd(&d->w, x.w);
+#endif
+    }
+  }
+}
+
 __global__ void read_sum_kernel(const uint4* __restrict__ buf, int64_t n, int passes, float* __restrict__ sink) {
   uint32_t x = 0;
   for (int p = 0; p < passes; ++p)
@@ -100,6 +126,23 @@ Tensor gather_rows_sum(const Tensor& k, const Tensor& v, const Tensor& idx) {
                                                                                idx.dim(2), W / E, out.data<float>());
   check_launch("gather rows sum");
   return out;
+}
+
+void scatter_rows_add(const Tensor& src, const Tensor& idx, Tensor& dst) {
+  LT2_CHECK(src.device() == Device::CUDA && idx.device() == Device::CUDA && dst.device() == Device::CUDA,
+            "scatter_rows_add: expected CUDA tensors");
+  LT2_CHECK(src.dtype() == DType::F32 && dst.dtype() == DType::F32 && src.ndim() == 3 && dst.shape() == src.shape(),
+            "scatter_rows_add: expected F32 src and dst of one shape [B, L, W], got ", shape_str(src.shape()), " and ",
+            shape_str(dst.shape()));
+  const int64_t B = src.dim(0), L = src.dim(1), W = src.dim(2);
+  LT2_CHECK(idx.dtype() == DType::I32 && idx.ndim() == 3 && idx.dim(0) == B && idx.dim(1) == L,
+            "scatter_rows_add: expected idx I32 [", B, ", ", L, ", k], got ", shape_str(idx.shape()));
+  LT2_CHECK(W % 4 == 0, "scatter_rows_add: a row of W = ", W, " floats is not whole 16-byte pieces");
+  if (B * L == 0) return;
+  scatter_rows_add_kernel<<<unsigned(B * L), kThreads, 0, stream()>>>(
+      reinterpret_cast<const float4*>(src.data<float>()), idx.data<int32_t>(), L, idx.dim(2), W / 4,
+      reinterpret_cast<float4*>(dst.data<float>()));
+  check_launch("scatter rows add");
 }
 
 double measure_l2_read_tbps() {

@@ -34,6 +34,7 @@ double measure_gemm_tflops() { no_cuda(); }
 double measure_copy_gbps() { no_cuda(); }
 double measure_l2_read_tbps() { no_cuda(); }
 Tensor gather_rows_sum(const Tensor&, const Tensor&, const Tensor&) { no_cuda(); }
+void scatter_rows_add(const Tensor&, const Tensor&, Tensor&) { no_cuda(); }
 double time_ms(const std::function<void()>&, int, int) { no_cuda(); }
 bool narrow_linear_fits(const Tensor&, int64_t, int64_t) { return false; }  // the GPU tests name it
 bool conv_silu_l2norm_fused(const Tensor&, const Tensor&, int64_t) { return false; }  // and this

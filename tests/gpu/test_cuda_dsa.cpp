@@ -229,3 +229,29 @@ TEST(CudaDsa, GatherRowsSumReadsEverySelectedRow) {
       expect_gpu(got, DType::F32, want, 1e-5, "gathered sums");
     }
 }
+
+// And its scatter: every used slot adds the query's row into its key's row, onto what dst held.
+TEST(CudaDsa, ScatterRowsAddAddsEveryPair) {
+  LT2_REQUIRE_GPU();
+  struct Case { int64_t B, L, W, k; };
+  for (const Case& c : {Case{2, 130, 32, 16}, Case{1, 77, 512, 33}, Case{1, 40, 2048, 8}, Case{1, 33, 1028, 50}}) {
+    SCOPED_TRACE(cat("scatter B", c.B, " L", c.L, " W", c.W, " k", c.k));
+    const Tensor src = rounded(randn({c.B, c.L, c.W}, 44), DType::F32);
+    const Tensor start = rounded(randn({c.B, c.L, c.W}, 45), DType::F32);
+    const Tensor idx = cpu::dsa_topk(randn({c.B, c.L, c.L}, 46), c.k, nullptr);
+    Tensor want = start.to(DType::F64);
+    for (int64_t b = 0; b < c.B; ++b)
+      for (int64_t t = 0; t < c.L; ++t)
+        for (int64_t j = 0; j < c.k; ++j) {
+          const int64_t s = int64_t(idx.item((b * c.L + t) * c.k + j));
+          if (s < 0) continue;
+          for (int64_t e = 0; e < c.W; ++e) {
+            const int64_t o = (b * c.L + s) * c.W + e;
+            want.set(o, want.item(o) + src.item((b * c.L + t) * c.W + e));
+          }
+        }
+    Tensor got = on_gpu(start, DType::F32);
+    cuda::scatter_rows_add(on_gpu(src, DType::F32), idx.to(Device::CUDA), got);
+    expect_gpu(got, DType::F32, want, 1e-5, "scattered sums");
+  }
+}
