@@ -6,6 +6,7 @@
 // indexer) is summed per key from a transposed index ("key lists": for each key the (query,
 // slot) pairs that kept it, in query order), not with atomics, so results are reproducible.
 #include <algorithm>
+#include <cstdlib>
 
 #include "cuda/common.cuh"
 #include "cuda/cuda_ops.h"
@@ -154,11 +155,31 @@ __device__ int block_exclusive_scan(int v, int* total) {
   return before + inc - v;
 }
 
-constexpr int kTopkThreads = 256;
+constexpr int kTopkThreads = 256, kTopkWarps = kTopkThreads / 32;  // one histogram bin per thread
+// Candidates of a row kept in shared memory as order keys (64 KiB): the radix passes below then
+// read them there instead of from global memory; longer rows read global memory on each pass.
+constexpr int64_t kTopkStaged = 16384;
+
+// hist[bin] += 1 for every lane with `on`, called by the whole warp: lanes with the same bin add
+// together (one shared atomic per distinct bin; the top bytes of scores of one magnitude are
+// mostly a single bin, which made the per-lane atomics of the first pass serialize).
+__device__ __forceinline__ void hist_add(unsigned* hist, uint32_t bin, bool on) {
+  const unsigned active = __ballot_sync(0xffffffffu, on);
+  if (!on) return;
+  const unsigned peers = __match_any_sync(active, bin);
+  if (int(threadIdx.x & 31) == __ffs(peers) - 1) atomicAdd(&hist[bin], unsigned(__popc(peers)));
+}
+
 // Row r = b * Lq + t of scores (stride ld) has n = pos + 1 candidates, pos = positions[b] when
 // given (decode) else t. Keeps the k best (equal scores: the later key), in increasing order.
-__global__ void topk_kernel(const float* I, int64_t ld, int64_t Lq, const int32_t* positions, int64_t k, int32_t* idx,
-                            float* values) {
+// The k-th largest order key is found one byte at a time from the top (radix select); then each
+// warp walks its stretch of the row twice, counting the keys above it and equal to it, then
+// writing the kept ones at slots that ballots and the warps' counts give, so the output is in
+// key order with no per-chunk block scans.
+__global__ void __launch_bounds__(kTopkThreads) topk_kernel(const float* I, int64_t ld, int64_t Lq,
+                                                            const int32_t* positions, int64_t k, int64_t staged_cap,
+                                                            int32_t* idx, float* values) {
+  extern __shared__ uint32_t staged_keys[];  // [staged_cap]
   const int64_t r = blockIdx.x, b = r / Lq, t = r % Lq;
   const int64_t n = (positions ? positions[b] : t) + 1;
   const float* row = I + r * ld;
@@ -171,52 +192,108 @@ __global__ void topk_kernel(const float* I, int64_t ld, int64_t Lq, const int32_
     }
     return;
   }
-  // The k-th largest key value, one byte at a time from the top; `remaining` is its rank
-  // among the candidates that share the prefix found so far.
-  __shared__ unsigned hist[256];
+  const bool staged = n <= staged_cap;
+  if (staged) {  // kStageLoads loads in flight per thread: one at a time, each waited out its latency
+    constexpr int kStageLoads = 8;
+    for (int64_t s0 = threadIdx.x; s0 < n; s0 += kStageLoads * kTopkThreads) {
+      float v[kStageLoads];
+#pragma unroll
+      for (int u = 0; u < kStageLoads; ++u) {
+        const int64_t s = s0 + u * kTopkThreads;
+        v[u] = s < n ? row[s] : 0.f;
+      }
+#pragma unroll
+      for (int u = 0; u < kStageLoads; ++u)
+        if (s0 + u * kTopkThreads < n) staged_keys[s0 + u * kTopkThreads] = order_key(v[u]);
+    }
+  }
+  auto key_at = [&](int64_t s) { return staged ? staged_keys[s] : order_key(row[s]); };
+
+  // The k-th largest key, one byte at a time from the top; `remaining` is its rank among the
+  // candidates that share the prefix found so far.
+  // One histogram per warp: the candidates of one byte value are mostly in one bin, and the 8
+  // warps' atomics on one shared word serialized.
+  __shared__ unsigned hist[kTopkWarps][256];
   __shared__ int s_bin;
   __shared__ long long s_remaining;
+  unsigned* my_hist = hist[threadIdx.x >> 5];
+  const int64_t n_warps = (n + kTopkThreads - 1) / kTopkThreads * kTopkThreads;  // whole warps in each pass
   uint32_t prefix = 0, mask = 0;
   int64_t remaining = k;
   for (int shift = 24; shift >= 0; shift -= 8) {
-    for (int i = threadIdx.x; i < 256; i += blockDim.x) hist[i] = 0;
-    __syncthreads();
-    for (int64_t s = threadIdx.x; s < n; s += blockDim.x) {
-      const uint32_t u = order_key(row[s]);
-      if ((u & mask) == prefix) atomicAdd(&hist[(u >> shift) & 255u], 1u);
+#pragma unroll
+    for (int w = 0; w < kTopkWarps; ++w) hist[w][threadIdx.x] = 0;
+    __syncthreads();  // also: the staged keys are in
+#pragma unroll 4
+    for (int64_t s = threadIdx.x; s < n_warps; s += kTopkThreads) {
+      const uint32_t u = s < n ? key_at(s) : 0u;
+      hist_add(my_hist, (u >> shift) & 255u, s < n && (u & mask) == prefix);
     }
     __syncthreads();
-    if (threadIdx.x == 0) {
-      int64_t above = 0;
-      int bin = 255;
-      while (bin > 0 && above + hist[bin] < remaining) above += hist[bin--];
-      s_bin = bin, s_remaining = remaining - above;
-    }
+    // Thread i holds bin 255 - i: the scan gives the count in the bins above it, and the one
+    // bin where the running count reaches `remaining` is the threshold's.
+    unsigned h = 0;
+#pragma unroll
+    for (int w = 0; w < kTopkWarps; ++w) h += hist[w][255 - threadIdx.x];
+    int total;
+    const int64_t above = block_exclusive_scan(int(h), &total);
+    if (above < remaining && remaining <= above + int64_t(h)) s_bin = 255 - int(threadIdx.x), s_remaining = remaining - above;
     __syncthreads();
     prefix |= uint32_t(s_bin) << shift, mask |= 255u << shift, remaining = s_remaining;
   }
-  const int64_t equal = hist[prefix & 255u];  // candidates equal to the threshold; take the last `remaining`
-  int64_t eq_seen = 0, written = 0;
-  for (int64_t c0 = 0; c0 < n; c0 += blockDim.x) {
-    const int64_t s = c0 + threadIdx.x;
-    const uint32_t u = s < n ? order_key(row[s]) : 0u;
-    const bool eq = s < n && u == prefix;
-    int eq_chunk, sel_chunk;
-    const int64_t eq_rank = eq_seen + block_exclusive_scan(eq, &eq_chunk);
-    const bool sel = (s < n && u > prefix) || (eq && eq_rank >= equal - remaining);
-    const int slot = block_exclusive_scan(sel, &sel_chunk);
+  // Candidates equal to the threshold: keep the last `remaining` (ranks >= threshold_rank).
+  int64_t equal_total = 0;
+#pragma unroll
+  for (int w = 0; w < kTopkWarps; ++w) equal_total += hist[w][prefix & 255u];
+  const int64_t threshold_rank = equal_total - remaining;
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  const unsigned lanes_below = (1u << lane) - 1u;
+  const int64_t per_warp = (n + kTopkThreads - 1) / kTopkThreads * 32;
+  const int64_t w0 = warp * per_warp, w1 = min(n, w0 + per_warp);
+  __shared__ long long s_equal[kTopkWarps], s_above[kTopkWarps];
+  int64_t equal = 0, above = 0;
+  for (int64_t s0 = w0; s0 < w1; s0 += 32) {
+    const int64_t s = s0 + lane;
+    const uint32_t u = s < w1 ? key_at(s) : 0u;
+    equal += __popc(__ballot_sync(0xffffffffu, s < w1 && u == prefix));
+    above += __popc(__ballot_sync(0xffffffffu, s < w1 && u > prefix));
+  }
+  if (lane == 0) s_equal[warp] = equal, s_above[warp] = above;
+  __syncthreads();
+  int64_t eq_rank = 0, slot = 0;  // of the warp's first equal candidate; its first output slot
+  for (int w = 0; w < warp; ++w) {
+    const int64_t kept_from = threshold_rank > eq_rank ? threshold_rank : eq_rank, end = eq_rank + s_equal[w];
+    slot += s_above[w] + (end > kept_from ? end - kept_from : 0);  // warp w's equal candidates that are kept
+    eq_rank += s_equal[w];
+  }
+  for (int64_t s0 = w0; s0 < w1; s0 += 32) {
+    const int64_t s = s0 + lane;
+    const uint32_t u = s < w1 ? key_at(s) : 0u;
+    const bool eq = s < w1 && u == prefix;
+    const unsigned eq_lanes = __ballot_sync(0xffffffffu, eq);
+    const bool sel = (s < w1 && u > prefix) || (eq && eq_rank + __popc(eq_lanes & lanes_below) >= threshold_rank);
+    const unsigned sel_lanes = __ballot_sync(0xffffffffu, sel);
     if (sel) {
-      out[written + slot] = int32_t(s);
-      if (vout) vout[written + slot] = row[s];
+      const int64_t o = slot + __popc(sel_lanes & lanes_below);
+      out[o] = int32_t(s);
+      if (vout) vout[o] = row[s];
     }
-    eq_seen += eq_chunk, written += sel_chunk;
+    slot += __popc(sel_lanes), eq_rank += __popc(eq_lanes);
   }
 }
 
 void launch_topk(const float* I, int64_t ld, int64_t rows, int64_t Lq, const int32_t* positions, int64_t k,
                  int32_t* idx, float* values) {
   if (rows == 0) return;
-  topk_kernel<<<unsigned(rows), kTopkThreads, 0, stream()>>>(I, ld, Lq, positions, k, idx, values);
+  static const bool smem_allowed = (allow_smem(topk_kernel, kTopkStaged * sizeof(uint32_t)), true);
+  (void)smem_allowed;
+  // LT2_DSA_TOPK_STAGED=n keeps rows of up to n candidates in shared memory (read per call: the
+  // tests set 0 to run the path of rows longer than kTopkStaged).
+  const char* env = std::getenv("LT2_DSA_TOPK_STAGED");
+  const int64_t cap = env ? std::clamp<int64_t>(std::atoll(env), 0, kTopkStaged) : kTopkStaged;
+  const int64_t staged_cap = std::min(ld, cap);
+  topk_kernel<<<unsigned(rows), kTopkThreads, size_t(staged_cap) * sizeof(uint32_t), stream()>>>(
+      I, ld, Lq, positions, k, staged_cap, idx, values);
   check_launch("dsa_topk");
 }
 
@@ -506,21 +583,24 @@ __global__ void indexer_kl_kernel(const float* Isel, const T* q, const T* k, con
   const int64_t b = r / sh.Lq, t = r % sh.Lq, n = set_size(idx, r, t, sh.K);
   const int lane = lane_id();
   float pz = 0.f, m = -INFINITY;
-  for (int64_t i0 = 0; i0 < n; i0 += C) {
-    float p[C] = {};
-    if (probs) {
+  if (probs) {  // the dense target read at the slots, a slot per lane (the lanes' loads all in flight)
+    for (int64_t i = lane; i < n; i += 32) {
+      const float p = probs[r * sh.Lk + set_key(idx, r, i, sh.K)];
+      dI[r * sh.K + i] = p;
+      pz += p, m = fmaxf(m, Isel[r * sh.K + i]);
+    }
+    pz = warp_sum(pz), m = warp_max(m);
+  } else {  // gathered: each chunk's targets are the whole warp's (lane-uniform) values
+    for (int64_t i0 = 0; i0 < n; i0 += C) {
+      float p[C] = {};
+      gather_target<C, NPL>(q, k, lse, idx, sh, r, b, t, n, i0, scale, p);
 #pragma unroll
       for (int c = 0; c < C; ++c)
-        if (i0 + c < n) p[c] = probs[r * sh.Lk + set_key(idx, r, i0 + c, sh.K)];
-    } else {
-      gather_target<C, NPL>(q, k, lse, idx, sh, r, b, t, n, i0, scale, p);
+        if (i0 + c < n) {
+          if (lane == 0) dI[r * sh.K + i0 + c] = p[c];
+          pz += p[c], m = fmaxf(m, Isel[r * sh.K + i0 + c]);
+        }
     }
-#pragma unroll
-    for (int c = 0; c < C; ++c)
-      if (i0 + c < n) {
-        if (lane == 0) dI[r * sh.K + i0 + c] = p[c];
-        pz += p[c], m = fmaxf(m, Isel[r * sh.K + i0 + c]);
-      }
   }
   __syncwarp();
   float z = 0.f;
@@ -687,7 +767,7 @@ Tensor dsa_indexer_scores(const Tensor& qI, const Tensor& kI, const Tensor& w, d
   expect_cuda({&qI, &kI, &w}, "dsa_indexer_scores");
   const IndexerShape d = indexer_shape(qI, kI, w, "dsa_indexer_scores");
   Tensor I = Tensor::empty({d.B, d.L, d.L}, DType::F32, Device::CUDA);
-  if (I.numel() == 0) return I;
+  if (I.numel() == 0 || indexer_scores_mma(qI, kI, w, w_scale, I)) return I;  // BF16, d_I 16..64: tensor cores
   const unsigned tiles = unsigned((d.L + kTile - 1) / kTile);
   dispatch_float(qI.dtype(), [&](auto tag) {
     using T = decltype(tag);

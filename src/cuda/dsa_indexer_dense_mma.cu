@@ -235,6 +235,66 @@ __global__ void __launch_bounds__(kThreadsM) indexer_dk_mma_kernel(const bf16* _
   }
 }
 
+// The scores themselves, I[b, t, s] = w_scale sum_j w[t, j] ReLU(qI[t, j] . kI[s]) for s <= t
+// and -inf above the diagonal: block (key tile, query tile, b), a warp 16 query rows; per head
+// j, S = qI_j kIᵀ on the tensor cores (fp32 accumulation) and the ReLU-weighted sum in the C
+// fragments. The CUDA-core kernel (dsa.cu) read both operands of each multiply-add from shared
+// memory.
+template <int DI>
+__global__ void __launch_bounds__(kThreadsM) indexer_scores_mma_kernel(const bf16* __restrict__ qI,
+                                                                       const bf16* __restrict__ kI,
+                                                                       const bf16* __restrict__ w, MmaShape d,
+                                                                       float* __restrict__ I) {
+  __shared__ __align__(16) bf16 Qs[kTile * (DI + kDiPad)];
+  __shared__ __align__(16) bf16 Ks[kTile * (DI + kDiPad)];
+  const int lane = threadIdx.x % 32, warp = threadIdx.x / 32, g = lane / 4, tq = lane % 4, r0 = 16 * warp;
+  const int64_t b = blockIdx.z;
+  const int t0 = int(blockIdx.y) * kTile, s0 = int(blockIdx.x) * kTile;
+  float* out = I + b * d.L * int64_t(d.L);
+  if (s0 > t0 + kTile - 1) {  // wholly above the diagonal
+    for (int e = threadIdx.x; e < kTile * kTile; e += kThreadsM) {
+      const int t = t0 + e / kTile, s = s0 + e % kTile;
+      if (t < d.L && s < d.L) out[int64_t(t) * d.L + s] = -INFINITY;
+    }
+    return;
+  }
+  load_vectors<DI>(Ks, kI + b * d.L * DI, DI, s0, d.L);
+  float acc[8][4] = {};
+  for (int j = 0; j < d.HI; ++j) {
+    __syncthreads();  // Qs of the previous head is still being read
+    load_vectors<DI>(Qs, qI + (b * d.L * d.HI + j) * DI, int64_t(d.HI) * DI, t0, d.L);
+    cp_async_commit();
+    float wt[2];
+#pragma unroll
+    for (int h = 0; h < 2; ++h) {
+      const int t = t0 + r0 + g + 8 * h;
+      wt[h] = t < d.L ? ld(w[(b * d.L + t) * d.HI + j]) : 0.f;
+    }
+    cp_async_wait<0>();
+    __syncthreads();
+    uint32_t qa[DI / 16][4];
+    load_a<DI>(qa, Qs, r0, lane);
+    float sc[8][4];
+    scores<DI>(sc, qa, Ks, lane);
+#pragma unroll
+    for (int nb = 0; nb < 8; ++nb)
+#pragma unroll
+      for (int e = 0; e < 4; ++e) acc[nb][e] += wt[e / 2] * fmaxf(sc[nb][e], 0.f);
+  }
+#pragma unroll
+  for (int h = 0; h < 2; ++h) {
+    const int t = t0 + r0 + g + 8 * h;
+    if (t >= d.L) continue;
+#pragma unroll
+    for (int nb = 0; nb < 8; ++nb)
+#pragma unroll
+      for (int e = 0; e < 2; ++e) {
+        const int s = s0 + nb * 8 + 2 * tq + e;
+        if (s < d.L) out[int64_t(t) * d.L + s] = s <= t ? acc[nb][2 * h + e] * d.w_scale : -INFINITY;
+      }
+  }
+}
+
 template <int DI>
 void launch(const Tensor& qI, const Tensor& kI, const Tensor& w, const float* dense, const MmaShape& d,
             Tensor& dqI, Tensor& dkI, Tensor& dw) {
@@ -251,6 +311,29 @@ void launch(const Tensor& qI, const Tensor& kI, const Tensor& w, const float* de
 
 bool indexer_dense_mma_supported(const Tensor& qI) {
   return qI.dtype() == DType::BF16 && qI.dim(3) % 16 == 0 && qI.dim(3) <= 64;
+}
+
+bool indexer_scores_mma(const Tensor& qI, const Tensor& kI, const Tensor& w, double w_scale, Tensor& I) {
+  const int64_t B = qI.dim(0), L = qI.dim(1), HI = qI.dim(2), DI = qI.dim(3);
+  const bool bf16_all = kI.dtype() == DType::BF16 && w.dtype() == DType::BF16;
+  if (!indexer_dense_mma_supported(qI) || !bf16_all || !vec_aligned(8, DI, 2, {qI.bytes(), kI.bytes()}) ||
+      L > INT_MAX / 2 || HI > INT_MAX / L || B > 65535)
+    return false;
+  if (B * L == 0) return true;
+  const MmaShape d{int(L), int(HI), float(w_scale)};
+  const unsigned tiles = unsigned((L + kTile - 1) / kTile);
+  const dim3 grid(tiles, tiles, unsigned(B));
+  auto run = [&](auto kernel) {
+    kernel<<<grid, kThreadsM, 0, stream()>>>(qI.data<bf16>(), kI.data<bf16>(), w.data<bf16>(), d, I.data<float>());
+  };
+  switch (DI) {
+    case 16: run(indexer_scores_mma_kernel<16>); break;
+    case 32: run(indexer_scores_mma_kernel<32>); break;
+    case 48: run(indexer_scores_mma_kernel<48>); break;
+    default: run(indexer_scores_mma_kernel<64>); break;
+  }
+  check_launch("dsa indexer scores (tensor cores)");
+  return true;
 }
 
 bool indexer_backward_dense_mma(const Tensor& qI, const Tensor& kI, const Tensor& w, double w_scale,

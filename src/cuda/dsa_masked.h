@@ -28,6 +28,9 @@ void indexer_backward_dense(const Tensor& qI, const Tensor& kI, const Tensor& w,
 // BF16 index vectors with d_I in {16, 32, 48, 64} (supported), and the call returns false
 // without running for anything else (or views not 16-byte aligned).
 bool indexer_dense_mma_supported(const Tensor& qI);
+// The indexer's scores I [B, L, L] (F32, allocated by the caller) on the tensor cores, same
+// contract as dsa_indexer_scores; false without running where the backward's kernels don't apply.
+bool indexer_scores_mma(const Tensor& qI, const Tensor& kI, const Tensor& w, double w_scale, Tensor& I);
 bool indexer_backward_dense_mma(const Tensor& qI, const Tensor& kI, const Tensor& w, double w_scale,
                                 const float* dense, Tensor& dqI, Tensor& dkI, Tensor& dw);
 

@@ -51,25 +51,28 @@ TEST(CudaDsa, TopKEqualsTheCpuIncludingTies) {
   for (const Case& c : {Case{2, 300, true}, Case{1, 1500, false}, Case{3, 37, true}}) {
     Tensor I = c.ties ? tie_heavy_scores(c.B, c.L, 7) : randn({c.B, c.L, c.L}, 8);
     I = I.to(DType::F32);  // the GPU's scores are F32; both sides get the same values
-    for (int64_t k : {int64_t(1), int64_t(16), int64_t(64), c.L, c.L + 9}) {
-      SCOPED_TRACE(cat("B", c.B, " L", c.L, " k", k, c.ties ? " ties" : ""));
-      Tensor want_values, got_values;
-      const Tensor want = cpu::dsa_topk(I, k, &want_values);
-      const Tensor got = gpu::dsa_topk(I.to(Device::CUDA), k, &got_values).to(Device::CPU);
-      const Tensor gv = got_values.to(Device::CPU);
-      int64_t mismatched = 0;
-      for (int64_t i = 0; i < want.numel(); ++i)
-        mismatched += want.item(i) != got.item(i) || want_values.item(i) != gv.item(i);
-      EXPECT_EQ(mismatched, 0) << "slots that differ from the CPU's selection";
-    }
+    for (int64_t k : {int64_t(1), int64_t(16), int64_t(64), c.L, c.L + 9})
+      for (const char* staged : {"16384", "0"}) {  // rows in shared memory, or read from global memory each pass
+        ScopedEnv env("LT2_DSA_TOPK_STAGED", staged);
+        SCOPED_TRACE(cat("B", c.B, " L", c.L, " k", k, c.ties ? " ties" : "", " staged ", staged));
+        Tensor want_values, got_values;
+        const Tensor want = cpu::dsa_topk(I, k, &want_values);
+        const Tensor got = gpu::dsa_topk(I.to(Device::CUDA), k, &got_values).to(Device::CPU);
+        const Tensor gv = got_values.to(Device::CPU);
+        int64_t mismatched = 0;
+        for (int64_t i = 0; i < want.numel(); ++i)
+          mismatched += want.item(i) != got.item(i) || want_values.item(i) != gv.item(i);
+        EXPECT_EQ(mismatched, 0) << "slots that differ from the CPU's selection";
+      }
   }
 }
 
-// The backward through both GPU paths: gathering per (query, slot) and per key, and over
-// every causal pair with the sets' gradient scattered into a dense matrix (d_I <= 64; the
-// d_I 80 case falls back to gathering on either setting). In BF16 the dense pairs run on the
-// tensor cores for d_I 16, 32, 48 and 64 (L 130 and 150 take the unaligned dI-tile loads) and
-// on the fp32 CUDA-core kernels for d_I 40.
+// The scores run on the tensor cores in BF16 for d_I 16, 32, 48 and 64 (indexer_scores_mma) and
+// on the CUDA cores otherwise. The backward through both GPU paths: gathering per (query, slot)
+// and per key, and over every causal pair with the sets' gradient scattered into a dense matrix
+// (d_I <= 64; the d_I 80 case falls back to gathering on either setting). In BF16 the dense
+// pairs run on the tensor cores for d_I 16, 32, 48 and 64 (L 130 and 150 take the unaligned
+// dI-tile loads) and on the fp32 CUDA-core kernels for d_I 40.
 TEST(CudaDsa, IndexerScoresAndBackward) {
   LT2_REQUIRE_GPU();
   struct Case { int64_t B, L, HI, dI, k; };
