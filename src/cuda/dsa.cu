@@ -161,8 +161,8 @@ constexpr int kTopkThreads = 256, kTopkWarps = kTopkThreads / 32;  // one histog
 constexpr int64_t kTopkStaged = 16384;
 
 // hist[bin] += 1 for every lane with `on`, called by the whole warp: lanes with the same bin add
-// together (one shared atomic per distinct bin; the top bytes of scores of one magnitude are
-// mostly a single bin, which made the per-lane atomics of the first pass serialize).
+// together, one shared atomic per distinct bin (the top bytes of scores of one magnitude are
+// mostly a single bin).
 __device__ __forceinline__ void hist_add(unsigned* hist, uint32_t bin, bool on) {
   const unsigned active = __ballot_sync(0xffffffffu, on);
   if (!on) return;
@@ -193,48 +193,29 @@ __global__ void __launch_bounds__(kTopkThreads) topk_kernel(const float* I, int6
     return;
   }
   const bool staged = n <= staged_cap;
-  if (staged) {  // kStageLoads loads in flight per thread: one at a time, each waited out its latency
-    constexpr int kStageLoads = 8;
-    for (int64_t s0 = threadIdx.x; s0 < n; s0 += kStageLoads * kTopkThreads) {
-      float v[kStageLoads];
-#pragma unroll
-      for (int u = 0; u < kStageLoads; ++u) {
-        const int64_t s = s0 + u * kTopkThreads;
-        v[u] = s < n ? row[s] : 0.f;
-      }
-#pragma unroll
-      for (int u = 0; u < kStageLoads; ++u)
-        if (s0 + u * kTopkThreads < n) staged_keys[s0 + u * kTopkThreads] = order_key(v[u]);
-    }
-  }
+  if (staged)
+    for (int64_t s = threadIdx.x; s < n; s += kTopkThreads) staged_keys[s] = order_key(row[s]);
   auto key_at = [&](int64_t s) { return staged ? staged_keys[s] : order_key(row[s]); };
 
   // The k-th largest key, one byte at a time from the top; `remaining` is its rank among the
   // candidates that share the prefix found so far.
-  // One histogram per warp: the candidates of one byte value are mostly in one bin, and the 8
-  // warps' atomics on one shared word serialized.
-  __shared__ unsigned hist[kTopkWarps][256];
+  __shared__ unsigned hist[256];
   __shared__ int s_bin;
   __shared__ long long s_remaining;
-  unsigned* my_hist = hist[threadIdx.x >> 5];
   const int64_t n_warps = (n + kTopkThreads - 1) / kTopkThreads * kTopkThreads;  // whole warps in each pass
   uint32_t prefix = 0, mask = 0;
   int64_t remaining = k;
   for (int shift = 24; shift >= 0; shift -= 8) {
-#pragma unroll
-    for (int w = 0; w < kTopkWarps; ++w) hist[w][threadIdx.x] = 0;
+    hist[threadIdx.x] = 0;
     __syncthreads();  // also: the staged keys are in
-#pragma unroll 4
     for (int64_t s = threadIdx.x; s < n_warps; s += kTopkThreads) {
       const uint32_t u = s < n ? key_at(s) : 0u;
-      hist_add(my_hist, (u >> shift) & 255u, s < n && (u & mask) == prefix);
+      hist_add(hist, (u >> shift) & 255u, s < n && (u & mask) == prefix);
     }
     __syncthreads();
     // Thread i holds bin 255 - i: the scan gives the count in the bins above it, and the one
     // bin where the running count reaches `remaining` is the threshold's.
-    unsigned h = 0;
-#pragma unroll
-    for (int w = 0; w < kTopkWarps; ++w) h += hist[w][255 - threadIdx.x];
+    const unsigned h = hist[255 - threadIdx.x];
     int total;
     const int64_t above = block_exclusive_scan(int(h), &total);
     if (above < remaining && remaining <= above + int64_t(h)) s_bin = 255 - int(threadIdx.x), s_remaining = remaining - above;
@@ -242,10 +223,7 @@ __global__ void __launch_bounds__(kTopkThreads) topk_kernel(const float* I, int6
     prefix |= uint32_t(s_bin) << shift, mask |= 255u << shift, remaining = s_remaining;
   }
   // Candidates equal to the threshold: keep the last `remaining` (ranks >= threshold_rank).
-  int64_t equal_total = 0;
-#pragma unroll
-  for (int w = 0; w < kTopkWarps; ++w) equal_total += hist[w][prefix & 255u];
-  const int64_t threshold_rank = equal_total - remaining;
+  const int64_t threshold_rank = int64_t(hist[prefix & 255u]) - remaining;
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   const unsigned lanes_below = (1u << lane) - 1u;
   const int64_t per_warp = (n + kTopkThreads - 1) / kTopkThreads * 32;
