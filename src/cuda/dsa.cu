@@ -218,7 +218,8 @@ __global__ void __launch_bounds__(kTopkThreads) topk_kernel(const float* I, int6
     const unsigned h = hist[255 - threadIdx.x];
     int total;
     const int64_t above = block_exclusive_scan(int(h), &total);
-    if (above < remaining && remaining <= above + int64_t(h)) s_bin = 255 - int(threadIdx.x), s_remaining = remaining - above;
+    if (above < remaining && remaining <= above + int64_t(h))
+      s_bin = 255 - int(threadIdx.x), s_remaining = remaining - above;
     __syncthreads();
     prefix |= uint32_t(s_bin) << shift, mask |= 255u << shift, remaining = s_remaining;
   }

@@ -95,7 +95,7 @@ __global__ void read_sum_kernel(const uint4* __restrict__ buf, int64_t n, int pa
   uint32_t x = 0;
   for (int p = 0; p < passes; ++p)
     for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x) {
-      const uint4 u = __ldcg(buf + i);  // cached in L2 only: each pass reads the same lines, which L1 would keep
+      const uint4 u = __ldcg(buf + i);  // L2 only: each pass reads the same lines, which L1 would keep
       x ^= u.x ^ u.y ^ u.z ^ u.w;
     }
   if (x == 0x9e3779b9u) sink[0] = 1.f;  // never true for the zero buffer: keeps the loads alive
@@ -107,8 +107,8 @@ Tensor gather_rows_sum(const Tensor& k, const Tensor& v, const Tensor& idx) {
   LT2_CHECK(k.device() == Device::CUDA && v.device() == Device::CUDA && idx.device() == Device::CUDA,
             "gather_rows_sum: expected CUDA tensors");
   LT2_CHECK(k.ndim() == 4 && v.shape() == k.shape() && k.dtype() == v.dtype(),
-            "gather_rows_sum: expected k and v of one shape [B, L, Hkv, D] and dtype, got ", shape_str(k.shape()), " and ",
-            shape_str(v.shape()));
+            "gather_rows_sum: expected k and v of one shape [B, L, Hkv, D] and dtype, got ", shape_str(k.shape()),
+            " and ", shape_str(v.shape()));
   LT2_CHECK(k.dtype() == DType::F32 || k.dtype() == DType::BF16, "gather_rows_sum: expected F32 or BF16 k, v");
   const int64_t B = k.dim(0), L = k.dim(1), W = k.dim(2) * k.dim(3), E = 16 / int64_t(dtype_size(k.dtype()));
   LT2_CHECK(idx.dtype() == DType::I32 && idx.ndim() == 3 && idx.dim(0) == B && idx.dim(1) == L,
