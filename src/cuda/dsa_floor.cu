@@ -26,10 +26,20 @@ template <> __device__ __forceinline__ void add_piece<bf16>(const uint4& u, floa
   }
 }
 
-// One block per query row (b, t). A K / V row is C 16-byte pieces; thread i owns piece
+// Both kernels: one block per query row (b, t). A row is C 16-byte pieces; thread i owns piece
 // c = i % P (P = min(C, threads), and c + P, ... when the row is wider than the block) and walks
 // the slots i / P, i / P + G, ... (G = threads / P slots at once when the row is narrower than
-// the block), so each load is one aligned 16-byte piece and a warp reads whole 32-byte sectors.
+// the block), so each access is one aligned 16-byte piece and a warp covers whole 32-byte
+// sectors. Threads past G * P have no place (active false).
+struct PieceLanes {
+  int P, G, lane, first;
+  bool active;
+};
+__device__ __forceinline__ PieceLanes piece_lanes(int64_t C) {
+  const int P = C < kThreads ? int(C) : kThreads, G = kThreads / P;
+  return {P, G, int(threadIdx.x % P), int(threadIdx.x / P), int(threadIdx.x / P) < G};
+}
+
 // Partial sums of a piece from several slot lanes meet in out by atomicAdd (out starts zeroed).
 template <class T>
 __global__ void __launch_bounds__(kThreads) gather_rows_sum_kernel(const uint4* __restrict__ k,
@@ -38,9 +48,8 @@ __global__ void __launch_bounds__(kThreads) gather_rows_sum_kernel(const uint4* 
                                                                     int64_t slots, int64_t C, float* __restrict__ out) {
   constexpr int E = 16 / sizeof(T);
   const int64_t row = blockIdx.x, b = row / L;
-  const int P = C < kThreads ? int(C) : kThreads, G = kThreads / P;
-  const int lane = threadIdx.x % P, first = threadIdx.x / P;
-  if (first >= G) return;
+  const auto [P, G, lane, first, active] = piece_lanes(C);
+  if (!active) return;
   const int32_t* set = idx + row * slots;
   const uint4 *kb = k + b * L * C, *vb = v + b * L * C;
   for (int64_t c = lane; c < C; c += P) {
@@ -65,16 +74,14 @@ __global__ void __launch_bounds__(kThreads) gather_rows_sum_kernel(const uint4* 
   }
 }
 
-// One block per query row (b, t), the threads laid out over (slot, 16-byte piece) as above:
-// each used slot s adds the row's piece src[b, t, c] into dst[b, s, c], four fp32 atomics in one
-// instruction where the card has them (sm_90).
+// Each used slot s adds the row's piece src[b, t, c] into dst[b, s, c], four fp32 atomics in
+// one instruction where the card has them (sm_90).
 __global__ void __launch_bounds__(kThreads) scatter_rows_add_kernel(const float4* __restrict__ src,
                                                                      const int32_t* __restrict__ idx, int64_t L,
                                                                      int64_t slots, int64_t C, float4* __restrict__ dst) {
   const int64_t row = blockIdx.x, b = row / L;
-  const int P = C < kThreads ? int(C) : kThreads, G = kThreads / P;
-  const int lane = threadIdx.x % P, first = threadIdx.x / P;
-  if (first >= G) return;
+  const auto [P, G, lane, first, active] = piece_lanes(C);
+  if (!active) return;
   const int32_t* set = idx + row * slots;
   for (int64_t c = lane; c < C; c += P) {
     const float4 x = src[row * C + c];
